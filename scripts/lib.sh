@@ -1,0 +1,76 @@
+# shellcheck shell=bash
+# Shared helpers for the scripts in scripts/ (sourced, never run directly).
+# Defines ROOT (the repository top, found from this file's own location),
+# VENV (the Python virtualenv the tests and scripts/pg.sh use), a `log`
+# helper that writes to stderr (stdout stays clean for machine-readable
+# output such as the DATABASE_URL), and `ensure_venv`, which creates the
+# venv and installs scripts/requirements.txt only when that file changed
+# since the last successful install.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+VENV="$ROOT/.venv"
+REQUIREMENTS="$ROOT/scripts/requirements.txt"
+export ROOT VENV REQUIREMENTS
+
+log() {
+    printf '%s: %s\n' "${LOG_TAG:-pgflare}" "$*" >&2
+}
+
+die() {
+    log "error: $*"
+    exit 1
+}
+
+is_root() {
+    [ "$(id -u)" -eq 0 ]
+}
+
+# True when `python3 -m venv` can create a venv with pip in it (Debian
+# splits ensurepip out into the python3-venv package).
+_venv_available() {
+    python3 -c 'import venv, ensurepip' >/dev/null 2>&1
+}
+
+_apt_updated=0
+apt_install() {
+    if [ "$_apt_updated" -eq 0 ]; then
+        log "apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+        _apt_updated=1
+    fi
+    log "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+ensure_venv() {
+    command -v python3 >/dev/null 2>&1 || die "python3 not found on PATH"
+    if ! _venv_available; then
+        if is_root && command -v apt-get >/dev/null 2>&1; then
+            apt_install python3-venv
+            _venv_available || die "python3 -m venv still unavailable after installing python3-venv"
+        else
+            die "python3 -m venv is unavailable; install it first, e.g. 'sudo apt-get install python3-venv'"
+        fi
+    fi
+
+    # A venv whose interpreter no longer runs (e.g. the base Python moved)
+    # is rebuilt from scratch.
+    if [ -d "$VENV" ] && ! "$VENV/bin/python" -c '' >/dev/null 2>&1; then
+        log "removing broken venv $VENV"
+        rm -rf "$VENV"
+    fi
+    if [ ! -d "$VENV" ]; then
+        log "creating venv $VENV"
+        python3 -m venv "$VENV" >&2
+    fi
+
+    local stamp="$VENV/.requirements.sha256" want have=""
+    want="$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)"
+    [ -f "$stamp" ] && have="$(cat "$stamp")"
+    if [ "$want" != "$have" ]; then
+        log "installing $REQUIREMENTS into $VENV"
+        PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+            "$VENV/bin/python" -m pip install -q -r "$REQUIREMENTS" >&2
+        printf '%s\n' "$want" >"$stamp"
+    fi
+}

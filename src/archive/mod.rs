@@ -1,0 +1,183 @@
+//! The final archive export: every selected table, read at one snapshot by
+//! parallel workers, written as Parquet (see [`writer`]) with a manifest
+//! that proves what was written ([`manifest`]), and the verification that
+//! checks both later ([`verify`]).
+
+pub mod manifest;
+pub mod verify;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::sink::SinkReport;
+use crate::source::{
+    self, introspect, partition, ReadOptions, Selection, Snapshot, Source, SplitOptions, TableJob,
+};
+use crate::verify::digest::DigestSum;
+use manifest::{DigestInfo, Manifest, ManifestTable, SourceInfo};
+pub use writer::ParquetConfig;
+
+/// Everything `pgflare archive` needs.
+#[derive(Clone, Debug)]
+pub struct ArchiveOptions {
+    pub selection: Selection,
+    pub read: ReadOptions,
+    pub split: SplitOptions,
+    pub parquet: ParquetConfig,
+    /// Replace an existing archive in the output folder.
+    pub overwrite: bool,
+}
+
+/// Per-table outcome, for people and `--json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TableSummary {
+    pub table: String,
+    pub rows: u64,
+    pub files: usize,
+    pub bytes: u64,
+    pub partitions: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ArchiveSummary {
+    pub out: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub snapshot: String,
+    pub tables: Vec<TableSummary>,
+}
+
+/// Prepares the output folder: it must be empty, or hold a pgflare archive
+/// that `overwrite` allows us to replace.
+fn prepare_out(dir: &Path, overwrite: bool) -> Result<()> {
+    if dir.exists() {
+        let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(Error::io(dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        if !entries.is_empty() {
+            if !overwrite {
+                return Err(Error::Config {
+                    setting: "--out".into(),
+                    message: format!(
+                        "{} is not empty; choose an empty folder, or pass --overwrite to replace the archive in it",
+                        dir.display()
+                    ),
+                });
+            }
+            // The manifest goes first, so an interrupted overwrite never
+            // leaves a manifest describing files that are gone.
+            let m = dir.join(manifest::FILE_NAME);
+            if m.exists() {
+                std::fs::remove_file(&m).map_err(Error::io(&m))?;
+            }
+            for e in entries.into_iter().filter(|p| p.is_dir()) {
+                std::fs::remove_dir_all(&e).map_err(Error::io(&e))?;
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(Error::io(dir))
+}
+
+/// Exports the selection at a new snapshot.
+pub async fn export(
+    src: &Source,
+    opts: &ArchiveOptions,
+    progress: &Progress,
+) -> Result<(Manifest, ArchiveSummary)> {
+    let snapshot = Snapshot::export(src).await?;
+    export_at(src, snapshot, opts, progress).await
+}
+
+/// Exports the selection at an already exported snapshot (the caller may
+/// have done other work at the same point in time).
+pub async fn export_at(
+    src: &Source,
+    mut snapshot: Snapshot,
+    opts: &ArchiveOptions,
+    progress: &Progress,
+) -> Result<(Manifest, ArchiveSummary)> {
+    let started = Instant::now();
+    let dir = &opts.parquet.dir;
+    prepare_out(dir, opts.overwrite)?;
+    let tables = introspect(snapshot.conn(), &opts.selection).await?;
+    let mut jobs = Vec::new();
+    for t in &tables {
+        let parts = partition::plan(snapshot.conn(), &t.spec, t.total_bytes, opts.split).await?;
+        jobs.push(TableJob {
+            table: Arc::new(t.spec.clone()),
+            partitions: parts,
+            progress: progress.rows(&t.spec.qualified(), t.row_estimate),
+        });
+    }
+    let partitions: Vec<usize> = jobs.iter().map(|j| j.partitions.len()).collect();
+    let bars: Vec<_> = jobs.iter().map(|j| j.progress.clone()).collect();
+    let results =
+        source::read_all(src, &snapshot.info.id, jobs, Arc::new(opts.parquet.clone()), opts.read).await?;
+    let info = snapshot.info.clone();
+    snapshot.release().await?;
+    for b in bars {
+        b.finish();
+    }
+
+    let mut out_tables = Vec::new();
+    let mut summaries = Vec::new();
+    for (t, parts) in tables.into_iter().zip(partitions) {
+        let mut report = SinkReport::default();
+        for r in results.iter().filter(|r| r.table.qualified() == t.spec.qualified()) {
+            report.merge(r.report.clone());
+        }
+        let mut digest = DigestSum::default();
+        for f in &report.files {
+            let one = DigestSum::from_hex(&f.row_digest)
+                .ok_or_else(|| Error::Internal(format!("bad row digest for {}", f.path)))?;
+            digest.merge(&one);
+        }
+        summaries.push(TableSummary {
+            table: t.spec.qualified(),
+            rows: report.rows,
+            files: report.files.len(),
+            bytes: report.bytes,
+            partitions: parts,
+        });
+        let arrow_types = t.spec.columns.iter().map(|c| c.ty.arrow_type().to_string()).collect();
+        out_tables.push(ManifestTable {
+            arrow_types,
+            rows: report.rows,
+            bytes: report.bytes,
+            row_digest: digest.hex(),
+            files: report.files,
+            constraints: t.constraints,
+            indexes: t.indexes,
+            ddl: t.ddl,
+            spec: t.spec,
+        });
+    }
+    let manifest = Manifest {
+        format: manifest::FORMAT.into(),
+        format_version: manifest::FORMAT_VERSION,
+        pgflare_version: env!("CARGO_PKG_VERSION").into(),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        source: SourceInfo { url: src.display().to_string(), server_version: info.server_version.clone() },
+        snapshot: info,
+        digest: DigestInfo::default(),
+        tables: out_tables,
+    };
+    manifest.write(dir)?;
+    let summary = ArchiveSummary {
+        out: dir.display().to_string(),
+        rows: summaries.iter().map(|s| s.rows).sum(),
+        bytes: summaries.iter().map(|s| s.bytes).sum(),
+        seconds: started.elapsed().as_secs_f64(),
+        snapshot: manifest.snapshot.txid_snapshot.clone(),
+        tables: summaries,
+    };
+    Ok((manifest, summary))
+}

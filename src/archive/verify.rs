@@ -1,0 +1,372 @@
+//! `pgflare archive verify`: proves an archive against its manifest and,
+//! when a source is given, against the source row by row. Offline, every
+//! file's size, blake3, schema, row count and row digest are checked (files
+//! in parallel). Against the source, the table is read at a fresh snapshot
+//! and compared by primary-key buckets; only differing buckets are read
+//! again, and each difference is named by file, row and key.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::manifest::{Manifest, ManifestTable};
+use crate::batch::TableSpec;
+use crate::error::{Error, Result};
+use crate::source::{self, introspect, ReadOptions, Selection, Snapshot, Source, SplitOptions, TableJob};
+use crate::verify::buckets::{collect_rows, BucketSinks, Buckets, CollectSinks, RowMap, DEFAULT_BUCKETS};
+use crate::verify::digest::{row_digests, DigestSum};
+
+/// Differences listed per table before the rest are only counted.
+const LIST_LIMIT: usize = 100;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Problem {
+    pub table: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// 0-based row index within `file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct VerifyReport {
+    pub archive: String,
+    pub source_checked: bool,
+    pub tables_checked: usize,
+    pub files_checked: usize,
+    pub rows_checked: u64,
+    pub problems: Vec<Problem>,
+    /// Problems found beyond those listed.
+    pub unlisted_problems: u64,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty() && self.unlisted_problems == 0
+    }
+}
+
+/// What reading one file gave.
+struct FileCheck {
+    problems: Vec<Problem>,
+    rows: u64,
+    digest: DigestSum,
+    buckets: Buckets,
+}
+
+fn problem(table: &str, file: Option<&str>, kind: &'static str, message: String) -> Problem {
+    Problem { table: table.into(), file: file.map(str::to_string), row: None, key: None, kind, message }
+}
+
+/// Reads a Parquet file batch by batch; `each(batch, first_row)`.
+pub fn read_parquet(path: &Path, mut each: impl FnMut(&RecordBatch, u64) -> Result<()>) -> Result<()> {
+    let file = File::open(path).map_err(Error::io(path))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(Error::parquet(path))?
+        .with_batch_size(4096)
+        .build()
+        .map_err(Error::parquet(path))?;
+    let mut first = 0u64;
+    for batch in reader {
+        let batch = batch?;
+        each(&batch, first)?;
+        first += batch.num_rows() as u64;
+    }
+    Ok(())
+}
+
+fn check_file(dir: &Path, table: &ManifestTable, f: &crate::sink::FileReport, buckets: usize) -> FileCheck {
+    let name = table.spec.qualified();
+    let path = dir.join(&f.path);
+    let mut out = FileCheck {
+        problems: Vec::new(),
+        rows: 0,
+        digest: DigestSum::default(),
+        buckets: Buckets::new(buckets),
+    };
+    let mut fail = |kind, msg: String| out.problems.push(problem(&name, Some(&f.path), kind, msg));
+    let bytes = match std::fs::metadata(&path) {
+        Ok(m) => m.len(),
+        Err(e) => {
+            fail("missing_file", format!("cannot read {}: {e}", path.display()));
+            return out;
+        }
+    };
+    if bytes != f.bytes {
+        fail("size_mismatch", format!("file has {bytes} bytes, the manifest says {}", f.bytes));
+    }
+    match File::open(&path)
+        .and_then(|mut file| blake3::Hasher::new().update_reader(&mut file).map(|h| h.finalize()))
+    {
+        Ok(h) if h.to_hex().as_str() == f.blake3 => {}
+        Ok(h) => fail(
+            "hash_mismatch",
+            format!("blake3 is {}, the manifest says {}: the file was altered", h.to_hex(), f.blake3),
+        ),
+        Err(e) => fail("unreadable", e.to_string()),
+    }
+    let expected = table.spec.arrow_schema();
+    let key = table.spec.key_indices();
+    let mut rows = 0u64;
+    let mut digest = DigestSum::default();
+    let mut sums = Buckets::new(buckets);
+    let read = read_parquet(&path, |batch, _| {
+        let got = batch.schema();
+        let same = got.fields().len() == expected.fields().len()
+            && got
+                .fields()
+                .iter()
+                .zip(expected.fields())
+                .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+        if !same {
+            return Err(Error::Internal(format!("schema differs from the manifest's: {got}")));
+        }
+        for d in row_digests(batch)? {
+            digest.add(&d);
+        }
+        sums.add_batch(batch, &key)?;
+        rows += batch.num_rows() as u64;
+        Ok(())
+    });
+    if let Err(e) = read {
+        fail("unreadable", format!("cannot read the rows: {e}"));
+        return out;
+    }
+    if rows != f.rows {
+        fail("row_count", format!("file has {rows} rows, the manifest says {}", f.rows));
+    }
+    if digest.hex() != f.row_digest {
+        fail(
+            "content_mismatch",
+            "the rows' combined digest differs from the manifest's: row contents were altered".into(),
+        );
+    }
+    out.rows = rows;
+    out.digest = digest;
+    out.buckets = sums;
+    out
+}
+
+/// Verifies the archive in `dir`; against `source` too when given.
+pub async fn verify(dir: &Path, source: Option<&Source>, opts: ReadOptions) -> Result<VerifyReport> {
+    let manifest = Manifest::read(dir)?;
+    let mut report = VerifyReport { archive: dir.display().to_string(), ..VerifyReport::default() };
+    let mut archive_buckets: HashMap<String, Buckets> = HashMap::new();
+    for table in &manifest.tables {
+        let name = table.spec.qualified();
+        let checks: Vec<FileCheck> =
+            table.files.par_iter().map(|f| check_file(dir, table, f, DEFAULT_BUCKETS)).collect();
+        let mut total = DigestSum::default();
+        let mut buckets = Buckets::new(DEFAULT_BUCKETS);
+        for c in checks {
+            report.rows_checked += c.rows;
+            total.merge(&c.digest);
+            buckets.merge(&c.buckets);
+            report.problems.extend(c.problems);
+        }
+        report.files_checked += table.files.len();
+        report.tables_checked += 1;
+        if total.rows != table.rows {
+            report.problems.push(problem(
+                &name,
+                None,
+                "row_count",
+                format!("{} rows in the files, the manifest says {}", total.rows, table.rows),
+            ));
+        }
+        if total.hex() != table.row_digest {
+            report.problems.push(problem(
+                &name,
+                None,
+                "content_mismatch",
+                "the table's combined row digest differs from the manifest's".into(),
+            ));
+        }
+        archive_buckets.insert(name, buckets);
+    }
+    if let Some(src) = source {
+        report.source_checked = true;
+        against_source(dir, &manifest, src, &archive_buckets, opts, &mut report).await?;
+    }
+    Ok(report)
+}
+
+async fn against_source(
+    dir: &Path,
+    manifest: &Manifest,
+    src: &Source,
+    archive: &HashMap<String, Buckets>,
+    opts: ReadOptions,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let mut snapshot = Snapshot::export(src).await?;
+    let mut specs = Vec::new();
+    for t in &manifest.tables {
+        let sel = Selection {
+            schema: t.spec.schema.clone(),
+            tables: vec![t.spec.qualified()],
+            casts: t
+                .spec
+                .columns
+                .iter()
+                .filter_map(|c| Some((format!("{}.{}", t.spec.name, c.name), c.cast.clone()?)))
+                .collect(),
+            excludes: Vec::new(),
+        };
+        let found = match introspect(snapshot.conn(), &sel).await {
+            Ok(mut v) => v.remove(0),
+            Err(e) => {
+                report.problems.push(problem(&t.spec.qualified(), None, "source_table", e.to_string()));
+                continue;
+            }
+        };
+        let changed: Vec<String> = t
+            .spec
+            .columns
+            .iter()
+            .filter(|c| found.spec.column(&c.name).is_none_or(|s| s.ty != c.ty))
+            .map(|c| c.name.clone())
+            .collect();
+        if !changed.is_empty() {
+            report.problems.push(problem(
+                &t.spec.qualified(),
+                None,
+                "schema_changed",
+                format!(
+                    "columns {} are gone or changed type in the source since the archive",
+                    changed.join(", ")
+                ),
+            ));
+            continue;
+        }
+        let parts = source::partition::plan(
+            snapshot.conn(),
+            &t.spec,
+            found.total_bytes,
+            SplitOptions { target_bytes: 32 << 20, max_partitions: 256 },
+        )
+        .await?;
+        specs.push((Arc::new(t.spec.clone()), parts, t));
+    }
+
+    let jobs = |specs: &[(Arc<TableSpec>, Vec<source::Partition>, &ManifestTable)]| {
+        specs
+            .iter()
+            .map(|(s, p, _)| TableJob {
+                table: s.clone(),
+                partitions: p.clone(),
+                progress: indicatif::ProgressBar::hidden(),
+            })
+            .collect()
+    };
+    let sums = Arc::new(Mutex::new(HashMap::new()));
+    let sinks = Arc::new(BucketSinks { buckets: DEFAULT_BUCKETS, result: sums.clone() });
+    source::read_all(src, &snapshot.info.id, jobs(&specs), sinks, opts).await?;
+    let sums = std::mem::take(&mut *sums.lock().map_err(|_| Error::Internal("poisoned".into()))?);
+
+    let mut wanted: HashMap<String, BTreeSet<usize>> = HashMap::new();
+    for (spec, _, _) in &specs {
+        let name = spec.qualified();
+        let empty = Buckets::new(DEFAULT_BUCKETS);
+        let src_b = sums.get(&name).unwrap_or(&empty);
+        let arc_b = archive.get(&name).unwrap_or(&empty);
+        let diff = src_b.differing(arc_b);
+        if !diff.is_empty() {
+            wanted.insert(name, diff);
+        }
+    }
+    if wanted.is_empty() {
+        snapshot.release().await?;
+        return Ok(());
+    }
+
+    // Drill down: the rows of differing buckets, on both sides.
+    let rows = Arc::new(Mutex::new(HashMap::new()));
+    let wanted = Arc::new(wanted);
+    let sinks =
+        Arc::new(CollectSinks { buckets: DEFAULT_BUCKETS, wanted: wanted.clone(), result: rows.clone() });
+    let drill: Vec<_> = specs.into_iter().filter(|(s, _, _)| wanted.contains_key(&s.qualified())).collect();
+    source::read_all(src, &snapshot.info.id, jobs(&drill), sinks, opts).await?;
+    snapshot.release().await?;
+    let mut source_rows = std::mem::take(&mut *rows.lock().map_err(|_| Error::Internal("poisoned".into()))?);
+
+    for (spec, _, table) in drill {
+        let name = spec.qualified();
+        let want = &wanted[&name];
+        let key = spec.key_indices();
+        let mut archived = RowMap::new();
+        for f in &table.files {
+            read_parquet(&dir.join(&f.path), |batch, first| {
+                collect_rows(batch, &key, DEFAULT_BUCKETS, want, &mut archived, |r| {
+                    format!("{}#{}", f.path, first + r as u64)
+                })
+            })?;
+        }
+        let from_source = source_rows.remove(&name).unwrap_or_default();
+        diff_rows(&name, &from_source, &archived, report);
+    }
+    Ok(())
+}
+
+fn diff_rows(table: &str, source: &RowMap, archived: &RowMap, report: &mut VerifyReport) {
+    let mut found = Vec::new();
+    let split = |loc: &str| -> (Option<String>, Option<u64>) {
+        match loc.rsplit_once('#') {
+            Some((f, r)) => (Some(f.to_string()), r.parse().ok()),
+            None => (None, None),
+        }
+    };
+    for (id, a) in archived {
+        let (file, row) = split(&a.location);
+        match source.get(id) {
+            None => found.push(Problem {
+                table: table.into(),
+                file,
+                row,
+                key: Some(a.key.clone()),
+                kind: "extra_row",
+                message: format!(
+                    "row {} ({}) is in the archive but not in the source",
+                    row.unwrap_or(0),
+                    a.key
+                ),
+            }),
+            Some(s) if s.digest != a.digest => found.push(Problem {
+                table: table.into(),
+                file,
+                row,
+                key: Some(a.key.clone()),
+                kind: "changed_row",
+                message: format!("row {} ({}) differs from the source", row.unwrap_or(0), a.key),
+            }),
+            Some(_) => {}
+        }
+    }
+    for (id, s) in source {
+        if !archived.contains_key(id) {
+            found.push(Problem {
+                table: table.into(),
+                file: None,
+                row: None,
+                key: Some(s.key.clone()),
+                kind: "missing_row",
+                message: format!("{} is in the source but not in the archive", s.key),
+            });
+        }
+    }
+    found.sort_by(|a, b| (&a.file, a.row, &a.key).cmp(&(&b.file, b.row, &b.key)));
+    let listed = found.len().min(LIST_LIMIT);
+    report.unlisted_problems += (found.len() - listed) as u64;
+    report.problems.extend(found.into_iter().take(listed));
+}

@@ -1,0 +1,97 @@
+//! `pgflare archive` and `pgflare archive verify`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::{human_bytes, print_json, EXIT_DIFFERENCES};
+use crate::archive::{self, verify, ArchiveOptions, ParquetConfig};
+use crate::cli::{ArchiveArgs, VerifyArgs};
+use crate::config;
+use crate::progress::Progress;
+
+pub async fn export(args: ArchiveArgs, json: bool, progress: &Progress) -> anyhow::Result<ExitCode> {
+    let source = config::source(args.source.database_url.as_deref())?;
+    let (read, split) = config::tuning(&args.tuning)?;
+    let dir = args.out.context("--out is required: the folder to write the archive to")?;
+    let opts = ArchiveOptions {
+        selection: config::selection(&args.source)?,
+        read,
+        split,
+        parquet: ParquetConfig {
+            dir,
+            file_bytes: args.file_size_mib.max(1) << 20,
+            row_group_bytes: args.row_group_mib.max(1) << 20,
+            zstd_level: args.zstd_level,
+        },
+        overwrite: args.overwrite,
+    };
+    let (_, summary) = archive::export(&source, &opts, progress).await?;
+    if json {
+        print_json(&summary)?;
+    } else {
+        for t in &summary.tables {
+            println!(
+                "{:24} {:>10} rows  {:>4} files  {:>10}  ({} partitions)",
+                t.table,
+                t.rows,
+                t.files,
+                human_bytes(t.bytes),
+                t.partitions
+            );
+        }
+        let rate = summary.rows as f64 / summary.seconds.max(1e-9);
+        println!(
+            "archived {} rows ({}) to {} in {:.1}s ({:.0} rows/s) at snapshot {}",
+            summary.rows,
+            human_bytes(summary.bytes),
+            summary.out,
+            summary.seconds,
+            rate,
+            summary.snapshot
+        );
+        println!("check it any time with: pgflare archive verify {}", summary.out);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn verify(args: VerifyArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let (read, _) = config::tuning(&args.tuning)?;
+    let source = if args.against_source || args.database_url.is_some() {
+        Some(config::source(args.database_url.as_deref())?)
+    } else {
+        None
+    };
+    let report = verify::verify(&args.dir, source.as_ref(), read).await?;
+    if json {
+        print_json(&report)?;
+    } else {
+        for p in &report.problems {
+            let at = match (&p.file, p.row) {
+                (Some(f), Some(r)) => format!("{f} row {r}: "),
+                (Some(f), None) => format!("{f}: "),
+                _ => String::new(),
+            };
+            println!("{} [{}] {at}{}", p.table, p.kind, p.message);
+        }
+        if report.unlisted_problems > 0 {
+            println!("... and {} more differences not listed", report.unlisted_problems);
+        }
+        let against = if report.source_checked { " and the source" } else { "" };
+        if report.ok() {
+            println!(
+                "OK: {} tables, {} files, {} rows match the manifest{against}",
+                report.tables_checked, report.files_checked, report.rows_checked
+            );
+        } else {
+            println!(
+                "FAILED: {} problems in {} ({} files, {} rows checked against the manifest{against})",
+                report.problems.len() as u64 + report.unlisted_problems,
+                report.archive,
+                report.files_checked,
+                report.rows_checked
+            );
+        }
+    }
+    Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_DIFFERENCES) })
+}

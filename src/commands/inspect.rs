@@ -1,0 +1,103 @@
+//! `pgflare inspect`: what a user runs first. Per table: rows, size, the
+//! type mapping of every column, and the Cloudflare-fit findings.
+
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use super::{human_bytes, print_json};
+use crate::cli::InspectArgs;
+use crate::config;
+use crate::source::fit::{check_table, Finding, Severity};
+use crate::source::{introspect, TableInfo};
+
+#[derive(Serialize)]
+struct TableReport {
+    #[serde(flatten)]
+    info: TableInfo,
+    columns_mapped: Vec<ColumnMapping>,
+    /// None when --no-scan was given.
+    findings: Option<Vec<Finding>>,
+}
+
+#[derive(Serialize)]
+struct ColumnMapping {
+    column: String,
+    postgres: String,
+    arrow: String,
+    d1: &'static str,
+    nullable: bool,
+}
+
+pub async fn run(args: InspectArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let source = config::source(args.source.database_url.as_deref())?;
+    let selection = config::selection(&args.source)?;
+    let mut conn = source.connect().await?;
+    let tables = introspect(&mut conn, &selection).await?;
+    let mut reports = Vec::new();
+    for info in tables {
+        let findings = if args.no_scan { None } else { Some(check_table(&mut conn, &info.spec).await?) };
+        let columns_mapped = info
+            .spec
+            .columns
+            .iter()
+            .map(|c| ColumnMapping {
+                column: c.name.clone(),
+                postgres: match &c.cast {
+                    Some(t) => format!("{} (read as {t})", c.pg_type),
+                    None => c.pg_type.clone(),
+                },
+                arrow: c.ty.arrow_type().to_string(),
+                d1: c.ty.d1_type(),
+                nullable: c.nullable,
+            })
+            .collect();
+        reports.push(TableReport { info, columns_mapped, findings });
+    }
+    if json {
+        print_json(&serde_json::json!({ "source": source.display(), "tables": reports }))?;
+    } else {
+        print_human(&reports);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_human(reports: &[TableReport]) {
+    for r in reports {
+        let t = &r.info;
+        let rows = t
+            .row_estimate
+            .map(|n| format!("~{n} rows"))
+            .unwrap_or_else(|| "rows unknown (never analyzed)".into());
+        let pk = if t.spec.primary_key.is_empty() {
+            "NO primary key".to_string()
+        } else {
+            format!("primary key ({})", t.spec.primary_key.join(", "))
+        };
+        println!("{}  {rows}  {}  {pk}", t.spec.qualified(), human_bytes(t.total_bytes.max(0) as u64));
+        let w = r.columns_mapped.iter().map(|c| c.column.len()).max().unwrap_or(6).max(6);
+        let pw = r.columns_mapped.iter().map(|c| c.postgres.len()).max().unwrap_or(8).max(8);
+        println!("  {:w$}  {:pw$}  {:36}  D1", "column", "postgres", "arrow / parquet");
+        for c in &r.columns_mapped {
+            let null = if c.nullable { "" } else { " NOT NULL" };
+            println!("  {:w$}  {:pw$}  {:36}  {}{null}", c.column, c.postgres, c.arrow, c.d1);
+        }
+        match &r.findings {
+            None => println!("  Cloudflare fit: not checked (--no-scan)"),
+            Some(f) if f.is_empty() => println!("  Cloudflare fit: everything fits"),
+            Some(f) => {
+                println!("  Cloudflare fit:");
+                for x in f {
+                    let tag = if x.severity == Severity::Blocker { "BLOCKER" } else { "note" };
+                    let col = x.column.as_deref().map(|c| format!(" {c}:")).unwrap_or_default();
+                    println!("    [{tag}] {}{col} {} rows over {}", x.check, x.rows, x.limit);
+                    if !x.examples.is_empty() {
+                        println!("        e.g. {}", x.examples.join("; "));
+                    }
+                    println!("        {}", x.advice);
+                }
+            }
+        }
+        println!();
+    }
+}

@@ -1,0 +1,36 @@
+//! One module per command; each turns arguments into a plan (via
+//! `config`), runs the library, and prints for people or for `--json`.
+//! Commands return the process exit code; errors become exit code 2.
+
+mod archive;
+mod inspect;
+
+use std::process::ExitCode;
+
+use crate::cli::{ArchiveSub, Cli, Command};
+use crate::progress::Progress;
+
+/// Exit code when a verification found differences.
+pub const EXIT_DIFFERENCES: u8 = 1;
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let progress = Progress::new(!cli.json && !cli.quiet);
+    match cli.command {
+        Command::Inspect(args) => inspect::run(args, cli.json).await,
+        Command::Archive(cmd) => match cmd.verify {
+            Some(ArchiveSub::Verify(args)) => archive::verify(args, cli.json).await,
+            None => archive::export(cmd.export, cli.json, &progress).await,
+        },
+    }
+}
+
+/// Prints a value as pretty JSON on stdout.
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// 1234567 -> "1.2 MiB".
+fn human_bytes(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}

@@ -1,0 +1,82 @@
+//! Turns raw settings (command-line arguments and environment) into a
+//! validated plan in one place, with errors that name the setting and say
+//! what is expected. Later, `pgflare.toml` and wrangler discovery join here.
+
+use crate::cli::{SourceArgs, TuningArgs};
+use crate::error::{Error, Result};
+use crate::source::{ReadOptions, Selection, Source, SplitOptions};
+
+/// The source URL: the flag, else `DATABASE_URL`, else `SUPABASE_DB_URL`.
+pub fn source(flag: Option<&str>) -> Result<Source> {
+    let url = flag
+        .map(str::to_string)
+        .or_else(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()))
+        .or_else(|| std::env::var("SUPABASE_DB_URL").ok().filter(|s| !s.is_empty()))
+        .ok_or_else(|| Error::Config {
+            setting: "--database-url".into(),
+            message: "no source given: pass --database-url or set DATABASE_URL (or SUPABASE_DB_URL)".into(),
+        })?;
+    Source::parse(&url)
+}
+
+/// Which tables and columns, from the source arguments.
+pub fn selection(args: &SourceArgs) -> Result<Selection> {
+    let mut casts = std::collections::BTreeMap::new();
+    for c in &args.casts {
+        let Some((col, ty)) = c.split_once('=') else {
+            return Err(Error::Config {
+                setting: "--cast".into(),
+                message: format!("`{c}` should be TABLE.COLUMN=TYPE, e.g. events.span=text"),
+            });
+        };
+        check_column_ref("--cast", col)?;
+        if ty.trim().is_empty() {
+            return Err(Error::Config { setting: "--cast".into(), message: format!("`{c}` names no type") });
+        }
+        casts.insert(col.to_string(), ty.trim().to_string());
+    }
+    for e in &args.excludes {
+        check_column_ref("--exclude", e)?;
+    }
+    Ok(Selection {
+        schema: args.schema.clone(),
+        tables: args.tables.clone(),
+        casts,
+        excludes: args.excludes.clone(),
+    })
+}
+
+fn check_column_ref(setting: &str, s: &str) -> Result<()> {
+    match s.rsplit_once('.') {
+        Some((t, c)) if !t.is_empty() && !c.is_empty() => Ok(()),
+        _ => Err(Error::Config {
+            setting: setting.into(),
+            message: format!("`{s}` should name a column as TABLE.COLUMN (or SCHEMA.TABLE.COLUMN)"),
+        }),
+    }
+}
+
+/// Parallelism and batching.
+pub fn tuning(args: &TuningArgs) -> Result<(ReadOptions, SplitOptions)> {
+    let jobs =
+        args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    if jobs == 0 || jobs > 64 {
+        return Err(Error::Config {
+            setting: "--jobs".into(),
+            message: format!("{jobs} workers: use 1 to 64"),
+        });
+    }
+    if args.batch_rows == 0 {
+        return Err(Error::Config { setting: "--batch-rows".into(), message: "must be at least 1".into() });
+    }
+    if args.partition_mib == 0 {
+        return Err(Error::Config {
+            setting: "--partition-mib".into(),
+            message: "must be at least 1".into(),
+        });
+    }
+    Ok((
+        ReadOptions { jobs, batch_rows: args.batch_rows, batch_bytes: 16 << 20 },
+        SplitOptions { target_bytes: args.partition_mib << 20, max_partitions: 256 },
+    ))
+}

@@ -1,0 +1,82 @@
+//! The library's error type. Every variant carries what a user needs to act:
+//! the table, column and row key involved, the limit that was crossed, and a
+//! hint saying what to do. Connection strings are redacted before they can
+//! reach a message (see [`crate::redact`]).
+
+use std::path::PathBuf;
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A column whose Postgres type has no mapping in [`crate::typemap`].
+    #[error("table {table}, column {column}: type `{pg_type}` is not supported.\n  hint: {hint}")]
+    UnsupportedType { table: String, column: String, pg_type: String, hint: String },
+
+    /// A value that could not be decoded or does not fit its target type.
+    #[error("table {table}, column {column}, row {key}: {message}\n  hint: {hint}")]
+    Value { table: String, column: String, key: String, message: String, hint: String },
+
+    /// The COPY BINARY stream itself is malformed (a bug or a protocol surprise).
+    #[error("table {table}: malformed COPY BINARY stream: {message}")]
+    CopyFormat { table: String, message: String },
+
+    /// Something about the source database prevents the job.
+    #[error("{message}\n  hint: {hint}")]
+    Source { message: String, hint: String },
+
+    /// A database error, with what we were doing when it happened.
+    #[error("{context}: {source}")]
+    Db {
+        context: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path}: {source}")]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+
+    #[error("{path}: {message}")]
+    Manifest { path: PathBuf, message: String },
+
+    /// Invalid arguments or settings, pointing at the setting.
+    #[error("{setting}: {message}")]
+    Config { setting: String, message: String },
+
+    /// A worker thread or task died; the message says which.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Wraps a database error with what we were doing.
+    pub fn db(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Db { context: crate::redact::redact_text(&context), source }
+    }
+
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, source }
+    }
+
+    pub fn parquet(path: impl Into<PathBuf>) -> impl FnOnce(parquet::errors::ParquetError) -> Error {
+        let path = path.into();
+        move |source| Error::Parquet { path, source }
+    }
+}

@@ -1,0 +1,36 @@
+//! pgflare moves a retrieval service's data from Postgres + pgvector to
+//! Cloudflare D1 and Vectorize, keeps them in step, proves they match, and
+//! archives the source to Parquet. The data flows one way:
+//!
+//! ```text
+//! Postgres (one exported snapshot)
+//!   └─ partitions (key ranges) ──► COPY BINARY ──► Arrow RecordBatch ──► sinks
+//!        N workers                  decoder         (TableBatch)          ├─ Parquet archive + manifest
+//!                                                                         └─ (D1, Vectorize: next)
+//! verify: rows ─► canonical row digest ─► bucket sums ─► drill down ─► report
+//! ```
+//!
+//! - [`source`]: catalog, snapshot, partitions, COPY BINARY decoding, pgvector;
+//! - [`typemap`]: the one type table (Postgres -> Arrow -> D1 -> JSON);
+//! - [`batch`]: what travels (`TableSpec`, `TableBatch`);
+//! - [`sink`]: the shape every writer shares;
+//! - [`archive`]: the Parquet sink, the manifest, archive verification;
+//! - [`verify`]: the canonical row digest and bucketed comparison;
+//! - [`cloudflare`]: D1 and Vectorize limits;
+//! - [`cli`], [`config`], [`commands`]: the command line on top.
+
+pub mod archive;
+pub mod batch;
+pub mod cli;
+pub mod cloudflare;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod progress;
+pub mod redact;
+pub mod sink;
+pub mod source;
+pub mod typemap;
+pub mod verify;
+
+pub use error::{Error, Result};

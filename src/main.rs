@@ -1,0 +1,26 @@
+//! The `pgflare` binary: parse arguments, run the command, map the outcome
+//! to an exit code (0 ok, 1 differences found, 2 error). Every error message
+//! is passed through the redactor before it is printed.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = pgflare::cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(pgflare::commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let text = format!("{e:#}");
+            eprintln!("error: {}", pgflare::redact::redact_text(&text));
+            ExitCode::from(2)
+        }
+    }
+}

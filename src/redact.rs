@@ -1,0 +1,98 @@
+//! Keeps secrets out of everything a person or a log can see. Connection
+//! strings are shown as `scheme://user:***@host:port/db`, `password=...`
+//! pairs and bearer tokens are masked. `main` also passes every error message
+//! through [`redact_text`] as a last line of defence.
+
+/// Returns `url` with its password (if any) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // set_password only fails for URLs that cannot have one, which
+            // parse() would not have given a password.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => redact_text(url),
+    }
+}
+
+/// Masks anything that looks like a secret inside free text: URL passwords
+/// (`scheme://user:secret@`), `password=secret` pairs and `Bearer secret`.
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("://") {
+        let (head, tail) = rest.split_at(pos + 3);
+        out.push_str(head);
+        // The authority ends at the first '/', whitespace or quote.
+        let end =
+            tail.find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'').unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..colon]);
+                out.push_str(":***");
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    mask_after(&mask_after(&out, "password="), "Bearer ")
+}
+
+fn mask_after(text: &str, marker: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let lower_marker = marker.to_ascii_lowercase();
+    loop {
+        let lower = rest.to_ascii_lowercase();
+        let Some(pos) = lower.find(&lower_marker) else {
+            break;
+        };
+        let start = pos + marker.len();
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let end =
+            tail.find(|c: char| c.is_whitespace() || matches!(c, '&' | ';' | '"' | '\'')).unwrap_or(tail.len());
+        if end > 0 {
+            out.push_str("***");
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn url_password_is_masked() {
+        assert_eq!(
+            redact_url("postgres://postgres:s3cr%40t@127.0.0.1:5432/postgres"),
+            "postgres://postgres:***@127.0.0.1:5432/postgres"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn text_secrets_are_masked() {
+        let t = redact_text("failed to reach postgresql://a:b@h:1/d and password=xyz; Bearer tok123");
+        assert_eq!(t, "failed to reach postgresql://a:***@h:1/d and password=***; Bearer ***");
+    }
+
+    proptest! {
+        #[test]
+        fn secret_never_survives(user in "[a-z]{1,8}", secret in "[0-9][A-Za-z0-9!$%*+,;=~]{5,19}", host in "[a-z]{1,10}") {
+            let url = format!("postgres://{user}:{secret}@{host}:5432/db");
+            let text = format!("error connecting to {url}: timeout");
+            prop_assert!(!redact_text(&text).contains(&secret));
+            prop_assert!(!redact_url(&url).contains(&secret));
+        }
+    }
+}

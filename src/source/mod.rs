@@ -1,0 +1,20 @@
+//! The Postgres side: connecting, reading the catalog, one exported snapshot
+//! shared by parallel workers, key-range partitions, and the COPY BINARY
+//! decoder that turns rows (pgvector included) into Arrow record batches.
+
+pub mod connect;
+pub mod copy;
+pub mod decode;
+pub mod fit;
+pub mod introspect;
+pub mod numeric;
+pub mod partition;
+pub mod pgvector;
+pub mod reader;
+pub mod snapshot;
+
+pub use connect::Source;
+pub use introspect::{introspect, Selection, TableInfo};
+pub use partition::{Partition, SplitOptions};
+pub use reader::{read_all, ReadOptions, TableJob};
+pub use snapshot::{Snapshot, SnapshotInfo};

@@ -1,0 +1,217 @@
+//! The parallel reader: every (table, partition) becomes a work item; N
+//! workers, each on its own connection inside the shared snapshot, take
+//! items in turn and run `COPY (SELECT ...) TO STDOUT (FORMAT binary)`.
+//! The network side is async; framing, decoding into Arrow and the sink run
+//! on one OS thread per worker, fed through a bounded channel. Memory is
+//! therefore bounded by workers x (channel slots + one batch + the sink's
+//! own buffer), whatever the table size.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use indicatif::ProgressBar;
+use sqlx::postgres::PgConnection;
+
+use super::connect::Source;
+use super::copy::CopyFramer;
+use super::decode::BatchBuilder;
+use super::partition::Partition;
+use super::snapshot;
+use crate::batch::{quote_ident, TableBatch, TableSpec};
+use crate::error::{Error, Result};
+use crate::sink::{SinkFactory, SinkReport};
+
+/// Batch sizing and parallelism.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadOptions {
+    pub jobs: usize,
+    /// A batch is cut at this many rows...
+    pub batch_rows: usize,
+    /// ...or this many bytes of field data, whichever comes first.
+    pub batch_bytes: usize,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions { jobs: 2, batch_rows: 8192, batch_bytes: 16 << 20 }
+    }
+}
+
+/// One table to read, its partitions, and where its progress goes.
+pub struct TableJob {
+    pub table: Arc<TableSpec>,
+    pub partitions: Vec<Partition>,
+    pub progress: ProgressBar,
+}
+
+/// What one partition produced.
+#[derive(Debug)]
+pub struct PartitionResult {
+    pub table: Arc<TableSpec>,
+    pub partition: usize,
+    pub rows: u64,
+    pub report: SinkReport,
+}
+
+/// The SELECT a partition is read with: the table's columns (cast where
+/// asked), the partition's key range, in primary-key order.
+pub fn select_sql(table: &TableSpec, partition: &Partition) -> String {
+    let cols = table
+        .columns
+        .iter()
+        .map(|c| match &c.cast {
+            Some(t) => format!("{}::{t} AS {}", quote_ident(&c.name), quote_ident(&c.name)),
+            None => quote_ident(&c.name),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut sql = format!("SELECT {cols} FROM {}", table.sql_name());
+    if let Some(p) = partition.predicate(table) {
+        sql.push_str(" WHERE ");
+        sql.push_str(&p);
+    }
+    if !table.primary_key.is_empty() {
+        let keys = table.primary_key.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ");
+        sql.push_str(" ORDER BY ");
+        sql.push_str(&keys);
+    }
+    sql
+}
+
+/// Reads every partition of every job inside snapshot `snapshot_id`.
+pub async fn read_all(
+    source: &Source,
+    snapshot_id: &str,
+    jobs: Vec<TableJob>,
+    sinks: Arc<dyn SinkFactory>,
+    opts: ReadOptions,
+) -> Result<Vec<PartitionResult>> {
+    let queue: VecDeque<(Arc<TableSpec>, Partition, ProgressBar)> = jobs
+        .into_iter()
+        .flat_map(|j| {
+            let (table, bar) = (j.table, j.progress);
+            j.partitions.into_iter().map(move |p| (table.clone(), p, bar.clone()))
+        })
+        .collect();
+    let workers = opts.jobs.clamp(1, queue.len().max(1));
+    let queue = Arc::new(Mutex::new(queue));
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let mut handles = Vec::new();
+    for _ in 0..workers {
+        let (queue, results, sinks) = (queue.clone(), results.clone(), sinks.clone());
+        let (source, id) = (source.clone(), snapshot_id.to_string());
+        handles.push(tokio::spawn(async move {
+            let mut conn = snapshot::join(&source, &id).await?;
+            loop {
+                let item =
+                    queue.lock().map_err(|_| Error::Internal("work queue poisoned".into()))?.pop_front();
+                let Some((table, partition, bar)) = item else { break };
+                let r = read_partition(&mut conn, table, &partition, sinks.clone(), &bar, opts).await;
+                if r.is_err() {
+                    // Leave nothing for the others: the job is failing.
+                    if let Ok(mut q) = queue.lock() {
+                        q.clear();
+                    }
+                }
+                results.lock().map_err(|_| Error::Internal("results poisoned".into()))?.push(r?);
+            }
+            Ok::<(), Error>(())
+        }));
+    }
+    let mut first_error = None;
+    for h in handles {
+        let outcome =
+            h.await.map_err(|e| Error::Internal(format!("a reader task died: {e}"))).and_then(|r| r);
+        if let Err(e) = outcome {
+            first_error.get_or_insert(e);
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let mut out =
+        std::mem::take(&mut *results.lock().map_err(|_| Error::Internal("results poisoned".into()))?);
+    out.sort_by_key(|r| (r.table.qualified(), r.partition));
+    Ok(out)
+}
+
+/// Streams one partition through the decoder thread into its sink.
+async fn read_partition(
+    conn: &mut PgConnection,
+    table: Arc<TableSpec>,
+    partition: &Partition,
+    sinks: Arc<dyn SinkFactory>,
+    bar: &ProgressBar,
+    opts: ReadOptions,
+) -> Result<PartitionResult> {
+    let sql = format!("COPY ({}) TO STDOUT (FORMAT binary)", select_sql(&table, partition));
+    // 64 CopyData messages (usually one row each) in flight per worker.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let index = partition.index;
+    let decoder = {
+        let (table, bar) = (table.clone(), bar.clone());
+        std::thread::Builder::new()
+            .name(format!("decode-{}-{index}", table.name))
+            .spawn(move || -> Result<(u64, SinkReport)> {
+                let mut sink = sinks.open(&table, index)?;
+                let mut framer = CopyFramer::new(table.qualified(), table.columns.len());
+                let mut builder = BatchBuilder::new(table.clone(), opts.batch_rows.min(1024));
+                let mut rows = 0u64;
+                let mut flush =
+                    |builder: &mut BatchBuilder, sink: &mut Box<dyn crate::sink::BatchSink>| -> Result<()> {
+                        let n = builder.rows() as u64;
+                        if n == 0 {
+                            return Ok(());
+                        }
+                        let batch = builder.finish()?;
+                        sink.write(&TableBatch { table: table.clone(), partition: index, batch })?;
+                        rows += n;
+                        bar.inc(n);
+                        Ok(())
+                    };
+                while let Some(chunk) = rx.blocking_recv() {
+                    framer.feed(&chunk, |row| {
+                        builder.push(row)?;
+                        if builder.rows() >= opts.batch_rows || builder.bytes() >= opts.batch_bytes {
+                            flush(&mut builder, &mut sink)?;
+                        }
+                        Ok(())
+                    })?;
+                }
+                framer.finish()?;
+                flush(&mut builder, &mut sink)?;
+                Ok((rows, sink.finish()?))
+            })
+            .map_err(|e| Error::Internal(format!("cannot start a decoder thread: {e}")))?
+    };
+
+    let streamed: Result<()> = async {
+        let mut stream = conn
+            .copy_out_raw(&sql)
+            .await
+            .map_err(Error::db(format!("starting COPY of {} (partition {index})", table.qualified())))?;
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(Error::db(format!("reading {} (partition {index})", table.qualified())))?;
+            if tx.send(chunk).await.is_err() {
+                break; // the decoder stopped; its error is the one to report
+            }
+        }
+        Ok(())
+    }
+    .await;
+    drop(tx);
+    let decoded = tokio::task::spawn_blocking(move || decoder.join())
+        .await
+        .map_err(|e| Error::Internal(format!("decoder join failed: {e}")))?
+        .map_err(|_| Error::Internal(format!("the decoder of {} panicked", table.qualified())))?;
+    // A decoder error explains a broken stream better than the stream does.
+    let (rows, report) = match (decoded, streamed) {
+        (Err(e), _) => return Err(e),
+        (Ok(_), Err(e)) => return Err(e),
+        (Ok(v), Ok(())) => v,
+    };
+    Ok(PartitionResult { table, partition: index, rows, report })
+}
