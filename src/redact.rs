@@ -55,8 +55,9 @@ fn mask_after(text: &str, marker: &str) -> String {
         let start = pos + marker.len();
         out.push_str(&rest[..start]);
         let tail = &rest[start..];
-        let end =
-            tail.find(|c: char| c.is_whitespace() || matches!(c, '&' | ';' | '"' | '\'')).unwrap_or(tail.len());
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, '&' | ';' | '"' | '\''))
+            .unwrap_or(tail.len());
         if end > 0 {
             out.push_str("***");
         }

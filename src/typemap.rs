@@ -491,3 +491,18 @@ mod tests {
         assert_eq!(resolve(&e).unwrap().kind, Kind::Enum);
     }
 }
+
+#[cfg(test)]
+mod readme {
+    /// The README's supported-types table is this module's table, verbatim.
+    #[test]
+    fn readme_shows_the_type_table() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+        let table = super::markdown_table();
+        assert!(
+            readme.contains(&table),
+            "README.md's supported-types table is out of date; replace it with:\n\n{table}"
+        );
+    }
+}

@@ -128,7 +128,7 @@ fn check_file(dir: &Path, table: &ManifestTable, f: &crate::sink::FileReport, bu
                 .fields()
                 .iter()
                 .zip(expected.fields())
-                .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+                .all(|(a, b)| a.name() == b.name() && a.data_type().equals_datatype(b.data_type()));
         if !same {
             return Err(Error::Internal(format!("schema differs from the manifest's: {got}")));
         }

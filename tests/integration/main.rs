@@ -1,1 +1,10 @@
+//! The one integration-test binary: every test runs the real binaries
+//! against a real Postgres with pgvector (started by `scripts/test.sh`) and
+//! checks outputs with independent readers (pyarrow, psycopg, jsonschema).
 
+#[path = "../common/mod.rs"]
+mod common;
+
+mod archive;
+mod consistency;
+mod inspect;

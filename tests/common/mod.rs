@@ -1,0 +1,181 @@
+//! Shared helpers of the integration tests: a fresh database per test on
+//! the Postgres that `scripts/test.sh` starts (PGFLARE_TEST_DATABASE_URL),
+//! running the real binaries, and the independent Python readers.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sqlx::{Connection, PgConnection};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn admin_url() -> String {
+    std::env::var("PGFLARE_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "PGFLARE_TEST_DATABASE_URL is not set: run the tests with scripts/test.sh, which starts Postgres"
+        )
+    })
+}
+
+/// A database created for one test and dropped when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(f)
+}
+
+impl TestDb {
+    pub fn new(tag: &str) -> TestDb {
+        let name = format!("t_{tag}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let admin = admin_url();
+        block_on(async {
+            let mut c = PgConnection::connect(&admin).await.expect("connect to the test server");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                .execute(&mut c)
+                .await
+                .expect("create database");
+        });
+        let url = match admin.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("unexpected test URL"),
+        };
+        TestDb { name, url }
+    }
+
+    /// Runs SQL (several statements allowed).
+    pub fn exec(&self, sql: &str) {
+        let url = self.url.clone();
+        let sql = sql.to_string();
+        block_on(async move {
+            let mut c = PgConnection::connect(&url).await.expect("connect");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.expect("sql");
+        });
+    }
+
+    pub fn exec_file(&self, path: &str) {
+        let sql = std::fs::read_to_string(root().join(path)).expect("fixture");
+        self.exec(&sql);
+    }
+
+    /// One text value.
+    pub fn query_one(&self, sql: &str) -> String {
+        let url = self.url.clone();
+        let sql = sql.to_string();
+        block_on(async move {
+            let mut c = PgConnection::connect(&url).await.expect("connect");
+            let v: String =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut c).await.expect("query");
+            v
+        })
+    }
+
+    /// Seeds documents/chunks with the project's deterministic generator.
+    pub fn seed(&self, chunks: usize, dims: usize) {
+        let out = Command::new(env!("CARGO_BIN_EXE_pgflare-seed"))
+            .args([
+                "--database-url",
+                &self.url,
+                "--chunks",
+                &chunks.to_string(),
+                "--dims",
+                &dims.to_string(),
+                "--drop",
+            ])
+            .output()
+            .expect("run pgflare-seed");
+        assert!(out.status.success(), "pgflare-seed failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (admin, name) = (admin_url(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            block_on(async move {
+                if let Ok(mut c) = PgConnection::connect(&admin).await {
+                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// Runs `pgflare` with `args`, the database URL in the environment.
+pub fn pgflare(db: &TestDb, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgflare"))
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .env_remove("SUPABASE_DB_URL")
+        .output()
+        .expect("run pgflare")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "status: {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Asserts success and returns stdout.
+pub fn ok(o: Output) -> String {
+    assert!(o.status.success(), "pgflare failed\n{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Runs one of the independent Python checkers (tests/py) in the venv.
+pub fn python(script: &str, args: &[&str], env_url: Option<&str>) -> Output {
+    let py = std::env::var("PGFLARE_PYTHON")
+        .unwrap_or_else(|_| root().join(".venv/bin/python").display().to_string());
+    let mut cmd = Command::new(py);
+    cmd.arg(root().join("tests/py").join(script)).args(args);
+    if let Some(u) = env_url {
+        cmd.env("DATABASE_URL", u);
+    }
+    cmd.output().expect("run python (is the venv there? run scripts/test.sh)")
+}
+
+pub fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("pgflare-{tag}-")).tempdir().expect("temp dir")
+}
+
+/// Every Parquet file under `dir`, sorted.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in walk(dir) {
+        if e.extension().is_some_and(|x| x == "parquet") {
+            out.push(e);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,150 @@
+//! `pgflare archive` and `archive verify` end to end.
+
+use crate::common::*;
+
+fn archive(db: &TestDb, out: &std::path::Path, extra: &[&str]) -> String {
+    let mut args = vec!["archive", "--quiet", "--out", out.to_str().expect("utf-8 path")];
+    args.extend_from_slice(extra);
+    ok(pgflare(db, &args))
+}
+
+fn compare(db: &TestDb, out: &std::path::Path) -> std::process::Output {
+    python("compare_archive.py", &["--archive", out.to_str().expect("path")], Some(&db.url))
+}
+
+#[test]
+fn every_type_survives_the_archive_bit_for_bit() {
+    let db = TestDb::new("types");
+    db.exec_file("fixtures/types.sql");
+    let out = temp_dir("types");
+    archive(&db, out.path(), &["--jobs", "2"]);
+
+    let cmp = compare(&db, out.path());
+    assert!(cmp.status.success(), "independent comparison failed\n{}", text(&cmp));
+    assert!(String::from_utf8_lossy(&cmp.stdout).contains("0 differences"), "{}", text(&cmp));
+
+    let schema = root().join("schemas/archive-manifest.schema.json");
+    let manifest = out.path().join("manifest.json");
+    let v = python("validate_json.py", &[schema.to_str().expect("p"), manifest.to_str().expect("p")], None);
+    assert!(v.status.success(), "manifest does not match its schema\n{}", text(&v));
+
+    let verified =
+        ok(pgflare(&db, &["archive", "verify", out.path().to_str().expect("p"), "--against-source"]));
+    assert!(verified.contains("OK: 1 tables"), "{verified}");
+}
+
+#[test]
+fn seeded_chunks_with_hard_rows_survive_many_partitions() {
+    let db = TestDb::new("seeded");
+    db.seed(3000, 32);
+    let out = temp_dir("seeded");
+    // Tiny partitions force many key ranges and several workers.
+    let summary = archive(&db, out.path(), &["--jobs", "3", "--partition-mib", "1", "--json"]);
+    let summary: serde_json::Value = serde_json::from_str(&summary).expect("--json prints JSON");
+    let chunks = summary["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .find(|t| t["table"] == "public.chunks")
+        .expect("chunks");
+    assert!(chunks["partitions"].as_u64().expect("n") > 1, "{summary}");
+    let expected = db.query_one("SELECT count(*)::text FROM chunks");
+    assert_eq!(chunks["rows"].as_u64().expect("rows").to_string(), expected);
+
+    let cmp = compare(&db, out.path());
+    assert!(cmp.status.success(), "independent comparison failed\n{}", text(&cmp));
+    ok(pgflare(&db, &["archive", "verify", out.path().to_str().expect("p"), "--against-source"]));
+}
+
+#[test]
+fn the_same_snapshot_gives_the_same_bytes_whatever_the_workers() {
+    let db = TestDb::new("determinism");
+    db.seed(600, 16);
+    let (a, b) = (temp_dir("det-a"), temp_dir("det-b"));
+    archive(&db, a.path(), &["--jobs", "1", "--partition-mib", "1"]);
+    archive(&db, b.path(), &["--jobs", "4", "--partition-mib", "1"]);
+    let (fa, fb) = (parquet_files(a.path()), parquet_files(b.path()));
+    assert!(fa.len() > 2, "expected several files, got {fa:?}");
+    assert_eq!(fa.len(), fb.len());
+    for (x, y) in fa.iter().zip(&fb) {
+        assert_eq!(x.strip_prefix(a.path()).ok(), y.strip_prefix(b.path()).ok());
+        assert_eq!(
+            std::fs::read(x).expect("read"),
+            std::fs::read(y).expect("read"),
+            "{} differs",
+            x.display()
+        );
+    }
+}
+
+#[test]
+fn verify_names_the_file_and_row_of_an_altered_archive_and_a_changed_source() {
+    let db = TestDb::new("tamper");
+    db.exec_file("fixtures/types.sql");
+    let out = temp_dir("tamper");
+    archive(&db, out.path(), &[]);
+    let dir = out.path().to_str().expect("p");
+    let file = parquet_files(out.path()).pop().expect("a parquet file");
+    let original = std::fs::read(&file).expect("read");
+
+    // Alter one value with an independent writer: the file stays valid Parquet.
+    let rewrite = python("alter_parquet.py", &[file.to_str().expect("p"), "t", "0", "hellO"], None);
+    assert!(rewrite.status.success(), "{}", text(&rewrite));
+    let offline = pgflare(&db, &["archive", "verify", dir]);
+    assert_eq!(offline.status.code(), Some(1), "{}", text(&offline));
+    let report = text(&offline);
+    assert!(
+        report.contains("type_zoo/part-00000-000.parquet") && report.contains("hash_mismatch"),
+        "{report}"
+    );
+    assert!(report.contains("content_mismatch"), "{report}");
+    let online = pgflare(&db, &["archive", "verify", dir, "--against-source", "--json"]);
+    assert_eq!(online.status.code(), Some(1), "{}", text(&online));
+    let json: serde_json::Value = serde_json::from_slice(&online.stdout).expect("json");
+    let changed: Vec<&serde_json::Value> = json["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .filter(|p| p["kind"] == "changed_row")
+        .collect();
+    assert_eq!(changed.len(), 1, "{json}");
+    assert_eq!(changed[0]["file"], "type_zoo/part-00000-000.parquet");
+    assert_eq!(changed[0]["row"], 0);
+    assert_eq!(changed[0]["key"], "id=1");
+
+    // Restore the file; now change the source instead.
+    std::fs::write(&file, original).expect("restore");
+    ok(pgflare(&db, &["archive", "verify", dir]));
+    db.exec("UPDATE type_zoo SET t = 'changed' WHERE id = 3; DELETE FROM type_zoo WHERE id = 4; INSERT INTO type_zoo (id) VALUES (5)");
+    let online = pgflare(&db, &["archive", "verify", dir, "--against-source", "--json"]);
+    assert_eq!(online.status.code(), Some(1), "{}", text(&online));
+    let json: serde_json::Value = serde_json::from_slice(&online.stdout).expect("json");
+    let mut kinds: Vec<(String, String)> = json["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .map(|p| (p["kind"].as_str().unwrap_or("").to_string(), p["key"].as_str().unwrap_or("").to_string()))
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec![
+            ("changed_row".to_string(), "id=3".to_string()),
+            ("extra_row".to_string(), "id=4".to_string()),
+            ("missing_row".to_string(), "id=5".to_string()),
+        ],
+        "{json}"
+    );
+}
+
+#[test]
+fn an_output_folder_in_use_is_refused_unless_overwrite() {
+    let db = TestDb::new("outdir");
+    db.exec_file("fixtures/types.sql");
+    let out = temp_dir("outdir");
+    std::fs::write(out.path().join("keep.txt"), "mine").expect("write");
+    let o = pgflare(&db, &["archive", "--out", out.path().to_str().expect("p")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("is not empty") && text(&o).contains("--overwrite"), "{}", text(&o));
+    assert_eq!(std::fs::read_to_string(out.path().join("keep.txt")).expect("kept"), "mine");
+}

@@ -1,0 +1,107 @@
+//! `pgflare inspect` and the errors users meet first.
+
+use crate::common::*;
+
+#[test]
+fn inspect_reports_mapping_and_cloudflare_misfits_with_example_keys() {
+    let db = TestDb::new("inspect");
+    db.seed(200, 8);
+    db.exec(
+        "CREATE TABLE wide_vectors (id text PRIMARY KEY, meta jsonb, embedding vector(2000));
+         INSERT INTO wide_vectors VALUES
+           (repeat('k', 70), jsonb_build_object('blob', repeat('x', 11000)), NULL),
+           ('short', '{}', array_fill(0.5, ARRAY[2000])::vector);",
+    );
+    let json = ok(pgflare(&db, &["inspect", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let table = |name: &str| {
+        v["tables"].as_array().expect("tables").iter().find(|t| t["name"] == name).cloned().expect(name)
+    };
+    let chunks = table("chunks");
+    let emb = chunks["columns_mapped"]
+        .as_array()
+        .expect("cols")
+        .iter()
+        .find(|c| c["column"] == "embedding")
+        .cloned()
+        .expect("emb");
+    assert_eq!(emb["arrow"], "FixedSizeList(8 x non-null Float32)");
+    // The 160 KB hard row is over D1's statement size, and is named by key.
+    let note = chunks["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["check"] == "d1_statement_size")
+        .cloned()
+        .expect("note");
+    assert_eq!(note["rows"], 1);
+    assert!(note["examples"][0].as_str().expect("key").starts_with("00000000-0000-4000-8000-"), "{note}");
+
+    let wide = table("wide_vectors");
+    let find =
+        |check: &str| wide["findings"].as_array().expect("f").iter().find(|f| f["check"] == check).cloned();
+    assert_eq!(find("vector_dims").expect("dims")["rows"], 1);
+    assert_eq!(find("vector_dims").expect("dims")["examples"][0], "short");
+    assert_eq!(find("vector_id_size").expect("id")["examples"][0], "k".repeat(70));
+    assert_eq!(find("metadata_size").expect("meta")["rows"], 1);
+
+    let human = ok(pgflare(&db, &["inspect", "--table", "wide_vectors"]));
+    assert!(human.contains("[BLOCKER] vector_dims embedding: 1 rows over 1536 dimensions"), "{human}");
+}
+
+#[test]
+fn an_unsupported_type_names_table_column_type_and_the_way_out() {
+    let db = TestDb::new("unsupported");
+    db.exec(
+        "CREATE TABLE spans (id int PRIMARY KEY, took interval); INSERT INTO spans VALUES (1, '5 minutes');",
+    );
+    let out = temp_dir("unsupported");
+    let o = pgflare(&db, &["archive", "--out", out.path().to_str().expect("p")]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("table public.spans, column took: type `interval` is not supported"), "{err}");
+    assert!(err.contains("--cast spans.took=text"), "{err}");
+    // The advice works.
+    ok(pgflare(
+        &db,
+        &[
+            "archive",
+            "--quiet",
+            "--overwrite",
+            "--out",
+            out.path().to_str().expect("p"),
+            "--cast",
+            "spans.took=text",
+        ],
+    ));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("manifest.json")).expect("m"))
+            .expect("json");
+    assert_eq!(m["tables"][0]["columns"][1]["cast"], "text");
+    assert_eq!(m["tables"][0]["rows"], 1);
+}
+
+#[test]
+fn passwords_never_reach_output() {
+    let db = TestDb::new("secrets");
+    let (base, rest) = db.url.split_once('@').expect("url with credentials");
+    let user = base.rsplit_once(':').map(|(u, _)| u).expect("user:password");
+    let wrong = format!("{user}:Sup3r-Secret-Pw@{rest}");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_pgflare"))
+        .args(["inspect", "--database-url", &wrong])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    let all = text(&o);
+    assert!(!all.contains("Sup3r-Secret-Pw"), "{all}");
+    assert!(all.contains(":***@"), "the message should still say which server: {all}");
+
+    db.exec_file("fixtures/types.sql");
+    let out = temp_dir("secrets");
+    ok(pgflare(&db, &["archive", "--quiet", "--out", out.path().to_str().expect("p")]));
+    let manifest = std::fs::read_to_string(out.path().join("manifest.json")).expect("manifest");
+    let password =
+        db.url.split_once('@').and_then(|(b, _)| b.rsplit_once(':')).map(|(_, p)| p.to_string()).expect("pw");
+    assert!(!manifest.contains(&password), "the manifest leaks the password");
+    assert!(manifest.contains(":***@"), "{manifest}");
+}

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Validate JSON files against a JSON Schema (draft 2020-12).
+
+Used by the tests to check that what pgflare writes (e.g. an archive's
+manifest.json) matches the published schema (schemas/*.schema.json):
+
+    validate_json.py SCHEMA FILE...
+
+The schema itself is checked first. Every error of every file is printed as
+`FILE: $.json.path: message`; a final line says how many files were checked
+and how many errors were found. Exit status: 0 when every file is valid,
+1 when any file is invalid, 2 on usage errors or unreadable / non-JSON input.
+"""
+
+import json
+import sys
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+
+def json_path(path):
+    """Renders a jsonschema error path (deque of keys/indexes) as $.a[0].b."""
+    out = "$"
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.isidentifier():
+            out += f".{part}"
+        else:
+            out += "[" + json.dumps(part) + "]"
+    return out
+
+
+def load(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def main(argv):
+    if len(argv) < 3 or argv[1] in ("-h", "--help"):
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    schema_path, files = argv[1], argv[2:]
+    try:
+        schema = load(schema_path)
+        Draft202012Validator.check_schema(schema)
+    except (OSError, ValueError) as e:
+        print(f"{schema_path}: cannot read the schema: {e}", file=sys.stderr)
+        return 2
+    except SchemaError as e:
+        print(f"{schema_path}: not a valid draft 2020-12 schema: "
+              f"{json_path(e.absolute_path)}: {e.message}", file=sys.stderr)
+        return 2
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+    errors = 0
+    unreadable = False
+    for path in files:
+        try:
+            doc = load(path)
+        except (OSError, ValueError) as e:
+            print(f"{path}: cannot read it as JSON: {e}", file=sys.stderr)
+            unreadable = True
+            continue
+        found = sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+        for e in found:
+            print(f"{path}: {json_path(e.absolute_path)}: {e.message}")
+        if not found:
+            print(f"{path}: valid")
+        errors += len(found)
+    print(f"validate_json: {len(files)} files, {errors} errors")
+    if unreadable:
+        return 2
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
