@@ -31,6 +31,32 @@ fn every_type_survives_the_archive_bit_for_bit() {
     let verified =
         ok(pgflare(&db, &["archive", "verify", out.path().to_str().expect("p"), "--against-source"]));
     assert!(verified.contains("OK: 1 tables"), "{verified}");
+    second_digest_implementation_agrees(out.path());
+}
+
+/// tests/py/row_digest.py implements the README's digest specification on
+/// its own; it must agree with every digest in the manifest, and notice a
+/// wrong one.
+fn second_digest_implementation_agrees(dir: &std::path::Path) {
+    let d = python("row_digest.py", &[dir.to_str().expect("p")], None);
+    assert!(d.status.success(), "the two digest implementations disagree\n{}", text(&d));
+    assert!(String::from_utf8_lossy(&d.stdout).contains("0 disagreements"), "{}", text(&d));
+
+    let tampered = temp_dir("tampered-manifest");
+    let manifest = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest");
+    let mut m: serde_json::Value = serde_json::from_str(&manifest).expect("json");
+    m["tables"][0]["row_digest"] = serde_json::Value::String("0".repeat(64));
+    std::fs::write(tampered.path().join("manifest.json"), m.to_string()).expect("write");
+    for t in m["tables"].as_array().expect("tables") {
+        for f in t["files"].as_array().expect("files") {
+            let rel = f["path"].as_str().expect("path");
+            std::fs::create_dir_all(tampered.path().join(rel).parent().expect("dir")).expect("mkdir");
+            std::fs::copy(dir.join(rel), tampered.path().join(rel)).expect("copy");
+        }
+    }
+    let d = python("row_digest.py", &[tampered.path().to_str().expect("p")], None);
+    assert_eq!(d.status.code(), Some(1), "a wrong digest went unnoticed\n{}", text(&d));
+    assert!(String::from_utf8_lossy(&d.stdout).contains("1 disagreements"), "{}", text(&d));
 }
 
 #[test]
@@ -54,6 +80,7 @@ fn seeded_chunks_with_hard_rows_survive_many_partitions() {
     let cmp = compare(&db, out.path());
     assert!(cmp.status.success(), "independent comparison failed\n{}", text(&cmp));
     ok(pgflare(&db, &["archive", "verify", out.path().to_str().expect("p"), "--against-source"]));
+    second_digest_implementation_agrees(out.path());
 }
 
 #[test]
