@@ -10,9 +10,9 @@ pub fn redact_url(url: &str) -> String {
             // set_password only fails for URLs that cannot have one, which
             // parse() would not have given a password.
             let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
+            redact_text(parsed.as_str())
         }
-        Ok(parsed) => parsed.to_string(),
+        Ok(parsed) => redact_text(parsed.as_str()),
         Err(_) => redact_text(url),
     }
 }
@@ -79,6 +79,10 @@ mod tests {
             "postgres://postgres:***@127.0.0.1:5432/postgres"
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslmode=require&password=hunter2"),
+            "postgres://u@h/db?sslmode=require&password=***"
+        );
     }
 
     #[test]

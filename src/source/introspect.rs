@@ -140,7 +140,8 @@ async fn describe(
            FROM pg_attribute a
            JOIN pg_type t ON t.oid = a.atttypid
            JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-           LEFT JOIN pg_type e ON e.oid = b.typelem AND b.typcategory = 'A'
+           LEFT JOIN pg_type e0 ON e0.oid = b.typelem AND b.typcategory = 'A'
+           LEFT JOIN pg_type e ON e.oid = CASE WHEN e0.typtype = 'd' THEN e0.typbasetype ELSE e0.oid END
           WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped
           ORDER BY a.attnum",
     )
@@ -227,8 +228,28 @@ async fn describe(
     .await
     .map_err(Error::db(format!("reading the enum types of {table}")))?;
 
+    // Domains (also of array elements), so the DDL replays on its own.
+    let domains: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT format('CREATE DOMAIN %s AS %s%s%s;', d.oid::regtype,
+                format_type(d.typbasetype, d.typtypmod),
+                CASE WHEN d.typnotnull THEN ' NOT NULL' ELSE '' END,
+                coalesce((SELECT string_agg(' CONSTRAINT ' || quote_ident(c.conname) || ' '
+                                            || pg_get_constraintdef(c.oid), '' ORDER BY c.conname)
+                            FROM pg_constraint c WHERE c.contypid = d.oid AND c.contype <> 'n'), ''))
+           FROM pg_attribute a
+           JOIN pg_type t ON t.oid = a.atttypid
+           JOIN pg_type d ON d.typtype = 'd'
+                         AND d.oid = CASE WHEN t.typtype = 'd' THEN t.oid ELSE t.typelem END
+          WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped",
+    )
+    .bind(oid)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(Error::db(format!("reading the domains of {table}")))?;
+
     let spec = TableSpec { schema: schema.into(), name: name.into(), columns, primary_key };
-    let ddl = ddl(&spec, &cols_all(&cols), &constraints, &indexes, &enums);
+    let types: Vec<String> = enums.into_iter().chain(domains).collect();
+    let ddl = ddl(&spec, &cols_all(&cols), &constraints, &indexes, &types);
     Ok(TableInfo {
         spec,
         row_estimate: (reltuples >= 0.0).then_some(reltuples as u64),
@@ -276,7 +297,8 @@ async fn resolve_cast(
                 format_type(t.oid, NULL)
            FROM pg_type t
            JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-           LEFT JOIN pg_type e ON e.oid = b.typelem AND b.typcategory = 'A'
+           LEFT JOIN pg_type e0 ON e0.oid = b.typelem AND b.typcategory = 'A'
+           LEFT JOIN pg_type e ON e.oid = CASE WHEN e0.typtype = 'd' THEN e0.typbasetype ELSE e0.oid END
           WHERE t.oid = to_regtype($1)",
     )
     .bind(sql_type)
@@ -302,10 +324,10 @@ fn ddl(
     all_columns: &[(String, String, bool)],
     constraints: &[Constraint],
     indexes: &[String],
-    enums: &[String],
+    types: &[String],
 ) -> String {
     let mut out = String::new();
-    for e in enums {
+    for e in types {
         out.push_str(e);
         out.push('\n');
     }

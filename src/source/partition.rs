@@ -79,7 +79,11 @@ pub async fn plan(
         }
         (Kind::Uuid, false) => {
             let row =
-                sqlx::query(AssertSqlSafe(format!("SELECT min({col})::text, max({col})::text FROM {name}")))
+                sqlx::query(AssertSqlSafe(format!(
+                // uuid has no min()/max() before Postgres 18; its text form
+                // sorts the same way under the C collation.
+                "SELECT min({col}::text COLLATE \"C\"), max({col}::text COLLATE \"C\") FROM {name}"
+            )))
                     .fetch_one(&mut *conn)
                     .await
                     .map_err(Error::db(ctx()))?;

