@@ -99,9 +99,18 @@ unset DATABASE_URL POSTGRES_URL SUPABASE_DB_URL PGHOST PGPORT PGUSER PGDATABASE 
 
 now() { date +%s.%N; }
 
-# The command line as shown in the report, with the password masked.
+# The command line as shown in the report: arguments quoted like a shell
+# would need them, the password masked, paths relative to the checkout.
 show_cmd() {
-    local s="$*"
+    local s="" a
+    for a in "$@"; do
+        if [[ "$a" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
+            s+=" $a"
+        else
+            s+=" '${a//\'/\'\\\'\'}'"
+        fi
+    done
+    s="${s# }"
     if [ -n "${PGPASSWORD:-}" ]; then
         s="${s//"$PGPASSWORD"/***}"
     fi
@@ -247,8 +256,10 @@ seed_database() {
     t0="$(now)"
     "$SEED" --database-url "$BENCH_URL" --chunks "$CHUNKS" --dims "$DIMS" --drop >&2 ||
         die "pgflare-seed failed"
-    [ -n "$(bpsql -d "$DB" -At -c "SELECT to_regclass('public.$TABLE')")" ] ||
-        die "pgflare-seed ran but left no table $TABLE in $DB (is src/bin/pgflare-seed.rs still a placeholder?)"
+    if [ -z "$(bpsql -d "$DB" -At -c "SELECT to_regclass('public.$TABLE')")" ] ||
+        [ "$(bpsql -d "$DB" -At -c "SELECT EXISTS (SELECT FROM public.$TABLE)")" != t ]; then
+        die "pgflare-seed ran but left no rows in $TABLE of $DB (is src/bin/pgflare-seed.rs still a placeholder?)"
+    fi
     log "VACUUM ANALYZE"
     bpsql -d "$DB" -c "VACUUM ANALYZE"
     bpsql -d "$DB" -c "COMMENT ON TABLE public.$TABLE IS '$want'"
@@ -353,7 +364,8 @@ for m in measures:
                  f"{rows / s['median']:,.0f} | {copy_bytes / s['median'] / 1e6:.1f} | "
                  f"{ratio:.2f} | {s['rss']:.1f} | {out} |")
     summary.append(f"{m['name']:<34} median {s['median']:7.3f} s  (min {s['min']:.3f}, max {s['max']:.3f})"
-                   f"  {ratio:5.2f}x raw COPY  peak RSS {s['rss']:6.1f} MiB  out {out} MiB")
+                   f"  {ratio:5.2f}x raw COPY  peak RSS {s['rss']:6.1f} MiB"
+                   + (f"  output {out} MiB" if m["size"] is not None else ""))
 
 def named(prefix):
     for m in measures:

@@ -148,7 +148,7 @@ pub struct TuningArgs {
     #[arg(long, default_value_t = 32, value_name = "MIB")]
     pub partition_mib: u64,
 
-    /// Rows per Arrow batch (a batch is also cut at 16 MiB).
+    /// Rows per Arrow batch (a batch is also cut at 2 MiB of row data: small batches stay in the allocator's reused memory, which measured faster than large ones).
     #[arg(long, default_value_t = 8192, value_name = "ROWS")]
     pub batch_rows: usize,
 }

@@ -4,6 +4,7 @@
 
 use crate::cli::{SourceArgs, TuningArgs};
 use crate::error::{Error, Result};
+use crate::source::reader::BATCH_BYTES;
 use crate::source::{ReadOptions, Selection, Source, SplitOptions};
 
 /// The source URL: the flag, else `DATABASE_URL`, else `SUPABASE_DB_URL`.
@@ -76,7 +77,7 @@ pub fn tuning(args: &TuningArgs) -> Result<(ReadOptions, SplitOptions)> {
         });
     }
     Ok((
-        ReadOptions { jobs, batch_rows: args.batch_rows, batch_bytes: 16 << 20 },
+        ReadOptions { jobs, batch_rows: args.batch_rows, batch_bytes: BATCH_BYTES },
         SplitOptions { target_bytes: args.partition_mib << 20, max_partitions: 256 },
     ))
 }

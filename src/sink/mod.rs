@@ -4,6 +4,8 @@
 //! what it wrote. Sinks for D1, Vectorize and the Parquet archive all have
 //! this shape, so the reader never knows which one it feeds.
 
+pub mod d1;
+
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};

@@ -78,15 +78,14 @@ pub async fn plan(
             even_split(lo as i128, hi as i128, wanted).into_iter().map(|b| b.to_string()).collect()
         }
         (Kind::Uuid, false) => {
-            let row =
-                sqlx::query(AssertSqlSafe(format!(
+            let row = sqlx::query(AssertSqlSafe(format!(
                 // uuid has no min()/max() before Postgres 18; its text form
                 // sorts the same way under the C collation.
                 "SELECT min({col}::text COLLATE \"C\"), max({col}::text COLLATE \"C\") FROM {name}"
             )))
-                    .fetch_one(&mut *conn)
-                    .await
-                    .map_err(Error::db(ctx()))?;
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(Error::db(ctx()))?;
             let (Some(lo), Some(hi)): (Option<String>, Option<String>) = (row.get(0), row.get(1)) else {
                 return Ok(vec![Partition::whole()]);
             };
