@@ -75,7 +75,8 @@ PGFLARE="$ROOT/target/release/pgflare"
 SEED="$ROOT/target/release/pgflare-seed"
 GNU_TIME=/usr/bin/time
 
-# Per-run results of this invocation: name, run, seconds, peak RSS (KiB).
+# Per-run results of this invocation: name, run, seconds, peak RSS (KiB),
+# client CPU seconds.
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/pgflare-bench.XXXXXX")"
 PG2PARQUET_PID=""
 cleanup() {
@@ -120,7 +121,8 @@ show_cmd() {
 }
 
 # Run "$@" once under GNU time: stdout to /dev/null, stderr to $WORK/last.err;
-# sets LAST_SECONDS and LAST_RSS_KIB. Returns the command's status.
+# sets LAST_SECONDS, LAST_RSS_KIB and LAST_CPU (user + system seconds of the
+# command itself). Returns the command's status.
 run_once() {
     local t0 t1 rc=0
     t0="$(now)"
@@ -128,6 +130,7 @@ run_once() {
     t1="$(now)"
     LAST_SECONDS="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
     LAST_RSS_KIB="$(awk -F': *' '/Maximum resident set size/ { print $2 }' "$WORK/last.time")"
+    LAST_CPU="$(awk -F': *' '/(User|System) time \(seconds\)/ { s += $2 } END { printf "%.2f", s }' "$WORK/last.time")"
     return "$rc"
 }
 
@@ -165,8 +168,8 @@ measure() {
             printf '%s\tfailed\t\t%s\t%s\n' "$name" "$note" "$shown" >>"$MEASURES_TSV"
             return 1
         fi
-        log "$name: run $i/$RUNS: ${LAST_SECONDS} s, peak RSS $((LAST_RSS_KIB / 1024)) MiB"
-        printf '%s\t%s\t%s\t%s\n' "$name" "$i" "$LAST_SECONDS" "$LAST_RSS_KIB" >>"$RUNS_TSV"
+        log "$name: run $i/$RUNS: ${LAST_SECONDS} s, client CPU ${LAST_CPU} s, peak RSS $((LAST_RSS_KIB / 1024)) MiB"
+        printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$i" "$LAST_SECONDS" "$LAST_RSS_KIB" "$LAST_CPU" >>"$RUNS_TSV"
     done
     local bytes=""
     if [ -n "$out" ]; then
@@ -276,6 +279,7 @@ collect_facts() {
         echo "cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
         echo "mem_kib=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
         echo "kernel=$(uname -r)"
+        echo "loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
         echo "postgres=$(bpsql -d "$DB" -At -c 'SHOW server_version')"
         echo "pgvector=$(bpsql -d "$DB" -At -c "SELECT extversion FROM pg_extension WHERE extname = 'vector'")"
         echo "rows=$(bpsql -d "$DB" -At -c "SELECT count(*) FROM public.$TABLE")"
@@ -329,8 +333,8 @@ facts_path, runs_path, measures_path, report_path, section = sys.argv[1:6]
 facts = dict(l.rstrip("\n").split("=", 1) for l in open(facts_path) if "=" in l)
 runs = {}
 for line in open(runs_path):
-    name, _run, secs, rss = line.rstrip("\n").split("\t")
-    runs.setdefault(name, []).append((float(secs), int(rss)))
+    name, _run, secs, rss, cpu = line.rstrip("\n").split("\t")
+    runs.setdefault(name, []).append((float(secs), int(rss), float(cpu)))
 measures = []
 for line in open(measures_path):
     name, status, size, note, cmd = line.rstrip("\n").split("\t")
@@ -344,27 +348,27 @@ def stats(name):
     r = runs.get(name)
     if not r:
         return None
-    secs = [s for s, _ in r]
+    secs = [s for s, _, _ in r]
     return dict(median=statistics.median(secs), min=min(secs), max=max(secs),
-                rss=max(k for _, k in r) / 1024)
+                rss=max(k for _, k, _ in r) / 1024, cpu=statistics.median(c for _, _, c in r))
 
 base = stats("raw COPY")
-table = ["| Command | median s | min s | max s | rows/s | COPY MB/s | × raw COPY | peak RSS MiB | output MiB |",
-         "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+table = ["| Command | median s | min s | max s | rows/s | COPY MB/s | × raw COPY | client CPU s | peak RSS MiB | output MiB |",
+         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
 summary = []
 for m in measures:
     s = stats(m["name"]) if m["status"] == "ok" else None
     if s is None:
-        table.append(f"| {m['name']} | failed | | | | | | | |")
+        table.append(f"| {m['name']} | failed | | | | | | | | |")
         summary.append(f"{m['name']:<34} FAILED")
         continue
     ratio = s["median"] / base["median"] if base else float("nan")
     out = f"{m['size'] / MIB:.1f}" if m["size"] is not None else "–"
     table.append(f"| {m['name']} | {s['median']:.3f} | {s['min']:.3f} | {s['max']:.3f} | "
                  f"{rows / s['median']:,.0f} | {copy_bytes / s['median'] / 1e6:.1f} | "
-                 f"{ratio:.2f} | {s['rss']:.1f} | {out} |")
+                 f"{ratio:.2f} | {s['cpu']:.2f} | {s['rss']:.1f} | {out} |")
     summary.append(f"{m['name']:<34} median {s['median']:7.3f} s  (min {s['min']:.3f}, max {s['max']:.3f})"
-                   f"  {ratio:5.2f}x raw COPY  peak RSS {s['rss']:6.1f} MiB"
+                   f"  {ratio:5.2f}x raw COPY  client CPU {s['cpu']:5.2f} s  peak RSS {s['rss']:6.1f} MiB"
                    + (f"  output {out} MiB" if m["size"] is not None else ""))
 
 def named(prefix):
@@ -401,15 +405,17 @@ lines = [
     f"Written by `scripts/bench.sh`{' --quick' if facts['quick'] == '1' else ''} on {facts['date']}; "
     f"pgflare {facts['pgflare_version'].removeprefix('pgflare ')} at {facts['pgflare_commit']}, {facts['pg2parquet_version']}.",
     "",
-    f"- Machine: {facts['nproc']} CPUs ({facts['cpu']}), {mem_gib:.1f} GiB RAM, Linux {facts['kernel']}",
+    f"- Machine: {facts['nproc']} CPUs ({facts['cpu']}), {mem_gib:.1f} GiB RAM, Linux {facts['kernel']}; "
+    f"load average when the run started: {facts['loadavg']} (other work on the machine skews the numbers)",
     f"- Server: Postgres {facts['postgres']}, pgvector {facts['pgvector']} (local, loopback TCP, `scripts/pg.sh`)",
     f"- Table `{facts['table']}` in `{facts['database']}`: {rows:,} rows, embedding {facts['embedding_type'] or '?'}, "
     f"pg_total_relation_size {int(facts['table_bytes']) / MIB:.1f} MiB, "
     f"binary COPY stream {copy_bytes / MIB:.1f} MiB ({copy_bytes:,} bytes); seeded by "
     f"`pgflare-seed --chunks {facts['chunks']} --dims {facts['dims']}`",
     f"- Each command: one warm-up run, then {facts['runs']} timed runs; wall time from `date +%s.%N`, "
-    "peak RSS = largest \"Maximum resident set size\" of GNU `time -v` over the runs (client process only; "
-    "the Postgres backends are not counted). rows/s and COPY MB/s (10^6 bytes of the binary COPY stream "
+    "peak RSS = largest \"Maximum resident set size\" of GNU `time -v` over the runs; client CPU = "
+    "median user + system seconds from the same (both count the client process only, not the Postgres "
+    "backends, which share the same CPUs). rows/s and COPY MB/s (10^6 bytes of the binary COPY stream "
     "per second) use the median.",
     "",
     *table,

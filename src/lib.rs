@@ -28,6 +28,7 @@ pub mod config;
 pub mod error;
 pub mod progress;
 pub mod redact;
+pub mod seed;
 pub mod sink;
 pub mod source;
 pub mod typemap;

@@ -84,8 +84,8 @@ fn a_busy_writer_never_splits_a_transaction_across_partitions() {
                     let sql = format!(
                         "BEGIN;
                          INSERT INTO chunks (id, document_id, chunk_index, content, token_count, created_at, updated_at)
-                           SELECT gen_random_uuid(), id, 200000 + {n} * 2 + g, 'pair-{n}', 1, now(), now()
-                             FROM documents, generate_series(0, 1) g WHERE id = (SELECT min(id) FROM documents);
+                           SELECT gen_random_uuid(), d.id, 200000 + {n} * 2 + g, 'pair-{n}', 1, now(), now()
+                             FROM (SELECT id FROM documents ORDER BY id LIMIT 1) d, generate_series(0, 1) g;
                          COMMIT;"
                     );
                     sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.expect("insert pair");
@@ -96,12 +96,11 @@ fn a_busy_writer_never_splits_a_transaction_across_partitions() {
         })
     };
     // Let the writer get going, then archive with many small partitions.
-    while db
-        .query_one("SELECT count(*)::text FROM chunks WHERE content LIKE 'pair-%'")
-        .parse::<u64>()
-        .unwrap_or(0)
-        < 20
-    {
+    let waiting = std::time::Instant::now();
+    let pairs = || db.query_one("SELECT count(*)::text FROM chunks WHERE content LIKE 'pair-%'");
+    while pairs().parse::<u64>().unwrap_or(0) < 20 {
+        assert!(!writer.is_finished(), "the writer stopped before writing 20 pairs");
+        assert!(waiting.elapsed().as_secs() < 60, "the writer wrote no pairs in 60 s");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let out = temp_dir("busy");

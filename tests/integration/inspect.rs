@@ -6,11 +6,13 @@ use crate::common::*;
 fn inspect_reports_mapping_and_cloudflare_misfits_with_example_keys() {
     let db = TestDb::new("inspect");
     db.seed(200, 8);
+    // Vectors are built from their text form: the bundled pgvector's
+    // array_to_vector uses AVX-512, which this CPU may lack (see README).
     db.exec(
         "CREATE TABLE wide_vectors (id text PRIMARY KEY, meta jsonb, embedding vector(2000));
          INSERT INTO wide_vectors VALUES
            (repeat('k', 70), jsonb_build_object('blob', repeat('x', 11000)), NULL),
-           ('short', '{}', array_fill(0.5, ARRAY[2000])::vector);",
+           ('short', '{}', ('[' || array_to_string(array_fill(0.5::real, ARRAY[2000]), ',') || ']')::vector);",
     );
     let json = ok(pgflare(&db, &["inspect", "--json"]));
     let v: serde_json::Value = serde_json::from_str(&json).expect("json");
