@@ -15,9 +15,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 LOG_TAG="demo.sh"
 cd "$ROOT"
 
-if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
-    PATH="${HOME:-/root}/.cargo/bin:$PATH"
-fi
+ensure_cargo_on_path
 
 CHUNKS="${DEMO_CHUNKS:-5000}"
 DIMS="${DEMO_DIMS:-1536}"

@@ -74,3 +74,12 @@ ensure_venv() {
         printf '%s\n' "$want" >"$stamp"
     fi
 }
+
+# rustup installs cargo under ~/.cargo/bin, which a non-login shell (CI)
+# may not have on PATH.
+ensure_cargo_on_path() {
+    if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
+        PATH="${HOME:-/root}/.cargo/bin:$PATH"
+        export PATH
+    fi
+}

@@ -19,9 +19,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 LOG_TAG="test.sh"
 cd "$ROOT"
 
-if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
-    PATH="${HOME:-/root}/.cargo/bin:$PATH"
-fi
+ensure_cargo_on_path
 
 STEP="setup"
 STARTED_PG=0

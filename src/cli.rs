@@ -138,7 +138,7 @@ pub struct ArchiveArgs {
 /// Parallelism and batch sizes.
 #[derive(Debug, Args, Clone)]
 pub struct TuningArgs {
-    /// Parallel workers (each one Postgres connection). Default: CPU count.
+    /// Parallel workers (each one Postgres connection). Default: CPU count + 1.
     #[arg(long, short, value_name = "N")]
     pub jobs: Option<usize>,
 
