@@ -485,7 +485,7 @@ main() {
         die "the raw COPY failed"
 
     measure "pgflare archive" --out "$OUT_DIR/pgflare" \
-        --note "jobs = CPU count (default), zstd level $PGFLARE_ZSTD (default)" \
+        --note "jobs = CPU count + 1 (default), zstd level $PGFLARE_ZSTD (default)" \
         -- env DATABASE_URL="$BENCH_URL" "$PGFLARE" archive --quiet --overwrite \
         --table "$TABLE" --out "$OUT_DIR/pgflare" ||
         die "pgflare archive failed"
