@@ -31,9 +31,12 @@ impl Progress {
             _ => ProgressBar::no_length(),
         };
         let style = ProgressStyle::with_template(
-            "{prefix:>16.bold} [{bar:30.cyan/blue}] {human_pos:>10}/{human_len} rows  {per_sec:>12}  ETA {eta}  {msg}",
+            "{prefix:>16.bold} [{bar:30.cyan/blue}] {human_pos:>10}/{human_len} rows  {rate:>14}  ETA {eta}  {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{} rows/s", indicatif::HumanCount(s.per_sec() as u64));
+        })
         .progress_chars("=> ");
         let bar = self.multi.add(bar.with_style(style).with_prefix(label.to_string()));
         if !self.enabled {

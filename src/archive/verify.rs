@@ -18,6 +18,7 @@ use serde::Serialize;
 use super::manifest::{Manifest, ManifestTable};
 use crate::batch::TableSpec;
 use crate::error::{Error, Result};
+use crate::progress::Progress;
 use crate::source::{self, introspect, ReadOptions, Selection, Snapshot, Source, SplitOptions, TableJob};
 use crate::verify::buckets::{collect_rows, BucketSinks, Buckets, CollectSinks, RowMap, DEFAULT_BUCKETS};
 use crate::verify::digest::{row_digests, DigestSum};
@@ -159,14 +160,28 @@ fn check_file(dir: &Path, table: &ManifestTable, f: &crate::sink::FileReport, bu
 }
 
 /// Verifies the archive in `dir`; against `source` too when given.
-pub async fn verify(dir: &Path, source: Option<&Source>, opts: ReadOptions) -> Result<VerifyReport> {
+pub async fn verify(
+    dir: &Path,
+    source: Option<&Source>,
+    opts: ReadOptions,
+    progress: &Progress,
+) -> Result<VerifyReport> {
     let manifest = Manifest::read(dir)?;
     let mut report = VerifyReport { archive: dir.display().to_string(), ..VerifyReport::default() };
     let mut archive_buckets: HashMap<String, Buckets> = HashMap::new();
     for table in &manifest.tables {
         let name = table.spec.qualified();
-        let checks: Vec<FileCheck> =
-            table.files.par_iter().map(|f| check_file(dir, table, f, DEFAULT_BUCKETS)).collect();
+        let bar = progress.rows(&format!("{name} (archive)"), Some(table.rows));
+        let checks: Vec<FileCheck> = table
+            .files
+            .par_iter()
+            .map(|f| {
+                let c = check_file(dir, table, f, DEFAULT_BUCKETS);
+                bar.inc(c.rows);
+                c
+            })
+            .collect();
+        bar.finish();
         let mut total = DigestSum::default();
         let mut buckets = Buckets::new(DEFAULT_BUCKETS);
         for c in checks {
@@ -197,7 +212,7 @@ pub async fn verify(dir: &Path, source: Option<&Source>, opts: ReadOptions) -> R
     }
     if let Some(src) = source {
         report.source_checked = true;
-        against_source(dir, &manifest, src, &archive_buckets, opts, &mut report).await?;
+        against_source(dir, &manifest, src, &archive_buckets, opts, progress, &mut report).await?;
     }
     Ok(report)
 }
@@ -208,6 +223,7 @@ async fn against_source(
     src: &Source,
     archive: &HashMap<String, Buckets>,
     opts: ReadOptions,
+    progress: &Progress,
     report: &mut VerifyReport,
 ) -> Result<()> {
     let mut snapshot = Snapshot::export(src).await?;
@@ -260,19 +276,19 @@ async fn against_source(
         specs.push((Arc::new(t.spec.clone()), parts, t));
     }
 
-    let jobs = |specs: &[(Arc<TableSpec>, Vec<source::Partition>, &ManifestTable)]| {
+    let jobs = |specs: &[(Arc<TableSpec>, Vec<source::Partition>, &ManifestTable)], pass: &str| {
         specs
             .iter()
-            .map(|(s, p, _)| TableJob {
+            .map(|(s, p, t)| TableJob {
                 table: s.clone(),
                 partitions: p.clone(),
-                progress: indicatif::ProgressBar::hidden(),
+                progress: progress.rows(&format!("{} ({pass})", s.qualified()), Some(t.rows)),
             })
-            .collect()
+            .collect::<Vec<_>>()
     };
     let sums = Arc::new(Mutex::new(HashMap::new()));
     let sinks = Arc::new(BucketSinks { buckets: DEFAULT_BUCKETS, result: sums.clone() });
-    source::read_all(src, &snapshot.info.id, jobs(&specs), sinks, opts).await?;
+    source::read_all(src, &snapshot.info.id, jobs(&specs, "source"), sinks, opts).await?;
     let sums = std::mem::take(&mut *sums.lock().map_err(|_| Error::Internal("poisoned".into()))?);
 
     let mut wanted: HashMap<String, BTreeSet<usize>> = HashMap::new();
@@ -297,7 +313,7 @@ async fn against_source(
     let sinks =
         Arc::new(CollectSinks { buckets: DEFAULT_BUCKETS, wanted: wanted.clone(), result: rows.clone() });
     let drill: Vec<_> = specs.into_iter().filter(|(s, _, _)| wanted.contains_key(&s.qualified())).collect();
-    source::read_all(src, &snapshot.info.id, jobs(&drill), sinks, opts).await?;
+    source::read_all(src, &snapshot.info.id, jobs(&drill, "drill-down"), sinks, opts).await?;
     snapshot.release().await?;
     let mut source_rows = std::mem::take(&mut *rows.lock().map_err(|_| Error::Internal("poisoned".into()))?);
 

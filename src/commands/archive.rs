@@ -55,14 +55,14 @@ pub async fn export(args: ArchiveArgs, json: bool, progress: &Progress) -> anyho
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn verify(args: VerifyArgs, json: bool) -> anyhow::Result<ExitCode> {
+pub async fn verify(args: VerifyArgs, json: bool, progress: &Progress) -> anyhow::Result<ExitCode> {
     let (read, _) = config::tuning(&args.tuning)?;
     let source = if args.against_source || args.database_url.is_some() {
         Some(config::source(args.database_url.as_deref())?)
     } else {
         None
     };
-    let report = verify::verify(&args.dir, source.as_ref(), read).await?;
+    let report = verify::verify(&args.dir, source.as_ref(), read, progress).await?;
     if json {
         print_json(&report)?;
     } else {

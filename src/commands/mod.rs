@@ -18,7 +18,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Inspect(args) => inspect::run(args, cli.json).await,
         Command::Archive(cmd) => match cmd.verify {
-            Some(ArchiveSub::Verify(args)) => archive::verify(args, cli.json).await,
+            Some(ArchiveSub::Verify(args)) => archive::verify(args, cli.json, &progress).await,
             None => archive::export(cmd.export, cli.json, &progress).await,
         },
     }
