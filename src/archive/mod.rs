@@ -15,10 +15,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::sink::SinkReport;
-use crate::source::{
-    self, introspect, partition, ReadOptions, Selection, Snapshot, Source, SplitOptions, TableJob,
-};
+use crate::source::job::TableRead;
+use crate::source::{self, ReadOptions, Selection, Snapshot, Source, SplitOptions};
 use crate::verify::digest::DigestSum;
 use manifest::{DigestInfo, Manifest, ManifestTable, SourceInfo};
 pub use writer::ParquetConfig;
@@ -100,40 +98,28 @@ pub async fn export(
 /// have done other work at the same point in time).
 pub async fn export_at(
     src: &Source,
-    mut snapshot: Snapshot,
+    snapshot: Snapshot,
     opts: &ArchiveOptions,
     progress: &Progress,
 ) -> Result<(Manifest, ArchiveSummary)> {
     let started = Instant::now();
     let dir = &opts.parquet.dir;
     prepare_out(dir, opts.overwrite)?;
-    let tables = introspect(snapshot.conn(), &opts.selection).await?;
-    let mut jobs = Vec::new();
-    for t in &tables {
-        let parts = partition::plan(snapshot.conn(), &t.spec, t.total_bytes, opts.split).await?;
-        jobs.push(TableJob {
-            table: Arc::new(t.spec.clone()),
-            partitions: parts,
-            progress: progress.rows(&t.spec.qualified(), t.row_estimate),
-        });
-    }
-    let partitions: Vec<usize> = jobs.iter().map(|j| j.partitions.len()).collect();
-    let bars: Vec<_> = jobs.iter().map(|j| j.progress.clone()).collect();
-    let results =
-        source::read_all(src, &snapshot.info.id, jobs, Arc::new(opts.parquet.clone()), opts.read).await?;
-    let info = snapshot.info.clone();
-    snapshot.release().await?;
-    for b in bars {
-        b.finish();
-    }
+    let reading = source::job::read_selection(
+        src,
+        snapshot,
+        &opts.selection,
+        opts.split,
+        opts.read,
+        Arc::new(opts.parquet.clone()),
+        progress,
+    )
+    .await?;
+    let info = reading.snapshot;
 
     let mut out_tables = Vec::new();
     let mut summaries = Vec::new();
-    for (t, parts) in tables.into_iter().zip(partitions) {
-        let mut report = SinkReport::default();
-        for r in results.iter().filter(|r| r.table.qualified() == t.spec.qualified()) {
-            report.merge(r.report.clone());
-        }
+    for TableRead { info: t, partitions, report } in reading.tables {
         let mut digest = DigestSum::default();
         for f in &report.files {
             let one = DigestSum::from_hex(&f.row_digest)
@@ -145,7 +131,7 @@ pub async fn export_at(
             rows: report.rows,
             files: report.files.len(),
             bytes: report.bytes,
-            partitions: parts,
+            partitions,
         });
         let arrow_types = t.spec.columns.iter().map(|c| c.ty.arrow_type().to_string()).collect();
         out_tables.push(ManifestTable {

@@ -7,6 +7,7 @@ pub mod copy;
 pub mod decode;
 pub mod fit;
 pub mod introspect;
+pub mod job;
 pub mod numeric;
 pub mod partition;
 pub mod pgvector;

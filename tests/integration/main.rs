@@ -7,4 +7,5 @@ mod common;
 
 mod archive;
 mod consistency;
+mod d1_files;
 mod inspect;

@@ -1,5 +1,10 @@
-//! The D1 sink: rows rendered as D1 stores them ([`value`]) and packed into
-//! idempotent upsert statements under D1's limits ([`sql`]).
+//! The D1 sink: rows rendered as D1 stores them ([`value`]), packed into
+//! idempotent upsert statements under D1's limits ([`sql`]), the D1 table
+//! definitions ([`schema`]), and the `files` target ([`files`]).
 
+pub mod files;
+pub mod schema;
 pub mod sql;
 pub mod value;
+
+pub use files::D1FilesConfig;

@@ -1,0 +1,157 @@
+//! The D1 `files` target: SQL batch files that `wrangler d1 execute --file`
+//! (or the D1 import API) runs unchanged. One or more files per table
+//! partition (`<table>/part-<partition>-<seq>.sql`), rolled by size, each
+//! starting with `PRAGMA defer_foreign_keys = on` so parents and children
+//! may load in any order, every statement under D1's size limit, no
+//! transaction statements, and the same bytes for the same snapshot.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::sql::{StatementPacker, TableSql};
+use super::value::d1_value;
+use crate::batch::{TableBatch, TableSpec};
+use crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES;
+use crate::error::{Error, Result};
+use crate::sink::{BatchSink, FileReport, SinkFactory, SinkReport};
+use crate::verify::digest::{key_display, row_digests, DigestSum};
+
+const FILE_HEADER: &str = "PRAGMA defer_foreign_keys = on;\n";
+
+/// Settings of the `files` target.
+#[derive(Clone, Debug)]
+pub struct D1FilesConfig {
+    pub dir: PathBuf,
+    /// Start a new file past this many bytes.
+    pub file_bytes: u64,
+    /// Largest statement (D1 refuses more than 100,000 bytes).
+    pub max_statement_bytes: usize,
+}
+
+impl D1FilesConfig {
+    pub fn new(dir: PathBuf) -> Self {
+        D1FilesConfig { dir, file_bytes: 64 << 20, max_statement_bytes: D1_MAX_STATEMENT_BYTES }
+    }
+}
+
+impl SinkFactory for D1FilesConfig {
+    fn open(&self, table: &Arc<TableSpec>, partition: usize) -> Result<Box<dyn BatchSink>> {
+        super::schema::check_name("table", &table.name)?;
+        let dir = self.dir.join(table.file_stem());
+        std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+        let names: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+        Ok(Box::new(D1FilesSink {
+            sql: TableSql::new(&table.name, &names, &table.key_indices()),
+            table: table.clone(),
+            partition,
+            dir,
+            config: self.clone(),
+            current: None,
+            report: SinkReport::default(),
+        }))
+    }
+}
+
+struct OpenFile {
+    path: PathBuf,
+    out: BufWriter<File>,
+    hasher: blake3::Hasher,
+    bytes: u64,
+    rows: u64,
+    digest: DigestSum,
+}
+
+struct D1FilesSink {
+    sql: TableSql,
+    table: Arc<TableSpec>,
+    partition: usize,
+    dir: PathBuf,
+    config: D1FilesConfig,
+    current: Option<OpenFile>,
+    report: SinkReport,
+}
+
+impl D1FilesSink {
+    fn file(&mut self) -> Result<&mut OpenFile> {
+        if self.current.is_none() {
+            let name = format!("part-{:05}-{:03}.sql", self.partition, self.report.files.len());
+            let path = self.dir.join(name);
+            let file = File::create(&path).map_err(Error::io(&path))?;
+            let mut f = OpenFile {
+                out: BufWriter::with_capacity(1 << 20, file),
+                path,
+                hasher: blake3::Hasher::new(),
+                bytes: 0,
+                rows: 0,
+                digest: DigestSum::default(),
+            };
+            write(&mut f, FILE_HEADER)?;
+            self.current = Some(f);
+        }
+        self.current.as_mut().ok_or_else(|| Error::Internal("no open file".into()))
+    }
+
+    fn close(&mut self) -> Result<()> {
+        let Some(mut f) = self.current.take() else { return Ok(()) };
+        f.out.flush().map_err(Error::io(&f.path))?;
+        let root = self.config.dir.clone();
+        let rel = f.path.strip_prefix(&root).unwrap_or(&f.path).to_string_lossy().replace('\\', "/");
+        self.report.rows += f.rows;
+        self.report.bytes += f.bytes;
+        self.report.files.push(FileReport {
+            path: rel,
+            rows: f.rows,
+            bytes: f.bytes,
+            blake3: f.hasher.finalize().to_hex().to_string(),
+            row_digest: f.digest.hex(),
+        });
+        Ok(())
+    }
+}
+
+fn write(f: &mut OpenFile, s: &str) -> Result<()> {
+    f.out.write_all(s.as_bytes()).map_err(Error::io(&f.path))?;
+    f.hasher.update(s.as_bytes());
+    f.bytes += s.len() as u64;
+    Ok(())
+}
+
+impl BatchSink for D1FilesSink {
+    fn write(&mut self, batch: &TableBatch) -> Result<()> {
+        let b = &batch.batch;
+        if b.num_rows() == 0 {
+            return Ok(());
+        }
+        let key = self.table.key_indices();
+        let digests = row_digests(b)?;
+        let mut packer = StatementPacker::new(&self.sql, self.config.max_statement_bytes);
+        let mut statements = Vec::new();
+        let mut literals = Vec::with_capacity(b.num_columns());
+        let mut sum = DigestSum::default();
+        for (row, digest) in digests.iter().enumerate() {
+            literals.clear();
+            literals.extend(b.columns().iter().map(|c| d1_value(c.as_ref(), row).literal()));
+            let key_text = key_display(b, &key, row);
+            packer.push(&literals, &key_text, &mut |s| statements.push(s))?;
+            sum.add(digest);
+        }
+        packer.flush(&mut |s| statements.push(s));
+        let f = self.file()?;
+        f.digest.merge(&sum);
+        for s in &statements {
+            write(f, s)?;
+        }
+        f.rows += b.num_rows() as u64;
+        if f.bytes >= self.config.file_bytes {
+            self.close()?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<SinkReport> {
+        self.close()?;
+        Ok(std::mem::take(&mut self.report))
+    }
+}

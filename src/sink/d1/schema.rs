@@ -1,0 +1,81 @@
+//! The D1 (SQLite dialect) table for a source table: column types from the
+//! type table, NOT NULL where the source has it, the primary key. Names
+//! starting with `_cf_` are refused: D1 reserves them.
+
+use crate::batch::{quote_ident, TableSpec};
+use crate::error::{Error, Result};
+
+/// Refuses a name D1 reserves.
+pub fn check_name(kind: &str, name: &str) -> Result<()> {
+    if name.to_ascii_lowercase().starts_with("_cf_") {
+        return Err(Error::Config {
+            setting: format!("D1 {kind} name"),
+            message: format!("`{name}` starts with _cf_, which D1 reserves; give it another name in D1"),
+        });
+    }
+    Ok(())
+}
+
+/// `CREATE TABLE IF NOT EXISTS` for `spec` under the D1 name `d1_name`.
+pub fn create_table(spec: &TableSpec, d1_name: &str) -> Result<String> {
+    check_name("table", d1_name)?;
+    let mut lines: Vec<String> = spec
+        .columns
+        .iter()
+        .map(|c| {
+            format!(
+                "  {} {}{}",
+                quote_ident(&c.name),
+                c.ty.d1_type(),
+                if c.nullable { "" } else { " NOT NULL" }
+            )
+        })
+        .collect();
+    if !spec.primary_key.is_empty() {
+        let keys = spec.primary_key.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ");
+        lines.push(format!("  PRIMARY KEY ({keys})"));
+    }
+    Ok(format!("CREATE TABLE IF NOT EXISTS {} (\n{}\n);\n", quote_ident(d1_name), lines.join(",\n")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::ColumnSpec;
+    use crate::typemap::{ColumnType, Kind};
+
+    #[test]
+    fn reserved_names_are_refused() {
+        assert!(check_name("table", "_CF_kv").is_err());
+        assert!(check_name("table", "chunks").is_ok());
+    }
+
+    #[test]
+    fn create_table_uses_the_type_table() {
+        let spec = TableSpec {
+            schema: "public".into(),
+            name: "chunks".into(),
+            columns: vec![
+                ColumnSpec {
+                    name: "id".into(),
+                    pg_type: "uuid".into(),
+                    ty: ColumnType::scalar(Kind::Uuid),
+                    nullable: false,
+                    cast: None,
+                },
+                ColumnSpec {
+                    name: "n".into(),
+                    pg_type: "int4".into(),
+                    ty: ColumnType::scalar(Kind::Int4),
+                    nullable: true,
+                    cast: None,
+                },
+            ],
+            primary_key: vec!["id".into()],
+        };
+        assert_eq!(
+            create_table(&spec, "chunks").unwrap(),
+            "CREATE TABLE IF NOT EXISTS \"chunks\" (\n  \"id\" TEXT NOT NULL,\n  \"n\" INTEGER,\n  PRIMARY KEY (\"id\")\n);\n"
+        );
+    }
+}
