@@ -6,9 +6,7 @@
 //! shared exponent bytes. Each file's blake3 is computed while it is
 //! written, and its rows' combined digest from the same batches.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use parquet::arrow::ArrowWriter;
@@ -18,7 +16,8 @@ use parquet::schema::types::ColumnPath;
 
 use crate::batch::{TableBatch, TableSpec};
 use crate::error::{Error, Result};
-use crate::sink::{BatchSink, FileReport, SinkFactory, SinkReport};
+use crate::sink::file::HashingFile;
+use crate::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::typemap::Kind;
 use crate::verify::digest::{row_digests, DigestSum};
 
@@ -74,29 +73,9 @@ impl SinkFactory for ParquetConfig {
     }
 }
 
-/// Counts and hashes every byte on its way to the file.
-struct HashingWriter {
-    inner: BufWriter<File>,
-    hasher: blake3::Hasher,
-    bytes: u64,
-}
-
-impl Write for HashingWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 struct OpenFile {
     path: PathBuf,
-    writer: ArrowWriter<HashingWriter>,
+    writer: ArrowWriter<HashingFile>,
     rows: u64,
     digest: DigestSum,
 }
@@ -116,37 +95,20 @@ impl ParquetSink {
     fn open_file(&mut self) -> Result<OpenFile> {
         let name = format!("part-{:05}-{:03}.parquet", self.partition, self.report.files.len());
         let path = self.dir.join(name);
-        let file = File::create(&path).map_err(Error::io(&path))?;
-        let sink = HashingWriter {
-            inner: BufWriter::with_capacity(1 << 20, file),
-            hasher: blake3::Hasher::new(),
-            bytes: 0,
-        };
+        let sink = HashingFile::create(path.clone())?;
         let writer = ArrowWriter::try_new(sink, self.table.arrow_schema(), Some(self.props.clone()))
             .map_err(Error::parquet(&path))?;
         Ok(OpenFile { path, writer, rows: 0, digest: DigestSum::default() })
     }
 
     fn close_file(&mut self, f: OpenFile) -> Result<()> {
-        let mut sink = f.writer.into_inner().map_err(Error::parquet(&f.path))?;
-        sink.flush().map_err(Error::io(&f.path))?;
-        let rel = relative(&self.root, &f.path);
-        self.report.rows += f.rows;
-        self.report.bytes += sink.bytes;
-        self.report.files.push(FileReport {
-            path: rel,
-            rows: f.rows,
-            bytes: sink.bytes,
-            blake3: sink.hasher.finalize().to_hex().to_string(),
-            row_digest: f.digest.hex(),
-        });
+        let sink = f.writer.into_inner().map_err(Error::parquet(&f.path))?;
+        let report = sink.finish(&self.root, f.rows, &f.digest)?;
+        self.report.rows += report.rows;
+        self.report.bytes += report.bytes;
+        self.report.files.push(report);
         Ok(())
     }
-}
-
-fn relative(root: &Path, path: &Path) -> String {
-    let rel = path.strip_prefix(root).unwrap_or(path);
-    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }
 
 impl BatchSink for ParquetSink {

@@ -5,6 +5,7 @@
 //! this shape, so the reader never knows which one it feeds.
 
 pub mod d1;
+pub mod file;
 
 use std::sync::Arc;
 

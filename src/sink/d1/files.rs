@@ -5,8 +5,7 @@
 //! may load in any order, every statement under D1's size limit, no
 //! transaction statements, and the same bytes for the same snapshot.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,7 +14,8 @@ use super::value::d1_value;
 use crate::batch::{TableBatch, TableSpec};
 use crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES;
 use crate::error::{Error, Result};
-use crate::sink::{BatchSink, FileReport, SinkFactory, SinkReport};
+use crate::sink::file::HashingFile;
+use crate::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::verify::digest::{key_display, row_digests, DigestSum};
 
 const FILE_HEADER: &str = "PRAGMA defer_foreign_keys = on;\n";
@@ -55,10 +55,7 @@ impl SinkFactory for D1FilesConfig {
 }
 
 struct OpenFile {
-    path: PathBuf,
-    out: BufWriter<File>,
-    hasher: blake3::Hasher,
-    bytes: u64,
+    out: HashingFile,
     rows: u64,
     digest: DigestSum,
 }
@@ -78,15 +75,7 @@ impl D1FilesSink {
         if self.current.is_none() {
             let name = format!("part-{:05}-{:03}.sql", self.partition, self.report.files.len());
             let path = self.dir.join(name);
-            let file = File::create(&path).map_err(Error::io(&path))?;
-            let mut f = OpenFile {
-                out: BufWriter::with_capacity(1 << 20, file),
-                path,
-                hasher: blake3::Hasher::new(),
-                bytes: 0,
-                rows: 0,
-                digest: DigestSum::default(),
-            };
+            let mut f = OpenFile { out: HashingFile::create(path)?, rows: 0, digest: DigestSum::default() };
             write(&mut f, FILE_HEADER)?;
             self.current = Some(f);
         }
@@ -94,28 +83,17 @@ impl D1FilesSink {
     }
 
     fn close(&mut self) -> Result<()> {
-        let Some(mut f) = self.current.take() else { return Ok(()) };
-        f.out.flush().map_err(Error::io(&f.path))?;
-        let root = self.config.dir.clone();
-        let rel = f.path.strip_prefix(&root).unwrap_or(&f.path).to_string_lossy().replace('\\', "/");
-        self.report.rows += f.rows;
-        self.report.bytes += f.bytes;
-        self.report.files.push(FileReport {
-            path: rel,
-            rows: f.rows,
-            bytes: f.bytes,
-            blake3: f.hasher.finalize().to_hex().to_string(),
-            row_digest: f.digest.hex(),
-        });
+        let Some(f) = self.current.take() else { return Ok(()) };
+        let report = f.out.finish(&self.config.dir, f.rows, &f.digest)?;
+        self.report.rows += report.rows;
+        self.report.bytes += report.bytes;
+        self.report.files.push(report);
         Ok(())
     }
 }
 
 fn write(f: &mut OpenFile, s: &str) -> Result<()> {
-    f.out.write_all(s.as_bytes()).map_err(Error::io(&f.path))?;
-    f.hasher.update(s.as_bytes());
-    f.bytes += s.len() as u64;
-    Ok(())
+    f.out.write_all(s.as_bytes()).map_err(Error::io(f.out.path()))
 }
 
 impl BatchSink for D1FilesSink {
@@ -144,7 +122,7 @@ impl BatchSink for D1FilesSink {
             write(f, s)?;
         }
         f.rows += b.num_rows() as u64;
-        if f.bytes >= self.config.file_bytes {
+        if f.out.bytes() >= self.config.file_bytes {
             self.close()?;
         }
         Ok(())

@@ -1,0 +1,66 @@
+//! An output file that counts and hashes every byte on its way to disk, so
+//! a sink can report its size and blake3 without reading it back. Shared by
+//! every sink that writes files.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::FileReport;
+use crate::error::{Error, Result};
+use crate::verify::digest::DigestSum;
+
+pub struct HashingFile {
+    path: PathBuf,
+    out: BufWriter<File>,
+    hasher: blake3::Hasher,
+    bytes: u64,
+}
+
+impl HashingFile {
+    pub fn create(path: PathBuf) -> Result<Self> {
+        let file = File::create(&path).map_err(Error::io(&path))?;
+        Ok(HashingFile {
+            out: BufWriter::with_capacity(1 << 20, file),
+            path,
+            hasher: blake3::Hasher::new(),
+            bytes: 0,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Flushes the file and says what was written; `root` is the sink's
+    /// output folder, which report paths are relative to.
+    pub fn finish(mut self, root: &Path, rows: u64, digest: &DigestSum) -> Result<FileReport> {
+        self.out.flush().map_err(Error::io(&self.path))?;
+        let rel = self.path.strip_prefix(root).unwrap_or(&self.path);
+        let path = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+        Ok(FileReport {
+            path,
+            rows,
+            bytes: self.bytes,
+            blake3: self.hasher.finalize().to_hex().to_string(),
+            row_digest: digest.hex(),
+        })
+    }
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
