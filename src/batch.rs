@@ -48,11 +48,16 @@ impl TableSpec {
 
     /// The folder/file stem used for this table in outputs: the bare name
     /// for `public`, `schema.name` otherwise.
+    /// Characters a file name cannot hold (`/`, `\\`, control characters)
+    /// become `_`, so no table name can point outside the output folder.
     pub fn file_stem(&self) -> String {
-        if self.schema == "public" {
-            self.name.clone()
+        let raw = if self.schema == "public" { self.name.clone() } else { self.qualified() };
+        let safe: String =
+            raw.chars().map(|c| if c == '/' || c == '\\' || c.is_control() { '_' } else { c }).collect();
+        if safe.is_empty() || safe.chars().all(|c| c == '.') {
+            format!("_{safe}")
         } else {
-            self.qualified()
+            safe
         }
     }
 
@@ -96,6 +101,21 @@ pub fn quote_literal(value: &str) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn file_stems_stay_inside_the_output_folder() {
+        let t = |schema: &str, name: &str| TableSpec {
+            schema: schema.into(),
+            name: name.into(),
+            columns: vec![],
+            primary_key: vec![],
+        };
+        assert_eq!(t("public", "chunks").file_stem(), "chunks");
+        assert_eq!(t("rag", "chunks").file_stem(), "rag.chunks");
+        assert_eq!(t("public", "../../etc").file_stem(), ".._.._etc");
+        assert_eq!(t("public", "..").file_stem(), "_..");
+        assert_eq!(t("public", "a\\b\n").file_stem(), "a_b_");
+    }
 
     proptest! {
         // Unquoting what we quoted gives the input back, and the quoted form
