@@ -111,8 +111,7 @@ impl BatchSink for D1FilesSink {
         for (row, digest) in digests.iter().enumerate() {
             literals.clear();
             literals.extend(b.columns().iter().map(|c| d1_value(c.as_ref(), row).literal()));
-            let key_text = key_display(b, &key, row);
-            packer.push(&literals, &key_text, &mut |s| statements.push(s))?;
+            packer.push(&literals, &|| key_display(b, &key, row), &mut |s| statements.push(s))?;
             sum.add(digest);
         }
         packer.flush(&mut |s| statements.push(s));

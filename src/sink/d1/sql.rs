@@ -63,8 +63,13 @@ impl<'t> StatementPacker<'t> {
     }
 
     /// Adds one row; `emit` receives every statement that is complete.
-    /// `key_text` names the row in errors.
-    pub fn push(&mut self, literals: &[String], key_text: &str, emit: &mut impl FnMut(String)) -> Result<()> {
+    /// `key_text` names the row, called only for an error.
+    pub fn push(
+        &mut self,
+        literals: &[String],
+        key_text: &dyn Fn() -> String,
+        emit: &mut impl FnMut(String),
+    ) -> Result<()> {
         let tuple_len = 2 + literals.iter().map(|l| l.len() + 2).sum::<usize>();
         let fixed = self.sql.prefix.len() + self.sql.suffix.len();
         if fixed + tuple_len > self.max_bytes {
@@ -98,14 +103,16 @@ impl<'t> StatementPacker<'t> {
     fn oversized(
         &mut self,
         literals: &[String],
-        key_text: &str,
+        key_text: &dyn Fn() -> String,
         emit: &mut impl FnMut(String),
     ) -> Result<()> {
         let too_big = |what: &str| Error::Config {
             setting: "d1 statement size".into(),
             message: format!(
-                "table {}, row {key_text}: {what} does not fit D1's {} byte statement limit",
-                self.sql.table, self.max_bytes
+                "table {}, row {}: {what} does not fit D1's {} byte statement limit",
+                self.sql.table,
+                key_text(),
+                self.max_bytes
             ),
         };
         if self.sql.key.is_empty() {
@@ -216,8 +223,8 @@ mod tests {
         let t = sql();
         let mut out = Vec::new();
         let mut p = StatementPacker::new(&t, 100_000);
-        p.push(&["'a'".into(), "'x'".into(), "1".into()], "id=a", &mut |s| out.push(s)).unwrap();
-        p.push(&["'b'".into(), "NULL".into(), "2".into()], "id=b", &mut |s| out.push(s)).unwrap();
+        p.push(&["'a'".into(), "'x'".into(), "1".into()], &|| "id=a".into(), &mut |s| out.push(s)).unwrap();
+        p.push(&["'b'".into(), "NULL".into(), "2".into()], &|| "id=b".into(), &mut |s| out.push(s)).unwrap();
         p.flush(&mut |s| out.push(s));
         assert_eq!(
             out,
@@ -241,7 +248,7 @@ mod tests {
             let mut p = StatementPacker::new(&t, limit);
             for (i, c) in contents.iter().enumerate() {
                 let lits = vec![format!("'k{i}'"), quote_literal(c), i.to_string()];
-                p.push(&lits, "k", &mut |s| out.push(s)).unwrap();
+                p.push(&lits, &|| "k".into(), &mut |s| out.push(s)).unwrap();
             }
             p.flush(&mut |s| out.push(s));
             for s in &out {
