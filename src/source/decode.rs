@@ -318,7 +318,11 @@ impl BatchBuilder {
                     column: self.table.columns[i].name.clone(),
                     key: key_text(&self.table, &self.key, row, self.offset + self.rows as u64),
                     message: e.message,
-                    hint: e.hint.to_string(),
+                    // The hints name TABLE.COLUMN generically; say which.
+                    hint: e.hint.replace(
+                        "TABLE.COLUMN",
+                        &format!("{}.{}", self.table.name, self.table.columns[i].name),
+                    ),
                 });
             }
         }

@@ -107,3 +107,15 @@ fn passwords_never_reach_output() {
     assert!(!manifest.contains(&password), "the manifest leaks the password");
     assert!(manifest.contains(":***@"), "{manifest}");
 }
+
+#[test]
+fn an_infinite_timestamp_names_the_row_and_the_exact_cast() {
+    let db = TestDb::new("infinity");
+    db.exec("CREATE TABLE events (id int PRIMARY KEY, at timestamptz); INSERT INTO events VALUES (1, now()), (7, 'infinity');");
+    let out = temp_dir("infinity");
+    let o = pgflare(&db, &["archive", "--quiet", "--out", out.path().to_str().expect("p")]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("table public.events, column at, row id=7"), "{err}");
+    assert!(err.contains("--cast events.at=text"), "{err}");
+}
