@@ -1,6 +1,8 @@
-//! Turns raw settings (command-line arguments and environment) into a
-//! validated plan in one place, with errors that name the setting and say
-//! what is expected. Later, `pgflare.toml` and wrangler discovery join here.
+//! Turns raw settings (command-line arguments, environment, `pgflare.toml`
+//! and the wrangler file) into a validated plan in one place, with errors
+//! that name the setting and say what is expected.
+
+pub mod project;
 
 use crate::cli::{SourceArgs, TuningArgs};
 use crate::error::{Error, Result};
