@@ -54,6 +54,21 @@ pub enum Error {
     #[error("{path}: {message}")]
     Manifest { path: PathBuf, message: String },
 
+    /// A local SQLite file (the `sqlite` target or the emulator's store).
+    #[error("{context}: {source}")]
+    Sqlite {
+        context: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// The Cloudflare API (or the emulator) refused or failed a request.
+    /// `what` names the request (e.g. `D1 query, chunks partition 3`), the
+    /// message is Cloudflare's (for SQL errors: SQLite's), the hint says
+    /// what to do. Never holds the token.
+    #[error("{what}: {message}{}\n  hint: {hint}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
+    Api { what: String, status: Option<u16>, message: String, hint: String },
+
     /// Invalid arguments or settings, pointing at the setting.
     #[error("{setting}: {message}")]
     Config { setting: String, message: String },
@@ -73,6 +88,11 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { path, source }
+    }
+
+    pub fn sqlite(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Sqlite { context, source }
     }
 
     pub fn parquet(path: impl Into<PathBuf>) -> impl FnOnce(parquet::errors::ParquetError) -> Error {
