@@ -9,14 +9,13 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::sql::{StatementPacker, TableSql};
-use super::value::d1_value;
+use super::render::{D1Mappings, Renderer};
 use crate::batch::{TableBatch, TableSpec};
 use crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES;
 use crate::error::{Error, Result};
 use crate::sink::file::HashingFile;
 use crate::sink::{BatchSink, SinkFactory, SinkReport};
-use crate::verify::digest::{key_display, row_digests, DigestSum};
+use crate::verify::digest::DigestSum;
 
 const FILE_HEADER: &str = "PRAGMA defer_foreign_keys = on;\n";
 
@@ -28,23 +27,29 @@ pub struct D1FilesConfig {
     pub file_bytes: u64,
     /// Largest statement (D1 refuses more than 100,000 bytes).
     pub max_statement_bytes: usize,
+    /// D1 names and columns per table (as-is when absent).
+    pub mappings: D1Mappings,
 }
 
 impl D1FilesConfig {
     pub fn new(dir: PathBuf) -> Self {
-        D1FilesConfig { dir, file_bytes: 64 << 20, max_statement_bytes: D1_MAX_STATEMENT_BYTES }
+        D1FilesConfig {
+            dir,
+            file_bytes: 64 << 20,
+            max_statement_bytes: D1_MAX_STATEMENT_BYTES,
+            mappings: D1Mappings::default(),
+        }
     }
 }
 
 impl SinkFactory for D1FilesConfig {
     fn open(&self, table: &Arc<TableSpec>, partition: usize) -> Result<Box<dyn BatchSink>> {
-        super::schema::check_name("table", &table.name)?;
+        let renderer = Renderer::new(table, &self.mappings.get(table), self.max_statement_bytes)?;
         let dir = self.dir.join(table.file_stem());
         std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
-        let names: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+        remove_partition_files(&dir, partition)?;
         Ok(Box::new(D1FilesSink {
-            sql: TableSql::new(&table.name, &names, &table.key_indices()),
-            table: table.clone(),
+            renderer,
             partition,
             dir,
             config: self.clone(),
@@ -60,9 +65,22 @@ struct OpenFile {
     digest: DigestSum,
 }
 
+/// A partition that is written again (a resumed load) must not keep files
+/// from its earlier attempt: that attempt may have rolled more files.
+fn remove_partition_files(dir: &std::path::Path, partition: usize) -> Result<()> {
+    let prefix = format!("part-{partition:05}-");
+    for entry in std::fs::read_dir(dir).map_err(Error::io(dir))? {
+        let entry = entry.map_err(Error::io(dir))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with(&prefix) && (name.ends_with(".sql") || name.ends_with(".tmp")) {
+            std::fs::remove_file(entry.path()).map_err(Error::io(entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
 struct D1FilesSink {
-    sql: TableSql,
-    table: Arc<TableSpec>,
+    renderer: Renderer,
     partition: usize,
     dir: PathBuf,
     config: D1FilesConfig,
@@ -102,19 +120,8 @@ impl BatchSink for D1FilesSink {
         if b.num_rows() == 0 {
             return Ok(());
         }
-        let key = self.table.key_indices();
-        let digests = row_digests(b)?;
-        let mut packer = StatementPacker::new(&self.sql, self.config.max_statement_bytes);
         let mut statements = Vec::new();
-        let mut literals = Vec::with_capacity(b.num_columns());
-        let mut sum = DigestSum::default();
-        for (row, digest) in digests.iter().enumerate() {
-            literals.clear();
-            literals.extend(b.columns().iter().map(|c| d1_value(c.as_ref(), row).literal()));
-            packer.push(&literals, &|| key_display(b, &key, row), &mut |s| statements.push(s))?;
-            sum.add(digest);
-        }
-        packer.flush(&mut |s| statements.push(s));
+        let sum = self.renderer.render(b, &mut |s| statements.push(s))?;
         let f = self.file()?;
         f.digest.merge(&sum);
         for s in &statements {

@@ -2,8 +2,11 @@
 //! idempotent upsert statements under D1's limits ([`sql`]), the D1 table
 //! definitions ([`schema`]), and the `files` target ([`files`]).
 
+pub mod api;
 pub mod files;
+pub mod render;
 pub mod schema;
+pub mod sqlite;
 pub mod sql;
 pub mod value;
 

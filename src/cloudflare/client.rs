@@ -1,0 +1,211 @@
+//! The Cloudflare REST client every request goes through: bearer token,
+//! the client-side rate limit, the one retry policy, and the envelope
+//! (`{success, errors, messages, result}`) turned into a result or an error
+//! that says what to do. The token is only ever put in a header: no
+//! message, log or error can contain it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use super::ratelimit::RateLimiter;
+use super::retry::{parse_retry_after, Failure, RetryPolicy};
+use crate::error::{Error, Result};
+
+/// Everything needed to talk to the API.
+#[derive(Clone, Debug)]
+pub struct ApiSettings {
+    pub base_url: String,
+    pub account_id: String,
+    pub token: String,
+    pub rate_limit_requests: u32,
+    pub rate_limit_window: Duration,
+    pub retry: RetryPolicy,
+}
+
+/// A request body.
+pub enum Body {
+    Json(Value),
+    Bytes { content_type: &'static str, bytes: bytes::Bytes },
+}
+
+pub struct Api {
+    http: reqwest::Client,
+    settings: ApiSettings,
+    limiter: RateLimiter,
+    on_retry: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+impl Api {
+    pub fn new(settings: ApiSettings) -> Result<Self> {
+        // reqwest is built without a default TLS provider: use ring, as sqlx does.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            // D1 stops a request after 30 s; leave room for the answer.
+            .timeout(Duration::from_secs(90))
+            .user_agent(concat!("pgflare/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
+        let limiter = RateLimiter::new(settings.rate_limit_requests, settings.rate_limit_window);
+        Ok(Api { http, settings, limiter, on_retry: Arc::new(|_| {}) })
+    }
+
+    /// Where retry notices go (the progress display).
+    pub fn with_retry_notices(mut self, f: Arc<dyn Fn(&str) + Send + Sync>) -> Self {
+        self.on_retry = f;
+        self
+    }
+
+    pub fn account_url(&self, path: &str) -> String {
+        format!("{}/accounts/{}/{path}", self.settings.base_url, self.settings.account_id)
+    }
+
+    /// An authenticated API call, retried per the policy; returns `result`.
+    pub async fn call(&self, what: &str, method: reqwest::Method, url: &str, body: &Body) -> Result<Value> {
+        let notice = |e: &Error, wait: Duration| {
+            (self.on_retry)(&format!("{e}; retrying in {:.1}s", wait.as_secs_f64()));
+        };
+        self.settings
+            .retry
+            .run(
+                || async {
+                    self.limiter.acquire().await;
+                    let mut req = self
+                        .http
+                        .request(method.clone(), url)
+                        .header(AUTHORIZATION, format!("Bearer {}", self.settings.token));
+                    req = match body {
+                        Body::Json(v) => req.json(v),
+                        Body::Bytes { content_type, bytes } => {
+                            req.header(CONTENT_TYPE, *content_type).body(bytes.clone())
+                        }
+                    };
+                    let resp = req.send().await.map_err(|e| transport(what, e))?;
+                    envelope(what, resp).await
+                },
+                &notice,
+            )
+            .await
+    }
+
+    /// A bare request to a URL the API handed out (upload or download):
+    /// no token (it would leak to a storage host) and no rate budget, but
+    /// the same retries. Returns the headers and the body.
+    pub async fn fetch(
+        &self,
+        what: &str,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<bytes::Bytes>,
+    ) -> Result<(HeaderMap, bytes::Bytes)> {
+        let notice = |e: &Error, wait: Duration| {
+            (self.on_retry)(&format!("{e}; retrying in {:.1}s", wait.as_secs_f64()));
+        };
+        self.settings
+            .retry
+            .run(
+                || async {
+                    let mut req = self.http.request(method.clone(), url);
+                    if let Some(b) = &body {
+                        req = req.body(b.clone());
+                    }
+                    let resp = req.send().await.map_err(|e| transport(what, e))?;
+                    let status = resp.status();
+                    let headers = resp.headers().clone();
+                    let bytes = resp.bytes().await.map_err(|e| transport(what, e))?;
+                    if status.is_success() {
+                        Ok((headers, bytes))
+                    } else {
+                        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(500)]).to_string();
+                        Err(classify(what, status, &headers, text, "the upload/download URL refused the request"))
+                    }
+                },
+                &notice,
+            )
+            .await
+    }
+}
+
+fn transport(what: &str, e: reqwest::Error) -> Failure {
+    // reqwest errors show the URL; ours hold account and database ids,
+    // never the token, so they may be shown.
+    Failure::Transient {
+        error: Error::Api {
+            what: what.to_string(),
+            status: None,
+            message: format!("request failed: {e}"),
+            hint: "the connection failed or timed out; pgflare retries such failures with backoff".into(),
+        },
+        retry_after: None,
+    }
+}
+
+async fn envelope(what: &str, resp: reqwest::Response) -> std::result::Result<Value, Failure> {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.map_err(|e| transport(what, e))?;
+    let parsed: Option<Value> = serde_json::from_str(&text).ok();
+    let success = parsed.as_ref().and_then(|v| v.get("success")).and_then(Value::as_bool);
+    if status.is_success() && success != Some(false) {
+        return match parsed {
+            Some(mut v) => Ok(v.get_mut("result").map(Value::take).unwrap_or(Value::Null)),
+            None => Err(Failure::Transient {
+                error: Error::Api {
+                    what: what.into(),
+                    status: Some(status.as_u16()),
+                    message: format!("the answer is not JSON: {}", snippet(&text)),
+                    hint: "a proxy may be in the way; check CLOUDFLARE_API_BASE_URL".into(),
+                },
+                retry_after: None,
+            }),
+        };
+    }
+    let message = match parsed.as_ref().and_then(|v| v.get("errors")).and_then(Value::as_array) {
+        Some(errors) if !errors.is_empty() => errors
+            .iter()
+            .map(|e| {
+                let code = e.get("code").map(|c| c.to_string()).unwrap_or_default();
+                let msg = e.get("message").and_then(Value::as_str).unwrap_or("");
+                format!("[{code}] {msg}")
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ => snippet(&text),
+    };
+    Err(classify(what, status, &headers, message, ""))
+}
+
+/// Decides whether a failed answer is worth another attempt, and what to tell the user.
+fn classify(what: &str, status: StatusCode, headers: &HeaderMap, message: String, fallback: &str) -> Failure {
+    let retry_after = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+    let transient = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+    let hint = match status.as_u16() {
+        429 => "over Cloudflare's rate limit (1200 requests / 5 minutes per token); pgflare waits as Retry-After says".into(),
+        400 if message.contains("[6003]") || message.contains("[6111]") => {
+            "the Authorization header was refused: set CLOUDFLARE_API_TOKEN to an API token (not a global API key)".into()
+        }
+        401 | 403 => "the API token was refused: check CLOUDFLARE_API_TOKEN, that it has D1 (and Vectorize) edit permission, and CLOUDFLARE_ACCOUNT_ID".into(),
+        404 => "not found: check CLOUDFLARE_ACCOUNT_ID and the D1 database id / Vectorize index name (or the wrangler binding)".into(),
+        400 => "D1 refused the SQL; the message above is SQLite's. Fix the data or the mapping and run the command again: finished parts are not redone".into(),
+        s if s >= 500 => "Cloudflare failed; pgflare retries with backoff".into(),
+        _ => if fallback.is_empty() { "unexpected answer".into() } else { fallback.into() },
+    };
+    let error = Error::Api { what: what.to_string(), status: Some(status.as_u16()), message, hint };
+    if transient {
+        Failure::Transient { error, retry_after }
+    } else {
+        Failure::Fatal(error)
+    }
+}
+
+fn snippet(text: &str) -> String {
+    let t = text.trim();
+    match t.char_indices().nth(300) {
+        Some((i, _)) => format!("{}...", &t[..i]),
+        None => t.to_string(),
+    }
+}

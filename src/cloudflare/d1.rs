@@ -1,0 +1,136 @@
+//! The D1 database API: `query` for small batches of statements and the
+//! `import` flow (init, upload, ingest, poll) for large ones, the way
+//! `wrangler d1 execute --remote --file` runs a file. Imports run one at a
+//! time per database: D1 makes the database unavailable while one runs.
+
+use std::time::Duration;
+
+use md5::{Digest, Md5};
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::client::{Api, Body};
+use crate::error::{Error, Result};
+
+/// What D1 reported for executed SQL.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Applied {
+    pub statements: u64,
+    pub rows_written: u64,
+}
+
+pub struct D1 {
+    api: std::sync::Arc<Api>,
+    database_id: String,
+    import_lock: tokio::sync::Mutex<()>,
+    poll_every: Duration,
+}
+
+impl D1 {
+    pub fn new(api: std::sync::Arc<Api>, database_id: &str) -> Self {
+        D1 {
+            api,
+            database_id: database_id.to_string(),
+            import_lock: tokio::sync::Mutex::new(()),
+            poll_every: Duration::from_millis(200),
+        }
+    }
+
+    pub fn database_id(&self) -> &str {
+        &self.database_id
+    }
+
+    fn url(&self, action: &str) -> String {
+        self.api.account_url(&format!("d1/database/{}/{action}", self.database_id))
+    }
+
+    /// Runs `sql` (one or more `;`-separated statements) as one request,
+    /// which D1 runs as one transaction.
+    pub async fn query(&self, what: &str, sql: &str) -> Result<Applied> {
+        let result = self.api.call(what, Method::POST, &self.url("query"), &Body::Json(json!({ "sql": sql }))).await?;
+        let entries = result.as_array().cloned().unwrap_or_default();
+        let rows_written = entries
+            .iter()
+            .filter_map(|e| e.pointer("/meta/rows_written").and_then(Value::as_u64))
+            .sum();
+        Ok(Applied { statements: entries.len() as u64, rows_written })
+    }
+
+    /// Runs a whole SQL file through the import flow; returns when D1 says
+    /// it is complete. A failed import leaves the database as it was.
+    pub async fn import(&self, what: &str, sql: bytes::Bytes) -> Result<Applied> {
+        let _one_at_a_time = self.import_lock.lock().await;
+        let etag = hex::encode(Md5::digest(&sql));
+        let url = self.url("import");
+        let init = self
+            .api
+            .call(&format!("{what}: import init"), Method::POST, &url, &Body::Json(json!({"action": "init", "etag": etag})))
+            .await?;
+        let mut state = if let Some(upload_url) = init.get("upload_url").and_then(Value::as_str) {
+            let filename = init.get("filename").and_then(Value::as_str).unwrap_or_default().to_string();
+            let (headers, _) =
+                self.api.fetch(&format!("{what}: import upload"), Method::PUT, upload_url, Some(sql.clone())).await?;
+            let returned = headers
+                .get(reqwest::header::ETAG)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.trim_matches('"').to_string())
+                .unwrap_or_default();
+            if returned != etag {
+                return Err(Error::Api {
+                    what: format!("{what}: import upload"),
+                    status: None,
+                    message: format!("the upload's ETag is `{returned}`, expected the file's MD5 `{etag}`"),
+                    hint: "the file was damaged in transit; run the command again".into(),
+                });
+            }
+            self.api
+                .call(
+                    &format!("{what}: import ingest"),
+                    Method::POST,
+                    &url,
+                    &Body::Json(json!({"action": "ingest", "filename": filename, "etag": etag})),
+                )
+                .await?
+        } else {
+            // D1 already has this exact file: it answers like a poll.
+            init
+        };
+        loop {
+            match state.get("status").and_then(Value::as_str) {
+                Some("complete") => {
+                    let r = state.get("result").cloned().unwrap_or(Value::Null);
+                    return Ok(Applied {
+                        statements: r.get("num_queries").and_then(Value::as_u64).unwrap_or(0),
+                        rows_written: r.pointer("/meta/rows_written").and_then(Value::as_u64).unwrap_or(0),
+                    });
+                }
+                Some("error") => {
+                    let message = state
+                        .get("error")
+                        .map(|e| e.as_str().map(str::to_string).unwrap_or_else(|| e.to_string()))
+                        .unwrap_or_else(|| "import failed".into());
+                    return Err(Error::Api {
+                        what: what.to_string(),
+                        status: None,
+                        message,
+                        hint: "D1 refused the file and left the database as it was; the message above is SQLite's"
+                            .into(),
+                    });
+                }
+                _ => {}
+            }
+            let bookmark = state.get("at_bookmark").cloned().unwrap_or(Value::Null);
+            tokio::time::sleep(self.poll_every).await;
+            state = self
+                .api
+                .call(
+                    &format!("{what}: import poll"),
+                    Method::POST,
+                    &url,
+                    &Body::Json(json!({"action": "poll", "current_bookmark": bookmark})),
+                )
+                .await?;
+        }
+    }
+}

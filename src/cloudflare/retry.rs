@@ -1,0 +1,202 @@
+//! The one retry policy for every Cloudflare request: exponential backoff
+//! with jitter (backon's builder supplies the delays), a server's
+//! `Retry-After` honoured when it asks for longer, and a fixed number of
+//! attempts. Only failures that a later attempt can fix are retried (429,
+//! 5xx, a dropped or refused connection, a timeout); a refused token or a
+//! SQL error stops at once, so a wrong setting never becomes a retry storm.
+
+use std::future::Future;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+use crate::error::Error;
+
+/// How one attempt failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// Worth another attempt, after at least `retry_after` if the server said so.
+    Transient { error: Error, retry_after: Option<Duration> },
+    /// Another attempt would fail the same way.
+    Fatal(Error),
+}
+
+/// Backoff settings; [`RetryPolicy::default`] is what pgflare uses.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    pub attempts: usize,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    /// Longest `Retry-After` we accept to wait; Cloudflare blocks for up to
+    /// 5 minutes after a burst over the rate limit.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 10,
+            min_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(330),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Runs `attempt` until it succeeds, fails fatally, or attempts run out
+    /// (then the last error is returned with the count in its hint).
+    /// `on_retry` hears about every wait (for progress messages).
+    pub async fn run<T, F, Fut>(&self, mut attempt: F, on_retry: &(dyn Fn(&Error, Duration) + Sync)) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.attempts.saturating_sub(1))
+            .with_jitter()
+            .build();
+        loop {
+            match attempt().await {
+                Ok(v) => return Ok(v),
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Transient { error, retry_after }) => {
+                    let Some(backoff) = delays.next() else {
+                        return Err(gave_up(error, self.attempts));
+                    };
+                    let wait = match retry_after {
+                        Some(r) if r > self.max_retry_after => return Err(gave_up(error, self.attempts)),
+                        Some(r) => r.max(backoff),
+                        None => backoff,
+                    };
+                    on_retry(&error, wait);
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+}
+
+fn gave_up(error: Error, attempts: usize) -> Error {
+    match error {
+        Error::Api { what, status, message, hint } => Error::Api {
+            what,
+            status,
+            message: format!("{message} (gave up after {attempts} attempts)"),
+            hint,
+        },
+        other => other,
+    }
+}
+
+/// Reads a `Retry-After` value: seconds, or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let ms = (when.timestamp_millis() - chrono::Utc::now().timestamp_millis()).max(0);
+    Some(Duration::from_millis(ms as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn quick() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 4,
+            min_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+            max_retry_after: Duration::from_secs(1),
+        }
+    }
+
+    fn api(msg: &str) -> Error {
+        Error::Api { what: "test".into(), status: Some(503), message: msg.into(), hint: "-".into() }
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_until_success() {
+        let calls = AtomicUsize::new(0);
+        let out = quick()
+            .run(
+                || async {
+                    match calls.fetch_add(1, Ordering::SeqCst) {
+                        0 | 1 => Err(Failure::Transient { error: api("busy"), retry_after: None }),
+                        n => Ok(n),
+                    }
+                },
+                &|_, _| {},
+            )
+            .await;
+        assert_eq!(out.ok(), Some(2));
+    }
+
+    #[tokio::test]
+    async fn fatal_failures_are_not_retried() {
+        let calls = AtomicUsize::new(0);
+        let out: Result<(), Error> = quick()
+            .run(
+                || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Err(Failure::Fatal(api("bad token")))
+                },
+                &|_, _| {},
+            )
+            .await;
+        assert!(out.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn attempts_run_out_and_say_so() {
+        let calls = AtomicUsize::new(0);
+        let out: Result<(), Error> = quick()
+            .run(
+                || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Err(Failure::Transient { error: api("busy"), retry_after: None })
+                },
+                &|_, _| {},
+            )
+            .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        assert!(out.err().map(|e| e.to_string()).unwrap_or_default().contains("gave up after 4 attempts"));
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_honoured() {
+        let waits = std::sync::Mutex::new(Vec::new());
+        let calls = AtomicUsize::new(0);
+        let _ = quick()
+            .run(
+                || async {
+                    match calls.fetch_add(1, Ordering::SeqCst) {
+                        0 => Err(Failure::Transient {
+                            error: api("429"),
+                            retry_after: Some(Duration::from_millis(40)),
+                        }),
+                        _ => Ok(()),
+                    }
+                },
+                &|_, d| waits.lock().map(|mut w| w.push(d)).unwrap_or(()),
+            )
+            .await;
+        let waits = waits.lock().map(|w| w.clone()).unwrap_or_default();
+        assert_eq!(waits.len(), 1);
+        assert!(waits[0] >= Duration::from_millis(40));
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

@@ -1,0 +1,108 @@
+//! Rows of a batch rendered as D1 statements: the columns that go to D1,
+//! in D1's order and under D1's names, packed into idempotent upserts
+//! under the statement limit. Every D1 output (files, local SQLite, the
+//! API) receives exactly these statements, so what the files say is what
+//! the other targets run.
+
+use std::collections::HashMap;
+
+use arrow::record_batch::RecordBatch;
+
+use super::sql::{StatementPacker, TableSql};
+use super::value::d1_value;
+use crate::batch::TableSpec;
+use crate::error::{Error, Result};
+use crate::verify::digest::{key_display, row_digests, DigestSum};
+
+/// How one source table lands in D1.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct D1Mapping {
+    /// The D1 table name.
+    pub table: String,
+    /// Per D1 column, in order: (source column, D1 column).
+    pub columns: Vec<(String, String)>,
+    /// Key columns, by D1 name.
+    pub key: Vec<String>,
+}
+
+impl D1Mapping {
+    /// Every column under its own name, the table's own key.
+    pub fn identity(spec: &TableSpec) -> Self {
+        D1Mapping {
+            table: spec.name.clone(),
+            columns: spec.columns.iter().map(|c| (c.name.clone(), c.name.clone())).collect(),
+            key: spec.primary_key.clone(),
+        }
+    }
+}
+
+/// Mappings by qualified source table name; tables without one map as-is.
+#[derive(Clone, Debug, Default)]
+pub struct D1Mappings(pub HashMap<String, D1Mapping>);
+
+impl D1Mappings {
+    pub fn get(&self, spec: &TableSpec) -> D1Mapping {
+        self.0.get(&spec.qualified()).cloned().unwrap_or_else(|| D1Mapping::identity(spec))
+    }
+}
+
+/// Renders batches of one table.
+pub struct Renderer {
+    sql: TableSql,
+    /// Batch column feeding each D1 column.
+    source_index: Vec<usize>,
+    /// Batch columns of the key, to name a row in errors.
+    key_index: Vec<usize>,
+    max_statement_bytes: usize,
+}
+
+impl Renderer {
+    pub fn new(spec: &TableSpec, mapping: &D1Mapping, max_statement_bytes: usize) -> Result<Self> {
+        super::schema::check_name("table", &mapping.table)?;
+        let mut source_index = Vec::new();
+        let mut names = Vec::new();
+        for (source, d1) in &mapping.columns {
+            super::schema::check_name("column", d1)?;
+            let i = spec.columns.iter().position(|c| &c.name == source).ok_or_else(|| Error::Config {
+                setting: format!("D1 columns of {}", spec.qualified()),
+                message: format!("column `{source}` is not among the columns read"),
+            })?;
+            source_index.push(i);
+            names.push(d1.clone());
+        }
+        let key: Vec<usize> = mapping.key.iter().filter_map(|k| names.iter().position(|n| n == k)).collect();
+        if key.len() != mapping.key.len() {
+            return Err(Error::Config {
+                setting: format!("D1 columns of {}", spec.qualified()),
+                message: format!("every key column ({}) must go to D1", mapping.key.join(", ")),
+            });
+        }
+        let key_index = key.iter().map(|&k| source_index[k]).collect();
+        Ok(Renderer {
+            sql: TableSql::new(&mapping.table, &names, &key),
+            source_index,
+            key_index,
+            max_statement_bytes,
+        })
+    }
+
+    /// Emits the statements for every row of `batch`; returns the sum of
+    /// the rows' digests (over the columns read, as the source has them).
+    pub fn render(&self, batch: &RecordBatch, emit: &mut impl FnMut(String)) -> Result<DigestSum> {
+        let mut sum = DigestSum::default();
+        if batch.num_rows() == 0 {
+            return Ok(sum);
+        }
+        let digests = row_digests(batch)?;
+        let mut packer = StatementPacker::new(&self.sql, self.max_statement_bytes);
+        let mut literals = Vec::with_capacity(self.source_index.len());
+        for (row, digest) in digests.iter().enumerate() {
+            literals.clear();
+            literals.extend(self.source_index.iter().map(|&i| d1_value(batch.column(i).as_ref(), row).literal()));
+            packer.push(&literals, &|| key_display(batch, &self.key_index, row), emit)?;
+            sum.add(digest);
+        }
+        packer.flush(emit);
+        Ok(sum)
+    }
+}

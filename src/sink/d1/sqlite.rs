@@ -1,0 +1,112 @@
+//! The D1 `sqlite` target: the same statements the files hold, applied to
+//! a local SQLite file (for example the one `wrangler d1 execute --local`
+//! keeps under `.wrangler/state/v3/d1/`). Foreign keys are enforced as D1
+//! enforces them; each batch is one transaction, deferred foreign keys
+//! included, so a kill leaves whole batches only.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+
+use super::render::{D1Mappings, Renderer};
+use crate::batch::{TableBatch, TableSpec};
+use crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES;
+use crate::error::{Error, Result};
+use crate::sink::{BatchSink, SinkFactory, SinkReport};
+
+/// Settings and the open database of the `sqlite` target.
+#[derive(Clone)]
+pub struct D1SqliteConfig {
+    pub path: PathBuf,
+    pub mappings: D1Mappings,
+    pub max_statement_bytes: usize,
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl D1SqliteConfig {
+    /// Opens (or creates) the SQLite file.
+    pub fn open(path: &Path, mappings: D1Mappings) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        }
+        let ctx = format!("opening {}", path.display());
+        let conn = Connection::open(path).map_err(Error::sqlite(&ctx))?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;").map_err(Error::sqlite(&ctx))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(Error::sqlite(&ctx))?;
+        Ok(D1SqliteConfig {
+            path: path.to_path_buf(),
+            mappings,
+            max_statement_bytes: D1_MAX_STATEMENT_BYTES,
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs statements (e.g. the schema) in one transaction.
+    pub fn execute(&self, what: &str, sql: &str) -> Result<()> {
+        let mut conn = self.conn.lock().map_err(|_| Error::Internal("sqlite connection poisoned".into()))?;
+        let ctx = format!("{}: {what}", self.path.display());
+        let tx = conn.transaction().map_err(Error::sqlite(&ctx))?;
+        tx.execute_batch("PRAGMA defer_foreign_keys = on;").map_err(Error::sqlite(&ctx))?;
+        tx.execute_batch(sql).map_err(Error::sqlite(&ctx))?;
+        tx.commit().map_err(Error::sqlite(&ctx))
+    }
+}
+
+impl SinkFactory for D1SqliteConfig {
+    fn open(&self, table: &Arc<TableSpec>, partition: usize) -> Result<Box<dyn BatchSink>> {
+        let renderer = Renderer::new(table, &self.mappings.get(table), self.max_statement_bytes)?;
+        Ok(Box::new(SqliteSink {
+            renderer,
+            config: self.clone(),
+            what: format!("{} partition {partition}", table.qualified()),
+            report: SinkReport::default(),
+        }))
+    }
+}
+
+struct SqliteSink {
+    renderer: Renderer,
+    config: D1SqliteConfig,
+    what: String,
+    report: SinkReport,
+}
+
+impl BatchSink for SqliteSink {
+    fn write(&mut self, batch: &TableBatch) -> Result<()> {
+        let b = &batch.batch;
+        if b.num_rows() == 0 {
+            return Ok(());
+        }
+        let mut statements = Vec::new();
+        self.renderer.render(b, &mut |s| statements.push(s))?;
+        let mut conn =
+            self.config.conn.lock().map_err(|_| Error::Internal("sqlite connection poisoned".into()))?;
+        let ctx = format!("{}: loading {}", self.config.path.display(), self.what);
+        let tx = conn.transaction().map_err(Error::sqlite(&ctx))?;
+        tx.execute_batch("PRAGMA defer_foreign_keys = on;").map_err(Error::sqlite(&ctx))?;
+        for s in &statements {
+            tx.execute_batch(s).map_err(|e| Error::Sqlite {
+                context: format!("{ctx}, statement `{}`", preview(s)),
+                source: e,
+            })?;
+            self.report.bytes += s.len() as u64;
+        }
+        tx.commit().map_err(Error::sqlite(&ctx))?;
+        self.report.rows += b.num_rows() as u64;
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<SinkReport> {
+        Ok(self.report)
+    }
+}
+
+/// The start of a statement, for an error message.
+pub fn preview(s: &str) -> String {
+    let t = s.trim();
+    match t.char_indices().nth(160) {
+        Some((i, _)) => format!("{}...", &t[..i]),
+        None => t.to_string(),
+    }
+}
