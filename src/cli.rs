@@ -43,6 +43,141 @@ pub enum Command {
     /// Example: pgflare archive --out ./archive && pgflare archive verify ./archive --against-source
     #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Archive(ArchiveCommand),
+
+    /// The initial bulk load into D1: every configured table read at one
+    /// snapshot by parallel workers and written as idempotent upserts, to
+    /// SQL files, a local SQLite file, or Cloudflare's D1 API.
+    ///
+    /// Tables load parents first (foreign keys). The load is resumable: a
+    /// state file under --state-dir records every finished key range, so a
+    /// load that was killed or failed, run again with the same command,
+    /// loads only what is missing. --dry-run prints the plan and the
+    /// estimated D1 size against the 10 GB limit.
+    ///
+    /// Examples:
+    ///   pgflare load --target files --out ./d1-sql
+    ///   pgflare load --target sqlite --sqlite .wrangler/state/v3/d1/miniflare-D1DatabaseObject/<id>.sqlite
+    ///   CLOUDFLARE_API_TOKEN=... pgflare load --target api --wrangler wrangler.jsonc --env staging --d1-binding DB
+    #[command(verbatim_doc_comment)]
+    Load(LoadArgs),
+}
+
+/// Which D1 target a load writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoadTarget {
+    /// SQL batch files (for `wrangler d1 execute --file`), with manifest.json.
+    Files,
+    /// A local SQLite file (e.g. wrangler's local D1 state).
+    Sqlite,
+    /// The Cloudflare D1 REST API (import for large batches, query for small).
+    Api,
+}
+
+/// Where the Cloudflare resources are; flags win over the environment,
+/// which wins over pgflare.toml, which wins over the wrangler file.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CloudflareArgs {
+    /// A wrangler.jsonc / wrangler.json / wrangler.toml to find the D1
+    /// database_id and Vectorize index_name in, by binding name.
+    #[arg(long, value_name = "FILE")]
+    pub wrangler: Option<PathBuf>,
+
+    /// The wrangler environment (`env.<NAME>` section) to read bindings from.
+    #[arg(long = "env", value_name = "NAME")]
+    pub wrangler_env: Option<String>,
+
+    /// The D1 binding name to look up in the wrangler file (e.g. DB).
+    #[arg(long, value_name = "BINDING")]
+    pub d1_binding: Option<String>,
+
+    /// The D1 database id (skips the wrangler lookup).
+    #[arg(long, value_name = "UUID")]
+    pub d1_database_id: Option<String>,
+
+    /// The Vectorize binding name to look up in the wrangler file.
+    #[arg(long, value_name = "BINDING")]
+    pub vectorize_binding: Option<String>,
+
+    /// The Vectorize index name (skips the wrangler lookup).
+    #[arg(long, value_name = "NAME")]
+    pub vectorize_index: Option<String>,
+
+    /// Cloudflare account id. Default: $CLOUDFLARE_ACCOUNT_ID, then the
+    /// configuration files. The API token is read from
+    /// $CLOUDFLARE_API_TOKEN only, never from a flag or a file.
+    #[arg(long, value_name = "ID")]
+    pub account_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// pgflare.toml to use. Default: ./pgflare.toml when it exists, else
+    /// every table of --schema with every column under its own name.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Where D1 rows go.
+    #[arg(long, value_enum)]
+    pub target: LoadTarget,
+
+    /// Folder for --target files.
+    #[arg(long, value_name = "DIR", required_if_eq("target", "files"))]
+    pub out: Option<PathBuf>,
+
+    /// SQLite file for --target sqlite (created when missing).
+    #[arg(long, value_name = "FILE", required_if_eq("target", "sqlite"))]
+    pub sqlite: Option<PathBuf>,
+
+    /// Postgres connection URL. Default: pgflare.toml's [source] url,
+    /// then $DATABASE_URL, then $SUPABASE_DB_URL.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Schema of the tables when there is no pgflare.toml (default public).
+    #[arg(long, value_name = "SCHEMA")]
+    pub schema: Option<String>,
+
+    /// Load only this table of the configuration (repeatable).
+    #[arg(long = "table", short = 't', value_name = "TABLE")]
+    pub tables: Vec<String>,
+
+    /// Where the resumable state of each target is kept.
+    #[arg(long, default_value = ".pgflare", value_name = "DIR")]
+    pub state_dir: PathBuf,
+
+    /// Forget an unfinished (or finished) load of this target and load
+    /// everything again (upserts: rows already there are overwritten).
+    #[arg(long)]
+    pub restart: bool,
+
+    /// Print the plan (tables, rows, key ranges, estimated D1 size) and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not run CREATE TABLE IF NOT EXISTS on the target first (when
+    /// the tables come from `wrangler d1 migrations apply`).
+    #[arg(long)]
+    pub no_create_tables: bool,
+
+    /// --target files: start a new file past this size.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub file_size_mib: u64,
+
+    /// --target api: send gathered SQL through D1's import flow in files
+    /// of this size; smaller remainders go through `query` requests.
+    #[arg(long, default_value_t = 32, value_name = "MIB")]
+    pub import_mib: usize,
+
+    /// --target api: client-side request budget, REQUESTS/SECONDS
+    /// (Cloudflare allows 1200 per 300 s per token).
+    #[arg(long, value_name = "N/SECONDS")]
+    pub rate_limit: Option<String>,
+
+    #[command(flatten)]
+    pub cloudflare: CloudflareArgs,
+
+    #[command(flatten)]
+    pub tuning: TuningArgs,
 }
 
 /// Where to read from and what.

@@ -26,6 +26,7 @@ pub mod cloudflare;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod load;
 pub mod progress;
 pub mod redact;
 pub mod seed;

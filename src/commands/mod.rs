@@ -4,6 +4,7 @@
 
 mod archive;
 mod inspect;
+mod load;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(ArchiveSub::Verify(args)) => archive::verify(args, cli.json, &progress).await,
             None => archive::export(cmd.export, cli.json, &progress).await,
         },
+        Command::Load(args) => load::run(args, cli.json, &progress).await,
     }
 }
 

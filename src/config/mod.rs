@@ -86,3 +86,18 @@ pub fn tuning(args: &TuningArgs) -> Result<(ReadOptions, SplitOptions)> {
         SplitOptions { target_bytes: args.partition_mib << 20, max_partitions: 256 },
     ))
 }
+
+/// `N/SECONDS` (e.g. `1200/300`) as a request budget.
+pub fn rate_limit(setting: &str, text: &str) -> Result<(u32, std::time::Duration)> {
+    let bad = || Error::Config {
+        setting: setting.into(),
+        message: format!("`{text}` should be REQUESTS/SECONDS with both above 0, e.g. 1200/300"),
+    };
+    let (n, secs) = text.split_once('/').ok_or_else(bad)?;
+    let n: u32 = n.trim().parse().map_err(|_| bad())?;
+    let secs: f64 = secs.trim().parse().map_err(|_| bad())?;
+    if n == 0 || !(secs > 0.0 && secs.is_finite()) {
+        return Err(bad());
+    }
+    Ok((n, std::time::Duration::from_secs_f64(secs)))
+}

@@ -1,0 +1,148 @@
+//! `pgflare load`: settings into a load plan, the load, and its summary
+//! for people or for `--json`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::{human_bytes, print_json};
+use crate::cli::{LoadArgs, LoadTarget};
+use crate::cloudflare::retry::RetryPolicy;
+use crate::cloudflare::ApiSettings;
+use crate::config;
+use crate::load::{self, LoadOptions, LoadSummary, Target};
+use crate::progress::Progress;
+
+pub async fn run(args: LoadArgs, json: bool, progress: &Progress) -> anyhow::Result<ExitCode> {
+    let mut project = interim_project(&args)?;
+    if let Some(s) = &args.schema {
+        project.schema = s.clone();
+    }
+    let source = config::source(args.database_url.as_deref().or(project.source_url.as_deref()))?;
+    let (read, split) = config::tuning(&args.tuning)?;
+    let target = match args.target {
+        LoadTarget::Files => Target::Files {
+            dir: args.out.clone().context("--out DIR is required with --target files")?,
+            file_bytes: args.file_size_mib.max(1) << 20,
+        },
+        LoadTarget::Sqlite => {
+            Target::Sqlite { path: args.sqlite.clone().context("--sqlite FILE is required with --target sqlite")? }
+        }
+        LoadTarget::Api => {
+            let cf = &project.cloudflare;
+            let (requests, window) = match &args.rate_limit {
+                Some(r) => config::rate_limit("--rate-limit", r)?,
+                None => (cf.rate_limit_requests, cf.rate_limit_window),
+            };
+            Target::Api {
+                settings: ApiSettings {
+                    base_url: cf.api_base_url.clone(),
+                    account_id: cf.account_id.clone().context(
+                        "no Cloudflare account id: set CLOUDFLARE_ACCOUNT_ID, pass --account-id, or put account_id in wrangler.jsonc",
+                    )?,
+                    token: cf.api_token.clone().context(
+                        "no API token: set CLOUDFLARE_API_TOKEN (a token with D1 edit permission); pgflare never reads it from a file",
+                    )?,
+                    rate_limit_requests: requests,
+                    rate_limit_window: window,
+                    retry: RetryPolicy::default(),
+                },
+                database_id: cf.d1.as_ref().map(|d| d.database_id.clone()).context(
+                    "no D1 database: pass --d1-database-id, or --wrangler FILE [--env NAME] --d1-binding NAME, or set d1_database_id in pgflare.toml",
+                )?,
+                import_bytes: args.import_mib.max(1) << 20,
+                query_bytes: 1 << 20,
+            }
+        }
+    };
+    let opts = LoadOptions {
+        project,
+        only_tables: args.tables.clone(),
+        target,
+        read,
+        split,
+        state_dir: args.state_dir.clone(),
+        restart: args.restart,
+        dry_run: args.dry_run,
+        create_tables: !args.no_create_tables,
+    };
+    let summary = load::run(&source, &opts, progress).await?;
+    if json {
+        print_json(&summary)?;
+    } else {
+        print_human(&summary);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_human(s: &LoadSummary) {
+    if s.dry_run {
+        println!("plan for {} (nothing written):", s.target);
+        for p in &s.plan {
+            let rows = p.rows_estimate.map(|r| r.to_string()).unwrap_or_else(|| "?".into());
+            println!(
+                "  wave {}  {:24} -> D1 {:20} ~{:>10} rows  {:>3} ranges ({} done)  ~{}",
+                p.wave + 1,
+                p.table,
+                p.d1_table,
+                rows,
+                p.partitions,
+                p.partitions_done,
+                human_bytes(p.estimated_d1_bytes)
+            );
+        }
+        let pct = s.estimated_d1_bytes as f64 * 100.0 / s.d1_limit_bytes as f64;
+        println!(
+            "estimated D1 size ~{} = {pct:.1}% of D1's {} limit{}",
+            human_bytes(s.estimated_d1_bytes),
+            human_bytes(s.d1_limit_bytes),
+            if pct > 100.0 { "  <-- DOES NOT FIT: leave columns out (d1_columns) or split the database" } else { "" }
+        );
+        return;
+    }
+    for t in &s.tables {
+        println!(
+            "{:24} -> {:20} {:>10} rows ({} this run)  {:>10}  {} ranges, {} skipped as done",
+            t.table,
+            t.d1_table,
+            t.rows,
+            t.rows_this_run,
+            human_bytes(t.bytes),
+            t.partitions,
+            t.partitions_skipped
+        );
+    }
+    if s.rows_this_run == 0 && s.complete && !s.resumed {
+        println!("nothing to load");
+    } else if s.rows_this_run == 0 && s.complete {
+        println!("the load into {} was already complete; pass --restart to load again", s.target);
+    } else {
+        let rate = s.rows_this_run as f64 / s.seconds.max(1e-9);
+        println!(
+            "loaded {} rows into {} in {:.1}s ({rate:.0} rows/s){}",
+            s.rows_this_run,
+            s.target,
+            s.seconds,
+            if s.resumed { ", resuming an earlier run" } else { "" }
+        );
+    }
+    println!("state: {}  (a later sync starts at snapshot {})", s.state_file, s.first_snapshot.taken_at);
+}
+
+// Until pgflare.toml parsing lands: flags and environment only.
+fn interim_project(args: &LoadArgs) -> anyhow::Result<crate::config::project::Project> {
+    use crate::config::project::{CloudflareSettings, D1Database, Project};
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut cf = CloudflareSettings::default();
+    cf.account_id = args.cloudflare.account_id.clone().or_else(|| env("CLOUDFLARE_ACCOUNT_ID"));
+    if let Some(b) = env("CLOUDFLARE_API_BASE_URL") {
+        cf.api_base_url = b.trim_end_matches('/').to_string();
+    }
+    cf.api_token = env("CLOUDFLARE_API_TOKEN");
+    cf.d1 = args.cloudflare.d1_database_id.clone().map(|id| D1Database {
+        binding: None,
+        database_name: None,
+        database_id: id,
+    });
+    Ok(Project { schema: "public".into(), cloudflare: cf, ..Project::default() })
+}

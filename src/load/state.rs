@@ -1,0 +1,190 @@
+//! The resumable state of a bulk load, one JSON file per target: the key
+//! ranges planned by the first run and which of them the target has
+//! confirmed. A range is marked done only after its sink finished (the
+//! SQLite transaction committed, the D1 request or import completed, the
+//! file closed), and the file is replaced atomically, so a kill at any
+//! moment leaves either the old or the new state, never a torn one. A
+//! rerun loads only ranges not marked done; since every write is an
+//! upsert, a range that was half written before the kill is simply
+//! written again.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::sink::{FileReport, SinkReport};
+use crate::source::partition::Partition;
+use crate::source::SnapshotInfo;
+
+pub const FORMAT: &str = "pgflare-load-state-v1";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoadState {
+    pub format: String,
+    /// The target, as `pgflare load` describes it (no secrets).
+    pub target: String,
+    /// blake3 of the table mappings and target; a rerun with other
+    /// settings must not mix two plans.
+    pub fingerprint: String,
+    /// The snapshot of the first run: a later incremental sync must start
+    /// from here, since ranges loaded then reflect it.
+    pub first_snapshot: SnapshotInfo,
+    pub runs: u32,
+    pub complete: bool,
+    pub tables: Vec<TableState>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TableState {
+    /// `schema.table` in the source.
+    pub table: String,
+    pub d1_table: String,
+    pub partitions: Vec<PartitionState>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub range: Partition,
+    pub done: bool,
+    pub rows: u64,
+    pub bytes: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileReport>,
+}
+
+/// The state file, shared by the workers.
+pub struct StateFile {
+    path: PathBuf,
+    state: Mutex<LoadState>,
+}
+
+impl StateFile {
+    /// Reads a state file if there is one.
+    pub fn read(path: &Path) -> Result<Option<LoadState>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(path)(e)),
+        };
+        let state: LoadState = serde_json::from_str(&text).map_err(|e| Error::Manifest {
+            path: path.to_path_buf(),
+            message: format!("not a pgflare load state ({e}); delete it or pass --restart to start over"),
+        })?;
+        if state.format != FORMAT {
+            return Err(Error::Manifest {
+                path: path.to_path_buf(),
+                message: format!("format `{}`, expected `{FORMAT}`; pass --restart to start over", state.format),
+            });
+        }
+        Ok(Some(state))
+    }
+
+    /// Takes ownership of `state` and writes it at once.
+    pub fn create(path: &Path, state: LoadState) -> Result<Self> {
+        let f = StateFile { path: path.to_path_buf(), state: Mutex::new(state) };
+        f.save()?;
+        Ok(f)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn snapshot(&self) -> Result<LoadState> {
+        Ok(self.lock()?.clone())
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, LoadState>> {
+        self.state.lock().map_err(|_| Error::Internal("load state poisoned".into()))
+    }
+
+    /// Records that the target confirmed one range.
+    pub fn partition_done(&self, table: &str, index: usize, report: &SinkReport) -> Result<()> {
+        let mut state = self.lock()?;
+        let t = state.tables.iter_mut().find(|t| t.table == table);
+        let p = t.and_then(|t| t.partitions.iter_mut().find(|p| p.range.index == index)).ok_or_else(|| {
+            Error::Internal(format!("load state has no partition {index} of {table}"))
+        })?;
+        p.done = true;
+        p.rows = report.rows;
+        p.bytes = report.bytes;
+        p.files = report.files.clone();
+        write_atomic(&self.path, &state)
+    }
+
+    pub fn mark_complete(&self) -> Result<()> {
+        let mut state = self.lock()?;
+        state.complete = true;
+        write_atomic(&self.path, &state)
+    }
+
+    fn save(&self) -> Result<()> {
+        let state = self.lock()?;
+        write_atomic(&self.path, &state)
+    }
+}
+
+/// Write to a temporary file, flush it to disk, rename over the old one.
+fn write_atomic(path: &Path, state: &LoadState) -> Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec_pretty(state).map_err(|e| Error::Internal(format!("load state: {e}")))?;
+    let mut f = std::fs::File::create(&tmp).map_err(Error::io(&tmp))?;
+    f.write_all(&bytes).map_err(Error::io(&tmp))?;
+    f.sync_all().map_err(Error::io(&tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(Error::io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> LoadState {
+        LoadState {
+            format: FORMAT.into(),
+            target: "files:/tmp/x".into(),
+            fingerprint: "f".into(),
+            first_snapshot: SnapshotInfo {
+                id: "s".into(),
+                txid_snapshot: "1:1:".into(),
+                wal_lsn: None,
+                taken_at: "now".into(),
+                server_version: "18".into(),
+            },
+            runs: 1,
+            complete: false,
+            tables: vec![TableState {
+                table: "public.t".into(),
+                d1_table: "t".into(),
+                partitions: vec![PartitionState { range: Partition::whole(), done: false, rows: 0, bytes: 0, files: vec![] }],
+            }],
+        }
+    }
+
+    #[test]
+    fn done_partitions_survive_a_reread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.json");
+        let f = StateFile::create(&path, state()).expect("create");
+        f.partition_done("public.t", 0, &SinkReport { rows: 7, bytes: 70, files: vec![] }).expect("done");
+        let back = StateFile::read(&path).expect("read").expect("some");
+        assert!(back.tables[0].partitions[0].done);
+        assert_eq!(back.tables[0].partitions[0].rows, 7);
+        assert!(f.partition_done("public.t", 3, &SinkReport::default()).is_err());
+    }
+
+    #[test]
+    fn a_foreign_file_is_refused_with_a_way_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.json");
+        std::fs::write(&path, "{\"format\": 3}").expect("write");
+        let e = StateFile::read(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("--restart"), "{e}");
+    }
+}

@@ -1,0 +1,107 @@
+//! Where a load writes D1 rows: SQL files, a local SQLite file, or the
+//! Cloudflare API. The same rendered statements go to each; this module
+//! only opens the chosen target, applies the schema to it, and names it
+//! (without secrets) for the state file and the summary.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::cloudflare::{Api, ApiSettings, D1};
+use crate::error::{Error, Result};
+use crate::sink::d1::api::D1ApiConfig;
+use crate::sink::d1::render::D1Mappings;
+use crate::sink::d1::sqlite::D1SqliteConfig;
+use crate::sink::d1::D1FilesConfig;
+use crate::sink::SinkFactory;
+
+/// The target chosen for a run.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Files { dir: PathBuf, file_bytes: u64 },
+    Sqlite { path: PathBuf },
+    Api { settings: ApiSettings, database_id: String, import_bytes: usize, query_bytes: usize },
+}
+
+impl Target {
+    /// Names the target; never holds the token.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Files { dir, .. } => format!("files:{}", absolute(dir).display()),
+            Target::Sqlite { path } => format!("sqlite:{}", absolute(path).display()),
+            Target::Api { settings, database_id, .. } => {
+                format!("api:{}/accounts/{}/d1/database/{database_id}", settings.base_url, settings.account_id)
+            }
+        }
+    }
+
+    /// The state file of this target under `state_dir`.
+    pub fn state_path(&self, state_dir: &Path) -> PathBuf {
+        let kind = match self {
+            Target::Files { .. } => "files",
+            Target::Sqlite { .. } => "sqlite",
+            Target::Api { .. } => "api",
+        };
+        let hash = blake3::hash(self.describe().as_bytes()).to_hex();
+        state_dir.join(format!("load-{kind}-{}.json", &hash[..16]))
+    }
+
+    pub fn open(
+        &self,
+        mappings: D1Mappings,
+        on_retry: Arc<dyn Fn(&str) + Send + Sync>,
+    ) -> Result<OpenTarget> {
+        Ok(match self {
+            Target::Files { dir, file_bytes } => {
+                std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+                let mut c = D1FilesConfig::new(dir.clone());
+                c.file_bytes = *file_bytes;
+                c.mappings = mappings;
+                OpenTarget::Files(c)
+            }
+            Target::Sqlite { path } => OpenTarget::Sqlite(D1SqliteConfig::open(path, mappings)?),
+            Target::Api { settings, database_id, import_bytes, query_bytes } => {
+                let api = Arc::new(Api::new(settings.clone())?.with_retry_notices(on_retry));
+                let d1 = Arc::new(D1::new(api, database_id));
+                let mut c = D1ApiConfig::new(d1, mappings, tokio::runtime::Handle::current());
+                c.import_bytes = *import_bytes;
+                c.import_min_bytes = (*import_bytes / 16).max(1 << 20);
+                c.query_bytes = *query_bytes;
+                OpenTarget::Api(c)
+            }
+        })
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// An opened target.
+pub enum OpenTarget {
+    Files(D1FilesConfig),
+    Sqlite(D1SqliteConfig),
+    Api(D1ApiConfig),
+}
+
+impl OpenTarget {
+    pub fn sinks(&self) -> Arc<dyn SinkFactory> {
+        match self {
+            OpenTarget::Files(c) => Arc::new(c.clone()),
+            OpenTarget::Sqlite(c) => Arc::new(c.clone()),
+            OpenTarget::Api(c) => Arc::new(c.clone()),
+        }
+    }
+
+    /// Creates the D1 tables (idempotent DDL). The files target writes it
+    /// as `schema.sql`, to run before the data files.
+    pub async fn apply_schema(&self, ddl: &str) -> Result<()> {
+        match self {
+            OpenTarget::Files(c) => {
+                let path = c.dir.join("schema.sql");
+                std::fs::write(&path, ddl).map_err(Error::io(&path))
+            }
+            OpenTarget::Sqlite(c) => c.execute("creating the D1 tables", ddl),
+            OpenTarget::Api(c) => c.d1.query("creating the D1 tables", ddl).await.map(|_| ()),
+        }
+    }
+}
