@@ -121,7 +121,13 @@ impl Api {
                         Ok((headers, bytes))
                     } else {
                         let text = String::from_utf8_lossy(&bytes[..bytes.len().min(500)]).to_string();
-                        Err(classify(what, status, &headers, text, "the upload/download URL refused the request"))
+                        Err(classify(
+                            what,
+                            status,
+                            &headers,
+                            text,
+                            "the upload/download URL refused the request",
+                        ))
                     }
                 },
                 &notice,

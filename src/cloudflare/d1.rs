@@ -48,12 +48,11 @@ impl D1 {
     /// Runs `sql` (one or more `;`-separated statements) as one request,
     /// which D1 runs as one transaction.
     pub async fn query(&self, what: &str, sql: &str) -> Result<Applied> {
-        let result = self.api.call(what, Method::POST, &self.url("query"), &Body::Json(json!({ "sql": sql }))).await?;
+        let result =
+            self.api.call(what, Method::POST, &self.url("query"), &Body::Json(json!({ "sql": sql }))).await?;
         let entries = result.as_array().cloned().unwrap_or_default();
-        let rows_written = entries
-            .iter()
-            .filter_map(|e| e.pointer("/meta/rows_written").and_then(Value::as_u64))
-            .sum();
+        let rows_written =
+            entries.iter().filter_map(|e| e.pointer("/meta/rows_written").and_then(Value::as_u64)).sum();
         Ok(Applied { statements: entries.len() as u64, rows_written })
     }
 
@@ -65,12 +64,19 @@ impl D1 {
         let url = self.url("import");
         let init = self
             .api
-            .call(&format!("{what}: import init"), Method::POST, &url, &Body::Json(json!({"action": "init", "etag": etag})))
+            .call(
+                &format!("{what}: import init"),
+                Method::POST,
+                &url,
+                &Body::Json(json!({"action": "init", "etag": etag})),
+            )
             .await?;
         let mut state = if let Some(upload_url) = init.get("upload_url").and_then(Value::as_str) {
             let filename = init.get("filename").and_then(Value::as_str).unwrap_or_default().to_string();
-            let (headers, _) =
-                self.api.fetch(&format!("{what}: import upload"), Method::PUT, upload_url, Some(sql.clone())).await?;
+            let (headers, _) = self
+                .api
+                .fetch(&format!("{what}: import upload"), Method::PUT, upload_url, Some(sql.clone()))
+                .await?;
             let returned = headers
                 .get(reqwest::header::ETAG)
                 .and_then(|v| v.to_str().ok())

@@ -47,7 +47,11 @@ impl RetryPolicy {
     /// Runs `attempt` until it succeeds, fails fatally, or attempts run out
     /// (then the last error is returned with the count in its hint).
     /// `on_retry` hears about every wait (for progress messages).
-    pub async fn run<T, F, Fut>(&self, mut attempt: F, on_retry: &(dyn Fn(&Error, Duration) + Sync)) -> Result<T, Error>
+    pub async fn run<T, F, Fut>(
+        &self,
+        mut attempt: F,
+        on_retry: &(dyn Fn(&Error, Duration) + Sync),
+    ) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Failure>>,

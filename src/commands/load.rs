@@ -25,9 +25,9 @@ pub async fn run(args: LoadArgs, json: bool, progress: &Progress) -> anyhow::Res
             dir: args.out.clone().context("--out DIR is required with --target files")?,
             file_bytes: args.file_size_mib.max(1) << 20,
         },
-        LoadTarget::Sqlite => {
-            Target::Sqlite { path: args.sqlite.clone().context("--sqlite FILE is required with --target sqlite")? }
-        }
+        LoadTarget::Sqlite => Target::Sqlite {
+            path: args.sqlite.clone().context("--sqlite FILE is required with --target sqlite")?,
+        },
         LoadTarget::Api => {
             let cf = &project.cloudflare;
             let (requests, window) = match &args.rate_limit {
@@ -96,7 +96,11 @@ fn print_human(s: &LoadSummary) {
             "estimated D1 size ~{} = {pct:.1}% of D1's {} limit{}",
             human_bytes(s.estimated_d1_bytes),
             human_bytes(s.d1_limit_bytes),
-            if pct > 100.0 { "  <-- DOES NOT FIT: leave columns out (d1_columns) or split the database" } else { "" }
+            if pct > 100.0 {
+                "  <-- DOES NOT FIT: leave columns out (d1_columns) or split the database"
+            } else {
+                ""
+            }
         );
         return;
     }

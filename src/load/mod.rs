@@ -26,7 +26,9 @@ use crate::config::project::Project;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::sink::d1::render::{D1Mapping, D1Mappings};
-use crate::source::{introspect, partition, read_all, ReadOptions, Selection, Snapshot, SnapshotInfo, Source};
+use crate::source::{
+    introspect, partition, read_all, ReadOptions, Selection, Snapshot, SnapshotInfo, Source,
+};
 use crate::source::{SplitOptions, TableInfo, TableJob};
 
 pub struct LoadOptions {
@@ -160,9 +162,8 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
 
     state.complete = false;
     let state = Arc::new(StateFile::create(&state_path, state)?);
-    let d1_mappings = D1Mappings(
-        infos.iter().zip(mappings).map(|(i, m)| (i.spec.qualified(), m.clone())).collect(),
-    );
+    let d1_mappings =
+        D1Mappings(infos.iter().zip(mappings).map(|(i, m)| (i.spec.qualified(), m.clone())).collect());
     let notices = progress.clone();
     let target = opts.target.open(d1_mappings, Arc::new(move |m: &str| notices.println(m)))?;
     if opts.create_tables {
@@ -191,7 +192,12 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
             .iter()
             .map(|&i| TableJob {
                 table: Arc::new(infos[i].spec.clone()),
-                partitions: snap.tables[i].partitions.iter().filter(|p| !p.done).map(|p| p.range.clone()).collect(),
+                partitions: snap.tables[i]
+                    .partitions
+                    .iter()
+                    .filter(|p| !p.done)
+                    .map(|p| p.range.clone())
+                    .collect(),
                 progress: bars[i].1.clone(),
             })
             .filter(|j| !j.partitions.is_empty())
@@ -298,7 +304,10 @@ fn fingerprint(target: &Target, infos: &[TableInfo], mappings: &[D1Mapping]) -> 
 fn schema_sql(infos: &[TableInfo], mappings: &[D1Mapping], waves: &[Vec<usize>]) -> Result<String> {
     let mut out = String::new();
     for &i in waves.iter().flatten() {
-        out.push_str(&crate::sink::d1::schema::create_table(&d1_spec(&infos[i].spec, &mappings[i]), &mappings[i].table)?);
+        out.push_str(&crate::sink::d1::schema::create_table(
+            &d1_spec(&infos[i].spec, &mappings[i]),
+            &mappings[i].table,
+        )?);
     }
     Ok(out)
 }
@@ -308,13 +317,18 @@ pub fn d1_spec(spec: &TableSpec, m: &D1Mapping) -> TableSpec {
     let columns = m
         .columns
         .iter()
-        .filter_map(|(s, d)| spec.column(s).map(|c| crate::batch::ColumnSpec { name: d.clone(), ..c.clone() }))
+        .filter_map(|(s, d)| {
+            spec.column(s).map(|c| crate::batch::ColumnSpec { name: d.clone(), ..c.clone() })
+        })
         .collect();
     TableSpec { schema: spec.schema.clone(), name: m.table.clone(), columns, primary_key: m.key.clone() }
 }
 
 /// `pg_stats.avg_width` per column, for the size estimate.
-async fn column_widths(snapshot: &mut Snapshot, infos: &[TableInfo]) -> Result<BTreeMap<String, BTreeMap<String, i64>>> {
+async fn column_widths(
+    snapshot: &mut Snapshot,
+    infos: &[TableInfo],
+) -> Result<BTreeMap<String, BTreeMap<String, i64>>> {
     let mut out = BTreeMap::new();
     for i in infos {
         let rows = sqlx::query(
@@ -325,7 +339,10 @@ async fn column_widths(snapshot: &mut Snapshot, infos: &[TableInfo]) -> Result<B
         .fetch_all(&mut *snapshot.conn())
         .await
         .map_err(Error::db(format!("reading column statistics of {}", i.spec.qualified())))?;
-        out.insert(i.spec.qualified(), rows.iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1))).collect());
+        out.insert(
+            i.spec.qualified(),
+            rows.iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1))).collect(),
+        );
     }
     Ok(out)
 }

@@ -20,7 +20,9 @@ pub fn mapping(configured: Option<&TableMapping>, info: &TableInfo) -> Result<D1
     let setting = |key: &str| format!("pgflare.toml: tables `{}`.{key}", spec.qualified());
     let names: Vec<String> = match &m.d1_columns {
         Some(cols) => cols.iter().map(|c| c.source.clone()).collect(),
-        None => spec.columns.iter().map(|c| c.name.clone()).filter(|c| Some(c) != m.vector.as_ref()).collect(),
+        None => {
+            spec.columns.iter().map(|c| c.name.clone()).filter(|c| Some(c) != m.vector.as_ref()).collect()
+        }
     };
     let mut columns = Vec::new();
     for source in &names {

@@ -75,7 +75,10 @@ impl StateFile {
         if state.format != FORMAT {
             return Err(Error::Manifest {
                 path: path.to_path_buf(),
-                message: format!("format `{}`, expected `{FORMAT}`; pass --restart to start over", state.format),
+                message: format!(
+                    "format `{}`, expected `{FORMAT}`; pass --restart to start over",
+                    state.format
+                ),
             });
         }
         Ok(Some(state))
@@ -104,9 +107,9 @@ impl StateFile {
     pub fn partition_done(&self, table: &str, index: usize, report: &SinkReport) -> Result<()> {
         let mut state = self.lock()?;
         let t = state.tables.iter_mut().find(|t| t.table == table);
-        let p = t.and_then(|t| t.partitions.iter_mut().find(|p| p.range.index == index)).ok_or_else(|| {
-            Error::Internal(format!("load state has no partition {index} of {table}"))
-        })?;
+        let p = t
+            .and_then(|t| t.partitions.iter_mut().find(|p| p.range.index == index))
+            .ok_or_else(|| Error::Internal(format!("load state has no partition {index} of {table}")))?;
         p.done = true;
         p.rows = report.rows;
         p.bytes = report.bytes;
@@ -162,7 +165,13 @@ mod tests {
             tables: vec![TableState {
                 table: "public.t".into(),
                 d1_table: "t".into(),
-                partitions: vec![PartitionState { range: Partition::whole(), done: false, rows: 0, bytes: 0, files: vec![] }],
+                partitions: vec![PartitionState {
+                    range: Partition::whole(),
+                    done: false,
+                    rows: 0,
+                    bytes: 0,
+                    files: vec![],
+                }],
             }],
         }
     }

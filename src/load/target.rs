@@ -29,7 +29,10 @@ impl Target {
             Target::Files { dir, .. } => format!("files:{}", absolute(dir).display()),
             Target::Sqlite { path } => format!("sqlite:{}", absolute(path).display()),
             Target::Api { settings, database_id, .. } => {
-                format!("api:{}/accounts/{}/d1/database/{database_id}", settings.base_url, settings.account_id)
+                format!(
+                    "api:{}/accounts/{}/d1/database/{database_id}",
+                    settings.base_url, settings.account_id
+                )
             }
         }
     }

@@ -9,3 +9,4 @@ mod archive;
 mod consistency;
 mod d1_files;
 mod inspect;
+mod load;

@@ -5,6 +5,9 @@ bytes and no transaction statement. Statements are split with
 sqlite3.complete_statement, SQLite's own tokenizer.
 
 Usage: apply_d1_sql.py DB SCHEMA_SQL DIR [--dump TABLE]
+With SCHEMA_SQL `-`, DIR must hold a manifest.json (the load `files`
+target): its `apply_order` (schema.sql first) is followed, with foreign
+keys enforced as D1 enforces them.
 Prints JSON: {"statements", "max_statement_bytes", "transaction_statements",
 "counts": {table: rows}, "dump": [[column values...], ...] (with --dump)}.
 """
@@ -41,9 +44,14 @@ def main():
         return 2
     db_path, schema, folder = args
     db = sqlite3.connect(db_path, isolation_level=None)
-    db.executescript(open(schema, encoding="utf-8").read())
+    if schema == "-":
+        manifest = json.load(open(os.path.join(folder, "manifest.json"), encoding="utf-8"))
+        files = [os.path.join(folder, p) for p in manifest["apply_order"]]
+        db.execute("PRAGMA foreign_keys = ON")
+    else:
+        db.executescript(open(schema, encoding="utf-8").read())
+        files = sorted(glob.glob(os.path.join(folder, "**", "*.sql"), recursive=True))
     count = biggest = tx = 0
-    files = sorted(glob.glob(os.path.join(folder, "**", "*.sql"), recursive=True))
     for f in files:
         # newline="" keeps CR LF inside string literals as written.
         text = open(f, encoding="utf-8", newline="").read()

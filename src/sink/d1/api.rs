@@ -154,7 +154,8 @@ mod tests {
 
     #[test]
     fn groups_keep_order_and_size() {
-        let s: Vec<String> = ["aaaa", "bb", "cccccc", "d", "eeeeeeeeee"].iter().map(|x| x.to_string()).collect();
+        let s: Vec<String> =
+            ["aaaa", "bb", "cccccc", "d", "eeeeeeeeee"].iter().map(|x| x.to_string()).collect();
         let g = groups(&s, 6);
         let flat: Vec<&String> = g.iter().flat_map(|x| x.iter()).collect();
         assert_eq!(flat, s.iter().collect::<Vec<_>>());

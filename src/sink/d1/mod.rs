@@ -6,8 +6,8 @@ pub mod api;
 pub mod files;
 pub mod render;
 pub mod schema;
-pub mod sqlite;
 pub mod sql;
+pub mod sqlite;
 pub mod value;
 
 pub use files::D1FilesConfig;

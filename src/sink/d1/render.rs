@@ -98,7 +98,8 @@ impl Renderer {
         let mut literals = Vec::with_capacity(self.source_index.len());
         for (row, digest) in digests.iter().enumerate() {
             literals.clear();
-            literals.extend(self.source_index.iter().map(|&i| d1_value(batch.column(i).as_ref(), row).literal()));
+            literals
+                .extend(self.source_index.iter().map(|&i| d1_value(batch.column(i).as_ref(), row).literal()));
             packer.push(&literals, &|| key_display(batch, &self.key_index, row), emit)?;
             sum.add(digest);
         }

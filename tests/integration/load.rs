@@ -1,0 +1,160 @@
+//! `pgflare load` end to end: seeded Postgres (hard rows included) into the
+//! `files` and `sqlite` targets, checked row by row against the source by
+//! independent readers (Python's sqlite3 and psycopg), resumption from a
+//! partly finished state, and the dry-run plan.
+
+use std::path::Path;
+
+use crate::common::*;
+
+/// Runs compare_d1.py; returns (exit ok, JSON report).
+fn compare(db: &TestDb, sqlite: &Path, tables: &[&str]) -> (bool, serde_json::Value) {
+    let mut args = vec![db.url.as_str(), sqlite.to_str().expect("path")];
+    args.extend_from_slice(tables);
+    let o = python("compare_d1.py", &args, None);
+    let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("compare_d1.py: {}", text(&o)));
+    (o.status.success(), v)
+}
+
+fn load(db: &TestDb, state: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all =
+        vec!["--json", "load", "--state-dir", state.to_str().expect("path"), "--partition-mib", "1"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ok(pgflare(db, &all))).expect("summary JSON")
+}
+
+#[test]
+fn load_to_sqlite_equals_the_source_and_a_rerun_loads_nothing() {
+    let db = TestDb::new("loadsqlite");
+    db.seed(600, 16);
+    let dir = temp_dir("loadsqlite");
+    let (state, sqlite) = (dir.path().join("state"), dir.path().join("d1.sqlite"));
+    let s = load(&db, &state, &["--target", "sqlite", "--sqlite", sqlite.to_str().expect("p")]);
+    assert_eq!(s["complete"], true);
+    let source_rows: u64 = db
+        .query_one("SELECT ((SELECT count(*) FROM chunks) + (SELECT count(*) FROM documents))::text")
+        .parse()
+        .expect("n");
+    assert_eq!(s["rows_this_run"].as_u64(), Some(source_rows));
+    let (same, report) = compare(&db, &sqlite, &["documents", "chunks"]);
+    assert!(same, "{report:#}");
+    assert_eq!(
+        report["chunks"]["d1_rows"].as_u64(),
+        Some(db.query_one("SELECT count(*)::text FROM chunks").parse().expect("n"))
+    );
+
+    // The checker itself must see a difference when there is one.
+    let tampered = dir.path().join("tampered.sqlite");
+    std::fs::copy(&sqlite, &tampered).expect("copy");
+    let c = rusqlite::Connection::open(&tampered).expect("open");
+    c.execute(
+        "UPDATE chunks SET content = content || '!' WHERE id = '00000000-0000-4000-8000-000000000003'",
+        [],
+    )
+    .expect("tamper");
+    drop(c);
+    let (same, report) = compare(&db, &tampered, &["chunks"]);
+    assert!(!same);
+    assert_eq!(report["chunks"]["differences"][0]["key"], "00000000-0000-4000-8000-000000000003");
+    assert_eq!(report["chunks"]["differences"][0]["column"], "content");
+
+    // Finished: a second run writes nothing.
+    let again = load(&db, &state, &["--target", "sqlite", "--sqlite", sqlite.to_str().expect("p")]);
+    assert_eq!(again["rows_this_run"], 0, "{again:#}");
+    assert_eq!(again["resumed"], true);
+}
+
+#[test]
+fn a_load_resumes_with_only_the_ranges_not_confirmed() {
+    let db = TestDb::new("loadresume");
+    db.seed(1500, 16);
+    let dir = temp_dir("loadresume");
+    let (state, sqlite) = (dir.path().join("state"), dir.path().join("d1.sqlite"));
+    let args = ["--target", "sqlite", "--sqlite", sqlite.to_str().expect("p")];
+    load(&db, &state, &args);
+    // Pretend the run died before confirming the last chunks range: its
+    // rows are gone from the target and its range is not done.
+    let file =
+        std::fs::read_dir(&state).expect("state dir").next().expect("a state file").expect("entry").path();
+    let mut st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("json");
+    let chunks = st["tables"]
+        .as_array_mut()
+        .expect("tables")
+        .iter_mut()
+        .find(|t| t["table"] == "public.chunks")
+        .expect("chunks");
+    let parts = chunks["partitions"].as_array_mut().expect("partitions");
+    assert!(parts.len() >= 2, "want several ranges, got {}", parts.len());
+    let last = parts.last_mut().expect("last");
+    let lower = last["range"]["lower"].as_str().expect("lower bound").to_string();
+    let lost_rows = last["rows"].as_u64().expect("rows");
+    last["done"] = serde_json::Value::Bool(false);
+    st["complete"] = serde_json::Value::Bool(false);
+    std::fs::write(&file, serde_json::to_vec(&st).expect("json")).expect("write");
+    let c = rusqlite::Connection::open(&sqlite).expect("open");
+    // The bound is a Postgres literal such as '…'::uuid: compare as text.
+    let lower_text = lower.split("::").next().expect("literal").trim_matches('\'').to_string();
+    let deleted = c.execute("DELETE FROM chunks WHERE id >= ?1", [&lower_text]).expect("delete");
+    assert_eq!(deleted as u64, lost_rows);
+    drop(c);
+
+    let s = load(&db, &state, &args);
+    assert_eq!(s["resumed"], true);
+    assert_eq!(s["rows_this_run"].as_u64(), Some(lost_rows), "{s:#}");
+    let skipped: u64 =
+        s["tables"].as_array().expect("t").iter().map(|t| t["partitions_skipped"].as_u64().expect("n")).sum();
+    let total: u64 =
+        s["tables"].as_array().expect("t").iter().map(|t| t["partitions"].as_u64().expect("n")).sum();
+    assert_eq!(skipped, total - 1);
+    let (same, report) = compare(&db, &sqlite, &["documents", "chunks"]);
+    assert!(same, "{report:#}");
+}
+
+#[test]
+fn load_to_files_applies_in_manifest_order_and_is_deterministic() {
+    let db = TestDb::new("loadfiles");
+    db.seed(800, 16);
+    let dir = temp_dir("loadfiles");
+    let state = dir.path().join("state");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    load(&db, &state, &["--target", "files", "--out", a.to_str().expect("p"), "--file-size-mib", "1"]);
+    load(&db, &state, &["--target", "files", "--out", b.to_str().expect("p"), "--file-size-mib", "1"]);
+    let manifest = |d: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(d.join("manifest.json")).expect("manifest")).expect("json")
+    };
+    let (ma, mb) = (manifest(&a), manifest(&b));
+    assert_eq!(ma["tables"], mb["tables"], "same data, same files, same hashes");
+    let order: Vec<&str> =
+        ma["apply_order"].as_array().expect("order").iter().map(|v| v.as_str().expect("s")).collect();
+    assert_eq!(order[0], "schema.sql");
+    let first_chunk = order.iter().position(|p| p.starts_with("chunks/")).expect("chunks files");
+    let last_doc = order.iter().rposition(|p| p.starts_with("documents/")).expect("documents files");
+    assert!(last_doc < first_chunk, "parents before children: {order:?}");
+
+    let sqlite = dir.path().join("applied.sqlite");
+    let o = python("apply_d1_sql.py", &[sqlite.to_str().expect("p"), "-", a.to_str().expect("p")], None);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert!(v["max_statement_bytes"].as_u64().expect("max") <= 100_000);
+    assert_eq!(v["transaction_statements"], 0);
+    let (same, report) = compare(&db, &sqlite, &["documents", "chunks"]);
+    assert!(same, "{report:#}");
+}
+
+#[test]
+fn dry_run_plans_without_writing() {
+    let db = TestDb::new("loaddry");
+    db.seed(300, 8);
+    let dir = temp_dir("loaddry");
+    let (state, sqlite) = (dir.path().join("state"), dir.path().join("d1.sqlite"));
+    let s = load(&db, &state, &["--target", "sqlite", "--sqlite", sqlite.to_str().expect("p"), "--dry-run"]);
+    let plan = s["plan"].as_array().expect("plan");
+    assert_eq!(plan.len(), 2);
+    assert_eq!(plan[0]["table"], "public.documents");
+    assert_eq!(plan[1]["table"], "public.chunks");
+    assert!(plan[1]["wave"].as_u64() > plan[0]["wave"].as_u64());
+    assert!(s["estimated_d1_bytes"].as_u64().expect("n") > 0);
+    assert!(!sqlite.exists(), "a dry run creates no target");
+    assert!(!state.exists(), "a dry run keeps no state");
+}
