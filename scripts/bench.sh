@@ -8,7 +8,7 @@
 # comment says the same parameters are already loaded), builds the release
 # binaries, installs pg2parquet into .bench/pg2parquet (once), times every
 # command BENCH_RUNS times after one warm-up run (wall seconds, peak RSS from
-# GNU time), prints a summary and rewrites the "## Archive (issue 2)" section
+# GNU time), prints a summary and rewrites the "## Archive and bulk load" section
 # of BENCHMARKS.md (other sections are kept). To benchmark another command,
 # add one `measure NAME [--out PATH] [--note TEXT] -- CMD...` call in main.
 #
@@ -58,7 +58,7 @@ fi
 DIMS="${BENCH_DIMS:-1536}"
 DB="${BENCH_DATABASE:-pgflare_bench}"
 TABLE="chunks"
-SECTION="## Archive (issue 2)"
+SECTION="## Archive and bulk load (issues 2, 3)"
 
 for v in CHUNKS DIMS RUNS; do
     [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "BENCH_$v must be a positive integer (got '${!v}')"
@@ -396,6 +396,16 @@ if pgf:
 else:
     targets.append("- pgflare archive peak RSS < 200 MiB: not measured — **not met**")
 
+lf = stats("pgflare load --target files")
+if lf and base:
+    r = lf["median"] / base["median"]
+    targets.append(f"- pgflare load --target files ≤ 2× raw COPY: {r:.2f}× — {mark(r <= 2.0)}")
+else:
+    targets.append("- pgflare load --target files ≤ 2× raw COPY: not measured — **not met**")
+ls = stats("pgflare load --target sqlite")
+if ls and base:
+    targets.append(f"- pgflare load --target sqlite: {ls['median'] / base['median']:.2f}× raw COPY (no target set)")
+
 mem_gib = int(facts["mem_kib"]) / MIB
 lines = [
     section,
@@ -489,6 +499,20 @@ main() {
         -- env DATABASE_URL="$BENCH_URL" "$PGFLARE" archive --quiet --overwrite \
         --table "$TABLE" --out "$OUT_DIR/pgflare" ||
         die "pgflare archive failed"
+
+    # The bulk load with no pgflare.toml: every column goes to D1, the
+    # 1536-float embedding included as JSON text (the heaviest case).
+    measure "pgflare load --target files" --out "$OUT_DIR/load-files" \
+        --note "every column incl. the embedding as JSON text; --restart so each run loads everything" \
+        -- env DATABASE_URL="$BENCH_URL" "$PGFLARE" load --quiet --restart --table "$TABLE" \
+        --state-dir "$OUT_DIR/load-state" --target files --out "$OUT_DIR/load-files" ||
+        die "pgflare load --target files failed"
+
+    measure "pgflare load --target sqlite" --out "$OUT_DIR/load.sqlite" \
+        --note "into a new SQLite file each run (one transaction per 2 MiB batch, foreign keys on)" \
+        -- sh -c 'rm -f "$1" && exec env DATABASE_URL="$2" "$3" load --quiet --restart --table "$4" --state-dir "$5" --target sqlite --sqlite "$1"' \
+        sh "$OUT_DIR/load.sqlite" "$BENCH_URL" "$PGFLARE" "$TABLE" "$OUT_DIR/load-state" ||
+        die "pgflare load --target sqlite failed"
 
     local p2p=("$PG2PARQUET" export --quiet --host "$PG_HOST" --port "$PG_PORT" --user "$PG_USER"
         --dbname "$DB" --compression zstd --compression-level "$PGFLARE_ZSTD"
