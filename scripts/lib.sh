@@ -83,3 +83,32 @@ ensure_cargo_on_path() {
         export PATH
     fi
 }
+
+# wrangler (Cloudflare's CLI, from the npm registry), pinned, installed into
+# .tools/wrangler; tests run the D1 files pgflare writes through its local
+# D1 (workerd) to prove they run unchanged. Prints the wrangler binary.
+WRANGLER_VERSION="4.86.0"
+ensure_wrangler() {
+    local dir="$ROOT/.tools/wrangler" bin
+    bin="$dir/node_modules/.bin/wrangler"
+    if [ -x "$bin" ] && [ "$(cat "$dir/.version" 2>/dev/null)" = "$WRANGLER_VERSION" ]; then
+        printf '%s\n' "$bin"
+        return 0
+    fi
+    local major=0
+    if command -v node >/dev/null 2>&1; then
+        major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+    fi
+    if [ "$major" -lt 20 ] || ! command -v npm >/dev/null 2>&1; then
+        is_root || die "wrangler needs Node.js 20+ and npm; install them (or run as root to let apt do it)"
+        apt_install nodejs npm
+        major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+        [ "$major" -ge 20 ] || die "wrangler needs Node.js 20+, apt gave $(node --version 2>/dev/null || echo none)"
+    fi
+    log "npm install wrangler@$WRANGLER_VERSION into .tools/wrangler"
+    mkdir -p "$dir"
+    [ -f "$dir/package.json" ] || printf '{"private":true}\n' >"$dir/package.json"
+    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "wrangler@$WRANGLER_VERSION" >&2
+    printf '%s\n' "$WRANGLER_VERSION" >"$dir/.version"
+    printf '%s\n' "$bin"
+}

@@ -81,6 +81,10 @@ ensure_rust_components() {
 step "python venv"
 ensure_venv
 
+step "wrangler (npm)"
+PGFLARE_WRANGLER="$(ensure_wrangler)"
+export PGFLARE_WRANGLER
+
 step "rust components"
 ensure_rust_components
 

@@ -25,9 +25,7 @@ pub async fn run(args: LoadArgs, json: bool, progress: &Progress) -> anyhow::Res
             dir: args.out.clone().context("--out DIR is required with --target files")?,
             file_bytes: args.file_size_mib.max(1) << 20,
         },
-        LoadTarget::Sqlite => Target::Sqlite {
-            path: args.sqlite.clone().context("--sqlite FILE is required with --target sqlite")?,
-        },
+        LoadTarget::Sqlite => Target::Sqlite { path: sqlite_path(&args, &project)? },
         LoadTarget::Api => {
             let cf = &project.cloudflare;
             let (requests, window) = match &args.rate_limit {
@@ -73,6 +71,25 @@ pub async fn run(args: LoadArgs, json: bool, progress: &Progress) -> anyhow::Res
         print_human(&summary);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--sqlite`, else wrangler's local file of the configured D1 database.
+fn sqlite_path(
+    args: &LoadArgs,
+    project: &crate::config::project::Project,
+) -> anyhow::Result<std::path::PathBuf> {
+    if let Some(p) = &args.sqlite {
+        return Ok(p.clone());
+    }
+    let id = project.cloudflare.d1.as_ref().map(|d| d.database_id.clone()).context(
+        "--target sqlite needs --sqlite FILE, or a D1 database (--d1-database-id, or --wrangler FILE --d1-binding NAME) \
+         to find the file wrangler uses locally",
+    )?;
+    let dir = match &args.cloudflare.wrangler {
+        Some(w) => w.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
+        None => std::path::PathBuf::from("."),
+    };
+    Ok(config::wrangler_local::local_d1_file(&dir, &id))
 }
 
 fn print_human(s: &LoadSummary) {

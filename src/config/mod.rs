@@ -3,6 +3,7 @@
 //! that name the setting and say what is expected.
 
 pub mod project;
+pub mod wrangler_local;
 
 use crate::cli::{SourceArgs, TuningArgs};
 use crate::error::{Error, Result};

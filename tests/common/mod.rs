@@ -179,3 +179,60 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A running `pgflare emulate`, killed when dropped.
+pub struct Emulator {
+    pub child: std::process::Child,
+    pub base_url: String,
+    pub data_dir: tempfile::TempDir,
+    pub token: String,
+    pub account: String,
+}
+
+impl Emulator {
+    /// Starts the emulator on a free port with `extra` flags and one D1 database `db1`.
+    pub fn start(extra: &[&str]) -> Emulator {
+        use std::io::BufRead;
+        let data_dir = temp_dir("emulator");
+        let (token, account) = ("emulator-test-token-8c1f".to_string(), "acct-test".to_string());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pgflare"))
+            .args(["--json", "emulate", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .args(["--token", &token, "--account-id", &account, "--d1-database", "db1"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start pgflare emulate");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("first line of pgflare emulate");
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("emulate printed `{line}`"));
+        let base_url = v["base_url"].as_str().expect("base_url").to_string();
+        Emulator { child, base_url, data_dir, token, account }
+    }
+
+    /// The SQLite file behind D1 database `id`.
+    pub fn d1_file(&self, id: &str) -> PathBuf {
+        self.data_dir.path().join("d1").join(format!("{id}.sqlite"))
+    }
+
+    /// `pgflare` with the Cloudflare environment pointing here.
+    pub fn command(&self, db: &TestDb) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pgflare"));
+        c.env("DATABASE_URL", &db.url)
+            .env_remove("SUPABASE_DB_URL")
+            .env("CLOUDFLARE_API_BASE_URL", &self.base_url)
+            .env("CLOUDFLARE_ACCOUNT_ID", &self.account)
+            .env("CLOUDFLARE_API_TOKEN", &self.token);
+        c
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
