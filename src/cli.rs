@@ -60,6 +60,79 @@ pub enum Command {
     ///   CLOUDFLARE_API_TOKEN=... pgflare load --target api --wrangler wrangler.jsonc --env staging --d1-binding DB
     #[command(verbatim_doc_comment)]
     Load(LoadArgs),
+
+    /// Run a local server that answers like Cloudflare's D1 REST API, to
+    /// rehearse a migration without an account and to test against.
+    ///
+    /// It serves /client/v4 with the bearer token and account id given here:
+    ///
+    ///   GET|POST  /accounts/{A}/d1/database                 list | create {"name"}
+    ///   GET       /accounts/{A}/d1/database/{ID}            show (num_tables, file_size)
+    ///   POST      /accounts/{A}/d1/database/{ID}/query      {"sql","params"} or {"batch":[..]}
+    ///   POST      /accounts/{A}/d1/database/{ID}/raw        same, rows as arrays
+    ///   POST      /accounts/{A}/d1/database/{ID}/import     init, PUT upload_url, ingest, poll
+    ///   POST      /accounts/{A}/d1/database/{ID}/export     SQL dump behind a download URL
+    ///
+    /// Each database is a SQLite file at DATA_DIR/d1/ID.sqlite. D1's rules are
+    /// enforced: one transaction per request; no BEGIN/SAVEPOINT; PRAGMAs on
+    /// D1's allowlist only; no _cf_ names, ATTACH, or virtual tables other
+    /// than fts5/rtree; 100,000-byte statements, 100 columns, 100 bound
+    /// parameters, 2,000,000-byte values; foreign keys always on (use PRAGMA
+    /// defer_foreign_keys = on). Over the rate limit it answers 429 with
+    /// Retry-After. --fail-rate, --drop-rate and --latency-ms inject faults
+    /// (seeded by --seed) to test retries.
+    ///
+    /// Example:
+    ///   pgflare emulate --d1-database rehearsal &
+    ///   export CLOUDFLARE_API_BASE_URL=http://127.0.0.1:8787/client/v4 CLOUDFLARE_ACCOUNT_ID=local-account
+    #[command(verbatim_doc_comment)]
+    Emulate(EmulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EmulateArgs {
+    /// Address to listen on; port 0 picks a free port (the first line
+    /// printed says which).
+    #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR:PORT")]
+    pub listen: std::net::SocketAddr,
+
+    /// Where the databases live (created if missing; kept across runs).
+    #[arg(long, default_value = ".pgflare/emulator", value_name = "DIR")]
+    pub data_dir: PathBuf,
+
+    /// Bearer token clients must send (never printed).
+    #[arg(long, env = "CLOUDFLARE_API_TOKEN", hide_env_values = true, default_value = "local-token")]
+    pub token: String,
+
+    /// Account id of the URLs.
+    #[arg(long, env = "CLOUDFLARE_ACCOUNT_ID", default_value = "local-account", value_name = "ID")]
+    pub account_id: String,
+
+    /// Create this D1 database id at start if missing (repeatable).
+    #[arg(long = "d1-database", value_name = "ID")]
+    pub d1_databases: Vec<String>,
+
+    /// Requests allowed per window per token, as REQUESTS/SECONDS
+    /// (Cloudflare's is 1200/300).
+    #[arg(long, default_value = "1200/300", value_name = "REQUESTS/SECONDS")]
+    pub rate_limit: String,
+
+    /// Fraction (0..1) of API requests answered 500/502/503 without running.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fail_rate: f64,
+
+    /// Fraction (0..1) of API requests run, then left unanswered (the
+    /// connection is closed): the client cannot tell whether they happened.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub drop_rate: f64,
+
+    /// Delay added to every API request.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub latency_ms: u64,
+
+    /// Seed of the fault generator (same seed, same faults). Default: random.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
 }
 
 /// Which D1 target a load writes to.

@@ -25,6 +25,7 @@ pub mod cli;
 pub mod cloudflare;
 pub mod commands;
 pub mod config;
+pub mod emulator;
 pub mod error;
 pub mod load;
 pub mod progress;

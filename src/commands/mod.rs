@@ -3,6 +3,7 @@
 //! Commands return the process exit code; errors become exit code 2.
 
 mod archive;
+mod emulate;
 mod inspect;
 mod load;
 
@@ -18,6 +19,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let progress = Progress::new(!cli.json && !cli.quiet);
     match cli.command {
         Command::Inspect(args) => inspect::run(args, cli.json).await,
+        Command::Emulate(args) => emulate::run(args, cli.json).await,
         Command::Archive(cmd) => match cmd.verify {
             Some(ArchiveSub::Verify(args)) => archive::verify(args, cli.json, &progress).await,
             None => archive::export(cmd.export, cli.json, &progress).await,

@@ -8,5 +8,6 @@ mod common;
 mod archive;
 mod consistency;
 mod d1_files;
+mod emulator;
 mod inspect;
 mod load;

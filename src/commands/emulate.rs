@@ -1,0 +1,73 @@
+//! `pgflare emulate`: starts the local Cloudflare API emulator and serves
+//! until ctrl-c. The first stdout line says where it listens (tests and
+//! scripts read it), then how to point pgflare or wrangler at it. The token
+//! is never printed.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::cli::EmulateArgs;
+use crate::emulator::{Emulator, EmulatorConfig, Faults};
+use crate::error::Error;
+
+pub async fn run(args: EmulateArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let (rate_limit_requests, rate_limit_window) = parse_rate_limit(&args.rate_limit)?;
+    let cfg = EmulatorConfig {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        token: args.token,
+        account_id: args.account_id,
+        d1_databases: args.d1_databases,
+        rate_limit_requests,
+        rate_limit_window,
+        faults: Faults {
+            error_rate: args.fail_rate,
+            drop_rate: args.drop_rate,
+            latency: Duration::from_millis(args.latency_ms),
+            seed: args.seed.unwrap_or_else(rand::random),
+        },
+    };
+    let emu = Emulator::start(cfg).await?;
+    // One write: a reader that takes the first line and closes the pipe
+    // must not make a later line fail (and stop the server).
+    let text = if json {
+        let line = serde_json::json!({
+            "base_url": emu.base_url,
+            "account_id": emu.account_id,
+            "data_dir": emu.data_dir.display().to_string(),
+        });
+        format!("{line}\n")
+    } else {
+        format!(
+            "pgflare emulate: listening on {url}\n  use it with:\n    \
+             export CLOUDFLARE_API_BASE_URL={url} CLOUDFLARE_ACCOUNT_ID={account}\n  \
+             (and CLOUDFLARE_API_TOKEN set to the --token given; ctrl-c stops)\n  \
+             databases: {dir}/d1/<id>.sqlite\n",
+            url = emu.base_url,
+            account = emu.account_id,
+            dir = emu.data_dir.display()
+        )
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    drop(out);
+    emu.wait().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `1200/300` -> 1200 requests per 300 s.
+fn parse_rate_limit(s: &str) -> Result<(u32, Duration), Error> {
+    let bad = || Error::Config {
+        setting: "--rate-limit".into(),
+        message: format!("`{s}`: write REQUESTS/SECONDS, e.g. 1200/300"),
+    };
+    let (n, secs) = s.split_once('/').ok_or_else(bad)?;
+    let n: u32 = n.trim().parse().map_err(|_| bad())?;
+    let secs: f64 = secs.trim().parse().map_err(|_| bad())?;
+    if n == 0 || !(secs > 0.0 && secs.is_finite()) {
+        return Err(bad());
+    }
+    Ok((n, Duration::from_secs_f64(secs)))
+}

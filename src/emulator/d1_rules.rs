@@ -1,0 +1,88 @@
+//! Which SQL D1 refuses although SQLite accepts it, decided per action by
+//! SQLite's authorizer while a client statement is prepared, and the names
+//! of SQLite result codes as D1 prints them after its messages.
+
+use rusqlite::ffi;
+use rusqlite::hooks::AuthAction;
+
+/// D1's documented PRAGMA allowlist (developers.cloudflare.com/d1/sql-api/sql-statements).
+pub const PRAGMA_ALLOWLIST: &[&str] = &[
+    "table_list",
+    "table_info",
+    "table_xinfo",
+    "index_list",
+    "index_info",
+    "index_xinfo",
+    "quick_check",
+    "foreign_key_check",
+    "foreign_key_list",
+    "case_sensitive_like",
+    "ignore_check_constraints",
+    "legacy_alter_table",
+    "recursive_triggers",
+    "reverse_unordered_selects",
+    "foreign_keys",
+    "defer_foreign_keys",
+    "optimize",
+];
+
+const TRANSACTION_REFUSED: &str = "BEGIN, COMMIT, ROLLBACK, SAVEPOINT and RELEASE are refused: every D1 \
+    request already runs in one transaction (D1: \"To execute a transaction, please use the \
+    state.storage.transaction() or state.storage.transactionSync() APIs instead of the SQL BEGIN \
+    TRANSACTION or SAVEPOINT statements\")";
+
+/// Why D1 refuses this action of client SQL, or None to allow it.
+pub fn judge(action: &AuthAction<'_>) -> Option<String> {
+    let reserved = |kind: &str, name: &str| {
+        name.get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("_cf_"))
+            .then(|| format!("{kind} name {name} is reserved: D1 refuses names starting with _cf_"))
+    };
+    match *action {
+        AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => Some(TRANSACTION_REFUSED.into()),
+        AuthAction::Pragma { pragma_name, .. } => {
+            let name = pragma_name.to_ascii_lowercase();
+            (!PRAGMA_ALLOWLIST.contains(&name.as_str())).then(|| {
+                format!("PRAGMA {name} is not allowed: D1 only allows {}", PRAGMA_ALLOWLIST.join(", "))
+            })
+        }
+        AuthAction::Attach { .. } | AuthAction::Detach { .. } => Some("D1 refuses ATTACH and DETACH".into()),
+        AuthAction::CreateTable { table_name } | AuthAction::CreateTempTable { table_name } => {
+            reserved("table", table_name)
+        }
+        AuthAction::CreateIndex { index_name, .. } | AuthAction::CreateTempIndex { index_name, .. } => {
+            reserved("index", index_name)
+        }
+        AuthAction::CreateTrigger { trigger_name, .. }
+        | AuthAction::CreateTempTrigger { trigger_name, .. } => reserved("trigger", trigger_name),
+        AuthAction::CreateView { view_name } | AuthAction::CreateTempView { view_name } => {
+            reserved("view", view_name)
+        }
+        AuthAction::CreateVtable { table_name, module_name } => reserved("table", table_name).or_else(|| {
+            let m = module_name.to_ascii_lowercase();
+            (m != "fts5" && m != "rtree").then(|| {
+                format!("virtual table module {module_name} is not allowed: D1 allows fts5 and rtree")
+            })
+        }),
+        _ => None,
+    }
+}
+
+pub fn code_name(primary: i32) -> &'static str {
+    match primary {
+        ffi::SQLITE_CONSTRAINT => "SQLITE_CONSTRAINT",
+        ffi::SQLITE_TOOBIG => "SQLITE_TOOBIG",
+        ffi::SQLITE_AUTH => "SQLITE_AUTH",
+        ffi::SQLITE_RANGE => "SQLITE_RANGE",
+        ffi::SQLITE_MISMATCH => "SQLITE_MISMATCH",
+        ffi::SQLITE_BUSY => "SQLITE_BUSY",
+        ffi::SQLITE_LOCKED => "SQLITE_LOCKED",
+        ffi::SQLITE_FULL => "SQLITE_FULL",
+        ffi::SQLITE_IOERR => "SQLITE_IOERR",
+        ffi::SQLITE_CORRUPT => "SQLITE_CORRUPT",
+        ffi::SQLITE_NOMEM => "SQLITE_NOMEM",
+        ffi::SQLITE_READONLY => "SQLITE_READONLY",
+        ffi::SQLITE_INTERRUPT => "SQLITE_INTERRUPT",
+        _ => "SQLITE_ERROR",
+    }
+}

@@ -1,0 +1,181 @@
+//! `pgflare emulate`: a local HTTP server that answers like Cloudflare's
+//! REST API (`/client/v4`), so a migration can be rehearsed end to end and
+//! the D1 client tested without an account. It enforces what the real
+//! service enforces (D1's SQL rules and limits, one transaction per request,
+//! the bearer token, the account id, the per-token rate limit) and can
+//! inject faults (5xx answers, dropped connections, latency) from a seeded
+//! generator so retry code is tested reproducibly.
+//!
+//! - [`server`]: accept loop, faults, authentication, rate limit;
+//! - [`d1`]: the D1 endpoints (databases, query/raw, import, export);
+//! - [`d1_exec`], [`d1_rules`], [`sql_split`], [`d1_dump`], [`d1_store`]: the SQLite side.
+//!
+//! New products (Vectorize) add a module with a `routes()` merged in
+//! [`router`] and their state in [`State`].
+
+mod d1;
+mod d1_dump;
+mod d1_exec;
+mod d1_import;
+mod d1_rules;
+mod d1_store;
+mod envelope;
+mod server;
+mod sql_split;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+
+/// `meta.served_by` of every D1 answer.
+pub const SERVED_BY: &str = "pgflare-emulate";
+
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// Port 0 picks a free port (see [`Emulator::base_url`]).
+    pub listen: SocketAddr,
+    /// D1 databases live at `<data_dir>/d1/<database_id>.sqlite`.
+    pub data_dir: PathBuf,
+    /// The bearer token clients must send. Never logged.
+    pub token: String,
+    pub account_id: String,
+    /// Database ids created at start when missing (their name is the id).
+    pub d1_databases: Vec<String>,
+    pub rate_limit_requests: u32,
+    pub rate_limit_window: Duration,
+    pub faults: Faults,
+}
+
+/// Injected faults, drawn per API request from a generator seeded with
+/// `seed` (upload and download URLs are never faulted).
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Probability (0..1) of answering 500, 502 or 503 before doing anything.
+    pub error_rate: f64,
+    /// Probability (0..1) of executing the request, then closing the
+    /// connection without an answer (the client cannot know it happened).
+    pub drop_rate: f64,
+    /// Added before every API request is handled.
+    pub latency: Duration,
+    pub seed: u64,
+}
+
+/// Everything the handlers share.
+pub(crate) struct State {
+    pub token: String,
+    pub account_id: String,
+    pub faults: Faults,
+    pub rng: Mutex<rand::rngs::StdRng>,
+    pub rate: server::RateLimiter,
+    pub d1: d1::D1,
+}
+
+/// A running emulator. Dropping it stops the server.
+pub struct Emulator {
+    /// E.g. `http://127.0.0.1:PORT/client/v4`: what `CLOUDFLARE_API_BASE_URL` should be.
+    pub base_url: String,
+    pub local_addr: SocketAddr,
+    pub account_id: String,
+    pub data_dir: PathBuf,
+    shutdown: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Emulator {
+    /// Opens (or creates) the databases, binds, and spawns the server task.
+    pub async fn start(cfg: EmulatorConfig) -> Result<Emulator> {
+        validate(&cfg)?;
+        let (data_dir, ensure) = (cfg.data_dir.clone(), cfg.d1_databases.clone());
+        let store = tokio::task::spawn_blocking(move || d1_store::Store::open(&data_dir, &ensure))
+            .await
+            .map_err(|e| Error::Internal(format!("opening the emulator's databases: {e}")))??;
+        let d1 = d1::D1::new(store, &cfg.data_dir)?;
+        let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| Error::Config {
+            setting: "--listen".into(),
+            message: format!("{}: {e}", cfg.listen),
+        })?;
+        let local_addr = listener.local_addr().map_err(|e| Error::Internal(format!("local address: {e}")))?;
+        let state = Arc::new(State {
+            token: cfg.token,
+            account_id: cfg.account_id.clone(),
+            rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(cfg.faults.seed)),
+            faults: cfg.faults,
+            rate: server::RateLimiter::new(cfg.rate_limit_requests, cfg.rate_limit_window),
+            d1,
+        });
+        let (shutdown, rx) = watch::channel(false);
+        let task = tokio::spawn(server::serve(listener, router(state.clone()), state, rx));
+        Ok(Emulator {
+            base_url: format!("http://{local_addr}/client/v4"),
+            local_addr,
+            account_id: cfg.account_id,
+            data_dir: cfg.data_dir,
+            shutdown,
+            task: Some(task),
+        })
+    }
+
+    /// Serves until ctrl-c (or [`Emulator::shutdown`] from another task).
+    pub async fn wait(mut self) -> Result<()> {
+        let Some(task) = self.task.take() else { return Ok(()) };
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => {
+                let _ = self.shutdown.send(true);
+                r.map_err(|e| Error::Internal(format!("waiting for ctrl-c: {e}")))
+            }
+            r = task => r.map_err(|e| Error::Internal(format!("the emulator's server task died: {e}"))),
+        }
+    }
+
+    /// Stops accepting connections.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+fn validate(cfg: &EmulatorConfig) -> Result<()> {
+    let bad = |setting: &str, message: &str| {
+        Err(Error::Config { setting: setting.into(), message: message.into() })
+    };
+    if !(0.0..=1.0).contains(&cfg.faults.error_rate) {
+        return bad("--fail-rate", "must be between 0 and 1");
+    }
+    if !(0.0..=1.0).contains(&cfg.faults.drop_rate) {
+        return bad("--drop-rate", "must be between 0 and 1");
+    }
+    if cfg.rate_limit_requests == 0 || cfg.rate_limit_window.is_zero() {
+        return bad("--rate-limit", "needs at least 1 request per at least 1 second");
+    }
+    if cfg.token.is_empty() {
+        return bad("--token", "must not be empty");
+    }
+    if cfg.account_id.is_empty() || cfg.account_id.contains('/') {
+        return bad("--account-id", "must be non-empty and hold no `/`");
+    }
+    Ok(())
+}
+
+/// All routes; products add theirs here.
+fn router(state: Arc<State>) -> axum::Router {
+    axum::Router::new()
+        .merge(d1::routes())
+        .fallback(server::no_route)
+        .method_not_allowed_fallback(server::method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(100 * 1024 * 1024))
+        .with_state(state)
+}
