@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 /// `meta.served_by` of every D1 answer.
 pub const SERVED_BY: &str = "pgflare-emulate";
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EmulatorConfig {
     /// Port 0 picks a free port (see [`Emulator::base_url`]).
     pub listen: SocketAddr,
@@ -50,6 +50,22 @@ pub struct EmulatorConfig {
     pub rate_limit_requests: u32,
     pub rate_limit_window: Duration,
     pub faults: Faults,
+}
+
+/// Debug without the token (configs end up in logs).
+impl std::fmt::Debug for EmulatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("token", &"<redacted>")
+            .field("account_id", &self.account_id)
+            .field("d1_databases", &self.d1_databases)
+            .field("rate_limit_requests", &self.rate_limit_requests)
+            .field("rate_limit_window", &self.rate_limit_window)
+            .field("faults", &self.faults)
+            .finish()
+    }
 }
 
 /// Injected faults, drawn per API request from a generator seeded with
