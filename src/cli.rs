@@ -30,6 +30,26 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a starting pgflare.toml and the D1 migration for the source
+    /// tables (read from the catalog; no rows are read).
+    ///
+    /// pgflare.toml gets one [[tables]] entry per table, parents first (foreign
+    /// keys), with the primary key, a guessed sync cursor (an updated_at-like
+    /// timestamp), the vector column and suggested Vectorize metadata, the
+    /// columns that go to D1, and a commented [cloudflare] section. The
+    /// migration (MIGRATIONS_DIR/NNNN_pgflare_initial.sql, wrangler's naming)
+    /// creates the D1 tables with keys, UNIQUE and FOREIGN KEY constraints and
+    /// b-tree indexes; what D1 cannot have (HNSW/GIN, expression or partial
+    /// indexes) is listed in SQL comments.
+    ///
+    /// Next: review pgflare.toml (a re-run of init does not keep edits), then
+    ///   npx wrangler d1 migrations apply <DATABASE> --local   (or --remote)
+    ///   pgflare load --target sqlite --no-create-tables --wrangler wrangler.jsonc --d1-binding DB
+    ///
+    /// Example: pgflare init --table documents --table chunks
+    #[command(verbatim_doc_comment)]
+    Init(InitArgs),
+
     /// Describe the source tables: rows, size, the type mapping of every
     /// column, and every place the data will not fit D1 or Vectorize (with
     /// counts and example keys).
@@ -281,6 +301,26 @@ pub struct SourceArgs {
     /// Leave a column out (repeatable). Primary-key columns cannot be left out.
     #[arg(long = "exclude", value_name = "TABLE.COLUMN")]
     pub excludes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Where to write the configuration.
+    #[arg(long, default_value = "pgflare.toml", value_name = "FILE")]
+    pub out_config: PathBuf,
+
+    /// wrangler's migrations folder (its `migrations_dir`, default
+    /// `migrations` next to wrangler.jsonc). The file is numbered after the
+    /// migrations already there.
+    #[arg(long, default_value = "migrations", value_name = "DIR")]
+    pub migrations_dir: PathBuf,
+
+    /// Overwrite an existing pgflare.toml and pgflare migration.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 
 mod archive;
 mod emulate;
+mod init;
 mod inspect;
 mod load;
 
@@ -19,6 +20,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let progress = Progress::new(!cli.json && !cli.quiet);
     match cli.command {
         Command::Inspect(args) => inspect::run(args, cli.json).await,
+        Command::Init(args) => init::run(args, cli.json).await,
         Command::Emulate(args) => emulate::run(args, cli.json).await,
         Command::Archive(cmd) => match cmd.verify {
             Some(ArchiveSub::Verify(args)) => archive::verify(args, cli.json, &progress).await,

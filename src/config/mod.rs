@@ -2,7 +2,12 @@
 //! and the wrangler file) into a validated plan in one place, with errors
 //! that name the setting and say what is expected.
 
+pub mod file;
+pub mod init;
+pub mod mapping;
 pub mod project;
+pub mod resolve;
+pub mod wrangler;
 pub mod wrangler_local;
 
 use crate::cli::{SourceArgs, TuningArgs};

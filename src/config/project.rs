@@ -27,8 +27,10 @@ pub struct Project {
 }
 
 /// One `[[tables]]` entry.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct TableMapping {
+    /// Where the entry is, for messages: `pgflare.toml: tables[0]`.
+    pub setting: String,
     /// Source schema and table name.
     pub schema: String,
     pub table: String,
@@ -41,6 +43,9 @@ pub struct TableMapping {
     /// Columns that go to D1, in order, with their D1 names. `None` = every
     /// column except `vector`, under its source name.
     pub d1_columns: Option<Vec<ColumnMapping>>,
+    /// `d1_names` renames (source -> D1) when `d1_columns` is `None`: they
+    /// can only be checked against the source's columns.
+    pub renames: Vec<ColumnMapping>,
     /// Column whose values feed Vectorize (a `vector`/`halfvec` column).
     pub vector: Option<String>,
     /// Columns copied into each vector's Vectorize metadata.
@@ -67,6 +72,14 @@ pub struct CloudflareSettings {
     pub api_token: Option<String>,
     pub d1: Option<D1Database>,
     pub vectorize_index: Option<String>,
+    /// Wrangler file to look bindings up in (relative paths already
+    /// resolved against the pgflare.toml folder).
+    pub wrangler: Option<PathBuf>,
+    /// Wrangler environment (`env.<name>`) whose bindings apply.
+    pub wrangler_env: Option<String>,
+    /// Binding names to look up in the wrangler file when no id is given.
+    pub d1_binding: Option<String>,
+    pub vectorize_binding: Option<String>,
     /// Client-side budget: at most `requests` per `window`.
     pub rate_limit_requests: u32,
     pub rate_limit_window: Duration,
@@ -80,6 +93,10 @@ impl Default for CloudflareSettings {
             api_token: None,
             d1: None,
             vectorize_index: None,
+            wrangler: None,
+            wrangler_env: None,
+            d1_binding: None,
+            vectorize_binding: None,
             rate_limit_requests: 1200,
             rate_limit_window: Duration::from_secs(300),
         }

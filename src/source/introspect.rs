@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgConnection;
 use sqlx::Row as _;
 
+use super::constraints::{self, ForeignKey, Index, SkippedIndex};
 use crate::batch::{quote_ident, ColumnSpec, TableSpec};
 use crate::error::{Error, Result};
 use crate::typemap::{self, ColumnType, PgTypeInfo};
@@ -45,6 +46,14 @@ pub struct TableInfo {
     pub constraints: Vec<Constraint>,
     pub indexes: Vec<String>,
     pub ddl: String,
+    /// Structured forms of the above, for the D1 migration.
+    pub foreign_keys: Vec<ForeignKey>,
+    /// Column lists of UNIQUE constraints.
+    pub unique_keys: Vec<Vec<String>>,
+    /// Plain b-tree indexes (not backing a constraint).
+    pub btree_indexes: Vec<Index>,
+    /// Indexes that have no SQLite form (HNSW, GIN, expression, partial).
+    pub skipped_indexes: Vec<SkippedIndex>,
 }
 
 /// Finds the selected tables and describes them.
@@ -250,6 +259,7 @@ async fn describe(
     let spec = TableSpec { schema: schema.into(), name: name.into(), columns, primary_key };
     let types: Vec<String> = enums.into_iter().chain(domains).collect();
     let ddl = ddl(&spec, &cols_all(&cols), &constraints, &indexes, &types);
+    let structure = constraints::read(conn, oid, &table).await?;
     Ok(TableInfo {
         spec,
         row_estimate: (reltuples >= 0.0).then_some(reltuples as u64),
@@ -257,6 +267,10 @@ async fn describe(
         constraints,
         indexes,
         ddl,
+        foreign_keys: structure.foreign_keys,
+        unique_keys: structure.unique_keys,
+        btree_indexes: structure.btree_indexes,
+        skipped_indexes: structure.skipped_indexes,
     })
 }
 

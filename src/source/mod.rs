@@ -3,6 +3,7 @@
 //! decoder that turns rows (pgvector included) into Arrow record batches.
 
 pub mod connect;
+pub mod constraints;
 pub mod copy;
 pub mod decode;
 pub mod fit;

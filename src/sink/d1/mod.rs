@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod files;
+pub mod migration;
 pub mod render;
 pub mod schema;
 pub mod sql;

@@ -1,0 +1,215 @@
+//! The starting `pgflare.toml` that `pgflare init` writes from the source
+//! catalog: one `[[tables]]` per table, parents first, with guesses a user
+//! would otherwise type by hand (the sync cursor, the vector column, small
+//! columns worth copying into Vectorize metadata) and a comment on every
+//! key. The text is built by hand rather than serialized so it can carry
+//! those comments; `pgflare init` parses it back before writing it.
+
+use std::fmt::Write as _;
+
+use super::project::{ColumnMapping, TableMapping};
+use crate::batch::ColumnSpec;
+use crate::source::TableInfo;
+use crate::typemap::Kind;
+
+/// The mapping `init` suggests for one table.
+pub fn suggest(info: &TableInfo, setting: String) -> TableMapping {
+    let spec = &info.spec;
+    let vector = spec
+        .columns
+        .iter()
+        .find(|c| matches!(c.ty.kind, Kind::Vector | Kind::Halfvec) && !c.ty.array)
+        .map(|c| c.name.clone());
+    let vector_metadata = match &vector {
+        Some(_) => spec
+            .columns
+            .iter()
+            .filter(|c| !spec.primary_key.contains(&c.name) && small_metadata(c))
+            .map(|c| c.name.clone())
+            .collect(),
+        None => Vec::new(),
+    };
+    let d1_columns = spec
+        .columns
+        .iter()
+        .filter(|c| Some(&c.name) != vector.as_ref())
+        .map(|c| ColumnMapping { source: c.name.clone(), d1: c.name.clone() })
+        .collect();
+    TableMapping {
+        setting,
+        schema: spec.schema.clone(),
+        table: spec.name.clone(),
+        primary_key: (!spec.primary_key.is_empty()).then(|| spec.primary_key.clone()),
+        cursor: guess_cursor(&spec.columns),
+        d1_table: spec.name.clone(),
+        d1_columns: Some(d1_columns),
+        renames: Vec::new(),
+        vector,
+        vector_metadata,
+        casts: spec.columns.iter().filter_map(|c| c.cast.clone().map(|t| (c.name.clone(), t))).collect(),
+    }
+}
+
+/// A timestamp column named like a last-change time.
+fn guess_cursor(columns: &[ColumnSpec]) -> Option<String> {
+    const NAMES: [&str; 6] =
+        ["updated_at", "modified_at", "last_modified", "updated", "modified", "changed_at"];
+    let is_ts = |c: &&ColumnSpec| matches!(c.ty.kind, Kind::Timestamp | Kind::Timestamptz) && !c.ty.array;
+    let by_rank = |c: &ColumnSpec| NAMES.iter().position(|n| c.name.eq_ignore_ascii_case(n));
+    columns
+        .iter()
+        .filter(is_ts)
+        .filter_map(|c| by_rank(c).map(|r| (r, c)))
+        .min_by_key(|(r, _)| *r)
+        .or_else(|| {
+            columns
+                .iter()
+                .filter(is_ts)
+                .find(|c| {
+                    let n = c.name.to_ascii_lowercase();
+                    n.contains("updated") || n.contains("modified")
+                })
+                .map(|c| (0, c))
+        })
+        .map(|(_, c)| c.name.clone())
+}
+
+/// Columns small enough for Vectorize metadata (10 KiB per vector): numbers,
+/// booleans, ids, timestamps, short strings and text arrays (tags); not
+/// free text, JSON or binary, whose size nothing bounds.
+fn small_metadata(c: &ColumnSpec) -> bool {
+    if c.ty.array {
+        return c.ty.kind == Kind::Text;
+    }
+    match c.ty.kind {
+        Kind::Bool | Kind::Int2 | Kind::Int4 | Kind::Int8 | Kind::Float4 | Kind::Float8 | Kind::Numeric => {
+            true
+        }
+        Kind::Uuid | Kind::Enum | Kind::Date | Kind::Timestamp | Kind::Timestamptz => true,
+        // varchar(n) / char(n) with a small n.
+        Kind::Text => short_varchar(&c.pg_type),
+        _ => false,
+    }
+}
+
+fn short_varchar(pg_type: &str) -> bool {
+    let n =
+        pg_type.split_once('(').and_then(|(_, r)| r.strip_suffix(')')).and_then(|n| n.parse::<u32>().ok());
+    n.is_some_and(|n| n <= 256)
+}
+
+/// A TOML basic string.
+pub fn quote(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// A TOML key: bare when it can be.
+fn key(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        s.to_string()
+    } else {
+        quote(s)
+    }
+}
+
+fn array(items: &[String]) -> String {
+    format!("[{}]", items.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", "))
+}
+
+const HEAD: &str = "\
+# pgflare.toml: which tables `pgflare load` moves from Postgres to Cloudflare D1
+# (rows) and Vectorize (embeddings), and how. Written by `pgflare init` from the
+# source catalog: review it, then apply the D1 migration it wrote alongside.
+# Schema of this file: schemas/pgflare-config.schema.json (in the pgflare repo).
+# No secrets here: the API token is read from CLOUDFLARE_API_TOKEN only.
+
+[source]
+# The connection URL is best left to DATABASE_URL (or SUPABASE_DB_URL): it
+# holds a password. On Supabase use the direct connection (port 5432).
+# url = \"postgres://postgres:PASSWORD@db.PROJECT.supabase.co:5432/postgres\"
+# Schema of table names written without one.
+";
+
+const CLOUDFLARE: &str = "
+[cloudflare]
+# Where the D1 database and the Vectorize index are. Command-line flags win,
+# then CLOUDFLARE_ACCOUNT_ID / CLOUDFLARE_API_BASE_URL, then this section,
+# then the wrangler file.
+# wrangler = \"wrangler.jsonc\"       # your Worker's wrangler file (relative to this file)
+# env = \"staging\"                   # wrangler environment whose bindings apply
+# d1_binding = \"DB\"                 # find database_id in the wrangler file by binding...
+# d1_database_id = \"00000000-0000-0000-0000-000000000000\"   # ...or give it directly
+# vectorize_binding = \"VECTORIZE\"   # find index_name by binding...
+# vectorize_index = \"chunks\"        # ...or give it directly
+# account_id = \"...\"                # else CLOUDFLARE_ACCOUNT_ID or the wrangler file
+# rate_limit = { requests = 1200, window_seconds = 300 }   # Cloudflare's per-token budget
+
+# One [[tables]] per table, parents before children (D1 checks foreign keys).
+";
+
+/// The whole file for `tables` (already in load order).
+pub fn config_toml(schema: &str, tables: &[(&TableInfo, &TableMapping)]) -> String {
+    let mut out = String::from(HEAD);
+    let _ = writeln!(out, "schema = {}", quote(schema));
+    out.push_str(CLOUDFLARE);
+    for (info, m) in tables {
+        let name = if m.schema == schema { m.table.clone() } else { format!("{}.{}", m.schema, m.table) };
+        let _ = write!(out, "\n[[tables]]\n# {}", info.spec.qualified());
+        if let Some(n) = info.row_estimate {
+            let _ = write!(out, ", ~{n} rows");
+        }
+        out.push('\n');
+        let _ =
+            writeln!(out, "name = {}   # source table (SCHEMA.TABLE outside [source] schema)", quote(&name));
+        match &m.primary_key {
+            Some(k) => {
+                let _ = writeln!(out, "primary_key = {}   # identifies a row: upserts, resumable loads", array(k));
+            }
+            None => out.push_str(
+                "# primary_key = [\"id\"]   # REQUIRED: the source table has no primary key; name unique columns\n",
+            ),
+        }
+        match &m.cursor {
+            Some(c) => {
+                let _ = writeln!(out, "cursor = {}   # last-change column a later sync follows", quote(c));
+            }
+            None => out.push_str(
+                "# cursor = \"updated_at\"   # last-change column a later sync follows (none found)\n",
+            ),
+        }
+        let _ = writeln!(out, "d1_table = {}   # table name in D1", quote(&m.d1_table));
+        let cols: Vec<String> = m.d1_columns.iter().flatten().map(|c| c.source.clone()).collect();
+        let _ = writeln!(out, "# Columns that go to D1, in this order (leave one out to keep it out of D1):");
+        let _ = writeln!(out, "d1_columns = {}", array(&cols));
+        out.push_str(
+            "# d1_names = { column = \"name_in_d1\" }   # rename columns in D1 (source = D1 name)\n",
+        );
+        match &m.vector {
+            Some(v) => {
+                let _ = writeln!(
+                    out,
+                    "vector = {}   # column whose values go to Vectorize (id = the key)",
+                    quote(v)
+                );
+                let _ = writeln!(
+                    out,
+                    "# Copied into each vector's metadata (Vectorize allows 10 KiB per vector):"
+                );
+                let _ = writeln!(out, "vector_metadata = {}", array(&m.vector_metadata));
+            }
+            None => {
+                out.push_str("# vector = \"embedding\"   # a vector/halfvec column to send to Vectorize\n")
+            }
+        }
+        if m.casts.is_empty() {
+            out.push_str(
+                "# casts = { column = \"text\" }   # read a column through a cast (unsupported types)\n",
+            );
+        } else {
+            let items: Vec<String> =
+                m.casts.iter().map(|(c, t)| format!("{} = {}", key(c), quote(t))).collect();
+            let _ = writeln!(out, "casts = {{ {} }}   # columns read through a cast", items.join(", "));
+        }
+    }
+    out
+}

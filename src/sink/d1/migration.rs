@@ -1,0 +1,190 @@
+//! The D1 schema as one migration file (what `pgflare init` writes for
+//! `wrangler d1 migrations apply`, and what `pgflare load` runs on a fresh
+//! target): tables parents first, each with its D1 columns, NOT NULL,
+//! primary key, the UNIQUE constraints and FOREIGN KEYs that survive the
+//! column selection, then plain b-tree indexes. What cannot be carried over
+//! (HNSW/GIN, expression and partial indexes; keys on columns left out of
+//! D1) is named in an SQL comment with the reason. D1 refuses BEGIN/COMMIT
+//! and most PRAGMAs, so the file has none.
+
+use std::collections::BTreeSet;
+
+use crate::batch::quote_ident;
+use crate::config::mapping::D1Table;
+use crate::error::Result;
+use crate::sink::d1::schema::check_name;
+use crate::source::TableInfo;
+
+/// The header: how to apply the file and the exact value forms pgflare
+/// writes into the TEXT columns (see `value.rs`), so queries written against
+/// D1 compare and sort them correctly.
+const HEADER: &str = "\
+-- D1 schema written by `pgflare init` from the Postgres source.
+-- Apply it with: npx wrangler d1 migrations apply <DATABASE> --local (or --remote)
+-- then load rows with: pgflare load --target ...
+--
+-- How values are stored (what `pgflare load` writes):
+--   boolean                 INTEGER 0 or 1
+--   smallint/integer/bigint INTEGER;  real/double precision REAL (NaN as NULL)
+--   numeric                 TEXT, exact decimal digits (e.g. 12345.678)
+--   uuid                    TEXT, lower-case hyphenated
+--   timestamptz             TEXT, ISO 8601 in UTC with microseconds and Z: 2024-05-01T12:34:56.789012Z
+--   timestamp               TEXT, ISO 8601 with microseconds, no zone:     2024-05-01T12:34:56.789012
+--   date / time             TEXT, 2024-05-01 / 12:34:56.789012
+--   json, jsonb             TEXT holding the JSON document
+--   arrays, vector, halfvec TEXT holding a JSON array
+--   bytea                   BLOB
+-- These TEXT forms sort in time order, so ORDER BY and range filters work.
+-- D1 always enforces foreign keys; a table appears after the tables it references.
+";
+
+/// The whole migration for `tables` (any order; written parents first).
+pub fn migration_sql(tables: &[(TableInfo, D1Table)]) -> Result<String> {
+    let mut out = String::from(HEADER);
+    for i in fk_order(&tables.iter().map(|(t, _)| t).collect::<Vec<_>>()) {
+        out.push('\n');
+        out.push_str(&table_sql(&tables[i].0, &tables[i].1, tables)?);
+    }
+    Ok(out)
+}
+
+/// Indices of `infos` with every table after the tables it references
+/// (among `infos`); tables in a reference cycle keep their relative order
+/// at the end.
+pub fn fk_order(infos: &[&TableInfo]) -> Vec<usize> {
+    let pos =
+        |schema: &str, name: &str| infos.iter().position(|t| t.spec.schema == schema && t.spec.name == name);
+    let parents: Vec<BTreeSet<usize>> = infos
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            t.foreign_keys
+                .iter()
+                .filter_map(|f| pos(&f.ref_schema, &f.ref_table))
+                .filter(|&j| j != i)
+                .collect()
+        })
+        .collect();
+    let mut order: Vec<usize> = Vec::new();
+    while order.len() < infos.len() {
+        let ready: Vec<usize> = (0..infos.len())
+            .filter(|i| !order.contains(i) && parents[*i].iter().all(|p| order.contains(p)))
+            .collect();
+        if ready.is_empty() {
+            order.extend((0..infos.len()).filter(|i| !order.contains(i)).collect::<Vec<_>>());
+            break;
+        }
+        order.extend(ready);
+    }
+    order
+}
+
+fn list(cols: &[String]) -> String {
+    cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
+}
+
+/// D1 names of `source` columns, or the first one that does not go to D1.
+fn d1_names(t: &D1Table, source: &[String]) -> Result<Vec<String>, String> {
+    source.iter().map(|c| t.d1_name(c).map(str::to_string).ok_or_else(|| c.clone())).collect()
+}
+
+/// Column sets the table is unique on in D1 (key, UNIQUE, unique indexes).
+fn unique_sets(info: &TableInfo, t: &D1Table) -> Vec<BTreeSet<String>> {
+    let mut sets = vec![t.primary_key.iter().cloned().collect()];
+    let from_source =
+        info.unique_keys.iter().chain(info.btree_indexes.iter().filter(|i| i.unique).map(|i| &i.columns));
+    sets.extend(from_source.filter_map(|cols| d1_names(t, cols).ok()).map(|c| c.into_iter().collect()));
+    sets
+}
+
+fn table_sql(info: &TableInfo, t: &D1Table, all: &[(TableInfo, D1Table)]) -> Result<String> {
+    check_name("table", &t.name)?;
+    let mut notes: Vec<String> = Vec::new();
+    let mut lines: Vec<String> = t
+        .spec
+        .columns
+        .iter()
+        .map(|c| {
+            format!(
+                "  {} {}{}",
+                quote_ident(&c.name),
+                c.ty.d1_type(),
+                if c.nullable { "" } else { " NOT NULL" }
+            )
+        })
+        .collect();
+    lines.push(format!("  PRIMARY KEY ({})", list(&t.primary_key)));
+    let pk: BTreeSet<&String> = t.primary_key.iter().collect();
+    for u in &info.unique_keys {
+        match d1_names(t, u) {
+            Ok(cols) if cols.iter().collect::<BTreeSet<_>>() == pk => {}
+            Ok(cols) => lines.push(format!("  UNIQUE ({})", list(&cols))),
+            Err(c) => notes.push(format!("UNIQUE ({}) skipped: column {c} does not go to D1", u.join(", "))),
+        }
+    }
+    for fk in &info.foreign_keys {
+        let parent = all.iter().find(|(p, _)| p.spec.schema == fk.ref_schema && p.spec.name == fk.ref_table);
+        let what = format!("FOREIGN KEY {} -> {}.{}", fk.name, fk.ref_schema, fk.ref_table);
+        let Some((pinfo, ptable)) = parent else {
+            notes.push(format!("{what} skipped: that table does not go to D1"));
+            continue;
+        };
+        let (cols, refs) = match (d1_names(t, &fk.columns), d1_names(ptable, &fk.ref_columns)) {
+            (Ok(c), Ok(r)) => (c, r),
+            (Err(c), _) | (_, Err(c)) => {
+                notes.push(format!("{what} skipped: column {c} does not go to D1"));
+                continue;
+            }
+        };
+        // SQLite needs the parent columns to be unique in the parent.
+        if !unique_sets(pinfo, ptable).contains(&refs.iter().cloned().collect()) {
+            notes.push(format!(
+                "{what} skipped: ({}) is not unique in D1 table {}",
+                refs.join(", "),
+                ptable.name
+            ));
+            continue;
+        }
+        let mut line = format!(
+            "  FOREIGN KEY ({}) REFERENCES {} ({})",
+            list(&cols),
+            quote_ident(&ptable.name),
+            list(&refs)
+        );
+        for (on, action) in [("DELETE", &fk.on_delete), ("UPDATE", &fk.on_update)] {
+            if action != "NO ACTION" {
+                line.push_str(&format!(" ON {on} {action}"));
+            }
+        }
+        lines.push(line);
+    }
+    let mut out = format!("-- {} -> D1 table {}\n", info.spec.qualified(), t.name);
+    out.push_str(&format!(
+        "CREATE TABLE IF NOT EXISTS {} (\n{}\n);\n",
+        quote_ident(&t.name),
+        lines.join(",\n")
+    ));
+    for ix in &info.btree_indexes {
+        match d1_names(t, &ix.columns) {
+            Ok(cols) => {
+                check_name("index", &ix.name)?;
+                out.push_str(&format!(
+                    "CREATE {}INDEX IF NOT EXISTS {} ON {} ({});\n",
+                    if ix.unique { "UNIQUE " } else { "" },
+                    quote_ident(&ix.name),
+                    quote_ident(&t.name),
+                    list(&cols)
+                ));
+            }
+            Err(c) => notes.push(format!("index {} skipped: column {c} does not go to D1", ix.name)),
+        }
+    }
+    for s in &info.skipped_indexes {
+        notes.push(format!("index {} skipped: {} ({})", s.name, s.reason, s.definition));
+    }
+    for n in notes {
+        // One comment line each, whatever the definition holds.
+        out.push_str(&format!("-- {}\n", n.replace(['\n', '\r'], " ")));
+    }
+    Ok(out)
+}
