@@ -76,7 +76,8 @@ pub enum Command {
     ///
     /// Examples:
     ///   pgflare load --target files --out ./d1-sql
-    ///   pgflare load --target sqlite --sqlite .wrangler/state/v3/d1/miniflare-D1DatabaseObject/<id>.sqlite
+    ///   pgflare load --target sqlite --sqlite ./rehearsal.sqlite
+    ///   pgflare load --target sqlite --wrangler wrangler.jsonc --d1-binding DB   (wrangler's local D1)
     ///   CLOUDFLARE_API_TOKEN=... pgflare load --target api --wrangler wrangler.jsonc --env staging --d1-binding DB
     #[command(verbatim_doc_comment)]
     Load(LoadArgs),
@@ -217,8 +218,11 @@ pub struct LoadArgs {
     #[arg(long, value_name = "DIR", required_if_eq("target", "files"))]
     pub out: Option<PathBuf>,
 
-    /// SQLite file for --target sqlite (created when missing).
-    #[arg(long, value_name = "FILE", required_if_eq("target", "sqlite"))]
+    /// SQLite file for --target sqlite (created when missing). Default:
+    /// the file `wrangler d1 execute --local` uses for the D1 database
+    /// (--d1-database-id or the wrangler binding), under the wrangler
+    /// project's `.wrangler/state/v3/d1/`, so a local Worker sees the rows.
+    #[arg(long, value_name = "FILE")]
     pub sqlite: Option<PathBuf>,
 
     /// Postgres connection URL. Default: pgflare.toml's [source] url,

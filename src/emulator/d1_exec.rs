@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use rusqlite::hooks::{AuthContext, Authorization};
 use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::limits::Limit;
 use rusqlite::{ffi, Connection, StatementStatus};
 use serde::Serialize;
 use serde_json::Value;
@@ -83,17 +84,14 @@ impl D1Conn {
         conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
             .map_err(Error::sqlite(&ctx))?;
         for (limit, value) in [
-            (ffi::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES),
-            (ffi::SQLITE_LIMIT_COLUMN, MAX_COLUMNS),
-            (ffi::SQLITE_LIMIT_VARIABLE_NUMBER, MAX_PARAMS as i32),
-            (ffi::SQLITE_LIMIT_COMPOUND_SELECT, 5),
-            (ffi::SQLITE_LIMIT_EXPR_DEPTH, 100),
-            (ffi::SQLITE_LIMIT_ATTACHED, 0),
+            (Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES),
+            (Limit::SQLITE_LIMIT_COLUMN, MAX_COLUMNS),
+            (Limit::SQLITE_LIMIT_VARIABLE_NUMBER, MAX_PARAMS as i32),
+            (Limit::SQLITE_LIMIT_COMPOUND_SELECT, 5),
+            (Limit::SQLITE_LIMIT_EXPR_DEPTH, 100),
+            (Limit::SQLITE_LIMIT_ATTACHED, 0),
         ] {
-            // SAFETY: the handle belongs to `conn`, which is alive and used by
-            // this thread only; sqlite3_limit only reads/writes an int of it.
-            // (rusqlite's safe `set_limit` needs its `limits` feature.)
-            unsafe { ffi::sqlite3_limit(conn.handle(), limit, value) };
+            conn.set_limit(limit, value).map_err(Error::sqlite(&ctx))?;
         }
         let guard = Arc::new(Mutex::new(Guard::default()));
         let hook_guard = guard.clone();

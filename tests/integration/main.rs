@@ -12,3 +12,5 @@ mod d1_files;
 mod emulator;
 mod inspect;
 mod load;
+mod load_api;
+mod wrangler;
