@@ -14,10 +14,11 @@ use crate::load::{self, LoadOptions, LoadSummary, Target};
 use crate::progress::Progress;
 
 pub async fn run(args: LoadArgs, json: bool, progress: &Progress) -> anyhow::Result<ExitCode> {
-    let mut project = interim_project(&args)?;
+    let mut project = config::file::load_project(args.config.as_deref())?;
     if let Some(s) = &args.schema {
         project.schema = s.clone();
     }
+    config::resolve::resolve_cloudflare(&mut project, &args.cloudflare)?;
     let source = config::source(args.database_url.as_deref().or(project.source_url.as_deref()))?;
     let (read, split) = config::tuning(&args.tuning)?;
     let target = match args.target {
@@ -85,7 +86,7 @@ fn sqlite_path(
         "--target sqlite needs --sqlite FILE, or a D1 database (--d1-database-id, or --wrangler FILE --d1-binding NAME) \
          to find the file wrangler uses locally",
     )?;
-    let dir = match &args.cloudflare.wrangler {
+    let dir = match project.cloudflare.wrangler.as_ref().or(args.cloudflare.wrangler.as_ref()) {
         Some(w) => w.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
         None => std::path::PathBuf::from("."),
     };
@@ -148,22 +149,4 @@ fn print_human(s: &LoadSummary) {
         );
     }
     println!("state: {}  (a later sync starts at snapshot {})", s.state_file, s.first_snapshot.taken_at);
-}
-
-// Until pgflare.toml parsing lands: flags and environment only.
-fn interim_project(args: &LoadArgs) -> anyhow::Result<crate::config::project::Project> {
-    use crate::config::project::{CloudflareSettings, D1Database, Project};
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let mut cf = CloudflareSettings::default();
-    cf.account_id = args.cloudflare.account_id.clone().or_else(|| env("CLOUDFLARE_ACCOUNT_ID"));
-    if let Some(b) = env("CLOUDFLARE_API_BASE_URL") {
-        cf.api_base_url = b.trim_end_matches('/').to_string();
-    }
-    cf.api_token = env("CLOUDFLARE_API_TOKEN");
-    cf.d1 = args.cloudflare.d1_database_id.clone().map(|id| D1Database {
-        binding: None,
-        database_name: None,
-        database_id: id,
-    });
-    Ok(Project { schema: "public".into(), cloudflare: cf, ..Project::default() })
 }

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use rusqlite::hooks::{AuthContext, Authorization};
-use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::limits::Limit;
+use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{ffi, Connection, StatementStatus};
 use serde::Serialize;
 use serde_json::Value;

@@ -21,7 +21,6 @@ use sqlx::Row as _;
 use self::plan::TablePlan;
 use self::state::{LoadState, PartitionState, StateFile, TableState};
 pub use self::target::Target;
-use crate::batch::TableSpec;
 use crate::config::project::Project;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -78,8 +77,11 @@ pub struct LoadSummary {
 }
 
 struct Prepared {
+    /// The tables, with only the columns that are read (those D1 receives).
     infos: Vec<TableInfo>,
     mappings: Vec<D1Mapping>,
+    /// The full catalog view and D1 table, for the schema.
+    d1: Vec<(TableInfo, crate::config::mapping::D1Table)>,
 }
 
 pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Result<LoadSummary> {
@@ -167,7 +169,7 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     let notices = progress.clone();
     let target = opts.target.open(d1_mappings, Arc::new(move |m: &str| notices.println(m)))?;
     if opts.create_tables {
-        let ddl = schema_sql(infos, mappings, &waves)?;
+        let ddl = crate::sink::d1::migration::migration_sql(&prepared.d1)?;
         target.apply_schema(&ddl).await?;
     }
     let snap = state.snapshot()?;
@@ -250,15 +252,16 @@ async fn prepare(snapshot: &mut Snapshot, opts: &LoadOptions) -> Result<Prepared
     let schema = if project.schema.is_empty() { "public".to_string() } else { project.schema.clone() };
     let selection = Selection { schema, tables, casts, excludes: Vec::new() };
     let mut infos = introspect(snapshot.conn(), &selection).await?;
-    let mut mappings = Vec::new();
+    let (mut mappings, mut d1) = (Vec::new(), Vec::new());
     for info in &mut infos {
         let configured =
             project.tables.iter().find(|m| m.schema == info.spec.schema && m.table == info.spec.name);
-        let m = plan::mapping(configured, info)?;
+        let (table, m) = plan::d1_table(configured, info)?;
+        d1.push((info.clone(), table));
         info.spec.columns.retain(|c| m.columns.iter().any(|(s, _)| *s == c.name));
         mappings.push(m);
     }
-    Ok(Prepared { infos, mappings })
+    Ok(Prepared { infos, mappings, d1 })
 }
 
 async fn new_state(
@@ -298,30 +301,6 @@ fn fingerprint(target: &Target, infos: &[TableInfo], mappings: &[D1Mapping]) -> 
         h.update(format!("\n{}>{}:{:?}:{:?}", i.spec.qualified(), m.table, m.columns, m.key).as_bytes());
     }
     h.finalize().to_hex()[..32].to_string()
-}
-
-/// `CREATE TABLE IF NOT EXISTS` for every D1 table, parents first.
-fn schema_sql(infos: &[TableInfo], mappings: &[D1Mapping], waves: &[Vec<usize>]) -> Result<String> {
-    let mut out = String::new();
-    for &i in waves.iter().flatten() {
-        out.push_str(&crate::sink::d1::schema::create_table(
-            &d1_spec(&infos[i].spec, &mappings[i]),
-            &mappings[i].table,
-        )?);
-    }
-    Ok(out)
-}
-
-/// The table as D1 holds it: D1 names, D1 columns only, D1 key.
-pub fn d1_spec(spec: &TableSpec, m: &D1Mapping) -> TableSpec {
-    let columns = m
-        .columns
-        .iter()
-        .filter_map(|(s, d)| {
-            spec.column(s).map(|c| crate::batch::ColumnSpec { name: d.clone(), ..c.clone() })
-        })
-        .collect();
-    TableSpec { schema: spec.schema.clone(), name: m.table.clone(), columns, primary_key: m.key.clone() }
 }
 
 /// `pg_stats.avg_width` per column, for the size estimate.

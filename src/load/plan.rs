@@ -3,112 +3,44 @@
 //! D1 checks foreign keys at the end of every request and a child row
 //! cannot arrive before its parent), and the estimates `--dry-run` prints.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::config::mapping::{default_mapping, D1Table};
 use crate::config::project::TableMapping;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::sink::d1::render::D1Mapping;
 use crate::source::TableInfo;
 
-/// The D1 mapping of one introspected table: the configured one, or every
-/// column under its own name except a configured vector column.
-pub fn mapping(configured: Option<&TableMapping>, info: &TableInfo) -> Result<D1Mapping> {
-    let spec = &info.spec;
-    let Some(m) = configured else { return Ok(D1Mapping::identity(spec)) };
-    let setting = |key: &str| format!("pgflare.toml: tables `{}`.{key}", spec.qualified());
-    let names: Vec<String> = match &m.d1_columns {
-        Some(cols) => cols.iter().map(|c| c.source.clone()).collect(),
+/// The D1 side of one introspected table: the configured mapping (or the
+/// default: every column but a vector column), checked against the catalog.
+pub fn d1_table(configured: Option<&TableMapping>, info: &TableInfo) -> Result<(D1Table, D1Mapping)> {
+    let default;
+    let m = match configured {
+        Some(m) => m,
         None => {
-            spec.columns.iter().map(|c| c.name.clone()).filter(|c| Some(c) != m.vector.as_ref()).collect()
+            default = default_mapping(info);
+            &default
         }
     };
-    let mut columns = Vec::new();
-    for source in &names {
-        if spec.column(source).is_none() {
-            return Err(Error::Config {
-                setting: setting("d1_columns"),
-                message: format!(
-                    "{} has no column `{source}`; its columns are: {}",
-                    spec.qualified(),
-                    spec.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-            });
-        }
-        let d1 = m
-            .d1_columns
-            .as_ref()
-            .and_then(|cols| cols.iter().find(|c| &c.source == source))
-            .map(|c| c.d1.clone())
-            .unwrap_or_else(|| source.clone());
-        columns.push((source.clone(), d1));
-    }
-    let key_source = m.primary_key.clone().unwrap_or_else(|| spec.primary_key.clone());
-    let mut key = Vec::new();
-    for k in &key_source {
-        match columns.iter().find(|(s, _)| s == k) {
-            Some((_, d1)) => key.push(d1.clone()),
-            None => {
-                return Err(Error::Config {
-                    setting: setting("d1_columns"),
-                    message: format!("key column `{k}` must go to D1: upserts and resumable loads need it"),
-                })
-            }
-        }
-    }
-    Ok(D1Mapping { table: m.d1_table.clone(), columns, key })
+    let t = crate::config::mapping::d1_table(m, info)?;
+    let mapping = D1Mapping {
+        table: t.name.clone(),
+        columns: t
+            .source_columns
+            .iter()
+            .cloned()
+            .zip(t.spec.columns.iter().map(|c| c.name.clone()))
+            .collect(),
+        key: t.primary_key.clone(),
+    };
+    Ok((t, mapping))
 }
 
-/// Tables grouped into waves: every table's parents (by foreign key, among
-/// the selected tables) are in an earlier wave. Tables in a cycle share the
-/// last wave. Returns indices into `tables`.
+/// Tables in load order, grouped in waves (see `migration::fk_waves`).
 pub fn waves(tables: &[TableInfo]) -> Vec<Vec<usize>> {
-    let names: Vec<String> = tables.iter().map(|t| t.spec.qualified()).collect();
-    let mut parents: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); tables.len()];
-    for (i, t) in tables.iter().enumerate() {
-        for c in t.constraints.iter().filter(|c| c.kind == "f") {
-            if let Some(target) = referenced_table(&c.definition, &t.spec.schema) {
-                if let Some(j) = names.iter().position(|n| *n == target) {
-                    if j != i {
-                        parents[i].insert(j);
-                    }
-                }
-            }
-        }
-    }
-    let mut placed = vec![false; tables.len()];
-    let mut out = Vec::new();
-    while placed.iter().any(|p| !p) {
-        let wave: Vec<usize> =
-            (0..tables.len()).filter(|&i| !placed[i] && parents[i].iter().all(|&p| placed[p])).collect();
-        if wave.is_empty() {
-            out.push((0..tables.len()).filter(|&i| !placed[i]).collect());
-            break;
-        }
-        wave.iter().for_each(|&i| placed[i] = true);
-        out.push(wave);
-    }
-    out
-}
-
-/// `schema.table` referenced by a `pg_get_constraintdef` FOREIGN KEY text.
-fn referenced_table(definition: &str, own_schema: &str) -> Option<String> {
-    let rest = &definition[definition.find("REFERENCES ")? + "REFERENCES ".len()..];
-    let name = rest[..rest.find('(')?].trim();
-    let unquote = |s: &str| s.trim_matches('"').replace("\"\"", "\"");
-    // Split on the dot outside quotes.
-    let mut in_quotes = false;
-    let dot = name.char_indices().find(|&(_, c)| {
-        if c == '"' {
-            in_quotes = !in_quotes;
-        }
-        c == '.' && !in_quotes
-    });
-    Some(match dot {
-        Some((i, _)) => format!("{}.{}", unquote(&name[..i]), unquote(&name[i + 1..])),
-        None => format!("{own_schema}.{}", unquote(name)),
-    })
+    crate::sink::d1::migration::fk_waves(&tables.iter().collect::<Vec<_>>())
 }
 
 /// What `--dry-run` prints for one table.
@@ -142,18 +74,4 @@ pub fn estimated_d1_bytes(info: &TableInfo, mapping: &D1Mapping, widths: &BTreeM
         .sum::<i64>()
         + 16;
     rows.saturating_mul(per_row.max(1) as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::referenced_table;
-
-    #[test]
-    fn referenced_tables_are_read_from_constraint_text() {
-        let d = "FOREIGN KEY (document_id) REFERENCES documents(id) ON DELETE CASCADE";
-        assert_eq!(referenced_table(d, "public").as_deref(), Some("public.documents"));
-        let d = "FOREIGN KEY (a) REFERENCES \"Other\".\"we.ird\"(id)";
-        assert_eq!(referenced_table(d, "public").as_deref(), Some("Other.we.ird"));
-        assert_eq!(referenced_table("CHECK (a > 0)", "public"), None);
-    }
 }

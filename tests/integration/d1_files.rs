@@ -20,7 +20,12 @@ fn d1_files_apply_unchanged_and_hold_the_source_rows() {
     let out = temp_dir("d1files");
     let dir = out.path().join("sql");
     let url = db.url.clone();
-    let config = D1FilesConfig { dir: dir.clone(), file_bytes: 256 << 10, max_statement_bytes: 100_000, mappings: Default::default() };
+    let config = D1FilesConfig {
+        dir: dir.clone(),
+        file_bytes: 256 << 10,
+        max_statement_bytes: 100_000,
+        mappings: Default::default(),
+    };
     let reading = block_on(async move {
         let src = Source::parse(&url).expect("url");
         let snapshot = Snapshot::export(&src).await.expect("snapshot");

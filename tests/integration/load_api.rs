@@ -88,16 +88,8 @@ fn a_killed_api_load_run_again_ends_exact() {
 fn faults_and_a_tight_rate_limit_are_ridden_out() {
     let db = TestDb::new("loadfaults");
     db.seed(1200, 16);
-    let emu = Emulator::start(&[
-        "--fail-rate",
-        "0.1",
-        "--drop-rate",
-        "0.05",
-        "--rate-limit",
-        "2/2",
-        "--seed",
-        "7",
-    ]);
+    let emu =
+        Emulator::start(&["--fail-rate", "0.1", "--drop-rate", "0.05", "--rate-limit", "2/2", "--seed", "7"]);
     let dir = temp_dir("loadfaults");
     let state = dir.path().join("state");
     // The client's own budget is looser than the server's: 429s must happen and be waited out.

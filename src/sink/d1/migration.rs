@@ -52,6 +52,14 @@ pub fn migration_sql(tables: &[(TableInfo, D1Table)]) -> Result<String> {
 /// (among `infos`); tables in a reference cycle keep their relative order
 /// at the end.
 pub fn fk_order(infos: &[&TableInfo]) -> Vec<usize> {
+    fk_waves(infos).into_iter().flatten().collect()
+}
+
+/// `infos` grouped into waves: a table's parents (by foreign key, among
+/// `infos`) are all in earlier waves; tables in a cycle share the last.
+/// `pgflare load` loads wave by wave, since D1 checks foreign keys at the
+/// end of every request and a child row cannot arrive before its parent.
+pub fn fk_waves(infos: &[&TableInfo]) -> Vec<Vec<usize>> {
     let pos =
         |schema: &str, name: &str| infos.iter().position(|t| t.spec.schema == schema && t.spec.name == name);
     let parents: Vec<BTreeSet<usize>> = infos
@@ -65,18 +73,19 @@ pub fn fk_order(infos: &[&TableInfo]) -> Vec<usize> {
                 .collect()
         })
         .collect();
-    let mut order: Vec<usize> = Vec::new();
-    while order.len() < infos.len() {
-        let ready: Vec<usize> = (0..infos.len())
-            .filter(|i| !order.contains(i) && parents[*i].iter().all(|p| order.contains(p)))
-            .collect();
+    let mut placed = vec![false; infos.len()];
+    let mut waves = Vec::new();
+    while placed.iter().any(|p| !p) {
+        let ready: Vec<usize> =
+            (0..infos.len()).filter(|&i| !placed[i] && parents[i].iter().all(|&p| placed[p])).collect();
         if ready.is_empty() {
-            order.extend((0..infos.len()).filter(|i| !order.contains(i)).collect::<Vec<_>>());
+            waves.push((0..infos.len()).filter(|&i| !placed[i]).collect());
             break;
         }
-        order.extend(ready);
+        ready.iter().for_each(|&i| placed[i] = true);
+        waves.push(ready);
     }
-    order
+    waves
 }
 
 fn list(cols: &[String]) -> String {
