@@ -158,3 +158,60 @@ fn dry_run_plans_without_writing() {
     assert!(!sqlite.exists(), "a dry run creates no target");
     assert!(!state.exists(), "a dry run keeps no state");
 }
+
+#[test]
+fn a_configured_mapping_renames_and_leaves_out_columns_and_pins_the_resume() {
+    let db = TestDb::new("loadmap");
+    db.seed(300, 8);
+    let dir = temp_dir("loadmap");
+    let (state, sqlite) = (dir.path().join("state"), dir.path().join("d1.sqlite"));
+    let config = dir.path().join("pgflare.toml");
+    let toml = r#"
+[source]
+schema = "public"
+
+[[tables]]
+name = "documents"
+
+[[tables]]
+name = "chunks"
+d1_table = "passages"
+d1_columns = ["id", "document_id", "chunk_index", "content", "tags"]
+d1_names = { content = "body" }
+vector = "embedding"
+vector_metadata = ["document_id"]
+"#;
+    std::fs::write(&config, toml).expect("write config");
+    let sq = sqlite.to_str().expect("p");
+    let cfg = config.to_str().expect("p");
+    load(&db, &state, &["--config", cfg, "--target", "sqlite", "--sqlite", sq]);
+    let c = rusqlite::Connection::open(&sqlite).expect("open");
+    let cols: Vec<String> = c
+        .prepare("SELECT name FROM pragma_table_info('passages') ORDER BY cid")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(cols, ["id", "document_id", "chunk_index", "body", "tags"]);
+    drop(c);
+    let (same, report) = compare(
+        &db,
+        &sqlite,
+        &["documents", "chunks:passages:content=body:-embedding,metadata,token_count,created_at,updated_at"],
+    );
+    assert!(same, "{report:#}");
+
+    // Another mapping for the same target is refused until --restart.
+    std::fs::write(&config, toml.replace("content = \"body\"", "content = \"text\"")).expect("write");
+    let mut args = vec!["--json", "load", "--state-dir", state.to_str().expect("p"), "--config", cfg];
+    args.extend_from_slice(&["--target", "sqlite", "--sqlite", sq]);
+    // Mark the load unfinished so the state is consulted.
+    let file = std::fs::read_dir(&state).expect("dir").next().expect("file").expect("entry").path();
+    let t =
+        std::fs::read_to_string(&file).expect("read").replace("\"complete\": true", "\"complete\": false");
+    std::fs::write(&file, t).expect("write");
+    let o = pgflare(&db, &args);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--restart"), "{}", text(&o));
+}
