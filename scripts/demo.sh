@@ -2,10 +2,14 @@
 # The main job, end to end, on the local default stack: starts the local
 # Postgres with pgvector (scripts/pg.sh), seeds a demo database with the
 # deterministic RAG fixtures (documents + chunks, hard rows included),
-# then runs what a migration team runs: `pgflare inspect`, `pgflare archive`
-# (parallel, one snapshot, Parquet + manifest), `pgflare archive verify`
-# against the source, and reads the archive back with an independent
-# Parquet reader (pyarrow). Safe to run again: it re-seeds and overwrites.
+# then runs what a migration team runs: `pgflare inspect`; `pgflare init`
+# (pgflare.toml + D1 migration); the bulk load `pgflare load` into a local
+# Cloudflare D1 API (`pgflare emulate`, over HTTP, import flow) and into a
+# local SQLite file, each compared with Postgres row by row by an
+# independent reader (Python's sqlite3 + psycopg); then `pgflare archive`
+# (Parquet + manifest), `pgflare archive verify` against the source, and
+# the archive read back with pyarrow. Safe to run again: it re-seeds and
+# starts over (work files in out/).
 #
 # Usage: scripts/demo.sh            (DEMO_CHUNKS=5000 DEMO_DIMS=1536 by default)
 
@@ -20,6 +24,7 @@ ensure_cargo_on_path
 CHUNKS="${DEMO_CHUNKS:-5000}"
 DIMS="${DEMO_DIMS:-1536}"
 OUT="$ROOT/out/archive"
+WORK="$ROOT/out/demo"
 
 ensure_venv
 log "building pgflare (release)"
@@ -37,6 +42,35 @@ step "seed: $CHUNKS chunks x $DIMS dims (deterministic, with the hard rows)"
 
 step "pgflare inspect"
 "$PGFLARE" inspect
+
+rm -rf "$WORK" && mkdir -p "$WORK"
+
+step "pgflare init: a starting pgflare.toml and a D1 migration from the source"
+"$PGFLARE" init --out-config "$WORK/pgflare.toml" --migrations-dir "$WORK/migrations"
+cat "$WORK/pgflare.toml"
+
+step "pgflare emulate: a local Cloudflare D1 API (database 'rehearsal') on a free port"
+EMU_TOKEN="demo-$(date +%s%N)"
+CLOUDFLARE_API_TOKEN="$EMU_TOKEN" "$PGFLARE" --json emulate --listen 127.0.0.1:0 \
+    --data-dir "$WORK/emulator" --account-id demo-account --d1-database rehearsal >"$WORK/emulate.out" &
+EMU_PID=$!
+trap 'kill "$EMU_PID" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do [ -s "$WORK/emulate.out" ] && break; sleep 0.1; done
+BASE_URL="$("$VENV/bin/python" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["base_url"])' "$WORK/emulate.out")"
+echo "listening on $BASE_URL"
+
+step "pgflare load --target api (REST API: import flow, retries, rate limit) into the emulator"
+CLOUDFLARE_API_BASE_URL="$BASE_URL" CLOUDFLARE_ACCOUNT_ID=demo-account CLOUDFLARE_API_TOKEN="$EMU_TOKEN" \
+    "$PGFLARE" load --config "$WORK/pgflare.toml" --state-dir "$WORK/state" --target api --d1-database-id rehearsal
+
+step "independent check: the emulator's D1 database equals Postgres row by row"
+"$VENV/bin/python" tests/py/compare_d1.py "$DATABASE_URL" "$WORK/emulator/d1/rehearsal.sqlite" \
+    documents "chunks:-embedding" | tail -n 14
+
+step "pgflare load --target sqlite (a local SQLite file, as wrangler keeps for local development)"
+"$PGFLARE" load --config "$WORK/pgflare.toml" --state-dir "$WORK/state" --target sqlite --sqlite "$WORK/d1.sqlite"
+"$VENV/bin/python" tests/py/compare_d1.py "$DATABASE_URL" "$WORK/d1.sqlite" documents "chunks:-embedding" >/dev/null
+echo "D1 SQLite file equals the source: $WORK/d1.sqlite"
 
 step "pgflare archive --out $OUT"
 "$PGFLARE" archive --out "$OUT" --overwrite
