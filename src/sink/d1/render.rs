@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use arrow::record_batch::RecordBatch;
 
 use super::sql::{StatementPacker, TableSql};
-use super::value::d1_value;
+use super::value::write_literal;
 use crate::batch::TableSpec;
 use crate::error::{Error, Result};
 use crate::verify::digest::{key_display, row_digests, DigestSum};
@@ -95,11 +95,18 @@ impl Renderer {
         }
         let digests = row_digests(batch)?;
         let mut packer = StatementPacker::new(&self.sql, self.max_statement_bytes);
-        let mut literals = Vec::with_capacity(self.source_index.len());
+        // One buffer holds a row's literals, reused from row to row.
+        let mut text = String::new();
+        let mut bounds = Vec::with_capacity(self.source_index.len());
         for (row, digest) in digests.iter().enumerate() {
-            literals.clear();
-            literals
-                .extend(self.source_index.iter().map(|&i| d1_value(batch.column(i).as_ref(), row).literal()));
+            text.clear();
+            bounds.clear();
+            for &i in &self.source_index {
+                let start = text.len();
+                write_literal(batch.column(i).as_ref(), row, &mut text);
+                bounds.push(start..text.len());
+            }
+            let literals: Vec<&str> = bounds.iter().map(|r| &text[r.clone()]).collect();
             packer.push(&literals, &|| key_display(batch, &self.key_index, row), emit)?;
             sum.add(digest);
         }

@@ -64,13 +64,13 @@ impl<'t> StatementPacker<'t> {
 
     /// Adds one row; `emit` receives every statement that is complete.
     /// `key_text` names the row, called only for an error.
-    pub fn push(
+    pub fn push<S: AsRef<str>>(
         &mut self,
-        literals: &[String],
+        literals: &[S],
         key_text: &dyn Fn() -> String,
         emit: &mut impl FnMut(String),
     ) -> Result<()> {
-        let tuple_len = 2 + literals.iter().map(|l| l.len() + 2).sum::<usize>();
+        let tuple_len = 2 + literals.iter().map(|l| l.as_ref().len() + 2).sum::<usize>();
         let fixed = self.sql.prefix.len() + self.sql.suffix.len();
         if fixed + tuple_len > self.max_bytes {
             self.flush(emit);
@@ -100,9 +100,9 @@ impl<'t> StatementPacker<'t> {
 
     /// One row too big for a statement: the upsert carries a prefix of every
     /// long string literal, UPDATEs append the rest in pieces.
-    fn oversized(
+    fn oversized<S: AsRef<str>>(
         &mut self,
-        literals: &[String],
+        literals: &[S],
         key_text: &dyn Fn() -> String,
         emit: &mut impl FnMut(String),
     ) -> Result<()> {
@@ -123,14 +123,14 @@ impl<'t> StatementPacker<'t> {
             self.sql
                 .key
                 .iter()
-                .map(|(i, c)| format!("{c} = {}", literals[*i]))
+                .map(|(i, c)| format!("{c} = {}", literals[*i].as_ref()))
                 .collect::<Vec<_>>()
                 .join(" AND ")
         );
         // Every long string starts empty in the upsert and is appended after.
-        let mut first: Vec<String> = literals.to_vec();
+        let mut first: Vec<String> = literals.iter().map(|l| l.as_ref().to_string()).collect();
         let mut appends: Vec<(usize, &str)> = Vec::new();
-        for (i, lit) in literals.iter().enumerate() {
+        for (i, lit) in literals.iter().map(AsRef::as_ref).enumerate() {
             let is_key = self.sql.key.iter().any(|(k, _)| *k == i);
             if !is_key && lit.len() > 64 && lit.starts_with('\'') {
                 first[i] = "''".into();
@@ -160,13 +160,13 @@ impl<'t> StatementPacker<'t> {
     }
 }
 
-fn push_tuple(out: &mut String, literals: &[String]) {
+fn push_tuple<S: AsRef<str>>(out: &mut String, literals: &[S]) {
     out.push('(');
     for (i, l) in literals.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        out.push_str(l);
+        out.push_str(l.as_ref());
     }
     out.push(')');
 }
@@ -223,8 +223,8 @@ mod tests {
         let t = sql();
         let mut out = Vec::new();
         let mut p = StatementPacker::new(&t, 100_000);
-        p.push(&["'a'".into(), "'x'".into(), "1".into()], &|| "id=a".into(), &mut |s| out.push(s)).unwrap();
-        p.push(&["'b'".into(), "NULL".into(), "2".into()], &|| "id=b".into(), &mut |s| out.push(s)).unwrap();
+        p.push::<String>(&["'a'".into(), "'x'".into(), "1".into()], &|| "id=a".into(), &mut |s| out.push(s)).unwrap();
+        p.push::<String>(&["'b'".into(), "NULL".into(), "2".into()], &|| "id=b".into(), &mut |s| out.push(s)).unwrap();
         p.flush(&mut |s| out.push(s));
         assert_eq!(
             out,
