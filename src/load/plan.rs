@@ -25,6 +25,16 @@ pub fn d1_table(configured: Option<&TableMapping>, info: &TableInfo) -> Result<(
         }
     };
     let t = crate::config::mapping::d1_table(m, info)?;
+    if t.primary_key.is_empty() {
+        // Without a key a replayed range would insert its rows twice.
+        return Err(crate::error::Error::Config {
+            setting: format!("{} (table {})", m.setting, info.spec.qualified()),
+            message: "has no primary key, so its rows cannot be upserted and a resumed load could \
+                      duplicate them; add a primary key in Postgres, set `primary_key = [\"col\", ...]` \
+                      (a unique, non-null column set) in pgflare.toml, or leave the table out with --table"
+                .into(),
+        });
+    }
     let mapping = D1Mapping {
         table: t.name.clone(),
         columns: t

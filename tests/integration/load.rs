@@ -124,6 +124,13 @@ fn load_to_files_applies_in_manifest_order_and_is_deterministic() {
         serde_json::from_slice(&std::fs::read(d.join("manifest.json")).expect("manifest")).expect("json")
     };
     let (ma, mb) = (manifest(&a), manifest(&b));
+    let schema = root().join("schemas/d1-files-manifest.schema.json");
+    let o = python(
+        "validate_json.py",
+        &[schema.to_str().expect("p"), a.join("manifest.json").to_str().expect("p")],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o));
     assert_eq!(ma["tables"], mb["tables"], "same data, same files, same hashes");
     let order: Vec<&str> =
         ma["apply_order"].as_array().expect("order").iter().map(|v| v.as_str().expect("s")).collect();
@@ -214,4 +221,29 @@ vector_metadata = ["document_id"]
     let o = pgflare(&db, &args);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("--restart"), "{}", text(&o));
+}
+
+#[test]
+fn a_table_without_a_key_is_refused_with_what_to_do() {
+    let db = TestDb::new("loadnokey");
+    db.exec("CREATE TABLE events (at timestamptz, note text); INSERT INTO events VALUES (now(), 'x');");
+    let dir = temp_dir("loadnokey");
+    let sqlite = dir.path().join("d1.sqlite");
+    let state = dir.path().join("state");
+    let o = pgflare(
+        &db,
+        &[
+            "load",
+            "--state-dir",
+            state.to_str().expect("p"),
+            "--target",
+            "sqlite",
+            "--sqlite",
+            sqlite.to_str().expect("p"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("public.events") && err.contains("primary_key"), "{err}");
+    assert!(!sqlite.exists(), "nothing was written");
 }

@@ -223,8 +223,10 @@ mod tests {
         let t = sql();
         let mut out = Vec::new();
         let mut p = StatementPacker::new(&t, 100_000);
-        p.push::<String>(&["'a'".into(), "'x'".into(), "1".into()], &|| "id=a".into(), &mut |s| out.push(s)).unwrap();
-        p.push::<String>(&["'b'".into(), "NULL".into(), "2".into()], &|| "id=b".into(), &mut |s| out.push(s)).unwrap();
+        p.push::<String>(&["'a'".into(), "'x'".into(), "1".into()], &|| "id=a".into(), &mut |s| out.push(s))
+            .unwrap();
+        p.push::<String>(&["'b'".into(), "NULL".into(), "2".into()], &|| "id=b".into(), &mut |s| out.push(s))
+            .unwrap();
         p.flush(&mut |s| out.push(s));
         assert_eq!(
             out,
