@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use crate::cli::EmulateArgs;
 use crate::emulator::{Emulator, EmulatorConfig, Faults};
-use crate::error::Error;
 
 pub async fn run(args: EmulateArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let (rate_limit_requests, rate_limit_window) = parse_rate_limit(&args.rate_limit)?;
+    let (rate_limit_requests, rate_limit_window) =
+        crate::config::rate_limit("--rate-limit", &args.rate_limit)?;
     let cfg = EmulatorConfig {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -55,19 +55,4 @@ pub async fn run(args: EmulateArgs, json: bool) -> anyhow::Result<ExitCode> {
     drop(out);
     emu.wait().await?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// `1200/300` -> 1200 requests per 300 s.
-fn parse_rate_limit(s: &str) -> Result<(u32, Duration), Error> {
-    let bad = || Error::Config {
-        setting: "--rate-limit".into(),
-        message: format!("`{s}`: write REQUESTS/SECONDS, e.g. 1200/300"),
-    };
-    let (n, secs) = s.split_once('/').ok_or_else(bad)?;
-    let n: u32 = n.trim().parse().map_err(|_| bad())?;
-    let secs: f64 = secs.trim().parse().map_err(|_| bad())?;
-    if n == 0 || !(secs > 0.0 && secs.is_finite()) {
-        return Err(bad());
-    }
-    Ok((n, Duration::from_secs_f64(secs)))
 }

@@ -168,6 +168,9 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
         D1Mappings(infos.iter().zip(mappings).map(|(i, m)| (i.spec.qualified(), m.clone())).collect());
     let notices = progress.clone();
     let target = opts.target.open(d1_mappings, Arc::new(move |m: &str| notices.println(m)))?;
+    if !resumed {
+        target.clear_previous_output()?;
+    }
     if opts.create_tables {
         let ddl = crate::sink::d1::migration::migration_sql(&prepared.d1)?;
         target.apply_schema(&ddl).await?;

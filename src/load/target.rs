@@ -95,6 +95,31 @@ impl OpenTarget {
         }
     }
 
+    /// A fresh (not resumed) load into files starts from an empty set: SQL
+    /// files and the manifest of an earlier load in the folder are removed,
+    /// so no stale file can be applied by a glob.
+    pub fn clear_previous_output(&self) -> Result<()> {
+        let OpenTarget::Files(c) = self else { return Ok(()) };
+        let manifest = c.dir.join("manifest.json");
+        if manifest.exists() {
+            std::fs::remove_file(&manifest).map_err(Error::io(&manifest))?;
+        }
+        for entry in std::fs::read_dir(&c.dir).map_err(Error::io(&c.dir))? {
+            let dir = entry.map_err(Error::io(&c.dir))?.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            for f in std::fs::read_dir(&dir).map_err(Error::io(&dir))? {
+                let f = f.map_err(Error::io(&dir))?.path();
+                let name = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                if name.starts_with("part-") && name.ends_with(".sql") {
+                    std::fs::remove_file(&f).map_err(Error::io(&f))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Creates the D1 tables (idempotent DDL). The files target writes it
     /// as `schema.sql`, to run before the data files.
     pub async fn apply_schema(&self, ddl: &str) -> Result<()> {

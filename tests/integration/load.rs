@@ -119,7 +119,11 @@ fn load_to_files_applies_in_manifest_order_and_is_deterministic() {
     let state = dir.path().join("state");
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     load(&db, &state, &["--target", "files", "--out", a.to_str().expect("p"), "--file-size-mib", "1"]);
+    // A stale file from some earlier load must not survive a fresh one.
+    std::fs::create_dir_all(b.join("chunks")).expect("mkdir");
+    std::fs::write(b.join("chunks/part-00099-000.sql"), "DELETE FROM chunks;\n").expect("stale file");
     load(&db, &state, &["--target", "files", "--out", b.to_str().expect("p"), "--file-size-mib", "1"]);
+    assert!(!b.join("chunks/part-00099-000.sql").exists(), "stale SQL file removed");
     let manifest = |d: &Path| -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(d.join("manifest.json")).expect("manifest")).expect("json")
     };

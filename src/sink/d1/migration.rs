@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use crate::batch::quote_ident;
 use crate::config::mapping::D1Table;
 use crate::error::Result;
-use crate::sink::d1::schema::check_name;
+use crate::sink::d1::schema::{check_name, column_line};
 use crate::source::TableInfo;
 
 /// The header: how to apply the file and the exact value forms pgflare
@@ -109,19 +109,7 @@ fn unique_sets(info: &TableInfo, t: &D1Table) -> Vec<BTreeSet<String>> {
 fn table_sql(info: &TableInfo, t: &D1Table, all: &[(TableInfo, D1Table)]) -> Result<String> {
     check_name("table", &t.name)?;
     let mut notes: Vec<String> = Vec::new();
-    let mut lines: Vec<String> = t
-        .spec
-        .columns
-        .iter()
-        .map(|c| {
-            format!(
-                "  {} {}{}",
-                quote_ident(&c.name),
-                c.ty.d1_type(),
-                if c.nullable { "" } else { " NOT NULL" }
-            )
-        })
-        .collect();
+    let mut lines: Vec<String> = t.spec.columns.iter().map(column_line).collect();
     lines.push(format!("  PRIMARY KEY ({})", list(&t.primary_key)));
     let pk: BTreeSet<&String> = t.primary_key.iter().collect();
     for u in &info.unique_keys {

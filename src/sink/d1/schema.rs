@@ -2,7 +2,7 @@
 //! type table, NOT NULL where the source has it, the primary key. Names
 //! starting with `_cf_` are refused: D1 reserves them.
 
-use crate::batch::{quote_ident, TableSpec};
+use crate::batch::{quote_ident, ColumnSpec, TableSpec};
 use crate::error::{Error, Result};
 
 /// Refuses a name D1 reserves.
@@ -16,21 +16,15 @@ pub fn check_name(kind: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// One column of a D1 `CREATE TABLE`: name, type from the type table, NOT NULL.
+pub fn column_line(c: &ColumnSpec) -> String {
+    format!("  {} {}{}", quote_ident(&c.name), c.ty.d1_type(), if c.nullable { "" } else { " NOT NULL" })
+}
+
 /// `CREATE TABLE IF NOT EXISTS` for `spec` under the D1 name `d1_name`.
 pub fn create_table(spec: &TableSpec, d1_name: &str) -> Result<String> {
     check_name("table", d1_name)?;
-    let mut lines: Vec<String> = spec
-        .columns
-        .iter()
-        .map(|c| {
-            format!(
-                "  {} {}{}",
-                quote_ident(&c.name),
-                c.ty.d1_type(),
-                if c.nullable { "" } else { " NOT NULL" }
-            )
-        })
-        .collect();
+    let mut lines: Vec<String> = spec.columns.iter().map(column_line).collect();
     if !spec.primary_key.is_empty() {
         let keys = spec.primary_key.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ");
         lines.push(format!("  PRIMARY KEY ({keys})"));
