@@ -98,8 +98,13 @@ fn print_human(s: &LoadSummary) {
         println!("plan for {} (nothing written):", s.target);
         for p in &s.plan {
             let rows = p.rows_estimate.map(|r| r.to_string()).unwrap_or_else(|| "?".into());
+            let output = match (p.estimated_files, p.estimated_requests) {
+                (0, 0) => String::new(),
+                (f, 0) => format!("  ~{f} files"),
+                (_, r) => format!("  ~{r} requests"),
+            };
             println!(
-                "  wave {}  {:24} -> D1 {:20} ~{:>10} rows  {:>3} ranges ({} done)  ~{}",
+                "  wave {}  {:24} -> D1 {:20} ~{:>10} rows  {:>3} ranges ({} done)  ~{}{output}",
                 p.wave + 1,
                 p.table,
                 p.d1_table,
@@ -109,11 +114,18 @@ fn print_human(s: &LoadSummary) {
                 human_bytes(p.estimated_d1_bytes)
             );
         }
+        let requests: u64 = s.plan.iter().map(|p| p.estimated_requests).sum();
+        if requests > 0 {
+            println!(
+                "~{requests} API requests (+1 for the schema): at Cloudflare's 1200 per 5 minutes, at least {:.0} minutes",
+                ((requests + 1) as f64 / 1200.0 * 5.0).ceil()
+            );
+        }
         let pct = s.estimated_d1_bytes as f64 * 100.0 / s.d1_limit_bytes as f64;
         println!(
-            "estimated D1 size ~{} = {pct:.1}% of D1's {} limit{}",
+            "estimated D1 size ~{} = {pct:.1}% of D1's {:.0} GB limit{}",
             human_bytes(s.estimated_d1_bytes),
-            human_bytes(s.d1_limit_bytes),
+            s.d1_limit_bytes as f64 / 1e9,
             if pct > 100.0 {
                 "  <-- DOES NOT FIT: leave columns out (d1_columns) or split the database"
             } else {

@@ -118,6 +118,16 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     for (w, wave) in waves.iter().enumerate() {
         for &i in wave {
             let t = &state.tables[i];
+            let d1_bytes = plan::estimated_d1_bytes(
+                &infos[i],
+                &mappings[i],
+                widths.get(&t.table).unwrap_or(&BTreeMap::new()),
+            );
+            let todo = t.partitions.iter().filter(|p| !p.done).count();
+            let done_share = 1.0 - todo as f64 / t.partitions.len().max(1) as f64;
+            // SQL text is a little more than the stored text (quotes, separators, statement heads).
+            let sql_todo = (d1_bytes as f64 * 1.05 * (1.0 - done_share)) as u64;
+            let (files, requests) = plan::estimate_output(&opts.target, sql_todo, todo);
             table_plans.push(TablePlan {
                 table: t.table.clone(),
                 d1_table: t.d1_table.clone(),
@@ -126,11 +136,9 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
                 rows_estimate: infos[i].row_estimate,
                 partitions: t.partitions.len(),
                 partitions_done: t.partitions.iter().filter(|p| p.done).count(),
-                estimated_d1_bytes: plan::estimated_d1_bytes(
-                    &infos[i],
-                    &mappings[i],
-                    widths.get(&t.table).unwrap_or(&BTreeMap::new()),
-                ),
+                estimated_d1_bytes: d1_bytes,
+                estimated_files: files,
+                estimated_requests: requests,
             });
         }
     }
@@ -306,25 +314,38 @@ fn fingerprint(target: &Target, infos: &[TableInfo], mappings: &[D1Mapping]) -> 
     h.finalize().to_hex()[..32].to_string()
 }
 
-/// `pg_stats.avg_width` per column, for the size estimate.
+/// Average text width of each D1 column over a sample of about 2,000 rows
+/// (`octet_length(col::text)`: close to what D1 stores, since D1 keeps
+/// timestamps, JSON and vectors as text; `pg_stats` would count a TOASTed
+/// vector as its 18-byte pointer).
 async fn column_widths(
     snapshot: &mut Snapshot,
     infos: &[TableInfo],
 ) -> Result<BTreeMap<String, BTreeMap<String, i64>>> {
     let mut out = BTreeMap::new();
     for i in infos {
-        let rows = sqlx::query(
-            "SELECT attname::text, avg_width::int8 FROM pg_stats WHERE schemaname = $1 AND tablename = $2",
-        )
-        .bind(&i.spec.schema)
-        .bind(&i.spec.name)
-        .fetch_all(&mut *snapshot.conn())
-        .await
-        .map_err(Error::db(format!("reading column statistics of {}", i.spec.qualified())))?;
-        out.insert(
-            i.spec.qualified(),
-            rows.iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1))).collect(),
-        );
+        let cols: Vec<&str> = i.spec.columns.iter().map(|c| c.name.as_str()).collect();
+        if cols.is_empty() {
+            continue;
+        }
+        let rows = i.row_estimate.unwrap_or(0).max(1) as f64;
+        let pct = (2000.0 / rows * 100.0).clamp(0.01, 100.0);
+        let avgs = cols
+            .iter()
+            .map(|c| {
+                format!("coalesce(avg(octet_length({}::text)), 0)::float8", crate::batch::quote_ident(c))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sample = if pct >= 100.0 { String::new() } else { format!(" TABLESAMPLE SYSTEM ({pct:.4})") };
+        let sql = format!("SELECT {avgs} FROM (SELECT * FROM {}{sample} LIMIT 5000) s", i.spec.sql_name());
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut *snapshot.conn())
+            .await
+            .map_err(Error::db(format!("sampling column widths of {}", i.spec.qualified())))?;
+        let widths =
+            cols.iter().enumerate().map(|(k, c)| (c.to_string(), row.get::<f64, _>(k).round() as i64));
+        out.insert(i.spec.qualified(), widths.collect());
     }
     Ok(out)
 }

@@ -65,23 +65,41 @@ pub struct TablePlan {
     pub partitions_done: usize,
     /// Rough D1 size: rows x average stored width of the D1 columns.
     pub estimated_d1_bytes: u64,
+    /// What the target will receive for the ranges not yet done: SQL files
+    /// (`files`) or API requests (`api`); 0 where it does not apply.
+    pub estimated_files: u64,
+    pub estimated_requests: u64,
 }
 
-/// Average stored width per column from `pg_stats` (after ANALYZE).
+/// Files or requests for `sql_bytes` of SQL spread over `ranges` key
+/// ranges, as the targets cut them (see `sink::d1::api`): per range, one
+/// import (init, ingest, ~2 polls: 4 requests) per `import_bytes` when the
+/// range holds at least `import_min`, else one `query` per `query_bytes`.
+pub fn estimate_output(target: &super::Target, sql_bytes: u64, ranges: usize) -> (u64, u64) {
+    let ranges = ranges as u64;
+    if ranges == 0 {
+        return (0, 0);
+    }
+    let per = sql_bytes / ranges;
+    match target {
+        super::Target::Files { file_bytes, .. } => (ranges * per.div_ceil((*file_bytes).max(1)).max(1), 0),
+        super::Target::Sqlite { .. } => (0, 0),
+        super::Target::Api { import_bytes, query_bytes, .. } => {
+            let import_min = (*import_bytes as u64 / 16).max(1 << 20);
+            let each = if per >= import_min {
+                4 * per.div_ceil(*import_bytes as u64)
+            } else {
+                per.div_ceil(*query_bytes as u64).max(1)
+            };
+            (0, ranges * each)
+        }
+    }
+}
+
+/// Rough D1 size: rows x the sampled average text width of the D1 columns.
 pub fn estimated_d1_bytes(info: &TableInfo, mapping: &D1Mapping, widths: &BTreeMap<String, i64>) -> u64 {
     let rows = info.row_estimate.unwrap_or(0);
-    let per_row: i64 = mapping
-        .columns
-        .iter()
-        .map(|(s, _)| {
-            let w = widths.get(s).copied().unwrap_or(16);
-            // Vectors and arrays become JSON text in D1: about 2.5x their binary width.
-            match info.spec.column(s).map(|c| c.ty.array || c.pg_type.starts_with("vector")) {
-                Some(true) => w * 5 / 2,
-                _ => w,
-            }
-        })
-        .sum::<i64>()
-        + 16;
+    let per_row: i64 =
+        mapping.columns.iter().map(|(s, _)| widths.get(s).copied().unwrap_or(16)).sum::<i64>() + 16;
     rows.saturating_mul(per_row.max(1) as u64)
 }

@@ -168,6 +168,11 @@ fn dry_run_plans_without_writing() {
     assert!(s["estimated_d1_bytes"].as_u64().expect("n") > 0);
     assert!(!sqlite.exists(), "a dry run creates no target");
     assert!(!state.exists(), "a dry run keeps no state");
+
+    let out = dir.path().join("files");
+    let s = load(&db, &state, &["--target", "files", "--out", out.to_str().expect("p"), "--dry-run"]);
+    assert!(s["plan"][1]["estimated_files"].as_u64().expect("n") >= 1, "{s:#}");
+    assert!(!out.exists(), "a dry run creates no folder");
 }
 
 #[test]
