@@ -373,7 +373,9 @@ fn table_summaries(
 /// `manifest.json` of the files target: every file with its hash and rows,
 /// and the order to apply them in (schema, then parents before children).
 fn write_files_manifest(dir: &std::path::Path, state: &LoadState, waves: &[Vec<usize>]) -> Result<()> {
-    let mut order = vec!["schema.sql".to_string()];
+    // schema.sql exists unless --no-create-tables.
+    let mut order: Vec<String> =
+        if dir.join("schema.sql").exists() { vec!["schema.sql".to_string()] } else { Vec::new() };
     let mut tables = Vec::new();
     for &i in waves.iter().flatten() {
         let t = &state.tables[i];

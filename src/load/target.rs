@@ -100,9 +100,11 @@ impl OpenTarget {
     /// so no stale file can be applied by a glob.
     pub fn clear_previous_output(&self) -> Result<()> {
         let OpenTarget::Files(c) = self else { return Ok(()) };
-        let manifest = c.dir.join("manifest.json");
-        if manifest.exists() {
-            std::fs::remove_file(&manifest).map_err(Error::io(&manifest))?;
+        for name in ["manifest.json", "schema.sql"] {
+            let f = c.dir.join(name);
+            if f.exists() {
+                std::fs::remove_file(&f).map_err(Error::io(&f))?;
+            }
         }
         for entry in std::fs::read_dir(&c.dir).map_err(Error::io(&c.dir))? {
             let dir = entry.map_err(Error::io(&c.dir))?.path();

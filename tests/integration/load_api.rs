@@ -133,3 +133,38 @@ fn a_wrong_token_stops_at_once_without_showing_it() {
     assert!(!all.contains("retrying"), "a refused token is not retried: {all}");
     assert!(!all.contains(wrong), "the token leaked: {all}");
 }
+
+#[test]
+fn a_refused_batch_is_reported_with_sqlites_message_and_where() {
+    let db = TestDb::new("loadrefused");
+    db.seed(100, 4);
+    let emu = Emulator::start(&[]);
+    // A D1 table that refuses long titles: the load's upserts into it fail.
+    let url = format!("{}/accounts/{}/d1/database/db1/query", emu.base_url, emu.account);
+    let sql = "CREATE TABLE documents (id TEXT PRIMARY KEY, source_url TEXT, title TEXT CHECK (length(title) < 5), \
+               language TEXT, tags TEXT, metadata TEXT, created_at TEXT, updated_at TEXT)";
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let status = block_on(async {
+        reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(&emu.token)
+            .json(&serde_json::json!({ "sql": sql }))
+            .send()
+            .await
+            .expect("create table")
+            .status()
+    });
+    assert!(status.is_success(), "{status}");
+    let dir = temp_dir("loadrefused");
+    let state = dir.path().join("state");
+    let o = emu
+        .command(&db)
+        .args(load_args(&state, &["--table", "documents", "--no-create-tables"]))
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("CHECK constraint failed"), "SQLite's message: {err}");
+    assert!(err.contains("public.documents partition 0") && err.contains("statements 1-"), "where: {err}");
+    assert!(!err.contains("retrying"), "a SQL error is not retried: {err}");
+}
