@@ -102,6 +102,7 @@ impl D1 {
             // D1 already has this exact file: it answers like a poll.
             init
         };
+        let mut poll = self.poll_every;
         loop {
             match state.get("status").and_then(Value::as_str) {
                 Some("complete") => {
@@ -127,7 +128,10 @@ impl D1 {
                 _ => {}
             }
             let bookmark = state.get("at_bookmark").cloned().unwrap_or(Value::Null);
-            tokio::time::sleep(self.poll_every).await;
+            tokio::time::sleep(poll).await;
+            // Polls count against the request budget: a long import must not
+            // spend it, so the interval grows to 5 s.
+            poll = (poll * 3 / 2).min(std::time::Duration::from_secs(5));
             state = self
                 .api
                 .call(
