@@ -59,7 +59,7 @@ pub struct StatementPacker<'t> {
 
 impl<'t> StatementPacker<'t> {
     pub fn new(sql: &'t TableSql, max_bytes: usize) -> Self {
-        StatementPacker { sql, max_bytes, current: String::new(), rows: 0 }
+        StatementPacker { sql, max_bytes, current: String::with_capacity(max_bytes.min(1 << 20)), rows: 0 }
     }
 
     /// Adds one row; `emit` receives every statement that is complete.
@@ -93,7 +93,10 @@ impl<'t> StatementPacker<'t> {
     pub fn flush(&mut self, emit: &mut impl FnMut(String)) {
         if self.rows > 0 {
             self.current.push_str(&self.sql.suffix);
-            emit(std::mem::take(&mut self.current));
+            // A statement fills up to max_bytes: give the next one that room
+            // at once, instead of growing (and copying) it step by step.
+            let next = String::with_capacity(self.max_bytes.min(1 << 20));
+            emit(std::mem::replace(&mut self.current, next));
             self.rows = 0;
         }
     }
