@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderMap, AUTHORIZATION, RETRY_AFTER};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -24,12 +24,6 @@ pub struct ApiSettings {
     pub rate_limit_requests: u32,
     pub rate_limit_window: Duration,
     pub retry: RetryPolicy,
-}
-
-/// A request body.
-pub enum Body {
-    Json(Value),
-    Bytes { content_type: &'static str, bytes: bytes::Bytes },
 }
 
 pub struct Api {
@@ -60,30 +54,27 @@ impl Api {
         self
     }
 
+    fn notice(&self, e: &Error, wait: Duration) {
+        (self.on_retry)(&format!("{e}; retrying in {:.1}s", wait.as_secs_f64()));
+    }
+
     pub fn account_url(&self, path: &str) -> String {
         format!("{}/accounts/{}/{path}", self.settings.base_url, self.settings.account_id)
     }
 
     /// An authenticated API call, retried per the policy; returns `result`.
-    pub async fn call(&self, what: &str, method: reqwest::Method, url: &str, body: &Body) -> Result<Value> {
-        let notice = |e: &Error, wait: Duration| {
-            (self.on_retry)(&format!("{e}; retrying in {:.1}s", wait.as_secs_f64()));
-        };
+    pub async fn call(&self, what: &str, method: reqwest::Method, url: &str, body: &Value) -> Result<Value> {
+        let notice = |e: &Error, wait: Duration| self.notice(e, wait);
         self.settings
             .retry
             .run(
                 || async {
                     self.limiter.acquire().await;
-                    let mut req = self
+                    let req = self
                         .http
                         .request(method.clone(), url)
-                        .header(AUTHORIZATION, format!("Bearer {}", self.settings.token));
-                    req = match body {
-                        Body::Json(v) => req.json(v),
-                        Body::Bytes { content_type, bytes } => {
-                            req.header(CONTENT_TYPE, *content_type).body(bytes.clone())
-                        }
-                    };
+                        .header(AUTHORIZATION, format!("Bearer {}", self.settings.token))
+                        .json(body);
                     let resp = req.send().await.map_err(|e| transport(what, e))?;
                     envelope(what, resp).await
                 },
@@ -102,9 +93,7 @@ impl Api {
         url: &str,
         body: Option<bytes::Bytes>,
     ) -> Result<(HeaderMap, bytes::Bytes)> {
-        let notice = |e: &Error, wait: Duration| {
-            (self.on_retry)(&format!("{e}; retrying in {:.1}s", wait.as_secs_f64()));
-        };
+        let notice = |e: &Error, wait: Duration| self.notice(e, wait);
         self.settings
             .retry
             .run(

@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::client::{Api, Body};
+use super::client::Api;
 use crate::error::{Error, Result};
 
 /// What D1 reported for executed SQL.
@@ -48,8 +48,7 @@ impl D1 {
     /// Runs `sql` (one or more `;`-separated statements) as one request,
     /// which D1 runs as one transaction.
     pub async fn query(&self, what: &str, sql: &str) -> Result<Applied> {
-        let result =
-            self.api.call(what, Method::POST, &self.url("query"), &Body::Json(json!({ "sql": sql }))).await?;
+        let result = self.api.call(what, Method::POST, &self.url("query"), &json!({ "sql": sql })).await?;
         let entries = result.as_array().cloned().unwrap_or_default();
         let rows_written =
             entries.iter().filter_map(|e| e.pointer("/meta/rows_written").and_then(Value::as_u64)).sum();
@@ -68,7 +67,7 @@ impl D1 {
                 &format!("{what}: import init"),
                 Method::POST,
                 &url,
-                &Body::Json(json!({"action": "init", "etag": etag})),
+                &json!({"action": "init", "etag": etag}),
             )
             .await?;
         let mut state = if let Some(upload_url) = init.get("upload_url").and_then(Value::as_str) {
@@ -95,7 +94,7 @@ impl D1 {
                     &format!("{what}: import ingest"),
                     Method::POST,
                     &url,
-                    &Body::Json(json!({"action": "ingest", "filename": filename, "etag": etag})),
+                    &json!({"action": "ingest", "filename": filename, "etag": etag}),
                 )
                 .await?
         } else {
@@ -138,7 +137,7 @@ impl D1 {
                     &format!("{what}: import poll"),
                     Method::POST,
                     &url,
-                    &Body::Json(json!({"action": "poll", "current_bookmark": bookmark})),
+                    &json!({"action": "poll", "current_bookmark": bookmark}),
                 )
                 .await?;
         }

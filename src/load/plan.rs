@@ -85,7 +85,7 @@ pub fn estimate_output(target: &super::Target, sql_bytes: u64, ranges: usize) ->
         super::Target::Files { file_bytes, .. } => (ranges * per.div_ceil((*file_bytes).max(1)).max(1), 0),
         super::Target::Sqlite { .. } => (0, 0),
         super::Target::Api { import_bytes, query_bytes, .. } => {
-            let import_min = (*import_bytes as u64 / 16).max(1 << 20);
+            let import_min = crate::sink::d1::api::import_min_bytes(*import_bytes) as u64;
             let each = if per >= import_min {
                 4 * per.div_ceil(*import_bytes as u64)
             } else {

@@ -67,7 +67,6 @@ impl Target {
                 let d1 = Arc::new(D1::new(api, database_id));
                 let mut c = D1ApiConfig::new(d1, mappings, tokio::runtime::Handle::current());
                 c.import_bytes = *import_bytes;
-                c.import_min_bytes = (*import_bytes / 16).max(1 << 20);
                 c.query_bytes = *query_bytes;
                 OpenTarget::Api(c)
             }

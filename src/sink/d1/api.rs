@@ -24,10 +24,9 @@ pub struct D1ApiConfig {
     pub d1: Arc<D1>,
     pub mappings: D1Mappings,
     pub max_statement_bytes: usize,
-    /// Gathered SQL past this size is sent as one import.
+    /// Gathered SQL past this size is sent as one import; a remainder
+    /// under [`import_min_bytes`] of it goes through `query` instead.
     pub import_bytes: usize,
-    /// A remainder smaller than this goes through `query` instead.
-    pub import_min_bytes: usize,
     /// Most SQL in one `query` request.
     pub query_bytes: usize,
     /// The async runtime the requests run on (sinks run on decoder threads).
@@ -41,7 +40,6 @@ impl D1ApiConfig {
             mappings,
             max_statement_bytes: D1_MAX_STATEMENT_BYTES,
             import_bytes: 32 << 20,
-            import_min_bytes: 2 << 20,
             query_bytes: 1 << 20,
             runtime,
         }
@@ -77,7 +75,7 @@ struct ApiSink {
 }
 
 impl ApiSink {
-    fn send(&mut self, force_query: bool) -> Result<()> {
+    fn send(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -85,7 +83,7 @@ impl ApiSink {
         let (first, last) = (self.sent + 1, self.sent + statements.len());
         let what = format!("{}, statements {first}-{last}", self.what);
         let d1 = self.config.d1.clone();
-        if !force_query && self.pending_bytes >= self.config.import_min_bytes {
+        if self.pending_bytes >= import_min_bytes(self.config.import_bytes) {
             let mut file = String::with_capacity(self.pending_bytes + FILE_HEADER.len());
             file.push_str(FILE_HEADER);
             statements.iter().for_each(|s| file.push_str(s));
@@ -105,6 +103,12 @@ impl ApiSink {
         self.pending_rows = 0;
         Ok(())
     }
+}
+
+/// Below this much SQL an import (init, upload, ingest, polls) costs more
+/// requests than `query` batches of 1 MiB would.
+pub fn import_min_bytes(import_bytes: usize) -> usize {
+    (import_bytes / 16).max(1 << 20)
 }
 
 /// Consecutive statements grouped into requests of at most `max` bytes.
@@ -134,13 +138,13 @@ impl BatchSink for ApiSink {
         })?;
         self.pending_rows += b.num_rows() as u64;
         if self.pending_bytes >= self.config.import_bytes {
-            self.send(false)?;
+            self.send()?;
         }
         Ok(())
     }
 
     fn finish(mut self: Box<Self>) -> Result<SinkReport> {
-        self.send(false)?;
+        self.send()?;
         if !self.pending.is_empty() {
             return Err(Error::Internal(format!("{}: statements left unsent", self.what)));
         }

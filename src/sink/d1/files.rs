@@ -15,7 +15,7 @@ use crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES;
 use crate::error::{Error, Result};
 use crate::sink::file::HashingFile;
 use crate::sink::{BatchSink, SinkFactory, SinkReport};
-use crate::verify::digest::DigestSum;
+use crate::verify::digest::{row_digests, DigestSum};
 
 const FILE_HEADER: &str = "PRAGMA defer_foreign_keys = on;\n";
 
@@ -121,7 +121,10 @@ impl BatchSink for D1FilesSink {
             return Ok(());
         }
         let mut statements = Vec::new();
-        let sum = self.renderer.render(b, &mut |s| statements.push(s))?;
+        self.renderer.render(b, &mut |s| statements.push(s))?;
+        // The manifest records each file's rows by digest (see verify::digest).
+        let mut sum = DigestSum::default();
+        row_digests(b)?.iter().for_each(|d| sum.add(d));
         let f = self.file()?;
         f.digest.merge(&sum);
         for s in &statements {

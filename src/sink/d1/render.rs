@@ -12,7 +12,7 @@ use super::sql::{StatementPacker, TableSql};
 use super::value::write_literal;
 use crate::batch::TableSpec;
 use crate::error::{Error, Result};
-use crate::verify::digest::{key_display, row_digests, DigestSum};
+use crate::verify::digest::key_display;
 
 /// How one source table lands in D1.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,19 +86,19 @@ impl Renderer {
         })
     }
 
-    /// Emits the statements for every row of `batch`; returns the sum of
-    /// the rows' digests (over the columns read, as the source has them).
-    pub fn render(&self, batch: &RecordBatch, emit: &mut impl FnMut(String)) -> Result<DigestSum> {
-        let mut sum = DigestSum::default();
+    /// Emits the statements for every row of `batch`. Row digests are not
+    /// computed here: only the files target records them (its manifest),
+    /// and the other targets should not pay for them.
+    pub fn render(&self, batch: &RecordBatch, emit: &mut impl FnMut(String)) -> Result<()> {
         if batch.num_rows() == 0 {
-            return Ok(sum);
+            return Ok(());
         }
-        let digests = row_digests(batch)?;
         let mut packer = StatementPacker::new(&self.sql, self.max_statement_bytes);
-        // One buffer holds a row's literals, reused from row to row.
+        // One buffer holds a row's literals, reused from row to row (the
+        // slices into it are a few pointers per row).
         let mut text = String::new();
         let mut bounds = Vec::with_capacity(self.source_index.len());
-        for (row, digest) in digests.iter().enumerate() {
+        for row in 0..batch.num_rows() {
             text.clear();
             bounds.clear();
             for &i in &self.source_index {
@@ -108,9 +108,8 @@ impl Renderer {
             }
             let literals: Vec<&str> = bounds.iter().map(|r| &text[r.clone()]).collect();
             packer.push(&literals, &|| key_display(batch, &self.key_index, row), emit)?;
-            sum.add(digest);
         }
         packer.flush(emit);
-        Ok(sum)
+        Ok(())
     }
 }
