@@ -49,7 +49,7 @@ step "pgflare init: a starting pgflare.toml and a D1 migration from the source"
 "$PGFLARE" init --out-config "$WORK/pgflare.toml" --migrations-dir "$WORK/migrations"
 cat "$WORK/pgflare.toml"
 
-step "pgflare emulate: a local Cloudflare D1 API (database 'rehearsal') on a free port"
+step "pgflare emulate: a local Cloudflare D1 + Vectorize API (database 'rehearsal') on a free port"
 EMU_TOKEN="demo-$(date +%s%N)"
 CLOUDFLARE_API_TOKEN="$EMU_TOKEN" "$PGFLARE" --json emulate --listen 127.0.0.1:0 \
     --data-dir "$WORK/emulator" --account-id demo-account --d1-database rehearsal >"$WORK/emulate.out" &
@@ -59,9 +59,15 @@ for _ in $(seq 100); do [ -s "$WORK/emulate.out" ] && break; sleep 0.1; done
 BASE_URL="$("$VENV/bin/python" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["base_url"])' "$WORK/emulate.out")"
 echo "listening on $BASE_URL"
 
-step "pgflare load --target api (REST API: import flow, retries, rate limit) into the emulator"
+step "pgflare load --target api: rows to D1 (import flow) and embeddings to Vectorize (index 'chunks', created), one pass"
 CLOUDFLARE_API_BASE_URL="$BASE_URL" CLOUDFLARE_ACCOUNT_ID=demo-account CLOUDFLARE_API_TOKEN="$EMU_TOKEN" \
-    "$PGFLARE" load --config "$WORK/pgflare.toml" --state-dir "$WORK/state" --target api --d1-database-id rehearsal
+    "$PGFLARE" load --config "$WORK/pgflare.toml" --state-dir "$WORK/state" --target api --d1-database-id rehearsal \
+    --vectorize-index chunks --create-index
+
+step "independent check: the emulator's Vectorize index equals Postgres vector by vector; top-10 queries match exact cosine"
+CLOUDFLARE_API_TOKEN="$EMU_TOKEN" "$VENV/bin/python" tests/py/compare_vectorize.py "$DATABASE_URL" public.chunks \
+    --vector embedding --metadata document_id,chunk_index,token_count,tags,created_at,updated_at \
+    --api "$BASE_URL" demo-account chunks --topk 10 --queries 5
 
 step "independent check: the emulator's D1 database equals Postgres row by row"
 "$VENV/bin/python" tests/py/compare_d1.py "$DATABASE_URL" "$WORK/emulator/d1/rehearsal.sqlite" \

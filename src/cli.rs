@@ -154,6 +154,12 @@ pub struct EmulateArgs {
     /// Seed of the fault generator (same seed, same faults). Default: random.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+
+    /// Vectorize writes are asynchronous: an accepted insert, upsert,
+    /// delete or metadata-index change becomes visible to reads (queries,
+    /// get_by_ids, list, info) only this long after it was accepted.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub vectorize_delay_ms: u64,
 }
 
 /// Which D1 target a load writes to.
@@ -270,11 +276,46 @@ pub struct LoadArgs {
     #[arg(long, value_name = "N/SECONDS")]
     pub rate_limit: Option<String>,
 
+    /// Where vectors go (tables with a `vector` column in pgflare.toml):
+    /// `auto` = NDJSON files in OUT/vectorize with --target files, the
+    /// Vectorize API with --target api, nowhere with --target sqlite.
+    #[arg(long, value_enum, default_value_t = VectorizeMode::Auto)]
+    pub vectorize: VectorizeMode,
+
+    /// Folder for --vectorize files (default: OUT/vectorize).
+    #[arg(long, value_name = "DIR")]
+    pub vectorize_out: Option<PathBuf>,
+
+    /// Create the Vectorize index when it does not exist (dimensions from
+    /// the vector column, metric from [vectorize] metric, default cosine).
+    #[arg(long)]
+    pub create_index: bool,
+
+    /// A row Vectorize would refuse (wrong dimension, id over 64 bytes,
+    /// metadata over 10 KiB, bad metadata key, namespace over 64 bytes):
+    /// `fail` stops with an error naming it; `skip` leaves its vector out
+    /// and names it in the summary (its D1 row is still written).
+    /// Default: [vectorize] on_invalid, else fail.
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub on_invalid_vector: Option<crate::config::project::OnInvalid>,
+
     #[command(flatten)]
     pub cloudflare: CloudflareArgs,
 
     #[command(flatten)]
     pub tuning: TuningArgs,
+}
+
+/// Where `pgflare load` sends vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VectorizeMode {
+    Auto,
+    /// NDJSON files (`wrangler vectorize upsert --file` takes each as is).
+    Files,
+    /// The Vectorize REST API (mutations waited for before a range counts as done).
+    Api,
+    /// Do not load vectors.
+    Off,
 }
 
 /// Where to read from and what.

@@ -45,6 +45,19 @@ impl Progress {
         bar
     }
 
+    /// A spinner for waiting with no count (its message says for what).
+    pub fn spinner(&self, label: &str) -> ProgressBar {
+        let style = ProgressStyle::with_template("{prefix:>16.bold} {spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let bar = self.multi.add(ProgressBar::new_spinner().with_style(style).with_prefix(label.to_string()));
+        if self.enabled {
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        } else {
+            bar.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        bar
+    }
+
     /// Prints a line above the bars (or to stderr when they are hidden).
     pub fn println(&self, line: &str) {
         if self.enabled {

@@ -236,6 +236,29 @@ const REFUSED: &[(&str, &str)] = &[
     ("timetz", "cast it to time or text (--cast TABLE.COLUMN=text)"),
 ];
 
+/// A Vectorize metadata value's form (see [`ColumnType::metadata_form`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetadataForm {
+    String,
+    Number,
+    Boolean,
+    StringArray,
+    /// The JSON value itself (an object becomes nested metadata).
+    Json,
+}
+
+impl MetadataForm {
+    /// The Vectorize metadata index type, for forms that can be indexed.
+    pub fn index_type(self) -> Option<&'static str> {
+        match self {
+            MetadataForm::String => Some("string"),
+            MetadataForm::Number => Some("number"),
+            MetadataForm::Boolean => Some("boolean"),
+            MetadataForm::StringArray | MetadataForm::Json => None,
+        }
+    }
+}
+
 /// A resolved column type.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColumnType {
@@ -333,6 +356,22 @@ impl ColumnType {
                 field.with_extension_type(arrow_schema::extension::Json::default())
             }
             _ => field,
+        }
+    }
+
+    /// How a value of this type goes into Vectorize metadata, or `None`
+    /// when it cannot (Vectorize takes strings, numbers, booleans, string
+    /// arrays and objects). Strings use the D1 text form, so a filter
+    /// value reads the same as the D1 column.
+    pub fn metadata_form(&self) -> Option<MetadataForm> {
+        use Kind::*;
+        match (self.kind, self.array) {
+            (Bool, false) => Some(MetadataForm::Boolean),
+            (Int2 | Int4 | Int8 | Float4 | Float8 | Numeric, false) => Some(MetadataForm::Number),
+            (Text | Enum | Uuid | Date | Time | Timestamp | Timestamptz, false) => Some(MetadataForm::String),
+            (Text | Enum | Uuid, true) => Some(MetadataForm::StringArray),
+            (Json | Jsonb, false) => Some(MetadataForm::Json),
+            _ => None,
         }
     }
 

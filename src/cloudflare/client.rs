@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -62,21 +62,44 @@ impl Api {
         format!("{}/accounts/{}/{path}", self.settings.base_url, self.settings.account_id)
     }
 
-    /// An authenticated API call, retried per the policy; returns `result`.
+    /// An authenticated API call with a JSON body, retried per the policy;
+    /// returns `result`.
     pub async fn call(&self, what: &str, method: reqwest::Method, url: &str, body: &Value) -> Result<Value> {
+        self.send(what, method, url, Payload::Json(body)).await
+    }
+
+    /// An authenticated POST of NDJSON (Vectorize's insert and upsert).
+    pub async fn call_ndjson(&self, what: &str, url: &str, body: bytes::Bytes) -> Result<Value> {
+        self.send(what, reqwest::Method::POST, url, Payload::Ndjson(body)).await
+    }
+
+    /// An authenticated GET (no body).
+    pub async fn get(&self, what: &str, url: &str) -> Result<Value> {
+        self.send(what, reqwest::Method::GET, url, Payload::None).await
+    }
+
+    async fn send(&self, what: &str, method: reqwest::Method, url: &str, body: Payload<'_>) -> Result<Value> {
         let notice = |e: &Error, wait: Duration| self.notice(e, wait);
+        let product = Product::of(url);
         self.settings
             .retry
             .run(
                 || async {
                     self.limiter.acquire().await;
-                    let req = self
+                    let mut req = self
                         .http
                         .request(method.clone(), url)
-                        .header(AUTHORIZATION, format!("Bearer {}", self.settings.token))
-                        .json(body);
+                        .header(AUTHORIZATION, format!("Bearer {}", self.settings.token));
+                    req = match &body {
+                        Payload::Json(v) => req.json(v),
+                        // Bytes clones share the buffer: a retry resends without a copy.
+                        Payload::Ndjson(b) => {
+                            req.header(CONTENT_TYPE, "application/x-ndjson").body(b.clone())
+                        }
+                        Payload::None => req,
+                    };
                     let resp = req.send().await.map_err(|e| transport(what, e))?;
-                    envelope(what, resp).await
+                    envelope(what, product, resp).await
                 },
                 &notice,
             )
@@ -125,6 +148,33 @@ impl Api {
     }
 }
 
+enum Payload<'a> {
+    Json(&'a Value),
+    Ndjson(bytes::Bytes),
+    None,
+}
+
+/// Which product a URL belongs to: a refused request means different
+/// things (and calls for different advice) for D1 and Vectorize.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Product {
+    D1,
+    Vectorize,
+    Other,
+}
+
+impl Product {
+    fn of(url: &str) -> Product {
+        if url.contains("/vectorize/") {
+            Product::Vectorize
+        } else if url.contains("/d1/") {
+            Product::D1
+        } else {
+            Product::Other
+        }
+    }
+}
+
 fn transport(what: &str, e: reqwest::Error) -> Failure {
     // reqwest errors show the URL; ours hold account and database ids,
     // never the token, so they may be shown.
@@ -139,7 +189,11 @@ fn transport(what: &str, e: reqwest::Error) -> Failure {
     }
 }
 
-async fn envelope(what: &str, resp: reqwest::Response) -> std::result::Result<Value, Failure> {
+async fn envelope(
+    what: &str,
+    product: Product,
+    resp: reqwest::Response,
+) -> std::result::Result<Value, Failure> {
     let status = resp.status();
     let headers = resp.headers().clone();
     let text = resp.text().await.map_err(|e| transport(what, e))?;
@@ -171,7 +225,18 @@ async fn envelope(what: &str, resp: reqwest::Response) -> std::result::Result<Va
             .join("; "),
         _ => snippet(&text),
     };
-    Err(classify(what, status, &headers, message, ""))
+    let fallback = match (status.as_u16(), product) {
+        (400, Product::Vectorize) => {
+            "Vectorize refused the request (the message says which vector and limit); fix the data or \
+             the mapping (or set [vectorize] on_invalid = \"skip\") and run the command again"
+        }
+        (400, Product::D1) => {
+            "D1 refused the SQL; the message above is SQLite's. Fix the data or the mapping and run the \
+             command again: finished parts are not redone"
+        }
+        _ => "",
+    };
+    Err(classify(what, status, &headers, message, fallback))
 }
 
 /// Decides whether a failed answer is worth another attempt, and what to tell the user.
@@ -185,7 +250,7 @@ fn classify(what: &str, status: StatusCode, headers: &HeaderMap, message: String
         }
         401 | 403 => "the API token was refused: check CLOUDFLARE_API_TOKEN, that it has D1 (and Vectorize) edit permission, and CLOUDFLARE_ACCOUNT_ID".into(),
         404 => "not found: check CLOUDFLARE_ACCOUNT_ID and the D1 database id / Vectorize index name (or the wrangler binding)".into(),
-        400 => "D1 refused the SQL; the message above is SQLite's. Fix the data or the mapping and run the command again: finished parts are not redone".into(),
+        400 if !fallback.is_empty() => fallback.into(),
         s if s >= 500 => "Cloudflare failed; pgflare retries with backoff".into(),
         _ => if fallback.is_empty() { "unexpected answer".into() } else { fallback.into() },
     };
@@ -197,7 +262,7 @@ fn classify(what: &str, status: StatusCode, headers: &HeaderMap, message: String
     }
 }
 
-fn snippet(text: &str) -> String {
+pub(crate) fn snippet(text: &str) -> String {
     let t = text.trim();
     match t.char_indices().nth(300) {
         Some((i, _)) => format!("{}...", &t[..i]),

@@ -27,6 +27,7 @@ pub async fn run(args: EmulateArgs, json: bool) -> anyhow::Result<ExitCode> {
             latency: Duration::from_millis(args.latency_ms),
             seed: args.seed.unwrap_or_else(rand::random),
         },
+        vectorize_delay: Duration::from_millis(args.vectorize_delay_ms),
     };
     let emu = Emulator::start(cfg).await?;
     // One write: a reader that takes the first line and closes the pipe
@@ -43,7 +44,8 @@ pub async fn run(args: EmulateArgs, json: bool) -> anyhow::Result<ExitCode> {
             "pgflare emulate: listening on {url}\n  use it with:\n    \
              export CLOUDFLARE_API_BASE_URL={url} CLOUDFLARE_ACCOUNT_ID={account}\n  \
              (and CLOUDFLARE_API_TOKEN set to the --token given; ctrl-c stops)\n  \
-             databases: {dir}/d1/<id>.sqlite\n",
+             databases: {dir}/d1/<id>.sqlite\n  \
+             vectorize indexes: {dir}/vectorize/<name>.sqlite\n",
             url = emu.base_url,
             account = emu.account_id,
             dir = emu.data_dir.display()

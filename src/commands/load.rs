@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::{human_bytes, print_json};
-use crate::cli::{LoadArgs, LoadTarget};
+use crate::cli::{LoadArgs, LoadTarget, VectorizeMode};
 use crate::cloudflare::retry::RetryPolicy;
 use crate::cloudflare::ApiSettings;
 use crate::config;
-use crate::load::{self, LoadOptions, LoadSummary, Target};
+use crate::load::{self, LoadOptions, LoadSummary, Target, VectorTarget};
 use crate::progress::Progress;
 
 pub async fn run(args: LoadArgs, json: bool, progress: &Progress) -> anyhow::Result<ExitCode> {
@@ -21,43 +21,33 @@ pub async fn run(args: LoadArgs, json: bool, progress: &Progress) -> anyhow::Res
     config::resolve::resolve_cloudflare(&mut project, &args.cloudflare)?;
     let source = config::source(args.database_url.as_deref().or(project.source_url.as_deref()))?;
     let (read, split) = config::tuning(&args.tuning)?;
+    if let Some(p) = args.on_invalid_vector {
+        project.vectorize.on_invalid = p;
+    }
+    if args.create_index {
+        project.vectorize.create_index = true;
+    }
     let target = match args.target {
         LoadTarget::Files => Target::Files {
             dir: args.out.clone().context("--out DIR is required with --target files")?,
             file_bytes: args.file_size_mib.max(1) << 20,
         },
         LoadTarget::Sqlite => Target::Sqlite { path: sqlite_path(&args, &project)? },
-        LoadTarget::Api => {
-            let cf = &project.cloudflare;
-            let (requests, window) = match &args.rate_limit {
-                Some(r) => config::rate_limit("--rate-limit", r)?,
-                None => (cf.rate_limit_requests, cf.rate_limit_window),
-            };
-            Target::Api {
-                settings: ApiSettings {
-                    base_url: cf.api_base_url.clone(),
-                    account_id: cf.account_id.clone().context(
-                        "no Cloudflare account id: set CLOUDFLARE_ACCOUNT_ID, pass --account-id, or put account_id in wrangler.jsonc",
-                    )?,
-                    token: cf.api_token.clone().context(
-                        "no API token: set CLOUDFLARE_API_TOKEN (a token with D1 edit permission); pgflare never reads it from a file",
-                    )?,
-                    rate_limit_requests: requests,
-                    rate_limit_window: window,
-                    retry: RetryPolicy::default(),
-                },
-                database_id: cf.d1.as_ref().map(|d| d.database_id.clone()).context(
-                    "no D1 database: pass --d1-database-id, or --wrangler FILE [--env NAME] --d1-binding NAME, or set d1_database_id in pgflare.toml",
-                )?,
-                import_bytes: args.import_mib.max(1) << 20,
-                query_bytes: 1 << 20,
-            }
-        }
+        LoadTarget::Api => Target::Api {
+            settings: api_settings(&args, &project)?,
+            database_id: project.cloudflare.d1.as_ref().map(|d| d.database_id.clone()).context(
+                "no D1 database: pass --d1-database-id, or --wrangler FILE [--env NAME] --d1-binding NAME, or set d1_database_id in pgflare.toml",
+            )?,
+            import_bytes: args.import_mib.max(1) << 20,
+            query_bytes: 1 << 20,
+        },
     };
+    let vectorize = vector_target(&args, &project)?;
     let opts = LoadOptions {
         project,
         only_tables: args.tables.clone(),
         target,
+        vectorize,
         read,
         split,
         state_dir: args.state_dir.clone(),
@@ -72,6 +62,61 @@ pub async fn run(args: LoadArgs, json: bool, progress: &Progress) -> anyhow::Res
         print_human(&summary);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn api_settings(args: &LoadArgs, project: &crate::config::project::Project) -> anyhow::Result<ApiSettings> {
+    let cf = &project.cloudflare;
+    let (requests, window) = match &args.rate_limit {
+        Some(r) => config::rate_limit("--rate-limit", r)?,
+        None => (cf.rate_limit_requests, cf.rate_limit_window),
+    };
+    Ok(ApiSettings {
+        base_url: cf.api_base_url.clone(),
+        account_id: cf.account_id.clone().context(
+            "no Cloudflare account id: set CLOUDFLARE_ACCOUNT_ID, pass --account-id, or put account_id in wrangler.jsonc",
+        )?,
+        token: cf.api_token.clone().context(
+            "no API token: set CLOUDFLARE_API_TOKEN (a token with D1 and Vectorize edit permission); pgflare never reads it from a file",
+        )?,
+        rate_limit_requests: requests,
+        rate_limit_window: window,
+        retry: RetryPolicy::default(),
+    })
+}
+
+/// Where vectors go: `--vectorize`, with `auto` following `--target`.
+/// Only tables with `vector` in pgflare.toml send any.
+fn vector_target(args: &LoadArgs, project: &crate::config::project::Project) -> anyhow::Result<VectorTarget> {
+    let selected = |t: &&crate::config::project::TableMapping| {
+        args.tables.is_empty()
+            || args.tables.iter().any(|n| *n == t.table || *n == format!("{}.{}", t.schema, t.table))
+    };
+    let wanted = project.tables.iter().filter(selected).any(|t| t.vector.is_some());
+    let files_dir = || {
+        args.vectorize_out.clone().or_else(|| args.out.as_ref().map(|o| o.join("vectorize"))).context(
+            "--vectorize files needs --vectorize-out DIR (or --target files --out DIR, which puts them in DIR/vectorize)",
+        )
+    };
+    let api = || -> anyhow::Result<VectorTarget> {
+        let index = project.cloudflare.vectorize_index.clone().context(
+            "pgflare.toml sends vectors but names no Vectorize index: pass --vectorize-index NAME, or \
+             --wrangler FILE --vectorize-binding NAME, or set vectorize_index in pgflare.toml \
+             (or --vectorize off to load D1 only)",
+        )?;
+        Ok(VectorTarget::Api { settings: api_settings(args, project)?, index })
+    };
+    Ok(match (args.vectorize, args.target) {
+        (_, _) if !wanted => VectorTarget::Off,
+        (VectorizeMode::Off, _) => VectorTarget::Off,
+        (VectorizeMode::Files, _) | (VectorizeMode::Auto, LoadTarget::Files) => {
+            VectorTarget::Files { dir: files_dir()? }
+        }
+        (VectorizeMode::Api, _) | (VectorizeMode::Auto, LoadTarget::Api) => api()?,
+        (VectorizeMode::Auto, LoadTarget::Sqlite) => match &args.vectorize_out {
+            Some(d) => VectorTarget::Files { dir: d.clone() },
+            None => VectorTarget::Off,
+        },
+    })
 }
 
 /// `--sqlite`, else wrangler's local file of the configured D1 database.
@@ -98,11 +143,16 @@ fn print_human(s: &LoadSummary) {
         println!("plan for {} (nothing written):", s.target);
         for p in &s.plan {
             let rows = p.rows_estimate.map(|r| r.to_string()).unwrap_or_else(|| "?".into());
-            let output = match (p.estimated_files, p.estimated_requests) {
+            let mut output = match (p.estimated_files, p.estimated_requests) {
                 (0, 0) => String::new(),
                 (f, 0) => format!("  ~{f} files"),
                 (_, r) => format!("  ~{r} requests"),
             };
+            match (p.estimated_vector_files, p.estimated_vector_requests) {
+                (0, 0) => {}
+                (f, 0) => output.push_str(&format!(" + ~{f} Vectorize NDJSON files")),
+                (_, r) => output.push_str(&format!(" + ~{r} Vectorize requests")),
+            }
             println!(
                 "  wave {}  {:24} -> D1 {:20} ~{:>10} rows  {:>3} ranges ({} done)  ~{}{output}",
                 p.wave + 1,
@@ -114,7 +164,7 @@ fn print_human(s: &LoadSummary) {
                 human_bytes(p.estimated_d1_bytes)
             );
         }
-        let requests: u64 = s.plan.iter().map(|p| p.estimated_requests).sum();
+        let requests: u64 = s.plan.iter().map(|p| p.estimated_requests + p.estimated_vector_requests).sum();
         if requests > 0 {
             println!(
                 "~{requests} API requests (+1 for the schema): at Cloudflare's 1200 per 5 minutes, at least {:.0} minutes",
@@ -145,6 +195,28 @@ fn print_human(s: &LoadSummary) {
             t.partitions,
             t.partitions_skipped
         );
+        if let Some(v) = &t.vectors {
+            println!(
+                "{:24} -> Vectorize {:>10} vectors, {} rows with a NULL vector (in D1, no vector), {} skipped",
+                "",
+                v.written,
+                v.null,
+                v.skipped
+            );
+            for r in &v.rejected {
+                println!("{:26}skipped {} ({}): {}", "", r.key, r.column, r.reason);
+            }
+            if v.skipped > v.rejected.len() as u64 {
+                println!(
+                    "{:26}... and {} more (see the state file)",
+                    "",
+                    v.skipped - v.rejected.len() as u64
+                );
+            }
+        }
+    }
+    if let Some(v) = &s.vectorize {
+        println!("vectors: {v}");
     }
     if s.rows_this_run == 0 && s.complete && !s.resumed {
         println!("nothing to load");

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::project::{ColumnMapping, D1Database, Project, TableMapping, DEFAULT_API_BASE_URL};
+use super::project::{
+    ColumnMapping, D1Database, OnInvalid, Project, TableMapping, VectorizeSettings, DEFAULT_API_BASE_URL,
+};
 use crate::error::{Error, Result};
 use crate::sink::d1::schema::check_name;
 
@@ -32,8 +34,20 @@ pub fn process_env(key: &str) -> Option<String> {
 struct RawFile {
     source: Option<RawSource>,
     cloudflare: Option<RawCloudflare>,
+    vectorize: Option<RawVectorize>,
     #[serde(default)]
     tables: Vec<RawTable>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVectorize {
+    create_index: Option<bool>,
+    metric: Option<String>,
+    dimensions: Option<u32>,
+    on_invalid: Option<OnInvalid>,
+    vectors_per_request: Option<usize>,
+    wait_timeout_seconds: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -77,6 +91,10 @@ struct RawTable {
     vector: Option<String>,
     #[serde(default)]
     vector_metadata: Vec<String>,
+    vector_id: Option<String>,
+    vector_namespace: Option<String>,
+    #[serde(default)]
+    vector_metadata_indexes: Vec<String>,
     #[serde(default)]
     casts: BTreeMap<String, String>,
 }
@@ -174,6 +192,9 @@ pub fn parse_project(text: &str, path: &Path) -> Result<Project> {
             cf.rate_limit_window = Duration::from_secs_f64(r.window_seconds);
         }
     }
+    if let Some(v) = raw.vectorize {
+        p.vectorize = vectorize(&file, v)?;
+    }
     let mut seen = BTreeMap::new();
     let mut d1_seen = BTreeMap::new();
     for (i, t) in raw.tables.into_iter().enumerate() {
@@ -197,6 +218,49 @@ pub fn parse_project(text: &str, path: &Path) -> Result<Project> {
         p.tables.push(m);
     }
     Ok(p)
+}
+
+/// `[vectorize]`, checked.
+fn vectorize(file: &str, v: RawVectorize) -> Result<VectorizeSettings> {
+    let bad =
+        |k: &str, m: &str| Error::Config { setting: format!("{file}: vectorize.{k}"), message: m.into() };
+    let mut s = VectorizeSettings::default();
+    if let Some(c) = v.create_index {
+        s.create_index = c;
+    }
+    if let Some(m) = v.metric {
+        s.metric = metric(&m).map_err(|e| bad("metric", &e))?;
+    }
+    if let Some(d) = v.dimensions {
+        if !(1..=crate::cloudflare::limits::VECTORIZE_MAX_DIMS).contains(&d) {
+            return Err(bad("dimensions", "must be 1 to 1536 (Vectorize's limit)"));
+        }
+        s.dimensions = Some(d);
+    }
+    if let Some(o) = v.on_invalid {
+        s.on_invalid = o;
+    }
+    if let Some(n) = v.vectors_per_request {
+        if !(1..=crate::cloudflare::limits::VECTORIZE_MAX_VECTORS_PER_REQUEST).contains(&n) {
+            return Err(bad("vectors_per_request", "must be 1 to 5000 (Cloudflare's limit per upsert)"));
+        }
+        s.vectors_per_request = n;
+    }
+    if let Some(w) = v.wait_timeout_seconds {
+        if !(w > 0.0 && w.is_finite() && w < 1e7) {
+            return Err(bad("wait_timeout_seconds", "must be a number of seconds above 0, e.g. 900"));
+        }
+        s.wait_timeout = Duration::from_secs_f64(w);
+    }
+    Ok(s)
+}
+
+/// A Vectorize distance metric as Cloudflare spells it.
+pub fn metric(m: &str) -> std::result::Result<String, String> {
+    match m {
+        "cosine" | "euclidean" | "dot-product" => Ok(m.to_string()),
+        other => Err(format!("`{other}` is not a Vectorize metric: use cosine, euclidean or dot-product")),
+    }
 }
 
 /// One `[[tables]]` entry, checked on its own.
@@ -247,6 +311,38 @@ fn table(at: &str, default_schema: &str, t: RawTable) -> Result<TableMapping> {
             &format!("vector_metadata[{j}]"),
             "the vector column cannot be its own metadata".into(),
         ));
+    }
+    list("vector_metadata_indexes", &t.vector_metadata_indexes)?;
+    if let Some(j) = t.vector_metadata_indexes.iter().position(|m| !t.vector_metadata.contains(m)) {
+        return Err(bad(
+            &format!("vector_metadata_indexes[{j}]"),
+            format!(
+                "`{}` is not in vector_metadata: only metadata can be indexed",
+                t.vector_metadata_indexes[j]
+            ),
+        ));
+    }
+    if t.vector_metadata_indexes.len() > crate::cloudflare::limits::VECTORIZE_MAX_METADATA_INDEXES {
+        return Err(bad(
+            "vector_metadata_indexes",
+            "Vectorize allows at most 10 metadata indexes per index".into(),
+        ));
+    }
+    for (k, v) in [("vector_id", &t.vector_id), ("vector_namespace", &t.vector_namespace)] {
+        if let Some(c) = v {
+            non_empty(&key(k), c)?;
+            if t.vector.is_none() {
+                return Err(bad(k, "needs `vector`".into()));
+            }
+        }
+    }
+    for (j, m) in t.vector_metadata.iter().enumerate() {
+        if let Err(e) = crate::sink::vectorize::check_metadata_key(m) {
+            return Err(bad(
+                &format!("vector_metadata[{j}]"),
+                format!("`{m}` cannot be a metadata key: {e}"),
+            ));
+        }
     }
     for (col, ty) in &t.casts {
         non_empty(&key("casts"), col)?;
@@ -325,6 +421,9 @@ fn table(at: &str, default_schema: &str, t: RawTable) -> Result<TableMapping> {
         renames,
         vector: t.vector,
         vector_metadata: t.vector_metadata,
+        vector_id: t.vector_id,
+        vector_namespace: t.vector_namespace,
+        vector_metadata_indexes: t.vector_metadata_indexes,
         casts: t.casts.into_iter().collect(),
     })
 }

@@ -44,10 +44,29 @@ pub fn suggest(info: &TableInfo, setting: String) -> TableMapping {
         d1_table: spec.name.clone(),
         d1_columns: Some(d1_columns),
         renames: Vec::new(),
+        vector_metadata_indexes: metadata_indexes(spec, &vector_metadata),
         vector,
         vector_metadata,
+        vector_id: None,
+        vector_namespace: None,
         casts: spec.columns.iter().filter_map(|c| c.cast.clone().map(|t| (c.name.clone(), t))).collect(),
     }
+}
+
+/// Metadata columns worth a Vectorize metadata index (filterable): short
+/// scalars, up to Vectorize's 10. Ids of a parent (`*_id`) first: a RAG
+/// query usually filters by document.
+fn metadata_indexes(spec: &crate::batch::TableSpec, metadata: &[String]) -> Vec<String> {
+    let mut cols: Vec<&ColumnSpec> = metadata
+        .iter()
+        .filter_map(|m| spec.column(m))
+        .filter(|c| c.ty.metadata_form().and_then(|f| f.index_type()).is_some())
+        .collect();
+    cols.sort_by_key(|c| !c.name.ends_with("_id"));
+    cols.iter()
+        .take(crate::cloudflare::limits::VECTORIZE_MAX_METADATA_INDEXES)
+        .map(|c| c.name.clone())
+        .collect()
 }
 
 /// A timestamp column named like a last-change time.
@@ -144,6 +163,13 @@ const CLOUDFLARE: &str = "
 # account_id = \"...\"                # else CLOUDFLARE_ACCOUNT_ID or the wrangler file
 # rate_limit = { requests = 1200, window_seconds = 300 }   # Cloudflare's per-token budget
 
+[vectorize]
+# create_index = true          # create the index when missing (dimensions from the column)
+# metric = \"cosine\"           # cosine, euclidean or dot-product (when creating)
+# on_invalid = \"fail\"         # a row Vectorize would refuse: fail, or skip and list it
+# vectors_per_request = 5000   # per upsert request (Cloudflare's maximum)
+# wait_timeout_seconds = 900   # how long to wait for Vectorize to apply writes
+
 # One [[tables]] per table, parents before children (D1 checks foreign keys).
 ";
 
@@ -196,6 +222,17 @@ pub fn config_toml(schema: &str, tables: &[(&TableInfo, &TableMapping)]) -> Stri
                     "# Copied into each vector's metadata (Vectorize allows 10 KiB per vector):"
                 );
                 let _ = writeln!(out, "vector_metadata = {}", array(&m.vector_metadata));
+                let _ = writeln!(
+                    out,
+                    "# Metadata a query can filter on (at most 10; strings indexed to 64 bytes):"
+                );
+                let _ = writeln!(out, "vector_metadata_indexes = {}", array(&m.vector_metadata_indexes));
+                out.push_str(
+                    "# vector_id = \"chunk_key\"   # a column to use as vector id instead of the key\n",
+                );
+                out.push_str(
+                    "# vector_namespace = \"tenant\"   # a column whose value is the Vectorize namespace\n",
+                );
             }
             None => {
                 out.push_str("# vector = \"embedding\"   # a vector/halfvec column to send to Vectorize\n")

@@ -167,6 +167,134 @@ pub fn d1_table(mapping: &TableMapping, info: &TableInfo) -> Result<D1Table> {
     Ok(D1Table { name, spec, source_columns, primary_key })
 }
 
+/// The Vectorize side of a table, when it has a `vector` column: checked
+/// against the catalog (the id column must give a short text id, each
+/// metadata column must have a form Vectorize metadata can hold).
+pub fn vector_mapping(
+    mapping: &TableMapping,
+    info: &TableInfo,
+    settings: &super::project::VectorizeSettings,
+) -> Result<Option<crate::sink::vectorize::VectorMapping>> {
+    let Some(vector) = &mapping.vector else { return Ok(None) };
+    let spec = &info.spec;
+    let key = |k: &str| format!("{}.{k}", mapping.setting);
+    let col = |k: &str, c: &str| {
+        spec.column(c).ok_or_else(|| Error::Config {
+            setting: key(k),
+            message: format!("{} has no column `{c}`", spec.qualified()),
+        })
+    };
+    let v = col("vector", vector)?;
+    if let Some(d) = v.ty.dims.filter(|d| *d > crate::cloudflare::limits::VECTORIZE_MAX_DIMS) {
+        return Err(Error::Config {
+            setting: key("vector"),
+            message: format!(
+                "`{vector}` is {} ({d} dimensions); Vectorize takes at most {}: reduce the dimensions \
+                 (e.g. a Matryoshka-truncated model), or leave `vector` out",
+                v.pg_type,
+                crate::cloudflare::limits::VECTORIZE_MAX_DIMS
+            ),
+        });
+    }
+    let dims = match (v.ty.dims, settings.dimensions) {
+        (Some(c), Some(s)) if c != s => {
+            return Err(Error::Config {
+                setting: "[vectorize] dimensions".into(),
+                message: format!("is {s}, but `{vector}` is {} ({c} dimensions)", v.pg_type),
+            })
+        }
+        (c, s) => c.or(s),
+    };
+    let id = match (&mapping.vector_id, &mapping.primary_key) {
+        (Some(c), _) => c.clone(),
+        (None, Some(k)) if k.len() == 1 => k[0].clone(),
+        (None, None) if spec.primary_key.len() == 1 => spec.primary_key[0].clone(),
+        _ => {
+            return Err(Error::Config {
+                setting: key("vector_id"),
+                message: format!(
+                    "{} has a key of several columns; name one column whose value is the vector id \
+                     (vector_id = \"...\", at most 64 bytes of text)",
+                    spec.qualified()
+                ),
+            })
+        }
+    };
+    let textual = |c: &crate::batch::ColumnSpec| {
+        !c.ty.array
+            && matches!(
+                c.ty.kind,
+                Kind::Int2 | Kind::Int4 | Kind::Int8 | Kind::Uuid | Kind::Text | Kind::Enum
+            )
+    };
+    let id_col = col("vector_id", &id)?;
+    if !textual(id_col) {
+        return Err(Error::Config {
+            setting: key("vector_id"),
+            message: format!(
+                "`{id}` is {}; a vector id comes from an integer, uuid or text column",
+                id_col.pg_type
+            ),
+        });
+    }
+    if let Some(ns) = &mapping.vector_namespace {
+        let c = col("vector_namespace", ns)?;
+        if !textual(c) {
+            return Err(Error::Config {
+                setting: key("vector_namespace"),
+                message: format!(
+                    "`{ns}` is {}; a namespace comes from an integer, uuid or text column",
+                    c.pg_type
+                ),
+            });
+        }
+    }
+    for (j, m) in mapping.vector_metadata.iter().enumerate() {
+        let c = col(&format!("vector_metadata[{j}]"), m)?;
+        if c.ty.metadata_form().is_none() {
+            return Err(Error::Config {
+                setting: key(&format!("vector_metadata[{j}]")),
+                message: format!(
+                    "`{m}` is {}, which Vectorize metadata cannot hold (strings, numbers, booleans, \
+                     string arrays and JSON only)",
+                    c.pg_type
+                ),
+            });
+        }
+    }
+    for (j, m) in mapping.vector_metadata_indexes.iter().enumerate() {
+        let form = col(&format!("vector_metadata_indexes[{j}]"), m)?.ty.metadata_form();
+        if form.and_then(|f| f.index_type()).is_none() {
+            return Err(Error::Config {
+                setting: key(&format!("vector_metadata_indexes[{j}]")),
+                message: format!(
+                    "`{m}` is not a string, number or boolean, so it cannot have a metadata index"
+                ),
+            });
+        }
+    }
+    Ok(Some(crate::sink::vectorize::VectorMapping {
+        vector: vector.clone(),
+        id,
+        namespace: mapping.vector_namespace.clone(),
+        metadata: mapping.vector_metadata.clone(),
+        dims,
+        on_invalid: settings.on_invalid,
+    }))
+}
+
+/// The metadata indexes a table asks for: (property, type).
+pub fn metadata_index_types(mapping: &TableMapping, info: &TableInfo) -> Vec<(String, String)> {
+    mapping
+        .vector_metadata_indexes
+        .iter()
+        .filter_map(|m| {
+            let t = info.spec.column(m)?.ty.metadata_form()?.index_type()?;
+            Some((m.clone(), t.to_string()))
+        })
+        .collect()
+}
+
 fn reword(e: Error, setting: String) -> Error {
     match e {
         Error::Config { message, .. } => Error::Config { setting, message },
@@ -257,6 +385,44 @@ mod tests {
         assert!(e.contains("primary_key (the source's)[0]: key column `id` must go to D1"), "{e}");
         let m = TableMapping { vector: Some("content".into()), ..mapping() };
         assert!(d1_table(&m, &info()).expect_err("vec").to_string().contains("not a vector"));
+    }
+
+    #[test]
+    fn vector_mappings_are_checked_against_the_catalog() {
+        use crate::config::project::VectorizeSettings;
+        let settings = VectorizeSettings::default();
+        let m = TableMapping {
+            vector: Some("embedding".into()),
+            vector_metadata: vec!["updated_at".into()],
+            ..mapping()
+        };
+        let v = vector_mapping(&m, &info(), &settings).expect("ok").expect("some");
+        assert_eq!((v.id.as_str(), v.dims), ("id", Some(3)));
+
+        let mut wide = info();
+        wide.spec.columns[2].ty.dims = Some(2000);
+        wide.spec.columns[2].pg_type = "vector(2000)".into();
+        let e = vector_mapping(&m, &wide, &settings).expect_err("too wide").to_string();
+        assert!(e.contains("tables[0].vector: `embedding` is vector(2000) (2000 dimensions); Vectorize takes at most 1536"), "{e}");
+
+        let composite = TableMapping { primary_key: Some(vec!["id".into(), "content".into()]), ..m.clone() };
+        let e = vector_mapping(&composite, &info(), &settings).expect_err("composite").to_string();
+        assert!(e.contains("tables[0].vector_id") && e.contains("several columns"), "{e}");
+
+        let ts_id = TableMapping { vector_id: Some("updated_at".into()), ..m.clone() };
+        let e = vector_mapping(&ts_id, &info(), &settings).expect_err("timestamp id").to_string();
+        assert!(e.contains("integer, uuid or text"), "{e}");
+
+        let dims = VectorizeSettings { dimensions: Some(4), ..VectorizeSettings::default() };
+        let e = vector_mapping(&m, &info(), &dims).expect_err("dims disagree").to_string();
+        assert!(e.contains("is 4, but `embedding`"), "{e}");
+        assert_eq!(
+            metadata_index_types(
+                &TableMapping { vector_metadata_indexes: vec!["updated_at".into()], ..m },
+                &info()
+            ),
+            vec![("updated_at".to_string(), "string".to_string())]
+        );
     }
 
     #[test]

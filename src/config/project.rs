@@ -24,6 +24,52 @@ pub struct Project {
     /// all columns, default names".
     pub tables: Vec<TableMapping>,
     pub cloudflare: CloudflareSettings,
+    /// `[vectorize]`: how vectors are loaded.
+    pub vectorize: VectorizeSettings,
+}
+
+/// `[vectorize]`: how the Vectorize side of a load behaves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VectorizeSettings {
+    /// Create the index when it does not exist (dimensions from the vector
+    /// column, `metric` below). An existing index must match either way.
+    pub create_index: bool,
+    /// `cosine`, `euclidean` or `dot-product`.
+    pub metric: String,
+    /// The index's dimension, for a vector column declared without one
+    /// (`vector` rather than `vector(N)`); rows of another length are invalid.
+    pub dimensions: Option<u32>,
+    /// What a row Vectorize cannot take (wrong dimension, long id, big
+    /// metadata...) does to the load.
+    pub on_invalid: OnInvalid,
+    /// Vectors per upsert request (Cloudflare takes at most 5000).
+    pub vectors_per_request: usize,
+    /// How long to wait for Vectorize to apply a mutation before failing.
+    pub wait_timeout: Duration,
+}
+
+impl Default for VectorizeSettings {
+    fn default() -> Self {
+        VectorizeSettings {
+            create_index: false,
+            metric: "cosine".into(),
+            dimensions: None,
+            on_invalid: OnInvalid::Fail,
+            vectors_per_request: 5000,
+            wait_timeout: Duration::from_secs(900),
+        }
+    }
+}
+
+/// The policy for rows Vectorize would refuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OnInvalid {
+    /// Stop the load with an error naming the table, row key and limit.
+    Fail,
+    /// Leave the vector out, keep loading, and name the row in the summary
+    /// (its D1 row is still written).
+    Skip,
 }
 
 /// One `[[tables]]` entry.
@@ -50,6 +96,13 @@ pub struct TableMapping {
     pub vector: Option<String>,
     /// Columns copied into each vector's Vectorize metadata.
     pub vector_metadata: Vec<String>,
+    /// Column whose text is the vector id (default: the one-column key).
+    pub vector_id: Option<String>,
+    /// Column whose text is the vector's namespace (none by default).
+    pub vector_namespace: Option<String>,
+    /// Metadata columns to create Vectorize metadata indexes for (so
+    /// queries can filter on them); at most 10 per index.
+    pub vector_metadata_indexes: Vec<String>,
     /// Columns read through a cast: (column, SQL type).
     pub casts: Vec<(String, String)>,
 }

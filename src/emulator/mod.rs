@@ -8,10 +8,14 @@
 //!
 //! - [`server`]: accept loop, faults, authentication, rate limit;
 //! - [`d1`]: the D1 endpoints (databases, query/raw, import, export);
-//! - [`d1_exec`], [`d1_rules`], [`sql_split`], [`d1_dump`], [`d1_store`]: the SQLite side.
+//! - [`d1_exec`], [`d1_rules`], [`sql_split`], [`d1_dump`], [`d1_store`]: the SQLite side;
+//! - [`vectorize`]: the Vectorize v2 endpoints, with [`vectorize_store`]
+//!   (SQLite per index), [`vectorize_mutations`] (the asynchronous write
+//!   queue), [`vectorize_upload`] (what an upload may hold) and
+//!   [`vectorize_query`] (ranking, filters).
 //!
-//! New products (Vectorize) add a module with a `routes()` merged in
-//! [`router`] and their state in [`State`].
+//! A product adds a module with a `routes()` merged in [`router`] and its
+//! state in [`State`].
 
 mod d1;
 mod d1_dump;
@@ -22,6 +26,11 @@ mod d1_store;
 mod envelope;
 mod server;
 mod sql_split;
+mod vectorize;
+mod vectorize_mutations;
+mod vectorize_query;
+mod vectorize_store;
+mod vectorize_upload;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,6 +59,9 @@ pub struct EmulatorConfig {
     pub rate_limit_requests: u32,
     pub rate_limit_window: Duration,
     pub faults: Faults,
+    /// Vectorize indexes live at `<data_dir>/vectorize/<name>.sqlite`; a
+    /// mutation becomes visible to reads this long after it was accepted.
+    pub vectorize_delay: Duration,
 }
 
 /// Debug without the token (configs end up in logs).
@@ -64,6 +76,7 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("rate_limit_requests", &self.rate_limit_requests)
             .field("rate_limit_window", &self.rate_limit_window)
             .field("faults", &self.faults)
+            .field("vectorize_delay", &self.vectorize_delay)
             .finish()
     }
 }
@@ -90,6 +103,7 @@ pub(crate) struct State {
     pub rng: Mutex<rand::rngs::StdRng>,
     pub rate: server::RateLimiter,
     pub d1: d1::D1,
+    pub vectorize: vectorize_store::Vectorize,
 }
 
 /// A running emulator. Dropping it stops the server.
@@ -112,6 +126,11 @@ impl Emulator {
             .await
             .map_err(|e| Error::Internal(format!("opening the emulator's databases: {e}")))??;
         let d1 = d1::D1::new(store, &cfg.data_dir)?;
+        let (data_dir, delay) = (cfg.data_dir.clone(), cfg.vectorize_delay);
+        let vectorize =
+            tokio::task::spawn_blocking(move || vectorize_store::Vectorize::open(&data_dir, delay))
+                .await
+                .map_err(|e| Error::Internal(format!("opening the emulator's Vectorize indexes: {e}")))??;
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| Error::Config {
             setting: "--listen".into(),
             message: format!("{}: {e}", cfg.listen),
@@ -124,6 +143,7 @@ impl Emulator {
             faults: cfg.faults,
             rate: server::RateLimiter::new(cfg.rate_limit_requests, cfg.rate_limit_window),
             d1,
+            vectorize,
         });
         let (shutdown, rx) = watch::channel(false);
         let task = tokio::spawn(server::serve(listener, router(state.clone()), state, rx));
@@ -190,6 +210,7 @@ fn validate(cfg: &EmulatorConfig) -> Result<()> {
 fn router(state: Arc<State>) -> axum::Router {
     axum::Router::new()
         .merge(d1::routes())
+        .merge(vectorize::routes())
         .fallback(server::no_route)
         .method_not_allowed_fallback(server::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(100 * 1024 * 1024))

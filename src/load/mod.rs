@@ -7,8 +7,10 @@
 
 pub mod checkpoint;
 pub mod plan;
+pub mod report;
 pub mod state;
 pub mod target;
+pub mod vectors;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,15 +18,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
-use sqlx::Row as _;
 
 use self::plan::TablePlan;
+use self::report::{column_widths, table_summaries, write_files_manifest};
 use self::state::{LoadState, PartitionState, StateFile, TableState};
 pub use self::target::Target;
+pub use self::vectors::VectorTarget;
 use crate::config::project::Project;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::sink::d1::render::{D1Mapping, D1Mappings};
+use crate::sink::vectorize::{VectorMappings, VectorReport};
 use crate::source::{
     introspect, partition, read_all, ReadOptions, Selection, Snapshot, SnapshotInfo, Source,
 };
@@ -35,6 +39,8 @@ pub struct LoadOptions {
     /// Only these tables of the project (`--table`); empty = all.
     pub only_tables: Vec<String>,
     pub target: Target,
+    /// Where vectors go (tables with a `vector` column).
+    pub vectorize: VectorTarget,
     pub read: ReadOptions,
     pub split: SplitOptions,
     pub state_dir: PathBuf,
@@ -55,11 +61,17 @@ pub struct TableSummary {
     pub partitions: usize,
     /// Ranges a previous run had finished, skipped now.
     pub partitions_skipped: usize,
+    /// What went to Vectorize, all runs together (tables with a vector).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vectors: Option<VectorReport>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct LoadSummary {
     pub target: String,
+    /// Where vectors went, when they did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vectorize: Option<String>,
     pub state_file: String,
     pub dry_run: bool,
     pub resumed: bool,
@@ -82,6 +94,7 @@ struct Prepared {
     mappings: Vec<D1Mapping>,
     /// The full catalog view and D1 table, for the schema.
     d1: Vec<(TableInfo, crate::config::mapping::D1Table)>,
+    vectors: vectors::VectorPlan,
 }
 
 pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Result<LoadSummary> {
@@ -90,8 +103,12 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     let prepared = prepare(&mut snapshot, opts).await?;
     let (infos, mappings) = (&prepared.infos, &prepared.mappings);
     let waves = plan::waves(infos);
-    let fingerprint = fingerprint(&opts.target, infos, mappings);
-    let state_path = opts.target.state_path(&opts.state_dir);
+    let vector_target =
+        if prepared.vectors.mappings.0.is_empty() { VectorTarget::Off } else { opts.vectorize.clone() };
+    let vectors_to = vector_target.describe();
+    let fingerprint =
+        fingerprint(&opts.target, vectors_to.as_deref(), infos, mappings, &prepared.vectors.mappings);
+    let state_path = opts.target.state_path(&opts.state_dir, vectors_to.as_deref());
     let previous = if opts.restart { None } else { StateFile::read(&state_path)? };
     if let Some(p) = &previous {
         if p.fingerprint != fingerprint {
@@ -111,7 +128,7 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
             s.runs += 1;
             s
         }
-        None => new_state(&mut snapshot, opts, infos, mappings, &fingerprint).await?,
+        None => new_state(&mut snapshot, opts, vectors_to.as_deref(), infos, mappings, &fingerprint).await?,
     };
     let mut table_plans = Vec::new();
     let widths = if opts.dry_run { column_widths(&mut snapshot, infos).await? } else { BTreeMap::new() };
@@ -128,6 +145,19 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
             // SQL text is a little more than the stored text (quotes, separators, statement heads).
             let sql_todo = (d1_bytes as f64 * 1.05 * (1.0 - done_share)) as u64;
             let (files, requests) = plan::estimate_output(&opts.target, sql_todo, todo);
+            let vector_rows = match prepared.vectors.mappings.get(&infos[i].spec) {
+                Some(_) => (infos[i].row_estimate.unwrap_or(0) as f64 * (1.0 - done_share)) as u64,
+                None => 0,
+            };
+            let (vector_files, vector_requests) = match vector_rows {
+                0 => (0, 0),
+                n => plan::estimate_vectors(
+                    &vector_target,
+                    n,
+                    todo,
+                    opts.project.vectorize.vectors_per_request,
+                ),
+            };
             table_plans.push(TablePlan {
                 table: t.table.clone(),
                 d1_table: t.d1_table.clone(),
@@ -139,6 +169,8 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
                 estimated_d1_bytes: d1_bytes,
                 estimated_files: files,
                 estimated_requests: requests,
+                estimated_vector_files: vector_files,
+                estimated_vector_requests: vector_requests,
             });
         }
     }
@@ -150,6 +182,7 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     let estimated: u64 = table_plans.iter().map(|p| p.estimated_d1_bytes).sum();
     let mut summary = LoadSummary {
         target: opts.target.describe(),
+        vectorize: vectors_to.clone(),
         state_file: state_path.display().to_string(),
         dry_run: opts.dry_run,
         resumed,
@@ -175,9 +208,26 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     let d1_mappings =
         D1Mappings(infos.iter().zip(mappings).map(|(i, m)| (i.spec.qualified(), m.clone())).collect());
     let notices = progress.clone();
-    let target = opts.target.open(d1_mappings, Arc::new(move |m: &str| notices.println(m)))?;
+    let api_settings = match (&opts.target, &vector_target) {
+        (Target::Api { settings, .. }, _) | (_, VectorTarget::Api { settings, .. }) => Some(settings.clone()),
+        _ => None,
+    };
+    // One client: D1 and Vectorize share the token's request budget.
+    let api = match api_settings {
+        Some(s) => Some(Arc::new(
+            crate::cloudflare::Api::new(s)?.with_retry_notices(Arc::new(move |m: &str| notices.println(m))),
+        )),
+        None => None,
+    };
+    let target = opts.target.open(d1_mappings, api.clone())?;
+    let mut vector_plan = prepared.vectors.clone();
+    let opened_vectors =
+        vectors::open(&vector_target, &mut vector_plan, &opts.project.vectorize, api, progress).await?;
     if !resumed {
         target.clear_previous_output()?;
+        if let Some(dir) = opened_vectors.as_ref().and_then(|v| v.files_dir.as_ref()) {
+            target::clear_parts(dir, ".ndjson")?;
+        }
     }
     if opts.create_tables {
         let ddl = crate::sink::d1::migration::migration_sql(&prepared.d1)?;
@@ -193,11 +243,23 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
             (i.spec.qualified(), bar)
         })
         .collect();
+    let inner = match &opened_vectors {
+        Some(v) => Arc::new(crate::sink::tee::Tee(vec![target.sinks(), v.sinks.clone()])),
+        None => target.sinks(),
+    };
+    let confirm = opened_vectors.as_ref().and_then(|v| v.index.clone()).map(|index| checkpoint::Confirm {
+        index,
+        timeout: opts.project.vectorize.wait_timeout,
+        runtime: tokio::runtime::Handle::current(),
+        waiting: Arc::default(),
+        status: progress.spinner("vectorize"),
+    });
     let sinks = Arc::new(checkpoint::Checkpointing {
-        inner: target.sinks(),
+        inner,
         state: state.clone(),
         bars: bars.clone(),
         bytes: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        confirm: confirm.clone(),
     });
     let mut this_run: BTreeMap<String, u64> = BTreeMap::new();
     for wave in &waves {
@@ -218,16 +280,30 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
         if jobs.is_empty() {
             continue;
         }
-        for r in read_all(src, &snapshot.info.id, jobs, sinks.clone(), opts.read).await? {
+        let read = read_all(src, &snapshot.info.id, jobs, sinks.clone(), opts.read).await;
+        // Ranges whose writes Vectorize accepted are recorded once applied,
+        // even when another range failed (the rerun then redoes less); the
+        // read's own error is the one to report.
+        let applied = match &confirm {
+            Some(c) => c.drain().await,
+            None => Ok(()),
+        };
+        let read = read?;
+        applied?;
+        for r in read {
             *this_run.entry(r.table.qualified()).or_default() += r.rows;
         }
     }
     snapshot.release().await?;
     bars.iter().for_each(|(_, b)| b.finish());
+    if let Some(c) = &confirm {
+        c.status.finish_and_clear();
+    }
     state.mark_complete()?;
     let done = state.snapshot()?;
     if let target::OpenTarget::Files(c) = &target {
-        write_files_manifest(&c.dir, &done, &waves)?;
+        let vectors_dir = opened_vectors.as_ref().and_then(|v| v.files_dir.as_deref());
+        write_files_manifest(&c.dir, &done, &waves, vectors_dir)?;
     }
     summary.complete = true;
     summary.tables = table_summaries(&done, &this_run, &done_before);
@@ -264,20 +340,46 @@ async fn prepare(snapshot: &mut Snapshot, opts: &LoadOptions) -> Result<Prepared
     let selection = Selection { schema, tables, casts, excludes: Vec::new() };
     let mut infos = introspect(snapshot.conn(), &selection).await?;
     let (mut mappings, mut d1) = (Vec::new(), Vec::new());
+    let mut vectors = vectors::VectorPlan::default();
     for info in &mut infos {
         let configured =
             project.tables.iter().find(|m| m.schema == info.spec.schema && m.table == info.spec.name);
         let (table, m) = plan::d1_table(configured, info)?;
         d1.push((info.clone(), table));
-        info.spec.columns.retain(|c| m.columns.iter().any(|(s, _)| *s == c.name));
+        let vm = match configured {
+            Some(c) => crate::config::mapping::vector_mapping(c, info, &project.vectorize)?,
+            None => None,
+        };
+        if let (Some(vm), Some(c)) = (&vm, configured) {
+            if let Some(other) = vectors.mappings.0.keys().next() {
+                return Err(Error::Config {
+                    setting: format!("{}.vector", c.setting),
+                    message: format!(
+                        "{other} also sends vectors: one load fills one Vectorize index, and ids of two \
+                         tables could collide; load one of them with --table (and another index) at a time"
+                    ),
+                });
+            }
+            vectors.mappings.0.insert(info.spec.qualified(), vm.clone());
+            vectors.metadata_indexes = crate::config::mapping::metadata_index_types(c, info);
+        }
+        // Read what D1 or Vectorize receives, nothing else.
+        let vector_columns: Vec<&String> = vm
+            .iter()
+            .flat_map(|v| [&v.vector, &v.id].into_iter().chain(v.namespace.iter()).chain(v.metadata.iter()))
+            .collect();
+        info.spec
+            .columns
+            .retain(|c| m.columns.iter().any(|(s, _)| *s == c.name) || vector_columns.contains(&&c.name));
         mappings.push(m);
     }
-    Ok(Prepared { infos, mappings, d1 })
+    Ok(Prepared { infos, mappings, d1, vectors })
 }
 
 async fn new_state(
     snapshot: &mut Snapshot,
     opts: &LoadOptions,
+    vectors_to: Option<&str>,
     infos: &[TableInfo],
     mappings: &[D1Mapping],
     fingerprint: &str,
@@ -290,13 +392,24 @@ async fn new_state(
             d1_table: m.table.clone(),
             partitions: parts
                 .into_iter()
-                .map(|range| PartitionState { range, done: false, rows: 0, bytes: 0, files: Vec::new() })
+                .map(|range| PartitionState {
+                    range,
+                    done: false,
+                    rows: 0,
+                    bytes: 0,
+                    files: Vec::new(),
+                    vectors: VectorReport::default(),
+                })
                 .collect(),
         });
     }
+    let target = match vectors_to {
+        Some(v) => format!("{} + {v}", opts.target.describe()),
+        None => opts.target.describe(),
+    };
     Ok(LoadState {
         format: state::FORMAT.into(),
-        target: opts.target.describe(),
+        target,
         fingerprint: fingerprint.to_string(),
         first_snapshot: snapshot.info.clone(),
         runs: 1,
@@ -305,95 +418,27 @@ async fn new_state(
     })
 }
 
-fn fingerprint(target: &Target, infos: &[TableInfo], mappings: &[D1Mapping]) -> String {
+fn fingerprint(
+    target: &Target,
+    vectors_to: Option<&str>,
+    infos: &[TableInfo],
+    mappings: &[D1Mapping],
+    vectors: &VectorMappings,
+) -> String {
     let mut h = blake3::Hasher::new();
     h.update(target.describe().as_bytes());
+    if let Some(v) = vectors_to {
+        h.update(format!("\n{v}").as_bytes());
+    }
     for (i, m) in infos.iter().zip(mappings) {
         h.update(format!("\n{}>{}:{:?}:{:?}", i.spec.qualified(), m.table, m.columns, m.key).as_bytes());
+        // What lands in Vectorize, not the policy for bad rows: a load that
+        // failed on one must resume with `skip`.
+        if let Some(v) = vectors.0.get(&i.spec.qualified()) {
+            h.update(
+                format!(":{}:{}:{:?}:{:?}:{:?}", v.vector, v.id, v.namespace, v.metadata, v.dims).as_bytes(),
+            );
+        }
     }
     h.finalize().to_hex()[..32].to_string()
-}
-
-/// Average text width of each D1 column over a sample of about 2,000 rows
-/// (`octet_length(col::text)`: close to what D1 stores, since D1 keeps
-/// timestamps, JSON and vectors as text; `pg_stats` would count a TOASTed
-/// vector as its 18-byte pointer).
-async fn column_widths(
-    snapshot: &mut Snapshot,
-    infos: &[TableInfo],
-) -> Result<BTreeMap<String, BTreeMap<String, i64>>> {
-    let mut out = BTreeMap::new();
-    for i in infos {
-        let cols: Vec<&str> = i.spec.columns.iter().map(|c| c.name.as_str()).collect();
-        if cols.is_empty() {
-            continue;
-        }
-        let rows = i.row_estimate.unwrap_or(0).max(1) as f64;
-        let pct = (2000.0 / rows * 100.0).clamp(0.01, 100.0);
-        let avgs = cols
-            .iter()
-            .map(|c| {
-                format!("coalesce(avg(octet_length({}::text)), 0)::float8", crate::batch::quote_ident(c))
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sample = if pct >= 100.0 { String::new() } else { format!(" TABLESAMPLE SYSTEM ({pct:.4})") };
-        let sql = format!("SELECT {avgs} FROM (SELECT * FROM {}{sample} LIMIT 5000) s", i.spec.sql_name());
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_one(&mut *snapshot.conn())
-            .await
-            .map_err(Error::db(format!("sampling column widths of {}", i.spec.qualified())))?;
-        let widths =
-            cols.iter().enumerate().map(|(k, c)| (c.to_string(), row.get::<f64, _>(k).round() as i64));
-        out.insert(i.spec.qualified(), widths.collect());
-    }
-    Ok(out)
-}
-
-fn table_summaries(
-    state: &LoadState,
-    this_run: &BTreeMap<String, u64>,
-    done_before: &BTreeMap<String, usize>,
-) -> Vec<TableSummary> {
-    state
-        .tables
-        .iter()
-        .map(|t| TableSummary {
-            table: t.table.clone(),
-            d1_table: t.d1_table.clone(),
-            rows: t.partitions.iter().map(|p| p.rows).sum(),
-            rows_this_run: this_run.get(&t.table).copied().unwrap_or(0),
-            bytes: t.partitions.iter().map(|p| p.bytes).sum(),
-            partitions: t.partitions.len(),
-            partitions_skipped: done_before.get(&t.table).copied().unwrap_or(0),
-        })
-        .collect()
-}
-
-/// `manifest.json` of the files target: every file with its hash and rows,
-/// and the order to apply them in (schema, then parents before children).
-fn write_files_manifest(dir: &std::path::Path, state: &LoadState, waves: &[Vec<usize>]) -> Result<()> {
-    // schema.sql exists unless --no-create-tables.
-    let mut order: Vec<String> =
-        if dir.join("schema.sql").exists() { vec!["schema.sql".to_string()] } else { Vec::new() };
-    let mut tables = Vec::new();
-    for &i in waves.iter().flatten() {
-        let t = &state.tables[i];
-        let files: Vec<_> = t.partitions.iter().flat_map(|p| p.files.clone()).collect();
-        order.extend(files.iter().map(|f| f.path.clone()));
-        tables.push(serde_json::json!({
-            "table": t.table, "d1_table": t.d1_table,
-            "rows": t.partitions.iter().map(|p| p.rows).sum::<u64>(), "files": files,
-        }));
-    }
-    let manifest = serde_json::json!({
-        "format": "pgflare-d1-files-v1",
-        "created_by": concat!("pgflare ", env!("CARGO_PKG_VERSION")),
-        "first_snapshot": state.first_snapshot,
-        "tables": tables,
-        "apply_order": order,
-    });
-    let path = dir.join("manifest.json");
-    let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
-    std::fs::write(&path, text).map_err(Error::io(&path))
 }

@@ -69,6 +69,26 @@ pub struct TablePlan {
     /// (`files`) or API requests (`api`); 0 where it does not apply.
     pub estimated_files: u64,
     pub estimated_requests: u64,
+    /// Vectorize NDJSON files or upsert requests (plus `info` polls) for
+    /// the ranges not yet done; 0 when the table sends no vectors.
+    pub estimated_vector_files: u64,
+    pub estimated_vector_requests: u64,
+}
+
+/// Vectorize files or requests for `rows` rows over `ranges` ranges, at
+/// `per` vectors per file or request (each range ends on a part-full one;
+/// the API waits for each range's last write with ~2 `info` polls).
+pub fn estimate_vectors(target: &super::VectorTarget, rows: u64, ranges: usize, per: usize) -> (u64, u64) {
+    let (ranges, per) = (ranges as u64, per.max(1) as u64);
+    if ranges == 0 {
+        return (0, 0);
+    }
+    let each = (rows / ranges).div_ceil(per).max(1);
+    match target {
+        super::VectorTarget::Off => (0, 0),
+        super::VectorTarget::Files { .. } => (ranges * each, 0),
+        super::VectorTarget::Api { .. } => (0, ranges * (each + 2) + 2),
+    }
 }
 
 /// Files or requests for `sql_bytes` of SQL spread over `ranges` key

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::sink::vectorize::VectorReport;
 use crate::sink::{FileReport, SinkReport};
 use crate::source::partition::Partition;
 use crate::source::SnapshotInfo;
@@ -52,6 +53,9 @@ pub struct PartitionState {
     pub bytes: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileReport>,
+    /// What went to Vectorize from this range.
+    #[serde(default, skip_serializing_if = "VectorReport::is_empty")]
+    pub vectors: VectorReport,
 }
 
 /// The state file, shared by the workers.
@@ -114,6 +118,8 @@ impl StateFile {
         p.rows = report.rows;
         p.bytes = report.bytes;
         p.files = report.files.clone();
+        p.vectors = report.vectors.clone();
+        p.vectors.pending_write = None;
         write_atomic(&self.path, &state)
     }
 
@@ -171,6 +177,7 @@ mod tests {
                     rows: 0,
                     bytes: 0,
                     files: vec![],
+                    vectors: VectorReport::default(),
                 }],
             }],
         }
@@ -181,7 +188,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.json");
         let f = StateFile::create(&path, state()).expect("create");
-        f.partition_done("public.t", 0, &SinkReport { rows: 7, bytes: 70, files: vec![] }).expect("done");
+        f.partition_done("public.t", 0, &SinkReport { rows: 7, bytes: 70, ..SinkReport::default() })
+            .expect("done");
         let back = StateFile::read(&path).expect("read").expect("some");
         assert!(back.tables[0].partitions[0].done);
         assert_eq!(back.tables[0].partitions[0].rows, 7);

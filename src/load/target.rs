@@ -37,22 +37,33 @@ impl Target {
         }
     }
 
-    /// The state file of this target under `state_dir`.
-    pub fn state_path(&self, state_dir: &Path) -> PathBuf {
+    /// The state file of this target (and of the Vectorize target, when
+    /// vectors go along) under `state_dir`.
+    pub fn state_path(&self, state_dir: &Path, vectors: Option<&str>) -> PathBuf {
         let kind = match self {
             Target::Files { .. } => "files",
             Target::Sqlite { .. } => "sqlite",
             Target::Api { .. } => "api",
         };
-        let hash = blake3::hash(self.describe().as_bytes()).to_hex();
+        let described = match vectors {
+            Some(v) => format!("{} + {v}", self.describe()),
+            None => self.describe(),
+        };
+        let hash = blake3::hash(described.as_bytes()).to_hex();
         state_dir.join(format!("load-{kind}-{}.json", &hash[..16]))
     }
 
-    pub fn open(
-        &self,
-        mappings: D1Mappings,
-        on_retry: Arc<dyn Fn(&str) + Send + Sync>,
-    ) -> Result<OpenTarget> {
+    /// The API settings, when this target talks to Cloudflare.
+    pub fn api_settings(&self) -> Option<&ApiSettings> {
+        match self {
+            Target::Api { settings, .. } => Some(settings),
+            _ => None,
+        }
+    }
+
+    /// Opens the target; `api` is the one client (one request budget) the
+    /// load shares between D1 and Vectorize.
+    pub fn open(&self, mappings: D1Mappings, api: Option<Arc<Api>>) -> Result<OpenTarget> {
         Ok(match self {
             Target::Files { dir, file_bytes } => {
                 std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
@@ -63,7 +74,10 @@ impl Target {
             }
             Target::Sqlite { path } => OpenTarget::Sqlite(D1SqliteConfig::open(path, mappings)?),
             Target::Api { settings, database_id, import_bytes, query_bytes } => {
-                let api = Arc::new(Api::new(settings.clone())?.with_retry_notices(on_retry));
+                let api = match api {
+                    Some(a) => a,
+                    None => Arc::new(Api::new(settings.clone())?),
+                };
                 let d1 = Arc::new(D1::new(api, database_id));
                 let mut c = D1ApiConfig::new(d1, mappings, tokio::runtime::Handle::current());
                 c.import_bytes = *import_bytes;
@@ -72,6 +86,27 @@ impl Target {
             }
         })
     }
+}
+
+/// Removes `<dir>/<table>/part-*<ext>` files of an earlier load.
+pub fn clear_parts(dir: &Path, ext: &str) -> Result<()> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir).map_err(Error::io(dir))? {
+        let sub = entry.map_err(Error::io(dir))?.path();
+        if !sub.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(&sub).map_err(Error::io(&sub))? {
+            let f = f.map_err(Error::io(&sub))?.path();
+            let name = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            if name.starts_with("part-") && name.ends_with(ext) {
+                std::fs::remove_file(&f).map_err(Error::io(&f))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -105,20 +140,7 @@ impl OpenTarget {
                 std::fs::remove_file(&f).map_err(Error::io(&f))?;
             }
         }
-        for entry in std::fs::read_dir(&c.dir).map_err(Error::io(&c.dir))? {
-            let dir = entry.map_err(Error::io(&c.dir))?.path();
-            if !dir.is_dir() {
-                continue;
-            }
-            for f in std::fs::read_dir(&dir).map_err(Error::io(&dir))? {
-                let f = f.map_err(Error::io(&dir))?.path();
-                let name = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-                if name.starts_with("part-") && name.ends_with(".sql") {
-                    std::fs::remove_file(&f).map_err(Error::io(&f))?;
-                }
-            }
-        }
-        Ok(())
+        clear_parts(&c.dir, ".sql")
     }
 
     /// Creates the D1 tables (idempotent DDL). The files target writes it

@@ -64,3 +64,18 @@ impl Write for HashingFile {
         self.out.flush()
     }
 }
+
+/// Removes the files (`part-<partition>-*<ext>`, and `.tmp` leftovers) an
+/// earlier attempt at a partition wrote: a resumed load writes the
+/// partition again and may roll fewer files.
+pub fn remove_partition_files(dir: &Path, partition: usize, ext: &str) -> Result<()> {
+    let prefix = format!("part-{partition:05}-");
+    for entry in std::fs::read_dir(dir).map_err(Error::io(dir))? {
+        let entry = entry.map_err(Error::io(dir))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with(&prefix) && (name.ends_with(ext) || name.ends_with(".tmp")) {
+            std::fs::remove_file(entry.path()).map_err(Error::io(entry.path()))?;
+        }
+    }
+    Ok(())
+}

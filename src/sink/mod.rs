@@ -6,6 +6,8 @@
 
 pub mod d1;
 pub mod file;
+pub mod tee;
+pub mod vectorize;
 
 use std::sync::Arc;
 
@@ -23,7 +25,9 @@ pub struct FileReport {
     pub bytes: u64,
     /// blake3 of the file's bytes, hex.
     pub blake3: String,
-    /// Combined digest of the rows in the file (see `verify::digest`), hex.
+    /// Combined digest of the rows in the file (see `verify::digest`), hex;
+    /// empty for files whose rows are not digested (Vectorize NDJSON).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub row_digest: String,
 }
 
@@ -33,6 +37,9 @@ pub struct SinkReport {
     pub rows: u64,
     pub bytes: u64,
     pub files: Vec<FileReport>,
+    /// What went to Vectorize (empty for other sinks).
+    #[serde(default, skip_serializing_if = "vectorize::VectorReport::is_empty")]
+    pub vectors: vectorize::VectorReport,
 }
 
 impl SinkReport {
@@ -40,6 +47,7 @@ impl SinkReport {
         self.rows += other.rows;
         self.bytes += other.bytes;
         self.files.extend(other.files);
+        self.vectors.merge(other.vectors);
     }
 }
 

@@ -139,12 +139,20 @@ pub fn ok(o: Output) -> String {
 
 /// Runs one of the independent Python checkers (tests/py) in the venv.
 pub fn python(script: &str, args: &[&str], env_url: Option<&str>) -> Output {
+    match env_url {
+        Some(u) => python_env(script, args, &[("DATABASE_URL", u)]),
+        None => python_env(script, args, &[]),
+    }
+}
+
+/// [`python`] with extra environment variables (e.g. an API token).
+pub fn python_env(script: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let py = std::env::var("PGFLARE_PYTHON")
         .unwrap_or_else(|_| root().join(".venv/bin/python").display().to_string());
     let mut cmd = Command::new(py);
     cmd.arg(root().join("tests/py").join(script)).args(args);
-    if let Some(u) = env_url {
-        cmd.env("DATABASE_URL", u);
+    for (k, v) in env {
+        cmd.env(k, v);
     }
     cmd.output().expect("run python (is the venv there? run scripts/test.sh)")
 }

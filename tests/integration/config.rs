@@ -180,6 +180,33 @@ fn config_errors_name_the_key() {
     assert_eq!(p.cloudflare.api_base_url, "http://127.0.0.1:1/client/v4");
 }
 
+#[test]
+fn vectorize_settings_are_checked() {
+    let t = "[[tables]]\nname = \"chunks\"\nvector = \"embedding\"\n";
+    let p = parse_project(
+        &format!("[vectorize]\ncreate_index = true\nmetric = \"dot-product\"\non_invalid = \"skip\"\nvectors_per_request = 1000\nwait_timeout_seconds = 60\n\n{t}vector_metadata = [\"document_id\", \"tags\"]\nvector_metadata_indexes = [\"document_id\"]\n"),
+        Path::new("pgflare.toml"),
+    )
+    .expect("valid");
+    let v = &p.vectorize;
+    assert!(v.create_index);
+    assert_eq!((v.metric.as_str(), v.vectors_per_request), ("dot-product", 1000));
+    assert_eq!(v.on_invalid, pgflare::config::project::OnInvalid::Skip);
+    assert_eq!(p.tables[0].vector_metadata_indexes, ["document_id"]);
+    let e = config_error("[vectorize]\nmetric = \"manhattan\"\n");
+    assert!(e.starts_with("pgflare.toml: vectorize.metric: `manhattan` is not a Vectorize metric"), "{e}");
+    let e = config_error("[vectorize]\nvectors_per_request = 5001\n");
+    assert!(e.contains("vectorize.vectors_per_request: must be 1 to 5000"), "{e}");
+    let e = config_error("[vectorize]\non_invalid = \"ignore\"\n");
+    assert!(e.contains("unknown variant `ignore`"), "{e}");
+    let e = config_error(&format!("{t}vector_metadata = [\"a\"]\nvector_metadata_indexes = [\"b\"]\n"));
+    assert!(e.contains("tables[0].vector_metadata_indexes[0]: `b` is not in vector_metadata"), "{e}");
+    let e = config_error(&format!("{t}vector_metadata = [\"$price\"]\n"));
+    assert!(e.contains("tables[0].vector_metadata[0]: `$price` cannot be a metadata key: metadata keys may not start with `$`"), "{e}");
+    let e = config_error("[[tables]]\nname = \"chunks\"\nvector_id = \"key\"\n");
+    assert!(e.contains("tables[0].vector_id: needs `vector`"), "{e}");
+}
+
 const WRANGLER_JSONC: &str = r#"{
   // The Worker's config, as wrangler init writes it.
   "name": "rag",

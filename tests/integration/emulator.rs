@@ -2,7 +2,7 @@
 //! child process, spoken to over HTTP with reqwest, its SQLite files read
 //! back with Python's sqlite3 (an independent reader). No Postgres needed.
 
-mod harness;
+pub(crate) mod harness;
 
 use serde_json::{json, Value};
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Validate JSON files against a JSON Schema (draft 2020-12).
 
+A `.ndjson` file is checked line by line (each line one document).
 Used by the tests to check that what pgflare writes (e.g. an archive's
 manifest.json) matches the published schema (schemas/*.schema.json):
 
@@ -49,6 +50,14 @@ def load(path):
         return json.load(f)
 
 
+def documents(path):
+    """(label, document) pairs: the file, or each line of a .ndjson file."""
+    if not path.endswith(".ndjson"):
+        return [(path, load(path))]
+    with open(path, encoding="utf-8") as f:
+        return [(f"{path}:{n}", json.loads(line)) for n, line in enumerate(f, 1) if line.strip()]
+
+
 def main(argv):
     if len(argv) < 3 or argv[1] in ("-h", "--help"):
         print(__doc__.strip(), file=sys.stderr)
@@ -70,17 +79,20 @@ def main(argv):
     unreadable = False
     for path in files:
         try:
-            doc = load(path)
+            docs = documents(path)
         except (OSError, ValueError) as e:
             print(f"{path}: cannot read it as JSON: {e}", file=sys.stderr)
             unreadable = True
             continue
-        found = sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
-        for e in found:
-            print(f"{path}: {json_path(e.absolute_path)}: {tidy(e)}")
+        found = 0
+        for label, doc in docs:
+            errs = sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+            for e in errs:
+                print(f"{label}: {json_path(e.absolute_path)}: {tidy(e)}")
+            found += len(errs)
         if not found:
-            print(f"{path}: valid")
-        errors += len(found)
+            print(f"{path}: valid ({len(docs)} documents)")
+        errors += found
     print(f"validate_json: {len(files)} files, {errors} errors")
     if unreadable:
         return 2

@@ -47,7 +47,7 @@ impl SinkFactory for D1FilesConfig {
         let renderer = Renderer::new(table, &self.mappings.get(table), self.max_statement_bytes)?;
         let dir = self.dir.join(table.file_stem());
         std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
-        remove_partition_files(&dir, partition)?;
+        crate::sink::file::remove_partition_files(&dir, partition, ".sql")?;
         Ok(Box::new(D1FilesSink {
             renderer,
             partition,
@@ -63,20 +63,6 @@ struct OpenFile {
     out: HashingFile,
     rows: u64,
     digest: DigestSum,
-}
-
-/// A partition that is written again (a resumed load) must not keep files
-/// from its earlier attempt: that attempt may have rolled more files.
-fn remove_partition_files(dir: &std::path::Path, partition: usize) -> Result<()> {
-    let prefix = format!("part-{partition:05}-");
-    for entry in std::fs::read_dir(dir).map_err(Error::io(dir))? {
-        let entry = entry.map_err(Error::io(dir))?;
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name.starts_with(&prefix) && (name.ends_with(".sql") || name.ends_with(".tmp")) {
-            std::fs::remove_file(entry.path()).map_err(Error::io(entry.path()))?;
-        }
-    }
-    Ok(())
 }
 
 struct D1FilesSink {

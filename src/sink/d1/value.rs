@@ -191,7 +191,8 @@ pub fn push_quoted(out: &mut String, s: &str) {
     out.push('\'');
 }
 
-fn push_json_array(out: &mut String, items: &dyn Array) {
+/// Appends the JSON array of a list's elements (see [`json_array`]).
+pub fn push_json_array(out: &mut String, items: &dyn Array) {
     // Vectors are the bulk of a RAG table's bytes: format them in one
     // pass over the typed values with zmij (shortest round-trip digits, the
     // digits as `{:?}`; zmij formats ~1.5x faster than ryu and ~3x faster

@@ -35,10 +35,18 @@ impl Drop for Emu {
 
 pub fn start(extra: &[&str]) -> Emu {
     let dir = common::temp_dir("emulate");
+    let (child, base, stdout) = spawn(dir.path(), extra);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+    Emu { child, base, dir, http, _stdout: stdout }
+}
+
+/// Starts `pgflare emulate` on `dir`; returns it, its base URL and its stdout.
+fn spawn(dir: &Path, extra: &[&str]) -> (Child, String, BufReader<std::process::ChildStdout>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pgflare"))
         .args(["emulate", "--listen", "127.0.0.1:0", "--token", TOKEN, "--account-id", ACCOUNT])
         .args(["--d1-database", DB, "--seed", "7", "--data-dir"])
-        .arg(dir.path())
+        .arg(dir)
         .args(extra)
         .env_remove("CLOUDFLARE_API_TOKEN")
         .env_remove("CLOUDFLARE_ACCOUNT_ID")
@@ -60,12 +68,19 @@ pub fn start(extra: &[&str]) -> Emu {
             .to_string()
     };
     assert!(!line.contains(TOKEN), "the token must never be printed");
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
-    Emu { child, base, dir, http, _stdout: stdout }
+    (child, base, stdout)
 }
 
 impl Emu {
+    /// Kills the emulator (no clean shutdown) and starts a new one on the
+    /// same data dir with `extra` flags.
+    pub fn restart(&mut self, extra: &[&str]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, base, stdout) = spawn(self.dir.path(), extra);
+        (self.child, self.base, self._stdout) = (child, base, stdout);
+    }
+
     pub fn db_url(&self, db: &str, action: &str) -> String {
         format!("{}/accounts/{ACCOUNT}/d1/database/{db}/{action}", self.base)
     }

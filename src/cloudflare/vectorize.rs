@@ -1,0 +1,369 @@
+//! The Vectorize v2 index API: index and metadata-index management, NDJSON
+//! upserts, `delete_by_ids`, `get_by_ids`, `query`, `list`, and mutation
+//! tracking. Vectorize applies writes asynchronously: an upsert returns a
+//! mutation id at once and the vectors become visible later, and `info`
+//! says only the *last* applied mutation id (ids are not ordered). So
+//! pgflare sends one write at a time per index, which makes the order the
+//! writes were accepted in the order their answers came back; "applied up
+//! to mutation X" then means every write answered before X was applied.
+//! A load marks its work done only once that covers its last write.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::client::Api;
+use super::limits::{VECTORIZE_MAX_GET_IDS, VECTORIZE_MAX_IDS_PER_CALL};
+use crate::error::{Error, Result};
+
+/// An index's configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexConfig {
+    pub dimensions: u32,
+    pub metric: String,
+}
+
+/// `info`: what the index holds and how far it has applied writes.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexInfo {
+    pub dimensions: Option<u32>,
+    pub vector_count: Option<u64>,
+    pub processed_up_to_mutation: Option<String>,
+    pub processed_up_to_datetime: Option<String>,
+}
+
+/// A vector as `get_by_ids` returns it.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct StoredVector {
+    pub id: String,
+    #[serde(default)]
+    pub values: Vec<f32>,
+    #[serde(default)]
+    pub metadata: Option<Value>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+/// One `query` match.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct Match {
+    pub id: String,
+    pub score: f64,
+}
+
+/// Writes acknowledged so far, in the order they were accepted.
+#[derive(Default)]
+struct Ledger {
+    /// Mutation id -> its position among this client's writes.
+    position: HashMap<String, u64>,
+    writes: u64,
+    /// Every write at a position below this is known applied.
+    applied_below: u64,
+}
+
+pub struct Vectorize {
+    api: Arc<Api>,
+    index: String,
+    /// Held across each write request: see the module comment.
+    write_lock: tokio::sync::Mutex<()>,
+    ledger: std::sync::Mutex<Ledger>,
+    /// One `info` poll at a time, however many partitions wait.
+    poll_lock: tokio::sync::Mutex<()>,
+    poll_every: Duration,
+}
+
+/// A write this client made: wait for it with [`Vectorize::wait_applied`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WriteTicket(pub u64);
+
+impl Vectorize {
+    pub fn new(api: Arc<Api>, index: &str) -> Self {
+        Vectorize {
+            api,
+            index: index.to_string(),
+            write_lock: tokio::sync::Mutex::new(()),
+            ledger: std::sync::Mutex::new(Ledger::default()),
+            poll_lock: tokio::sync::Mutex::new(()),
+            poll_every: Duration::from_millis(200),
+        }
+    }
+
+    pub fn index(&self) -> &str {
+        &self.index
+    }
+
+    fn url(&self, action: &str) -> String {
+        let base = format!("vectorize/v2/indexes/{}", self.index);
+        self.api.account_url(&if action.is_empty() { base } else { format!("{base}/{action}") })
+    }
+
+    /// The index's configuration, or `None` when it does not exist.
+    pub async fn config(&self) -> Result<Option<IndexConfig>> {
+        let what = format!("Vectorize index {}", self.index);
+        match self.api.get(&what, &self.url("")).await {
+            Ok(v) => Ok(Some(parse(&what, v.get("config").cloned().unwrap_or(Value::Null))?)),
+            Err(Error::Api { status: Some(404), .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes sure the index exists with `want`: creates it when missing and
+    /// `create` is set; an existing index with other dimensions or metric
+    /// is refused (its vectors could not be compared with the source's).
+    pub async fn ensure(&self, want: &IndexConfig, create: bool) -> Result<IndexConfig> {
+        let setting = format!("Vectorize index `{}`", self.index);
+        match self.config().await? {
+            Some(have) if have == *want => Ok(have),
+            Some(have) => Err(Error::Config {
+                setting,
+                message: format!(
+                    "exists with {} dimensions and metric {}, but the load needs {} dimensions and {}; \
+                     use another index (--vectorize-index) or set [vectorize] metric to match",
+                    have.dimensions, have.metric, want.dimensions, want.metric
+                ),
+            }),
+            None if create => {
+                let what = format!("creating Vectorize index {}", self.index);
+                let body = json!({
+                    "name": self.index,
+                    "description": "created by pgflare load",
+                    "config": {"dimensions": want.dimensions, "metric": want.metric},
+                });
+                let url = self.api.account_url("vectorize/v2/indexes");
+                let v = self.api.call(&what, Method::POST, &url, &body).await?;
+                parse(&what, v.get("config").cloned().unwrap_or(Value::Null))
+            }
+            None => Err(Error::Config {
+                setting,
+                message: format!(
+                    "does not exist; create it (`wrangler vectorize create {} --dimensions {} --metric {}`) \
+                     or let pgflare create it: --create-index or [vectorize] create_index = true",
+                    self.index, want.dimensions, want.metric
+                ),
+            }),
+        }
+    }
+
+    /// Metadata indexes: property name -> type (`string`, `number`, `boolean`).
+    pub async fn metadata_indexes(&self) -> Result<Vec<(String, String)>> {
+        let what = format!("Vectorize index {}: metadata indexes", self.index);
+        let v = self.api.get(&what, &self.url("metadata_index/list")).await?;
+        let list = v.get("metadataIndexes").and_then(Value::as_array).cloned().unwrap_or_default();
+        Ok(list
+            .iter()
+            .filter_map(|m| {
+                let name = m.get("propertyName")?.as_str()?.to_string();
+                let ty = m.get("indexType")?.as_str()?.to_string();
+                Some((name, ty))
+            })
+            .collect())
+    }
+
+    /// Creates the metadata indexes that are missing; one with the same
+    /// name and another type is refused.
+    pub async fn ensure_metadata_indexes(&self, want: &[(String, String)]) -> Result<Vec<WriteTicket>> {
+        let have = self.metadata_indexes().await?;
+        let mut tickets = Vec::new();
+        for (name, ty) in want {
+            match have.iter().find(|(n, _)| n == name) {
+                Some((_, t)) if t == ty => {}
+                Some((_, t)) => {
+                    return Err(Error::Config {
+                        setting: format!("Vectorize index `{}`, metadata index `{name}`", self.index),
+                        message: format!(
+                            "exists as type {t}, but the column needs {ty}; delete it \
+                             (`wrangler vectorize delete-metadata-index {} --propertyName {name}`) first",
+                            self.index
+                        ),
+                    })
+                }
+                None => {
+                    let what = format!("Vectorize index {}: creating metadata index {name}", self.index);
+                    let body = json!({"propertyName": name, "indexType": ty});
+                    let url = self.url("metadata_index/create");
+                    tickets.push(self.write(&what, &url, Body::Json(body)).await?);
+                }
+            }
+        }
+        Ok(tickets)
+    }
+
+    /// Upserts NDJSON lines (each a whole vector: values, metadata and
+    /// namespace are replaced).
+    pub async fn upsert(&self, what: &str, ndjson: bytes::Bytes) -> Result<WriteTicket> {
+        self.write(what, &self.url("upsert"), Body::Ndjson(ndjson)).await
+    }
+
+    /// Deletes ids, at most 100 per request.
+    pub async fn delete_by_ids(&self, what: &str, ids: &[String]) -> Result<Option<WriteTicket>> {
+        let mut last = None;
+        for chunk in ids.chunks(VECTORIZE_MAX_IDS_PER_CALL) {
+            let body = Body::Json(json!({ "ids": chunk }));
+            last = Some(self.write(what, &self.url("delete_by_ids"), body).await?);
+        }
+        Ok(last)
+    }
+
+    /// The vectors of `ids` that exist, 20 ids per request (Vectorize's limit).
+    pub async fn get_by_ids(&self, ids: &[String]) -> Result<Vec<StoredVector>> {
+        let what = format!("Vectorize index {}: get_by_ids", self.index);
+        let mut out = Vec::new();
+        for chunk in ids.chunks(VECTORIZE_MAX_GET_IDS) {
+            let v =
+                self.api.call(&what, Method::POST, &self.url("get_by_ids"), &json!({ "ids": chunk })).await?;
+            out.extend(parse::<Vec<StoredVector>>(&what, v)?);
+        }
+        Ok(out)
+    }
+
+    /// The `top_k` nearest ids to `vector`, best first.
+    pub async fn query(&self, vector: &[f32], top_k: usize, namespace: Option<&str>) -> Result<Vec<Match>> {
+        let what = format!("Vectorize index {}: query", self.index);
+        let mut body =
+            json!({"vector": vector, "topK": top_k, "returnValues": false, "returnMetadata": "none"});
+        if let Some(ns) = namespace {
+            body["namespace"] = json!(ns);
+        }
+        let v = self.api.call(&what, Method::POST, &self.url("query"), &body).await?;
+        parse(&what, v.get("matches").cloned().unwrap_or(Value::Array(Vec::new())))
+    }
+
+    /// Every vector id, in the order `list` pages them.
+    pub async fn list_ids(&self) -> Result<Vec<String>> {
+        let what = format!("Vectorize index {}: list", self.index);
+        let (mut ids, mut cursor) = (Vec::new(), None::<String>);
+        loop {
+            let mut url = format!("{}?count=1000", self.url("list"));
+            if let Some(c) = &cursor {
+                url.push_str(&format!("&cursor={}", urlencoding(c)));
+            }
+            let v = self.api.get(&what, &url).await?;
+            let page = v.get("vectors").and_then(Value::as_array).cloned().unwrap_or_default();
+            ids.extend(page.iter().filter_map(|x| x.get("id")?.as_str().map(str::to_string)));
+            let more = v.get("isTruncated").and_then(Value::as_bool).unwrap_or(false);
+            cursor = v.get("nextCursor").and_then(Value::as_str).map(str::to_string);
+            if !more || cursor.is_none() {
+                return Ok(ids);
+            }
+        }
+    }
+
+    pub async fn info(&self) -> Result<IndexInfo> {
+        let what = format!("Vectorize index {}: info", self.index);
+        let v = self.api.get(&what, &self.url("info")).await?;
+        parse(&what, v)
+    }
+
+    /// Sends one write while holding the write lock and records its
+    /// mutation id in acceptance order.
+    async fn write(&self, what: &str, url: &str, body: Body) -> Result<WriteTicket> {
+        let _one_at_a_time = self.write_lock.lock().await;
+        let v = match body {
+            Body::Json(b) => self.api.call(what, Method::POST, url, &b).await?,
+            Body::Ndjson(b) => self.api.call_ndjson(what, url, b).await?,
+        };
+        let id = v.get("mutationId").and_then(Value::as_str).ok_or_else(|| Error::Api {
+            what: what.to_string(),
+            status: None,
+            message: format!("the answer has no mutationId: {v}"),
+            hint: "check CLOUDFLARE_API_BASE_URL points at the Cloudflare API (Vectorize v2)".into(),
+        })?;
+        let mut l = self.ledger.lock().map_err(|_| Error::Internal("mutation ledger poisoned".into()))?;
+        let pos = l.writes;
+        l.writes += 1;
+        l.position.insert(id.to_string(), pos);
+        Ok(WriteTicket(pos))
+    }
+
+    fn applied(&self, t: WriteTicket) -> bool {
+        self.ledger.lock().map(|l| t.0 < l.applied_below).unwrap_or(false)
+    }
+
+    /// Waits until Vectorize has applied the write `t` (and, since writes
+    /// are sent one at a time, every write before it), polling `info` with
+    /// a backoff up to 5 s. `on_wait` hears the state while waiting.
+    pub async fn wait_applied(
+        &self,
+        t: WriteTicket,
+        timeout: Duration,
+        on_wait: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<()> {
+        let started = Instant::now();
+        let mut every = self.poll_every;
+        loop {
+            if self.applied(t) {
+                return Ok(());
+            }
+            {
+                let _one_poll = self.poll_lock.lock().await;
+                if self.applied(t) {
+                    return Ok(());
+                }
+                let info = self.info().await?;
+                let mut l =
+                    self.ledger.lock().map_err(|_| Error::Internal("mutation ledger poisoned".into()))?;
+                // An id we did not send (a retried request's first attempt, another writer) says nothing.
+                if let Some(p) =
+                    info.processed_up_to_mutation.as_ref().and_then(|m| l.position.get(m).copied())
+                {
+                    l.applied_below = l.applied_below.max(p + 1);
+                }
+                if t.0 < l.applied_below {
+                    return Ok(());
+                }
+                let behind = l.writes - l.applied_below;
+                drop(l);
+                if started.elapsed() >= timeout {
+                    return Err(Error::Api {
+                        what: format!("Vectorize index {}", self.index),
+                        status: None,
+                        message: format!(
+                            "{behind} write(s) not applied after {:.0} s (processedUpToMutation is {})",
+                            timeout.as_secs_f64(),
+                            info.processed_up_to_mutation.as_deref().unwrap_or("none")
+                        ),
+                        hint: "Vectorize applies writes asynchronously (usually within 2 minutes); run the \
+                               command again later: unconfirmed ranges are sent again, which is harmless \
+                               (upserts), or raise [vectorize] wait_timeout_seconds"
+                            .into(),
+                    });
+                }
+                on_wait(&format!(
+                    "waiting for Vectorize to apply {behind} write(s) ({:.0} s)",
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+            tokio::time::sleep(every).await;
+            every = (every * 3 / 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+enum Body {
+    Json(Value),
+    Ndjson(bytes::Bytes),
+}
+
+fn parse<T: serde::de::DeserializeOwned>(what: &str, v: Value) -> Result<T> {
+    serde_json::from_value(v.clone()).map_err(|e| Error::Api {
+        what: what.to_string(),
+        status: None,
+        message: format!("unexpected answer ({e}): {}", crate::cloudflare::client::snippet(&v.to_string())),
+        hint: "check CLOUDFLARE_API_BASE_URL points at the Cloudflare API (Vectorize v2)".into(),
+    })
+}
+
+/// Percent-encodes a cursor for a query string.
+fn urlencoding(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

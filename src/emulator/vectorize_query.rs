@@ -1,0 +1,510 @@
+//! The pure side of the emulated Vectorize: distance metrics and exact
+//! (brute-force) top-k, metadata validation, metadata filters, and the
+//! float32 encodings (little-endian BLOBs on disk, shortest round-trip
+//! digits in JSON). No I/O here, so every rule has a unit test.
+//!
+//! Choices where Vectorize's documentation is silent (README lists them):
+//! - scores are computed in f64 over the stored float32 values (the query
+//!   vector is rounded to float32 first, as Vectorize stores it); a cosine
+//!   against a zero vector scores 0;
+//! - equal scores are ordered by id ascending (bytewise);
+//! - a filter condition only sees a property whose value has the metadata
+//!   index's type and was written after that index was created (Vectorize
+//!   indexes only vectors upserted after the index exists); an absent or
+//!   unindexed value matches no operator, `$ne`/`$nin` included, except
+//!   `{"$eq": null}`, which matches exactly those;
+//! - a filter value whose type differs from the index's type is refused
+//!   (a silent no-match would hide the client's bug); arrays in metadata are
+//!   stored but never filterable.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+/// Bytes of a string value that a metadata index keeps (and compares).
+pub const INDEXED_STRING_BYTES: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    Cosine,
+    Euclidean,
+    DotProduct,
+}
+
+impl Metric {
+    pub fn parse(s: &str) -> Option<Metric> {
+        match s {
+            "cosine" => Some(Metric::Cosine),
+            "euclidean" => Some(Metric::Euclidean),
+            "dot-product" => Some(Metric::DotProduct),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Cosine => "cosine",
+            Metric::Euclidean => "euclidean",
+            Metric::DotProduct => "dot-product",
+        }
+    }
+
+    /// Similarities rank high first; a distance ranks low first.
+    fn higher_is_closer(self) -> bool {
+        self != Metric::Euclidean
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexType {
+    String,
+    Number,
+    Boolean,
+}
+
+impl IndexType {
+    pub fn parse(s: &str) -> Option<IndexType> {
+        match s {
+            "string" => Some(IndexType::String),
+            "number" => Some(IndexType::Number),
+            "boolean" => Some(IndexType::Boolean),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IndexType::String => "string",
+            IndexType::Number => "number",
+            IndexType::Boolean => "boolean",
+        }
+    }
+}
+
+/// A metadata index as the filter needs it: its type, and the mutation
+/// sequence number that created it (vectors written before are not in it).
+#[derive(Debug, Clone, Copy)]
+pub struct Indexed {
+    pub index_type: IndexType,
+    pub created_seq: i64,
+}
+
+pub fn to_blob(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+pub fn from_blob(blob: &[u8]) -> Vec<f32> {
+    blob.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+/// The float32 values as JSON numbers with the shortest digits that read
+/// back (as f64, then rounded to f32, or straight as f32) to the same bits.
+pub fn values_json(values: &[f32]) -> Value {
+    let mut buf = zmij::Buffer::new();
+    Value::Array(
+        values
+            .iter()
+            .map(|v| {
+                buf.format_finite(*v)
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .map_or(Value::Null, Value::Number)
+            })
+            .collect(),
+    )
+}
+
+/// A query vector ready to score stored BLOBs against.
+pub struct Scorer {
+    metric: Metric,
+    query: Vec<f64>,
+    norm: f64,
+}
+
+impl Scorer {
+    pub fn new(metric: Metric, query: &[f32]) -> Scorer {
+        let query: Vec<f64> = query.iter().map(|&v| f64::from(v)).collect();
+        let norm = query.iter().map(|v| v * v).sum::<f64>().sqrt();
+        Scorer { metric, query, norm }
+    }
+
+    /// The score of a stored vector (a little-endian float32 BLOB).
+    pub fn score(&self, blob: &[u8]) -> f64 {
+        let stored = blob.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+        match self.metric {
+            Metric::DotProduct => stored.zip(&self.query).map(|(s, q)| s * q).sum(),
+            Metric::Euclidean => stored.zip(&self.query).map(|(s, q)| (s - q) * (s - q)).sum::<f64>().sqrt(),
+            Metric::Cosine => {
+                let (mut dot, mut sq) = (0.0, 0.0);
+                for (s, q) in stored.zip(&self.query) {
+                    dot += s * q;
+                    sq += s * s;
+                }
+                let denom = self.norm * sq.sqrt();
+                if denom == 0.0 {
+                    0.0
+                } else {
+                    dot / denom
+                }
+            }
+        }
+    }
+}
+
+/// One scored candidate; `rowid` finds it again in the store.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub score: f64,
+    pub id: String,
+    pub rowid: i64,
+}
+
+/// The `k` closest hits, closest first, ties by id ascending.
+pub fn top_k(mut hits: Vec<Hit>, metric: Metric, k: usize) -> Vec<Hit> {
+    let order = |a: &Hit, b: &Hit| -> Ordering {
+        let by_score =
+            if metric.higher_is_closer() { b.score.total_cmp(&a.score) } else { a.score.total_cmp(&b.score) };
+        by_score.then_with(|| a.id.cmp(&b.id))
+    };
+    if k == 0 {
+        return Vec::new();
+    }
+    if hits.len() > k {
+        hits.select_nth_unstable_by(k, order);
+        hits.truncate(k);
+    }
+    hits.sort_by(order);
+    hits
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// The value at a (possibly dotted) property of some metadata.
+fn lookup<'a>(metadata: &'a Map<String, Value>, property: &str) -> Option<&'a Value> {
+    match property.split_once('.') {
+        Some((outer, inner)) => metadata.get(outer)?.as_object()?.get(inner),
+        None => metadata.get(property),
+    }
+}
+
+/// A value as an index of this type holds it (None: not in the index).
+#[derive(Debug, Clone, PartialEq)]
+enum Key {
+    Str(Vec<u8>),
+    Num(f64),
+    Bool(bool),
+}
+
+impl Key {
+    fn of(v: &Value, t: IndexType) -> Option<Key> {
+        match (v, t) {
+            (Value::String(s), IndexType::String) => {
+                Some(Key::Str(s.as_bytes()[..s.len().min(INDEXED_STRING_BYTES)].to_vec()))
+            }
+            (Value::Number(n), IndexType::Number) => n.as_f64().map(Key::Num),
+            (Value::Bool(b), IndexType::Boolean) => Some(Key::Bool(*b)),
+            _ => None,
+        }
+    }
+
+    fn cmp(&self, other: &Key) -> Option<Ordering> {
+        match (self, other) {
+            (Key::Str(a), Key::Str(b)) => Some(a.cmp(b)),
+            (Key::Num(a), Key::Num(b)) => a.partial_cmp(b),
+            (Key::Bool(a), Key::Bool(b)) => Some(a.cmp(b)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Op {
+    IsNull(bool),
+    Eq(Key),
+    Ne(Key),
+    Range(&'static str, Key),
+    In(Vec<Key>),
+    Nin(Vec<Key>),
+}
+
+#[derive(Debug)]
+struct Cond {
+    property: String,
+    index: Indexed,
+    op: Op,
+}
+
+/// A parsed metadata filter: conditions ANDed.
+#[derive(Debug, Default)]
+pub struct Filter {
+    conds: Vec<Cond>,
+}
+
+impl Filter {
+    /// Parses a filter against the index's metadata indexes (property ->
+    /// index). `{"p": v}` means `{"p": {"$eq": v}}`.
+    pub fn parse(filter: &Value, indexes: &BTreeMap<String, Indexed>) -> Result<Filter, String> {
+        let Value::Object(fields) = filter else {
+            return Err("the filter must be a JSON object".into());
+        };
+        let mut conds = Vec::new();
+        for (property, spec) in fields {
+            let Some(index) = indexes.get(property).copied() else {
+                return Err(format!(
+                    "metadata filter on {property:?}: the property has no metadata index (Vectorize \
+                     filters only on indexed properties; create one with metadata_index/create \
+                     before upserting)"
+                ));
+            };
+            let ops: Vec<(&str, &Value)> = match spec {
+                Value::Object(m) if m.is_empty() => {
+                    return Err(format!("metadata filter on {property:?}: empty operator object"))
+                }
+                Value::Object(m) => m.iter().map(|(k, v)| (k.as_str(), v)).collect(),
+                v => vec![("$eq", v)],
+            };
+            for (name, value) in ops {
+                let op = parse_op(property, index.index_type, name, value)?;
+                conds.push(Cond { property: property.clone(), index, op });
+            }
+        }
+        Ok(Filter { conds })
+    }
+
+    /// Whether a vector (its metadata, and the sequence number of the
+    /// mutation that wrote it) passes every condition.
+    pub fn matches(&self, metadata: Option<&Map<String, Value>>, written_seq: i64) -> bool {
+        self.conds.iter().all(|c| {
+            let key = (written_seq > c.index.created_seq)
+                .then_some(metadata)
+                .flatten()
+                .and_then(|m| lookup(m, &c.property))
+                .and_then(|v| Key::of(v, c.index.index_type));
+            match (&c.op, key) {
+                (Op::IsNull(want_null), k) => k.is_none() == *want_null,
+                (_, None) => false,
+                (Op::Eq(v), Some(k)) => k == *v,
+                (Op::Ne(v), Some(k)) => k != *v,
+                (Op::In(vs), Some(k)) => vs.contains(&k),
+                (Op::Nin(vs), Some(k)) => !vs.contains(&k),
+                (Op::Range(op, v), Some(k)) => k.cmp(v).is_some_and(|o| match *op {
+                    "$lt" => o == Ordering::Less,
+                    "$lte" => o != Ordering::Greater,
+                    "$gt" => o == Ordering::Greater,
+                    _ => o != Ordering::Less,
+                }),
+            }
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conds.is_empty()
+    }
+}
+
+fn parse_op(property: &str, t: IndexType, op: &str, value: &Value) -> Result<Op, String> {
+    let typed = |v: &Value| {
+        Key::of(v, t).ok_or_else(|| {
+            format!(
+                "metadata filter on {property:?}: {op} needs a {} (the property's metadata index \
+                 has type {}), got {}",
+                t.as_str(),
+                t.as_str(),
+                json_type(v)
+            )
+        })
+    };
+    let list = |v: &Value| match v {
+        Value::Array(items) => items.iter().map(typed).collect::<Result<Vec<_>, _>>(),
+        _ => Err(format!("metadata filter on {property:?}: {op} needs an array")),
+    };
+    Ok(match (op, value) {
+        ("$eq", Value::Null) => Op::IsNull(true),
+        ("$ne", Value::Null) => Op::IsNull(false),
+        ("$eq", v) => Op::Eq(typed(v)?),
+        ("$ne", v) => Op::Ne(typed(v)?),
+        ("$in", v) => Op::In(list(v)?),
+        ("$nin", v) => Op::Nin(list(v)?),
+        ("$lt" | "$lte" | "$gt" | "$gte", _) if t == IndexType::Boolean => {
+            return Err(format!("metadata filter on {property:?}: {op} does not apply to booleans"))
+        }
+        ("$lt", v) => Op::Range("$lt", typed(v)?),
+        ("$lte", v) => Op::Range("$lte", typed(v)?),
+        ("$gt", v) => Op::Range("$gt", typed(v)?),
+        ("$gte", v) => Op::Range("$gte", typed(v)?),
+        (other, _) => {
+            return Err(format!(
+                "metadata filter on {property:?}: unknown operator {other:?} (use $eq, $ne, $in, $nin, \
+                 $lt, $lte, $gt, $gte)"
+            ))
+        }
+    })
+}
+
+/// `returnMetadata: "indexed"`: the indexed properties a vector has, strings
+/// cut to the indexed 64 bytes (at a character boundary).
+pub fn indexed_metadata(
+    metadata: Option<&Map<String, Value>>,
+    written_seq: i64,
+    indexes: &BTreeMap<String, Indexed>,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    let Some(metadata) = metadata else { return out };
+    for (property, index) in indexes {
+        let Some(v) = lookup(metadata, property) else { continue };
+        if written_seq <= index.created_seq || Key::of(v, index.index_type).is_none() {
+            continue;
+        }
+        let v = match v {
+            Value::String(s) => {
+                let mut end = s.len().min(INDEXED_STRING_BYTES);
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                Value::String(s[..end].to_string())
+            }
+            v => v.clone(),
+        };
+        match property.split_once('.') {
+            Some((outer, inner)) => {
+                let slot = out.entry(outer.to_string()).or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(m) = slot {
+                    m.insert(inner.to_string(), v);
+                }
+            }
+            None => {
+                out.insert(property.clone(), v);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn hits(metric: Metric, query: &[f32], data: &[(&str, [f32; 2])]) -> Vec<(String, f64)> {
+        let s = Scorer::new(metric, query);
+        let all = data
+            .iter()
+            .enumerate()
+            .map(|(i, (id, v))| Hit { score: s.score(&to_blob(v)), id: id.to_string(), rowid: i as i64 })
+            .collect();
+        top_k(all, metric, 3).into_iter().map(|h| (h.id, h.score)).collect()
+    }
+
+    #[test]
+    fn metrics_order_and_break_ties_by_id() {
+        let data = [("d", [1.0, 0.0]), ("a", [0.0, 2.0]), ("c", [2.0, 0.0]), ("b", [3.0, 4.0])];
+        let cos = hits(Metric::Cosine, &[1.0, 0.0], &data);
+        assert_eq!(cos, vec![("c".into(), 1.0), ("d".into(), 1.0), ("b".into(), 0.6)]);
+        let dot = hits(Metric::DotProduct, &[1.0, 1.0], &data);
+        assert_eq!(dot, vec![("b".into(), 7.0), ("a".into(), 2.0), ("c".into(), 2.0)]);
+        let euc = hits(Metric::Euclidean, &[0.0, 0.0], &data);
+        assert_eq!(euc, vec![("d".into(), 1.0), ("a".into(), 2.0), ("c".into(), 2.0)]);
+        assert_eq!(Scorer::new(Metric::Cosine, &[0.0, 0.0]).score(&to_blob(&[1.0, 1.0])), 0.0);
+    }
+
+    #[test]
+    fn float32_json_round_trips_bit_for_bit() {
+        let mut x: u32 = 0x1234_5678;
+        let mut values =
+            vec![0.1f32, 1.0 / 3.0, f32::MIN_POSITIVE, f32::MAX, -f32::MAX, 1e-45, -0.0, 16_777_217.0];
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let f = f32::from_bits(x);
+            if f.is_finite() {
+                values.push(f);
+            }
+        }
+        let Value::Array(json) = values_json(&values) else { panic!("an array") };
+        let text = serde_json::to_string(&json).expect("serializes");
+        let back: Vec<f64> = serde_json::from_str(&text).expect("parses");
+        for (v, b) in values.iter().zip(&back) {
+            assert_eq!(v.to_bits(), (*b as f32).to_bits(), "{v:e} came back as {b:e}");
+        }
+        let direct: Vec<f32> = serde_json::from_str(&text).expect("parses as f32");
+        assert!(values.iter().zip(&direct).all(|(v, d)| v.to_bits() == d.to_bits()));
+        assert_eq!(serde_json::to_string(&values_json(&[0.1, 2.0])).expect("json"), "[0.1,2.0]");
+        assert_eq!(from_blob(&to_blob(&values)), values);
+    }
+
+    fn indexes() -> BTreeMap<String, Indexed> {
+        let mut m = BTreeMap::new();
+        m.insert("year".into(), Indexed { index_type: IndexType::Number, created_seq: 1 });
+        m.insert("kind".into(), Indexed { index_type: IndexType::String, created_seq: 1 });
+        m.insert("o.flag".into(), Indexed { index_type: IndexType::Boolean, created_seq: 5 });
+        m
+    }
+
+    fn passes(filter: Value, metadata: Value, seq: i64) -> bool {
+        let f = Filter::parse(&filter, &indexes()).expect("valid filter");
+        f.matches(metadata.as_object(), seq)
+    }
+
+    #[test]
+    fn filters_evaluate_like_vectorize() {
+        let m = json!({ "year": 2020, "kind": "doc", "o": { "flag": true }, "free": "x" });
+        assert!(passes(json!({ "year": 2020, "kind": "doc" }), m.clone(), 9));
+        assert!(!passes(json!({ "year": 2021 }), m.clone(), 9));
+        assert!(passes(json!({ "year": { "$gte": 2020, "$lt": 2021 } }), m.clone(), 9));
+        assert!(!passes(json!({ "year": { "$gt": 2020 } }), m.clone(), 9));
+        assert!(passes(json!({ "kind": { "$in": ["a", "doc"] } }), m.clone(), 9));
+        assert!(!passes(json!({ "kind": { "$nin": ["a", "doc"] } }), m.clone(), 9));
+        assert!(passes(json!({ "kind": { "$ne": "a" } }), m.clone(), 9));
+        assert!(passes(json!({ "o.flag": true }), m.clone(), 9));
+        assert!(!passes(json!({ "o.flag": true }), m.clone(), 5), "written before the index existed");
+        assert!(!passes(json!({ "kind": { "$ne": "a" } }), json!({}), 9), "absent matches no $ne");
+        assert!(passes(json!({ "kind": { "$eq": null } }), json!({ "kind": 3 }), 9), "wrong type is absent");
+        assert!(passes(json!({ "kind": { "$ne": null } }), m.clone(), 9));
+        let long = "é".repeat(40);
+        let cut: String = long.chars().take(32).collect::<String>() + "zzz";
+        assert!(passes(json!({ "kind": cut }), json!({ "kind": long }), 9), "strings compare on 64 bytes");
+        assert!(passes(json!({}), json!({}), 0));
+    }
+
+    #[test]
+    fn filters_are_refused_with_the_reason() {
+        let cases = [
+            (json!({ "free": "x" }), "\"free\": the property has no metadata index"),
+            (json!({ "year": "2020" }), "$eq needs a number"),
+            (json!({ "year": { "$in": [1, "2"] } }), "$in needs a number"),
+            (json!({ "year": { "$regex": 1 } }), "unknown operator \"$regex\""),
+            (json!({ "o.flag": { "$lt": true } }), "does not apply to booleans"),
+            (json!({ "kind": { "$in": "a" } }), "$in needs an array"),
+            (json!([1]), "must be a JSON object"),
+        ];
+        for (f, expected) in cases {
+            let err = Filter::parse(&f, &indexes()).expect_err("refused");
+            assert!(err.contains(expected), "{f}: {err}");
+        }
+    }
+
+    #[test]
+    fn indexed_metadata_keeps_indexed_properties_only() {
+        let long = "x".repeat(70);
+        let m = json!({ "year": 2020, "kind": long, "o": { "flag": false, "other": 1 }, "free": 1 });
+        let got = indexed_metadata(m.as_object(), 9, &indexes());
+        assert_eq!(
+            Value::Object(got),
+            json!({ "year": 2020, "kind": "x".repeat(64), "o": { "flag": false } })
+        );
+        let early = indexed_metadata(m.as_object(), 3, &indexes());
+        assert_eq!(Value::Object(early), json!({ "year": 2020, "kind": "x".repeat(64) }));
+    }
+}

@@ -1,0 +1,187 @@
+"""Compares what reached Vectorize (NDJSON files, or an index read back
+over its REST API) with the Postgres source, vector by vector, with
+readers independent of pgflare (psycopg, json, urllib).
+
+Usage:
+  compare_vectorize.py PG_URL TABLE --vector COL [--id COL] [--metadata C1,C2]
+      [--skip KEY1,KEY2] (--ndjson DIR | --api BASE_URL ACCOUNT INDEX)
+      [--topk K --queries N]
+
+The API token is read from $CLOUDFLARE_API_TOKEN. Every row with a
+non-NULL vector (and not in --skip) must be in the target exactly once,
+with values equal as float32 bit patterns and metadata equal to the
+source columns in their documented forms (NULL = absent key, timestamps
+as D1's ISO text with microseconds, uuids as text, arrays as lists, json
+as its value); rows with a NULL vector must be absent; nothing else may
+be there. With --topk, the first N ids (in id order) are used as queries:
+the index's top K must be the exact cosine order computed here from the
+source values (ties in any order), and each query's own id must come
+first. Prints JSON and exits 1 on any difference.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import struct
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import psycopg
+
+
+def f32(x):
+    return struct.pack("<f", float(x))
+
+
+def meta_form(v):
+    if isinstance(v, datetime.datetime):
+        if v.tzinfo is not None:
+            v = v.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+            return v.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+        return v.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    if isinstance(v, datetime.date):
+        return v.isoformat()
+    if isinstance(v, list):
+        return [meta_form(x) for x in v]
+    if hasattr(v, "hex") and v.__class__.__name__ == "UUID":
+        return str(v)
+    return v
+
+
+def same_meta(want, got):
+    if isinstance(want, float) or isinstance(got, float):
+        return isinstance(got, (int, float)) and (want == got or f32(want) == f32(got))
+    return want == got
+
+
+def api(base, account, index, path, body=None):
+    url = f"{base}/accounts/{account}/vectorize/v2/indexes/{index}/{path}"
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET")
+    req.add_header("Authorization", "Bearer " + os.environ["CLOUDFLARE_API_TOKEN"])
+    if data:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req) as r:
+            env = json.load(r)
+    except urllib.error.HTTPError as e:
+        raise SystemExit(f"{path}: HTTP {e.code}: {e.read()[:500]!r}")
+    if not env.get("success"):
+        raise SystemExit(f"{path}: {env.get('errors')}")
+    return env["result"]
+
+
+def read_api(base, account, index):
+    ids, cursor = [], None
+    while True:
+        q = "list?count=1000" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
+        page = api(base, account, index, q)
+        ids += [v["id"] for v in page["vectors"]]
+        cursor = page.get("nextCursor")
+        if not page.get("isTruncated") or not cursor:
+            break
+    out = []
+    for i in range(0, len(ids), 20):  # Vectorize returns at most 20 ids per call
+        out += api(base, account, index, "get_by_ids", {"ids": ids[i:i + 20]})
+    return out, len(ids)
+
+
+def read_ndjson(folder):
+    out = []
+    for root, _, files in os.walk(folder):
+        for f in sorted(files):
+            if f.endswith(".ndjson"):
+                with open(os.path.join(root, f), encoding="utf-8") as fh:
+                    out += [json.loads(line) for line in fh if line.strip()]
+    return out, len(out)
+
+
+def cosine(a, b):
+    dot = sum(x * y for x, y in zip(a, b))
+    na, nb = math.sqrt(sum(x * x for x in a)), math.sqrt(sum(y * y for y in b))
+    return dot / (na * nb) if na and nb else 0.0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("pg_url")
+    ap.add_argument("table")
+    ap.add_argument("--vector", required=True)
+    ap.add_argument("--id", default="id")
+    ap.add_argument("--metadata", default="")
+    ap.add_argument("--skip", default="")
+    ap.add_argument("--ndjson")
+    ap.add_argument("--api", nargs=3, metavar=("BASE_URL", "ACCOUNT", "INDEX"))
+    ap.add_argument("--topk", type=int, default=0)
+    ap.add_argument("--queries", type=int, default=0)
+    a = ap.parse_args()
+    meta_cols = [c for c in a.metadata.split(",") if c]
+    skip = {k for k in a.skip.split(",") if k}
+
+    pg = psycopg.connect(a.pg_url)
+    pg.execute("SET TimeZone = 'UTC'")
+    cols = ", ".join(f'"{c}"' for c in meta_cols)
+    sql = f'SELECT "{a.id}"::text, "{a.vector}"::text' + (f", {cols}" if cols else "") + f" FROM {a.table}"
+    source, nulls = {}, 0
+    for row in pg.execute(sql):
+        if row[1] is None:
+            nulls += 1
+            continue
+        if row[0] in skip:
+            continue
+        values = [float(x) for x in row[1].strip("[]").split(",")]
+        meta = {c: meta_form(v) for c, v in zip(meta_cols, row[2:]) if v is not None}
+        source[row[0]] = (values, meta)
+
+    got, listed = read_ndjson(a.ndjson) if a.ndjson else read_api(*a.api)
+    target, diffs = {}, []
+    for v in got:
+        if v["id"] in target:
+            diffs.append({"id": v["id"], "kind": "duplicate"})
+        target[v["id"]] = v
+    for k in sorted(set(source) | set(target)):
+        if k not in target:
+            diffs.append({"id": k, "kind": "missing_in_vectorize"})
+        elif k not in source:
+            diffs.append({"id": k, "kind": "extra_in_vectorize"})
+        else:
+            want, meta = source[k]
+            have = target[k]["values"]
+            if len(want) != len(have) or any(f32(x) != f32(y) for x, y in zip(want, have)):
+                diffs.append({"id": k, "kind": "values", "source": str(want[:4]), "vectorize": str(have[:4])})
+            if meta_cols:
+                hm = target[k].get("metadata") or {}
+                if set(hm) != set(meta) or any(not same_meta(meta[c], hm[c]) for c in meta):
+                    diffs.append({"id": k, "kind": "metadata", "source": repr(meta)[:200], "vectorize": repr(hm)[:200]})
+
+    topk = []
+    if a.topk and a.api:
+        ids = sorted(source)[: a.queries]
+        for q in ids:
+            qv = source[q][0]
+            exact = sorted(((cosine(qv, v), i) for i, (v, _) in source.items()), key=lambda s: (-s[0], s[1]))
+            got_m = api(*a.api, "query", {"vector": qv, "topK": a.topk, "returnValues": False, "returnMetadata": "none"})
+            got_ids = [m["id"] for m in got_m["matches"]]
+            # Equal scores may come in any order: compare by score rank groups.
+            want_ids = [i for _, i in exact[: a.topk]]
+            cutoff = exact[a.topk - 1][0] if len(exact) >= a.topk else -2
+            allowed = {i for s, i in exact if s >= cutoff - 1e-12}
+            ok = got_ids and got_ids[0] == q and len(got_ids) == min(a.topk, len(exact)) and set(got_ids) <= allowed
+            ok = ok and all(
+                abs(cosine(qv, source[g][0]) - s) <= 1e-9 for g, (s, _) in zip(got_ids, exact[: a.topk])
+            )
+            topk.append({"query": q, "ok": bool(ok), "want": want_ids[:5], "got": got_ids[:5]})
+            if not ok:
+                diffs.append({"id": q, "kind": "topk", "want": want_ids[:10], "got": got_ids[:10]})
+
+    print(json.dumps({"source_vectors": len(source), "null_vectors": nulls, "target_vectors": len(target),
+                      "listed": listed, "topk_queries": len(topk), "differences": diffs[:20],
+                      "difference_count": len(diffs)}, indent=1))
+    return 1 if diffs else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
