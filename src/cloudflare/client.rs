@@ -249,6 +249,7 @@ fn classify(what: &str, status: StatusCode, headers: &HeaderMap, message: String
             "the Authorization header was refused: set CLOUDFLARE_API_TOKEN to an API token (not a global API key)".into()
         }
         401 | 403 => "the API token was refused: check CLOUDFLARE_API_TOKEN, that it has D1 (and Vectorize) edit permission, and CLOUDFLARE_ACCOUNT_ID".into(),
+        409 => "it conflicts with what exists (an index or metadata index of that name, perhaps created by an earlier attempt)".into(),
         404 => "not found: check CLOUDFLARE_ACCOUNT_ID and the D1 database id / Vectorize index name (or the wrangler binding)".into(),
         400 if !fallback.is_empty() => fallback.into(),
         s if s >= 500 => "Cloudflare failed; pgflare retries with backoff".into(),

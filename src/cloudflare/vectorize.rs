@@ -64,6 +64,8 @@ struct Ledger {
     writes: u64,
     /// Every write at a position below this is known applied.
     applied_below: u64,
+    /// When `info` was last asked, by any waiter.
+    last_poll: Option<Instant>,
 }
 
 pub struct Vectorize {
@@ -135,8 +137,13 @@ impl Vectorize {
                     "config": {"dimensions": want.dimensions, "metric": want.metric},
                 });
                 let url = self.api.account_url("vectorize/v2/indexes");
-                let v = self.api.call(&what, Method::POST, &url, &body).await?;
-                parse(&what, v.get("config").cloned().unwrap_or(Value::Null))
+                match self.api.call(&what, Method::POST, &url, &body).await {
+                    Ok(v) => parse(&what, v.get("config").cloned().unwrap_or(Value::Null)),
+                    // A create whose answer was lost is retried and meets
+                    // its own index: check that one instead.
+                    Err(Error::Api { status: Some(409), .. }) => Box::pin(self.ensure(want, false)).await,
+                    Err(e) => Err(e),
+                }
             }
             None => Err(Error::Config {
                 setting,
@@ -186,11 +193,41 @@ impl Vectorize {
                     let what = format!("Vectorize index {}: creating metadata index {name}", self.index);
                     let body = json!({"propertyName": name, "indexType": ty});
                     let url = self.url("metadata_index/create");
-                    tickets.push(self.write(&what, &url, Body::Json(body)).await?);
+                    match self.write(&what, &url, Body::Json(body)).await {
+                        Ok(t) => tickets.push(t),
+                        // A create whose answer was lost was retried and met
+                        // itself: its mutation id is unknown, so wait until
+                        // the list shows it (listed means applied).
+                        Err(Error::Api { status: Some(409), .. }) => self.await_listed(name, ty).await?,
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }
         Ok(tickets)
+    }
+
+    /// Polls the metadata-index list until `name` shows with type `ty`.
+    async fn await_listed(&self, name: &str, ty: &str) -> Result<()> {
+        let started = Instant::now();
+        let mut every = self.poll_every;
+        loop {
+            if self.metadata_indexes().await?.iter().any(|(n, t)| n == name && t == ty) {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(300) {
+                return Err(Error::Api {
+                    what: format!("Vectorize index {}: metadata index {name}", self.index),
+                    status: Some(409),
+                    message: format!("exists or is being created, but is not listed as {ty} after 300 s"),
+                    hint:
+                        "check it with `wrangler vectorize list-metadata-index`, then run the command again"
+                            .into(),
+                });
+            }
+            tokio::time::sleep(every).await;
+            every = (every * 3 / 2).min(Duration::from_secs(5));
+        }
     }
 
     /// Upserts NDJSON lines (each a whole vector: values, metadata and
@@ -300,13 +337,23 @@ impl Vectorize {
                 return Ok(());
             }
             {
-                let _one_poll = self.poll_lock.lock().await;
+                let one_poll = self.poll_lock.lock().await;
                 if self.applied(t) {
                     return Ok(());
+                }
+                // Many ranges may wait at once: `info` calls share the
+                // token's request budget with the upserts, so all waiters
+                // together poll no more often than one of them would.
+                let last = self.ledger.lock().ok().and_then(|l| l.last_poll);
+                if last.is_some_and(|p| p.elapsed() < every) {
+                    drop(one_poll);
+                    tokio::time::sleep(every).await;
+                    continue;
                 }
                 let info = self.info().await?;
                 let mut l =
                     self.ledger.lock().map_err(|_| Error::Internal("mutation ledger poisoned".into()))?;
+                l.last_poll = Some(Instant::now());
                 // An id we did not send (a retried request's first attempt, another writer) says nothing.
                 if let Some(p) =
                     info.processed_up_to_mutation.as_ref().and_then(|m| l.position.get(m).copied())

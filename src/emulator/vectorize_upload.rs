@@ -210,7 +210,10 @@ fn vector_of(value: Value, line: usize, dims: usize) -> Result<NewVector, ApiErr
     Ok(NewVector { id, namespace, metadata, values })
 }
 
-/// Why a metadata key is refused, if it is.
+/// Why a metadata key is refused, if it is. Kept apart from the client's
+/// own check (`sink::vectorize::check_metadata_key`) on purpose: the
+/// emulator is the oracle the client's checks are tested against, and one
+/// shared function would make a wrong rule invisible to both.
 fn key_problem(key: &str) -> Option<&'static str> {
     if key.is_empty() {
         Some("must not be empty")

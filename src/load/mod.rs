@@ -346,9 +346,12 @@ async fn prepare(snapshot: &mut Snapshot, opts: &LoadOptions) -> Result<Prepared
             project.tables.iter().find(|m| m.schema == info.spec.schema && m.table == info.spec.name);
         let (table, m) = plan::d1_table(configured, info)?;
         d1.push((info.clone(), table));
+        // With vectors off, the vector column is not even read.
         let vm = match configured {
-            Some(c) => crate::config::mapping::vector_mapping(c, info, &project.vectorize)?,
-            None => None,
+            Some(c) if !matches!(opts.vectorize, VectorTarget::Off) => {
+                crate::config::mapping::vector_mapping(c, info, &project.vectorize)?
+            }
+            _ => None,
         };
         if let (Some(vm), Some(c)) = (&vm, configured) {
             if let Some(other) = vectors.mappings.0.keys().next() {

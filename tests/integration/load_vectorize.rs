@@ -303,15 +303,29 @@ fn compare_d1(db: &TestDb, emu: &Emulator) {
 fn api_load_fills_d1_and_vectorize_and_queries_agree_with_exact_cosine() {
     let db = TestDb::new("vecapi");
     db.seed(700, 16);
-    // Writes become visible 0.7 s after they are accepted: the load must wait for them.
-    let emu = Emulator::start(&["--vectorize-delay-ms", "700"]);
+    // Writes become visible 0.7 s after they are accepted: the load must
+    // wait for them. Injected 5xx answers and connections dropped after the
+    // work was done: retried writes (and creates) must still end exact.
+    let emu = Emulator::start(&[
+        "--vectorize-delay-ms",
+        "700",
+        "--fail-rate",
+        "0.1",
+        "--drop-rate",
+        "0.05",
+        "--seed",
+        "7",
+    ]);
     let dir = temp_dir("vecapi");
     let config = init_config(&db, dir.path(), "vectors_per_request = 250");
     let state = dir.path().join("state");
     let (c, st) = (config.to_str().expect("p"), state.to_str().expect("p"));
     let o = emu.command(&db).args(api_args(c, st, &[])).output().expect("run");
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
     let s: serde_json::Value = serde_json::from_str(&ok(o)).expect("summary");
     assert_eq!(s["complete"], true);
+    assert!(stderr.contains("retrying"), "the faults happened and were ridden out: {stderr}");
+    assert!(!stderr.contains(&emu.token), "the token never reaches the output");
     assert!(s["vectorize"]
         .as_str()
         .expect("vectorize target")
@@ -328,8 +342,14 @@ fn api_load_fills_d1_and_vectorize_and_queries_agree_with_exact_cosine() {
             format!("{}/accounts/{}/vectorize/v2/indexes/chunks-index{path}", emu.base_url, emu.account);
         block_on(async {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let r = reqwest::Client::new().get(&url).bearer_auth(&emu.token).send().await.expect("GET");
-            r.json::<serde_json::Value>().await.expect("json")["result"].clone()
+            // The emulator injects faults here too: retry until an answer.
+            for _ in 0..20 {
+                let r = reqwest::Client::new().get(&url).bearer_auth(&emu.token).send().await;
+                if let Some(r) = r.ok().filter(|r| r.status().is_success()) {
+                    return r.json::<serde_json::Value>().await.expect("json")["result"].clone();
+                }
+            }
+            panic!("no answer from {url}")
         })
     };
     assert_eq!(http("")["config"]["dimensions"], 16);
@@ -469,4 +489,44 @@ fn wrangler_upserts_the_loads_ndjson_files_unchanged() {
     }
     let v = compare_api(&db, &emu, &[]);
     assert_eq!(v["listed"], v["source_vectors"], "{v:#}");
+}
+
+#[test]
+fn halfvec_values_are_written_widened_exactly() {
+    let db = TestDb::new("vechalf");
+    db.exec(
+        "CREATE EXTENSION IF NOT EXISTS vector;
+         CREATE TABLE h (id bigint PRIMARY KEY, e halfvec(3));
+         INSERT INTO h VALUES (1, '[0.5,-2,0.1]'), (2, '[65504,-0.000061035156,0]');",
+    );
+    let dir = temp_dir("vechalf");
+    let config = dir.path().join("pgflare.toml");
+    std::fs::write(&config, "[[tables]]\nname = \"h\"\nvector = \"e\"\n").expect("config");
+    let out = dir.path().join("out");
+    let st = dir.path().join("state");
+    let args = [
+        "load",
+        "--config",
+        config.to_str().expect("p"),
+        "--target",
+        "files",
+        "--out",
+        out.to_str().expect("p"),
+    ];
+    ok(pgflare(&db, &[&args[..], &["--state-dir", st.to_str().expect("p")]].concat()));
+    let text = std::fs::read_to_string(out.join("vectorize/h/part-00000-000.ndjson")).expect("ndjson");
+    let lines: Vec<serde_json::Value> =
+        text.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let bits = |v: &serde_json::Value| -> Vec<u32> {
+        v["values"]
+            .as_array()
+            .expect("values")
+            .iter()
+            .map(|x| (x.as_f64().expect("f") as f32).to_bits())
+            .collect()
+    };
+    // float16 holds 0.1 as 1638/16384 = 0.0999755859375; 2^-14 is its smallest normal.
+    assert_eq!(lines[0]["id"], "1");
+    assert_eq!(bits(&lines[0]), [0.5f32, -2.0, 1638.0 / 16384.0].map(f32::to_bits));
+    assert_eq!(bits(&lines[1]), [65504.0f32, -(2f32.powi(-14)), 0.0].map(f32::to_bits));
 }

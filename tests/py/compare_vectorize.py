@@ -23,7 +23,9 @@ import datetime
 import json
 import math
 import os
+import http.client
 import struct
+import time
 import sys
 import urllib.error
 import urllib.parse
@@ -64,11 +66,19 @@ def api(base, account, index, path, body=None):
     req.add_header("Authorization", "Bearer " + os.environ["CLOUDFLARE_API_TOKEN"])
     if data:
         req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req) as r:
-            env = json.load(r)
-    except urllib.error.HTTPError as e:
-        raise SystemExit(f"{path}: HTTP {e.code}: {e.read()[:500]!r}")
+    # The emulator may inject 5xx answers and dropped connections: retry those.
+    for attempt in range(20):
+        try:
+            with urllib.request.urlopen(req) as r:
+                env = json.load(r)
+            break
+        except urllib.error.HTTPError as e:
+            if e.code < 500 or attempt == 19:
+                raise SystemExit(f"{path}: HTTP {e.code}: {e.read()[:500]!r}")
+        except (urllib.error.URLError, ConnectionError, http.client.HTTPException):
+            if attempt == 19:
+                raise
+        time.sleep(0.05)
     if not env.get("success"):
         raise SystemExit(f"{path}: {env.get('errors')}")
     return env["result"]
