@@ -278,7 +278,8 @@ pub struct LoadArgs {
 
     /// Where vectors go (tables with a `vector` column in pgflare.toml):
     /// `auto` = NDJSON files in OUT/vectorize with --target files, the
-    /// Vectorize API with --target api, nowhere with --target sqlite.
+    /// Vectorize API with --target api, and with --target sqlite NDJSON
+    /// files in --vectorize-out if given, else nowhere.
     #[arg(long, value_enum, default_value_t = VectorizeMode::Auto)]
     pub vectorize: VectorizeMode,
 

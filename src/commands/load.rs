@@ -43,6 +43,15 @@ pub async fn run(args: LoadArgs, json: bool, progress: &Progress) -> anyhow::Res
         },
     };
     let vectorize = vector_target(&args, &project)?;
+    if matches!(vectorize, VectorTarget::Off)
+        && args.vectorize == VectorizeMode::Auto
+        && project.tables.iter().any(|t| t.vector.is_some())
+    {
+        progress.println(
+            "note: vectors are not loaded with --target sqlite (Vectorize has no local file); \
+             add --vectorize-out DIR for NDJSON files or --vectorize api for the index",
+        );
+    }
     let opts = LoadOptions {
         project,
         only_tables: args.tables.clone(),
