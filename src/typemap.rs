@@ -99,7 +99,7 @@ pub const TYPE_TABLE: &[Mapping] = &[
         d1: "REAL",
         json: "number (shortest round-trip)",
         array_element: true,
-        lossy: "NaN/±Infinity have no JSON form (null)",
+        lossy: "D1 REAL: NaN as NULL, -0 as 0 (SQLite keeps neither); JSON: NaN/±Infinity as null",
     },
     Mapping {
         kind: Kind::Float8,
@@ -108,7 +108,7 @@ pub const TYPE_TABLE: &[Mapping] = &[
         d1: "REAL",
         json: "number (shortest round-trip)",
         array_element: true,
-        lossy: "NaN/±Infinity have no JSON form (null)",
+        lossy: "D1 REAL: NaN as NULL, -0 as 0 (SQLite keeps neither); JSON: NaN/±Infinity as null",
     },
     Mapping {
         kind: Kind::Numeric,

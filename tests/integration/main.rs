@@ -15,4 +15,5 @@ mod inspect;
 mod load;
 mod load_api;
 mod load_vectorize;
+mod verify_d1;
 mod wrangler;

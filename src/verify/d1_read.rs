@@ -1,0 +1,390 @@
+//! D1 rows read back into the Arrow types of the source table, so that the
+//! one row digest (`verify::digest`) runs on both sides of a comparison.
+//! This is the inverse of `sink::d1::value`: INTEGER back to booleans and
+//! integers, REAL to floats, TEXT parsed by the column's type (uuid,
+//! numeric, dates, times, timestamps, JSON arrays and vectors), BLOB to
+//! bytes. A value that does not parse as its column's type is reported
+//! with table, column, key and what was found, never guessed.
+//!
+//! The source side goes through [`target_form`] first: what the D1 mapping
+//! cannot keep (NaN, which SQLite stores as NULL; -0.0 in a REAL column,
+//! which SQLite stores as the integer 0; non-finite floats inside arrays,
+//! which JSON writes as null) is brought to the form D1 holds, so a
+//! faithful load digests equal and only real differences remain.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayBuilder, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
+    FixedSizeBinaryBuilder, FixedSizeListBuilder, Float32Builder, Float64Builder, Int16Builder, Int32Builder,
+    Int64Builder, ListBuilder, RecordBatch, StringBuilder, Time64MicrosecondBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Float32Type, Float64Type};
+use rusqlite::types::ValueRef;
+use serde_json::Value;
+
+use crate::batch::{quote_ident, TableSpec};
+use crate::error::{Error, Result};
+
+/// One value on its way into a builder, from SQLite or from a JSON array.
+enum Scalar<'a> {
+    Null,
+    Int(i64),
+    Real(f64),
+    Bool(bool),
+    Text(&'a str),
+    Blob(&'a [u8]),
+}
+
+/// Reads every row of D1 table `name` (columns of `spec`, under their D1
+/// names, in `spec` order) in batches of `batch_rows`, as Arrow batches of
+/// `spec`'s types.
+pub fn read_table(
+    conn: &rusqlite::Connection,
+    name: &str,
+    spec: &TableSpec,
+    batch_rows: usize,
+    each: &mut dyn FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
+    let cols = spec.columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
+    let order = spec.primary_key.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ");
+    let order = if order.is_empty() { String::new() } else { format!(" ORDER BY {order}") };
+    let sql = format!("SELECT {cols} FROM {}{order}", quote_ident(name));
+    let context = || format!("reading D1 table {name}");
+    let mut stmt = conn.prepare(&sql).map_err(Error::sqlite(context()))?;
+    let mut rows = stmt.query([]).map_err(Error::sqlite(context()))?;
+    let schema = spec.arrow_schema();
+    let new_builders =
+        || schema.fields().iter().map(|f| arrow::array::make_builder(f.data_type(), batch_rows));
+    let mut builders: Vec<Box<dyn ArrayBuilder>> = new_builders().collect();
+    let mut n = 0;
+    while let Some(row) = rows.next().map_err(Error::sqlite(context()))? {
+        for (i, b) in builders.iter_mut().enumerate() {
+            let v = row.get_ref(i).map_err(Error::sqlite(context()))?;
+            let dt = schema.field(i).data_type();
+            append_sql(b.as_mut(), dt, v).map_err(|found| {
+                let key = spec
+                    .key_indices()
+                    .iter()
+                    .map(|&k| format!("{}={}", spec.columns[k].name, shown(row.get_ref(k).ok())))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Error::Value {
+                    table: format!("D1 {name}"),
+                    column: spec.columns[i].name.clone(),
+                    key,
+                    message: format!("holds {found}, which is not a {} as pgflare writes it", spec.columns[i].pg_type),
+                    hint: "the D1 row was written or changed by something other than pgflare load; verify reports \
+                           it as changed"
+                        .into(),
+                }
+            })?;
+        }
+        n += 1;
+        if n == batch_rows {
+            each(finish(&schema, &mut builders)?)?;
+            n = 0;
+        }
+    }
+    if n > 0 {
+        each(finish(&schema, &mut builders)?)?;
+    }
+    Ok(())
+}
+
+fn finish(
+    schema: &arrow::datatypes::SchemaRef,
+    builders: &mut [Box<dyn ArrayBuilder>],
+) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = builders.iter_mut().map(|b| b.finish()).collect();
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+fn shown(v: Option<ValueRef<'_>>) -> String {
+    match v {
+        Some(ValueRef::Integer(i)) => i.to_string(),
+        Some(ValueRef::Real(f)) => f.to_string(),
+        Some(ValueRef::Text(t)) => String::from_utf8_lossy(t).chars().take(60).collect(),
+        Some(ValueRef::Blob(b)) => format!("<{} bytes>", b.len()),
+        Some(ValueRef::Null) | None => "NULL".into(),
+    }
+}
+
+/// Appends a SQLite value; on failure says what was found.
+fn append_sql(b: &mut dyn ArrayBuilder, dt: &DataType, v: ValueRef<'_>) -> std::result::Result<(), String> {
+    match (dt, v) {
+        (DataType::List(_) | DataType::FixedSizeList(_, _), ValueRef::Text(t)) => {
+            let items: Vec<Value> =
+                serde_json::from_str(text(t)?).map_err(|_| format!("`{}`, not a JSON array", short(t)))?;
+            append_list(b, dt, &items)
+        }
+        (DataType::List(_) | DataType::FixedSizeList(_, _), ValueRef::Null) => append_list_null(b, dt),
+        (_, ValueRef::Null) => append(b, dt, Scalar::Null),
+        (_, ValueRef::Integer(i)) => append(b, dt, Scalar::Int(i)),
+        (_, ValueRef::Real(f)) => append(b, dt, Scalar::Real(f)),
+        (_, ValueRef::Text(t)) => append(b, dt, Scalar::Text(text(t)?)),
+        (_, ValueRef::Blob(x)) => append(b, dt, Scalar::Blob(x)),
+    }
+}
+
+fn text(t: &[u8]) -> std::result::Result<&str, String> {
+    std::str::from_utf8(t).map_err(|_| "text that is not UTF-8".to_string())
+}
+
+fn short(t: &[u8]) -> String {
+    String::from_utf8_lossy(&t[..t.len().min(60)]).into_owned()
+}
+
+fn append_list(b: &mut dyn ArrayBuilder, dt: &DataType, items: &[Value]) -> std::result::Result<(), String> {
+    let item_type = match dt {
+        DataType::List(f) | DataType::FixedSizeList(f, _) => f.data_type().clone(),
+        _ => return Err("a list".into()),
+    };
+    let push = |values: &mut Box<dyn ArrayBuilder>| -> std::result::Result<(), String> {
+        for v in items {
+            let s = match v {
+                Value::Null => Scalar::Null,
+                Value::Bool(x) => Scalar::Bool(*x),
+                Value::Number(n) => match n.as_i64() {
+                    Some(i) if !matches!(item_type, DataType::Float32 | DataType::Float64) => Scalar::Int(i),
+                    _ => Scalar::Real(n.as_f64().ok_or("a number out of range")?),
+                },
+                Value::String(s) => Scalar::Text(s),
+                other => return Err(format!("an array element `{other}`")),
+            };
+            append(values.as_mut(), &item_type, s)?;
+        }
+        Ok(())
+    };
+    if let Some(l) = b.as_any_mut().downcast_mut::<ListBuilder<Box<dyn ArrayBuilder>>>() {
+        push(l.values())?;
+        l.append(true);
+        return Ok(());
+    }
+    if let Some(l) = b.as_any_mut().downcast_mut::<FixedSizeListBuilder<Box<dyn ArrayBuilder>>>() {
+        if items.len() as i32 != l.value_length() {
+            return Err(format!("{} elements where the column has {}", items.len(), l.value_length()));
+        }
+        push(l.values())?;
+        l.append(true);
+        return Ok(());
+    }
+    Err("a list column without a list builder".into())
+}
+
+fn append_list_null(b: &mut dyn ArrayBuilder, dt: &DataType) -> std::result::Result<(), String> {
+    if let Some(l) = b.as_any_mut().downcast_mut::<ListBuilder<Box<dyn ArrayBuilder>>>() {
+        l.append(false);
+        return Ok(());
+    }
+    if let (Some(l), DataType::FixedSizeList(f, n)) =
+        (b.as_any_mut().downcast_mut::<FixedSizeListBuilder<Box<dyn ArrayBuilder>>>(), dt)
+    {
+        // A null slot still holds `n` (null) children.
+        for _ in 0..*n {
+            append(l.values().as_mut(), f.data_type(), Scalar::Null)?;
+        }
+        l.append(false);
+        return Ok(());
+    }
+    Err("a list column without a list builder".into())
+}
+
+macro_rules! builder {
+    ($b:expr, $t:ty) => {
+        $b.as_any_mut().downcast_mut::<$t>().ok_or_else(|| "a builder of another type".to_string())?
+    };
+}
+
+/// Appends one scalar to a builder of type `dt`, parsing text forms.
+fn append(b: &mut dyn ArrayBuilder, dt: &DataType, v: Scalar<'_>) -> std::result::Result<(), String> {
+    let wrong = |what: &str| match &v {
+        Scalar::Int(i) => format!("the integer {i} where {what} belongs"),
+        Scalar::Real(f) => format!("the real {f} where {what} belongs"),
+        Scalar::Bool(x) => format!("{x} where {what} belongs"),
+        Scalar::Text(t) => {
+            format!("the text `{}` where {what} belongs", t.chars().take(60).collect::<String>())
+        }
+        Scalar::Blob(x) => format!("a {}-byte blob where {what} belongs", x.len()),
+        Scalar::Null => "NULL".into(),
+    };
+    macro_rules! put {
+        ($t:ty, $val:expr) => {{
+            let bb = builder!(b, $t);
+            match &v {
+                Scalar::Null => bb.append_null(),
+                _ => bb.append_value($val),
+            }
+        }};
+    }
+    match dt {
+        DataType::Boolean => put!(
+            BooleanBuilder,
+            match v {
+                Scalar::Int(i) => i != 0,
+                Scalar::Bool(x) => x,
+                _ => return Err(wrong("a boolean (0/1)")),
+            }
+        ),
+        DataType::Int16 => put!(
+            Int16Builder,
+            int(&v).and_then(|i| i16::try_from(i).ok()).ok_or_else(|| wrong("a smallint"))?
+        ),
+        DataType::Int32 => put!(
+            Int32Builder,
+            int(&v).and_then(|i| i32::try_from(i).ok()).ok_or_else(|| wrong("an integer"))?
+        ),
+        DataType::Int64 => put!(Int64Builder, int(&v).ok_or_else(|| wrong("a bigint"))?),
+        DataType::Float32 => put!(Float32Builder, real(&v).ok_or_else(|| wrong("a real"))? as f32),
+        DataType::Float64 => put!(Float64Builder, real(&v).ok_or_else(|| wrong("a double"))?),
+        DataType::Decimal128(_, scale) => {
+            put!(Decimal128Builder, decimal(txt(&v), *scale).ok_or_else(|| wrong("a decimal"))?)
+        }
+        DataType::Utf8 => put!(StringBuilder, txt(&v).ok_or_else(|| wrong("text"))?),
+        DataType::FixedSizeBinary(16) => {
+            let u = txt(&v).and_then(|t| uuid::Uuid::parse_str(t).ok()).ok_or_else(|| wrong("a uuid"));
+            let bb = builder!(b, FixedSizeBinaryBuilder);
+            match v {
+                Scalar::Null => bb.append_null(),
+                _ => bb.append_value(u?.as_bytes()).map_err(|e| e.to_string())?,
+            }
+        }
+        DataType::Binary => put!(
+            BinaryBuilder,
+            match v {
+                Scalar::Blob(x) => x,
+                _ => return Err(wrong("a blob")),
+            }
+        ),
+        DataType::Date32 => put!(Date32Builder, date(txt(&v)).ok_or_else(|| wrong("a date YYYY-MM-DD"))?),
+        DataType::Time64(_) => {
+            put!(Time64MicrosecondBuilder, time(txt(&v)).ok_or_else(|| wrong("a time HH:MM:SS.ffffff"))?)
+        }
+        DataType::Timestamp(_, tz) => put!(
+            TimestampMicrosecondBuilder,
+            timestamp(txt(&v), tz.is_some())
+                .ok_or_else(|| wrong("a timestamp YYYY-MM-DDTHH:MM:SS.ffffff"))?
+        ),
+        other => return Err(format!("a value of the unsupported type {other}")),
+    }
+    Ok(())
+}
+
+fn int(v: &Scalar<'_>) -> Option<i64> {
+    match v {
+        Scalar::Int(i) => Some(*i),
+        _ => None,
+    }
+}
+
+fn real(v: &Scalar<'_>) -> Option<f64> {
+    match v {
+        Scalar::Real(f) => Some(*f),
+        // SQLite keeps a REAL that is a whole number as written; accept it.
+        Scalar::Int(i) => Some(*i as f64),
+        _ => None,
+    }
+}
+
+fn txt<'a>(v: &Scalar<'a>) -> Option<&'a str> {
+    match v {
+        Scalar::Text(t) => Some(t),
+        _ => None,
+    }
+}
+
+/// `-12.340` at scale 3 -> -12340.
+fn decimal(t: Option<&str>, scale: i8) -> Option<i128> {
+    let t = t?;
+    let (neg, digits) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let scale = scale.max(0) as usize;
+    if frac.len() > scale || int.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let v: i128 = format!("{int}{frac:0<scale$}").parse().ok()?;
+    Some(if neg { -v } else { v })
+}
+
+fn date(t: Option<&str>) -> Option<i32> {
+    let d = chrono::NaiveDate::parse_from_str(t?, "%Y-%m-%d").ok()?;
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
+    i32::try_from((d - epoch).num_days()).ok()
+}
+
+fn time(t: Option<&str>) -> Option<i64> {
+    let t = chrono::NaiveTime::parse_from_str(t?, "%H:%M:%S%.6f").ok()?;
+    let midnight = chrono::NaiveTime::from_hms_opt(0, 0, 0)?;
+    (t - midnight).num_microseconds()
+}
+
+fn timestamp(t: Option<&str>, zoned: bool) -> Option<i64> {
+    let t = t?;
+    let body = if zoned { t.strip_suffix('Z')? } else { t };
+    let ts = chrono::NaiveDateTime::parse_from_str(body, "%Y-%m-%dT%H:%M:%S%.6f").ok()?;
+    Some(ts.and_utc().timestamp_micros())
+}
+
+/// The source batch as D1 can hold it: NaN floats become NULL (SQLite has
+/// no NaN), -0.0 becomes 0.0 (SQLite stores a whole REAL as an integer),
+/// and non-finite floats inside arrays become null elements (JSON has no
+/// Infinity). Everything else D1 keeps exactly.
+pub fn target_form(batch: &RecordBatch) -> Result<RecordBatch> {
+    let columns = batch.columns().iter().map(|c| d1_form(c)).collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+fn d1_form(col: &ArrayRef) -> Result<ArrayRef> {
+    use arrow::array::{ListArray, PrimitiveArray};
+    Ok(match col.data_type() {
+        // `+ 0.0` turns -0.0 into 0.0 and leaves every other value as it is.
+        DataType::Float32 => {
+            let a = col.as_primitive::<Float32Type>();
+            Arc::new(
+                a.iter()
+                    .map(|v| v.filter(|f| !f.is_nan()).map(|f| f + 0.0))
+                    .collect::<PrimitiveArray<Float32Type>>(),
+            )
+        }
+        DataType::Float64 => {
+            let a = col.as_primitive::<Float64Type>();
+            Arc::new(
+                a.iter()
+                    .map(|v| v.filter(|f| !f.is_nan()).map(|f| f + 0.0))
+                    .collect::<PrimitiveArray<Float64Type>>(),
+            )
+        }
+        DataType::List(f)
+            if matches!(f.data_type(), DataType::Float32 | DataType::Float64) && f.is_nullable() =>
+        {
+            let l = col.as_list::<i32>();
+            let values = finite_only(l.values())?;
+            Arc::new(ListArray::try_new(f.clone(), l.offsets().clone(), values, l.nulls().cloned())?)
+        }
+        _ => col.clone(),
+    })
+}
+
+fn finite_only(values: &ArrayRef) -> Result<ArrayRef> {
+    use arrow::array::PrimitiveArray;
+    Ok(match values.data_type() {
+        DataType::Float32 => Arc::new(
+            values
+                .as_primitive::<Float32Type>()
+                .iter()
+                .map(|v| v.filter(|f| f.is_finite()))
+                .collect::<PrimitiveArray<Float32Type>>(),
+        ),
+        _ => Arc::new(
+            values
+                .as_primitive::<Float64Type>()
+                .iter()
+                .map(|v| v.filter(|f| f.is_finite()))
+                .collect::<PrimitiveArray<Float64Type>>(),
+        ),
+    })
+}
