@@ -5,7 +5,9 @@
 # helper that writes to stderr (stdout stays clean for machine-readable
 # output such as the DATABASE_URL), and `ensure_venv`, which creates the
 # venv and installs scripts/requirements.txt only when that file changed
-# since the last successful install.
+# since the last successful install. `ensure_wrangler` and `ensure_chromium`
+# install the test tools that do not come from pip (npm, apt) and print
+# their paths.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 VENV="$ROOT/.venv"
@@ -31,15 +33,30 @@ _venv_available() {
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1
 }
 
+# True when we can act as root: we are root, or sudo works without a
+# password (a CI runner's usual user).
+can_be_root() {
+    is_root || { command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; }
+}
+
+# Runs a command as root: directly, else through passwordless sudo.
+as_root() {
+    if is_root; then
+        "$@"
+    else
+        sudo -n "$@"
+    fi
+}
+
 _apt_updated=0
 apt_install() {
     if [ "$_apt_updated" -eq 0 ]; then
         log "apt-get update"
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
         _apt_updated=1
     fi
     log "apt-get install $*"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
 }
 
 ensure_venv() {
@@ -111,4 +128,31 @@ ensure_wrangler() {
     npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "wrangler@$WRANGLER_VERSION" >&2
     printf '%s\n' "$WRANGLER_VERSION" >"$dir/.version"
     printf '%s\n' "$bin"
+}
+
+# Headless Chromium (Debian's `chromium` package): the tests load the HTML
+# verification report in it from file:// to prove it renders and that no
+# hostile value in it runs. $PGFLARE_CHROMIUM wins when set; otherwise
+# `chromium` or `chromium-browser` on PATH, installed with apt when missing
+# (as root or with passwordless sudo). Prints the browser's path.
+ensure_chromium() {
+    if [ -n "${PGFLARE_CHROMIUM:-}" ]; then
+        [ -x "$PGFLARE_CHROMIUM" ] || die "PGFLARE_CHROMIUM=$PGFLARE_CHROMIUM is not an executable"
+        printf '%s\n' "$PGFLARE_CHROMIUM"
+        return 0
+    fi
+    local name
+    for name in chromium chromium-browser; do
+        if command -v "$name" >/dev/null 2>&1; then
+            command -v "$name"
+            return 0
+        fi
+    done
+    command -v apt-get >/dev/null 2>&1 \
+        || die "chromium not found and there is no apt-get; install Chromium and set PGFLARE_CHROMIUM to it"
+    can_be_root \
+        || die "chromium not found; install it (e.g. 'sudo apt-get install --no-install-recommends chromium') or run as root to let apt do it"
+    apt_install --no-install-recommends chromium
+    command -v chromium >/dev/null 2>&1 || die "apt installed chromium but it is not on PATH"
+    command -v chromium
 }

@@ -6,6 +6,8 @@
 # exports
 #   PGFLARE_TEST_DATABASE_URL  postgres://postgres:...@127.0.0.1:PORT/postgres
 #   PGFLARE_PYTHON             the venv's python (has pyarrow)
+#   PGFLARE_WRANGLER           wrangler (npm), for its local D1
+#   PGFLARE_CHROMIUM           headless Chromium (apt), for the HTML report
 # and runs, in order: cargo fmt --check, cargo clippy -D warnings and
 # cargo test --all-targets (extra arguments go to cargo test). Postgres is
 # stopped at the end only if this script started it, also on failure.
@@ -84,6 +86,11 @@ ensure_venv
 step "wrangler (npm)"
 PGFLARE_WRANGLER="$(ensure_wrangler)"
 export PGFLARE_WRANGLER
+
+step "chromium (apt)"
+PGFLARE_CHROMIUM="$(ensure_chromium)"
+export PGFLARE_CHROMIUM
+log "PGFLARE_CHROMIUM=$PGFLARE_CHROMIUM"
 
 step "rust components"
 ensure_rust_components

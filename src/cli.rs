@@ -82,6 +82,21 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Load(LoadArgs),
 
+    /// Prove D1 and Vectorize hold the source's data: every configured table
+    /// read at one snapshot and compared with D1 by key buckets of row
+    /// digests (only differing buckets are read again, down to rows and
+    /// fields), and its vectors with the Vectorize index (enumerated with
+    /// list, fetched with get_by_ids, compared by float32 bits and
+    /// metadata). Writes report.json, report.md and report.html to --report-dir.
+    ///
+    /// Exit codes: 0 consistent, 1 differences found, 2 could not verify.
+    ///
+    /// Examples:
+    ///   pgflare verify --sqlite ./d1.sqlite
+    ///   pgflare verify --config pgflare.toml --sqlite .wrangler/state/v3/d1/.../ID.sqlite --sample 0.1
+    #[command(verbatim_doc_comment)]
+    Verify(CheckArgs),
+
     /// Run a local server that answers like Cloudflare's D1 REST API, to
     /// rehearse a migration without an account and to test against.
     ///
@@ -299,6 +314,79 @@ pub struct LoadArgs {
     /// Default: [vectorize] on_invalid, else fail.
     #[arg(long, value_enum, value_name = "POLICY")]
     pub on_invalid_vector: Option<crate::config::project::OnInvalid>,
+
+    #[command(flatten)]
+    pub cloudflare: CloudflareArgs,
+
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// pgflare.toml to use (as for load). Default: ./pgflare.toml when it
+    /// exists, else every table of --schema under its own name.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The D1 database as a local SQLite file (the sqlite load target,
+    /// wrangler's local D1 file, or the emulator's DATA_DIR/d1/ID.sqlite).
+    #[arg(long, value_name = "FILE")]
+    pub sqlite: PathBuf,
+
+    /// Postgres connection URL. Default: pgflare.toml's [source] url,
+    /// then $DATABASE_URL, then $SUPABASE_DB_URL.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Schema of the tables when there is no pgflare.toml (default public).
+    #[arg(long, value_name = "SCHEMA")]
+    pub schema: Option<String>,
+
+    /// Verify only this table of the configuration (repeatable).
+    #[arg(long = "table", short = 't', value_name = "TABLE")]
+    pub tables: Vec<String>,
+
+    /// Compare this fraction of the key buckets (deterministic: the same
+    /// buckets every run), for a quick check; 1 = everything.
+    #[arg(long, default_value_t = 1.0, value_name = "FRACTION")]
+    pub sample: f64,
+
+    /// Key buckets per table: more buckets, fewer rows re-read per difference.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub buckets: usize,
+
+    /// Where report.json (and report.md, report.html) are written.
+    #[arg(long, default_value = "pgflare-verify", value_name = "DIR")]
+    pub report_dir: PathBuf,
+
+    /// Vector elements that differ by at most this much count as equal
+    /// (for targets that do not keep float32 bits); 0 = bit for bit.
+    #[arg(long, default_value_t = 0.0, value_name = "X")]
+    pub float_tolerance: f64,
+
+    /// Similarity-query parity: this many source vectors (chosen
+    /// deterministically) are queried against Vectorize and compared with
+    /// the exact top-k computed from the source; 0 = none.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub queries: usize,
+
+    /// Top-k of each parity query (Vectorize allows up to 100).
+    #[arg(long, default_value_t = 10, value_name = "K")]
+    pub k: usize,
+
+    /// Parity passes when the mean recall@k is at least this (and every id
+    /// Vectorize returns is in D1).
+    #[arg(long, default_value_t = 0.95, value_name = "FRACTION")]
+    pub min_recall: f64,
+
+    /// Do not compare Vectorize (only D1), even when pgflare.toml has vector tables.
+    #[arg(long)]
+    pub no_vectorize: bool,
+
+    /// Client-side request budget for the Vectorize API, REQUESTS/SECONDS.
+    #[arg(long, value_name = "N/SECONDS")]
+    pub rate_limit: Option<String>,
 
     #[command(flatten)]
     pub cloudflare: CloudflareArgs,

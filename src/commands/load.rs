@@ -7,8 +7,6 @@ use anyhow::Context;
 
 use super::{human_bytes, print_json};
 use crate::cli::{LoadArgs, LoadTarget, VectorizeMode};
-use crate::cloudflare::retry::RetryPolicy;
-use crate::cloudflare::ApiSettings;
 use crate::config;
 use crate::load::{self, LoadOptions, LoadSummary, Target, VectorTarget};
 use crate::progress::Progress;
@@ -34,7 +32,7 @@ pub async fn run(args: LoadArgs, json: bool, progress: &Progress) -> anyhow::Res
         },
         LoadTarget::Sqlite => Target::Sqlite { path: sqlite_path(&args, &project)? },
         LoadTarget::Api => Target::Api {
-            settings: api_settings(&args, &project)?,
+            settings: super::api_settings(&project, args.rate_limit.as_deref())?,
             database_id: project.cloudflare.d1.as_ref().map(|d| d.database_id.clone()).context(
                 "no D1 database: pass --d1-database-id, or --wrangler FILE [--env NAME] --d1-binding NAME, or set d1_database_id in pgflare.toml",
             )?,
@@ -73,26 +71,6 @@ pub async fn run(args: LoadArgs, json: bool, progress: &Progress) -> anyhow::Res
     Ok(ExitCode::SUCCESS)
 }
 
-fn api_settings(args: &LoadArgs, project: &crate::config::project::Project) -> anyhow::Result<ApiSettings> {
-    let cf = &project.cloudflare;
-    let (requests, window) = match &args.rate_limit {
-        Some(r) => config::rate_limit("--rate-limit", r)?,
-        None => (cf.rate_limit_requests, cf.rate_limit_window),
-    };
-    Ok(ApiSettings {
-        base_url: cf.api_base_url.clone(),
-        account_id: cf.account_id.clone().context(
-            "no Cloudflare account id: set CLOUDFLARE_ACCOUNT_ID, pass --account-id, or put account_id in wrangler.jsonc",
-        )?,
-        token: cf.api_token.clone().context(
-            "no API token: set CLOUDFLARE_API_TOKEN (a token with D1 and Vectorize edit permission); pgflare never reads it from a file",
-        )?,
-        rate_limit_requests: requests,
-        rate_limit_window: window,
-        retry: RetryPolicy::default(),
-    })
-}
-
 /// Where vectors go: `--vectorize`, with `auto` following `--target`.
 /// Only tables with `vector` in pgflare.toml send any.
 fn vector_target(args: &LoadArgs, project: &crate::config::project::Project) -> anyhow::Result<VectorTarget> {
@@ -112,7 +90,7 @@ fn vector_target(args: &LoadArgs, project: &crate::config::project::Project) -> 
              --wrangler FILE --vectorize-binding NAME, or set vectorize_index in pgflare.toml \
              (or --vectorize off to load D1 only)",
         )?;
-        Ok(VectorTarget::Api { settings: api_settings(args, project)?, index })
+        Ok(VectorTarget::Api { settings: super::api_settings(project, args.rate_limit.as_deref())?, index })
     };
     Ok(match (args.vectorize, args.target) {
         (_, _) if !wanted => VectorTarget::Off,

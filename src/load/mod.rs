@@ -88,19 +88,21 @@ pub struct LoadSummary {
     pub d1_limit_bytes: u64,
 }
 
-struct Prepared {
-    /// The tables, with only the columns that are read (those D1 receives).
-    infos: Vec<TableInfo>,
-    mappings: Vec<D1Mapping>,
+/// The tables of a load (or a verification), mapped to D1 and Vectorize.
+pub struct Prepared {
+    /// The tables, with only the columns that are read (those D1 or Vectorize receive).
+    pub infos: Vec<TableInfo>,
+    pub mappings: Vec<D1Mapping>,
     /// The full catalog view and D1 table, for the schema.
-    d1: Vec<(TableInfo, crate::config::mapping::D1Table)>,
-    vectors: vectors::VectorPlan,
+    pub d1: Vec<(TableInfo, crate::config::mapping::D1Table)>,
+    pub vectors: vectors::VectorPlan,
 }
 
 pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Result<LoadSummary> {
     let started = Instant::now();
     let mut snapshot = Snapshot::export(src).await?;
-    let prepared = prepare(&mut snapshot, opts).await?;
+    let vectors_on = !matches!(opts.vectorize, VectorTarget::Off);
+    let prepared = prepare(&mut snapshot, &opts.project, &opts.only_tables, vectors_on).await?;
     let (infos, mappings) = (&prepared.infos, &prepared.mappings);
     let waves = plan::waves(infos);
     let vector_target =
@@ -314,11 +316,15 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
 
 /// Introspects the selected tables and maps each to D1; the columns read
 /// are only those D1 receives.
-async fn prepare(snapshot: &mut Snapshot, opts: &LoadOptions) -> Result<Prepared> {
-    let project = &opts.project;
+pub async fn prepare(
+    snapshot: &mut Snapshot,
+    project: &Project,
+    only_tables: &[String],
+    vectors_on: bool,
+) -> Result<Prepared> {
     let wanted = |m: &crate::config::project::TableMapping| {
-        opts.only_tables.is_empty()
-            || opts.only_tables.iter().any(|t| *t == m.table || *t == format!("{}.{}", m.schema, m.table))
+        only_tables.is_empty()
+            || only_tables.iter().any(|t| *t == m.table || *t == format!("{}.{}", m.schema, m.table))
     };
     let mut casts = BTreeMap::new();
     let mut tables = Vec::new();
@@ -329,11 +335,11 @@ async fn prepare(snapshot: &mut Snapshot, opts: &LoadOptions) -> Result<Prepared
         }
     }
     if project.tables.is_empty() {
-        tables = opts.only_tables.clone();
+        tables = only_tables.to_vec();
     } else if tables.is_empty() {
         return Err(Error::Config {
             setting: "--table".into(),
-            message: format!("none of {} is a table of the configuration", opts.only_tables.join(", ")),
+            message: format!("none of {} is a table of the configuration", only_tables.join(", ")),
         });
     }
     let schema = if project.schema.is_empty() { "public".to_string() } else { project.schema.clone() };
@@ -348,9 +354,7 @@ async fn prepare(snapshot: &mut Snapshot, opts: &LoadOptions) -> Result<Prepared
         d1.push((info.clone(), table));
         // With vectors off, the vector column is not even read.
         let vm = match configured {
-            Some(c) if !matches!(opts.vectorize, VectorTarget::Off) => {
-                crate::config::mapping::vector_mapping(c, info, &project.vectorize)?
-            }
+            Some(c) if vectors_on => crate::config::mapping::vector_mapping(c, info, &project.vectorize)?,
             _ => None,
         };
         if let (Some(vm), Some(c)) = (&vm, configured) {

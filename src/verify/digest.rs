@@ -121,6 +121,14 @@ pub fn key_bytes(batch: &RecordBatch, key: &[usize], row: usize) -> Result<Vec<u
     Ok(enc.0)
 }
 
+/// The digest of one field (for locating which columns of a changed row
+/// differ): the same encoding as in the row digest.
+pub fn field_digest(col: &ArrayRef, row: usize) -> Result<RowDigest> {
+    let mut h = blake3::Hasher::new();
+    encode(&mut h, col, row)?;
+    Ok(*h.finalize().as_bytes())
+}
+
 /// The key of one row as a person reads it: `id=…, n=…`.
 pub fn key_display(batch: &RecordBatch, key: &[usize], row: usize) -> String {
     key.iter()

@@ -182,7 +182,10 @@ impl VerifyReport {
         self.verdict = if diffs == 0 && !parity_failed {
             Verdict {
                 status: Status::Consistent,
-                summary: format!("consistent: {} tables, {rows} source rows and vectors compared", self.tables.len()),
+                summary: format!(
+                    "consistent: {} tables, {rows} source rows and vectors compared",
+                    self.tables.len()
+                ),
             }
         } else {
             let mut parts = Vec::new();

@@ -1,0 +1,110 @@
+//! `pgflare verify`: settings into a verification, the comparison, the
+//! report files, and the exit code a pipeline gates on.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::print_json;
+use crate::cli::CheckArgs;
+use crate::config;
+use crate::progress::Progress;
+use crate::verify::report::{kind_name, Status, VerifyReport};
+use crate::verify::run::{self, D1Target, VerifyOptions};
+
+pub async fn run(args: CheckArgs, json: bool, progress: &Progress) -> anyhow::Result<ExitCode> {
+    if !(args.sample > 0.0 && args.sample <= 1.0) {
+        anyhow::bail!("--sample: {} is not a fraction in (0, 1]", args.sample);
+    }
+    let mut project = config::file::load_project(args.config.as_deref())?;
+    if let Some(s) = &args.schema {
+        project.schema = s.clone();
+    }
+    config::resolve::resolve_cloudflare(&mut project, &args.cloudflare)?;
+    let source = config::source(args.database_url.as_deref().or(project.source_url.as_deref()))?;
+    let wants_vectors = project.tables.iter().any(|t| t.vector.is_some()) && !args.no_vectorize;
+    let vectorize = match (&project.cloudflare.vectorize_index, wants_vectors) {
+        (Some(index), true) => {
+            let api =
+                crate::cloudflare::Api::new(super::api_settings(&project, args.rate_limit.as_deref())?)?;
+            let notices = progress.clone();
+            let api = api.with_retry_notices(std::sync::Arc::new(move |m: &str| notices.println(m)));
+            Some(std::sync::Arc::new(crate::cloudflare::Vectorize::new(std::sync::Arc::new(api), index)))
+        }
+        (None, true) => anyhow::bail!(
+            "pgflare.toml sends vectors but names no Vectorize index: pass --vectorize-index NAME (or \
+             --wrangler FILE --vectorize-binding NAME), or --no-vectorize to verify D1 only"
+        ),
+        _ => None,
+    };
+    let (read, split) = config::tuning(&args.tuning)?;
+    let opts = VerifyOptions {
+        project,
+        only_tables: args.tables.clone(),
+        d1: D1Target::Sqlite(args.sqlite.clone()),
+        read,
+        split,
+        buckets: args.buckets,
+        sample: args.sample,
+        vectorize,
+        float_tolerance: args.float_tolerance.max(0.0),
+        queries: args.queries,
+        k: args.k.clamp(1, 100),
+        min_recall: args.min_recall,
+    };
+    let report = run::run(&source, &opts, progress).await?;
+    let written = write_reports(&report, &args.report_dir)?;
+    if json {
+        print_json(&report)?;
+    } else {
+        print_human(&report, &written);
+    }
+    Ok(ExitCode::from(report.verdict.status.exit_code()))
+}
+
+/// Writes report.json (and the people's forms) to `dir`; returns the paths.
+fn write_reports(report: &VerifyReport, dir: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = Vec::new();
+    for (name, text) in [
+        ("report.json", serde_json::to_string_pretty(report)?),
+        ("report.md", crate::verify::render::markdown(report)),
+        ("report.html", crate::verify::render::html(report)),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+fn print_human(r: &VerifyReport, written: &[std::path::PathBuf]) {
+    let word = match r.verdict.status {
+        Status::Consistent => "CONSISTENT",
+        Status::Differences => "DIFFERENCES",
+        Status::Error => "COULD NOT VERIFY",
+    };
+    println!("{word}: {}", r.verdict.summary);
+    for t in &r.tables {
+        for g in &t.targets {
+            let n: u64 = g.counts.values().sum();
+            println!(
+                "  {:24} {:9} {:>9} source rows, {:>9} in target, {} of {} buckets differ, {n} differences",
+                t.table,
+                kind_name(g.kind),
+                g.source_rows,
+                g.target_rows,
+                g.buckets_differing,
+                g.buckets
+            );
+            for d in g.differences.iter().take(10) {
+                let fields: Vec<String> =
+                    d.fields.iter().map(|f| format!("{}: {} -> {}", f.field, f.source, f.target)).collect();
+                println!("    {:?} {} {}", d.kind, d.key, fields.join("; "));
+            }
+        }
+    }
+    for p in written {
+        println!("report: {}", p.display());
+    }
+}

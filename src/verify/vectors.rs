@@ -1,0 +1,321 @@
+//! Source against Vectorize. Each source row is turned into the vector
+//! `pgflare load` sends (the same [`LineWriter`], so ids, float32 values,
+//! metadata and namespace are exactly what a faithful load wrote), and
+//! both sides are digested with the canonical vector digest
+//! (`pgflare-vector-v1`, [`vector_digest`]). The index is enumerated with
+//! `list` and fetched with `get_by_ids`; ids whose digests differ are
+//! looked at again with the source's values: other values (with the
+//! largest element difference, within `--float-tolerance` counted equal),
+//! or other metadata / namespace (with the keys that differ).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use super::buckets::bucket_of;
+use super::compare::shorten;
+use super::digest::RowDigest;
+use super::report::{DiffKind, Difference, FieldDiff, TargetKind, TargetReport, MAX_LISTED};
+use crate::batch::{TableBatch, TableSpec};
+use crate::cloudflare::vectorize::StoredVector;
+use crate::error::{Error, Result};
+use crate::sink::vectorize::ndjson::{Line, LineWriter};
+use crate::sink::vectorize::VectorMappings;
+use crate::sink::{BatchSink, SinkFactory, SinkReport};
+
+/// One vector as compared: what `load` sends, or what `get_by_ids` returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Vector {
+    pub id: String,
+    pub values: Vec<f32>,
+    pub namespace: Option<String>,
+    /// `Value::Null` when there is none.
+    pub metadata: Value,
+}
+
+/// A vector from one NDJSON line as [`LineWriter`] writes it.
+pub fn vector_from_line(line: &str) -> Result<Vector> {
+    Vector::from_line(line)
+}
+
+impl Vector {
+    fn from_line(line: &str) -> Result<Vector> {
+        let v: Value =
+            serde_json::from_str(line).map_err(|e| Error::Internal(format!("an NDJSON line: {e}")))?;
+        Ok(Vector {
+            id: v["id"].as_str().unwrap_or_default().to_string(),
+            values: v["values"]
+                .as_array()
+                .map(|a| a.iter().map(|x| x.as_f64().unwrap_or(f64::NAN) as f32).collect())
+                .unwrap_or_default(),
+            namespace: v.get("namespace").and_then(Value::as_str).map(str::to_string),
+            metadata: v.get("metadata").cloned().unwrap_or(Value::Null),
+        })
+    }
+
+    pub fn from_stored(s: &StoredVector) -> Vector {
+        Vector {
+            id: s.id.clone(),
+            values: s.values.clone(),
+            namespace: s.namespace.clone().filter(|n| !n.is_empty()),
+            metadata: s.metadata.clone().unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// `pgflare-vector-v1`: blake3 over the id (u64 LE length + bytes), the
+/// namespace (`0x00`, or `0x01` + u64 LE length + bytes), the values (u64
+/// LE count + each float32's bits LE) and the metadata as canonical JSON
+/// (object keys sorted, numbers as the shortest float64 form, no spaces;
+/// u64 LE length + bytes; an empty object and no metadata are the same).
+pub fn vector_digest(v: &Vector) -> RowDigest {
+    let mut h = blake3::Hasher::new();
+    let mut put = |b: &[u8]| {
+        h.update(&(b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    put(v.id.as_bytes());
+    match &v.namespace {
+        None => {
+            h.update(&[0]);
+        }
+        Some(ns) => {
+            h.update(&[1]);
+            h.update(&(ns.len() as u64).to_le_bytes());
+            h.update(ns.as_bytes());
+        }
+    }
+    h.update(&(v.values.len() as u64).to_le_bytes());
+    for f in &v.values {
+        h.update(&f.to_bits().to_le_bytes());
+    }
+    let meta = canonical(&v.metadata);
+    h.update(&(meta.len() as u64).to_le_bytes());
+    h.update(meta.as_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// Canonical JSON: sorted keys, numbers as float64, `{}` for none.
+pub fn canonical(v: &Value) -> String {
+    fn write(v: &Value, out: &mut String) {
+        match v {
+            Value::Null => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Number(n) => out.push_str(&format!("{:?}", n.as_f64().unwrap_or(f64::NAN))),
+            Value::String(s) => out.push_str(&Value::String(s.clone()).to_string()),
+            Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(x, out);
+                }
+                out.push(']');
+            }
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String((*k).clone()).to_string());
+                    out.push(':');
+                    write(&m[*k], out);
+                }
+                out.push('}');
+            }
+        }
+    }
+    let mut out = String::new();
+    match v {
+        Value::Null => out.push_str("{}"),
+        other => write(other, &mut out),
+    }
+    out
+}
+
+/// What the source expects in Vectorize, per table: id -> digest, or
+/// (when `wanted` is set) the whole vectors of those ids.
+#[derive(Default)]
+pub struct Expected {
+    pub digests: HashMap<String, RowDigest>,
+    pub vectors: HashMap<String, Vector>,
+}
+
+/// Sinks that turn source rows into expected vectors.
+pub struct ExpectSinks {
+    pub mappings: VectorMappings,
+    /// `Some`: keep the vectors of these ids only (the drill-down).
+    pub wanted: Option<Arc<HashSet<String>>>,
+    pub result: Arc<Mutex<HashMap<String, Expected>>>,
+}
+
+struct ExpectSink {
+    writer: Option<LineWriter>,
+    table: String,
+    wanted: Option<Arc<HashSet<String>>>,
+    local: Expected,
+    result: Arc<Mutex<HashMap<String, Expected>>>,
+}
+
+impl SinkFactory for ExpectSinks {
+    fn open(&self, table: &Arc<TableSpec>, _: usize) -> Result<Box<dyn BatchSink>> {
+        let writer = self.mappings.get(table).map(|m| LineWriter::new(table, m)).transpose()?;
+        Ok(Box::new(ExpectSink {
+            writer,
+            table: table.qualified(),
+            wanted: self.wanted.clone(),
+            local: Expected::default(),
+            result: self.result.clone(),
+        }))
+    }
+}
+
+impl BatchSink for ExpectSink {
+    fn write(&mut self, batch: &TableBatch) -> Result<()> {
+        let Some(w) = &self.writer else { return Ok(()) };
+        let mut line = String::new();
+        for row in 0..batch.batch.num_rows() {
+            line.clear();
+            // NULL vectors and rows the load's rules refuse are not expected in Vectorize.
+            if w.line(&batch.batch, row, &mut line) != Line::Written {
+                continue;
+            }
+            let v = Vector::from_line(&line)?;
+            match &self.wanted {
+                Some(ids) if ids.contains(&v.id) => {
+                    self.local.vectors.insert(v.id.clone(), v);
+                }
+                Some(_) => {}
+                None => {
+                    self.local.digests.insert(v.id.clone(), vector_digest(&v));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<SinkReport> {
+        let mut all =
+            self.result.lock().map_err(|_| Error::Internal("a comparison worker panicked".into()))?;
+        let e = all.entry(self.table).or_default();
+        e.digests.extend(self.local.digests);
+        e.vectors.extend(self.local.vectors);
+        Ok(SinkReport::default())
+    }
+}
+
+/// Whether an id falls into the sampled buckets.
+pub fn in_sample(id: &str, buckets: usize, sampled: &std::collections::BTreeSet<usize>) -> bool {
+    sampled.len() >= buckets || sampled.contains(&bucket_of(id.as_bytes(), buckets))
+}
+
+/// Compares one source vector with the stored one; `None` when equal
+/// (within `tolerance` for values).
+pub fn difference(s: &Vector, t: &Vector, tolerance: f64) -> Option<Difference> {
+    let same_values = s.values.len() == t.values.len()
+        && s.values.iter().zip(&t.values).all(|(a, b)| {
+            a.to_bits() == b.to_bits() || ((a - b).abs() as f64) <= tolerance && tolerance > 0.0
+        });
+    if !same_values {
+        let max = (s.values.len() == t.values.len()).then(|| {
+            s.values.iter().zip(&t.values).map(|(a, b)| (*a as f64 - *b as f64).abs()).fold(0.0, f64::max)
+        });
+        return Some(Difference {
+            kind: DiffKind::VectorValues,
+            key: format!("id={}", s.id),
+            fields: vec![],
+            max_abs_diff: max,
+        });
+    }
+    let mut fields = Vec::new();
+    if s.namespace != t.namespace {
+        let show = |n: &Option<String>| n.clone().unwrap_or_else(|| "(none)".into());
+        fields.push(FieldDiff {
+            field: "namespace".into(),
+            source: show(&s.namespace),
+            target: show(&t.namespace),
+        });
+    }
+    let empty = serde_json::Map::new();
+    let (sm, tm) = (s.metadata.as_object().unwrap_or(&empty), t.metadata.as_object().unwrap_or(&empty));
+    let keys: std::collections::BTreeSet<&String> = sm.keys().chain(tm.keys()).collect();
+    for k in keys {
+        let (a, b) = (sm.get(k), tm.get(k));
+        let shown =
+            |v: Option<&Value>| v.map(|v| shorten(&canonical(v))).unwrap_or_else(|| "(absent)".into());
+        if a.map(canonical) != b.map(canonical) {
+            fields.push(FieldDiff { field: format!("metadata.{k}"), source: shown(a), target: shown(b) });
+        }
+    }
+    (!fields.is_empty()).then(|| Difference {
+        kind: DiffKind::Metadata,
+        key: format!("id={}", s.id),
+        fields,
+        max_abs_diff: None,
+    })
+}
+
+/// The report of one table against the index.
+pub fn report(
+    index: &str,
+    location: &str,
+    source_count: u64,
+    target_count: u64,
+    mut found: Vec<Difference>,
+    sampled: f64,
+) -> TargetReport {
+    found.sort_by(|a, b| a.key.cmp(&b.key).then(a.kind.cmp(&b.kind)));
+    let mut counts: BTreeMap<DiffKind, u64> = BTreeMap::new();
+    found.iter().for_each(|d| *counts.entry(d.kind).or_default() += 1);
+    found.truncate(MAX_LISTED);
+    TargetReport {
+        kind: TargetKind::Vectorize,
+        location: location.to_string(),
+        name: index.to_string(),
+        source_rows: source_count,
+        target_rows: target_count,
+        buckets: 0,
+        buckets_differing: 0,
+        counts,
+        differences: found,
+        pending_sync: 0,
+        sampled,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(values: Vec<f32>, metadata: Value) -> Vector {
+        Vector { id: "a".into(), values, namespace: None, metadata }
+    }
+
+    #[test]
+    fn the_digest_sees_one_bit_and_ignores_key_order_and_number_spelling() {
+        let base = v(vec![0.5, -1.0], serde_json::json!({"b": 1, "a": "x"}));
+        let same = v(vec![0.5, -1.0], serde_json::from_str(r#"{"a":"x","b":1.0}"#).expect("json"));
+        assert_eq!(vector_digest(&base), vector_digest(&same));
+        let flipped = v(vec![f32::from_bits(0.5f32.to_bits() ^ 1), -1.0], base.metadata.clone());
+        assert_ne!(vector_digest(&base), vector_digest(&flipped));
+        assert_eq!(
+            vector_digest(&v(vec![1.0], Value::Null)),
+            vector_digest(&v(vec![1.0], serde_json::json!({})))
+        );
+        let d = difference(&base, &flipped, 0.0).expect("differs");
+        assert_eq!(d.kind, DiffKind::VectorValues);
+        assert!(d.max_abs_diff.expect("max") > 0.0 && d.max_abs_diff.expect("max") < 1e-6);
+        assert!(difference(&base, &flipped, 1e-6).is_none(), "within tolerance");
+        let other = v(vec![0.5, -1.0], serde_json::json!({"a": "y", "b": 1}));
+        let d = difference(&base, &other, 0.0).expect("metadata");
+        assert_eq!(
+            (d.kind, d.fields[0].field.as_str(), d.fields[0].source.as_str()),
+            (DiffKind::Metadata, "metadata.a", "\"x\"")
+        );
+    }
+}

@@ -1,0 +1,260 @@
+//! `pgflare verify` against a D1 SQLite file: a clean load (hard rows and
+//! every type included) is consistent with exit 0; planted divergences are
+//! each found, classified and located (key, columns, both values) with
+//! exit 1; a missing D1 file is exit 2.
+
+use std::path::Path;
+
+use crate::common::*;
+
+fn verify(
+    db: &TestDb,
+    sqlite: &Path,
+    report: &Path,
+    extra: &[&str],
+) -> (Option<i32>, serde_json::Value, String) {
+    let mut args = vec![
+        "--json",
+        "verify",
+        "--sqlite",
+        sqlite.to_str().expect("p"),
+        "--report-dir",
+        report.to_str().expect("p"),
+        "--partition-mib",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    let o = pgflare(db, &args);
+    let v = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+    (o.status.code(), v, text(&o))
+}
+
+fn target<'a>(r: &'a serde_json::Value, table: &str) -> &'a serde_json::Value {
+    &r["tables"].as_array().expect("tables").iter().find(|t| t["table"] == table).expect("table")["targets"]
+        [0]
+}
+
+#[test]
+fn verify_finds_exactly_the_planted_d1_divergences() {
+    let db = TestDb::new("verifycmd");
+    db.exec_file("fixtures/types.sql");
+    db.seed(600, 8);
+    let dir = temp_dir("verifycmd");
+    let (sqlite, report) = (dir.path().join("d1.sqlite"), dir.path().join("report"));
+    let state = dir.path().join("state");
+    ok(pgflare(
+        &db,
+        &[
+            "load",
+            "--target",
+            "sqlite",
+            "--sqlite",
+            sqlite.to_str().expect("p"),
+            "--state-dir",
+            state.to_str().expect("p"),
+        ],
+    ));
+
+    let (code, r, out) = verify(&db, &sqlite, &report, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(r["verdict"]["status"], "consistent", "{r:#}");
+    assert_eq!(
+        target(&r, "public.chunks")["source_rows"].as_u64(),
+        Some(db.query_one("SELECT count(*)::text FROM chunks").parse().expect("n"))
+    );
+    assert!(report.join("report.json").is_file());
+
+    // Plant: a deleted row, an extra row, one character of content, one float.
+    let c = rusqlite::Connection::open(&sqlite).expect("open");
+    let victim: String =
+        c.query_row("SELECT id FROM chunks ORDER BY id LIMIT 1 OFFSET 100", [], |r| r.get(0)).expect("id");
+    let changed: String =
+        c.query_row("SELECT id FROM chunks ORDER BY id LIMIT 1 OFFSET 200", [], |r| r.get(0)).expect("id");
+    c.execute("PRAGMA foreign_keys = OFF", []).expect("fk");
+    c.execute("DELETE FROM chunks WHERE id = ?1", [&victim]).expect("delete");
+    c.execute(
+        "INSERT INTO chunks SELECT 'ffffffff-0000-4000-8000-000000000000', document_id, chunk_index + 1000, content, \
+         token_count, tags, metadata, embedding, created_at, updated_at FROM chunks WHERE id = ?1",
+        [&changed],
+    )
+    .expect("extra");
+    c.execute("UPDATE chunks SET content = 'Z' || substr(content, 2) WHERE id = ?1", [&changed])
+        .expect("content");
+    c.execute("UPDATE type_zoo SET f8 = 2.2500000000000004 WHERE id = 1", []).expect("float");
+    drop(c);
+
+    let (code, r, out) = verify(&db, &sqlite, &report, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(r["verdict"]["status"], "differences");
+    let chunks = target(&r, "public.chunks");
+    assert_eq!(chunks["counts"], serde_json::json!({"missing": 1, "extra": 1, "changed": 1}), "{chunks:#}");
+    let diffs = chunks["differences"].as_array().expect("list");
+    let find =
+        |kind: &str| diffs.iter().find(|d| d["kind"] == kind).unwrap_or_else(|| panic!("{kind}: {chunks:#}"));
+    assert_eq!(find("missing")["key"], format!("id={victim}"));
+    assert_eq!(find("extra")["key"], "id=ffffffff-0000-4000-8000-000000000000");
+    let ch = find("changed");
+    assert_eq!(ch["key"], format!("id={changed}"));
+    assert_eq!(ch["fields"].as_array().expect("fields").len(), 1, "only content differs: {ch:#}");
+    assert_eq!(ch["fields"][0]["field"], "content");
+    assert!(ch["fields"][0]["target"].as_str().expect("t").starts_with('Z'), "{ch:#}");
+    let zoo = target(&r, "public.type_zoo");
+    assert_eq!(zoo["counts"], serde_json::json!({"changed": 1}));
+    assert_eq!(zoo["differences"][0]["fields"][0]["field"], "f8");
+    assert_eq!(zoo["differences"][0]["fields"][0]["source"], "2.25");
+    assert_eq!(target(&r, "public.documents")["counts"], serde_json::json!({}));
+
+    // A sample compares fewer buckets, deterministically.
+    let (_, r, out) = verify(&db, &sqlite, &report, &["--sample", "0.25"]);
+    assert_eq!(target(&r, "public.chunks")["buckets"], 1024, "{out}");
+    assert_eq!(target(&r, "public.chunks")["sampled"], 0.25);
+
+    // No D1 file: could not verify.
+    let (code, _, out) = verify(&db, &dir.path().join("nope.sqlite"), &report, &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("nope.sqlite does not exist"), "{out}");
+}
+
+#[test]
+fn verify_finds_exactly_the_planted_vectorize_divergences() {
+    use pgflare::cloudflare::{Api, ApiSettings, Vectorize};
+    let db = TestDb::new("verifyvec");
+    db.seed(400, 8);
+    let emu = Emulator::start(&[]);
+    let dir = temp_dir("verifyvec");
+    let (config, migrations) = (dir.path().join("pgflare.toml"), dir.path().join("migrations"));
+    ok(pgflare(
+        &db,
+        &[
+            "init",
+            "--out-config",
+            config.to_str().expect("p"),
+            "--migrations-dir",
+            migrations.to_str().expect("p"),
+        ],
+    ));
+    let c = config.to_str().expect("p");
+    let state = dir.path().join("state");
+    let load = emu
+        .command(&db)
+        .args([
+            "load",
+            "--config",
+            c,
+            "--target",
+            "api",
+            "--d1-database-id",
+            "db1",
+            "--vectorize-index",
+            "vi",
+        ])
+        .args(["--create-index", "--state-dir", state.to_str().expect("p")])
+        .output()
+        .expect("load");
+    ok(load);
+    let report = dir.path().join("report");
+    let sqlite = emu.d1_file("db1");
+    let run = || {
+        let o = emu
+            .command(&db)
+            .args([
+                "--json",
+                "verify",
+                "--config",
+                c,
+                "--sqlite",
+                sqlite.to_str().expect("p"),
+                "--vectorize-index",
+                "vi",
+            ])
+            .args(["--report-dir", report.to_str().expect("p")])
+            .output()
+            .expect("verify");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+        (o.status.code(), v, text(&o))
+    };
+    let (code, r, out) = run();
+    assert_eq!(code, Some(0), "{out}");
+    let vt = &target_of(&r, "public.chunks", "vectorize");
+    let expected: u64 =
+        db.query_one("SELECT count(*)::text FROM chunks WHERE embedding IS NOT NULL").parse().expect("n");
+    assert_eq!(
+        (vt["source_rows"].as_u64(), vt["target_rows"].as_u64()),
+        (Some(expected), Some(expected)),
+        "{vt:#}"
+    );
+    // Query parity: 10 source vectors, exact cosine top-10 vs the index.
+    let q = &r["queries"];
+    assert_eq!((q["k"].as_u64(), q["queries"].as_array().map(|a| a.len())), (Some(10), Some(10)), "{q:#}");
+    assert_eq!((q["mean_recall"].as_f64(), q["passed"].as_bool()), (Some(1.0), Some(true)), "{q:#}");
+    assert!(
+        q["queries"]
+            .as_array()
+            .expect("q")
+            .iter()
+            .all(|x| x["rank_agreement"] == 1.0 && x["max_score_diff"].as_f64().expect("d") < 1e-9),
+        "{q:#}"
+    );
+    for f in ["report.json", "report.md", "report.html"] {
+        assert!(report.join(f).is_file(), "{f}");
+    }
+
+    // Plant: one float one bit off, a metadata value, a dropped vector, an extra one.
+    let _planted = block_on(async {
+        let api = Api::new(ApiSettings {
+            base_url: emu.base_url.clone(),
+            account_id: emu.account.clone(),
+            token: emu.token.clone(),
+            rate_limit_requests: 1000,
+            rate_limit_window: std::time::Duration::from_secs(1),
+            retry: Default::default(),
+        })
+        .expect("client");
+        let v = Vectorize::new(std::sync::Arc::new(api), "vi");
+        let ids = v.list_ids().await.expect("list");
+        let got = v.get_by_ids(&ids[10..12]).await.expect("get");
+        let mut bit =
+            serde_json::json!({"id": got[0].id, "values": got[0].values, "metadata": got[0].metadata});
+        let x = got[0].values[3];
+        bit["values"][3] = serde_json::json!(f32::from_bits(x.to_bits() ^ 1) as f64);
+        let mut meta =
+            serde_json::json!({"id": got[1].id, "values": got[1].values, "metadata": got[1].metadata});
+        meta["metadata"]["chunk_index"] = serde_json::json!(987654);
+        let extra = serde_json::json!({"id": "extra-vector", "values": got[1].values});
+        let body = format!("{bit}\n{meta}\n{extra}\n");
+        let t = v.upsert("plant", body.into()).await.expect("upsert");
+        let quiet = |_: &str| {};
+        v.wait_applied(t, std::time::Duration::from_secs(30), &quiet).await.expect("applied");
+        let t = v.delete_by_ids("plant", &[ids[20].clone()]).await.expect("delete").expect("t");
+        v.wait_applied(t, std::time::Duration::from_secs(30), &quiet).await.expect("applied");
+        (got[0].id.clone(), got[1].id.clone(), ids[20].clone())
+    });
+    let (code, r, out) = run();
+    assert_eq!(code, Some(1), "{out}");
+    let vt = target_of(&r, "public.chunks", "vectorize");
+    assert_eq!(
+        vt["counts"],
+        serde_json::json!({"missing": 1, "extra": 1, "vector_values": 1, "metadata": 1}),
+        "{vt:#}"
+    );
+    let diffs = vt["differences"].as_array().expect("list");
+    let find = |k: &str| diffs.iter().find(|d| d["kind"] == k).unwrap_or_else(|| panic!("{k}: {vt:#}"));
+    assert_eq!(find("extra")["key"], "id=extra-vector");
+    let values = find("vector_values");
+    let max = values["max_abs_diff"].as_f64().expect("max_abs_diff");
+    assert!(max > 0.0 && max < 1e-6, "one bit of one float: {max}");
+    let meta = find("metadata");
+    assert_eq!(meta["fields"][0]["field"], "metadata.chunk_index");
+    assert_eq!(meta["fields"][0]["target"], "987654.0");
+    assert_eq!(target_of(&r, "public.chunks", "d1")["counts"], serde_json::json!({}), "D1 untouched");
+}
+
+fn target_of<'a>(r: &'a serde_json::Value, table: &str, kind: &str) -> &'a serde_json::Value {
+    let t = r["tables"].as_array().expect("tables").iter().find(|t| t["table"] == table).expect("table");
+    t["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .find(|g| g["kind"] == kind)
+        .unwrap_or_else(|| panic!("{kind}: {t:#}"))
+}
