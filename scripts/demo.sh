@@ -88,3 +88,9 @@ step "independent check: pyarrow reads every file, compared with Postgres value 
 "$VENV/bin/python" tests/py/compare_archive.py --archive "$OUT"
 
 printf '\nThe archive is in %s (manifest.json + Parquet files per table).\n' "$OUT"
+
+step "pgflare verify: the source vs the emulator's D1 and Vectorize (buckets of row digests, vectors bit for bit, 10 parity queries)"
+CLOUDFLARE_API_BASE_URL="$BASE_URL" CLOUDFLARE_ACCOUNT_ID=demo-account CLOUDFLARE_API_TOKEN="$EMU_TOKEN" \
+    "$PGFLARE" verify --config "$WORK/pgflare.toml" --sqlite "$WORK/emulator/d1/rehearsal.sqlite" \
+    --vectorize-index chunks --report-dir "$WORK/verify"
+echo "open the report: $WORK/verify/report.html (also report.md, report.json)"

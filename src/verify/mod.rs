@@ -14,3 +14,6 @@ pub mod render;
 pub mod report;
 pub mod run;
 pub mod vectors;
+
+#[cfg(test)]
+mod digest_vectors;

@@ -138,3 +138,22 @@ fn d1_rows_read_back_digest_equal_to_the_source() {
         "{e}"
     );
 }
+
+#[test]
+fn an_independent_implementation_agrees_with_the_digest_test_vectors() {
+    let file = root().join("fixtures/digest-vectors.json");
+    let o = python("row_digest.py", &["--vectors", file.to_str().expect("p")], None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("11 row and 3 vector test vectors, 0 disagreements"));
+    // It can disagree: one digit of one digest changed.
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("json");
+    let d = doc["vectors"][1]["digest"].as_str().expect("d").to_string();
+    let flipped = format!("{}{}", if d.starts_with('0') { "1" } else { "0" }, &d[1..]);
+    doc["vectors"][1]["digest"] = serde_json::Value::String(flipped);
+    let dir = temp_dir("digestvectors");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, doc.to_string()).expect("write");
+    let o = python("row_digest.py", &["--vectors", bad.to_str().expect("p")], None);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}

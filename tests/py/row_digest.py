@@ -130,7 +130,96 @@ def check_archive(archive):
     return 1 if bad else 0
 
 
+def f32(h):
+    return None if h is None else struct.unpack("<f", int(h, 16).to_bytes(4, "little"))[0]
+
+
+def f64(h):
+    return None if h is None else struct.unpack("<d", int(h, 16).to_bytes(8, "little"))[0]
+
+
+def test_array(c):
+    """One test-vector column as a one-row pyarrow array."""
+    t, v = c["type"], c.get("value")
+    simple = {"bool": pa.bool_(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(),
+              "utf8": pa.string(), "date32": pa.date32(), "time64us": pa.time64("us"),
+              "timestamp_us": pa.timestamp("us"), "timestamp_us_utc": pa.timestamp("us", tz="UTC")}
+    if t in simple:
+        return pa.array([v], simple[t])
+    if t == "float32":
+        return pa.array([f32(c["bits"])], pa.float32())
+    if t == "float64":
+        return pa.array([f64(c["bits"])], pa.float64())
+    if t == "decimal128(12,3)":
+        import decimal
+        return pa.array([decimal.Decimal(int(v)).scaleb(-3)], pa.decimal128(12, 3))
+    if t == "binary":
+        return pa.array([bytes.fromhex(c["hex"])], pa.binary())
+    if t == "uuid":
+        return pa.array([bytes.fromhex(c["hex"])], pa.binary(16))
+    if t == "fixed_size_list<float32,3>":
+        return pa.array([[f32(b) for b in c["bits"]]], pa.list_(pa.field("item", pa.float32(), nullable=False), 3))
+    if t == "list<int64>":
+        return pa.array([c["values"]], pa.list_(pa.int64()))
+    if t == "list<utf8>":
+        return pa.array([c["values"]], pa.list_(pa.string()))
+    if t == "list<float64>":
+        return pa.array([[f64(b) for b in c["bits"]]], pa.list_(pa.float64()))
+    raise SystemExit(f"row_digest.py: no test-vector type {t}")
+
+
+def canonical(v):
+    """pgflare-vector-v1's canonical JSON: sorted keys, numbers as float64 repr."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(float(v))
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, list):
+        return "[" + ",".join(canonical(x) for x in v) + "]"
+    return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + canonical(v[k]) for k in sorted(v)) + "}"
+
+
+def vector_digest(case):
+    out = [struct.pack("<Q", len(case["id"].encode())), case["id"].encode()]
+    ns = case.get("namespace")
+    out.append(b"\x00" if ns is None else b"\x01" + struct.pack("<Q", len(ns.encode())) + ns.encode())
+    out.append(struct.pack("<Q", len(case["bits"])))
+    out += [int(b, 16).to_bytes(4, "little") for b in case["bits"]]
+    meta = case.get("metadata")
+    text = ("{}" if meta is None else canonical(meta)).encode()
+    out += [struct.pack("<Q", len(text)), text]
+    return blake3(b"".join(out)).hexdigest()
+
+
+def check_vectors(path):
+    doc = json.load(open(path, encoding="utf-8"))
+    bad = 0
+    for case in doc["rows"]:
+        arrays = [test_array(c) for c in case["columns"]]
+        if arrays:
+            table = pa.table({f"c{i}": a for i, a in enumerate(arrays)})
+            got = next(table_digests(table)).hex()
+        else:
+            got = blake3(struct.pack("<I", 0)).hexdigest()
+        if got != case["digest"]:
+            bad += 1
+            print(f"row case {case['name']!r}: {got}, file says {case['digest']}")
+    for case in doc["vectors"]:
+        got = vector_digest(case)
+        if got != case["digest"]:
+            bad += 1
+            print(f"vector case {case['name']!r}: {got}, file says {case['digest']}")
+    print(f"row_digest: {len(doc['rows'])} row and {len(doc['vectors'])} vector test vectors, {bad} disagreements")
+    return 1 if bad else 0
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--vectors":
+        return check_vectors(sys.argv[2])
     if len(sys.argv) == 2:
         return check_archive(sys.argv[1])
     print(__doc__, file=sys.stderr)
