@@ -94,6 +94,7 @@ pub enum Command {
     /// Examples:
     ///   pgflare verify --sqlite ./d1.sqlite
     ///   pgflare verify --config pgflare.toml --sqlite .wrangler/state/v3/d1/.../ID.sqlite --sample 0.1
+    ///   CLOUDFLARE_API_TOKEN=... pgflare verify --wrangler wrangler.jsonc --d1-binding DB --vectorize-binding VECTORIZE
     #[command(verbatim_doc_comment)]
     Verify(CheckArgs),
 
@@ -331,8 +332,10 @@ pub struct CheckArgs {
 
     /// The D1 database as a local SQLite file (the sqlite load target,
     /// wrangler's local D1 file, or the emulator's DATA_DIR/d1/ID.sqlite).
+    /// Without it, the D1 database named by --d1-database-id (or the
+    /// wrangler binding) is exported through the API and read locally.
     #[arg(long, value_name = "FILE")]
-    pub sqlite: PathBuf,
+    pub sqlite: Option<PathBuf>,
 
     /// Postgres connection URL. Default: pgflare.toml's [source] url,
     /// then $DATABASE_URL, then $SUPABASE_DB_URL.

@@ -175,6 +175,48 @@ impl Product {
     }
 }
 
+impl Api {
+    /// Downloads a URL the API handed out (an export's signed URL) into
+    /// `path`, streaming, with the same retries (a failed attempt starts
+    /// the file again). No token is sent.
+    pub async fn download_to(&self, what: &str, url: &str, path: &std::path::Path) -> Result<u64> {
+        use tokio::io::AsyncWriteExt;
+        let notice = |e: &Error, wait: Duration| self.notice(e, wait);
+        self.settings
+            .retry
+            .run(
+                || async {
+                    let resp = self.http.get(url).send().await.map_err(|e| transport(what, e))?;
+                    let status = resp.status();
+                    if !status.is_success() {
+                        let headers = resp.headers().clone();
+                        let text = resp.text().await.unwrap_or_default();
+                        return Err(classify(
+                            what,
+                            status,
+                            &headers,
+                            snippet(&text),
+                            "the download URL refused",
+                        ));
+                    }
+                    let fatal = |e: std::io::Error| Failure::Fatal(Error::io(path)(e));
+                    let mut file = tokio::fs::File::create(path).await.map_err(fatal)?;
+                    let mut stream = resp.bytes_stream();
+                    let mut n = 0u64;
+                    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+                        let chunk = chunk.map_err(|e| transport(what, e))?;
+                        file.write_all(&chunk).await.map_err(fatal)?;
+                        n += chunk.len() as u64;
+                    }
+                    file.flush().await.map_err(fatal)?;
+                    Ok(n)
+                },
+                &notice,
+            )
+            .await
+    }
+}
+
 fn transport(what: &str, e: reqwest::Error) -> Failure {
     // reqwest errors show the URL; ours hold account and database ids,
     // never the token, so they may be shown.

@@ -142,4 +142,45 @@ impl D1 {
                 .await?;
         }
     }
+
+    /// Exports the database as SQL (schema and rows, as `wrangler d1
+    /// export` does) into `path`: start, poll until complete, then stream
+    /// the dump from its signed URL. Returns the bytes written.
+    pub async fn export_to(&self, what: &str, path: &std::path::Path) -> Result<u64> {
+        let url = self.url("export");
+        let mut state = self
+            .api
+            .call(&format!("{what}: export"), Method::POST, &url, &json!({"output_format": "polling"}))
+            .await?;
+        let mut poll = self.poll_every;
+        loop {
+            match state.get("status").and_then(Value::as_str) {
+                Some("complete") => break,
+                Some("error") => {
+                    return Err(Error::Api {
+                        what: format!("{what}: export"),
+                        status: None,
+                        message: state
+                            .get("error")
+                            .map(|e| e.to_string())
+                            .unwrap_or_else(|| "export failed".into()),
+                        hint: "D1 could not export the database; run the command again later".into(),
+                    })
+                }
+                _ => {}
+            }
+            tokio::time::sleep(poll).await;
+            poll = (poll * 3 / 2).min(std::time::Duration::from_secs(5));
+            let body = json!({"output_format": "polling", "current_bookmark": state.get("at_bookmark")});
+            state = self.api.call(&format!("{what}: export poll"), Method::POST, &url, &body).await?;
+        }
+        let signed =
+            state.pointer("/result/signed_url").and_then(Value::as_str).ok_or_else(|| Error::Api {
+                what: format!("{what}: export"),
+                status: None,
+                message: format!("the finished export has no signed_url: {state}"),
+                hint: "check CLOUDFLARE_API_BASE_URL points at the Cloudflare API".into(),
+            })?;
+        self.api.download_to(&format!("{what}: export download"), signed, path).await
+    }
 }

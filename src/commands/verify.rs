@@ -38,10 +38,27 @@ pub async fn run(args: CheckArgs, json: bool, progress: &Progress) -> anyhow::Re
         _ => None,
     };
     let (read, split) = config::tuning(&args.tuning)?;
+    let d1 = match (&args.sqlite, &project.cloudflare.d1) {
+        (Some(p), _) => D1Target::Sqlite(p.clone()),
+        (None, Some(db)) => {
+            let settings = super::api_settings(&project, args.rate_limit.as_deref())?;
+            let location = format!("api:{}/accounts/{}/d1/database/{}", settings.base_url, settings.account_id, db.database_id);
+            let api = std::sync::Arc::new(crate::cloudflare::Api::new(settings)?);
+            D1Target::Api {
+                d1: std::sync::Arc::new(crate::cloudflare::D1::new(api, &db.database_id)),
+                location,
+                work_dir: args.report_dir.join(".d1-export"),
+            }
+        }
+        (None, None) => anyhow::bail!(
+            "name the D1 database: --sqlite FILE for a local file, or --d1-database-id ID (or --wrangler FILE \
+             --d1-binding NAME) to export it through the API"
+        ),
+    };
     let opts = VerifyOptions {
         project,
         only_tables: args.tables.clone(),
-        d1: D1Target::Sqlite(args.sqlite.clone()),
+        d1,
         read,
         split,
         buckets: args.buckets,
@@ -88,14 +105,18 @@ fn print_human(r: &VerifyReport, written: &[std::path::PathBuf]) {
     for t in &r.tables {
         for g in &t.targets {
             let n: u64 = g.counts.values().sum();
+            let how = match g.kind {
+                crate::verify::report::TargetKind::D1 => {
+                    format!("{} of {} buckets differ", g.buckets_differing, g.buckets)
+                }
+                crate::verify::report::TargetKind::Vectorize => "compared by id".to_string(),
+            };
             println!(
-                "  {:24} {:9} {:>9} source rows, {:>9} in target, {} of {} buckets differ, {n} differences",
+                "  {:24} {:9} {:>9} source rows, {:>9} in target, {how}, {n} differences",
                 t.table,
                 kind_name(g.kind),
                 g.source_rows,
                 g.target_rows,
-                g.buckets_differing,
-                g.buckets
             );
             for d in g.differences.iter().take(10) {
                 let fields: Vec<String> =
@@ -103,6 +124,17 @@ fn print_human(r: &VerifyReport, written: &[std::path::PathBuf]) {
                 println!("    {:?} {} {}", d.kind, d.key, fields.join("; "));
             }
         }
+    }
+    if let Some(q) = &r.queries {
+        println!(
+            "  query parity: recall@{} mean {:.3} (min {:.3}) over {} queries, threshold {:.2}: {}",
+            q.k,
+            q.mean_recall,
+            q.min_recall,
+            q.queries.len(),
+            q.threshold,
+            if q.passed { "passed" } else { "FAILED" }
+        );
     }
     for p in written {
         println!("report: {}", p.display());

@@ -25,7 +25,7 @@ mod d1_rules;
 mod d1_store;
 mod envelope;
 mod server;
-mod sql_split;
+pub(crate) mod sql_split;
 mod vectorize;
 mod vectorize_mutations;
 mod vectorize_query;

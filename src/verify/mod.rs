@@ -7,6 +7,7 @@
 
 pub mod buckets;
 pub mod compare;
+pub mod d1_export;
 pub mod d1_read;
 pub mod digest;
 pub mod parity;

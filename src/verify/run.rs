@@ -20,17 +20,20 @@ use crate::sink::SinkFactory;
 use crate::source::{partition, read_all, ReadOptions, Snapshot, Source, SplitOptions, TableJob};
 
 /// Where the D1 side is read from.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum D1Target {
     /// A local SQLite file: the `sqlite` load target, wrangler's local
     /// file, or the emulator's database file.
     Sqlite(PathBuf),
+    /// A D1 database over the API: exported into `work_dir` first.
+    Api { d1: Arc<crate::cloudflare::D1>, location: String, work_dir: PathBuf },
 }
 
 impl D1Target {
     pub fn describe(&self) -> String {
         match self {
             D1Target::Sqlite(p) => format!("sqlite:{}", p.display()),
+            D1Target::Api { location, .. } => location.clone(),
         }
     }
 }
@@ -88,6 +91,13 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
             .collect()
     };
     let n = opts.buckets.max(1);
+    // A remote D1 is exported once and read locally like any D1 file.
+    let d1_file = match &opts.d1 {
+        D1Target::Sqlite(p) => D1Target::Sqlite(p.clone()),
+        D1Target::Api { d1, work_dir, .. } => {
+            D1Target::Sqlite(super::d1_export::materialize(d1, work_dir).await?)
+        }
+    };
 
     // Pass 1: bucket sums on both sides.
     let sums = Arc::new(Mutex::new(HashMap::new()));
@@ -100,8 +110,8 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
         sinks = Arc::new(crate::sink::tee::Tee(vec![sinks, expect]));
     }
     // The D1 side is read on its own thread while the source streams in.
-    let conn = open_d1(&opts.d1)?;
-    let (d1, d1_shapes) = (opts.d1.clone(), shapes.clone());
+    let conn = open_d1(&d1_file)?;
+    let (d1, d1_shapes) = (d1_file.clone(), shapes.clone());
     let d1_side = tokio::task::spawn_blocking(move || -> Result<HashMap<String, Side>> {
         let conn = open_d1(&d1)?;
         let mut out = HashMap::new();
@@ -344,6 +354,7 @@ fn take(m: &Arc<Mutex<HashMap<String, Side>>>) -> Result<HashMap<String, Side>> 
 
 fn open_d1(t: &D1Target) -> Result<rusqlite::Connection> {
     match t {
+        D1Target::Api { .. } => Err(Error::Internal("a remote D1 is read from its export".into())),
         D1Target::Sqlite(p) => {
             if !p.is_file() {
                 return Err(Error::Config {

@@ -195,6 +195,18 @@ fn verify_finds_exactly_the_planted_vectorize_divergences() {
             .all(|x| x["rank_agreement"] == 1.0 && x["max_score_diff"].as_f64().expect("d") < 1e-9),
         "{q:#}"
     );
+    // The same D1 over the API: exported, streamed, replayed into a local file.
+    let o = emu
+        .command(&db)
+        .args(["--json", "verify", "--config", c, "--d1-database-id", "db1", "--no-vectorize"])
+        .args(["--report-dir", report.to_str().expect("p")])
+        .output()
+        .expect("verify over the API");
+    let api: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let d1 = target_of(&api, "public.chunks", "d1");
+    assert!(d1["location"].as_str().expect("loc").starts_with("api:http"), "{d1:#}");
+    assert_eq!(d1["target_rows"], d1["source_rows"]);
     for f in ["report.json", "report.md", "report.html"] {
         assert!(report.join(f).is_file(), "{f}");
     }
