@@ -18,7 +18,7 @@ use super::report::{QueryParity, QueryResult};
 use super::vectors::Vector;
 use crate::batch::{TableBatch, TableSpec};
 use crate::error::{Error, Result};
-use crate::sink::vectorize::ndjson::{Line, LineWriter};
+use crate::sink::vectorize::ndjson::LineWriter;
 use crate::sink::vectorize::VectorMappings;
 use crate::sink::{BatchSink, SinkFactory, SinkReport};
 
@@ -240,19 +240,11 @@ impl SinkFactory for ParitySinks {
 impl BatchSink for ParitySink {
     fn write(&mut self, batch: &TableBatch) -> Result<()> {
         let Some(w) = &self.writer else { return Ok(()) };
-        let mut line = String::new();
-        for row in 0..batch.batch.num_rows() {
-            line.clear();
-            if w.line(&batch.batch, row, &mut line) != Line::Written {
-                continue;
-            }
-            let v = super::vectors::vector_from_line(&line)?;
-            match &mut self.local {
-                Collecting::Choose(c) => c.offer(&v),
-                Collecting::Rank(t) => t.offer(&v),
-            }
-        }
-        Ok(())
+        let local = &mut self.local;
+        super::vectors::each_vector(w, batch, &mut |v| match local {
+            Collecting::Choose(c) => c.offer(&v),
+            Collecting::Rank(t) => t.offer(&v),
+        })
     }
 
     fn finish(self: Box<Self>) -> Result<SinkReport> {

@@ -34,11 +34,6 @@ pub struct Vector {
     pub metadata: Value,
 }
 
-/// A vector from one NDJSON line as [`LineWriter`] writes it.
-pub fn vector_from_line(line: &str) -> Result<Vector> {
-    Vector::from_line(line)
-}
-
 impl Vector {
     fn from_line(line: &str) -> Result<Vector> {
         let v: Value =
@@ -175,28 +170,32 @@ impl SinkFactory for ExpectSinks {
     }
 }
 
+/// Every vector `load` would send for the rows of `batch` (NULL vectors
+/// and rows the load's rules refuse are not expected in Vectorize).
+pub fn each_vector(w: &LineWriter, batch: &TableBatch, f: &mut dyn FnMut(Vector)) -> Result<()> {
+    let mut line = String::new();
+    for row in 0..batch.batch.num_rows() {
+        line.clear();
+        if w.line(&batch.batch, row, &mut line) == Line::Written {
+            f(Vector::from_line(&line)?);
+        }
+    }
+    Ok(())
+}
+
 impl BatchSink for ExpectSink {
     fn write(&mut self, batch: &TableBatch) -> Result<()> {
         let Some(w) = &self.writer else { return Ok(()) };
-        let mut line = String::new();
-        for row in 0..batch.batch.num_rows() {
-            line.clear();
-            // NULL vectors and rows the load's rules refuse are not expected in Vectorize.
-            if w.line(&batch.batch, row, &mut line) != Line::Written {
-                continue;
+        let (wanted, local) = (&self.wanted, &mut self.local);
+        each_vector(w, batch, &mut |v| match wanted {
+            Some(ids) if ids.contains(&v.id) => {
+                local.vectors.insert(v.id.clone(), v);
             }
-            let v = Vector::from_line(&line)?;
-            match &self.wanted {
-                Some(ids) if ids.contains(&v.id) => {
-                    self.local.vectors.insert(v.id.clone(), v);
-                }
-                Some(_) => {}
-                None => {
-                    self.local.digests.insert(v.id.clone(), vector_digest(&v));
-                }
+            Some(_) => {}
+            None => {
+                local.digests.insert(v.id.clone(), vector_digest(&v));
             }
-        }
-        Ok(())
+        })
     }
 
     fn finish(self: Box<Self>) -> Result<SinkReport> {
