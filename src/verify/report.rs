@@ -183,7 +183,7 @@ impl VerifyReport {
             Verdict {
                 status: Status::Consistent,
                 summary: format!(
-                    "consistent: {} tables, {rows} source rows and vectors compared",
+                    "{} tables, {rows} source rows and vectors compared: all equal",
                     self.tables.len()
                 ),
             }
@@ -200,7 +200,7 @@ impl VerifyReport {
             if let Some(q) = self.queries.as_ref().filter(|q| !q.passed) {
                 parts.push(format!("query recall@{} {:.3} below {:.2}", q.k, q.mean_recall, q.threshold));
             }
-            Verdict { status: Status::Differences, summary: format!("differences: {}", parts.join("; ")) }
+            Verdict { status: Status::Differences, summary: parts.join("; ") }
         };
     }
 }
