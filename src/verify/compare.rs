@@ -267,5 +267,6 @@ pub fn classify(
         differences: found,
         pending_sync: 0,
         sampled,
+        notes: Vec::new(),
     }
 }

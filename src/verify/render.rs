@@ -207,7 +207,11 @@ fn markdown_table(s: &mut String, t: &TableReport) {
     w!(s, "\n## {}\n", escape_markdown(&t.table));
     for g in &t.targets {
         w!(s, "\n### {}: {}\n\n", kind_name(g.kind), escape_markdown(&g.name));
-        w!(s, "Location: {}\n\n| Count | Value |\n|---|---:|\n", escape_markdown(&g.location));
+        w!(s, "Location: {}\n\n", escape_markdown(&g.location));
+        for n in &g.notes {
+            w!(s, "> Note: {}\n\n", escape_markdown(n));
+        }
+        w!(s, "| Count | Value |\n|---|---:|\n");
         for (label, value) in measures(g) {
             w!(s, "| {label} | {value} |\n");
         }

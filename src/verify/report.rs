@@ -100,6 +100,10 @@ pub struct TargetReport {
     pub pending_sync: u64,
     /// `--sample`: the fraction of key buckets compared (1 = all).
     pub sampled: f64,
+    /// What a reader should know about this comparison (e.g. the index was
+    /// still applying writes while it was read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -161,7 +161,7 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
         let mut expected = take_expected(&expected)?;
         for (table, exp) in expected.iter_mut().filter(|(t, _)| vmaps.0.contains_key(*t)) {
             let found = compare_vectors(index, exp, n, &sample).await?;
-            let (mut diffs, drill, listed) = found;
+            let (mut diffs, drill, listed, notes) = found;
             if !drill.is_empty() {
                 let wanted = Arc::new(drill.keys().cloned().collect::<std::collections::HashSet<_>>());
                 let got = Arc::new(Mutex::new(HashMap::new()));
@@ -192,7 +192,7 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
                 diffs,
                 sample.len() as f64 / n as f64,
             );
-            vector_reports.insert(table.clone(), r);
+            vector_reports.insert(table.clone(), super::report::TargetReport { notes, ..r });
         }
     }
     let mut parity = None;
@@ -295,7 +295,7 @@ fn buckets_of(side: &Side, n: usize) -> super::buckets::Buckets {
     side.buckets.clone().unwrap_or_else(|| super::buckets::Buckets::new(n))
 }
 
-type Compared = (Vec<super::report::Difference>, HashMap<String, Vector>, u64);
+type Compared = (Vec<super::report::Difference>, HashMap<String, Vector>, u64, Vec<String>);
 
 /// Lists the index, fetches the sampled ids, and compares digests: returns
 /// the missing and extra ids as differences, the ids whose digests differ
@@ -307,6 +307,7 @@ async fn compare_vectors(
     sample: &BTreeSet<usize>,
 ) -> Result<Compared> {
     use super::report::{DiffKind, Difference};
+    let before = index.info().await?;
     let listed = index.list_ids().await?;
     let listed_set: std::collections::HashSet<&String> = listed.iter().collect();
     let mut diffs = Vec::new();
@@ -339,7 +340,25 @@ async fn compare_vectors(
             }
         }
     }
-    Ok((diffs, drill, listed.len() as u64))
+    // Vectorize applies writes asynchronously: if it applied any while it
+    // was read, some differences may be writes in flight, not losses.
+    let after = index.info().await?;
+    let mut notes = Vec::new();
+    if before.processed_up_to_mutation != after.processed_up_to_mutation {
+        notes.push(format!(
+            "the index applied writes while it was read (processedUpToMutation {} -> {}): differences may be \
+             writes in flight; run verify again once the load or sync has finished",
+            before.processed_up_to_mutation.as_deref().unwrap_or("none"),
+            after.processed_up_to_mutation.as_deref().unwrap_or("none")
+        ));
+    } else if after.vector_count.is_some_and(|c| c != listed.len() as u64) {
+        notes.push(format!(
+            "the index reports {} vectors but listed {}: it may still be applying writes",
+            after.vector_count.unwrap_or(0),
+            listed.len()
+        ));
+    }
+    Ok((diffs, drill, listed.len() as u64, notes))
 }
 
 fn take_expected(m: &Arc<Mutex<HashMap<String, Expected>>>) -> Result<HashMap<String, Expected>> {

@@ -284,6 +284,7 @@ pub fn report(
         differences: found,
         pending_sync: 0,
         sampled,
+        notes: Vec::new(),
     }
 }
 

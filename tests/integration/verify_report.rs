@@ -51,6 +51,7 @@ fn target(
         differences: diffs,
         pending_sync: 2,
         sampled: 1.0,
+        notes: vec![],
     }
 }
 

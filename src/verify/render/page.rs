@@ -126,6 +126,9 @@ fn target_block(s: &mut String, g: &TargetReport) {
     w!(s, "<div class=\"target\" data-target=\"{}\">\n", kind_name(g.kind));
     w!(s, "<h3>{} <code>{}</code></h3>\n", kind_name(g.kind), e(&g.name));
     w!(s, "<p class=\"loc\">{}</p>\n", e(&g.location));
+    for n in &g.notes {
+        w!(s, "<p class=\"note\">Note: {}</p>\n", e(n));
+    }
     let m = measures(g);
     w!(s, "<table class=\"counts\">\n<thead><tr>");
     for (label, _) in &m {

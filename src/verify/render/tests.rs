@@ -114,6 +114,7 @@ fn hostile() -> VerifyReport {
                 }],
                 pending_sync: 0,
                 sampled: 1.0,
+                notes: vec!["the index applied writes <b>while</b> it was read".into()],
             }],
         }],
         queries: None,
@@ -126,7 +127,9 @@ fn user_data_never_becomes_markup() {
     assert!(!page.contains("<img"), "raw tag in the page");
     assert!(page.contains("&lt;img src=x onerror=&quot;alert(&#39;x&#39;)&quot;&gt;"));
     assert!(page.contains("showing 1 of 5; all are counted above"));
+    assert!(page.contains("Note: the index applied writes &lt;b&gt;while&lt;/b&gt; it was read"));
     let md = markdown(&hostile());
+    assert!(md.contains("> Note: the index applied writes \\<b\\>while\\</b\\> it was read"), "{md}");
     // `\<` is shown as `<`, not read as the start of a tag.
     assert!(!md.replace("\\<", "").contains("<img"), "raw tag in the Markdown");
     let row = md.lines().find(|l| l.starts_with("| changed | \\<img")).expect("the difference row");
