@@ -64,9 +64,11 @@ pub enum Command {
     #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Archive(ArchiveCommand),
 
-    /// The initial bulk load into D1: every configured table read at one
-    /// snapshot by parallel workers and written as idempotent upserts, to
-    /// SQL files, a local SQLite file, or Cloudflare's D1 API.
+    /// The initial bulk load into D1 and Vectorize: every configured table
+    /// read at one snapshot by parallel workers and written as idempotent
+    /// upserts, to SQL files, a local SQLite file, or Cloudflare's D1 API;
+    /// in the same pass, vector columns go to Vectorize NDJSON files or the
+    /// Vectorize API (a range counts as done once Vectorize applied it).
     ///
     /// Tables load parents first (foreign keys). The load is resumable: a
     /// state file under --state-dir records every finished key range, so a
@@ -79,6 +81,7 @@ pub enum Command {
     ///   pgflare load --target sqlite --sqlite ./rehearsal.sqlite
     ///   pgflare load --target sqlite --wrangler wrangler.jsonc --d1-binding DB   (wrangler's local D1)
     ///   CLOUDFLARE_API_TOKEN=... pgflare load --target api --wrangler wrangler.jsonc --env staging --d1-binding DB
+    ///   CLOUDFLARE_API_TOKEN=... pgflare load --target api --d1-database-id ID --vectorize-index chunks --create-index
     #[command(verbatim_doc_comment)]
     Load(LoadArgs),
 
