@@ -230,10 +230,8 @@ pub struct CloudflareArgs {
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// pgflare.toml to use. Default: ./pgflare.toml when it exists, else
-    /// every table of --schema with every column under its own name.
-    #[arg(long, short = 'c', value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub project: ProjectArgs,
 
     /// Where D1 rows go.
     #[arg(long, value_enum)]
@@ -249,19 +247,6 @@ pub struct LoadArgs {
     /// project's `.wrangler/state/v3/d1/`, so a local Worker sees the rows.
     #[arg(long, value_name = "FILE")]
     pub sqlite: Option<PathBuf>,
-
-    /// Postgres connection URL. Default: pgflare.toml's [source] url,
-    /// then $DATABASE_URL, then $SUPABASE_DB_URL.
-    #[arg(long, value_name = "URL")]
-    pub database_url: Option<String>,
-
-    /// Schema of the tables when there is no pgflare.toml (default public).
-    #[arg(long, value_name = "SCHEMA")]
-    pub schema: Option<String>,
-
-    /// Load only this table of the configuration (repeatable).
-    #[arg(long = "table", short = 't', value_name = "TABLE")]
-    pub tables: Vec<String>,
 
     /// Where the resumable state of each target is kept.
     #[arg(long, default_value = ".pgflare", value_name = "DIR")]
@@ -326,19 +311,13 @@ pub struct LoadArgs {
     pub tuning: TuningArgs,
 }
 
+/// The project and source options `load` and `verify` share.
 #[derive(Debug, Args)]
-pub struct CheckArgs {
-    /// pgflare.toml to use (as for load). Default: ./pgflare.toml when it
-    /// exists, else every table of --schema under its own name.
+pub struct ProjectArgs {
+    /// pgflare.toml to use. Default: ./pgflare.toml when it exists, else
+    /// every table of --schema with every column under its own name.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
-
-    /// The D1 database as a local SQLite file (the sqlite load target,
-    /// wrangler's local D1 file, or the emulator's DATA_DIR/d1/ID.sqlite).
-    /// Without it, the D1 database named by --d1-database-id (or the
-    /// wrangler binding) is exported through the API and read locally.
-    #[arg(long, value_name = "FILE")]
-    pub sqlite: Option<PathBuf>,
 
     /// Postgres connection URL. Default: pgflare.toml's [source] url,
     /// then $DATABASE_URL, then $SUPABASE_DB_URL.
@@ -349,9 +328,22 @@ pub struct CheckArgs {
     #[arg(long, value_name = "SCHEMA")]
     pub schema: Option<String>,
 
-    /// Verify only this table of the configuration (repeatable).
+    /// Only this table of the configuration (repeatable).
     #[arg(long = "table", short = 't', value_name = "TABLE")]
     pub tables: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+
+    /// The D1 database as a local SQLite file (the sqlite load target,
+    /// wrangler's local D1 file, or the emulator's DATA_DIR/d1/ID.sqlite).
+    /// Without it, the D1 database named by --d1-database-id (or the
+    /// wrangler binding) is exported through the API and read locally.
+    #[arg(long, value_name = "FILE")]
+    pub sqlite: Option<PathBuf>,
 
     /// Compare this fraction of the key buckets (deterministic: the same
     /// buckets every run), for a quick check; 1 = everything.

@@ -12,12 +12,12 @@ use crate::load::{self, LoadOptions, LoadSummary, Target, VectorTarget};
 use crate::progress::Progress;
 
 pub async fn run(args: LoadArgs, json: bool, progress: &Progress) -> anyhow::Result<ExitCode> {
-    let mut project = config::file::load_project(args.config.as_deref())?;
-    if let Some(s) = &args.schema {
+    let mut project = config::file::load_project(args.project.config.as_deref())?;
+    if let Some(s) = &args.project.schema {
         project.schema = s.clone();
     }
     config::resolve::resolve_cloudflare(&mut project, &args.cloudflare)?;
-    let source = config::source(args.database_url.as_deref().or(project.source_url.as_deref()))?;
+    let source = config::source(args.project.database_url.as_deref().or(project.source_url.as_deref()))?;
     let (read, split) = config::tuning(&args.tuning)?;
     if let Some(p) = args.on_invalid_vector {
         project.vectorize.on_invalid = p;
@@ -52,7 +52,7 @@ pub async fn run(args: LoadArgs, json: bool, progress: &Progress) -> anyhow::Res
     }
     let opts = LoadOptions {
         project,
-        only_tables: args.tables.clone(),
+        only_tables: args.project.tables.clone(),
         target,
         vectorize,
         read,
@@ -75,8 +75,8 @@ pub async fn run(args: LoadArgs, json: bool, progress: &Progress) -> anyhow::Res
 /// Only tables with `vector` in pgflare.toml send any.
 fn vector_target(args: &LoadArgs, project: &crate::config::project::Project) -> anyhow::Result<VectorTarget> {
     let selected = |t: &&crate::config::project::TableMapping| {
-        args.tables.is_empty()
-            || args.tables.iter().any(|n| *n == t.table || *n == format!("{}.{}", t.schema, t.table))
+        args.project.tables.is_empty()
+            || args.project.tables.iter().any(|n| *n == t.table || *n == format!("{}.{}", t.schema, t.table))
     };
     let wanted = project.tables.iter().filter(selected).any(|t| t.vector.is_some());
     let files_dir = || {

@@ -16,12 +16,12 @@ pub async fn run(args: CheckArgs, json: bool, progress: &Progress) -> anyhow::Re
     if !(args.sample > 0.0 && args.sample <= 1.0) {
         anyhow::bail!("--sample: {} is not a fraction in (0, 1]", args.sample);
     }
-    let mut project = config::file::load_project(args.config.as_deref())?;
-    if let Some(s) = &args.schema {
+    let mut project = config::file::load_project(args.project.config.as_deref())?;
+    if let Some(s) = &args.project.schema {
         project.schema = s.clone();
     }
     config::resolve::resolve_cloudflare(&mut project, &args.cloudflare)?;
-    let source = config::source(args.database_url.as_deref().or(project.source_url.as_deref()))?;
+    let source = config::source(args.project.database_url.as_deref().or(project.source_url.as_deref()))?;
     let wants_vectors = project.tables.iter().any(|t| t.vector.is_some()) && !args.no_vectorize;
     let vectorize = match (&project.cloudflare.vectorize_index, wants_vectors) {
         (Some(index), true) => {
@@ -57,7 +57,7 @@ pub async fn run(args: CheckArgs, json: bool, progress: &Progress) -> anyhow::Re
     };
     let opts = VerifyOptions {
         project,
-        only_tables: args.tables.clone(),
+        only_tables: args.project.tables.clone(),
         d1,
         read,
         split,

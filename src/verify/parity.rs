@@ -232,7 +232,11 @@ struct ParitySink {
 
 impl SinkFactory for ParitySinks {
     fn open(&self, table: &Arc<TableSpec>, _: usize) -> Result<Box<dyn BatchSink>> {
-        let writer = self.mappings.get(table).map(|m| LineWriter::new(table, m)).transpose()?;
+        let writer = self
+            .mappings
+            .get(table)
+            .map(|m| LineWriter::new(table, m).map(LineWriter::for_comparison))
+            .transpose()?;
         Ok(Box::new(ParitySink { writer, local: (self.make)(), result: self.result.clone() }))
     }
 }

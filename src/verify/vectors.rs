@@ -40,10 +40,8 @@ impl Vector {
             serde_json::from_str(line).map_err(|e| Error::Internal(format!("an NDJSON line: {e}")))?;
         Ok(Vector {
             id: v["id"].as_str().unwrap_or_default().to_string(),
-            values: v["values"]
-                .as_array()
-                .map(|a| a.iter().map(|x| x.as_f64().unwrap_or(f64::NAN) as f32).collect())
-                .unwrap_or_default(),
+            // Filled from the batch by `each_vector`: lines for comparison carry no values.
+            values: Vec::new(),
             namespace: v.get("namespace").and_then(Value::as_str).map(str::to_string),
             metadata: v.get("metadata").cloned().unwrap_or(Value::Null),
         })
@@ -159,7 +157,11 @@ struct ExpectSink {
 
 impl SinkFactory for ExpectSinks {
     fn open(&self, table: &Arc<TableSpec>, _: usize) -> Result<Box<dyn BatchSink>> {
-        let writer = self.mappings.get(table).map(|m| LineWriter::new(table, m)).transpose()?;
+        let writer = self
+            .mappings
+            .get(table)
+            .map(|m| LineWriter::new(table, m).map(LineWriter::for_comparison))
+            .transpose()?;
         Ok(Box::new(ExpectSink {
             writer,
             table: table.qualified(),
@@ -171,13 +173,17 @@ impl SinkFactory for ExpectSinks {
 }
 
 /// Every vector `load` would send for the rows of `batch` (NULL vectors
-/// and rows the load's rules refuse are not expected in Vectorize).
+/// and rows the load's rules refuse are not expected in Vectorize). `w`
+/// is a [`LineWriter::for_comparison`]: the line gives id, namespace and
+/// metadata, the batch gives the values.
 pub fn each_vector(w: &LineWriter, batch: &TableBatch, f: &mut dyn FnMut(Vector)) -> Result<()> {
     let mut line = String::new();
     for row in 0..batch.batch.num_rows() {
         line.clear();
         if w.line(&batch.batch, row, &mut line) == Line::Written {
-            f(Vector::from_line(&line)?);
+            let mut v = Vector::from_line(&line)?;
+            v.values = w.values(&batch.batch, row);
+            f(v);
         }
     }
     Ok(())
