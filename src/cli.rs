@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod sync;
+pub use sync::{SyncArgs, SyncTarget, SyncVectors};
+
 /// Move a RAG service's data from Postgres + pgvector (e.g. Supabase) to
 /// Cloudflare D1 and Vectorize, verify it, and archive the source to Parquet.
 ///
@@ -100,6 +103,30 @@ pub enum Command {
     ///   CLOUDFLARE_API_TOKEN=... pgflare verify --wrangler wrangler.jsonc --d1-binding DB --vectorize-binding VECTORIZE
     #[command(verbatim_doc_comment)]
     Verify(CheckArgs),
+
+    /// Keep D1 and Vectorize in step with the source after the load: every
+    /// row written since the last run is upserted (its vector only when
+    /// the embedding or its metadata changed), rows soft-deleted or gone
+    /// from the source are deleted, and the checkpoint moves on. The
+    /// checkpoint and a runner lease live in D1 (table pgflare_sync_state),
+    /// so a scheduled runner on a fresh machine continues where the last
+    /// one stopped, and only one runner works at a time.
+    ///
+    /// Changes are found by transaction id, not by timestamp: a row that a
+    /// long transaction wrote with an old updated_at and committed after a
+    /// run is picked up by the next run. SIGTERM or Ctrl-C finishes the
+    /// key ranges being written, records them, and exits 0; SIGKILL at any
+    /// moment loses nothing (the next run redoes unrecorded ranges).
+    ///
+    /// Exit codes: 0 done, 2 error, 3 another runner holds the lease (its
+    /// host, pid and start are printed).
+    ///
+    /// Examples:
+    ///   pgflare sync --target sqlite --sqlite d1.sqlite --once
+    ///   CLOUDFLARE_API_TOKEN=... pgflare sync --target api --wrangler wrangler.jsonc --d1-binding DB --vectorize-binding VECTORIZE --every 5m
+    ///   pgflare sync --target sqlite --sqlite d1.sqlite --once --json --summary last-sync.json
+    #[command(verbatim_doc_comment)]
+    Sync(SyncArgs),
 
     /// Run a local server that answers like Cloudflare's D1 REST API, to
     /// rehearse a migration without an account and to test against.

@@ -33,6 +33,7 @@ pub mod redact;
 pub mod seed;
 pub mod sink;
 pub mod source;
+pub mod sync;
 pub mod typemap;
 pub mod verify;
 

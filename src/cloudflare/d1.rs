@@ -55,6 +55,20 @@ impl D1 {
         Ok(Applied { statements: entries.len() as u64, rows_written })
     }
 
+    /// Runs one statement with `?N` parameters and returns its rows (JSON
+    /// objects by column name).
+    pub async fn select(&self, what: &str, sql: &str, params: &[Value]) -> Result<Vec<Value>> {
+        let body = json!({ "sql": sql, "params": params });
+        let result = self.api.call(what, Method::POST, &self.url("query"), &body).await?;
+        Ok(result
+            .as_array()
+            .and_then(|a| a.last())
+            .and_then(|e| e.get("results"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+
     /// Runs a whole SQL file through the import flow; returns when D1 says
     /// it is complete. A failed import leaves the database as it was.
     pub async fn import(&self, what: &str, sql: bytes::Bytes) -> Result<Applied> {

@@ -30,7 +30,7 @@ pub async fn run(args: LoadArgs, json: bool, progress: &Progress) -> anyhow::Res
             dir: args.out.clone().context("--out DIR is required with --target files")?,
             file_bytes: args.file_size_mib.max(1) << 20,
         },
-        LoadTarget::Sqlite => Target::Sqlite { path: sqlite_path(&args, &project)? },
+        LoadTarget::Sqlite => Target::Sqlite { path: sqlite_path(args.sqlite.as_ref(), &args.cloudflare, &project)? },
         LoadTarget::Api => Target::Api {
             settings: super::api_settings(&project, args.rate_limit.as_deref())?,
             database_id: project.cloudflare.d1.as_ref().map(|d| d.database_id.clone()).context(
@@ -107,18 +107,19 @@ fn vector_target(args: &LoadArgs, project: &crate::config::project::Project) -> 
 }
 
 /// `--sqlite`, else wrangler's local file of the configured D1 database.
-fn sqlite_path(
-    args: &LoadArgs,
+pub(super) fn sqlite_path(
+    explicit: Option<&std::path::PathBuf>,
+    cloudflare: &crate::cli::CloudflareArgs,
     project: &crate::config::project::Project,
 ) -> anyhow::Result<std::path::PathBuf> {
-    if let Some(p) = &args.sqlite {
+    if let Some(p) = explicit {
         return Ok(p.clone());
     }
     let id = project.cloudflare.d1.as_ref().map(|d| d.database_id.clone()).context(
         "--target sqlite needs --sqlite FILE, or a D1 database (--d1-database-id, or --wrangler FILE --d1-binding NAME) \
          to find the file wrangler uses locally",
     )?;
-    let dir = match project.cloudflare.wrangler.as_ref().or(args.cloudflare.wrangler.as_ref()) {
+    let dir = match project.cloudflare.wrangler.as_ref().or(cloudflare.wrangler.as_ref()) {
         Some(w) => w.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
         None => std::path::PathBuf::from("."),
     };
@@ -220,4 +221,7 @@ fn print_human(s: &LoadSummary) {
         );
     }
     println!("state: {}  (a later sync starts at snapshot {})", s.state_file, s.first_snapshot.taken_at);
+    if let Some(c) = &s.sync_checkpoint {
+        println!("sync checkpoint: {c}  (`pgflare sync` continues from there, on any machine)");
+    }
 }

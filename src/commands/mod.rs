@@ -1,12 +1,14 @@
 //! One module per command; each turns arguments into a plan (via
 //! `config`), runs the library, and prints for people or for `--json`.
-//! Commands return the process exit code; errors become exit code 2.
+//! Commands return the process exit code; errors become exit code 2,
+//! another sync runner holding the lease 3 ([`sync::EXIT_BUSY`]).
 
 mod archive;
 mod emulate;
 mod init;
 mod inspect;
 mod load;
+mod sync;
 mod verify;
 
 use std::process::ExitCode;
@@ -29,6 +31,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Load(args) => load::run(args, cli.json, &progress).await,
         Command::Verify(args) => verify::run(args, cli.json, &progress).await,
+        Command::Sync(args) => sync::run(args, cli.json, &progress).await,
     }
 }
 

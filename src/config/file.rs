@@ -84,6 +84,7 @@ struct RawTable {
     name: String,
     primary_key: Option<Vec<String>>,
     cursor: Option<String>,
+    soft_delete: Option<String>,
     d1_table: Option<String>,
     d1_columns: Option<Vec<String>>,
     #[serde(default)]
@@ -299,6 +300,9 @@ fn table(at: &str, default_schema: &str, t: RawTable) -> Result<TableMapping> {
     if let Some(c) = &t.cursor {
         non_empty(&key("cursor"), c)?;
     }
+    if let Some(c) = &t.soft_delete {
+        non_empty(&key("soft_delete"), c)?;
+    }
     if let Some(v) = &t.vector {
         non_empty(&key("vector"), v)?;
     }
@@ -416,6 +420,7 @@ fn table(at: &str, default_schema: &str, t: RawTable) -> Result<TableMapping> {
         table: name,
         primary_key: t.primary_key,
         cursor: t.cursor,
+        soft_delete: t.soft_delete,
         d1_table,
         d1_columns,
         renames,

@@ -41,6 +41,7 @@ pub fn suggest(info: &TableInfo, setting: String) -> TableMapping {
         table: spec.name.clone(),
         primary_key: (!spec.primary_key.is_empty()).then(|| spec.primary_key.clone()),
         cursor: guess_cursor(&spec.columns),
+        soft_delete: None,
         d1_table: spec.name.clone(),
         d1_columns: Some(d1_columns),
         renames: Vec::new(),

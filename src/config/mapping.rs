@@ -141,6 +141,9 @@ pub fn d1_table(mapping: &TableMapping, info: &TableInfo) -> Result<D1Table> {
     if let Some(c) = &mapping.cursor {
         must_exist(key("cursor"), c)?;
     }
+    if let Some(c) = &mapping.soft_delete {
+        must_exist(key("soft_delete"), c)?;
+    }
     if let Some(v) = &mapping.vector {
         let col = must_exist(key("vector"), v)?;
         if !matches!(col.ty.kind, Kind::Vector | Kind::Halfvec) || col.ty.array {

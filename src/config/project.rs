@@ -84,6 +84,10 @@ pub struct TableMapping {
     pub primary_key: Option<Vec<String>>,
     /// Column the sync job orders changes by (e.g. `updated_at`).
     pub cursor: Option<String>,
+    /// Column marking a row as deleted (`true` in a boolean column, any
+    /// value in another, e.g. `deleted_at`): such rows are left out of
+    /// the targets, and sync deletes them there.
+    pub soft_delete: Option<String>,
     /// Table name in D1 (default: the source name).
     pub d1_table: String,
     /// Columns that go to D1, in order, with their D1 names. `None` = every

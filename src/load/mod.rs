@@ -86,6 +86,9 @@ pub struct LoadSummary {
     pub plan: Vec<TablePlan>,
     pub estimated_d1_bytes: u64,
     pub d1_limit_bytes: u64,
+    /// Where the checkpoint a later `pgflare sync` starts from was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_checkpoint: Option<String>,
 }
 
 /// The tables of a load (or a verification), mapped to D1 and Vectorize.
@@ -197,6 +200,7 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
         plan: if opts.dry_run { table_plans } else { Vec::new() },
         estimated_d1_bytes: estimated,
         d1_limit_bytes: crate::cloudflare::limits::D1_MAX_DATABASE_BYTES,
+        sync_checkpoint: None,
     };
     if opts.dry_run || state.complete {
         snapshot.release().await?;
@@ -303,6 +307,7 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     }
     state.mark_complete()?;
     let done = state.snapshot()?;
+    summary.sync_checkpoint = hand_over(&target, &prepared, opts, &done.first_snapshot, resumed).await?;
     if let target::OpenTarget::Files(c) = &target {
         let vectors_dir = opened_vectors.as_ref().and_then(|v| v.files_dir.as_deref());
         write_files_manifest(&c.dir, &done, &waves, vectors_dir)?;
@@ -312,6 +317,32 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     summary.rows_this_run = this_run.values().sum();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// A finished load of every configured table into D1 (`sqlite` or `api`)
+/// leaves the sync checkpoint in D1: sync continues from the load's first
+/// snapshot, on any machine. A fresh load replaces an earlier checkpoint;
+/// a resumed one keeps it (it may be a sync's, which is newer).
+async fn hand_over(
+    target: &target::OpenTarget,
+    prepared: &Prepared,
+    opts: &LoadOptions,
+    first: &SnapshotInfo,
+    resumed: bool,
+) -> Result<Option<String>> {
+    let Some(d1) = target.d1_access() else { return Ok(None) };
+    if !opts.only_tables.is_empty() && opts.only_tables.len() < opts.project.tables.len() {
+        return Ok(None);
+    }
+    let store = crate::sync::store::Store::D1(d1);
+    store.prepare().await?;
+    if resumed && store.read().await?.is_some() {
+        return Ok(Some(store.describe()));
+    }
+    let fp = crate::sync::fingerprint(prepared, &opts.project);
+    let position = crate::sync::checkpoint::Position::of(first)?;
+    store.write(&crate::sync::checkpoint::Checkpoint::new(&fp, position, "load")).await?;
+    Ok(Some(store.describe()))
 }
 
 /// Introspects the selected tables and maps each to D1; the columns read
@@ -375,9 +406,13 @@ pub async fn prepare(
             .iter()
             .flat_map(|v| [&v.vector, &v.id].into_iter().chain(v.namespace.iter()).chain(v.metadata.iter()))
             .collect();
-        info.spec
-            .columns
-            .retain(|c| m.columns.iter().any(|(s, _)| *s == c.name) || vector_columns.contains(&&c.name));
+        // The soft-delete column too: load, verify and sync filter on it.
+        let soft = configured.and_then(|c| c.soft_delete.as_ref());
+        info.spec.columns.retain(|c| {
+            m.columns.iter().any(|(s, _)| *s == c.name)
+                || vector_columns.contains(&&c.name)
+                || soft == Some(&c.name)
+        });
         mappings.push(m);
     }
     Ok(Prepared { infos, mappings, d1, vectors })
@@ -393,7 +428,9 @@ async fn new_state(
 ) -> Result<LoadState> {
     let mut tables = Vec::new();
     for (info, m) in infos.iter().zip(mappings) {
-        let parts = partition::plan(snapshot.conn(), &info.spec, info.total_bytes, opts.split).await?;
+        let mut parts = partition::plan(snapshot.conn(), &info.spec, info.total_bytes, opts.split).await?;
+        let live = crate::sync::changes::live_filter(&opts.project, info);
+        parts.iter_mut().for_each(|p| p.filter = live.clone());
         tables.push(TableState {
             table: info.spec.qualified(),
             d1_table: m.table.clone(),

@@ -129,6 +129,15 @@ impl OpenTarget {
         }
     }
 
+    /// SQL access to the D1 database (not for files).
+    pub fn d1_access(&self) -> Option<crate::sync::store::D1Access> {
+        match self {
+            OpenTarget::Files(_) => None,
+            OpenTarget::Sqlite(c) => Some(crate::sync::store::D1Access::Sqlite(c.clone())),
+            OpenTarget::Api(c) => Some(crate::sync::store::D1Access::Api(c.d1.clone())),
+        }
+    }
+
     /// A fresh (not resumed) load into files starts from an empty set: SQL
     /// files and the manifest of an earlier load in the folder are removed,
     /// so no stale file can be applied by a glob.

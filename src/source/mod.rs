@@ -18,5 +18,5 @@ pub mod snapshot;
 pub use connect::Source;
 pub use introspect::{introspect, Selection, TableInfo};
 pub use partition::{Partition, SplitOptions};
-pub use reader::{read_all, ReadOptions, TableJob};
+pub use reader::{read_all, read_until, ReadOptions, TableJob};
 pub use snapshot::{Snapshot, SnapshotInfo};

@@ -20,21 +20,32 @@ pub struct Partition {
     pub index: usize,
     pub lower: Option<String>,
     pub upper: Option<String>,
+    /// An extra SQL condition on the rows of the range (the sync job's
+    /// "changed since the checkpoint"); none for loads and archives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
 }
 
 impl Partition {
     pub fn whole() -> Self {
-        Partition { index: 0, lower: None, upper: None }
+        Partition { index: 0, lower: None, upper: None, filter: None }
     }
 
     /// The WHERE condition selecting this range, if it is not the whole table.
     pub fn predicate(&self, table: &TableSpec) -> Option<String> {
-        let key = quote_ident(table.primary_key.first()?);
-        match (&self.lower, &self.upper) {
+        let range = table.primary_key.first().map(|k| quote_ident(k)).and_then(|key| {
+            match (&self.lower, &self.upper) {
+                (None, None) => None,
+                (Some(lo), None) => Some(format!("{key} >= {lo}")),
+                (None, Some(hi)) => Some(format!("{key} < {hi}")),
+                (Some(lo), Some(hi)) => Some(format!("{key} >= {lo} AND {key} < {hi}")),
+            }
+        });
+        match (range, &self.filter) {
             (None, None) => None,
-            (Some(lo), None) => Some(format!("{key} >= {lo}")),
-            (None, Some(hi)) => Some(format!("{key} < {hi}")),
-            (Some(lo), Some(hi)) => Some(format!("{key} >= {lo} AND {key} < {hi}")),
+            (Some(r), None) => Some(r),
+            (None, Some(f)) => Some(format!("({f})")),
+            (Some(r), Some(f)) => Some(format!("{r} AND ({f})")),
         }
     }
 }
@@ -137,10 +148,10 @@ fn ranges(bounds: Vec<String>) -> Vec<Partition> {
     let mut out = Vec::with_capacity(bounds.len() + 1);
     let mut lower = None;
     for (index, b) in bounds.into_iter().enumerate() {
-        out.push(Partition { index, lower: lower.take(), upper: Some(b.clone()) });
+        out.push(Partition { index, lower: lower.take(), upper: Some(b.clone()), filter: None });
         lower = Some(b);
     }
-    out.push(Partition { index: out.len(), lower, upper: None });
+    out.push(Partition { index: out.len(), lower, upper: None, filter: None });
     out
 }
 

@@ -7,6 +7,7 @@
 //! own buffer), whatever the table size.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -93,6 +94,20 @@ pub async fn read_all(
     sinks: Arc<dyn SinkFactory>,
     opts: ReadOptions,
 ) -> Result<Vec<PartitionResult>> {
+    read_until(source, snapshot_id, jobs, sinks, opts, &Arc::new(AtomicBool::new(false))).await
+}
+
+/// [`read_all`], except that once `stop` is set no worker starts another
+/// partition: those running finish (their sinks checkpoint them) and the
+/// result lists only the partitions that were read.
+pub async fn read_until(
+    source: &Source,
+    snapshot_id: &str,
+    jobs: Vec<TableJob>,
+    sinks: Arc<dyn SinkFactory>,
+    opts: ReadOptions,
+    stop: &Arc<AtomicBool>,
+) -> Result<Vec<PartitionResult>> {
     let queue: VecDeque<(Arc<TableSpec>, Partition, ProgressBar)> = jobs
         .into_iter()
         .flat_map(|j| {
@@ -105,11 +120,14 @@ pub async fn read_all(
     let results = Arc::new(Mutex::new(Vec::new()));
     let mut handles = Vec::new();
     for _ in 0..workers {
-        let (queue, results, sinks) = (queue.clone(), results.clone(), sinks.clone());
+        let (queue, results, sinks, stop) = (queue.clone(), results.clone(), sinks.clone(), stop.clone());
         let (source, id) = (source.clone(), snapshot_id.to_string());
         handles.push(tokio::spawn(async move {
             let mut conn = snapshot::join(&source, &id).await?;
             loop {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
                 let item =
                     queue.lock().map_err(|_| Error::Internal("work queue poisoned".into()))?.pop_front();
                 let Some((table, partition, bar)) = item else { break };

@@ -75,7 +75,11 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
     let shapes = Arc::new(shapes);
     let mut parts = Vec::new();
     for info in &prepared.infos {
-        parts.push(partition::plan(snapshot.conn(), &info.spec, info.total_bytes, opts.split).await?);
+        let mut p = partition::plan(snapshot.conn(), &info.spec, info.total_bytes, opts.split).await?;
+        // Soft-deleted rows are not expected in the targets.
+        let live = crate::sync::changes::live_filter(&opts.project, info);
+        p.iter_mut().for_each(|p| p.filter = live.clone());
+        parts.push(p);
     }
     let jobs = |only: Option<&BTreeSet<String>>, label: &str| -> Vec<TableJob> {
         prepared

@@ -179,14 +179,30 @@ impl SinkFactory for ExpectSinks {
 pub fn each_vector(w: &LineWriter, batch: &TableBatch, f: &mut dyn FnMut(Vector)) -> Result<()> {
     let mut line = String::new();
     for row in 0..batch.batch.num_rows() {
-        line.clear();
-        if w.line(&batch.batch, row, &mut line) == Line::Written {
-            let mut v = Vector::from_line(&line)?;
-            v.values = w.values(&batch.batch, row);
+        if let (Line::Written, Some(v)) = vector_at(w, &batch.batch, row, &mut line)? {
             f(v);
         }
     }
     Ok(())
+}
+
+/// What becomes of one row: the line's fate and, when it is written, the
+/// vector `load` sends for it. `line` is scratch space.
+pub fn vector_at(
+    w: &LineWriter,
+    batch: &arrow::record_batch::RecordBatch,
+    row: usize,
+    line: &mut String,
+) -> Result<(Line, Option<Vector>)> {
+    line.clear();
+    match w.line(batch, row, line) {
+        Line::Written => {
+            let mut v = Vector::from_line(line)?;
+            v.values = w.values(batch, row);
+            Ok((Line::Written, Some(v)))
+        }
+        other => Ok((other, None)),
+    }
 }
 
 impl BatchSink for ExpectSink {

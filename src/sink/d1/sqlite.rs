@@ -53,6 +53,14 @@ impl D1SqliteConfig {
     }
 }
 
+impl D1SqliteConfig {
+    /// Runs `f` on the open connection (queries of the sync job).
+    pub fn with_conn<R>(&self, f: impl FnOnce(&mut Connection) -> Result<R>) -> Result<R> {
+        let mut conn = self.conn.lock().map_err(|_| Error::Internal("sqlite connection poisoned".into()))?;
+        f(&mut conn)
+    }
+}
+
 impl SinkFactory for D1SqliteConfig {
     fn open(&self, table: &Arc<TableSpec>, partition: usize) -> Result<Box<dyn BatchSink>> {
         let renderer = Renderer::new(table, &self.mappings.get(table), self.max_statement_bytes)?;

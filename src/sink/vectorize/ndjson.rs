@@ -317,12 +317,18 @@ impl LineWriter {
         i: usize,
         column: &str,
     ) -> std::result::Result<String, (String, String)> {
-        match d1_value(batch.column(i).as_ref(), row) {
-            D1Value::Null => Err((column.to_string(), "is NULL".into())),
-            D1Value::Integer(v) => Ok(v.to_string()),
-            D1Value::Text(t) => Ok(t.into_owned()),
-            other => Ok(other.literal()),
-        }
+        id_text(batch.column(i).as_ref(), row).ok_or_else(|| (column.to_string(), "is NULL".into()))
+    }
+}
+
+/// A value as a Vectorize id or namespace: the text of its D1 form (the
+/// D1 key and the vector id of a row are the same text). `None` for NULL.
+pub fn id_text(col: &dyn arrow::array::Array, row: usize) -> Option<String> {
+    match d1_value(col, row) {
+        D1Value::Null => None,
+        D1Value::Integer(v) => Some(v.to_string()),
+        D1Value::Text(t) => Some(t.into_owned()),
+        other => Some(other.literal()),
     }
 }
 

@@ -1,0 +1,102 @@
+//! Arguments of `pgflare sync` (its help text is the user's manual for
+//! scheduling it).
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{CloudflareArgs, TuningArgs};
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// pgflare.toml to use (every table in it is synced).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Postgres connection URL. Default: pgflare.toml's [source] url,
+    /// then $DATABASE_URL, then $SUPABASE_DB_URL.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Schema of the tables when there is no pgflare.toml (default public).
+    #[arg(long, value_name = "SCHEMA")]
+    pub schema: Option<String>,
+
+    /// The D1 the load filled: a local SQLite file or the D1 API.
+    #[arg(long, value_enum)]
+    pub target: SyncTarget,
+
+    /// SQLite file for --target sqlite. Default: wrangler's local file of
+    /// the configured D1 database, as for `pgflare load`.
+    #[arg(long, value_name = "FILE")]
+    pub sqlite: Option<PathBuf>,
+
+    /// Where vectors go: `auto` = the Vectorize API when an index is
+    /// configured (--vectorize-index, wrangler binding or pgflare.toml),
+    /// else nowhere; `api` requires one; `off` syncs D1 only.
+    #[arg(long, value_enum, default_value_t = SyncVectors::Auto)]
+    pub vectorize: SyncVectors,
+
+    /// Run once and exit (for cron, CI schedules, Kubernetes CronJobs).
+    /// The default when --every is not given.
+    #[arg(long, conflicts_with = "every")]
+    pub once: bool,
+
+    /// Run as a service: a run every DURATION (e.g. 30s, 5m, 1h), each
+    /// start moved by up to ±--jitter so that many runners do not
+    /// fire together. A run that fails is reported and the next one runs
+    /// on schedule.
+    #[arg(long, value_name = "DURATION")]
+    pub every: Option<String>,
+
+    /// Random share of --every by which each start moves, in percent.
+    #[arg(long, default_value_t = 10, value_name = "PERCENT")]
+    pub jitter: u8,
+
+    /// Do not look for rows deleted in the source (hard deletes). Finding
+    /// them reads every primary key of each table on both sides (no row
+    /// bodies); soft deletes (`soft_delete` in pgflare.toml) are synced
+    /// either way.
+    #[arg(long)]
+    pub no_hard_deletes: bool,
+
+    /// How long the runner's lease in D1 lasts without renewal; a runner
+    /// that died leaves it to expire. Renewed every third of it.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub lease_seconds: u64,
+
+    /// Also write each run's JSON summary to FILE (replaced every run).
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+
+    /// Scratch folder (D1 keys copied for finding deletes over the API).
+    #[arg(long, default_value = ".pgflare", value_name = "DIR")]
+    pub work_dir: PathBuf,
+
+    /// --target api: client-side request budget, REQUESTS/SECONDS.
+    #[arg(long, value_name = "N/SECONDS")]
+    pub rate_limit: Option<String>,
+
+    #[command(flatten)]
+    pub cloudflare: CloudflareArgs,
+
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+}
+
+/// Which D1 a sync writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncTarget {
+    /// A local SQLite file (the `sqlite` load target, wrangler's local D1).
+    Sqlite,
+    /// The Cloudflare D1 REST API.
+    Api,
+}
+
+/// Where `pgflare sync` sends vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncVectors {
+    Auto,
+    Api,
+    Off,
+}

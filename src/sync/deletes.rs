@@ -1,0 +1,210 @@
+//! Deleting rows from the targets: a batch of keys becomes `DELETE`
+//! statements for the D1 table (packed under D1's statement limit) and
+//! `delete_by_ids` for their vectors, whose recorded digests go too. The
+//! keys come from the source (soft-deleted rows) or from D1 itself (rows
+//! the source no longer has, see [`super::sweep`]); either way they are
+//! typed values, rendered by the same literal writer as the load's upserts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::record_batch::RecordBatch;
+
+use super::store::D1Access;
+use crate::batch::quote_ident;
+use crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES;
+use crate::cloudflare::Vectorize;
+use crate::error::Result;
+use crate::sink::d1::value::{push_quoted, write_literal};
+use crate::sink::vectorize::ndjson::id_text;
+
+/// The vectors that go with deleted rows.
+#[derive(Clone)]
+pub struct VectorDeletes {
+    pub index: Arc<Vectorize>,
+    /// Column of the key batch holding the vector id.
+    pub id_column: usize,
+    pub timeout: Duration,
+}
+
+/// Deletes rows of one D1 table (and their vectors) by key.
+#[derive(Clone)]
+pub struct Deleter {
+    pub d1: D1Access,
+    pub d1_table: String,
+    /// D1 names of the key columns: the first columns of every key batch.
+    pub key: Vec<String>,
+    pub vectors: Option<VectorDeletes>,
+}
+
+/// What a delete removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Deleted {
+    pub rows: u64,
+    pub vectors: u64,
+}
+
+impl Deleter {
+    /// Deletes the rows keyed by `keys` from D1 and their vectors from
+    /// Vectorize; returns once D1 committed and Vectorize applied.
+    pub async fn delete(&self, keys: &RecordBatch) -> Result<Deleted> {
+        if keys.num_rows() == 0 {
+            return Ok(Deleted::default());
+        }
+        let statements = self.statements(keys);
+        let mut ids = Vec::new();
+        if let Some(v) = &self.vectors {
+            let col = keys.column(v.id_column);
+            ids.extend((0..keys.num_rows()).filter_map(|r| id_text(col.as_ref(), r)));
+        }
+        // Vectors first: a kill between the two leaves a D1 row whose
+        // vector is gone, which the next run deletes again; the other
+        // order could leave a vector no D1 row points at and no run finds.
+        if let (Some(v), false) = (&self.vectors, ids.is_empty()) {
+            let what = format!("deleting {} vectors of {}", ids.len(), self.d1_table);
+            if let Some(t) = v.index.delete_by_ids(&what, &ids).await? {
+                v.index.wait_applied(t, v.timeout, &|_: &str| {}).await?;
+            }
+            let mut sql = String::new();
+            for chunk in ids.chunks(500) {
+                sql.push_str("DELETE FROM pgflare_vector_digests WHERE id IN (");
+                for (i, id) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    push_quoted(&mut sql, id);
+                }
+                sql.push_str(");\n");
+            }
+            self.d1.execute("forgetting digests of deleted vectors", &sql).await?;
+        }
+        for s in &statements {
+            self.d1.execute(&format!("deleting rows of {}", self.d1_table), s).await?;
+        }
+        Ok(Deleted { rows: keys.num_rows() as u64, vectors: ids.len() as u64 })
+    }
+
+    /// `DELETE FROM t WHERE (k1, k2) IN (VALUES (..), ..)`, each under the
+    /// statement limit.
+    pub fn statements(&self, keys: &RecordBatch) -> Vec<String> {
+        let cols: Vec<String> = self.key.iter().map(|k| quote_ident(k)).collect();
+        let head = match cols.len() {
+            1 => format!("DELETE FROM {} WHERE {} IN (", quote_ident(&self.d1_table), cols[0]),
+            _ => {
+                format!("DELETE FROM {} WHERE ({}) IN (VALUES ", quote_ident(&self.d1_table), cols.join(", "))
+            }
+        };
+        let limit = D1_MAX_STATEMENT_BYTES - 1024;
+        let mut out = Vec::new();
+        let mut sql = String::new();
+        let mut tuple = String::new();
+        for row in 0..keys.num_rows() {
+            tuple.clear();
+            if cols.len() > 1 {
+                tuple.push('(');
+            }
+            for c in 0..cols.len() {
+                if c > 0 {
+                    tuple.push_str(", ");
+                }
+                write_literal(keys.column(c).as_ref(), row, &mut tuple);
+            }
+            if cols.len() > 1 {
+                tuple.push(')');
+            }
+            if !sql.is_empty() && sql.len() + tuple.len() + 3 > limit {
+                sql.push_str(");");
+                out.push(std::mem::take(&mut sql));
+            }
+            if sql.is_empty() {
+                sql.push_str(&head);
+            } else {
+                sql.push_str(", ");
+            }
+            sql.push_str(&tuple);
+        }
+        if !sql.is_empty() {
+            sql.push_str(");");
+            out.push(sql);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    fn deleter(key: &[&str]) -> Deleter {
+        let dir = std::env::temp_dir();
+        let c = crate::sink::d1::sqlite::D1SqliteConfig::open(
+            &dir.join(format!("pgflare-deleter-{}.sqlite", std::process::id())),
+            Default::default(),
+        )
+        .expect("open");
+        Deleter {
+            d1: D1Access::Sqlite(c),
+            d1_table: "my chunks".into(),
+            key: key.iter().map(|s| s.to_string()).collect(),
+            vectors: None,
+        }
+    }
+
+    #[test]
+    fn one_and_two_column_keys_render_as_in_lists_under_the_limit() {
+        let ids: ArrayRef = Arc::new(Int64Array::from((0..30_000).collect::<Vec<i64>>()));
+        let names: ArrayRef = Arc::new(StringArray::from(
+            (0..30_000)
+                .map(|i| if i == 1 { "it's".to_string() } else { format!("n{i}") })
+                .collect::<Vec<_>>(),
+        ));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(schema, vec![ids, names]).expect("batch");
+        let one = deleter(&["id"]).statements(&batch.project(&[0]).expect("project"));
+        assert!(one.len() > 1, "30,000 keys need several statements");
+        assert!(one.iter().all(|s| s.len() <= D1_MAX_STATEMENT_BYTES));
+        assert!(
+            one[0].starts_with("DELETE FROM \"my chunks\" WHERE \"id\" IN (0, 1, 2"),
+            "{}",
+            &one[0][..60]
+        );
+        let listed: usize = one.iter().map(|s| s.matches(", ").count() + 1).sum();
+        assert_eq!(listed, 30_000);
+        let two = deleter(&["id", "name"]).statements(&batch);
+        assert!(two[0].starts_with(
+            "DELETE FROM \"my chunks\" WHERE (\"id\", \"name\") IN (VALUES (0, 'n0'), (1, 'it''s')"
+        ));
+        assert!(two.iter().all(|s| s.ends_with(");")));
+    }
+
+    #[tokio::test]
+    async fn deleting_removes_exactly_the_keyed_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c =
+            crate::sink::d1::sqlite::D1SqliteConfig::open(&dir.path().join("d.sqlite"), Default::default())
+                .expect("open");
+        c.execute(
+            "setup",
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1,'a'),(2,'b'),(3,'c');",
+        )
+        .expect("setup");
+        let d = Deleter {
+            d1: D1Access::Sqlite(c.clone()),
+            d1_table: "t".into(),
+            key: vec!["id".into()],
+            vectors: None,
+        };
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let keys = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 3, 99])) as ArrayRef])
+            .expect("keys");
+        assert_eq!(d.delete(&keys).await.expect("delete").rows, 3);
+        let left = D1Access::Sqlite(c).select("left", "SELECT id FROM t", &[]).await.expect("select");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0]["id"], serde_json::json!(2));
+    }
+}

@@ -1,0 +1,45 @@
+//! `pgflare sync`: one incremental run that brings D1 and Vectorize up to
+//! a new snapshot of the source. In order:
+//!
+//! 1. take the runner's lease (in the target, [`store`]) and the source's
+//!    advisory lock: only one runner at a time, a second one is told who
+//!    runs ([`Outcome::Busy`]);
+//! 2. read the checkpoint the load (or the last run) left in the target;
+//! 3. export a snapshot and upsert every row written since the
+//!    checkpoint's horizon ([`changes`]), range by range, each range
+//!    recorded once D1 committed and Vectorize applied it ([`sink`]), with
+//!    vectors re-sent only when their line changed;
+//! 4. delete rows soft-deleted since ([`deletes`]) and rows gone from the
+//!    source ([`sweep`]), children before parents;
+//! 5. move the checkpoint to the new snapshot.
+//!
+//! A run stopped at any point (SIGKILL included) leaves the checkpoint at
+//! its last recorded range; the next run redoes only what was not recorded.
+
+pub mod changes;
+pub mod checkpoint;
+pub mod deletes;
+pub mod run;
+pub mod sink;
+pub mod store;
+pub mod sweep;
+
+pub use run::{run_once, Outcome, SyncOptions, SyncSummary};
+
+use crate::load::Prepared;
+
+/// What a checkpoint is valid for: the tables, their D1 columns and keys,
+/// and the soft-delete columns. Vectorize settings are not part of it:
+/// the same D1 can be synced with vectors on or off.
+pub fn fingerprint(prepared: &Prepared, project: &crate::config::project::Project) -> String {
+    let mut h = blake3::Hasher::new();
+    for (info, m) in prepared.infos.iter().zip(&prepared.mappings) {
+        let soft =
+            changes::mapping(project, &info.spec.schema, &info.spec.name).and_then(|m| m.soft_delete.clone());
+        h.update(
+            format!("{}>{}:{:?}:{:?}:{:?}\n", info.spec.qualified(), m.table, m.columns, m.key, soft)
+                .as_bytes(),
+        );
+    }
+    h.finalize().to_hex()[..32].to_string()
+}

@@ -1,0 +1,477 @@
+//! One sync run, start to end (see the module overview in [`super`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::changes::{all_of, changed_since, deleted_condition, live_filter, mapping};
+use super::checkpoint::{now, snapshot_xmax, InProgress, Position, TableProgress};
+use super::deletes::{Deleted, Deleter, VectorDeletes};
+use super::sink::{ChangedVectors, Counts, Recording, VectorCounts};
+use super::store::{D1Access, Lease, Store};
+use super::sweep::{buckets_for, key_views, sweep, KeySource, SweepReport, SweepTable};
+use crate::cloudflare::{Api, Vectorize, D1};
+use crate::config::project::Project;
+use crate::error::{Error, Result};
+use crate::load::{plan, Target, VectorTarget};
+use crate::progress::Progress;
+use crate::sink::d1::render::D1Mappings;
+use crate::sink::d1::sqlite::D1SqliteConfig;
+use crate::sink::SinkFactory;
+use crate::source::{
+    partition, read_all, read_until, Partition, ReadOptions, Snapshot, Source, SplitOptions, TableJob,
+};
+
+pub struct SyncOptions {
+    pub project: Project,
+    /// `sqlite` or `api`.
+    pub target: Target,
+    /// `Off` or `Api`.
+    pub vectorize: VectorTarget,
+    pub read: ReadOptions,
+    pub split: SplitOptions,
+    /// Scratch space (D1 keys copied from the API for the sweep).
+    pub work_dir: PathBuf,
+    pub hard_deletes: bool,
+    pub lease_ttl: Duration,
+    /// Set by SIGTERM/SIGINT: no new range starts; the run records what
+    /// finished and ends.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// How a run ended.
+pub enum Outcome {
+    Done(Box<SyncSummary>),
+    /// Another runner holds the lease or the source lock: who, and since when.
+    Busy(String),
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TableSync {
+    pub table: String,
+    pub d1_table: String,
+    pub rows_upserted: u64,
+    pub rows_soft_deleted: u64,
+    pub rows_hard_deleted: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vectors: Option<VectorCounts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<SweepReport>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SyncSummary {
+    pub format: &'static str,
+    /// Completed runs including this one.
+    pub run: u64,
+    pub target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vectorize: Option<String>,
+    pub state: String,
+    pub started_at: String,
+    /// The snapshot the targets reflected before this run, and now.
+    pub from_snapshot_taken_at: String,
+    pub to_snapshot_taken_at: String,
+    /// This run continued one that was stopped.
+    pub resumed: bool,
+    /// False when a signal stopped the run early (the next run goes on).
+    pub complete: bool,
+    pub rows_upserted: u64,
+    pub rows_deleted: u64,
+    pub vectors_upserted: u64,
+    pub vectors_unchanged: u64,
+    pub vectors_deleted: u64,
+    /// How far behind the source the targets are at the end of the run:
+    /// seconds from the snapshot they now reflect to now.
+    pub lag_seconds: f64,
+    pub seconds: f64,
+    pub tables: Vec<TableSync>,
+}
+
+pub async fn run_once(src: &Source, opts: &SyncOptions, progress: &Progress) -> Result<Outcome> {
+    let notices = progress.clone();
+    let api = match (&opts.target, &opts.vectorize) {
+        (Target::Api { settings, .. }, _) | (_, VectorTarget::Api { settings, .. }) => Some(Arc::new(
+            Api::new(settings.clone())?.with_retry_notices(Arc::new(move |m: &str| notices.println(m))),
+        )),
+        _ => None,
+    };
+    let d1 =
+        match &opts.target {
+            Target::Sqlite { path } => D1Access::Sqlite(D1SqliteConfig::open(path, D1Mappings::default())?),
+            Target::Api { database_id, .. } => match &api {
+                Some(a) => D1Access::Api(Arc::new(D1::new(a.clone(), database_id))),
+                None => return Err(Error::Internal("the api target has no client".into())),
+            },
+            Target::Files { .. } => return Err(Error::Config {
+                setting: "--target".into(),
+                message:
+                    "sync writes to D1 and reads it back (deletes, checkpoint): use --target sqlite or api"
+                        .into(),
+            }),
+        };
+    let store = Store::D1(d1.clone());
+    store.prepare().await?;
+    let me = Lease::mine(opts.lease_ttl);
+    if let Some(holder) = store.acquire(&me).await? {
+        return Ok(Outcome::Busy(format!(
+            "the sync lease in {} is held by {}",
+            store.describe(),
+            holder.describe()
+        )));
+    }
+    // The source lock guards runners whose targets differ in name only
+    // (e.g. one D1 reached by file and by API).
+    let lock_key = format!("pgflare sync {}", opts.target.describe());
+    let mut lock = src.connect().await?;
+    let key: i64 = sqlx::query_scalar("SELECT hashtextextended($1, 0)")
+        .bind(&lock_key)
+        .fetch_one(&mut lock)
+        .await
+        .map_err(Error::db("hashing the sync lock key"))?;
+    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(key)
+        .fetch_one(&mut lock)
+        .await
+        .map_err(Error::db("taking the sync advisory lock"))?;
+    if !got {
+        store.release(&me).await?;
+        let pid: Option<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND classid::text::bigint = (($1 >> 32) & 4294967295) AND objid::text::bigint = ($1 & 4294967295) LIMIT 1",
+        )
+        .bind(key)
+        .fetch_optional(&mut lock)
+        .await
+        .ok()
+        .flatten();
+        return Ok(Outcome::Busy(format!(
+            "the source's advisory lock for this target is held by backend pid {} (another pgflare sync)",
+            pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+        )));
+    }
+    // A renewal keeps the lease while a long run goes on.
+    let renew = {
+        let (store, mut me) = (store.clone(), me.clone());
+        let ttl = opts.lease_ttl;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                me.expires_at = super::store::unix_now() + ttl.as_secs() as i64;
+                let _ = store.acquire(&me).await;
+            }
+        })
+    };
+    let result = run_locked(src, opts, progress, &store, &d1, api).await;
+    renew.abort();
+    let released = store.release(&me).await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)").bind(key).execute(&mut lock).await;
+    let summary = result?;
+    released?;
+    unlocked.map_err(Error::db("releasing the sync advisory lock"))?;
+    Ok(Outcome::Done(Box::new(summary)))
+}
+
+async fn run_locked(
+    src: &Source,
+    opts: &SyncOptions,
+    progress: &Progress,
+    store: &Store,
+    d1: &D1Access,
+    api: Option<Arc<Api>>,
+) -> Result<SyncSummary> {
+    let started = Instant::now();
+    let started_at = now();
+    let mut checkpoint = store.read().await?.ok_or_else(|| Error::Config {
+        setting: store.describe(),
+        message: "holds no sync checkpoint: run `pgflare load` into this target first; a finished load \
+                  records where sync starts"
+            .into(),
+    })?;
+    let mut snapshot = Snapshot::export(src).await?;
+    let vectors_on = !matches!(opts.vectorize, VectorTarget::Off);
+    let prepared = crate::load::prepare(&mut snapshot, &opts.project, &[], vectors_on).await?;
+    let fp = super::fingerprint(&prepared, &opts.project);
+    if fp != checkpoint.fingerprint {
+        return Err(Error::Config {
+            setting: store.describe(),
+            message: "the checkpoint was written for other tables, D1 columns or soft-delete columns than \
+                      pgflare.toml now has; changes since it would not be enough: run `pgflare load --restart` \
+                      with the new configuration (it resets the checkpoint)"
+                .into(),
+        });
+    }
+    let infos = &prepared.infos;
+    let from = checkpoint.position.clone();
+    let xmax = snapshot_xmax(&snapshot.info.txid_snapshot)?;
+    let to = Position::of(&snapshot.info)?;
+
+    // Ranges: those of a stopped run (each at its own horizon), or new ones.
+    let resumed = checkpoint.in_progress.as_ref().is_some_and(|ip| {
+        ip.tables.len() == infos.len() && infos.iter().all(|i| ip.tables.contains_key(&i.spec.qualified()))
+    });
+    if !resumed {
+        let mut tables = BTreeMap::new();
+        for info in infos {
+            let parts = partition::plan(snapshot.conn(), &info.spec, info.total_bytes, opts.split).await?;
+            let horizon = vec![from.xmin(); parts.len()];
+            tables.insert(info.spec.qualified(), TableProgress { partitions: parts, horizon });
+        }
+        checkpoint.in_progress = Some(InProgress { taken_at: snapshot.info.taken_at.clone(), tables });
+    }
+    checkpoint.written_by = "sync".into();
+    checkpoint.written_at = now();
+    store.write(&checkpoint).await?;
+    let progress_of = checkpoint
+        .in_progress
+        .clone()
+        .unwrap_or(InProgress { taken_at: String::new(), tables: BTreeMap::new() });
+
+    // Targets.
+    let d1_mappings = D1Mappings(
+        infos.iter().zip(&prepared.mappings).map(|(i, m)| (i.spec.qualified(), m.clone())).collect(),
+    );
+    let target = opts.target.open(d1_mappings, api.clone())?;
+    let mut vector_plan = prepared.vectors.clone();
+    let vector_target =
+        if vector_plan.mappings.0.is_empty() { VectorTarget::Off } else { opts.vectorize.clone() };
+    let opened =
+        crate::load::vectors::open(&vector_target, &mut vector_plan, &opts.project.vectorize, api, progress)
+            .await?;
+    let index: Option<Arc<Vectorize>> = opened.as_ref().and_then(|o| o.index.clone());
+    for (table, m) in &vector_plan.mappings.0 {
+        let info = infos.iter().find(|i| i.spec.qualified() == *table);
+        if index.is_some() && info.is_some_and(|i| i.spec.primary_key != [m.id.clone()]) {
+            return Err(Error::Config {
+                setting: format!("{table}: vector_id"),
+                message: format!(
+                    "sync deletes vectors by their id, which must then be the one-column primary key; `{}` is not. \
+                     Use the key as the vector id, or sync with --vectorize off",
+                    m.id
+                ),
+            });
+        }
+    }
+    let counts: Counts = Arc::default();
+    let runtime = tokio::runtime::Handle::current();
+    let timeout = opts.project.vectorize.wait_timeout;
+    let inner: Arc<dyn SinkFactory> = match (&opened, &index) {
+        (Some(o), Some(ix)) => Arc::new(crate::sink::tee::Tee(vec![
+            target.sinks(),
+            Arc::new(ChangedVectors {
+                inner: o.sinks.clone(),
+                mappings: vector_plan.mappings.clone(),
+                d1: d1.clone(),
+                index: ix.clone(),
+                timeout,
+                runtime: runtime.clone(),
+                counts: counts.clone(),
+            }),
+        ])),
+        _ => target.sinks(),
+    };
+    let shared = Arc::new(Mutex::new(checkpoint));
+    let sinks: Arc<dyn SinkFactory> = Arc::new(Recording {
+        inner,
+        checkpoint: shared.clone(),
+        store: store.clone(),
+        horizon: to.xmin(),
+        runtime,
+    });
+
+    // Upserts, parents first.
+    let waves = plan::waves(infos);
+    let mut upserted: HashMap<String, u64> = HashMap::new();
+    for wave in &waves {
+        let mut jobs = Vec::new();
+        for &i in wave {
+            let info = &infos[i];
+            let name = info.spec.qualified();
+            let Some(tp) = progress_of.tables.get(&name) else { continue };
+            let live = live_filter(&opts.project, info);
+            let partitions: Vec<Partition> = tp
+                .partitions
+                .iter()
+                .zip(&tp.horizon)
+                .map(|(p, h)| Partition {
+                    filter: all_of(&[changed_since(*h, xmax), live.clone()]),
+                    ..p.clone()
+                })
+                .collect();
+            if !partitions.is_empty() {
+                jobs.push(TableJob {
+                    table: Arc::new(info.spec.clone()),
+                    partitions,
+                    progress: progress.rows(&format!("changes {}", info.spec.name), None),
+                });
+            }
+        }
+        if jobs.is_empty() {
+            continue;
+        }
+        for r in read_until(src, &snapshot.info.id, jobs, sinks.clone(), opts.read, &opts.stop).await? {
+            *upserted.entry(r.table.qualified()).or_default() += r.rows;
+        }
+        if opts.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+    }
+    let mut checkpoint =
+        shared.lock().map_err(|_| Error::Internal("sync checkpoint poisoned".into()))?.clone();
+    let vcounts = counts.lock().map_err(|_| Error::Internal("vector counts poisoned".into()))?.clone();
+    let mut tables: Vec<TableSync> = infos
+        .iter()
+        .zip(&prepared.mappings)
+        .map(|(i, m)| TableSync {
+            table: i.spec.qualified(),
+            d1_table: m.table.clone(),
+            rows_upserted: upserted.get(&i.spec.qualified()).copied().unwrap_or(0),
+            vectors: vcounts.get(&i.spec.qualified()).copied().or_else(|| {
+                vector_plan
+                    .mappings
+                    .0
+                    .contains_key(&i.spec.qualified())
+                    .then(VectorCounts::default)
+                    .filter(|_| index.is_some())
+            }),
+            ..TableSync::default()
+        })
+        .collect();
+    let stopped = opts.stop.load(std::sync::atomic::Ordering::Relaxed);
+
+    // Deletes, children first.
+    if !stopped {
+        for wave in waves.iter().rev() {
+            for &i in wave {
+                let info = &infos[i];
+                let d1t = &prepared.d1[i].1;
+                let (key_src, key_d1) = key_views(&info.spec, d1t)?;
+                let deleter = Deleter {
+                    d1: d1.clone(),
+                    d1_table: d1t.name.clone(),
+                    key: key_d1.primary_key.clone(),
+                    vectors: match (&index, vector_plan.mappings.0.contains_key(&info.spec.qualified())) {
+                        (Some(ix), true) => Some(VectorDeletes { index: ix.clone(), id_column: 0, timeout }),
+                        _ => None,
+                    },
+                };
+                let soft_col = mapping(&opts.project, &info.spec.schema, &info.spec.name)
+                    .and_then(|m| m.soft_delete.as_deref())
+                    .and_then(|c| info.spec.column(c));
+                if let Some(col) = soft_col {
+                    let filter = all_of(&[changed_since(from.xmin(), xmax), Some(deleted_condition(col))]);
+                    let keys =
+                        read_keys(src, &snapshot.info.id, &key_src, filter, opts.read, progress).await?;
+                    for batch in &keys {
+                        let d = deleter.delete(batch).await?;
+                        tables[i].rows_soft_deleted += d.rows;
+                        add_deleted_vectors(&mut tables[i], d);
+                    }
+                }
+                if opts.hard_deletes {
+                    let t = SweepTable {
+                        partitions: vec![Partition {
+                            filter: live_filter(&opts.project, info),
+                            ..Partition::whole()
+                        }],
+                        source: key_src,
+                        d1: key_d1,
+                        deleter,
+                    };
+                    let keys = match (&opts.target, d1) {
+                        (Target::Sqlite { path }, _) => KeySource::File(path.clone()),
+                        (_, a) => KeySource::Api(a.clone(), opts.work_dir.clone()),
+                    };
+                    let n = buckets_for(info.row_estimate);
+                    let r = sweep(src, &snapshot.info.id, &t, &keys, n, opts.read, progress).await?;
+                    tables[i].rows_hard_deleted += r.deleted.rows;
+                    add_deleted_vectors(&mut tables[i], r.deleted);
+                    tables[i].sweep = Some(r);
+                }
+            }
+        }
+    }
+    snapshot.release().await?;
+
+    if !stopped {
+        checkpoint.position = to.clone();
+        checkpoint.in_progress = None;
+        checkpoint.runs += 1;
+        checkpoint.written_at = now();
+        store.write(&checkpoint).await?;
+    }
+    let lag = chrono::DateTime::parse_from_rfc3339(to.taken_at())
+        .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0)
+        .unwrap_or(0.0);
+    let sum = |f: &dyn Fn(&TableSync) -> u64| tables.iter().map(f).sum::<u64>();
+    Ok(SyncSummary {
+        format: "pgflare-sync-summary-v1",
+        run: checkpoint.runs,
+        target: opts.target.describe(),
+        vectorize: vector_target.describe(),
+        state: store.describe(),
+        started_at,
+        from_snapshot_taken_at: from.taken_at().to_string(),
+        to_snapshot_taken_at: to.taken_at().to_string(),
+        resumed,
+        complete: !stopped,
+        rows_upserted: sum(&|t| t.rows_upserted),
+        rows_deleted: sum(&|t| t.rows_soft_deleted + t.rows_hard_deleted),
+        vectors_upserted: sum(&|t| t.vectors.map(|v| v.sent).unwrap_or(0)),
+        vectors_unchanged: sum(&|t| t.vectors.map(|v| v.unchanged).unwrap_or(0)),
+        vectors_deleted: sum(&|t| t.vectors.map(|v| v.deleted).unwrap_or(0)),
+        lag_seconds: if stopped { 0.0 } else { lag.max(0.0) },
+        seconds: started.elapsed().as_secs_f64(),
+        tables,
+    })
+}
+
+fn add_deleted_vectors(t: &mut TableSync, d: Deleted) {
+    if let Some(v) = t.vectors.as_mut() {
+        v.deleted += d.vectors;
+    }
+}
+
+/// The keys of the rows of `spec` (key columns only) meeting `filter`.
+async fn read_keys(
+    src: &Source,
+    snapshot_id: &str,
+    spec: &crate::batch::TableSpec,
+    filter: Option<String>,
+    read: ReadOptions,
+    progress: &Progress,
+) -> Result<Vec<arrow::record_batch::RecordBatch>> {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let job = TableJob {
+        table: Arc::new(spec.clone()),
+        partitions: vec![Partition { filter, ..Partition::whole() }],
+        progress: progress.rows(&format!("soft deletes {}", spec.name), None),
+    };
+    read_all(src, snapshot_id, vec![job], Arc::new(Collect(out.clone())), read).await?;
+    let batches =
+        std::mem::take(&mut *out.lock().map_err(|_| Error::Internal("key reader poisoned".into()))?);
+    Ok(batches)
+}
+
+struct Collect(Arc<Mutex<Vec<arrow::record_batch::RecordBatch>>>);
+
+impl SinkFactory for Collect {
+    fn open(&self, _: &Arc<crate::batch::TableSpec>, _: usize) -> Result<Box<dyn crate::sink::BatchSink>> {
+        Ok(Box::new(Collect(self.0.clone())))
+    }
+}
+
+impl crate::sink::BatchSink for Collect {
+    fn write(&mut self, batch: &crate::batch::TableBatch) -> Result<()> {
+        self.0.lock().map_err(|_| Error::Internal("key reader poisoned".into()))?.push(batch.batch.clone());
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<crate::sink::SinkReport> {
+        Ok(crate::sink::SinkReport::default())
+    }
+}

@@ -1,0 +1,295 @@
+//! The sinks of a sync run's upserts. [`ChangedVectors`] sits in front of
+//! the Vectorize sink and lets through only rows whose vector (id, float32
+//! values, namespace, metadata) differs from what Vectorize holds, by its
+//! `pgflare-vector-v1` digest (verify's): the digest last sent is kept in
+//! D1 (`pgflare_vector_digests`); for a row sync never sent (loaded by
+//! `load`), up to [`CHECK_STORED`] per range are fetched from Vectorize
+//! and digested instead, and beyond that they are simply sent (reading 20
+//! per request costs more than upserting). A row whose embedding became
+//! NULL has its vector deleted. Digests are recorded only after Vectorize
+//! applied the write, so a kill in between means the vector is sent
+//! again, never that a change is skipped.
+//! [`Recording`] advances the checkpoint of a key range once every sink
+//! finished it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow::array::BooleanArray;
+use serde_json::{json, Value};
+
+use super::checkpoint::Checkpoint;
+use super::store::{D1Access, Store};
+use crate::batch::{TableBatch, TableSpec};
+use crate::cloudflare::vectorize::WriteTicket;
+use crate::cloudflare::Vectorize;
+use crate::error::{Error, Result};
+use crate::sink::d1::value::push_quoted;
+use crate::sink::vectorize::ndjson::{id_text, Line, LineWriter};
+use crate::sink::vectorize::VectorMappings;
+use crate::sink::{BatchSink, SinkFactory, SinkReport};
+use crate::verify::vectors::{vector_at, vector_digest, Vector};
+
+/// Rows without a recorded digest checked against Vectorize, per range.
+pub const CHECK_STORED: usize = 200;
+
+/// Counts of one table's vectors in a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct VectorCounts {
+    pub sent: u64,
+    pub unchanged: u64,
+    pub deleted: u64,
+}
+
+pub type Counts = Arc<Mutex<HashMap<String, VectorCounts>>>;
+
+pub struct ChangedVectors {
+    pub inner: Arc<dyn SinkFactory>,
+    pub mappings: VectorMappings,
+    pub d1: D1Access,
+    pub index: Arc<Vectorize>,
+    pub timeout: Duration,
+    pub runtime: tokio::runtime::Handle,
+    pub counts: Counts,
+}
+
+struct ChangedVectorSink {
+    writer: Option<LineWriter>,
+    id_column: usize,
+    inner: Box<dyn BatchSink>,
+    table: String,
+    d1: D1Access,
+    index: Arc<Vectorize>,
+    timeout: Duration,
+    runtime: tokio::runtime::Handle,
+    counts: Counts,
+    local: VectorCounts,
+    /// How many stored vectors this range fetched to compare.
+    checked: usize,
+    /// (id, digest) of vectors found in Vectorize as they are: recorded so
+    /// the next run need not fetch them.
+    learned: Vec<(String, String)>,
+    /// (id, digest) of the vectors sent, recorded once applied.
+    sent: Vec<(String, String)>,
+    /// Ids whose vector became NULL.
+    nulls: Vec<String>,
+}
+
+impl SinkFactory for ChangedVectors {
+    fn open(&self, table: &Arc<TableSpec>, partition: usize) -> Result<Box<dyn BatchSink>> {
+        let m = self.mappings.get(table);
+        let id_column = match m {
+            Some(m) => table.columns.iter().position(|c| c.name == m.id).unwrap_or(0),
+            None => 0,
+        };
+        Ok(Box::new(ChangedVectorSink {
+            writer: m.map(|m| LineWriter::new(table, m).map(LineWriter::for_comparison)).transpose()?,
+            id_column,
+            inner: self.inner.open(table, partition)?,
+            table: table.qualified(),
+            d1: self.d1.clone(),
+            index: self.index.clone(),
+            timeout: self.timeout,
+            runtime: self.runtime.clone(),
+            counts: self.counts.clone(),
+            local: VectorCounts::default(),
+            checked: 0,
+            learned: Vec::new(),
+            sent: Vec::new(),
+            nulls: Vec::new(),
+        }))
+    }
+}
+
+impl ChangedVectorSink {
+    /// The digests last recorded for `ids`.
+    fn recorded(&self, ids: &[&str]) -> Result<HashMap<String, String>> {
+        let list = Value::Array(ids.iter().map(|i| json!(i)).collect());
+        let rows = self.runtime.block_on(self.d1.select(
+            "reading the digests of vectors last sent",
+            "SELECT id, digest FROM pgflare_vector_digests WHERE id IN (SELECT value FROM json_each(?1))",
+            &[Value::String(list.to_string())],
+        ))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some((r.get("id")?.as_str()?.to_string(), r.get("digest")?.as_str()?.to_string()))
+            })
+            .collect())
+    }
+}
+
+impl BatchSink for ChangedVectorSink {
+    fn write(&mut self, batch: &TableBatch) -> Result<()> {
+        let Some(w) = &self.writer else { return self.inner.write(batch) };
+        let b = &batch.batch;
+        // Per row: Some((id, digest)) for a line to send, None otherwise.
+        let mut lines: Vec<Option<(String, String)>> = Vec::with_capacity(b.num_rows());
+        let mut keep = vec![false; b.num_rows()];
+        let mut line = String::new();
+        for (row, k) in keep.iter_mut().enumerate() {
+            match vector_at(w, b, row, &mut line)? {
+                (Line::Written, Some(v)) => lines.push(Some((v.id.clone(), hex::encode(vector_digest(&v))))),
+                (Line::Null, _) => {
+                    self.nulls.extend(id_text(b.column(self.id_column).as_ref(), row));
+                    lines.push(None);
+                }
+                // The inner sink applies the on_invalid policy and names the row.
+                _ => {
+                    *k = true;
+                    lines.push(None);
+                }
+            }
+        }
+        let ids: Vec<&str> = lines.iter().flatten().map(|(id, _)| id.as_str()).collect();
+        let mut before = if ids.is_empty() { HashMap::new() } else { self.recorded(&ids)? };
+        let unknown: Vec<String> = ids
+            .iter()
+            .filter(|id| !before.contains_key(**id))
+            .take(CHECK_STORED.saturating_sub(self.checked))
+            .map(|id| id.to_string())
+            .collect();
+        if !unknown.is_empty() {
+            self.checked += unknown.len();
+            for stored in self.runtime.block_on(self.index.get_by_ids(&unknown))? {
+                let d = hex::encode(vector_digest(&Vector::from_stored(&stored)));
+                self.learned.push((stored.id.clone(), d.clone()));
+                before.insert(stored.id, d);
+            }
+        }
+        for (row, l) in lines.into_iter().enumerate() {
+            if let Some((id, digest)) = l {
+                if before.get(&id) == Some(&digest) {
+                    self.local.unchanged += 1;
+                } else {
+                    keep[row] = true;
+                    self.sent.push((id, digest));
+                }
+            }
+        }
+        if keep.iter().any(|k| *k) {
+            let filtered = arrow::compute::filter_record_batch(b, &BooleanArray::from(keep))?;
+            self.inner.write(&TableBatch {
+                table: batch.table.clone(),
+                partition: batch.partition,
+                batch: filtered,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<SinkReport> {
+        let mut report = self.inner.finish()?;
+        let (index, timeout) = (self.index.clone(), self.timeout);
+        if let Some(t) = report.vectors.pending_write.take() {
+            self.runtime.block_on(index.wait_applied(WriteTicket(t), timeout, &|_: &str| {}))?;
+        }
+        if !self.nulls.is_empty() {
+            let what = format!("deleting vectors of {} whose embedding became NULL", self.table);
+            if let Some(t) = self.runtime.block_on(index.delete_by_ids(&what, &self.nulls))? {
+                self.runtime.block_on(index.wait_applied(t, timeout, &|_: &str| {}))?;
+            }
+        }
+        // Only what Vectorize applied is recorded as sent.
+        let mut sql = String::new();
+        // A learned digest that a send replaced is written after it, and
+        // the send's wins: the upsert below keeps the last value.
+        let sent = self.sent.len();
+        self.learned.retain(|(id, _)| !self.sent.iter().any(|(s, _)| s == id));
+        let record: Vec<(String, String)> = self.learned.drain(..).chain(self.sent.drain(..)).collect();
+        for chunk in record.chunks(500) {
+            sql.push_str("INSERT INTO pgflare_vector_digests (id, digest) VALUES ");
+            for (i, (id, digest)) in chunk.iter().enumerate() {
+                sql.push_str(if i == 0 { "(" } else { ", (" });
+                push_quoted(&mut sql, id);
+                sql.push_str(", ");
+                push_quoted(&mut sql, digest);
+                sql.push(')');
+            }
+            sql.push_str(" ON CONFLICT(id) DO UPDATE SET digest = excluded.digest;\n");
+        }
+        for chunk in self.nulls.chunks(500) {
+            sql.push_str("DELETE FROM pgflare_vector_digests WHERE id IN (");
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                push_quoted(&mut sql, id);
+            }
+            sql.push_str(");\n");
+        }
+        if !sql.is_empty() {
+            self.runtime.block_on(self.d1.execute("recording the digests of vectors sent", &sql))?;
+        }
+        self.local.sent = sent as u64;
+        self.local.deleted = self.nulls.len() as u64;
+        let mut all = self.counts.lock().map_err(|_| Error::Internal("vector counts poisoned".into()))?;
+        let c = all.entry(self.table.clone()).or_default();
+        c.sent += self.local.sent;
+        c.unchanged += self.local.unchanged;
+        c.deleted += self.local.deleted;
+        Ok(report)
+    }
+}
+
+/// Records a range as done (at the run's horizon) once its sinks finished.
+pub struct Recording {
+    pub inner: Arc<dyn SinkFactory>,
+    pub checkpoint: Arc<Mutex<Checkpoint>>,
+    pub store: Store,
+    pub horizon: u64,
+    pub runtime: tokio::runtime::Handle,
+}
+
+struct RecordingSink {
+    inner: Box<dyn BatchSink>,
+    table: String,
+    partition: usize,
+    checkpoint: Arc<Mutex<Checkpoint>>,
+    store: Store,
+    horizon: u64,
+    runtime: tokio::runtime::Handle,
+}
+
+impl SinkFactory for Recording {
+    fn open(&self, table: &Arc<TableSpec>, partition: usize) -> Result<Box<dyn BatchSink>> {
+        Ok(Box::new(RecordingSink {
+            inner: self.inner.open(table, partition)?,
+            table: table.qualified(),
+            partition,
+            checkpoint: self.checkpoint.clone(),
+            store: self.store.clone(),
+            horizon: self.horizon,
+            runtime: self.runtime.clone(),
+        }))
+    }
+}
+
+impl BatchSink for RecordingSink {
+    fn write(&mut self, batch: &TableBatch) -> Result<()> {
+        self.inner.write(batch)
+    }
+
+    fn finish(self: Box<Self>) -> Result<SinkReport> {
+        let report = self.inner.finish()?;
+        let poisoned = || Error::Internal("sync checkpoint poisoned".into());
+        // Held while saving, so saves land in the order they were made.
+        let mut c = self.checkpoint.lock().map_err(|_| poisoned())?;
+        let p = c
+            .in_progress
+            .as_mut()
+            .and_then(|ip| ip.tables.get_mut(&self.table))
+            .and_then(|t| {
+                let i = t.partitions.iter().position(|p| p.index == self.partition)?;
+                t.horizon.get_mut(i)
+            })
+            .ok_or_else(|| {
+                Error::Internal(format!("no range {} of {} in the sync run", self.partition, self.table))
+            })?;
+        *p = self.horizon;
+        c.written_at = super::checkpoint::now();
+        self.runtime.block_on(self.store.write(&c))?;
+        Ok(report)
+    }
+}

@@ -1,0 +1,402 @@
+//! Where the sync job keeps its state: with the target. For the `sqlite`
+//! and `api` targets that is the D1 table `pgflare_sync_state` (one row
+//! for the checkpoint, one for the runner's lease), so a scheduled runner
+//! on a fresh machine reads it back from D1; for the `files` target, files
+//! under the state folder. The lease is taken with one conditional upsert,
+//! which D1 runs atomically, so two runners cannot both hold it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use super::checkpoint::{now, Checkpoint};
+use crate::cloudflare::D1;
+use crate::error::{Error, Result};
+use crate::sink::d1::sqlite::D1SqliteConfig;
+
+/// The state table; not `_cf_`-prefixed (D1 reserves those names).
+pub const STATE_TABLE: &str = "pgflare_sync_state";
+/// Digest of the vector last sent per id, so unchanged vectors are not re-sent.
+pub const DIGEST_TABLE: &str = "pgflare_vector_digests";
+
+pub const STATE_DDL: &str = "CREATE TABLE IF NOT EXISTS pgflare_sync_state (\n  \
+    name TEXT PRIMARY KEY,\n  value TEXT NOT NULL,\n  updated_at TEXT NOT NULL\n);\n\
+    CREATE TABLE IF NOT EXISTS pgflare_vector_digests (\n  \
+    id TEXT PRIMARY KEY,\n  digest TEXT NOT NULL\n);\n";
+
+/// SQL access to a D1 database: a local SQLite file or the API.
+#[derive(Clone)]
+pub enum D1Access {
+    Sqlite(D1SqliteConfig),
+    Api(Arc<D1>),
+}
+
+impl D1Access {
+    pub fn describe(&self) -> String {
+        match self {
+            D1Access::Sqlite(c) => format!("sqlite:{}", c.path.display()),
+            D1Access::Api(d) => format!("D1 database {}", d.database_id()),
+        }
+    }
+
+    /// Runs several statements as one transaction.
+    pub async fn execute(&self, what: &str, sql: &str) -> Result<()> {
+        match self {
+            D1Access::Sqlite(c) => c.execute(what, sql),
+            D1Access::Api(d) => d.query(what, sql).await.map(|_| ()),
+        }
+    }
+
+    /// Runs one statement with `?N` parameters; returns its rows.
+    pub async fn select(&self, what: &str, sql: &str, params: &[Value]) -> Result<Vec<Map<String, Value>>> {
+        match self {
+            D1Access::Sqlite(c) => {
+                c.with_conn(|conn| sqlite_select(conn, sql, params)).map_err(|e| match e {
+                    Error::Sqlite { context, source } => {
+                        Error::Sqlite { context: format!("{what}: {context}"), source }
+                    }
+                    other => other,
+                })
+            }
+            D1Access::Api(d) => {
+                let rows = d.select(what, sql, params).await?;
+                Ok(rows.into_iter().filter_map(|r| r.as_object().cloned()).collect())
+            }
+        }
+    }
+}
+
+fn sqlite_select(
+    conn: &mut rusqlite::Connection,
+    sql: &str,
+    params: &[Value],
+) -> Result<Vec<Map<String, Value>>> {
+    use rusqlite::types::{Value as Sv, ValueRef};
+    let ctx = || format!("statement `{}`", crate::sink::d1::sqlite::preview(sql));
+    let mut st = conn.prepare(sql).map_err(Error::sqlite(ctx()))?;
+    let bound: Vec<Sv> = params
+        .iter()
+        .map(|p| match p {
+            Value::Null => Sv::Null,
+            Value::Bool(b) => Sv::Integer(*b as i64),
+            Value::Number(n) => n.as_i64().map(Sv::Integer).unwrap_or(Sv::Real(n.as_f64().unwrap_or(0.0))),
+            Value::String(s) => Sv::Text(s.clone()),
+            other => Sv::Text(other.to_string()),
+        })
+        .collect();
+    let names: Vec<String> = st.column_names().iter().map(|s| s.to_string()).collect();
+    let mut rows = st.query(rusqlite::params_from_iter(bound)).map_err(Error::sqlite(ctx()))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(Error::sqlite(ctx()))? {
+        let mut m = Map::new();
+        for (i, n) in names.iter().enumerate() {
+            let v = match r.get_ref(i).map_err(Error::sqlite(ctx()))? {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(i) => json!(i),
+                ValueRef::Real(f) => json!(f),
+                ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(b) => Value::String(hex::encode(b)),
+            };
+            m.insert(n.clone(), v);
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// Who runs the sync, and until when nobody else may.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lease {
+    /// Unique per runner process.
+    pub holder: String,
+    pub host: String,
+    pub pid: u32,
+    pub since: String,
+    /// Unix seconds; a lease past this is free for the taking.
+    pub expires_at: i64,
+}
+
+impl Lease {
+    pub fn mine(ttl: std::time::Duration) -> Lease {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
+            .unwrap_or_else(|| "unknown-host".into());
+        let pid = std::process::id();
+        Lease {
+            holder: format!("{host}:{pid}:{}", &blake3::hash(now().as_bytes()).to_hex()[..8]),
+            host,
+            pid,
+            since: now(),
+            expires_at: unix_now() + ttl.as_secs() as i64,
+        }
+    }
+
+    /// Held by a process of this host that no longer runs.
+    fn is_dead_here(&self, me: &Lease) -> bool {
+        self.host == me.host
+            && self.pid != me.pid
+            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+
+    pub fn describe(&self) -> String {
+        let left = self.expires_at - unix_now();
+        format!(
+            "pgflare sync on host {} (pid {}), running since {}, lease expires in {}s",
+            self.host,
+            self.pid,
+            self.since,
+            left.max(0)
+        )
+    }
+}
+
+pub fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Where the checkpoint and lease live.
+#[derive(Clone)]
+pub enum Store {
+    D1(D1Access),
+    /// `files` target: `<stem>.json` (checkpoint) and `<stem>.lease`.
+    File {
+        stem: PathBuf,
+    },
+}
+
+impl Store {
+    pub fn describe(&self) -> String {
+        match self {
+            Store::D1(d) => format!("{STATE_TABLE} in {}", d.describe()),
+            Store::File { stem } => format!("{}", stem.with_extension("json").display()),
+        }
+    }
+
+    /// Creates the state tables when missing.
+    pub async fn prepare(&self) -> Result<()> {
+        match self {
+            Store::D1(d) => d.execute("creating pgflare's sync tables", STATE_DDL).await,
+            Store::File { stem } => match stem.parent().filter(|p| !p.as_os_str().is_empty()) {
+                Some(dir) => std::fs::create_dir_all(dir).map_err(Error::io(dir)),
+                None => Ok(()),
+            },
+        }
+    }
+
+    pub async fn read(&self) -> Result<Option<Checkpoint>> {
+        let text = match self {
+            Store::D1(d) => {
+                let rows = d
+                    .select(
+                        "reading the sync checkpoint",
+                        "SELECT value FROM pgflare_sync_state WHERE name = 'checkpoint'",
+                        &[],
+                    )
+                    .await?;
+                match rows.first().and_then(|r| r.get("value")).and_then(Value::as_str) {
+                    Some(t) => t.to_string(),
+                    None => return Ok(None),
+                }
+            }
+            Store::File { stem } => {
+                let path = stem.with_extension("json");
+                match std::fs::read_to_string(&path) {
+                    Ok(t) => t,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(Error::io(&path)(e)),
+                }
+            }
+        };
+        Checkpoint::parse(&text, &self.describe()).map(Some)
+    }
+
+    pub async fn write(&self, c: &Checkpoint) -> Result<()> {
+        let text = c.to_json()?;
+        match self {
+            Store::D1(d) => {
+                d.select(
+                    "saving the sync checkpoint",
+                    "INSERT INTO pgflare_sync_state (name, value, updated_at) VALUES ('checkpoint', ?1, ?2) \
+                     ON CONFLICT(name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    &[json!(text), json!(now())],
+                )
+                .await?;
+                Ok(())
+            }
+            Store::File { stem } => write_atomic(&stem.with_extension("json"), &text),
+        }
+    }
+
+    /// Takes the lease for `me`: `Ok(None)` when taken (or renewed),
+    /// `Ok(Some(holder))` when another runner holds it.
+    pub async fn acquire(&self, me: &Lease) -> Result<Option<Lease>> {
+        let text = serde_json::to_string(me).map_err(|e| Error::Internal(e.to_string()))?;
+        match self {
+            Store::D1(d) => {
+                // One statement: D1 runs it atomically, so of two runners
+                // racing for a free lease exactly one gets it.
+                d.select(
+                    "taking the sync lease",
+                    "INSERT INTO pgflare_sync_state (name, value, updated_at) VALUES ('lease', ?1, ?2) \
+                     ON CONFLICT(name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at \
+                     WHERE json_extract(pgflare_sync_state.value, '$.expires_at') < ?3 \
+                        OR json_extract(pgflare_sync_state.value, '$.holder') = ?4",
+                    &[json!(text), json!(now()), json!(unix_now()), json!(me.holder)],
+                )
+                .await?;
+                let rows = d
+                    .select(
+                        "reading the sync lease",
+                        "SELECT value FROM pgflare_sync_state WHERE name = 'lease'",
+                        &[],
+                    )
+                    .await?;
+                let holder: Option<Lease> = rows
+                    .first()
+                    .and_then(|r| r.get("value"))
+                    .and_then(Value::as_str)
+                    .and_then(|t| serde_json::from_str(t).ok());
+                match holder.filter(|h| h.holder != me.holder) {
+                    // A runner of this host that died (SIGKILL, OOM) left its
+                    // lease behind: take it over instead of waiting it out.
+                    Some(h) if h.is_dead_here(me) => {
+                        d.select(
+                            "taking over the lease of a runner that died",
+                            "UPDATE pgflare_sync_state SET value = ?1, updated_at = ?2 \
+                             WHERE name = 'lease' AND json_extract(value, '$.holder') = ?3",
+                            &[json!(text), json!(now()), json!(h.holder)],
+                        )
+                        .await?;
+                        Box::pin(self.acquire(me)).await
+                    }
+                    other => Ok(other),
+                }
+            }
+            Store::File { stem } => {
+                let path = stem.with_extension("lease");
+                if let Ok(t) = std::fs::read_to_string(&path) {
+                    if let Ok(h) = serde_json::from_str::<Lease>(&t) {
+                        if h.holder != me.holder && h.expires_at >= unix_now() && !h.is_dead_here(me) {
+                            return Ok(Some(h));
+                        }
+                    }
+                    std::fs::remove_file(&path).map_err(Error::io(&path))?;
+                }
+                use std::io::Write;
+                match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                    Ok(mut f) => {
+                        f.write_all(text.as_bytes()).map_err(Error::io(&path))?;
+                        Ok(None)
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let t = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
+                        Ok(serde_json::from_str::<Lease>(&t).ok().filter(|h| h.holder != me.holder))
+                    }
+                    Err(e) => Err(Error::io(&path)(e)),
+                }
+            }
+        }
+    }
+
+    /// Gives the lease up (it expires now).
+    pub async fn release(&self, me: &Lease) -> Result<()> {
+        match self {
+            Store::D1(d) => {
+                d.select(
+                    "releasing the sync lease",
+                    "UPDATE pgflare_sync_state SET value = json_set(value, '$.expires_at', 0), updated_at = ?2 \
+                     WHERE name = 'lease' AND json_extract(value, '$.holder') = ?1",
+                    &[json!(me.holder), json!(now())],
+                )
+                .await?;
+                Ok(())
+            }
+            Store::File { stem } => {
+                let path = stem.with_extension("lease");
+                let ours = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<Lease>(&t).ok())
+                    .is_some_and(|h| h.holder == me.holder);
+                if ours {
+                    std::fs::remove_file(&path).map_err(Error::io(&path))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(Error::io(&tmp))?;
+    f.write_all(text.as_bytes()).map_err(Error::io(&tmp))?;
+    f.sync_all().map_err(Error::io(&tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(Error::io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::d1::render::D1Mappings;
+    use crate::sync::checkpoint::Position;
+
+    fn sqlite_store(dir: &std::path::Path) -> Store {
+        let c = D1SqliteConfig::open(&dir.join("d1.sqlite"), D1Mappings::default()).expect("open");
+        Store::D1(D1Access::Sqlite(c))
+    }
+
+    #[tokio::test]
+    async fn one_lease_holder_at_a_time_until_it_expires_or_is_released() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for store in [sqlite_store(dir.path()), Store::File { stem: dir.path().join("sync-x") }] {
+            store.prepare().await.expect("prepare");
+            let a = Lease::mine(std::time::Duration::from_secs(60));
+            let mut b = Lease::mine(std::time::Duration::from_secs(60));
+            b.holder.push_str("-b");
+            assert_eq!(store.acquire(&a).await.expect("a"), None);
+            assert_eq!(store.acquire(&a).await.expect("a again"), None, "renewing is allowed");
+            let held = store.acquire(&b).await.expect("b").expect("b is refused");
+            assert_eq!(held.holder, a.holder);
+            store.release(&a).await.expect("release");
+            assert_eq!(store.acquire(&b).await.expect("b after release"), None);
+            let mut c = Lease::mine(std::time::Duration::from_secs(60));
+            c.holder.push_str("-c");
+            assert!(store.acquire(&c).await.expect("c").is_some());
+            // An expired lease is free.
+            let mut stale = b.clone();
+            stale.expires_at = unix_now() - 5;
+            store.acquire(&stale).await.expect("b shortens its own lease");
+            assert_eq!(store.acquire(&c).await.expect("c after expiry"), None);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_checkpoint_round_trips_through_d1() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = sqlite_store(dir.path());
+        store.prepare().await.expect("prepare");
+        assert_eq!(store.read().await.expect("read"), None);
+        let c = Checkpoint::new(
+            "fp",
+            Position::Snapshot {
+                xmin: 42,
+                txid_snapshot: "42:44:43".into(),
+                taken_at: "t".into(),
+                wal_lsn: None,
+            },
+            "load",
+        );
+        store.write(&c).await.expect("write");
+        store.write(&c).await.expect("overwrite");
+        assert_eq!(store.read().await.expect("read"), Some(c));
+        let conn = rusqlite::Connection::open(dir.path().join("d1.sqlite")).expect("open");
+        let n: i64 =
+            conn.query_row("SELECT count(*) FROM pgflare_sync_state", [], |r| r.get(0)).expect("count");
+        assert_eq!(n, 1);
+    }
+}

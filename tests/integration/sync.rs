@@ -1,0 +1,302 @@
+//! `pgflare sync` end to end, against the real Postgres and the emulator's
+//! D1 and Vectorize: inserts, the three kinds of update, soft and hard
+//! deletes and NULLed embeddings reach both targets (verify passes) with
+//! vectors re-sent only when they changed; a late commit with an old
+//! timestamp is picked up; SIGTERM stops cleanly, SIGKILL loses nothing;
+//! a second runner is refused with its own exit code; the state lives in
+//! D1, not in the working folder.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::common::*;
+
+struct Setup {
+    db: TestDb,
+    emu: Emulator,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+/// Seeds, adds a soft-delete column, writes the config with `init`, and
+/// loads D1 and Vectorize through the emulator.
+fn setup(tag: &str, chunks: usize, dims: usize, emu_flags: &[&str], vectorize: &str) -> Setup {
+    let db = TestDb::new(tag);
+    db.seed(chunks, dims);
+    db.exec("ALTER TABLE chunks ADD COLUMN deleted_at timestamptz");
+    let emu = Emulator::start(emu_flags);
+    let dir = temp_dir(tag);
+    let config = dir.path().join("pgflare.toml");
+    ok(pgflare(
+        &db,
+        &[
+            "init",
+            "--out-config",
+            config.to_str().expect("p"),
+            "--migrations-dir",
+            dir.path().join("migrations").to_str().expect("p"),
+        ],
+    ));
+    let text = std::fs::read_to_string(&config).expect("config");
+    let text = text.replacen("name = \"chunks\"", "name = \"chunks\"\nsoft_delete = \"deleted_at\"", 1);
+    let text = text.replace("\n[vectorize]\n", &format!("\n[vectorize]\n{vectorize}\n"));
+    assert!(text.contains("soft_delete"), "{text}");
+    std::fs::write(&config, text).expect("write config");
+    let state = dir.path().join("load-state");
+    let o = emu
+        .command(&db)
+        .args(["--json", "load", "--config", config.to_str().expect("p"), "--target", "api"])
+        .args(["--d1-database-id", "db1", "--vectorize-index", "vi", "--create-index"])
+        .args(["--partition-mib", "1", "--state-dir", state.to_str().expect("p")])
+        .output()
+        .expect("load");
+    let s: serde_json::Value = serde_json::from_str(&ok(o)).expect("load summary");
+    assert!(s["sync_checkpoint"].as_str().unwrap_or("").contains("pgflare_sync_state"), "{s:#}");
+    Setup { db, emu, dir, config }
+}
+
+impl Setup {
+    fn sync_command(&self, work: &Path, extra: &[&str]) -> Command {
+        let mut c = self.emu.command(&self.db);
+        c.args(["--json", "sync", "--config", self.config.to_str().expect("p"), "--target", "api"])
+            .args(["--d1-database-id", "db1", "--vectorize-index", "vi", "--partition-mib", "1"])
+            .args(["--work-dir", work.to_str().expect("p")])
+            .args(extra)
+            .current_dir(work);
+        c
+    }
+
+    /// One `sync --once` from a fresh working folder (the state is in D1).
+    fn sync(&self, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+        let work = tempfile::tempdir_in(self.dir.path()).expect("work dir");
+        let o = self.sync_command(work.path(), &["--once"]).args(extra).output().expect("sync");
+        summary(o)
+    }
+
+    fn verify(&self) -> (Option<i32>, serde_json::Value, String) {
+        let report = self.dir.path().join("report");
+        let o = self
+            .emu
+            .command(&self.db)
+            .args(["--json", "verify", "--config", self.config.to_str().expect("p")])
+            .args(["--sqlite", self.emu.d1_file("db1").to_str().expect("p"), "--vectorize-index", "vi"])
+            .args(["--report-dir", report.to_str().expect("p"), "--queries", "3"])
+            .output()
+            .expect("verify");
+        summary(o)
+    }
+
+    fn d1(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.emu.d1_file("db1")).expect("open D1 file")
+    }
+
+    /// The ids of `n` chunks with a vector, in a fixed order.
+    fn ids(&self, n: usize) -> Vec<String> {
+        let list = self.db.query_one(&format!(
+            "SELECT string_agg(id::text, ',' ORDER BY id) FROM (SELECT id FROM chunks \
+             WHERE embedding IS NOT NULL ORDER BY id LIMIT {n}) s"
+        ));
+        list.split(',').map(str::to_string).collect()
+    }
+}
+
+fn summary(o: Output) -> (Option<i32>, serde_json::Value, String) {
+    let v = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+    (o.status.code(), v, text(&o))
+}
+
+fn chunks(s: &serde_json::Value) -> &serde_json::Value {
+    s["tables"].as_array().expect("tables").iter().find(|t| t["table"] == "public.chunks").expect("chunks")
+}
+
+fn assert_consistent(s: &Setup) {
+    let (code, r, out) = s.verify();
+    assert_eq!(
+        code,
+        Some(0),
+        "verify after sync: {}\n{out}",
+        serde_json::to_string_pretty(&r["verdict"]).unwrap_or_default()
+    );
+}
+
+#[test]
+fn sync_carries_every_kind_of_change_and_resends_only_changed_vectors() {
+    let s = setup("synckinds", 300, 8, &["--vectorize-delay-ms", "200"], "");
+    let ids = s.ids(8);
+    let (text_only, embedding_only, metadata_only, hard, soft, nulled) =
+        (&ids[0], &ids[1], &ids[2], &ids[3], &ids[4], &ids[5]);
+    s.db.exec(&format!(
+        "INSERT INTO chunks (id, document_id, chunk_index, content, token_count, tags, metadata, embedding, created_at, updated_at) \
+         SELECT gen_random_uuid(), document_id, chunk_index + 10000 + n, 'new chunk ' || n, 3, '{{a}}', '{{\"k\": 1}}', embedding, now(), now() \
+         FROM chunks, generate_series(1, 3) n WHERE id = '{text_only}';
+         UPDATE chunks SET content = content || ' (edited)' WHERE id = '{text_only}';
+         UPDATE chunks SET embedding = (SELECT embedding FROM chunks WHERE id = '{metadata_only}'), updated_at = now() WHERE id = '{embedding_only}';
+         UPDATE chunks SET token_count = token_count + 1, updated_at = now() WHERE id = '{metadata_only}';
+         DELETE FROM chunks WHERE id = '{hard}';
+         UPDATE chunks SET deleted_at = now() WHERE id = '{soft}';
+         UPDATE chunks SET embedding = NULL, updated_at = now() WHERE id = '{nulled}';"
+    ));
+    let (code, r, out) = s.sync(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    let c = chunks(&r);
+    // Rows: 3 inserted + 4 updated at least (rows of transactions running
+    // at the load's snapshot may come again: upserts are idempotent).
+    assert!(c["rows_upserted"].as_u64().expect("n") >= 7, "{r:#}");
+    assert_eq!(
+        (c["rows_soft_deleted"].as_u64(), c["rows_hard_deleted"].as_u64()),
+        (Some(1), Some(1)),
+        "{r:#}"
+    );
+    // Vectors: the 3 new, the new embedding and the new metadata; the
+    // text-only edit (content is not metadata; init puts updated_at in
+    // the metadata, so this edit leaves it) is unchanged; soft, hard and
+    // NULLed are deleted.
+    let v = &c["vectors"];
+    assert_eq!(v["sent"].as_u64(), Some(5), "{r:#}");
+    assert!(v["unchanged"].as_u64().expect("n") >= 1, "{r:#}");
+    assert_eq!(v["deleted"].as_u64(), Some(3), "{r:#}");
+    assert_eq!(r["complete"], true);
+    assert!(r["lag_seconds"].as_f64().expect("lag") >= 0.0);
+    let d1 = s.d1();
+    let content: String = d1
+        .query_row("SELECT content FROM chunks WHERE id = ?1", [text_only], |r| r.get(0))
+        .expect("edited row");
+    assert!(content.ends_with(" (edited)"), "{content}");
+    for gone in [hard, soft] {
+        let n: i64 =
+            d1.query_row("SELECT count(*) FROM chunks WHERE id = ?1", [gone], |r| r.get(0)).expect("n");
+        assert_eq!(n, 0, "{gone} is gone from D1");
+    }
+    assert_consistent(&s);
+
+    // The checkpoint is in D1, versioned, and at the new snapshot.
+    let cp: String = d1
+        .query_row("SELECT value FROM pgflare_sync_state WHERE name = 'checkpoint'", [], |r| r.get(0))
+        .expect("checkpoint row");
+    let cp: serde_json::Value = serde_json::from_str(&cp).expect("checkpoint json");
+    assert_eq!(cp["format"], "pgflare-sync-state-v1");
+    assert_eq!(cp["position"]["kind"], "snapshot");
+    assert_eq!(cp["runs"], 1);
+    assert!(cp.get("in_progress").is_none(), "{cp:#}");
+
+    // Nothing changed: nothing is sent, a second fresh folder continues.
+    let (code, r, out) = s.sync(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(chunks(&r)["vectors"]["sent"].as_u64(), Some(0), "{r:#}");
+    assert_eq!(r["rows_deleted"].as_u64(), Some(0), "{r:#}");
+    assert_eq!(r["run"].as_u64(), Some(2), "{r:#}");
+}
+
+#[test]
+fn a_late_commit_with_an_old_timestamp_is_picked_up_by_the_next_run() {
+    let s = setup("synclate", 200, 4, &[], "");
+    let id = s.ids(1).remove(0);
+    // A transaction that starts before a run, stamps an hour-old
+    // updated_at, and commits after the run.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let mut late =
+        rt.block_on(<sqlx::PgConnection as sqlx::Connection>::connect(&s.db.url)).expect("connect");
+    rt.block_on(
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "BEGIN; UPDATE chunks SET content = 'late commit', updated_at = now() - interval '1 hour' WHERE id = '{id}'"
+        )))
+        .execute(&mut late),
+    )
+    .expect("open the long transaction");
+    let (code, _, out) = s.sync(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    rt.block_on(sqlx::raw_sql("COMMIT").execute(&mut late)).expect("commit");
+    // Freezing does not hide it either (the raw xmin stays readable).
+    s.db.exec("VACUUM (FREEZE) chunks");
+    let (code, _, out) = s.sync(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    let content: String =
+        s.d1().query_row("SELECT content FROM chunks WHERE id = ?1", [&id], |r| r.get(0)).expect("row");
+    assert_eq!(content, "late commit");
+    assert_consistent(&s);
+}
+
+/// Waits until `f` holds, for at most `secs`.
+fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+/// The checkpoint, if D1 has one.
+fn checkpoint(s: &Setup) -> Option<serde_json::Value> {
+    let d1 = s.d1();
+    let t: String = d1
+        .query_row("SELECT value FROM pgflare_sync_state WHERE name = 'checkpoint'", [], |r| r.get(0))
+        .ok()?;
+    serde_json::from_str(&t).ok()
+}
+
+/// Whether a stopped run's range finished (its horizon moved past the position).
+fn a_range_finished(s: &Setup) -> bool {
+    let Some(cp) = checkpoint(s) else { return false };
+    let pos = cp["position"]["xmin"].as_u64().unwrap_or(u64::MAX);
+    cp["in_progress"]["tables"].as_object().is_some_and(|t| {
+        t.values().any(|p| p["horizon"].as_array().is_some_and(|h| h.iter().any(|x| x.as_u64() > Some(pos))))
+    })
+}
+
+#[test]
+fn sigterm_stops_cleanly_sigkill_loses_nothing_and_a_second_runner_is_refused() {
+    // Slow writes: 150 ms per request, 50 vectors per request, mutations
+    // applied after 300 ms; many small ranges.
+    let s = setup(
+        "synckill",
+        1500,
+        32,
+        &["--latency-ms", "150", "--vectorize-delay-ms", "300"],
+        "vectors_per_request = 50",
+    );
+    let change_all = |round: u32| {
+        s.db.exec(&format!(
+            "UPDATE chunks SET content = content || ' r{round}', token_count = token_count + 1, updated_at = now()"
+        ))
+    };
+    change_all(1);
+    let work = tempfile::tempdir_in(s.dir.path()).expect("work");
+    let first = s.sync_command(work.path(), &["--once"]).spawn().expect("sync");
+    assert!(wait_for(120, || a_range_finished(&s)), "a range was recorded");
+
+    // A second runner meanwhile: refused with exit code 3, naming the holder.
+    let (code, _, out) = s.sync(&[]);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("held by pgflare sync on host") && out.contains("pid"), "{out}");
+
+    // SIGTERM: the ranges in flight finish, are recorded, exit 0.
+    let pid = first.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let o = first.wait_with_output().expect("wait");
+    let (code, r, out) = summary(o);
+    assert_eq!(code, Some(0), "{out}");
+    if r["complete"] == false {
+        assert!(
+            checkpoint(&s).expect("checkpoint")["in_progress"].is_object(),
+            "the stopped run is recorded"
+        );
+    }
+
+    // SIGKILL in the middle of the next run (with more changes).
+    change_all(2);
+    let mut second = s.sync_command(work.path(), &["--once"]).spawn().expect("sync");
+    assert!(wait_for(120, || a_range_finished(&s)), "a range was recorded");
+    second.kill().expect("SIGKILL");
+    let _ = second.wait();
+
+    // The rerun takes over the dead runner's lease (same host, its pid
+    // gone) and continues its ranges.
+    let (code, r, out) = s.sync(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(r["resumed"], true, "{r:#}");
+    assert_eq!(r["complete"], true, "{r:#}");
+    assert_consistent(&s);
+}
