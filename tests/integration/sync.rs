@@ -169,10 +169,19 @@ fn sync_carries_every_kind_of_change_and_resends_only_changed_vectors() {
     }
     assert_consistent(&s);
 
-    // The checkpoint is in D1, versioned, and at the new snapshot.
+    // The checkpoint is in D1, versioned, and at the new snapshot; it and
+    // the summary match their published schemas.
     let cp: String = d1
         .query_row("SELECT value FROM pgflare_sync_state WHERE name = 'checkpoint'", [], |r| r.get(0))
         .expect("checkpoint row");
+    let files = [("sync-checkpoint", cp.clone()), ("sync-summary", r.to_string())];
+    for (schema, doc) in files {
+        let f = s.dir.path().join(format!("{schema}.json"));
+        std::fs::write(&f, doc).expect("write");
+        let schema = root().join(format!("schemas/{schema}.schema.json"));
+        let o = python("validate_json.py", &[schema.to_str().expect("p"), f.to_str().expect("p")], None);
+        assert!(o.status.success(), "{}", text(&o));
+    }
     let cp: serde_json::Value = serde_json::from_str(&cp).expect("checkpoint json");
     assert_eq!(cp["format"], "pgflare-sync-state-v1");
     assert_eq!(cp["position"]["kind"], "snapshot");
@@ -299,4 +308,58 @@ fn sigterm_stops_cleanly_sigkill_loses_nothing_and_a_second_runner_is_refused() 
     assert_eq!(r["resumed"], true, "{r:#}");
     assert_eq!(r["complete"], true, "{r:#}");
     assert_consistent(&s);
+}
+
+#[test]
+fn the_sqlite_target_syncs_on_a_schedule_and_stops_on_sigterm() {
+    let db = TestDb::new("syncsqlite");
+    db.seed(250, 4);
+    let dir = temp_dir("syncsqlite");
+    let sqlite = dir.path().join("d1.sqlite");
+    let (d1, state) = (sqlite.to_str().expect("p"), dir.path().join("state"));
+    ok(pgflare(
+        &db,
+        &["load", "--target", "sqlite", "--sqlite", d1, "--state-dir", state.to_str().expect("p")],
+    ));
+    let count = |sql: &str| -> i64 {
+        rusqlite::Connection::open(&sqlite).expect("open").query_row(sql, [], |r| r.get(0)).expect("count")
+    };
+    let n = count("SELECT count(*) FROM chunks");
+    // One insert, one hard delete of a document (its chunks cascade in the source).
+    db.exec(
+        "INSERT INTO documents SELECT gen_random_uuid(), 'https://example.com/new', 'new', 'en', '{}', '{}', now(), now();
+         DELETE FROM documents WHERE id = (SELECT document_id FROM chunks GROUP BY document_id ORDER BY count(*) DESC, document_id LIMIT 1);",
+    );
+    let gone: i64 = n - db.query_one("SELECT count(*)::text FROM chunks").parse::<i64>().expect("n");
+    assert!(gone > 0);
+    let summary = dir.path().join("last-sync.json");
+    let child = Command::new(env!("CARGO_BIN_EXE_pgflare"))
+        .args(["sync", "--target", "sqlite", "--sqlite", d1, "--every", "1s", "--jitter", "0"])
+        .args(["--summary", summary.to_str().expect("p"), "--work-dir", dir.path().to_str().expect("p")])
+        .env("DATABASE_URL", &db.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sync --every");
+    // Two runs at least, then SIGTERM: exit 0.
+    let second_run = || {
+        std::fs::read_to_string(&summary)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|s| s["run"].as_u64() >= Some(2))
+    };
+    assert!(wait_for(60, second_run), "a second scheduled run");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let o = child.wait_with_output().expect("wait");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("sync run 1") && out.contains("sync run 2"), "{out}");
+    assert_eq!(count("SELECT count(*) FROM chunks"), n - gone);
+    assert_eq!(count("SELECT count(*) FROM documents WHERE source_url = 'https://example.com/new'"), 1);
+    let o = pgflare(
+        &db,
+        &["--json", "verify", "--sqlite", d1, "--report-dir", dir.path().join("r").to_str().expect("p")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
