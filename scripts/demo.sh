@@ -8,8 +8,10 @@
 # local SQLite file, each compared with Postgres row by row by an
 # independent reader (Python's sqlite3 + psycopg); then `pgflare archive`
 # (Parquet + manifest), `pgflare archive verify` against the source, and
-# the archive read back with pyarrow. Safe to run again: it re-seeds and
-# starts over (work files in out/).
+# the archive read back with pyarrow; then the source changes, `pgflare
+# sync --once` carries the changes, and `pgflare verify` proves D1 and
+# Vectorize equal the source (report in out/demo/verify/report.html).
+# Safe to run again: it re-seeds and starts over (work files in out/).
 #
 # Usage: scripts/demo.sh            (DEMO_CHUNKS=5000 DEMO_DIMS=1536 by default)
 
@@ -88,6 +90,30 @@ step "independent check: pyarrow reads every file, compared with Postgres value 
 "$VENV/bin/python" tests/py/compare_archive.py --archive "$OUT"
 
 printf '\nThe archive is in %s (manifest.json + Parquet files per table).\n' "$OUT"
+
+step "the source keeps changing: one chunk inserted, one edited, one re-embedded, one deleted"
+bash scripts/pg.sh psql pgflare_demo -q -v ON_ERROR_STOP=1 <<'SQL'
+INSERT INTO chunks (id, document_id, chunk_index, content, token_count, tags, metadata, embedding, created_at, updated_at)
+  SELECT 'dddddddd-0000-4000-8000-000000000001', document_id, 100000, 'A chunk written during the dual run.', 8,
+         '{demo}', '{"demo": true}', embedding, now(), now()
+  FROM chunks WHERE embedding IS NOT NULL ORDER BY id LIMIT 1;
+UPDATE chunks SET content = content || ' [edited during the dual run]', updated_at = now()
+  WHERE id = (SELECT id FROM chunks WHERE embedding IS NOT NULL ORDER BY id OFFSET 1 LIMIT 1);
+UPDATE chunks SET embedding = (SELECT embedding FROM chunks WHERE embedding IS NOT NULL ORDER BY id OFFSET 5 LIMIT 1), updated_at = now()
+  WHERE id = (SELECT id FROM chunks WHERE embedding IS NOT NULL ORDER BY id OFFSET 2 LIMIT 1);
+DELETE FROM chunks WHERE id = (SELECT id FROM chunks WHERE embedding IS NOT NULL ORDER BY id OFFSET 3 LIMIT 1);
+SQL
+
+step "pgflare sync --once: the changes reach D1 and Vectorize (checkpoint and lease live in D1)"
+CLOUDFLARE_API_BASE_URL="$BASE_URL" CLOUDFLARE_ACCOUNT_ID=demo-account CLOUDFLARE_API_TOKEN="$EMU_TOKEN" \
+    "$PGFLARE" sync --config "$WORK/pgflare.toml" --target api --d1-database-id rehearsal --vectorize-index chunks \
+    --once --work-dir "$WORK/sync" --summary "$WORK/sync-summary.json"
+"$VENV/bin/python" - "$WORK/emulator/d1/rehearsal.sqlite" <<'PY'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+print("in D1 now:", c.execute("SELECT content FROM chunks WHERE id = 'dddddddd-0000-4000-8000-000000000001'").fetchone()[0])
+print("edited rows in D1:", c.execute("SELECT count(*) FROM chunks WHERE content LIKE '%[edited during the dual run]'").fetchone()[0])
+PY
 
 step "pgflare verify: the source vs the emulator's D1 and Vectorize (buckets of row digests, vectors bit for bit, 10 parity queries)"
 CLOUDFLARE_API_BASE_URL="$BASE_URL" CLOUDFLARE_ACCOUNT_ID=demo-account CLOUDFLARE_API_TOKEN="$EMU_TOKEN" \
