@@ -22,18 +22,24 @@ pub struct SyncArgs {
     #[arg(long, value_name = "SCHEMA")]
     pub schema: Option<String>,
 
-    /// The D1 the load filled: a local SQLite file or the D1 API.
+    /// The D1 the load filled: a local SQLite file, the D1 API, or SQL
+    /// files (each run writes OUT/sync/NNNNNN/ to apply in order).
     #[arg(long, value_enum)]
     pub target: SyncTarget,
+
+    /// Folder for --target files: the load's --out.
+    #[arg(long, value_name = "DIR", required_if_eq("target", "files"))]
+    pub out: Option<PathBuf>,
 
     /// SQLite file for --target sqlite. Default: wrangler's local file of
     /// the configured D1 database, as for `pgflare load`.
     #[arg(long, value_name = "FILE")]
     pub sqlite: Option<PathBuf>,
 
-    /// Where vectors go: `auto` = the Vectorize API when an index is
-    /// configured (--vectorize-index, wrangler binding or pgflare.toml),
-    /// else nowhere; `api` requires one; `off` syncs D1 only.
+    /// Where vectors go: `auto` = NDJSON files with --target files, else
+    /// the Vectorize API when an index is configured (--vectorize-index,
+    /// wrangler binding or pgflare.toml), else nowhere; `api` requires an
+    /// index; `off` syncs D1 only.
     #[arg(long, value_enum, default_value_t = SyncVectors::Auto)]
     pub vectorize: SyncVectors,
 
@@ -69,7 +75,9 @@ pub struct SyncArgs {
     #[arg(long, value_name = "FILE")]
     pub summary: Option<PathBuf>,
 
-    /// Scratch folder (D1 keys copied for finding deletes over the API).
+    /// Scratch folder (D1 keys copied for finding deletes over the API);
+    /// for --target files also where the sync state is kept (the load's
+    /// --state-dir, which holds the first checkpoint).
     #[arg(long, default_value = ".pgflare", value_name = "DIR")]
     pub work_dir: PathBuf,
 
@@ -91,6 +99,11 @@ pub enum SyncTarget {
     Sqlite,
     /// The Cloudflare D1 REST API.
     Api,
+    /// SQL files like `load --target files` writes: per run the upserts
+    /// (`<table>/part-*.sql`, parents first), `deletes.sql` (soft deletes;
+    /// hard deletes need a D1 to compare with) and, for vectors, NDJSON
+    /// files and `vectorize/deleted-ids.txt`. The state is a local file.
+    Files,
 }
 
 /// Where `pgflare sync` sends vectors.

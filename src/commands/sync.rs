@@ -39,11 +39,19 @@ pub async fn run(args: SyncArgs, json: bool, progress: &Progress) -> anyhow::Res
             import_bytes: 32 << 20,
             query_bytes: 1 << 20,
         },
+        SyncTarget::Files => Target::Files {
+            dir: args.out.clone().context("--out DIR is required with --target files")?,
+            file_bytes: 64 << 20,
+        },
     };
     let wants_vectors = project.tables.iter().any(|t| t.vector.is_some());
     let vectorize = match (args.vectorize, &project.cloudflare.vectorize_index) {
         (SyncVectors::Off, _) => VectorTarget::Off,
         (_, _) if !wants_vectors => VectorTarget::Off,
+        // The run's own folder is chosen by the run (OUT/sync/NNNNNN/vectorize).
+        (SyncVectors::Auto, _) if args.target == SyncTarget::Files => {
+            VectorTarget::Files { dir: args.out.clone().unwrap_or_default().join("vectorize") }
+        }
         (SyncVectors::Auto, None) => VectorTarget::Off,
         (SyncVectors::Api, None) => anyhow::bail!(
             "--vectorize api needs an index: pass --vectorize-index NAME or --wrangler FILE --vectorize-binding NAME"

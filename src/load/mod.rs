@@ -330,7 +330,17 @@ async fn hand_over(
     first: &SnapshotInfo,
     resumed: bool,
 ) -> Result<Option<String>> {
-    let Some(d1) = target.d1_access() else { return Ok(None) };
+    let d1 = match (target.d1_access(), target) {
+        (Some(d1), _) => d1,
+        // Files: the sync state is a local file next to the load's state.
+        (None, target::OpenTarget::Files(c)) => {
+            crate::sync::store::D1Access::Sqlite(crate::sink::d1::sqlite::D1SqliteConfig::open(
+                &crate::sync::store::files_state_path(&opts.state_dir, &c.dir),
+                Default::default(),
+            )?)
+        }
+        (None, _) => return Ok(None),
+    };
     if !opts.only_tables.is_empty() && opts.only_tables.len() < opts.project.tables.len() {
         return Ok(None);
     }

@@ -4,7 +4,10 @@
 //! keys come from the source (soft-deleted rows) or from D1 itself (rows
 //! the source no longer has, see [`super::sweep`]); either way they are
 //! typed values, rendered by the same literal writer as the load's upserts.
+//! For the `files` target the statements and ids are appended to files of
+//! the run's folder instead (`deletes.sql`, `vectorize/deleted-ids.txt`).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,14 +17,16 @@ use super::store::D1Access;
 use crate::batch::quote_ident;
 use crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES;
 use crate::cloudflare::Vectorize;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::sink::d1::value::{push_quoted, write_literal};
 use crate::sink::vectorize::ndjson::id_text;
 
 /// The vectors that go with deleted rows.
 #[derive(Clone)]
 pub struct VectorDeletes {
-    pub index: Arc<Vectorize>,
+    /// The index to delete from (`None`: list the ids in `ids_out`).
+    pub index: Option<Arc<Vectorize>>,
+    pub ids_out: Option<PathBuf>,
     /// Column of the key batch holding the vector id.
     pub id_column: usize,
     pub timeout: Duration,
@@ -30,7 +35,11 @@ pub struct VectorDeletes {
 /// Deletes rows of one D1 table (and their vectors) by key.
 #[derive(Clone)]
 pub struct Deleter {
+    /// Where the digests of sent vectors live (D1, or the local state).
     pub d1: D1Access,
+    /// `files` target: append the DELETE statements here instead of
+    /// running them on `d1`.
+    pub sql_out: Option<PathBuf>,
     pub d1_table: String,
     /// D1 names of the key columns: the first columns of every key batch.
     pub key: Vec<String>,
@@ -62,8 +71,13 @@ impl Deleter {
         // order could leave a vector no D1 row points at and no run finds.
         if let (Some(v), false) = (&self.vectors, ids.is_empty()) {
             let what = format!("deleting {} vectors of {}", ids.len(), self.d1_table);
-            if let Some(t) = v.index.delete_by_ids(&what, &ids).await? {
-                v.index.wait_applied(t, v.timeout, &|_: &str| {}).await?;
+            if let Some(index) = &v.index {
+                if let Some(t) = index.delete_by_ids(&what, &ids).await? {
+                    index.wait_applied(t, v.timeout, &|_: &str| {}).await?;
+                }
+            }
+            if let Some(f) = &v.ids_out {
+                append(f, &ids.iter().map(|i| format!("{i}\n")).collect::<String>())?;
             }
             let mut sql = String::new();
             for chunk in ids.chunks(500) {
@@ -79,7 +93,10 @@ impl Deleter {
             self.d1.execute("forgetting digests of deleted vectors", &sql).await?;
         }
         for s in &statements {
-            self.d1.execute(&format!("deleting rows of {}", self.d1_table), s).await?;
+            match &self.sql_out {
+                Some(f) => append(f, &format!("{s}\n"))?,
+                None => self.d1.execute(&format!("deleting rows of {}", self.d1_table), s).await?,
+            }
         }
         Ok(Deleted { rows: keys.num_rows() as u64, vectors: ids.len() as u64 })
     }
@@ -131,6 +148,16 @@ impl Deleter {
     }
 }
 
+/// Appends `text` to `path` (created with its folder when missing).
+pub fn append(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    }
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(Error::io(path))?;
+    f.write_all(text.as_bytes()).map_err(Error::io(path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +173,7 @@ mod tests {
         .expect("open");
         Deleter {
             d1: D1Access::Sqlite(c),
+            sql_out: None,
             d1_table: "my chunks".into(),
             key: key.iter().map(|s| s.to_string()).collect(),
             vectors: None,
@@ -195,6 +223,7 @@ mod tests {
         .expect("setup");
         let d = Deleter {
             d1: D1Access::Sqlite(c.clone()),
+            sql_out: None,
             d1_table: "t".into(),
             key: vec!["id".into()],
             vectors: None,

@@ -34,7 +34,8 @@ pub struct SyncOptions {
     pub vectorize: VectorTarget,
     pub read: ReadOptions,
     pub split: SplitOptions,
-    /// Scratch space (D1 keys copied from the API for the sweep).
+    /// Scratch space (D1 keys copied from the API for the sweep), and the
+    /// `files` target's state file.
     pub work_dir: PathBuf,
     pub hard_deletes: bool,
     pub lease_ttl: Duration,
@@ -100,20 +101,18 @@ pub async fn run_once(src: &Source, opts: &SyncOptions, progress: &Progress) -> 
         )),
         _ => None,
     };
-    let d1 =
-        match &opts.target {
-            Target::Sqlite { path } => D1Access::Sqlite(D1SqliteConfig::open(path, D1Mappings::default())?),
-            Target::Api { database_id, .. } => match &api {
-                Some(a) => D1Access::Api(Arc::new(D1::new(a.clone(), database_id))),
-                None => return Err(Error::Internal("the api target has no client".into())),
-            },
-            Target::Files { .. } => return Err(Error::Config {
-                setting: "--target".into(),
-                message:
-                    "sync writes to D1 and reads it back (deletes, checkpoint): use --target sqlite or api"
-                        .into(),
-            }),
-        };
+    let d1 = match &opts.target {
+        Target::Sqlite { path } => D1Access::Sqlite(D1SqliteConfig::open(path, D1Mappings::default())?),
+        Target::Api { database_id, .. } => match &api {
+            Some(a) => D1Access::Api(Arc::new(D1::new(a.clone(), database_id))),
+            None => return Err(Error::Internal("the api target has no client".into())),
+        },
+        // The files target keeps its state in a local SQLite file.
+        Target::Files { dir, .. } => D1Access::Sqlite(D1SqliteConfig::open(
+            &super::store::files_state_path(&opts.work_dir, dir),
+            D1Mappings::default(),
+        )?),
+    };
     let store = Store::D1(d1.clone());
     store.prepare().await?;
     let me = Lease::mine(opts.lease_ttl);
@@ -207,6 +206,7 @@ async fn run_locked(
     }
     let infos = &prepared.infos;
     let from = checkpoint.position.clone();
+    let checkpoint_runs = checkpoint.runs;
     let xmax = snapshot_xmax(&snapshot.info.txid_snapshot)?;
     let to = Position::of(&snapshot.info)?;
 
@@ -235,17 +235,33 @@ async fn run_locked(
     let d1_mappings = D1Mappings(
         infos.iter().zip(&prepared.mappings).map(|(i, m)| (i.spec.qualified(), m.clone())).collect(),
     );
-    let target = opts.target.open(d1_mappings, api.clone())?;
+    // Files: each run writes its own folder, OUT/sync/NNNNNN (a stopped
+    // run's rerun writes into the same one).
+    let run_dir = match &opts.target {
+        Target::Files { dir, .. } => Some(dir.join("sync").join(format!("{:06}", checkpoint_runs + 1))),
+        _ => None,
+    };
+    let (write_target, vector_target) = match (&opts.target, &run_dir) {
+        (Target::Files { file_bytes, .. }, Some(run)) => (
+            Target::Files { dir: run.clone(), file_bytes: *file_bytes },
+            match opts.vectorize {
+                VectorTarget::Off => VectorTarget::Off,
+                _ => VectorTarget::Files { dir: run.join("vectorize") },
+            },
+        ),
+        _ => (opts.target.clone(), opts.vectorize.clone()),
+    };
+    let target = write_target.open(d1_mappings, api.clone())?;
     let mut vector_plan = prepared.vectors.clone();
-    let vector_target =
-        if vector_plan.mappings.0.is_empty() { VectorTarget::Off } else { opts.vectorize.clone() };
+    let vector_target = if vector_plan.mappings.0.is_empty() { VectorTarget::Off } else { vector_target };
+    let deleted_ids = run_dir.as_ref().map(|r| r.join("vectorize").join("deleted-ids.txt"));
     let opened =
         crate::load::vectors::open(&vector_target, &mut vector_plan, &opts.project.vectorize, api, progress)
             .await?;
     let index: Option<Arc<Vectorize>> = opened.as_ref().and_then(|o| o.index.clone());
     for (table, m) in &vector_plan.mappings.0 {
         let info = infos.iter().find(|i| i.spec.qualified() == *table);
-        if index.is_some() && info.is_some_and(|i| i.spec.primary_key != [m.id.clone()]) {
+        if opened.is_some() && info.is_some_and(|i| i.spec.primary_key != [m.id.clone()]) {
             return Err(Error::Config {
                 setting: format!("{table}: vector_id"),
                 message: format!(
@@ -259,20 +275,21 @@ async fn run_locked(
     let counts: Counts = Arc::default();
     let runtime = tokio::runtime::Handle::current();
     let timeout = opts.project.vectorize.wait_timeout;
-    let inner: Arc<dyn SinkFactory> = match (&opened, &index) {
-        (Some(o), Some(ix)) => Arc::new(crate::sink::tee::Tee(vec![
+    let inner: Arc<dyn SinkFactory> = match &opened {
+        Some(o) => Arc::new(crate::sink::tee::Tee(vec![
             target.sinks(),
             Arc::new(ChangedVectors {
                 inner: o.sinks.clone(),
                 mappings: vector_plan.mappings.clone(),
                 d1: d1.clone(),
-                index: ix.clone(),
+                index: index.clone(),
+                deleted_ids: deleted_ids.clone(),
                 timeout,
                 runtime: runtime.clone(),
                 counts: counts.clone(),
             }),
         ])),
-        _ => target.sinks(),
+        None => target.sinks(),
     };
     let shared = Arc::new(Mutex::new(checkpoint));
     let sinks: Arc<dyn SinkFactory> = Arc::new(Recording {
@@ -352,10 +369,16 @@ async fn run_locked(
                 let (key_src, key_d1) = key_views(&info.spec, d1t)?;
                 let deleter = Deleter {
                     d1: d1.clone(),
+                    sql_out: run_dir.as_ref().map(|r| r.join("deletes.sql")),
                     d1_table: d1t.name.clone(),
                     key: key_d1.primary_key.clone(),
-                    vectors: match (&index, vector_plan.mappings.0.contains_key(&info.spec.qualified())) {
-                        (Some(ix), true) => Some(VectorDeletes { index: ix.clone(), id_column: 0, timeout }),
+                    vectors: match (&opened, vector_plan.mappings.0.contains_key(&info.spec.qualified())) {
+                        (Some(_), true) => Some(VectorDeletes {
+                            index: index.clone(),
+                            ids_out: deleted_ids.clone(),
+                            id_column: 0,
+                            timeout,
+                        }),
                         _ => None,
                     },
                 };
@@ -372,7 +395,8 @@ async fn run_locked(
                         add_deleted_vectors(&mut tables[i], d);
                     }
                 }
-                if opts.hard_deletes {
+                // Files have no D1 to compare with: soft deletes only.
+                if opts.hard_deletes && run_dir.is_none() {
                     let t = SweepTable {
                         partitions: vec![Partition {
                             filter: live_filter(&opts.project, info),
@@ -382,9 +406,9 @@ async fn run_locked(
                         d1: key_d1,
                         deleter,
                     };
-                    let keys = match (&opts.target, d1) {
-                        (Target::Sqlite { path }, _) => KeySource::File(path.clone()),
-                        (_, a) => KeySource::Api(a.clone(), opts.work_dir.clone()),
+                    let keys = match &opts.target {
+                        Target::Sqlite { path } => KeySource::File(path.clone()),
+                        _ => KeySource::Api(d1.clone(), opts.work_dir.clone()),
                     };
                     let n = buckets_for(info.row_estimate);
                     let r = sweep(src, &snapshot.info.id, &t, &keys, n, opts.read, progress).await?;
@@ -396,6 +420,10 @@ async fn run_locked(
         }
     }
     snapshot.release().await?;
+    if let Some(run) = &run_dir {
+        let order: Vec<&crate::batch::TableSpec> = waves.iter().flatten().map(|&i| &infos[i].spec).collect();
+        write_run_manifest(run, &order)?;
+    }
 
     if !stopped {
         checkpoint.position = to.clone();
@@ -428,6 +456,34 @@ async fn run_locked(
         seconds: started.elapsed().as_secs_f64(),
         tables,
     })
+}
+
+/// `manifest.json` of a `files` run: the order to apply its SQL files in
+/// (upserts parents first, then the deletes), as `load`'s manifest does.
+fn write_run_manifest(run: &std::path::Path, tables: &[&crate::batch::TableSpec]) -> Result<()> {
+    let mut order = Vec::new();
+    for t in tables {
+        let dir = run.join(t.file_stem());
+        let mut parts: Vec<String> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n.starts_with("part-") && n.ends_with(".sql"))
+                .map(|n| format!("{}/{n}", t.file_stem()))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        parts.sort();
+        order.extend(parts);
+    }
+    if run.join("deletes.sql").is_file() {
+        order.push("deletes.sql".to_string());
+    }
+    let manifest = serde_json::json!({ "format": "pgflare-sync-files-v1", "apply_order": order });
+    let path = run.join("manifest.json");
+    let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
+    std::fs::create_dir_all(run).map_err(Error::io(run))?;
+    std::fs::write(&path, bytes).map_err(Error::io(&path))
 }
 
 fn add_deleted_vectors(t: &mut TableSync, d: Deleted) {

@@ -48,7 +48,10 @@ pub struct ChangedVectors {
     pub inner: Arc<dyn SinkFactory>,
     pub mappings: VectorMappings,
     pub d1: D1Access,
-    pub index: Arc<Vectorize>,
+    /// The index (`None` for NDJSON files: nothing to compare with or wait for).
+    pub index: Option<Arc<Vectorize>>,
+    /// NDJSON files: where ids of vectors to delete are listed.
+    pub deleted_ids: Option<std::path::PathBuf>,
     pub timeout: Duration,
     pub runtime: tokio::runtime::Handle,
     pub counts: Counts,
@@ -60,7 +63,8 @@ struct ChangedVectorSink {
     inner: Box<dyn BatchSink>,
     table: String,
     d1: D1Access,
-    index: Arc<Vectorize>,
+    index: Option<Arc<Vectorize>>,
+    deleted_ids: Option<std::path::PathBuf>,
     timeout: Duration,
     runtime: tokio::runtime::Handle,
     counts: Counts,
@@ -90,6 +94,7 @@ impl SinkFactory for ChangedVectors {
             table: table.qualified(),
             d1: self.d1.clone(),
             index: self.index.clone(),
+            deleted_ids: self.deleted_ids.clone(),
             timeout: self.timeout,
             runtime: self.runtime.clone(),
             counts: self.counts.clone(),
@@ -150,9 +155,9 @@ impl BatchSink for ChangedVectorSink {
             .take(CHECK_STORED.saturating_sub(self.checked))
             .map(|id| id.to_string())
             .collect();
-        if !unknown.is_empty() {
+        if let (false, Some(index)) = (unknown.is_empty(), &self.index) {
             self.checked += unknown.len();
-            for stored in self.runtime.block_on(self.index.get_by_ids(&unknown))? {
+            for stored in self.runtime.block_on(index.get_by_ids(&unknown))? {
                 let d = hex::encode(vector_digest(&Vector::from_stored(&stored)));
                 self.learned.push((stored.id.clone(), d.clone()));
                 before.insert(stored.id, d);
@@ -181,14 +186,22 @@ impl BatchSink for ChangedVectorSink {
 
     fn finish(mut self: Box<Self>) -> Result<SinkReport> {
         let mut report = self.inner.finish()?;
-        let (index, timeout) = (self.index.clone(), self.timeout);
-        if let Some(t) = report.vectors.pending_write.take() {
+        if self.writer.is_none() {
+            return Ok(report);
+        }
+        let timeout = self.timeout;
+        if let (Some(t), Some(index)) = (report.vectors.pending_write.take(), &self.index) {
             self.runtime.block_on(index.wait_applied(WriteTicket(t), timeout, &|_: &str| {}))?;
         }
         if !self.nulls.is_empty() {
             let what = format!("deleting vectors of {} whose embedding became NULL", self.table);
-            if let Some(t) = self.runtime.block_on(index.delete_by_ids(&what, &self.nulls))? {
-                self.runtime.block_on(index.wait_applied(t, timeout, &|_: &str| {}))?;
+            if let Some(index) = &self.index {
+                if let Some(t) = self.runtime.block_on(index.delete_by_ids(&what, &self.nulls))? {
+                    self.runtime.block_on(index.wait_applied(t, timeout, &|_: &str| {}))?;
+                }
+            }
+            if let Some(f) = &self.deleted_ids {
+                super::deletes::append(f, &self.nulls.iter().map(|i| format!("{i}\n")).collect::<String>())?;
             }
         }
         // Only what Vectorize applied is recorded as sent.

@@ -26,6 +26,15 @@ pub const STATE_DDL: &str = "CREATE TABLE IF NOT EXISTS pgflare_sync_state (\n  
     CREATE TABLE IF NOT EXISTS pgflare_vector_digests (\n  \
     id TEXT PRIMARY KEY,\n  digest TEXT NOT NULL\n);\n";
 
+/// The `files` target's sync state: a local SQLite file (checkpoint,
+/// lease and vector digests, the same tables as in D1) under `state_dir`,
+/// one per output folder.
+pub fn files_state_path(state_dir: &std::path::Path, out: &std::path::Path) -> PathBuf {
+    let out = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
+    let hash = blake3::hash(out.display().to_string().as_bytes()).to_hex();
+    state_dir.join(format!("sync-files-{}.sqlite", &hash[..16]))
+}
+
 /// SQL access to a D1 database: a local SQLite file or the API.
 #[derive(Clone)]
 pub enum D1Access {

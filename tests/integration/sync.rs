@@ -363,3 +363,79 @@ fn the_sqlite_target_syncs_on_a_schedule_and_stops_on_sigterm() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+#[test]
+fn the_files_target_writes_each_run_as_files_that_apply_in_order() {
+    let db = TestDb::new("syncfiles");
+    db.seed(200, 4);
+    db.exec("ALTER TABLE chunks ADD COLUMN deleted_at timestamptz");
+    let dir = temp_dir("syncfiles");
+    let (config, out, state) =
+        (dir.path().join("pgflare.toml"), dir.path().join("out"), dir.path().join("state"));
+    ok(pgflare(
+        &db,
+        &[
+            "init",
+            "--out-config",
+            config.to_str().expect("p"),
+            "--migrations-dir",
+            dir.path().join("m").to_str().expect("p"),
+        ],
+    ));
+    let toml = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        toml.replacen("name = \"chunks\"", "name = \"chunks\"\nsoft_delete = \"deleted_at\"", 1),
+    )
+    .expect("write");
+    let (c, o, st) = (config.to_str().expect("p"), out.to_str().expect("p"), state.to_str().expect("p"));
+    ok(pgflare(&db, &["load", "--config", c, "--target", "files", "--out", o, "--state-dir", st]));
+    let ids = db.query_one(
+        "SELECT string_agg(id::text, ',' ORDER BY id) FROM (SELECT id FROM chunks WHERE embedding IS NOT NULL ORDER BY id LIMIT 2) s",
+    );
+    let (edited, soft) = ids.split_once(',').expect("two ids");
+    db.exec(&format!(
+        "UPDATE chunks SET content = 'edited', token_count = 99, updated_at = now() WHERE id = '{edited}';
+         UPDATE chunks SET deleted_at = now() WHERE id = '{soft}';"
+    ));
+    let s: serde_json::Value = serde_json::from_str(&ok(pgflare(
+        &db,
+        &["--json", "sync", "--config", c, "--target", "files", "--out", o, "--work-dir", st, "--once"],
+    )))
+    .expect("summary");
+    assert_eq!(chunks(&s)["rows_soft_deleted"].as_u64(), Some(1), "{s:#}");
+    let run = out.join("sync").join("000001");
+    let deleted_ids = std::fs::read_to_string(run.join("vectorize/deleted-ids.txt")).expect("deleted ids");
+    assert_eq!(deleted_ids.trim(), soft);
+    let ndjson: String = std::fs::read_dir(run.join("vectorize/chunks"))
+        .expect("ndjson folder")
+        .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("read"))
+        .collect();
+    assert!(ndjson.contains(edited), "the edited row's vector (its metadata changed) is in the run's NDJSON");
+    // An independent reader applies the load's files, then the run's, in
+    // the manifests' order: the result equals the source.
+    let sqlite = dir.path().join("d1.sqlite");
+    for folder in [&out, &run] {
+        let o =
+            python("apply_d1_sql.py", &[sqlite.to_str().expect("p"), "-", folder.to_str().expect("p")], None);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let v = pgflare(
+        &db,
+        &[
+            "--json",
+            "verify",
+            "--config",
+            c,
+            "--no-vectorize",
+            "--sqlite",
+            sqlite.to_str().expect("p"),
+            "--report-dir",
+            dir.path().join("r").to_str().expect("p"),
+        ],
+    );
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+    // The state is a local file: a second run writes the next folder.
+    ok(pgflare(&db, &["sync", "--config", c, "--target", "files", "--out", o, "--work-dir", st, "--once"]));
+    assert!(out.join("sync").join("000002").join("manifest.json").is_file());
+}
