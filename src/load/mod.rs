@@ -344,11 +344,13 @@ async fn hand_over(
     if !opts.only_tables.is_empty() && opts.only_tables.len() < opts.project.tables.len() {
         return Ok(None);
     }
-    let store = crate::sync::store::Store::D1(d1);
+    let store = crate::sync::store::Store::D1(d1.clone());
     store.prepare().await?;
     if resumed && store.read().await?.is_some() {
         return Ok(Some(store.describe()));
     }
+    // D1's rows were (re)written: key buckets saved by earlier syncs no longer hold.
+    crate::sync::ranges::forget(&d1).await?;
     let fp = crate::sync::fingerprint(prepared, &opts.project);
     let position = crate::sync::checkpoint::Position::of(first)?;
     store.write(&crate::sync::checkpoint::Checkpoint::new(&fp, position, "load")).await?;

@@ -19,6 +19,7 @@
 pub mod changes;
 pub mod checkpoint;
 pub mod deletes;
+pub mod ranges;
 pub mod run;
 pub mod sink;
 pub mod store;

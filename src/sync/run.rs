@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::changes::{all_of, changed_since, deleted_condition, live_filter, mapping};
 use super::checkpoint::{now, snapshot_xmax, InProgress, Position, TableProgress};
 use super::deletes::{Deleted, Deleter, VectorDeletes};
+use super::ranges::Scheme;
 use super::sink::{ChangedVectors, Counts, Recording, VectorCounts};
 use super::store::{D1Access, Lease, Store};
 use super::sweep::{buckets_for, key_views, sweep, KeySource, SweepReport, SweepTable};
@@ -25,6 +26,7 @@ use crate::sink::SinkFactory;
 use crate::source::{
     partition, read_all, read_until, Partition, ReadOptions, Snapshot, Source, SplitOptions, TableJob,
 };
+use crate::typemap::Kind;
 
 pub struct SyncOptions {
     pub project: Project,
@@ -397,7 +399,14 @@ async fn run_locked(
                 }
                 // Files have no D1 to compare with: soft deletes only.
                 if opts.hard_deletes && run_dir.is_none() {
+                    let bounds = match key_src.columns.first().map(|c| (c.ty.kind, c.name.clone())) {
+                        Some((Kind::Int2 | Kind::Int4 | Kind::Int8, c)) => {
+                            int_bounds(&mut snapshot, &info.spec, &c).await?
+                        }
+                        _ => None,
+                    };
                     let t = SweepTable {
+                        scheme: Scheme::choose(&key_src, bounds),
                         partitions: vec![Partition {
                             filter: live_filter(&opts.project, info),
                             ..Partition::whole()
@@ -484,6 +493,21 @@ fn write_run_manifest(run: &std::path::Path, tables: &[&crate::batch::TableSpec]
     let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
     std::fs::create_dir_all(run).map_err(Error::io(run))?;
     std::fs::write(&path, bytes).map_err(Error::io(&path))
+}
+
+/// The bounds of an integer key column, for sizing its buckets.
+async fn int_bounds(
+    snapshot: &mut Snapshot,
+    spec: &crate::batch::TableSpec,
+    column: &str,
+) -> Result<Option<(i64, i64)>> {
+    let c = crate::batch::quote_ident(column);
+    let sql = format!("SELECT min({c})::int8, max({c})::int8 FROM {}", spec.sql_name());
+    let row: (Option<i64>, Option<i64>) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_one(snapshot.conn())
+        .await
+        .map_err(Error::db(format!("reading the key bounds of {}", spec.qualified())))?;
+    Ok(row.0.zip(row.1))
 }
 
 fn add_deleted_vectors(t: &mut TableSync, d: Deleted) {

@@ -166,21 +166,17 @@ pub fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// Where the checkpoint and lease live.
+/// Where the checkpoint and lease live: D1, or for the `files` target a
+/// local SQLite file with the same tables ([`files_state_path`]).
 #[derive(Clone)]
 pub enum Store {
     D1(D1Access),
-    /// `files` target: `<stem>.json` (checkpoint) and `<stem>.lease`.
-    File {
-        stem: PathBuf,
-    },
 }
 
 impl Store {
     pub fn describe(&self) -> String {
         match self {
             Store::D1(d) => format!("{STATE_TABLE} in {}", d.describe()),
-            Store::File { stem } => format!("{}", stem.with_extension("json").display()),
         }
     }
 
@@ -188,10 +184,6 @@ impl Store {
     pub async fn prepare(&self) -> Result<()> {
         match self {
             Store::D1(d) => d.execute("creating pgflare's sync tables", STATE_DDL).await,
-            Store::File { stem } => match stem.parent().filter(|p| !p.as_os_str().is_empty()) {
-                Some(dir) => std::fs::create_dir_all(dir).map_err(Error::io(dir)),
-                None => Ok(()),
-            },
         }
     }
 
@@ -208,14 +200,6 @@ impl Store {
                 match rows.first().and_then(|r| r.get("value")).and_then(Value::as_str) {
                     Some(t) => t.to_string(),
                     None => return Ok(None),
-                }
-            }
-            Store::File { stem } => {
-                let path = stem.with_extension("json");
-                match std::fs::read_to_string(&path) {
-                    Ok(t) => t,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(Error::io(&path)(e)),
                 }
             }
         };
@@ -235,7 +219,6 @@ impl Store {
                 .await?;
                 Ok(())
             }
-            Store::File { stem } => write_atomic(&stem.with_extension("json"), &text),
         }
     }
 
@@ -284,29 +267,6 @@ impl Store {
                     other => Ok(other),
                 }
             }
-            Store::File { stem } => {
-                let path = stem.with_extension("lease");
-                if let Ok(t) = std::fs::read_to_string(&path) {
-                    if let Ok(h) = serde_json::from_str::<Lease>(&t) {
-                        if h.holder != me.holder && h.expires_at >= unix_now() && !h.is_dead_here(me) {
-                            return Ok(Some(h));
-                        }
-                    }
-                    std::fs::remove_file(&path).map_err(Error::io(&path))?;
-                }
-                use std::io::Write;
-                match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                    Ok(mut f) => {
-                        f.write_all(text.as_bytes()).map_err(Error::io(&path))?;
-                        Ok(None)
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        let t = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
-                        Ok(serde_json::from_str::<Lease>(&t).ok().filter(|h| h.holder != me.holder))
-                    }
-                    Err(e) => Err(Error::io(&path)(e)),
-                }
-            }
         }
     }
 
@@ -323,29 +283,8 @@ impl Store {
                 .await?;
                 Ok(())
             }
-            Store::File { stem } => {
-                let path = stem.with_extension("lease");
-                let ours = std::fs::read_to_string(&path)
-                    .ok()
-                    .and_then(|t| serde_json::from_str::<Lease>(&t).ok())
-                    .is_some_and(|h| h.holder == me.holder);
-                if ours {
-                    std::fs::remove_file(&path).map_err(Error::io(&path))?;
-                }
-                Ok(())
-            }
         }
     }
-}
-
-fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(Error::io(&tmp))?;
-    f.write_all(text.as_bytes()).map_err(Error::io(&tmp))?;
-    f.sync_all().map_err(Error::io(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(Error::io(path))
 }
 
 #[cfg(test)]
@@ -362,7 +301,7 @@ mod tests {
     #[tokio::test]
     async fn one_lease_holder_at_a_time_until_it_expires_or_is_released() {
         let dir = tempfile::tempdir().expect("tempdir");
-        for store in [sqlite_store(dir.path()), Store::File { stem: dir.path().join("sync-x") }] {
+        for store in [sqlite_store(dir.path())] {
             store.prepare().await.expect("prepare");
             let a = Lease::mine(std::time::Duration::from_secs(60));
             let mut b = Lease::mine(std::time::Duration::from_secs(60));

@@ -6,10 +6,13 @@
 //! index-only scan on each side, no row bodies, no vectors) and the
 //! drill-down and the deletes follow the number of differing buckets.
 //!
-//! For the `api` target the D1 keys are first copied, page by page, into a
-//! local SQLite file, so both targets are compared by the same code.
+//! For uuid and integer keys ([`ranges`]) D1's sums are those saved by the
+//! last run, and only the keys of differing buckets are read from D1; other
+//! keys read all of D1's keys each run. For the `api` target D1 keys read
+//! in full are first copied, page by page, into a local SQLite file, so
+//! both targets are compared by the same code.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +21,7 @@ use arrow::record_batch::RecordBatch;
 use serde_json::{json, Value};
 
 use super::deletes::{Deleted, Deleter};
+use super::ranges::{self, Scheme, Sums};
 use super::store::D1Access;
 use crate::batch::{quote_ident, TableSpec};
 use crate::config::mapping::D1Table;
@@ -28,7 +32,7 @@ use crate::source::{read_all, Partition, ReadOptions, Source, TableJob};
 use crate::verify::buckets::{bucket_of, Buckets};
 use crate::verify::compare::{d1_pass, D1Shape, Pass, Side, SourceSinks};
 use crate::verify::d1_read::read_table;
-use crate::verify::digest::key_bytes;
+use crate::verify::digest::{key_bytes, row_digests};
 
 /// One table's sweep.
 pub struct SweepTable {
@@ -39,6 +43,9 @@ pub struct SweepTable {
     /// The D1 table with only its key columns.
     pub d1: D1Table,
     pub deleter: Deleter,
+    /// Buckets D1 can read one by one (uuid and integer keys); `None`: the
+    /// full sweep, which reads every D1 key each run.
+    pub scheme: Option<Scheme>,
 }
 
 /// What a sweep found and did.
@@ -62,6 +69,178 @@ pub enum KeySource {
 }
 
 pub async fn sweep(
+    src: &Source,
+    snapshot_id: &str,
+    t: &SweepTable,
+    keys: &KeySource,
+    buckets: usize,
+    read: ReadOptions,
+    progress: &Progress,
+) -> Result<SweepReport> {
+    match &t.scheme {
+        Some(scheme) => ranged(src, snapshot_id, t, scheme, keys, read, progress).await,
+        None => full(src, snapshot_id, t, keys, buckets, read, progress).await,
+    }
+}
+
+/// The sweep by key ranges: D1's sums come from the last run, only
+/// differing buckets are read from D1.
+async fn ranged(
+    src: &Source,
+    snapshot_id: &str,
+    t: &SweepTable,
+    scheme: &Scheme,
+    keys: &KeySource,
+    read: ReadOptions,
+    progress: &Progress,
+) -> Result<SweepReport> {
+    let name = t.source.qualified();
+    let d1 = &t.deleter.d1;
+    let job = |label: &str| TableJob {
+        table: Arc::new(t.source.clone()),
+        partitions: t.partitions.clone(),
+        progress: progress.rows(&format!("{label} {}", t.source.name), None),
+    };
+    let schema = t.d1.spec.arrow_schema();
+    let run = |wanted: Option<Arc<HashSet<String>>>| {
+        let out = Arc::new(Mutex::new(Labelled::default()));
+        let sinks: Arc<dyn SinkFactory> =
+            Arc::new(LabelSinks { scheme: scheme.clone(), schema: schema.clone(), wanted, out: out.clone() });
+        (sinks, out)
+    };
+    let (sinks, out) = run(None);
+    read_all(src, snapshot_id, vec![job("keys")], sinks, read).await?;
+    let source = take(&out)?.sums;
+    let saved = ranges::load(d1, &name).await?.filter(|s| &s.scheme == scheme);
+    let target = match saved {
+        Some(s) => s.sums(),
+        // The first run after a load reads D1's keys once.
+        None => {
+            let file = match keys {
+                KeySource::File(p) => p.clone(),
+                KeySource::Api(d1, dir) => copy_keys(d1, &t.d1, dir).await?,
+            };
+            let (spec, d1_name, scheme) = (t.d1.spec.clone(), t.d1.name.clone(), scheme.clone());
+            tokio::task::spawn_blocking(move || -> Result<Sums> {
+                let mut l = Labelled::default();
+                read_table(&open(&file)?, &d1_name, &spec, 4096, &mut |b| l.absorb(&scheme, &b, None))?;
+                Ok(l.sums)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("the D1 key reader died: {e}")))??
+        }
+    };
+    let labels: BTreeSet<&String> = source.keys().chain(target.keys()).collect();
+    let differing: Vec<String> =
+        labels.iter().filter(|l| source.get(**l) != target.get(**l)).map(|l| l.to_string()).collect();
+    let mut report = SweepReport {
+        source_keys: source.values().map(|s| s.rows).sum(),
+        d1_keys: target.values().map(|s| s.rows).sum(),
+        buckets: labels.len(),
+        buckets_differing: differing.len(),
+        ..SweepReport::default()
+    };
+    if !differing.is_empty() {
+        let (sinks, out) = run(Some(Arc::new(differing.iter().cloned().collect())));
+        read_all(src, snapshot_id, vec![job("drill-down keys")], sinks, read).await?;
+        let in_source = take(&out)?.keys;
+        let batch = ranges::d1_keys(d1, &t.d1.name, &t.d1.spec, scheme, &differing).await?;
+        let key = t.d1.spec.key_indices();
+        let mut pick = Vec::new();
+        let mut in_d1 = HashSet::new();
+        for row in 0..batch.num_rows() {
+            let id = key_bytes(&batch, &key, row)?;
+            if !in_source.contains(&id) {
+                pick.push(row as u32);
+            }
+            in_d1.insert(id);
+        }
+        report.missing_in_d1 = in_source.iter().filter(|k| !in_d1.contains(*k)).count() as u64;
+        if !pick.is_empty() {
+            report.deleted = t.deleter.delete(&take_rows(&batch, &pick)?).await?;
+        }
+    }
+    // D1's keys now equal the source's: the next run compares with these.
+    ranges::save(d1, &name, &ranges::Saved::new(scheme, &source)).await?;
+    Ok(report)
+}
+
+/// Source keys per bucket label: digest sums, and (for wanted labels) the keys.
+#[derive(Default)]
+struct Labelled {
+    sums: Sums,
+    keys: HashSet<Vec<u8>>,
+}
+
+impl Labelled {
+    fn absorb(
+        &mut self,
+        scheme: &Scheme,
+        batch: &RecordBatch,
+        wanted: Option<&HashSet<String>>,
+    ) -> Result<()> {
+        let digests = row_digests(batch)?;
+        let key: Vec<usize> = (0..batch.num_columns()).collect();
+        for (row, d) in digests.iter().enumerate() {
+            let Some(label) = scheme.label(batch.column(0).as_ref(), row) else { continue };
+            match wanted {
+                None => self.sums.entry(label).or_default().add(d),
+                Some(w) if w.contains(&label) => {
+                    self.keys.insert(key_bytes(batch, &key, row)?);
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+struct LabelSinks {
+    scheme: Scheme,
+    schema: arrow::datatypes::SchemaRef,
+    wanted: Option<Arc<HashSet<String>>>,
+    out: Arc<Mutex<Labelled>>,
+}
+
+struct LabelSink {
+    scheme: Scheme,
+    schema: arrow::datatypes::SchemaRef,
+    wanted: Option<Arc<HashSet<String>>>,
+    local: Labelled,
+    out: Arc<Mutex<Labelled>>,
+}
+
+impl SinkFactory for LabelSinks {
+    fn open(&self, _: &Arc<TableSpec>, _: usize) -> Result<Box<dyn crate::sink::BatchSink>> {
+        Ok(Box::new(LabelSink {
+            scheme: self.scheme.clone(),
+            schema: self.schema.clone(),
+            wanted: self.wanted.clone(),
+            local: Labelled::default(),
+            out: self.out.clone(),
+        }))
+    }
+}
+
+impl crate::sink::BatchSink for LabelSink {
+    fn write(&mut self, batch: &crate::batch::TableBatch) -> Result<()> {
+        // Under D1's column names, so digests match D1's side.
+        let b = RecordBatch::try_new(self.schema.clone(), batch.batch.columns().to_vec())?;
+        self.local.absorb(&self.scheme, &b, self.wanted.as_deref())
+    }
+
+    fn finish(self: Box<Self>) -> Result<crate::sink::SinkReport> {
+        let mut out = self.out.lock().map_err(|_| Error::Internal("a key reader panicked".into()))?;
+        for (k, s) in self.local.sums {
+            out.sums.entry(k).or_default().merge(&s);
+        }
+        out.keys.extend(self.local.keys);
+        Ok(crate::sink::SinkReport::default())
+    }
+}
+
+/// The sweep by hash buckets of every key on both sides.
+async fn full(
     src: &Source,
     snapshot_id: &str,
     t: &SweepTable,

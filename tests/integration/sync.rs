@@ -194,6 +194,23 @@ fn sync_carries_every_kind_of_change_and_resends_only_changed_vectors() {
     assert_eq!(chunks(&r)["vectors"]["sent"].as_u64(), Some(0), "{r:#}");
     assert_eq!(r["rows_deleted"].as_u64(), Some(0), "{r:#}");
     assert_eq!(r["run"].as_u64(), Some(2), "{r:#}");
+    // The hard-delete sweep compares with the key buckets saved by the last
+    // run: no bucket differs, none is read from D1.
+    assert_eq!(chunks(&r)["sweep"]["buckets_differing"].as_u64(), Some(0), "{r:#}");
+
+    // One more delete: exactly its bucket is read back and the row goes.
+    let victim = &s.ids(8)[6];
+    s.db.exec(&format!("DELETE FROM chunks WHERE id = '{victim}'"));
+    let (code, r, out) = s.sync(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    let sw = &chunks(&r)["sweep"];
+    assert_eq!(
+        (sw["buckets_differing"].as_u64(), sw["deleted"]["rows"].as_u64()),
+        (Some(1), Some(1)),
+        "{r:#}"
+    );
+    assert!(sw["buckets"].as_u64().expect("n") > 100, "uuid keys spread over prefix buckets: {r:#}");
+    assert_consistent(&s);
 }
 
 #[test]
