@@ -219,7 +219,17 @@ async fn run_locked(
     if !resumed {
         let mut tables = BTreeMap::new();
         for info in infos {
-            let parts = partition::plan(snapshot.conn(), &info.spec, info.total_bytes, opts.split).await?;
+            // Key ranges make a big change set parallel and resumable; one
+            // that fits a range's size (--partition-mib) is cheaper as one
+            // range: one request per target, one wait, one checkpoint.
+            let changed = all_of(&[changed_since(from.xmin(), xmax), live_filter(&opts.project, info)]);
+            let n = count_rows(&mut snapshot, &info.spec, changed.as_deref()).await?.max(0) as u64;
+            let row_bytes = info.total_bytes.max(0) as u64 / info.row_estimate.unwrap_or(1).max(1);
+            let parts = if n.saturating_mul(row_bytes) <= opts.split.target_bytes {
+                vec![Partition::whole()]
+            } else {
+                partition::plan(snapshot.conn(), &info.spec, info.total_bytes, opts.split).await?
+            };
             let horizon = vec![from.xmin(); parts.len()];
             tables.insert(info.spec.qualified(), TableProgress { partitions: parts, horizon });
         }
@@ -493,6 +503,22 @@ fn write_run_manifest(run: &std::path::Path, tables: &[&crate::batch::TableSpec]
     let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
     std::fs::create_dir_all(run).map_err(Error::io(run))?;
     std::fs::write(&path, bytes).map_err(Error::io(&path))
+}
+
+/// Rows of `spec` meeting `filter`.
+async fn count_rows(
+    snapshot: &mut Snapshot,
+    spec: &crate::batch::TableSpec,
+    filter: Option<&str>,
+) -> Result<i64> {
+    let sql = match filter {
+        Some(f) => format!("SELECT count(*) FROM {} WHERE {f}", spec.sql_name()),
+        None => format!("SELECT count(*) FROM {}", spec.sql_name()),
+    };
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_one(snapshot.conn())
+        .await
+        .map_err(Error::db(format!("counting the changes of {}", spec.qualified())))
 }
 
 /// The bounds of an integer key column, for sizing its buckets.
