@@ -32,7 +32,7 @@ pub fn bucket_of(key: &[u8], buckets: usize) -> usize {
 }
 
 /// The row's identity for comparison: key bytes, or the digest when keyless.
-fn identity(batch: &RecordBatch, key: &[usize], row: usize, digest: &RowDigest) -> Result<Vec<u8>> {
+pub fn identity(batch: &RecordBatch, key: &[usize], row: usize, digest: &RowDigest) -> Result<Vec<u8>> {
     if key.is_empty() {
         Ok(digest.to_vec())
     } else {
@@ -60,6 +60,17 @@ impl Buckets {
             self.sums[bucket_of(&id, n)].add(d);
         }
         Ok(())
+    }
+
+    /// Adds one row whose identity and digest the caller has worked out.
+    pub fn add_row(&mut self, identity: &[u8], digest: &RowDigest) {
+        let n = self.sums.len();
+        self.sums[bucket_of(identity, n)].add(digest);
+    }
+
+    /// Rows summed into bucket `i`.
+    pub fn rows(&self, i: usize) -> u64 {
+        self.sums.get(i).map_or(0, |s| s.rows)
     }
 
     pub fn merge(&mut self, other: &Buckets) {

@@ -7,14 +7,15 @@
 //! extra, or changed (with the differing columns and both values).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
-use super::buckets::{bucket_of, Buckets};
-use super::d1_read::{read_table, target_form};
-use super::digest::{field_digest, key_bytes, key_display, row_digests, RowDigest};
+use super::buckets::{bucket_of, identity, Buckets};
+use super::d1_read::{read_rows, read_table, rowid_span, table_exists, target_form, Unreadable};
+use super::digest::{field_digest, key_display, row_digests, RowDigest};
 use super::report::{DiffKind, Difference, FieldDiff, TargetKind, TargetReport, MAX_LISTED};
 use crate::batch::{TableBatch, TableSpec};
 use crate::config::mapping::D1Table;
@@ -80,26 +81,82 @@ pub struct Side {
     pub rows: Rows,
 }
 
-/// Runs one pass over a batch into `side`.
-pub fn absorb(side: &mut Side, batch: &RecordBatch, key: &[usize], n: usize, pass: &Pass) -> Result<()> {
+/// Runs one pass over a batch into `side`. `odd` are the D1 values of the
+/// batch that are not in pgflare's form (none on the source side): their
+/// rows get digests no faithful row has, so they differ, and the
+/// drill-down shows the stored value.
+pub fn absorb(
+    side: &mut Side,
+    batch: &RecordBatch,
+    key: &[usize],
+    n: usize,
+    pass: &Pass,
+    odd: &[Unreadable],
+) -> Result<()> {
+    let mut digests = row_digests(batch)?;
+    for u in odd {
+        if let Some(d) = digests.get_mut(u.row) {
+            *d = unreadable_digest(Some(d), u);
+        }
+    }
+    // Bucketed by the same identity in both passes (the key, or the
+    // digest when the table has none), so pass 2 finds pass 1's rows.
+    let id_of = |row: usize, d: &RowDigest| -> Result<Vec<u8>> {
+        let mut id = identity(batch, key, row, d)?;
+        for u in odd.iter().filter(|u| u.row == row && key.contains(&u.column)) {
+            // Unreadable keys stand for themselves, not for NULL.
+            id.extend_from_slice(&unreadable_digest(None, u));
+        }
+        Ok(id)
+    };
     match pass {
-        Pass::Sum => side.buckets.get_or_insert_with(|| Buckets::new(n)).add_batch(batch, key),
-        Pass::Collect(wanted) => {
-            let digests = row_digests(batch)?;
+        Pass::Sum => {
+            let b = side.buckets.get_or_insert_with(|| Buckets::new(n));
             for (row, d) in digests.iter().enumerate() {
-                let id = key_bytes(batch, key, row)?;
+                b.add_row(&id_of(row, d)?, d);
+            }
+            Ok(())
+        }
+        Pass::Collect(wanted) => {
+            for (row, d) in digests.iter().enumerate() {
+                let id = id_of(row, d)?;
                 if !wanted.contains(&bucket_of(&id, n)) {
                     continue;
                 }
                 let mut fields = Vec::with_capacity(batch.num_columns());
-                for col in batch.columns() {
-                    fields.push((field_digest(col, row)?, shown(col, row)));
+                for (c, col) in batch.columns().iter().enumerate() {
+                    fields.push(match odd.iter().find(|u| u.row == row && u.column == c) {
+                        Some(u) => (unreadable_digest(None, u), shorten(&format!("unreadable: {}", u.found))),
+                        None => (field_digest(col, row)?, shown(col, row)),
+                    });
                 }
-                side.rows.insert(id, SeenRow { key: key_display(batch, key, row), digest: *d, fields });
+                let mut shown_key = key_display(batch, key, row);
+                for u in odd.iter().filter(|u| u.row == row && key.contains(&u.column)) {
+                    shown_key.push_str(&format!(
+                        " ({} unreadable: {})",
+                        batch.schema().field(u.column).name(),
+                        u.found
+                    ));
+                }
+                side.rows.insert(id, SeenRow { key: shown_key, digest: *d, fields });
             }
             Ok(())
         }
     }
+}
+
+/// A digest no faithful row or field can have: a marker, the stored value
+/// and its column, chained onto the row digest (`row`) when given.
+fn unreadable_digest(row: Option<&RowDigest>, u: &Unreadable) -> RowDigest {
+    let mut h = blake3::Hasher::new();
+    h.update(b"pgflare-unreadable-d1-value\0");
+    if let Some(d) = row {
+        h.update(d);
+    }
+    h.update(&(u.column as u64).to_le_bytes());
+    h.update(&(u.raw.len() as u64).to_le_bytes());
+    h.update(&u.raw);
+    *h.finalize().as_bytes()
 }
 
 fn shown(col: &arrow::array::ArrayRef, row: usize) -> String {
@@ -164,7 +221,7 @@ impl SinkFactory for SourceSinks {
 impl BatchSink for SourceSink {
     fn write(&mut self, batch: &TableBatch) -> Result<()> {
         let b = self.shape.project(&batch.batch, &self.spec)?;
-        absorb(&mut self.local, &b, &self.shape.key(), self.buckets, &self.pass)
+        absorb(&mut self.local, &b, &self.shape.key(), self.buckets, &self.pass, &[])
     }
 
     fn finish(self: Box<Self>) -> Result<SinkReport> {
@@ -189,9 +246,84 @@ pub fn d1_pass(conn: &rusqlite::Connection, shape: &D1Shape, buckets: usize, pas
     }
     let key = shape.key();
     read_table(conn, &shape.table.name, &shape.table.spec, 2048, &mut |b| {
-        absorb(&mut side, &b, &key, buckets, pass)
+        absorb(&mut side, &b, &key, buckets, pass, &[])
     })?;
     Ok(side)
+}
+
+/// One pass over the D1 table of `shape` in the SQLite file `path`, read
+/// in up to `threads` rowid ranges on as many connections at once (parsing
+/// vectors back from JSON text is the cost, and it divides). `None` when
+/// the table does not exist. Values not in pgflare's form do not stop the
+/// read: their rows differ (see [`absorb`]).
+pub fn d1_pass_file(
+    path: &Path,
+    shape: &D1Shape,
+    buckets: usize,
+    pass: &Pass,
+    threads: usize,
+) -> Result<Option<Side>> {
+    let name = &shape.table.name;
+    let conn = open_read_only(path)?;
+    if !table_exists(&conn, name)? {
+        return Ok(None);
+    }
+    let ranges: Vec<Option<(i64, i64)>> = match rowid_span(&conn, name) {
+        Some((lo, hi)) if threads > 1 && hi > lo => {
+            // Equal rowid spans (i128: no overflow at the i64 ends).
+            let (lo, span, t) = (lo as i128, hi as i128 - lo as i128 + 1, threads as i128);
+            (0..t)
+                .map(|i| (lo + span * i / t, lo + span * (i + 1) / t - 1))
+                .filter(|(a, b)| a <= b)
+                .map(|(a, b)| Some((a as i64, b as i64)))
+                .collect()
+        }
+        _ => vec![None],
+    };
+    drop(conn);
+    let key = shape.key();
+    let results: Vec<Result<Side>> = std::thread::scope(|s| {
+        let readers: Vec<_> = ranges
+            .iter()
+            .map(|&range| {
+                let key = &key;
+                s.spawn(move || -> Result<Side> {
+                    let conn = open_read_only(path)?;
+                    let mut side = Side::default();
+                    if let Pass::Sum = pass {
+                        side.buckets = Some(Buckets::new(buckets));
+                    }
+                    read_rows(&conn, name, &shape.table.spec, 2048, range, &mut |b, odd| {
+                        absorb(&mut side, &b, key, buckets, pass, &odd)
+                    })?;
+                    Ok(side)
+                })
+            })
+            .collect();
+        readers
+            .into_iter()
+            .map(|r| {
+                r.join().unwrap_or_else(|_| Err(Error::Internal(format!("a reader of D1 {name} panicked"))))
+            })
+            .collect()
+    });
+    let mut all = Side::default();
+    for side in results {
+        let side = side?;
+        if let Some(b) = &side.buckets {
+            all.buckets.get_or_insert_with(|| Buckets::new(b.len())).merge(b);
+        }
+        all.rows.extend(side.rows);
+    }
+    Ok(Some(all))
+}
+
+fn open_read_only(path: &Path) -> Result<rusqlite::Connection> {
+    rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(Error::sqlite(format!("opening {}", path.display())))
 }
 
 /// The buckets a `--sample` fraction compares: the first `fraction` of them.
@@ -269,4 +401,37 @@ pub fn classify(
         sampled,
         notes: Vec::new(),
     }
+}
+
+/// The first of `buckets` (in order) that together hold at least `rows`
+/// rows of `side`: enough to list that many differences without reading
+/// every row again.
+pub fn first_rows(side: &Buckets, buckets: &BTreeSet<usize>, rows: u64) -> BTreeSet<usize> {
+    let mut seen = 0;
+    buckets
+        .iter()
+        .copied()
+        .take_while(|&b| {
+            let more = seen < rows;
+            seen += side.rows(b);
+            more
+        })
+        .collect()
+}
+
+/// A D1 table that does not exist: every source row of the compared
+/// buckets is missing, counted from the source's bucket sums (the listed
+/// differences are the first of them), and a note says why.
+pub fn mark_absent(report: &mut TargetReport, source: &Buckets, sample: &BTreeSet<usize>) {
+    let rows: u64 = sample.iter().map(|&b| source.rows(b)).sum();
+    report.counts.clear();
+    if rows > 0 {
+        report.counts.insert(DiffKind::Missing, rows);
+    }
+    report.buckets_differing = sample.iter().filter(|&&b| source.rows(b) > 0).count() as u64;
+    report.target_rows = 0;
+    report.notes.push(format!(
+        "D1 has no table {}: every source row is missing (was the table created and loaded?)",
+        report.name
+    ));
 }

@@ -3,8 +3,11 @@
 //! This is the inverse of `sink::d1::value`: INTEGER back to booleans and
 //! integers, REAL to floats, TEXT parsed by the column's type (uuid,
 //! numeric, dates, times, timestamps, JSON arrays and vectors), BLOB to
-//! bytes. A value that does not parse as its column's type is reported
-//! with table, column, key and what was found, never guessed.
+//! bytes. A value that does not parse as its column's type is never
+//! guessed: [`read_table`] stops with table, column, key and what was
+//! found; [`read_rows`] (what verify uses) reads on and hands the value
+//! over as [`Unreadable`], so that it becomes one difference, not the end
+//! of the run.
 //!
 //! The source side goes through [`target_form`] first: what the D1 mapping
 //! cannot keep (NaN, which SQLite stores as NULL; -0.0 in a REAL column,
@@ -20,7 +23,7 @@ use arrow::array::{
     Int64Builder, ListBuilder, RecordBatch, StringBuilder, Time64MicrosecondBuilder,
     TimestampMicrosecondBuilder,
 };
-use arrow::datatypes::{DataType, Float32Type, Float64Type};
+use arrow::datatypes::{DataType, Float32Type, Float64Type, Schema, SchemaRef};
 use rusqlite::types::ValueRef;
 use serde_json::Value;
 
@@ -37,9 +40,46 @@ enum Scalar<'a> {
     Blob(&'a [u8]),
 }
 
+/// A D1 value that is not in any form pgflare writes for its column. The
+/// batch holds NULL in its place (the column is then nullable in that
+/// batch's schema); the reader decides what the row means.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreadable {
+    /// Row within the batch, and column index in the spec.
+    pub row: usize,
+    pub column: usize,
+    /// What was found, e.g. "the text `x` where a uuid belongs".
+    pub found: String,
+    /// The stored value itself (text, number, or blob bytes): it tells
+    /// unreadable values apart, so that two of them never digest equal.
+    pub raw: Vec<u8>,
+}
+
+/// Does D1 (the SQLite file) hold a table or view called `name`?
+pub fn table_exists(conn: &rusqlite::Connection, name: &str) -> Result<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?1",
+        [name],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+    .map_err(Error::sqlite(format!("looking up D1 table {name}")))
+}
+
+/// The rowid span of D1 table `name` (`None` when it is empty or has no
+/// rowid, i.e. a `WITHOUT ROWID` table or a view), for reading it in
+/// ranges on several connections at once.
+pub fn rowid_span(conn: &rusqlite::Connection, name: &str) -> Option<(i64, i64)> {
+    let sql = format!("SELECT min(rowid), max(rowid) FROM {}", quote_ident(name));
+    conn.query_row(&sql, [], |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)))
+        .ok()
+        .and_then(|(a, b)| Some((a?, b?)))
+}
+
 /// Reads every row of D1 table `name` (columns of `spec`, under their D1
 /// names, in `spec` order) in batches of `batch_rows`, as Arrow batches of
-/// `spec`'s types.
+/// `spec`'s types, in no particular order. A value not in pgflare's form
+/// is an error naming table, column, key and value.
 pub fn read_table(
     conn: &rusqlite::Connection,
     name: &str,
@@ -47,75 +87,143 @@ pub fn read_table(
     batch_rows: usize,
     each: &mut dyn FnMut(RecordBatch) -> Result<()>,
 ) -> Result<()> {
+    read_rows(conn, name, spec, batch_rows, None, &mut |batch, odd| match odd.first() {
+        None => each(batch),
+        Some(u) => {
+            let key = spec
+                .key_indices()
+                .iter()
+                .map(|&k| format!("{}={}", spec.columns[k].name, shown(batch.column(k), u.row, &odd, k)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            Err(Error::Value {
+                table: format!("D1 {name}"),
+                column: spec.columns[u.column].name.clone(),
+                key,
+                message: format!(
+                    "holds {}, which is not a {} as pgflare writes it",
+                    u.found, spec.columns[u.column].pg_type
+                ),
+                hint: "the D1 row was written or changed by something other than pgflare load; verify reports it \
+                       as changed"
+                    .into(),
+            })
+        }
+    })
+}
+
+/// Like [`read_table`], but only rows with a rowid in `rowids` (inclusive)
+/// when given, and values not in pgflare's form come with their batch as
+/// [`Unreadable`] (NULL in the batch) instead of stopping the read.
+pub fn read_rows(
+    conn: &rusqlite::Connection,
+    name: &str,
+    spec: &TableSpec,
+    batch_rows: usize,
+    rowids: Option<(i64, i64)>,
+    each: &mut dyn FnMut(RecordBatch, Vec<Unreadable>) -> Result<()>,
+) -> Result<()> {
     let cols = spec.columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
-    let order = spec.primary_key.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ");
-    let order = if order.is_empty() { String::new() } else { format!(" ORDER BY {order}") };
-    let sql = format!("SELECT {cols} FROM {}{order}", quote_ident(name));
+    // No ORDER BY: every reader of these batches is order-independent
+    // (digest sums, maps by key), and ordering by a TEXT primary key walks
+    // its index and fetches each row by rowid, which is slower than the
+    // table scan for wide rows.
+    let range = if rowids.is_some() { " WHERE rowid BETWEEN ?1 AND ?2" } else { "" };
+    let sql = format!("SELECT {cols} FROM {}{range}", quote_ident(name));
     let context = || format!("reading D1 table {name}");
     let mut stmt = conn.prepare(&sql).map_err(Error::sqlite(context()))?;
-    let mut rows = stmt.query([]).map_err(Error::sqlite(context()))?;
+    let mut rows = match rowids {
+        Some((a, b)) => stmt.query([a, b]),
+        None => stmt.query([]),
+    }
+    .map_err(Error::sqlite(context()))?;
     let schema = spec.arrow_schema();
     let new_builders =
         || schema.fields().iter().map(|f| arrow::array::make_builder(f.data_type(), batch_rows));
     let mut builders: Vec<Box<dyn ArrayBuilder>> = new_builders().collect();
+    let mut scratch = FloatScratch::default();
+    let mut odd = Vec::new();
     let mut n = 0;
     while let Some(row) = rows.next().map_err(Error::sqlite(context()))? {
         for (i, b) in builders.iter_mut().enumerate() {
             let v = row.get_ref(i).map_err(Error::sqlite(context()))?;
             let dt = schema.field(i).data_type();
-            append_sql(b.as_mut(), dt, v).map_err(|found| {
-                let key = spec
-                    .key_indices()
-                    .iter()
-                    .map(|&k| format!("{}={}", spec.columns[k].name, shown(row.get_ref(k).ok())))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                Error::Value {
-                    table: format!("D1 {name}"),
-                    column: spec.columns[i].name.clone(),
-                    key,
-                    message: format!("holds {found}, which is not a {} as pgflare writes it", spec.columns[i].pg_type),
-                    hint: "the D1 row was written or changed by something other than pgflare load; verify reports \
-                           it as changed"
-                        .into(),
-                }
-            })?;
+            if let Err(found) = append_sql(b.as_mut(), dt, v, &mut scratch) {
+                // Nothing of the value was appended: NULL holds its place.
+                append_null(b.as_mut(), dt).map_err(|e| Error::Internal(format!("D1 {name}: {e}")))?;
+                odd.push(Unreadable { row: n, column: i, found, raw: raw_bytes(v) });
+            }
         }
         n += 1;
         if n == batch_rows {
-            each(finish(&schema, &mut builders)?)?;
+            each(finish(&schema, &mut builders, &odd)?, std::mem::take(&mut odd))?;
             n = 0;
         }
     }
     if n > 0 {
-        each(finish(&schema, &mut builders)?)?;
+        each(finish(&schema, &mut builders, &odd)?, odd)?;
     }
     Ok(())
 }
 
 fn finish(
-    schema: &arrow::datatypes::SchemaRef,
+    schema: &SchemaRef,
     builders: &mut [Box<dyn ArrayBuilder>],
+    odd: &[Unreadable],
 ) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> = builders.iter_mut().map(|b| b.finish()).collect();
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    // A NOT NULL column holding the NULL of an unreadable value is declared
+    // nullable in this batch, or Arrow would refuse the batch.
+    let schema = if odd.iter().any(|u| !schema.field(u.column).is_nullable()) {
+        let fields = schema.fields().iter().enumerate().map(|(i, f)| {
+            let relax = odd.iter().any(|u| u.column == i);
+            f.as_ref().clone().with_nullable(f.is_nullable() || relax)
+        });
+        Arc::new(Schema::new(fields.collect::<Vec<_>>()))
+    } else {
+        schema.clone()
+    };
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-fn shown(v: Option<ValueRef<'_>>) -> String {
+/// A value of row `row` of `col` as a person reads it; the raw value when
+/// it is one of `odd`.
+fn shown(col: &ArrayRef, row: usize, odd: &[Unreadable], column: usize) -> String {
+    if let Some(u) = odd.iter().find(|u| u.row == row && u.column == column) {
+        return String::from_utf8_lossy(&u.raw).chars().take(60).collect();
+    }
+    if col.is_null(row) {
+        return "NULL".into();
+    }
+    if let DataType::FixedSizeBinary(16) = col.data_type() {
+        return uuid::Uuid::from_slice(col.as_fixed_size_binary().value(row))
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+    }
+    arrow::util::display::array_value_to_string(col, row).unwrap_or_else(|_| "?".into())
+}
+
+/// The stored value's bytes: text and blobs as they are, numbers as text.
+fn raw_bytes(v: ValueRef<'_>) -> Vec<u8> {
     match v {
-        Some(ValueRef::Integer(i)) => i.to_string(),
-        Some(ValueRef::Real(f)) => f.to_string(),
-        Some(ValueRef::Text(t)) => String::from_utf8_lossy(t).chars().take(60).collect(),
-        Some(ValueRef::Blob(b)) => format!("<{} bytes>", b.len()),
-        Some(ValueRef::Null) | None => "NULL".into(),
+        ValueRef::Integer(i) => i.to_string().into_bytes(),
+        ValueRef::Real(f) => format!("{f:?}").into_bytes(),
+        ValueRef::Text(t) | ValueRef::Blob(t) => t.to_vec(),
+        ValueRef::Null => b"NULL".to_vec(),
     }
 }
 
-/// Appends a SQLite value; on failure says what was found.
-fn append_sql(b: &mut dyn ArrayBuilder, dt: &DataType, v: ValueRef<'_>) -> std::result::Result<(), String> {
+/// Appends a SQLite value; on failure says what was found and has
+/// appended nothing.
+fn append_sql(
+    b: &mut dyn ArrayBuilder,
+    dt: &DataType,
+    v: ValueRef<'_>,
+    scratch: &mut FloatScratch,
+) -> std::result::Result<(), String> {
     match (dt, v) {
         (DataType::List(f) | DataType::FixedSizeList(f, _), ValueRef::Text(t))
-            if f.data_type() == &DataType::Float32 && append_floats(b, text(t)?).is_some() =>
+            if f.data_type() == &DataType::Float32 && append_floats(b, text(t)?, scratch).is_some() =>
         {
             Ok(())
         }
@@ -133,6 +241,13 @@ fn append_sql(b: &mut dyn ArrayBuilder, dt: &DataType, v: ValueRef<'_>) -> std::
     }
 }
 
+/// The NULL that stands in for an unreadable value.
+fn append_null(b: &mut dyn ArrayBuilder, dt: &DataType) -> std::result::Result<(), String> {
+    match dt {
+        DataType::List(_) | DataType::FixedSizeList(_, _) => append_list_null(b, dt),
+        _ => append(b, dt, Scalar::Null),
+    }
+}
 fn text(t: &[u8]) -> std::result::Result<&str, String> {
     std::str::from_utf8(t).map_err(|_| "text that is not UTF-8".to_string())
 }
@@ -162,6 +277,9 @@ fn append_list(b: &mut dyn ArrayBuilder, dt: &DataType, items: &[Value]) -> std:
         }
         Ok(())
     };
+    // Elements are tried on a throwaway builder first: a bad element must
+    // not leave the ones before it in the column's builder.
+    push(&mut arrow::array::make_builder(&item_type, items.len()))?;
     if let Some(l) = b.as_any_mut().downcast_mut::<ListBuilder<Box<dyn ArrayBuilder>>>() {
         push(l.values())?;
         l.append(true);
@@ -178,33 +296,169 @@ fn append_list(b: &mut dyn ArrayBuilder, dt: &DataType, items: &[Value]) -> std:
     Err("a list column without a list builder".into())
 }
 
+/// Reused per reader: one vector's elements before they go to the builder
+/// (a row is checked whole before anything is appended).
+#[derive(Default)]
+struct FloatScratch {
+    values: Vec<f32>,
+    /// Positions of `null` elements (rare: non-finite floats as written).
+    nulls: Vec<usize>,
+}
+
 /// The hot path for vectors: a JSON array of float32 numbers as pgflare
-/// writes it (shortest round-trip digits, so `str::parse::<f32>` gives the
-/// bits back), parsed without building JSON values (~15 KB per row).
-/// `None` (nothing appended) when the text is not that simple form.
-fn append_floats(b: &mut dyn ArrayBuilder, t: &str) -> Option<()> {
+/// writes it (no spaces, shortest round-trip digits), scanned in one pass
+/// without building JSON values (~15 KB per row). Each element is exactly
+/// what `str::parse::<f32>` gives ([`scan_f32`]). `None` (nothing
+/// appended) when the text is not that simple form; the general JSON path
+/// then decides.
+fn append_floats(b: &mut dyn ArrayBuilder, t: &str, scratch: &mut FloatScratch) -> Option<()> {
     let inner = t.trim().strip_prefix('[')?.strip_suffix(']')?;
-    let mut values: Vec<Option<f32>> = Vec::with_capacity(inner.len() / 10 + 1);
+    scratch.values.clear();
+    scratch.nulls.clear();
     if !inner.trim().is_empty() {
-        // pgflare writes no spaces; anything else takes the general path.
-        for item in inner.split(',') {
-            values.push(if item == "null" { None } else { Some(item.parse::<f32>().ok()?) });
+        let mut pos = 0;
+        loop {
+            let (v, end) = scan_f32(inner, pos)?;
+            match v {
+                Some(f) => scratch.values.push(f),
+                None => {
+                    scratch.nulls.push(scratch.values.len());
+                    scratch.values.push(0.0);
+                }
+            }
+            if end >= inner.len() {
+                break;
+            }
+            pos = end + 1;
         }
     }
+    let push = |fb: &mut Float32Builder, s: &FloatScratch| {
+        if s.nulls.is_empty() {
+            fb.append_slice(&s.values);
+        } else {
+            let mut next = s.nulls.iter().peekable();
+            for (i, v) in s.values.iter().enumerate() {
+                if next.next_if(|&&n| n == i).is_some() {
+                    fb.append_null();
+                } else {
+                    fb.append_value(*v);
+                }
+            }
+        }
+    };
     if let Some(l) = b.as_any_mut().downcast_mut::<FixedSizeListBuilder<Box<dyn ArrayBuilder>>>() {
-        if values.len() as i32 != l.value_length() {
+        if scratch.values.len() as i32 != l.value_length() {
             return None;
         }
-        let fb = l.values().as_any_mut().downcast_mut::<Float32Builder>()?;
-        values.iter().for_each(|v| fb.append_option(*v));
+        push(l.values().as_any_mut().downcast_mut::<Float32Builder>()?, scratch);
         l.append(true);
         return Some(());
     }
     let l = b.as_any_mut().downcast_mut::<ListBuilder<Box<dyn ArrayBuilder>>>()?;
-    let fb = l.values().as_any_mut().downcast_mut::<Float32Builder>()?;
-    values.iter().for_each(|v| fb.append_option(*v));
+    push(l.values().as_any_mut().downcast_mut::<Float32Builder>()?, scratch);
     l.append(true);
     Some(())
+}
+
+/// Powers of ten that f64 holds exactly (10^22 < 2^53 · 2^22).
+const EXACT_POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
+    1e19, 1e20, 1e21, 1e22,
+];
+
+/// The value of the eight ASCII digits at `bytes[i..i + 8]`, if they are
+/// all digits (the SWAR test and conversion of fast_float).
+#[inline]
+fn eight_digits(bytes: &[u8], i: usize) -> Option<u64> {
+    let chunk: [u8; 8] = bytes.get(i..i + 8)?.try_into().ok()?;
+    let v = u64::from_le_bytes(chunk);
+    if (v.wrapping_add(0x4646_4646_4646_4646) | v.wrapping_sub(0x3030_3030_3030_3030)) & 0x8080_8080_8080_8080
+        != 0
+    {
+        return None;
+    }
+    let v = v - 0x3030_3030_3030_3030;
+    let v = v * 10 + (v >> 8);
+    let (mask, mul1, mul2) =
+        (0x0000_00FF_0000_00FF_u64, 0x000F_4240_0000_0064_u64, 0x0000_2710_0000_0001_u64);
+    let v1 = (v & mask).wrapping_mul(mul1);
+    let v2 = ((v >> 16) & mask).wrapping_mul(mul2);
+    Some(((v1.wrapping_add(v2) >> 32) as u32) as u64)
+}
+
+/// One element of a float array starting at byte `pos` of `s`, up to the
+/// next `,` or the end: `Some(None)` for `null`, with the position of the
+/// `,` (or `s.len()`). `None` when the element is not a number std parses.
+///
+/// The value is bit for bit `str::parse::<f32>`: elements of the form
+/// `-?digits[.digits][e±digits]` whose digits fit 2^53 and whose decimal
+/// exponent is within ±22 are computed as one f64 multiplication or
+/// division of two exact f64 values (Clinger's fast path, correctly
+/// rounded), then rounded to f32. Rounding twice is only wrong when the f64
+/// lands exactly on the midpoint between two f32 values (every f32 midpoint
+/// is an f64, and rounding is monotonic, so the f64 never crosses one);
+/// that case, like every other form, goes to `str::parse`.
+fn scan_f32(s: &str, pos: usize) -> Option<(Option<f32>, usize)> {
+    let bytes = s.as_bytes();
+    let n = bytes.len();
+    let mut i = pos;
+    let neg = bytes.get(i) == Some(&b'-');
+    i += neg as usize;
+    let (mut m, mut big, mut digits, mut exp) = (0u64, false, 0usize, 0i64);
+    while i < n && bytes[i].is_ascii_digit() {
+        big |= m >= (1 << 53) / 10;
+        m = m.wrapping_mul(10).wrapping_add((bytes[i] - b'0') as u64);
+        (i, digits) = (i + 1, digits + 1);
+    }
+    if i < n && bytes[i] == b'.' {
+        i += 1;
+        // Eight digits at a time while they fit: most of a vector's bytes.
+        while m < (1 << 53) / 100_000_000 - 1 {
+            let Some(eight) = eight_digits(bytes, i) else { break };
+            m = m * 100_000_000 + eight;
+            (i, digits, exp) = (i + 8, digits + 8, exp - 8);
+        }
+        while i < n && bytes[i].is_ascii_digit() {
+            big |= m >= (1 << 53) / 10;
+            m = m.wrapping_mul(10).wrapping_add((bytes[i] - b'0') as u64);
+            (i, digits, exp) = (i + 1, digits + 1, exp - 1);
+        }
+    }
+    if i < n && (bytes[i] | 0x20) == b'e' && digits > 0 {
+        i += 1;
+        let eneg = bytes.get(i) == Some(&b'-');
+        i += (eneg || bytes.get(i) == Some(&b'+')) as usize;
+        let (mut e, start) = (0i64, i);
+        while i < n && bytes[i].is_ascii_digit() {
+            e = (e * 10 + (bytes[i] - b'0') as i64).min(1 << 20);
+            i += 1;
+        }
+        if i == start {
+            digits = 0; // `1e` is not a number: let std say so
+        }
+        exp += if eneg { -e } else { e };
+    }
+    if digits > 0 && !big && (i == n || bytes[i] == b',') && (-22..=22).contains(&exp) {
+        if m == 0 {
+            return Some((Some(if neg { -0.0 } else { 0.0 }), i));
+        }
+        // `m < 2^53` converts exactly (as i64: one instruction on x86-64).
+        let x = m as i64 as f64;
+        let d = if exp >= 0 { x * EXACT_POW10[exp as usize] } else { x / EXACT_POW10[(-exp) as usize] };
+        // d >= 1e-22 and < 2^53 · 1e22: always a normal f32 magnitude, where
+        // an f32 midpoint has exactly bit 28 set below f32 precision.
+        if d.to_bits() & ((1 << 29) - 1) != 1 << 28 {
+            let f = d as f32;
+            return Some((Some(if neg { -f } else { f }), i));
+        }
+    }
+    // Every other form: find the end and ask std.
+    let end = bytes[i.min(n)..].iter().position(|&c| c == b',').map_or(n, |p| i + p);
+    let item = s.get(pos..end)?;
+    if item == "null" {
+        return Some((None, end));
+    }
+    Some((Some(item.parse::<f32>().ok()?), end))
 }
 
 fn append_list_null(b: &mut dyn ArrayBuilder, dt: &DataType) -> std::result::Result<(), String> {
@@ -421,4 +675,202 @@ fn finite_only(values: &ArrayRef) -> Result<ArrayRef> {
                 .collect::<PrimitiveArray<Float64Type>>(),
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::ColumnSpec;
+    use crate::typemap::{ColumnType, Kind};
+    use proptest::prelude::*;
+
+    /// What the scanner gives for `s` as a whole element, in std's terms.
+    fn scanned(s: &str) -> Option<Option<u32>> {
+        let (v, end) = scan_f32(s, 0)?;
+        assert_eq!(end, s.len(), "{s:?} scanned to its end");
+        Some(v.map(f32::to_bits))
+    }
+
+    fn std_parse(s: &str) -> Option<Option<u32>> {
+        if s == "null" {
+            return Some(None);
+        }
+        s.parse::<f32>().ok().map(|f| Some(f.to_bits()))
+    }
+
+    #[test]
+    fn the_scanner_is_std_parse_on_the_hard_cases() {
+        for s in [
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "1",
+            "-1",
+            "0.1",
+            "0.0039690896",
+            "-0.013070183",
+            "1e-22",
+            "1e22",
+            "1e23",
+            "1e-23",
+            "3.4028235e38",
+            "3.4028236e38",
+            "1e39",
+            "-1e39",
+            "1.4e-45",
+            "1e-46",
+            "1.17549435e-38",
+            // 2^24 + 1 and 2^24 + 3: exact midpoints, ties to even
+            "16777217",
+            "16777219",
+            "1.6777217e7",
+            "167772170e-1",
+            // near an f32 midpoint and rounded onto it by f64: rounding that
+            // f64 to f32 (ties to even) would go the wrong way
+            "8.000003337860107",
+            "8.000004291534424",
+            "8.000005245208740",
+            // above 2^53 digits: std decides
+            "9007199254740993",
+            "0.30000000000000000000000001",
+            "123456789012345678901234567890",
+            ".5",
+            "5.",
+            "-.5",
+            "+5",
+            "1E5",
+            "1e+5",
+            "1e",
+            "e5",
+            "-",
+            ".",
+            "",
+            "+",
+            "1x",
+            "nan",
+            "NaN",
+            "inf",
+            "-inf",
+            "infinity",
+            "null",
+            "nul",
+            "1.5.5",
+            "00000000000000000000001.5",
+            "1e99999999999",
+            "1e-99999999999",
+            "0e99999",
+        ] {
+            assert_eq!(scanned(s), std_parse(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn arrays_keep_nulls_and_refuse_what_pgflare_does_not_write() {
+        let mut b = ListBuilder::new(Box::new(Float32Builder::new()) as Box<dyn ArrayBuilder>);
+        let mut s = FloatScratch::default();
+        assert!(append_floats(&mut b, "[1,null,2.5,-0]", &mut s).is_some());
+        assert!(append_floats(&mut b, "[]", &mut s).is_some());
+        for bad in ["[1,,2]", "[1,]", "[,1]", "[1, 2]", "[1;2]", "1,2", "[\"1\"]"] {
+            assert!(append_floats(&mut b, bad, &mut s).is_none(), "{bad}");
+        }
+        let a = b.finish();
+        assert_eq!(a.len(), 2, "nothing appended for the refused ones");
+        let first = a.value(0);
+        let f = first.as_primitive::<Float32Type>();
+        assert_eq!(
+            (f.len(), f.null_count(), f.value(2), f.value(3).to_bits()),
+            (4, 1, 2.5, (-0.0f32).to_bits())
+        );
+        assert!(f.is_null(1));
+    }
+
+    proptest! {
+        // Every float32 as pgflare writes it (zmij), as Rust prints it and
+        // in exponent form comes back bit for bit, like std.
+        #[test]
+        fn written_floats_scan_like_std(bits in any::<u32>()) {
+            let f = f32::from_bits(bits);
+            prop_assume!(f.is_finite());
+            let mut buf = zmij::Buffer::new();
+            for s in [buf.format_finite(f).to_string(), format!("{f:?}"), format!("{f:e}"), format!("{f}")] {
+                prop_assert_eq!(scanned(&s), std_parse(&s), "{}", s);
+                prop_assert_eq!(scanned(&s), Some(Some(bits)), "{}", s);
+            }
+        }
+
+        // Decimal strings of any length and exponent, near and far from
+        // the fast path's limits, parse exactly as std (or fail as std).
+        #[test]
+        fn decimal_strings_scan_like_std(s in "-?[0-9]{0,20}(\\.[0-9]{0,25})?([eE][+-]?[0-9]{0,3})?") {
+            prop_assert_eq!(scanned(&s), std_parse(&s), "{}", s);
+        }
+
+        // Whatever else an element holds: the same verdict as std.
+        #[test]
+        fn any_text_scans_like_std(s in "[^,]{0,12}") {
+            prop_assert_eq!(scanned(&s), std_parse(&s), "{}", s);
+        }
+    }
+
+    fn spec() -> TableSpec {
+        let col = |name: &str, kind, dims, nullable| ColumnSpec {
+            name: name.into(),
+            pg_type: if kind == Kind::Uuid { "uuid".into() } else { "vector(2)".into() },
+            ty: ColumnType { kind, array: false, dims, decimal: None },
+            nullable,
+            cast: None,
+        };
+        TableSpec {
+            schema: "public".into(),
+            name: "t".into(),
+            columns: vec![col("id", Kind::Uuid, None, false), col("v", Kind::Vector, Some(2), false)],
+            primary_key: vec!["id".into()],
+        }
+    }
+
+    #[test]
+    fn values_not_in_pgflare_form_are_handed_over_not_fatal() {
+        let c = rusqlite::Connection::open_in_memory().expect("db");
+        c.execute_batch(
+            "CREATE TABLE t (id TEXT NOT NULL PRIMARY KEY, v TEXT NOT NULL);
+             INSERT INTO t VALUES ('00000000-0000-4000-8000-000000000001', '[1,2]');
+             INSERT INTO t VALUES ('not-a-uuid', '[1,2]');
+             INSERT INTO t VALUES ('00000000-0000-4000-8000-000000000003', '[1,2,3]');
+             INSERT INTO t VALUES ('00000000-0000-4000-8000-000000000004', '[\"a\",2]');",
+        )
+        .expect("rows");
+        let mut seen = Vec::new();
+        read_rows(&c, "t", &spec(), 10, None, &mut |b, odd| {
+            assert_eq!(b.num_rows(), 4);
+            assert!(b.schema().field(0).is_nullable() && b.schema().field(1).is_nullable());
+            let v = b.column(1).as_fixed_size_list();
+            assert_eq!((v.null_count(), v.values().len()), (2, 8), "one slot of 2 per row");
+            seen = odd
+                .into_iter()
+                .map(|u| (u.row, u.column, u.found, String::from_utf8_lossy(&u.raw).into_owned()))
+                .collect();
+            Ok(())
+        })
+        .expect("read on");
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert_eq!((seen[0].0, seen[0].1, seen[0].3.as_str()), (1, 0, "not-a-uuid"));
+        assert_eq!((seen[1].0, seen[1].1, seen[1].2.as_str()), (2, 1, "3 elements where the column has 2"));
+        assert_eq!((seen[2].0, seen[2].1), (3, 1));
+        // read_table still stops, naming the value.
+        let e = read_table(&c, "t", &spec(), 10, &mut |_| Ok(()))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("column id") && e.contains("not-a-uuid"), "{e}");
+        // Rowid ranges read only their rows; a missing table is told apart.
+        let mut n = 0;
+        read_rows(&c, "t", &spec(), 10, Some((2, 3)), &mut |b, _| {
+            n += b.num_rows();
+            Ok(())
+        })
+        .expect("range");
+        assert_eq!((n, rowid_span(&c, "t")), (2, Some((1, 4))));
+        assert_eq!((table_exists(&c, "t").ok(), table_exists(&c, "nope").ok()), (Some(true), Some(false)));
+    }
 }

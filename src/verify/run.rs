@@ -9,8 +9,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::compare::{classify, d1_pass, sampled, D1Shape, Pass, Side, SourceSinks};
+use super::buckets::Buckets;
+use super::compare::{
+    classify, d1_pass_file, first_rows, mark_absent, sampled, D1Shape, Pass, Side, SourceSinks,
+};
 use super::parity::{compare_query, summarize, Chooser, Collecting, Metric, ParitySinks, TopK};
+use super::report::MAX_LISTED;
 use super::report::{Status, TableReport, Verdict, VerifyReport, FORMAT};
 use super::vectors::{self, difference, in_sample, vector_digest, ExpectSinks, Expected, Vector};
 use crate::config::project::Project;
@@ -113,20 +117,28 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
             Arc::new(ExpectSinks { mappings: vmaps.clone(), wanted: None, result: expected.clone() });
         sinks = Arc::new(crate::sink::tee::Tee(vec![sinks, expect]));
     }
-    // The D1 side is read on its own thread while the source streams in.
+    // The D1 side is read on its own threads while the source streams in.
     let conn = open_d1(&d1_file)?;
-    let (d1, d1_shapes) = (d1_file.clone(), shapes.clone());
-    let d1_side = tokio::task::spawn_blocking(move || -> Result<HashMap<String, Side>> {
-        let conn = open_d1(&d1)?;
+    let d1_path = match &d1_file {
+        D1Target::Sqlite(p) => p.clone(),
+        D1Target::Api { .. } => return Err(Error::Internal("a remote D1 is read from its export".into())),
+    };
+    let threads = d1_threads();
+    let (d1, d1_shapes) = (d1_path.clone(), shapes.clone());
+    let d1_side = tokio::task::spawn_blocking(move || -> Result<HashMap<String, Option<Side>>> {
         let mut out = HashMap::new();
         for (name, shape) in d1_shapes.iter() {
-            out.insert(name.clone(), d1_pass(&conn, shape, n, &Pass::Sum)?);
+            out.insert(name.clone(), d1_pass_file(&d1, shape, n, &Pass::Sum, threads)?);
         }
         Ok(out)
     });
     let read = read_all(src, &snapshot.info.id, jobs(None, "source"), sinks, opts.read).await;
     let d1_sums = d1_side.await.map_err(|e| Error::Internal(format!("the D1 reader died: {e}")))??;
     read?;
+    // A table D1 does not have at all: every source row is missing.
+    let absent: BTreeSet<String> =
+        d1_sums.iter().filter(|(_, s)| s.is_none()).map(|(k, _)| k.clone()).collect();
+    let d1_sums: HashMap<String, Side> = d1_sums.into_iter().filter_map(|(k, s)| Some((k, s?))).collect();
     let src_sums = take(&sums)?;
     let sample = sampled(n, opts.sample.clamp(0.0, 1.0));
     let mut wanted: HashMap<String, BTreeSet<usize>> = HashMap::new();
@@ -135,7 +147,11 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
             buckets_of(side, n),
             d1_sums.get(name).map(|s| buckets_of(s, n)).unwrap_or_else(|| buckets_of(&Side::default(), n)),
         );
-        let diff: BTreeSet<usize> = a.differing(&b).intersection(&sample).copied().collect();
+        let mut diff: BTreeSet<usize> = a.differing(&b).intersection(&sample).copied().collect();
+        if absent.contains(name) {
+            // Counted from the bucket sums; only enough rows to list are read.
+            diff = first_rows(&a, &diff, MAX_LISTED as u64);
+        }
         if !diff.is_empty() {
             wanted.insert(name.clone(), diff);
         }
@@ -265,10 +281,11 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
         let (s_rows, t_rows) = if set.is_empty() {
             (Default::default(), Default::default())
         } else {
-            let t = d1_pass(&conn, shape, n, &Pass::Collect(Arc::new(set.clone())))?;
+            let pass = Pass::Collect(Arc::new(set.clone()));
+            let t = d1_pass_file(&d1_path, shape, n, &pass, threads)?.unwrap_or_default();
             (src_rows.remove(&name).map(|s| s.rows).unwrap_or_default(), t.rows)
         };
-        let report = classify(
+        let mut report = classify(
             shape,
             &format!("{} table {}", opts.d1.describe(), shape.table.name),
             (src_total, d1_total, sample.len(), set.len()),
@@ -276,6 +293,11 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
             &t_rows,
             sample.len() as f64 / n as f64,
         );
+        if absent.contains(&name) {
+            let src_buckets =
+                src_sums.get(&name).map(|s| buckets_of(s, n)).unwrap_or_else(|| Buckets::new(n));
+            mark_absent(&mut report, &src_buckets, &sample);
+        }
         let mut targets = vec![report];
         targets.extend(vector_reports.remove(&name));
         tables.push(TableReport { table: name, targets });
@@ -293,6 +315,12 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
     };
     report.decide();
     Ok(report)
+}
+
+/// Threads reading the D1 file: one per CPU (the source's readers wait
+/// on Postgres much of the time), at most 4.
+fn d1_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4)
 }
 
 fn buckets_of(side: &Side, n: usize) -> super::buckets::Buckets {

@@ -1,7 +1,8 @@
 //! `pgflare verify` against a D1 SQLite file: a clean load (hard rows and
 //! every type included) is consistent with exit 0; planted divergences are
 //! each found, classified and located (key, columns, both values) with
-//! exit 1; a missing D1 file is exit 2.
+//! exit 1, a value pgflare never writes and a D1 table that does not
+//! exist included; a missing D1 file is exit 2.
 
 use std::path::Path;
 
@@ -108,6 +109,37 @@ fn verify_finds_exactly_the_planted_d1_divergences() {
     let (_, r, out) = verify(&db, &sqlite, &report, &["--sample", "0.25"]);
     assert_eq!(target(&r, "public.chunks")["buckets"], 1024, "{out}");
     assert_eq!(target(&r, "public.chunks")["sampled"], 0.25);
+
+    // A value pgflare never writes is one changed field that shows what D1
+    // holds, not the end of the run.
+    let c = rusqlite::Connection::open(&sqlite).expect("open");
+    c.execute("UPDATE type_zoo SET u = 'not-a-uuid' WHERE id = 3", []).expect("uuid");
+    // A D1 table that does not exist: every source row is missing.
+    c.execute("PRAGMA foreign_keys = OFF", []).expect("fk");
+    c.execute("DROP TABLE documents", []).expect("drop");
+    drop(c);
+    let (code, r, out) = verify(&db, &sqlite, &report, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    let zoo = target(&r, "public.type_zoo");
+    assert_eq!(zoo["counts"], serde_json::json!({"changed": 2}), "{zoo:#}");
+    let odd = zoo["differences"].as_array().expect("list").iter().find(|d| d["key"] == "id=3").expect("id=3");
+    assert_eq!(odd["fields"].as_array().map(|f| f.len()), Some(1), "{odd:#}");
+    assert_eq!(odd["fields"][0]["field"], "u");
+    assert_eq!(odd["fields"][0]["source"], "00000000-0000-0000-0000-000000000000");
+    assert!(odd["fields"][0]["target"].as_str().expect("t").contains("`not-a-uuid`"), "{odd:#}");
+    let docs = target(&r, "public.documents");
+    let n: u64 = db.query_one("SELECT count(*)::text FROM documents").parse().expect("n");
+    assert!(n > 0);
+    assert_eq!(docs["counts"], serde_json::json!({"missing": n}), "{docs:#}");
+    assert_eq!((docs["source_rows"].as_u64(), docs["target_rows"].as_u64()), (Some(n), Some(0)));
+    let listed = docs["differences"].as_array().expect("list");
+    assert_eq!(listed.len() as u64, n.min(200));
+    assert!(listed.iter().all(|d| d["kind"] == "missing"), "{docs:#}");
+    assert!(docs["notes"][0].as_str().expect("note").contains("D1 has no table documents"), "{docs:#}");
+    assert_eq!(
+        target(&r, "public.chunks")["counts"],
+        serde_json::json!({"missing": 1, "extra": 1, "changed": 1})
+    );
 
     // No D1 file: could not verify.
     let (code, _, out) = verify(&db, &dir.path().join("nope.sqlite"), &report, &[]);
