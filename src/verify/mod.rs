@@ -11,6 +11,7 @@ pub mod d1_export;
 pub mod d1_read;
 pub mod digest;
 pub mod parity;
+pub mod pending;
 pub mod render;
 pub mod report;
 pub mod run;

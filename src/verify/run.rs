@@ -175,6 +175,23 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
         }
         src_rows = take(&rows)?;
     }
+    // Rows written after the sync checkpoint D1 holds: pending, not failures.
+    let pending = match super::pending::checkpoint_in(&d1_path)? {
+        Some(cp) => {
+            let info = &snapshot.info;
+            super::pending::pending(
+                src,
+                &info.id,
+                &info.txid_snapshot,
+                &prepared,
+                &opts.project,
+                &cp,
+                opts.read,
+            )
+            .await?
+        }
+        None => HashMap::new(),
+    };
     // Vectorize: every id of the index, the sampled ones fetched and digested.
     let mut vector_reports = HashMap::new();
     if let (Some(index), false) = (&opts.vectorize, vmaps.0.is_empty()) {
@@ -203,6 +220,11 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
                     }
                 }
             }
+            // Vectorize differences name the row by key (`id=…`) or by vector id.
+            let p = pending.get(table);
+            let before = diffs.len();
+            diffs.retain(|d| !p.is_some_and(|p| p.d1_keys.contains(&d.key) || p.vector_ids.contains(&d.key)));
+            let pending_sync = (before - diffs.len()) as u64;
             let location = format!("vectorize index {}", index.index());
             let r = vectors::report(
                 index.index(),
@@ -212,7 +234,7 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
                 diffs,
                 sample.len() as f64 / n as f64,
             );
-            vector_reports.insert(table.clone(), super::report::TargetReport { notes, ..r });
+            vector_reports.insert(table.clone(), super::report::TargetReport { notes, pending_sync, ..r });
         }
     }
     let mut parity = None;
@@ -285,6 +307,8 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
             let t = d1_pass_file(&d1_path, shape, n, &pass, threads)?.unwrap_or_default();
             (src_rows.remove(&name).map(|s| s.rows).unwrap_or_default(), t.rows)
         };
+        let (mut s_rows, mut t_rows) = (s_rows, t_rows);
+        let pending_sync = set_aside(pending.get(&name), &mut s_rows, &mut t_rows);
         let mut report = classify(
             shape,
             &format!("{} table {}", opts.d1.describe(), shape.table.name),
@@ -293,6 +317,7 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
             &t_rows,
             sample.len() as f64 / n as f64,
         );
+        report.pending_sync = pending_sync;
         if absent.contains(&name) {
             let src_buckets =
                 src_sums.get(&name).map(|s| buckets_of(s, n)).unwrap_or_else(|| Buckets::new(n));
@@ -417,4 +442,25 @@ fn open_d1(t: &D1Target) -> Result<rusqlite::Connection> {
                 .map_err(Error::sqlite(format!("opening {}", p.display())))
         }
     }
+}
+
+/// Takes the rows written after the sync checkpoint out of the comparison;
+/// returns how many of them differ (missing or changed in D1).
+fn set_aside(
+    pending: Option<&super::pending::Pending>,
+    source: &mut super::compare::Rows,
+    target: &mut super::compare::Rows,
+) -> u64 {
+    let Some(p) = pending else { return 0 };
+    let ids: Vec<Vec<u8>> =
+        source.iter().filter(|(_, r)| p.d1_keys.contains(&r.key)).map(|(id, _)| id.clone()).collect();
+    let mut differing = 0;
+    for id in ids {
+        let s = source.remove(&id);
+        let t = target.remove(&id);
+        if s.map(|s| s.digest) != t.map(|t| t.digest) {
+            differing += 1;
+        }
+    }
+    differing
 }

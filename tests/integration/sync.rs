@@ -234,6 +234,21 @@ fn a_late_commit_with_an_old_timestamp_is_picked_up_by_the_next_run() {
     rt.block_on(sqlx::raw_sql("COMMIT").execute(&mut late)).expect("commit");
     // Freezing does not hide it either (the raw xmin stays readable).
     s.db.exec("VACUUM (FREEZE) chunks");
+    // Before the next run, verify counts the row as pending sync, not as a
+    // difference (D1 still has the old content, Vectorize the old metadata).
+    let (code, r, out) = s.verify();
+    assert_eq!(code, Some(0), "pending rows are not failures: {out}");
+    let targets = r["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .find(|t| t["table"] == "public.chunks")
+        .expect("chunks")["targets"]
+        .as_array()
+        .expect("targets")
+        .clone();
+    let pending: Vec<u64> = targets.iter().map(|t| t["pending_sync"].as_u64().unwrap_or(0)).collect();
+    assert_eq!(pending, vec![1, 1], "D1 and Vectorize each have the late row pending: {r:#}");
     let (code, _, out) = s.sync(&[]);
     assert_eq!(code, Some(0), "{out}");
     let content: String =

@@ -1,0 +1,124 @@
+//! *Pending sync*: source rows written after the sync checkpoint stored in
+//! D1 are expected to differ from the targets until the next sync run, so
+//! verify reports them apart from failures. The checkpoint's horizon says
+//! which rows those are (see `sync::changes`): rows whose writing
+//! transaction is at or above it. Their keys are read from the source at
+//! verify's own snapshot, key columns only.
+//!
+//! A row deleted from the source after the checkpoint is no longer there
+//! to be matched, so it stays an `extra` difference until the sync.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use arrow::record_batch::RecordBatch;
+
+use crate::error::{Error, Result};
+use crate::load::Prepared;
+use crate::sink::vectorize::ndjson::id_text;
+use crate::sink::{BatchSink, SinkFactory, SinkReport};
+use crate::source::{read_all, Partition, ReadOptions, Source, TableJob};
+use crate::sync::changes::{all_of, changed_since, live_filter};
+use crate::sync::checkpoint::{snapshot_xmax, Checkpoint};
+use crate::verify::digest::key_display;
+
+/// One table's rows written after the checkpoint.
+#[derive(Clone, Debug, Default)]
+pub struct Pending {
+    /// As D1 differences name rows (`id=…`).
+    pub d1_keys: HashSet<String>,
+    /// As Vectorize differences name them (the vector id, for a one-column key).
+    pub vector_ids: HashSet<String>,
+}
+
+/// The sync checkpoint kept in a D1 file, if the file has one.
+pub fn checkpoint_in(d1_file: &Path) -> Result<Option<Checkpoint>> {
+    let conn = rusqlite::Connection::open_with_flags(d1_file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(Error::sqlite(format!("opening {}", d1_file.display())))?;
+    let text: Option<String> = conn
+        .query_row("SELECT value FROM pgflare_sync_state WHERE name = 'checkpoint'", [], |r| r.get(0))
+        .ok();
+    text.map(|t| Checkpoint::parse(&t, &format!("pgflare_sync_state in {}", d1_file.display()))).transpose()
+}
+
+/// Per source table, the rows written at or after the checkpoint's horizon
+/// (the oldest range horizon of a stopped run counts: its position).
+pub async fn pending(
+    src: &Source,
+    snapshot_id: &str,
+    txid_snapshot: &str,
+    prepared: &Prepared,
+    project: &crate::config::project::Project,
+    checkpoint: &Checkpoint,
+    read: ReadOptions,
+) -> Result<HashMap<String, Pending>> {
+    let xmax = snapshot_xmax(txid_snapshot)?;
+    let horizon = checkpoint.position.xmin();
+    let out = Arc::new(Mutex::new(HashMap::new()));
+    let mut jobs = Vec::new();
+    let mut schemas = HashMap::new();
+    for (info, (_, d1)) in prepared.infos.iter().zip(&prepared.d1) {
+        let Ok((key_src, key_d1)) = crate::sync::sweep::key_views(&info.spec, d1) else { continue };
+        schemas.insert(info.spec.qualified(), key_d1.spec.arrow_schema());
+        let filter =
+            all_of(&[changed_since(horizon, xmax).or(Some("true".into())), live_filter(project, info)]);
+        jobs.push(TableJob {
+            table: Arc::new(key_src),
+            partitions: vec![Partition { filter, ..Partition::whole() }],
+            progress: indicatif::ProgressBar::hidden(),
+        });
+    }
+    let sinks = Arc::new(Keys { schemas: Arc::new(schemas), out: out.clone() });
+    read_all(src, snapshot_id, jobs, sinks, read).await?;
+    let found =
+        std::mem::take(&mut *out.lock().map_err(|_| Error::Internal("pending keys poisoned".into()))?);
+    Ok(found)
+}
+
+struct Keys {
+    schemas: Arc<HashMap<String, arrow::datatypes::SchemaRef>>,
+    out: Arc<Mutex<HashMap<String, Pending>>>,
+}
+
+struct KeySink {
+    table: String,
+    schema: Option<arrow::datatypes::SchemaRef>,
+    local: Pending,
+    out: Arc<Mutex<HashMap<String, Pending>>>,
+}
+
+impl SinkFactory for Keys {
+    fn open(&self, table: &Arc<crate::batch::TableSpec>, _: usize) -> Result<Box<dyn BatchSink>> {
+        Ok(Box::new(KeySink {
+            table: table.qualified(),
+            schema: self.schemas.get(&table.qualified()).cloned(),
+            local: Pending::default(),
+            out: self.out.clone(),
+        }))
+    }
+}
+
+impl BatchSink for KeySink {
+    fn write(&mut self, batch: &crate::batch::TableBatch) -> Result<()> {
+        let Some(schema) = &self.schema else { return Ok(()) };
+        // Under D1's names: the form D1 differences use.
+        let b = RecordBatch::try_new(schema.clone(), batch.batch.columns().to_vec())?;
+        let key: Vec<usize> = (0..b.num_columns()).collect();
+        for row in 0..b.num_rows() {
+            self.local.d1_keys.insert(key_display(&b, &key, row));
+            if b.num_columns() == 1 {
+                self.local.vector_ids.extend(id_text(b.column(0).as_ref(), row));
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<SinkReport> {
+        let mut out = self.out.lock().map_err(|_| Error::Internal("pending keys poisoned".into()))?;
+        let p = out.entry(self.table).or_default();
+        p.d1_keys.extend(self.local.d1_keys);
+        p.vector_ids.extend(self.local.vector_ids);
+        Ok(SinkReport::default())
+    }
+}
