@@ -456,6 +456,16 @@ if ve and base and rv:
                    "the emulator formats and pgflare parses them, both on the same CPUs; the D1 side is an API export "
                    "replayed into a local file. Against Cloudflare the request budget (1200 per 5 minutes) alone makes "
                    "a full fetch of this index take several minutes: use --sample there.")
+up = stats("1% update alone (psql)")
+for target, load_name in (("emulator D1 + Vectorize", "pgflare load --target api (emulator D1 + Vectorize)"),
+                          ("files", "pgflare load --target files (D1 + Vectorize NDJSON)")):
+    sy, lo = stats(f"pgflare sync --once, 1% changed ({target})"), stats(load_name)
+    if sy and lo and up:
+        t = max(sy["median"] - up["median"], 0.0)
+        r = t / lo["median"]
+        targets.append(f"- pgflare sync of 1% changed rows < 10% of the full load ({target}): {t:.3f} s "
+                       f"({sy['median']:.3f} s minus the update's {up['median']:.3f} s) vs {lo['median']:.3f} s = "
+                       f"{r * 100:.1f}% — {mark(r < 0.10)}; peak RSS {sy['rss']:.0f} MiB")
 ls = stats("pgflare load --target sqlite")
 if ls and base:
     targets.append(f"- pgflare load --target sqlite: {ls['median'] / base['median']:.2f}× raw COPY (no target set)")
@@ -661,9 +671,42 @@ PY
         --d1-database-id bench --vectorize-index "$TABLE" --queries 0 --rate-limit 1000000/1 \
         --report-dir "$OUT_DIR/verify-emulator" ||
         die "pgflare verify against the emulator failed (or found differences)"
+    # Sync (issue 6): 1% of the rows changed (content and updated_at, so
+    # their vectors' metadata changes too), then `pgflare sync --once`,
+    # against the full load into the same targets. Each measured run
+    # changes another 1% first; that UPDATE is measured alone and
+    # subtracted in the report.
+    local upd="UPDATE public.$TABLE SET content = content || ' ~', updated_at = now() WHERE id IN (SELECT id FROM public.$TABLE ORDER BY random() LIMIT $((CHUNKS / 100)))"
+    local psql_cmd=(env LD_LIBRARY_PATH="$PSQL_LD" "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "$DB")
+    {
+        echo '# Changes 1% of the rows, then runs the command given (one measured sync run).'
+        echo 'set -euo pipefail'
+        printf '%q ' "${psql_cmd[@]}" -c "$upd"
+        echo
+        echo 'exec "$@"'
+    } >"$OUT_DIR/after-1pct-update.sh"
+    measure "1% update alone (psql)" --note "UPDATE of $((CHUNKS / 100)) random rows, subtracted from the sync runs below" \
+        -- "${psql_cmd[@]}" -c "$upd" || die "the 1% update failed"
+    measure "pgflare load --target api (emulator D1 + Vectorize)" \
+        --note "the full load into the emulator: D1 rows through the import flow, every vector upserted and waited for" \
+        -- "${cf[@]}" DATABASE_URL="$BENCH_URL" "$PGFLARE" load --quiet --restart --config "$OUT_DIR/pgflare.toml" \
+        --state-dir "$OUT_DIR/load-state-emulator" --target api --d1-database-id bench \
+        --vectorize-index "$TABLE" --rate-limit 1000000/1 ||
+        die "pgflare load --target api into the emulator failed"
+    measure "pgflare sync --once, 1% changed (emulator D1 + Vectorize)" \
+        --note "the 1% update, then one sync run: changed rows by transaction id, D1 upserts, changed vectors upserted and waited for, the hard-delete sweep by key buckets" \
+        -- bash "$OUT_DIR/after-1pct-update.sh" "${cf[@]}" DATABASE_URL="$BENCH_URL" "$PGFLARE" sync --quiet --config "$OUT_DIR/pgflare.toml" \
+        --target api --d1-database-id bench --vectorize-index "$TABLE" --rate-limit 1000000/1 --once \
+        --work-dir "$OUT_DIR/sync-work" ||
+        die "pgflare sync against the emulator failed"
     kill "$EMU_PID" 2>/dev/null || true
     wait "$EMU_PID" 2>/dev/null || true
     EMU_PID=""
+    measure "pgflare sync --once, 1% changed (files)" \
+        --note "the 1% update, then one sync run writing OUT/sync/NNNNNN (upserts + NDJSON of changed vectors) after the files load above" \
+        -- bash "$OUT_DIR/after-1pct-update.sh" env DATABASE_URL="$BENCH_URL" "$PGFLARE" sync --quiet --config "$OUT_DIR/pgflare.toml" \
+        --target files --out "$OUT_DIR/load-files-vec" --work-dir "$OUT_DIR/load-state" --once ||
+        die "pgflare sync --target files failed"
 
     local p2p=("$PG2PARQUET" export --quiet --host "$PG_HOST" --port "$PG_PORT" --user "$PG_USER"
         --dbname "$DB" --compression zstd --compression-level "$PGFLARE_ZSTD"
