@@ -58,7 +58,7 @@ fi
 DIMS="${BENCH_DIMS:-1536}"
 DB="${BENCH_DATABASE:-pgflare_bench}"
 TABLE="chunks"
-SECTION="## Archive, bulk load and verify (issues 2-5)"
+SECTION="## Archive, bulk load, verify and sync (issues 2-6)"
 
 for v in CHUNKS DIMS RUNS; do
     [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "BENCH_$v must be a positive integer (got '${!v}')"
