@@ -21,6 +21,7 @@ pub mod checkpoint;
 pub mod deletes;
 pub mod ranges;
 pub mod run;
+pub mod source_reads;
 pub mod sink;
 pub mod store;
 pub mod sweep;

@@ -13,6 +13,7 @@ use super::checkpoint::{now, snapshot_xmax, InProgress, Position, TableProgress}
 use super::deletes::{Deleted, Deleter, VectorDeletes};
 use super::ranges::Scheme;
 use super::sink::{ChangedVectors, Counts, Recording, VectorCounts};
+use super::source_reads::{count_rows, int_bounds, read_keys};
 use super::store::{D1Access, Lease, Store};
 use super::sweep::{buckets_for, key_views, sweep, KeySource, SweepReport, SweepTable};
 use crate::cloudflare::{Api, Vectorize, D1};
@@ -24,7 +25,7 @@ use crate::sink::d1::render::D1Mappings;
 use crate::sink::d1::sqlite::D1SqliteConfig;
 use crate::sink::SinkFactory;
 use crate::source::{
-    partition, read_all, read_until, Partition, ReadOptions, Snapshot, Source, SplitOptions, TableJob,
+    partition, read_until, Partition, ReadOptions, Snapshot, Source, SplitOptions, TableJob,
 };
 use crate::typemap::Kind;
 
@@ -505,79 +506,8 @@ fn write_run_manifest(run: &std::path::Path, tables: &[&crate::batch::TableSpec]
     std::fs::write(&path, bytes).map_err(Error::io(&path))
 }
 
-/// Rows of `spec` meeting `filter`.
-async fn count_rows(
-    snapshot: &mut Snapshot,
-    spec: &crate::batch::TableSpec,
-    filter: Option<&str>,
-) -> Result<i64> {
-    let sql = match filter {
-        Some(f) => format!("SELECT count(*) FROM {} WHERE {f}", spec.sql_name()),
-        None => format!("SELECT count(*) FROM {}", spec.sql_name()),
-    };
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .fetch_one(snapshot.conn())
-        .await
-        .map_err(Error::db(format!("counting the changes of {}", spec.qualified())))
-}
-
-/// The bounds of an integer key column, for sizing its buckets.
-async fn int_bounds(
-    snapshot: &mut Snapshot,
-    spec: &crate::batch::TableSpec,
-    column: &str,
-) -> Result<Option<(i64, i64)>> {
-    let c = crate::batch::quote_ident(column);
-    let sql = format!("SELECT min({c})::int8, max({c})::int8 FROM {}", spec.sql_name());
-    let row: (Option<i64>, Option<i64>) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .fetch_one(snapshot.conn())
-        .await
-        .map_err(Error::db(format!("reading the key bounds of {}", spec.qualified())))?;
-    Ok(row.0.zip(row.1))
-}
-
 fn add_deleted_vectors(t: &mut TableSync, d: Deleted) {
     if let Some(v) = t.vectors.as_mut() {
         v.deleted += d.vectors;
-    }
-}
-
-/// The keys of the rows of `spec` (key columns only) meeting `filter`.
-async fn read_keys(
-    src: &Source,
-    snapshot_id: &str,
-    spec: &crate::batch::TableSpec,
-    filter: Option<String>,
-    read: ReadOptions,
-    progress: &Progress,
-) -> Result<Vec<arrow::record_batch::RecordBatch>> {
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let job = TableJob {
-        table: Arc::new(spec.clone()),
-        partitions: vec![Partition { filter, ..Partition::whole() }],
-        progress: progress.rows(&format!("soft deletes {}", spec.name), None),
-    };
-    read_all(src, snapshot_id, vec![job], Arc::new(Collect(out.clone())), read).await?;
-    let batches =
-        std::mem::take(&mut *out.lock().map_err(|_| Error::Internal("key reader poisoned".into()))?);
-    Ok(batches)
-}
-
-struct Collect(Arc<Mutex<Vec<arrow::record_batch::RecordBatch>>>);
-
-impl SinkFactory for Collect {
-    fn open(&self, _: &Arc<crate::batch::TableSpec>, _: usize) -> Result<Box<dyn crate::sink::BatchSink>> {
-        Ok(Box::new(Collect(self.0.clone())))
-    }
-}
-
-impl crate::sink::BatchSink for Collect {
-    fn write(&mut self, batch: &crate::batch::TableBatch) -> Result<()> {
-        self.0.lock().map_err(|_| Error::Internal("key reader poisoned".into()))?.push(batch.batch.clone());
-        Ok(())
-    }
-
-    fn finish(self: Box<Self>) -> Result<crate::sink::SinkReport> {
-        Ok(crate::sink::SinkReport::default())
     }
 }

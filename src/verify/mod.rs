@@ -8,6 +8,7 @@
 pub mod buckets;
 pub mod compare;
 pub mod d1_export;
+mod d1_floats;
 pub mod d1_read;
 pub mod digest;
 pub mod parity;

@@ -1,0 +1,82 @@
+//! The small reads of the source a sync run makes besides its change
+//! set, all inside the run's snapshot: how many rows changed (to size the
+//! key ranges), an integer key's bounds (to size the delete sweep's
+//! buckets), and the keys of soft-deleted rows.
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::sink::SinkFactory;
+use crate::source::{read_all, Partition, ReadOptions, Snapshot, Source, TableJob};
+
+/// Rows of `spec` meeting `filter`.
+pub async fn count_rows(
+    snapshot: &mut Snapshot,
+    spec: &crate::batch::TableSpec,
+    filter: Option<&str>,
+) -> Result<i64> {
+    let sql = match filter {
+        Some(f) => format!("SELECT count(*) FROM {} WHERE {f}", spec.sql_name()),
+        None => format!("SELECT count(*) FROM {}", spec.sql_name()),
+    };
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_one(snapshot.conn())
+        .await
+        .map_err(Error::db(format!("counting the changes of {}", spec.qualified())))
+}
+
+/// The bounds of an integer key column, for sizing its buckets.
+pub async fn int_bounds(
+    snapshot: &mut Snapshot,
+    spec: &crate::batch::TableSpec,
+    column: &str,
+) -> Result<Option<(i64, i64)>> {
+    let c = crate::batch::quote_ident(column);
+    let sql = format!("SELECT min({c})::int8, max({c})::int8 FROM {}", spec.sql_name());
+    let row: (Option<i64>, Option<i64>) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_one(snapshot.conn())
+        .await
+        .map_err(Error::db(format!("reading the key bounds of {}", spec.qualified())))?;
+    Ok(row.0.zip(row.1))
+}
+
+/// The keys of the rows of `spec` (key columns only) meeting `filter`.
+pub async fn read_keys(
+    src: &Source,
+    snapshot_id: &str,
+    spec: &crate::batch::TableSpec,
+    filter: Option<String>,
+    read: ReadOptions,
+    progress: &Progress,
+) -> Result<Vec<arrow::record_batch::RecordBatch>> {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let job = TableJob {
+        table: Arc::new(spec.clone()),
+        partitions: vec![Partition { filter, ..Partition::whole() }],
+        progress: progress.rows(&format!("soft deletes {}", spec.name), None),
+    };
+    read_all(src, snapshot_id, vec![job], Arc::new(Collect(out.clone())), read).await?;
+    let batches =
+        std::mem::take(&mut *out.lock().map_err(|_| Error::Internal("key reader poisoned".into()))?);
+    Ok(batches)
+}
+
+struct Collect(Arc<Mutex<Vec<arrow::record_batch::RecordBatch>>>);
+
+impl SinkFactory for Collect {
+    fn open(&self, _: &Arc<crate::batch::TableSpec>, _: usize) -> Result<Box<dyn crate::sink::BatchSink>> {
+        Ok(Box::new(Collect(self.0.clone())))
+    }
+}
+
+impl crate::sink::BatchSink for Collect {
+    fn write(&mut self, batch: &crate::batch::TableBatch) -> Result<()> {
+        self.0.lock().map_err(|_| Error::Internal("key reader poisoned".into()))?.push(batch.batch.clone());
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<crate::sink::SinkReport> {
+        Ok(crate::sink::SinkReport::default())
+    }
+}
