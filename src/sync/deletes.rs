@@ -80,16 +80,7 @@ impl Deleter {
                 append(f, &ids.iter().map(|i| format!("{i}\n")).collect::<String>())?;
             }
             let mut sql = String::new();
-            for chunk in ids.chunks(500) {
-                sql.push_str("DELETE FROM pgflare_vector_digests WHERE id IN (");
-                for (i, id) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        sql.push(',');
-                    }
-                    push_quoted(&mut sql, id);
-                }
-                sql.push_str(");\n");
-            }
+            forget_digests(&mut sql, &ids);
             self.d1.execute("forgetting digests of deleted vectors", &sql).await?;
         }
         for s in &statements {
@@ -145,6 +136,20 @@ impl Deleter {
             out.push(sql);
         }
         out
+    }
+}
+
+/// Appends the statements that drop the recorded digests of `ids`.
+pub fn forget_digests(sql: &mut String, ids: &[String]) {
+    for chunk in ids.chunks(500) {
+        sql.push_str("DELETE FROM pgflare_vector_digests WHERE id IN (");
+        for (i, id) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            push_quoted(sql, id);
+        }
+        sql.push_str(");\n");
     }
 }
 

@@ -21,8 +21,8 @@ pub mod checkpoint;
 pub mod deletes;
 pub mod ranges;
 pub mod run;
-pub mod source_reads;
 pub mod sink;
+pub mod source_reads;
 pub mod store;
 pub mod sweep;
 

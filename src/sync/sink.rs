@@ -222,16 +222,7 @@ impl BatchSink for ChangedVectorSink {
             }
             sql.push_str(" ON CONFLICT(id) DO UPDATE SET digest = excluded.digest;\n");
         }
-        for chunk in self.nulls.chunks(500) {
-            sql.push_str("DELETE FROM pgflare_vector_digests WHERE id IN (");
-            for (i, id) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                push_quoted(&mut sql, id);
-            }
-            sql.push_str(");\n");
-        }
+        super::deletes::forget_digests(&mut sql, &self.nulls);
         if !sql.is_empty() {
             self.runtime.block_on(self.d1.execute("recording the digests of vectors sent", &sql))?;
         }
