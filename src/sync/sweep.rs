@@ -48,6 +48,17 @@ pub struct SweepTable {
     pub scheme: Option<Scheme>,
 }
 
+impl SweepTable {
+    /// One read of the table's keys, shown as `label table`.
+    fn job(&self, label: &str, progress: &Progress) -> TableJob {
+        TableJob {
+            table: Arc::new(self.source.clone()),
+            partitions: self.partitions.clone(),
+            progress: progress.rows(&format!("{label} {}", self.source.name), None),
+        }
+    }
+}
+
 /// What a sweep found and did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct SweepReport {
@@ -96,11 +107,7 @@ async fn ranged(
 ) -> Result<SweepReport> {
     let name = t.source.qualified();
     let d1 = &t.deleter.d1;
-    let job = |label: &str| TableJob {
-        table: Arc::new(t.source.clone()),
-        partitions: t.partitions.clone(),
-        progress: progress.rows(&format!("{label} {}", t.source.name), None),
-    };
+    let job = |label: &str| t.job(label, progress);
     let schema = t.d1.spec.arrow_schema();
     let run = |wanted: Option<Arc<HashSet<String>>>| {
         let out = Arc::new(Mutex::new(Labelled::default()));
@@ -252,11 +259,7 @@ async fn full(
     let name = t.source.qualified();
     let shape = D1Shape::new(&t.source, &t.d1);
     let shapes = Arc::new(HashMap::from([(name.clone(), shape.clone())]));
-    let job = |label: &str| TableJob {
-        table: Arc::new(t.source.clone()),
-        partitions: t.partitions.clone(),
-        progress: progress.rows(&format!("{label} {}", t.source.name), None),
-    };
+    let job = |label: &str| t.job(label, progress);
     let d1_file = match keys {
         KeySource::File(p) => p.clone(),
         KeySource::Api(d1, dir) => copy_keys(d1, &t.d1, dir).await?,
