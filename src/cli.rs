@@ -435,17 +435,24 @@ pub enum VectorizeMode {
 /// Where to read from and what.
 #[derive(Debug, Args, Clone)]
 pub struct SourceArgs {
-    /// Postgres connection URL (postgres://USER:PASSWORD@HOST:PORT/DB).
-    /// Defaults to $DATABASE_URL, then $SUPABASE_DB_URL. On Supabase use the
-    /// direct connection (port 5432): the transaction pooler cannot share a
-    /// snapshot between workers.
+    /// Postgres connection URL (postgres://USER:PASSWORD@HOST:PORT/DB; a
+    /// password with / @ # ? : or % percent-encoded). Default: pgflare.toml's
+    /// [source] url, then $DATABASE_URL, then $SUPABASE_DB_URL. On Supabase
+    /// use the direct connection (port 5432): the transaction pooler cannot
+    /// share a snapshot between workers.
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
 
+    /// pgflare.toml to take [source] url and schema from. Default:
+    /// ./pgflare.toml when it exists.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Schema of unqualified table names, and whose tables are taken when
-    /// no --table is given.
-    #[arg(long, default_value = "public", value_name = "SCHEMA")]
-    pub schema: String,
+    /// no --table is given. Default: pgflare.toml's [source] schema, else
+    /// public.
+    #[arg(long, value_name = "SCHEMA")]
+    pub schema: Option<String>,
 
     /// A table to include (repeatable); `name` or `schema.name`.
     /// Default: every table of --schema.
@@ -566,13 +573,19 @@ pub struct VerifyArgs {
     pub dir: PathBuf,
 
     /// Also compare with the source, row by row, at a new snapshot. The
-    /// source is --database-url, $DATABASE_URL or $SUPABASE_DB_URL.
+    /// source is --database-url, pgflare.toml's [source] url,
+    /// $DATABASE_URL or $SUPABASE_DB_URL.
     #[arg(long)]
     pub against_source: bool,
 
     /// Postgres connection URL for --against-source.
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
+
+    /// pgflare.toml to take [source] url from. Default: ./pgflare.toml
+    /// when it exists.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     #[command(flatten)]
     pub tuning: TuningArgs,

@@ -5,14 +5,17 @@
 
 use std::path::PathBuf;
 
+use crate::source::introspect::{FixStyle, UnsupportedColumn};
+
 /// Result alias used across the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A column whose Postgres type has no mapping in [`crate::typemap`].
-    #[error("table {table}, column {column}: type `{pg_type}` is not supported.\n  hint: {hint}")]
-    UnsupportedType { table: String, column: String, pg_type: String, hint: String },
+    /// Columns whose Postgres type has no mapping in [`crate::typemap`] (or
+    /// whose cast Postgres refused): all of them, each with its fix.
+    #[error("{}", unsupported_text(columns, *style))]
+    UnsupportedTypes { columns: Vec<UnsupportedColumn>, style: FixStyle },
 
     /// A value that could not be decoded or does not fit its target type.
     #[error("table {table}, column {column}, row {key}: {message}\n  hint: {hint}")]
@@ -26,13 +29,12 @@ pub enum Error {
     #[error("{message}\n  hint: {hint}")]
     Source { message: String, hint: String },
 
-    /// A database error, with what we were doing when it happened.
-    #[error("{context}: {source}")]
-    Db {
-        context: String,
-        #[source]
-        source: sqlx::Error,
-    },
+    /// A database error, with what we were doing when it happened. Shown
+    /// through [`pg_message`] (Postgres's message, SQLSTATE, detail and
+    /// hint); the sqlx error is not a `#[source]`, so that its own text
+    /// (which adds the line of Postgres's C source) is not printed again.
+    #[error("{context}: {}", pg_message(error))]
+    Db { context: String, error: sqlx::Error },
 
     #[error("{path}: {source}")]
     Io {
@@ -78,11 +80,52 @@ pub enum Error {
     Internal(String),
 }
 
+fn unsupported_text(columns: &[UnsupportedColumn], style: FixStyle) -> String {
+    let mut out = match columns.len() {
+        1 => "a column cannot be read as it is:".to_string(),
+        n => format!("{n} columns cannot be read as they are:"),
+    };
+    for c in columns {
+        out.push_str(&format!(
+            "\n  table {}, column {}: {}\n    fix: {}",
+            c.table,
+            c.column,
+            c.reason,
+            c.fix(style)
+        ));
+    }
+    out.push_str(
+        "\n  hint: the README's supported-types table lists what pgflare reads; a cast reads the column \
+         through Postgres's own conversion (text always works), an exclusion leaves it out",
+    );
+    out
+}
+
+/// What Postgres said, for people: the message and SQLSTATE, then the
+/// detail and hint when there are any. Never the `at line N` sqlx adds
+/// (a line of Postgres's C source) nor the statement position. Anything
+/// that is not an answer from the server is sqlx's text, redacted.
+pub fn pg_message(e: &sqlx::Error) -> String {
+    let Some(db) =
+        e.as_database_error().and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
+    else {
+        return crate::redact::redact_text(&e.to_string());
+    };
+    let mut out = format!("{} (SQLSTATE {})", db.message(), db.code());
+    if let Some(d) = db.detail() {
+        out.push_str(&format!("\n  detail: {d}"));
+    }
+    if let Some(h) = db.hint() {
+        out.push_str(&format!("\n  postgres hint: {h}"));
+    }
+    crate::redact::redact_text(&out)
+}
+
 impl Error {
     /// Wraps a database error with what we were doing.
     pub fn db(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Error {
         let context = context.into();
-        move |source| Error::Db { context: crate::redact::redact_text(&context), source }
+        move |error| Error::Db { context: crate::redact::redact_text(&context), error }
     }
 
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {

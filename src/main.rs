@@ -1,7 +1,10 @@
 //! The `pgflare` binary: parse arguments, run the command, map the outcome
-//! to an exit code (0 ok, 1 differences found, 2 error). Every error message
-//! is passed through the redactor before it is printed.
+//! to an exit code (0 ok, 1 differences found, 2 error, 3 busy). Every
+//! error message is passed through the redactor before it is printed. A
+//! closed stdout or stderr ends the output quietly (see
+//! `commands::output`): the exit code is the command's.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -11,7 +14,8 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            // A closed stderr is no reason to panic: the exit code still tells.
+            let _ = writeln!(std::io::stderr(), "error: cannot start the async runtime: {e}");
             return ExitCode::from(2);
         }
     };
@@ -19,7 +23,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let text = format!("{e:#}");
-            eprintln!("error: {}", pgflare::redact::redact_text(&text));
+            let _ = writeln!(std::io::stderr(), "error: {}", pgflare::redact::redact_text(&text));
             ExitCode::from(2)
         }
     }

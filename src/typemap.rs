@@ -229,12 +229,9 @@ pub const TYPE_TABLE: &[Mapping] = &[
     },
 ];
 
-/// Types we know and refuse, with the advice a user needs.
-const REFUSED: &[(&str, &str)] = &[
-    ("sparsevec", "cast it to a dense vector: --cast TABLE.COLUMN=vector"),
-    ("interval", "cast it to text (--cast TABLE.COLUMN=text) or exclude it (--exclude TABLE.COLUMN)"),
-    ("timetz", "cast it to time or text (--cast TABLE.COLUMN=text)"),
-];
+/// Types we know and refuse, with the type to read them through instead
+/// (every type converts to text; these have a closer supported form).
+const REFUSED: &[(&str, &str)] = &[("sparsevec", "vector"), ("interval", "text"), ("timetz", "text")];
 
 /// A Vectorize metadata value's form (see [`ColumnType::metadata_form`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -286,10 +283,12 @@ pub struct PgTypeInfo<'a> {
     pub typmod: i32,
 }
 
-/// Why a type could not be resolved: the caller adds table and column.
+/// Why a type could not be resolved, and the type a cast should read the
+/// column as; the caller adds table and column and words the fix.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Unsupported {
-    pub hint: String,
+    pub reason: String,
+    pub cast_to: &'static str,
 }
 
 impl Kind {
@@ -412,21 +411,15 @@ pub fn resolve(info: &PgTypeInfo<'_>) -> Result<ColumnType, Unsupported> {
         TYPE_TABLE.iter().find(|m| m.pg_names.contains(&info.typname)).map(|m| m.kind)
     };
     let Some(kind) = kind else {
-        let hint = REFUSED
-            .iter()
-            .find(|(name, _)| *name == info.typname)
-            .map(|(_, hint)| hint.to_string())
-            .unwrap_or_else(|| {
-                "cast it to a supported type (--cast TABLE.COLUMN=text) or exclude it (--exclude TABLE.COLUMN); see the README's supported-types table".to_string()
-            });
-        return Err(Unsupported { hint });
+        let cast_to = REFUSED.iter().find(|(name, _)| *name == info.typname).map_or("text", |(_, to)| to);
+        return Err(Unsupported { reason: "is not supported".into(), cast_to });
     };
     if info.is_array && !kind.mapping().array_element {
+        // Postgres casts arrays element by element: uuid[]::text[] works
+        // where uuid[]::jsonb does not.
         return Err(Unsupported {
-            hint: format!(
-                "arrays of {} are not supported: cast the column to text[] or jsonb (--cast TABLE.COLUMN=jsonb)",
-                info.typname
-            ),
+            reason: format!("is an array of {}, which is not supported", info.typname),
+            cast_to: "text[]",
         });
     }
     let mut ty = ColumnType { kind, array: info.is_array, dims: None, decimal: None };
@@ -523,8 +516,9 @@ mod tests {
         let a = resolve(&info("text", true, -1)).unwrap();
         assert!(matches!(a.arrow_type(), DataType::List(_)));
         assert_eq!(a.describe(), "text[]");
-        assert!(resolve(&info("interval", false, -1)).unwrap_err().hint.contains("--cast"));
-        assert!(resolve(&info("sparsevec", false, -1)).unwrap_err().hint.contains("vector"));
+        assert_eq!(resolve(&info("interval", false, -1)).unwrap_err().cast_to, "text");
+        assert_eq!(resolve(&info("sparsevec", false, -1)).unwrap_err().cast_to, "vector");
+        assert_eq!(resolve(&info("uuid", true, -1)).unwrap_err().cast_to, "text[]");
         assert!(resolve(&info("jsonb", true, -1)).is_err());
         let e = PgTypeInfo { typname: "mood", typtype: 'e', is_array: false, typmod: -1 };
         assert_eq!(resolve(&e).unwrap().kind, Kind::Enum);

@@ -52,24 +52,32 @@ pub struct ArchiveSummary {
     pub tables: Vec<TableSummary>,
 }
 
+/// Refuses an output folder that holds something `overwrite` does not
+/// allow replacing; writes nothing (that waits until the source has been
+/// read enough to know the archive can be made: [`prepare_out`]).
+fn check_out(dir: &Path, overwrite: bool) -> Result<()> {
+    if dir.exists() && !overwrite && std::fs::read_dir(dir).map_err(Error::io(dir))?.next().is_some() {
+        return Err(Error::Config {
+            setting: "--out".into(),
+            message: format!(
+                "{} is not empty; choose an empty folder, or pass --overwrite to replace the archive in it",
+                dir.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Prepares the output folder: it must be empty, or hold a pgflare archive
 /// that `overwrite` allows us to replace.
 fn prepare_out(dir: &Path, overwrite: bool) -> Result<()> {
+    check_out(dir, overwrite)?;
     if dir.exists() {
         let entries: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(Error::io(dir))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .collect();
         if !entries.is_empty() {
-            if !overwrite {
-                return Err(Error::Config {
-                    setting: "--out".into(),
-                    message: format!(
-                        "{} is not empty; choose an empty folder, or pass --overwrite to replace the archive in it",
-                        dir.display()
-                    ),
-                });
-            }
             // The manifest goes first, so an interrupted overwrite never
             // leaves a manifest describing files that are gone.
             let m = dir.join(manifest::FILE_NAME);
@@ -90,6 +98,7 @@ pub async fn export(
     opts: &ArchiveOptions,
     progress: &Progress,
 ) -> Result<(Manifest, ArchiveSummary)> {
+    check_out(&opts.parquet.dir, opts.overwrite)?;
     let snapshot = Snapshot::export(src).await?;
     export_at(src, snapshot, opts, progress).await
 }
@@ -104,16 +113,13 @@ pub async fn export_at(
 ) -> Result<(Manifest, ArchiveSummary)> {
     let started = Instant::now();
     let dir = &opts.parquet.dir;
-    prepare_out(dir, opts.overwrite)?;
-    let reading = source::job::read_selection(
-        src,
-        snapshot,
-        &opts.selection,
-        opts.split,
-        opts.read,
-        Arc::new(opts.parquet.clone()),
-        progress,
-    )
+    // The folder is made (or emptied) once the tables are known to be
+    // readable: a refused column leaves no empty archive behind.
+    let plan = source::job::Plan { selection: &opts.selection, split: opts.split, read: opts.read };
+    let sinks = Arc::new(opts.parquet.clone());
+    let reading = source::job::read_selection_after(src, snapshot, plan, sinks, progress, || {
+        prepare_out(dir, opts.overwrite)
+    })
     .await?;
     let info = reading.snapshot;
 

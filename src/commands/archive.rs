@@ -1,5 +1,6 @@
 //! `pgflare archive` and `pgflare archive verify`.
 
+use super::output::outln;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -11,11 +12,11 @@ use crate::config;
 use crate::progress::Progress;
 
 pub async fn export(args: ArchiveArgs, json: bool, progress: &Progress) -> anyhow::Result<ExitCode> {
-    let source = config::source(args.source.database_url.as_deref())?;
+    let (source, selection) = config::source_and_selection(&args.source)?;
     let (read, split) = config::tuning(&args.tuning)?;
     let dir = args.out.context("--out is required: the folder to write the archive to")?;
     let opts = ArchiveOptions {
-        selection: config::selection(&args.source)?,
+        selection,
         read,
         split,
         parquet: ParquetConfig {
@@ -31,7 +32,7 @@ pub async fn export(args: ArchiveArgs, json: bool, progress: &Progress) -> anyho
         print_json(&summary)?;
     } else {
         for t in &summary.tables {
-            println!(
+            outln!(
                 "{:24} {:>10} rows  {:>4} files  {:>10}  ({} partitions)",
                 t.table,
                 t.rows,
@@ -41,7 +42,7 @@ pub async fn export(args: ArchiveArgs, json: bool, progress: &Progress) -> anyho
             );
         }
         let rate = summary.rows as f64 / summary.seconds.max(1e-9);
-        println!(
+        outln!(
             "archived {} rows ({}) to {} in {:.1}s ({:.0} rows/s) at snapshot {}",
             summary.rows,
             human_bytes(summary.bytes),
@@ -50,7 +51,7 @@ pub async fn export(args: ArchiveArgs, json: bool, progress: &Progress) -> anyho
             rate,
             summary.snapshot
         );
-        println!("check it any time with: pgflare archive verify {}", summary.out);
+        outln!("check it any time with: pgflare archive verify {}", summary.out);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -58,7 +59,8 @@ pub async fn export(args: ArchiveArgs, json: bool, progress: &Progress) -> anyho
 pub async fn verify(args: VerifyArgs, json: bool, progress: &Progress) -> anyhow::Result<ExitCode> {
     let (read, _) = config::tuning(&args.tuning)?;
     let source = if args.against_source || args.database_url.is_some() {
-        Some(config::source(args.database_url.as_deref())?)
+        let project = config::file::load_project_with(args.config.as_deref(), &|_| None)?;
+        Some(config::source(args.database_url.as_deref(), &project)?)
     } else {
         None
     };
@@ -72,19 +74,21 @@ pub async fn verify(args: VerifyArgs, json: bool, progress: &Progress) -> anyhow
                 (Some(f), None) => format!("{f}: "),
                 _ => String::new(),
             };
-            println!("{} [{}] {at}{}", p.table, p.kind, p.message);
+            outln!("{} [{}] {at}{}", p.table, p.kind, p.message);
         }
         if report.unlisted_problems > 0 {
-            println!("... and {} more differences not listed", report.unlisted_problems);
+            outln!("... and {} more differences not listed", report.unlisted_problems);
         }
         let against = if report.source_checked { " and the source" } else { "" };
         if report.ok() {
-            println!(
+            outln!(
                 "OK: {} tables, {} files, {} rows match the manifest{against}",
-                report.tables_checked, report.files_checked, report.rows_checked
+                report.tables_checked,
+                report.files_checked,
+                report.rows_checked
             );
         } else {
-            println!(
+            outln!(
                 "FAILED: {} problems in {} ({} files, {} rows checked against the manifest{against})",
                 report.problems.len() as u64 + report.unlisted_problems,
                 report.archive,

@@ -4,6 +4,7 @@
 //! parsed back and checked against the catalog before anything is written,
 //! so what init writes is always accepted by `pgflare load`.
 
+use super::output::outln;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -37,8 +38,7 @@ pub async fn run(args: InitArgs, json: bool) -> anyhow::Result<ExitCode> {
     let migration_path = migration_file(&args.migrations_dir)?;
     refuse_overwrite(&migration_path, args.force)?;
 
-    let source = config::source(args.source.database_url.as_deref())?;
-    let selection = config::selection(&args.source)?;
+    let (source, selection) = config::source_and_selection(&args.source)?;
     let mut conn = source.connect().await?;
     let infos = introspect(&mut conn, &selection).await?;
     let order = migration::fk_order(&infos.iter().collect::<Vec<_>>());
@@ -90,29 +90,24 @@ pub async fn run(args: InitArgs, json: bool) -> anyhow::Result<ExitCode> {
             "config": config_path, "migration": migration_path, "tables": report,
         }))?;
     } else {
-        println!(
-            "wrote {} ({} tables) and {}",
-            config_path.display(),
-            report.len(),
-            migration_path.display()
-        );
+        outln!("wrote {} ({} tables) and {}", config_path.display(), report.len(), migration_path.display());
         for t in &report {
             let vector = match &t.vector {
                 Some(v) => format!(", vector {v} + metadata [{}]", t.vector_metadata.join(", ")),
                 None => String::new(),
             };
             let cursor = t.cursor.as_deref().unwrap_or("none found");
-            println!(
+            outln!(
                 "  {} -> D1 {}: {} columns, cursor {cursor}{vector}",
                 t.table,
                 t.d1_table,
                 t.d1_columns.len()
             );
         }
-        println!("next:");
-        println!("  1. review {} (columns, cursor, vector metadata)", config_path.display());
-        println!("  2. npx wrangler d1 migrations apply <DATABASE> --local   (then --remote)");
-        println!(
+        outln!("next:");
+        outln!("  1. review {} (columns, cursor, vector metadata)", config_path.display());
+        outln!("  2. npx wrangler d1 migrations apply <DATABASE> --local   (then --remote)");
+        outln!(
             "  3. pgflare load --target sqlite --no-create-tables --wrangler wrangler.jsonc --d1-binding DB"
         );
     }

@@ -1,6 +1,7 @@
 //! `pgflare inspect`: what a user runs first. Per table: rows, size, the
 //! type mapping of every column, and the Cloudflare-fit findings.
 
+use super::output::outln;
 use std::process::ExitCode;
 
 use serde::Serialize;
@@ -9,7 +10,8 @@ use super::{human_bytes, print_json};
 use crate::cli::InspectArgs;
 use crate::config;
 use crate::source::fit::{check_table, Finding, Severity};
-use crate::source::{introspect, TableInfo};
+use crate::source::introspect::{introspect_lenient, FixStyle};
+use crate::source::TableInfo;
 
 #[derive(Serialize)]
 struct TableReport {
@@ -30,10 +32,11 @@ struct ColumnMapping {
 }
 
 pub async fn run(args: InspectArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let source = config::source(args.source.database_url.as_deref())?;
-    let selection = config::selection(&args.source)?;
+    let (source, selection) = config::source_and_selection(&args.source)?;
     let mut conn = source.connect().await?;
-    let tables = introspect(&mut conn, &selection).await?;
+    // Inspect informs: columns that cannot be read are listed with their fix,
+    // not refused one at a time.
+    let tables = introspect_lenient(&mut conn, &selection).await?;
     let mut reports = Vec::new();
     for info in tables {
         let findings = if args.no_scan { None } else { Some(check_table(&mut conn, &info.spec).await?) };
@@ -74,30 +77,36 @@ fn print_human(reports: &[TableReport]) {
         } else {
             format!("primary key ({})", t.spec.primary_key.join(", "))
         };
-        println!("{}  {rows}  {}  {pk}", t.spec.qualified(), human_bytes(t.total_bytes.max(0) as u64));
+        outln!("{}  {rows}  {}  {pk}", t.spec.qualified(), human_bytes(t.total_bytes.max(0) as u64));
         let w = r.columns_mapped.iter().map(|c| c.column.len()).max().unwrap_or(6).max(6);
         let pw = r.columns_mapped.iter().map(|c| c.postgres.len()).max().unwrap_or(8).max(8);
-        println!("  {:w$}  {:pw$}  {:36}  D1", "column", "postgres", "arrow / parquet");
+        outln!("  {:w$}  {:pw$}  {:36}  D1", "column", "postgres", "arrow / parquet");
         for c in &r.columns_mapped {
             let null = if c.nullable { "" } else { " NOT NULL" };
-            println!("  {:w$}  {:pw$}  {:36}  {}{null}", c.column, c.postgres, c.arrow, c.d1);
+            outln!("  {:w$}  {:pw$}  {:36}  {}{null}", c.column, c.postgres, c.arrow, c.d1);
+        }
+        if !t.unsupported.is_empty() {
+            outln!("  cannot be read as they are (every command that reads them refuses):");
+            for u in &t.unsupported {
+                outln!("    {}  {}: {}; fix: {}", u.column, u.pg_type, u.reason, u.fix(FixStyle::Flags));
+            }
         }
         match &r.findings {
-            None => println!("  Cloudflare fit: not checked (--no-scan)"),
-            Some(f) if f.is_empty() => println!("  Cloudflare fit: everything fits"),
+            None => outln!("  Cloudflare fit: not checked (--no-scan)"),
+            Some(f) if f.is_empty() => outln!("  Cloudflare fit: everything fits"),
             Some(f) => {
-                println!("  Cloudflare fit:");
+                outln!("  Cloudflare fit:");
                 for x in f {
                     let tag = if x.severity == Severity::Blocker { "BLOCKER" } else { "note" };
                     let col = x.column.as_deref().map(|c| format!(" {c}:")).unwrap_or_default();
-                    println!("    [{tag}] {}{col} {} rows over {}", x.check, x.rows, x.limit);
+                    outln!("    [{tag}] {}{col} {} rows over {}", x.check, x.rows, x.limit);
                     if !x.examples.is_empty() {
-                        println!("        e.g. {}", x.examples.join("; "));
+                        outln!("        e.g. {}", x.examples.join("; "));
                     }
-                    println!("        {}", x.advice);
+                    outln!("        {}", x.advice);
                 }
             }
         }
-        println!();
+        outln!();
     }
 }

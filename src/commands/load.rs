@@ -1,6 +1,7 @@
 //! `pgflare load`: settings into a load plan, the load, and its summary
 //! for people or for `--json`.
 
+use super::output::outln;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -17,7 +18,7 @@ pub async fn run(args: LoadArgs, json: bool, progress: &Progress) -> anyhow::Res
         project.schema = s.clone();
     }
     config::resolve::resolve_cloudflare(&mut project, &args.cloudflare)?;
-    let source = config::source(args.project.database_url.as_deref().or(project.source_url.as_deref()))?;
+    let source = config::source(args.project.database_url.as_deref(), &project)?;
     let (read, split) = config::tuning(&args.tuning)?;
     if let Some(p) = args.on_invalid_vector {
         project.vectorize.on_invalid = p;
@@ -128,7 +129,7 @@ pub(super) fn sqlite_path(
 
 fn print_human(s: &LoadSummary) {
     if s.dry_run {
-        println!("plan for {} (nothing written):", s.target);
+        outln!("plan for {} (nothing written):", s.target);
         for p in &s.plan {
             let rows = p.rows_estimate.map(|r| r.to_string()).unwrap_or_else(|| "?".into());
             let mut output = match (p.estimated_files, p.estimated_requests) {
@@ -141,7 +142,7 @@ fn print_human(s: &LoadSummary) {
                 (f, 0) => output.push_str(&format!(" + ~{f} Vectorize NDJSON files")),
                 (_, r) => output.push_str(&format!(" + ~{r} Vectorize requests")),
             }
-            println!(
+            outln!(
                 "  wave {}  {:24} -> D1 {:20} ~{:>10} rows  {:>3} ranges ({} done)  ~{}{output}",
                 p.wave + 1,
                 p.table,
@@ -154,13 +155,13 @@ fn print_human(s: &LoadSummary) {
         }
         let requests: u64 = s.plan.iter().map(|p| p.estimated_requests + p.estimated_vector_requests).sum();
         if requests > 0 {
-            println!(
+            outln!(
                 "~{requests} API requests (+1 for the schema): at Cloudflare's 1200 per 5 minutes, at least {:.0} minutes",
                 ((requests + 1) as f64 / 1200.0 * 5.0).ceil()
             );
         }
         let pct = s.estimated_d1_bytes as f64 * 100.0 / s.d1_limit_bytes as f64;
-        println!(
+        outln!(
             "estimated D1 size ~{} = {pct:.1}% of D1's {:.0} GB limit{}",
             human_bytes(s.estimated_d1_bytes),
             s.d1_limit_bytes as f64 / 1e9,
@@ -173,7 +174,7 @@ fn print_human(s: &LoadSummary) {
         return;
     }
     for t in &s.tables {
-        println!(
+        outln!(
             "{:24} -> {:20} {:>10} rows ({} this run)  {:>10}  {} ranges, {} skipped as done",
             t.table,
             t.d1_table,
@@ -184,7 +185,7 @@ fn print_human(s: &LoadSummary) {
             t.partitions_skipped
         );
         if let Some(v) = &t.vectors {
-            println!(
+            outln!(
                 "{:24} -> Vectorize {:>10} vectors, {} rows with a NULL vector (in D1, no vector), {} skipped",
                 "",
                 v.written,
@@ -192,27 +193,23 @@ fn print_human(s: &LoadSummary) {
                 v.skipped
             );
             for r in &v.rejected {
-                println!("{:26}skipped {} ({}): {}", "", r.key, r.column, r.reason);
+                outln!("{:26}skipped {} ({}): {}", "", r.key, r.column, r.reason);
             }
             if v.skipped > v.rejected.len() as u64 {
-                println!(
-                    "{:26}... and {} more (see the state file)",
-                    "",
-                    v.skipped - v.rejected.len() as u64
-                );
+                outln!("{:26}... and {} more (see the state file)", "", v.skipped - v.rejected.len() as u64);
             }
         }
     }
     if let Some(v) = &s.vectorize {
-        println!("vectors: {v}");
+        outln!("vectors: {v}");
     }
     if s.rows_this_run == 0 && s.complete && !s.resumed {
-        println!("nothing to load");
+        outln!("nothing to load");
     } else if s.rows_this_run == 0 && s.complete {
-        println!("the load into {} was already complete; pass --restart to load again", s.target);
+        outln!("the load into {} was already complete; pass --restart to load again", s.target);
     } else {
         let rate = s.rows_this_run as f64 / s.seconds.max(1e-9);
-        println!(
+        outln!(
             "loaded {} rows into {} in {:.1}s ({rate:.0} rows/s){}",
             s.rows_this_run,
             s.target,
@@ -220,8 +217,8 @@ fn print_human(s: &LoadSummary) {
             if s.resumed { ", resuming an earlier run" } else { "" }
         );
     }
-    println!("state: {}  (a later sync starts at snapshot {})", s.state_file, s.first_snapshot.taken_at);
+    outln!("state: {}  (a later sync starts at snapshot {})", s.state_file, s.first_snapshot.taken_at);
     if let Some(c) = &s.sync_checkpoint {
-        println!("sync checkpoint: {c}  (`pgflare sync` continues from there, on any machine)");
+        outln!("sync checkpoint: {c}  (`pgflare sync` continues from there, on any machine)");
     }
 }

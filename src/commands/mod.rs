@@ -8,8 +8,11 @@ mod emulate;
 mod init;
 mod inspect;
 mod load;
+pub(crate) mod output;
 mod sync;
 mod verify;
+
+use output::outln;
 
 use std::process::ExitCode;
 
@@ -20,6 +23,12 @@ use crate::progress::Progress;
 pub const EXIT_DIFFERENCES: u8 = 1;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let code = run_command(cli).await?;
+    output::finish().map_err(|e| anyhow::anyhow!("writing the output: {e}"))?;
+    Ok(code)
+}
+
+async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
     let progress = Progress::new(!cli.json && !cli.quiet);
     match cli.command {
         Command::Inspect(args) => inspect::run(args, cli.json).await,
@@ -63,7 +72,7 @@ fn api_settings(
 
 /// Prints a value as pretty JSON on stdout.
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! a run every interval (`--every`), with signals turned into a clean
 //! stop, and each run's summary for people, for `--json`, and in a file.
 
+use super::output::{errln, outln};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,7 +26,7 @@ pub async fn run(args: SyncArgs, json: bool, progress: &Progress) -> anyhow::Res
         project.schema = s.clone();
     }
     config::resolve::resolve_cloudflare(&mut project, &args.cloudflare)?;
-    let source = config::source(args.database_url.as_deref().or(project.source_url.as_deref()))?;
+    let source = config::source(args.database_url.as_deref(), &project)?;
     let (read, split) = config::tuning(&args.tuning)?;
     let target = match args.target {
         SyncTarget::Sqlite => Target::Sqlite {
@@ -81,14 +82,14 @@ pub async fn run(args: SyncArgs, json: bool, progress: &Progress) -> anyhow::Res
         match (outcome, every) {
             (Ok(Outcome::Done(s)), _) => report(&s, json, args.summary.as_deref())?,
             (Ok(Outcome::Busy(who)), None) => {
-                eprintln!("pgflare sync: not running: {who}; exiting with code {EXIT_BUSY}");
+                errln!("pgflare sync: not running: {who}; exiting with code {EXIT_BUSY}");
                 return Ok(ExitCode::from(EXIT_BUSY));
             }
             (Ok(Outcome::Busy(who)), Some(_)) => progress.println(&format!("skipping this run: {who}")),
             (Err(e), None) => return Err(e.into()),
             (Err(e), Some(_)) => {
                 let text = crate::redact::redact_text(&format!("{e:#}"));
-                eprintln!("pgflare sync: this run failed (the next one runs on schedule): {text}");
+                errln!("pgflare sync: this run failed (the next one runs on schedule): {text}");
             }
         }
         let Some(every) = every else { break };
@@ -125,9 +126,7 @@ fn watch_signals(
                 _ = int.recv() => {}
             }
             if stop.swap(true, Ordering::Relaxed) {
-                eprintln!(
-                    "pgflare sync: second signal, stopping now (the next run redoes unrecorded ranges)"
-                );
+                errln!("pgflare sync: second signal, stopping now (the next run redoes unrecorded ranges)");
                 std::process::exit(130);
             }
             progress.println("stopping: finishing the key ranges being written, then recording them");
@@ -177,16 +176,16 @@ fn report(s: &SyncSummary, json: bool, file: Option<&std::path::Path>) -> anyhow
                 v.sent, v.unchanged, v.deleted
             ));
         }
-        println!("{line}");
+        outln!("{line}");
         if let Some(sw) = t.sweep.as_ref().filter(|sw| sw.missing_in_d1 > 0) {
-            println!(
+            outln!(
                 "{:26}note: {} source rows are missing in D1 and were not written by a sync; run `pgflare verify`",
                 "", sw.missing_in_d1
             );
         }
     }
     let state = if s.complete { "" } else { " (stopped early: the next run continues)" };
-    println!(
+    outln!(
         "sync run {}{state}: {} rows upserted, {} deleted in {:.1}s; targets now at the source's snapshot of {} (lag {:.1}s)",
         s.run, s.rows_upserted, s.rows_deleted, s.seconds, s.to_snapshot_taken_at, s.lag_seconds
     );

@@ -1,6 +1,7 @@
 //! `pgflare verify`: settings into a verification, the comparison, the
 //! report files, and the exit code a pipeline gates on.
 
+use super::output::outln;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -21,7 +22,7 @@ pub async fn run(args: CheckArgs, json: bool, progress: &Progress) -> anyhow::Re
         project.schema = s.clone();
     }
     config::resolve::resolve_cloudflare(&mut project, &args.cloudflare)?;
-    let source = config::source(args.project.database_url.as_deref().or(project.source_url.as_deref()))?;
+    let source = config::source(args.project.database_url.as_deref(), &project)?;
     let wants_vectors = project.tables.iter().any(|t| t.vector.is_some()) && !args.no_vectorize;
     let vectorize = match (&project.cloudflare.vectorize_index, wants_vectors) {
         (Some(index), true) => {
@@ -101,7 +102,7 @@ fn print_human(r: &VerifyReport, written: &[std::path::PathBuf]) {
         Status::Differences => "DIFFERENCES",
         Status::Error => "COULD NOT VERIFY",
     };
-    println!("{word}: {}", r.verdict.summary);
+    outln!("{word}: {}", r.verdict.summary);
     for t in &r.tables {
         for g in &t.targets {
             let n: u64 = g.counts.values().sum();
@@ -111,7 +112,7 @@ fn print_human(r: &VerifyReport, written: &[std::path::PathBuf]) {
                 }
                 crate::verify::report::TargetKind::Vectorize => "compared by id".to_string(),
             };
-            println!(
+            outln!(
                 "  {:24} {:9} {:>9} source rows, {:>9} in target, {how}, {n} differences",
                 t.table,
                 kind_name(g.kind),
@@ -121,12 +122,12 @@ fn print_human(r: &VerifyReport, written: &[std::path::PathBuf]) {
             for d in g.differences.iter().take(10) {
                 let fields: Vec<String> =
                     d.fields.iter().map(|f| format!("{}: {} -> {}", f.field, f.source, f.target)).collect();
-                println!("    {:?} {} {}", d.kind, d.key, fields.join("; "));
+                outln!("    {:?} {} {}", d.kind, d.key, fields.join("; "));
             }
         }
     }
     if let Some(q) = &r.queries {
-        println!(
+        outln!(
             "  query parity: recall@{} mean {:.3} (min {:.3}) over {} queries, threshold {:.2}: {}",
             q.k,
             q.mean_recall,
@@ -137,6 +138,6 @@ fn print_human(r: &VerifyReport, written: &[std::path::PathBuf]) {
         );
     }
     for p in written {
-        println!("report: {}", p.display());
+        outln!("report: {}", p.display());
     }
 }

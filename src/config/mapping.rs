@@ -340,6 +340,7 @@ mod tests {
             unique_keys: vec![],
             btree_indexes: vec![],
             skipped_indexes: vec![],
+            unsupported: vec![],
         }
     }
 

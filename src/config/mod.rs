@@ -15,21 +15,36 @@ use crate::error::{Error, Result};
 use crate::source::reader::BATCH_BYTES;
 use crate::source::{ReadOptions, Selection, Source, SplitOptions};
 
-/// The source URL: the flag, else `DATABASE_URL`, else `SUPABASE_DB_URL`.
-pub fn source(flag: Option<&str>) -> Result<Source> {
+/// The source: `--database-url`, else pgflare.toml's `[source] url`, else
+/// `DATABASE_URL`, else `SUPABASE_DB_URL` (one order for every command).
+pub fn source(flag: Option<&str>, project: &project::Project) -> Result<Source> {
     let url = flag
         .map(str::to_string)
+        .or_else(|| project.source_url.clone())
         .or_else(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()))
         .or_else(|| std::env::var("SUPABASE_DB_URL").ok().filter(|s| !s.is_empty()))
         .ok_or_else(|| Error::Config {
             setting: "--database-url".into(),
-            message: "no source given: pass --database-url or set DATABASE_URL (or SUPABASE_DB_URL)".into(),
+            message: "no source given: pass --database-url, set url under [source] in pgflare.toml, \
+                      or set DATABASE_URL (or SUPABASE_DB_URL)"
+                .into(),
         })?;
     Source::parse(&url)
 }
 
+/// The settings of a command that reads the source without a mapping
+/// (`inspect`, `archive`, `init`): `[source] url` and `schema` of
+/// pgflare.toml (`--config`, else ./pgflare.toml when there is one) under
+/// the flags. Cloudflare's environment plays no part here.
+pub fn source_and_selection(args: &SourceArgs) -> Result<(Source, Selection)> {
+    let project = file::load_project_with(args.config.as_deref(), &|_| None)?;
+    let source = source(args.database_url.as_deref(), &project)?;
+    let schema = args.schema.clone().unwrap_or(project.schema);
+    Ok((source, selection(args, &schema)?))
+}
+
 /// Which tables and columns, from the source arguments.
-pub fn selection(args: &SourceArgs) -> Result<Selection> {
+fn selection(args: &SourceArgs, schema: &str) -> Result<Selection> {
     let mut casts = std::collections::BTreeMap::new();
     for c in &args.casts {
         let Some((col, ty)) = c.split_once('=') else {
@@ -48,7 +63,7 @@ pub fn selection(args: &SourceArgs) -> Result<Selection> {
         check_column_ref("--exclude", e)?;
     }
     Ok(Selection {
-        schema: args.schema.clone(),
+        schema: schema.to_string(),
         tables: args.tables.clone(),
         casts,
         excludes: args.excludes.clone(),

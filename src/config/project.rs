@@ -111,6 +111,27 @@ pub struct TableMapping {
     pub casts: Vec<(String, String)>,
 }
 
+impl TableMapping {
+    /// Whether a load reads `column` of the source: every column without
+    /// `d1_columns`, else those and the vector, key, metadata, id,
+    /// namespace and soft-delete columns.
+    pub fn reads(&self, column: &str) -> bool {
+        let named = |c: &Option<String>| c.as_deref() == Some(column);
+        match &self.d1_columns {
+            None => true,
+            Some(cols) => {
+                cols.iter().any(|c| c.source == column)
+                    || named(&self.vector)
+                    || named(&self.vector_id)
+                    || named(&self.vector_namespace)
+                    || named(&self.soft_delete)
+                    || self.vector_metadata.iter().any(|m| m == column)
+                    || self.primary_key.iter().flatten().any(|k| k == column)
+            }
+        }
+    }
+}
+
 /// A source column and its name in D1.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ColumnMapping {

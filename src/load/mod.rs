@@ -29,9 +29,8 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::sink::d1::render::{D1Mapping, D1Mappings};
 use crate::sink::vectorize::{VectorMappings, VectorReport};
-use crate::source::{
-    introspect, partition, read_all, ReadOptions, Selection, Snapshot, SnapshotInfo, Source,
-};
+use crate::source::introspect::{introspect_lenient, refuse_unsupported, FixStyle};
+use crate::source::{partition, read_all, ReadOptions, Selection, Snapshot, SnapshotInfo, Source};
 use crate::source::{SplitOptions, TableInfo, TableJob};
 
 pub struct LoadOptions {
@@ -387,7 +386,15 @@ pub async fn prepare(
     }
     let schema = if project.schema.is_empty() { "public".to_string() } else { project.schema.clone() };
     let selection = Selection { schema, tables, casts, excludes: Vec::new() };
-    let mut infos = introspect(snapshot.conn(), &selection).await?;
+    let mut infos = introspect_lenient(snapshot.conn(), &selection).await?;
+    // A column nothing reads may be of any type; the rest are refused
+    // together, with the pgflare.toml keys that fix them.
+    let configured_for =
+        |i: &TableInfo| project.tables.iter().find(|m| m.schema == i.spec.schema && m.table == i.spec.name);
+    refuse_unsupported(&infos, FixStyle::Config, |info, u| match configured_for(info) {
+        Some(m) => m.reads(&u.column),
+        None => true,
+    })?;
     let (mut mappings, mut d1) = (Vec::new(), Vec::new());
     let mut vectors = vectors::VectorPlan::default();
     for info in &mut infos {

@@ -48,7 +48,7 @@ impl Source {
 
     pub async fn connect(&self) -> Result<PgConnection> {
         PgConnection::connect_with(&self.options).await.map_err(|e| Error::Source {
-            message: format!("cannot connect to {}: {}", self.shown, crate::redact::redact_text(&e.to_string())),
+            message: format!("cannot connect to {}: {}", self.shown, crate::error::pg_message(&e)),
             hint: "check --database-url / DATABASE_URL (on Supabase use the direct connection on port 5432, not the pooler on 6543)".into(),
         })
     }

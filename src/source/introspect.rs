@@ -54,10 +54,88 @@ pub struct TableInfo {
     pub btree_indexes: Vec<Index>,
     /// Indexes that have no SQLite form (HNSW, GIN, expression, partial).
     pub skipped_indexes: Vec<SkippedIndex>,
+    /// Columns that cannot be read as they are (left out of `spec`); a
+    /// command that reads them refuses with all of them at once.
+    pub unsupported: Vec<UnsupportedColumn>,
 }
 
-/// Finds the selected tables and describes them.
+/// A column pgflare cannot read as it is, and the two ways out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnsupportedColumn {
+    /// `schema.table`.
+    pub table: String,
+    pub column: String,
+    pub pg_type: String,
+    /// e.g. "type `interval` is not supported".
+    pub reason: String,
+    /// The type to read it as instead (e.g. `text`).
+    pub cast_to: String,
+    /// The fixes as flags: `--cast spans.took=text`, `--exclude spans.took`.
+    pub cast: String,
+    pub exclude: String,
+}
+
+/// How a refusal words its fixes: as flags (`inspect`, `archive`, `init`)
+/// or as pgflare.toml keys (`load`, `verify`, `sync`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FixStyle {
+    Flags,
+    Config,
+}
+
+impl UnsupportedColumn {
+    fn new(table: &str, column: &str, pg_type: &str, reason: String, cast_to: &str) -> Self {
+        let short = table.rsplit('.').next().unwrap_or(table);
+        UnsupportedColumn {
+            table: table.into(),
+            column: column.into(),
+            pg_type: pg_type.into(),
+            reason,
+            cast_to: cast_to.into(),
+            cast: format!("--cast {short}.{column}={cast_to}"),
+            exclude: format!("--exclude {short}.{column}"),
+        }
+    }
+
+    /// The fix in the words of the command that refuses.
+    pub fn fix(&self, style: FixStyle) -> String {
+        let short = self.table.rsplit('.').next().unwrap_or(&self.table);
+        match style {
+            FixStyle::Flags => format!("{} or {}", self.cast, self.exclude),
+            FixStyle::Config => format!(
+                "in pgflare.toml's [[tables]] entry `{short}`, casts = {{ {} = \"{}\" }}, or leave it out of d1_columns",
+                self.column, self.cast_to
+            ),
+        }
+    }
+}
+
+/// Refuses, at once, every column of `tables` that `used` says is read.
+pub fn refuse_unsupported(
+    tables: &[TableInfo],
+    style: FixStyle,
+    used: impl Fn(&TableInfo, &UnsupportedColumn) -> bool,
+) -> Result<()> {
+    let columns: Vec<UnsupportedColumn> =
+        tables.iter().flat_map(|t| t.unsupported.iter().filter(|u| used(t, u)).cloned()).collect();
+    if columns.is_empty() {
+        return Ok(());
+    }
+    Err(Error::UnsupportedTypes { columns, style })
+}
+
+/// Finds the selected tables and describes them; refuses, all at once, the
+/// columns that cannot be read (with their fixes as flags).
 pub async fn introspect(conn: &mut PgConnection, sel: &Selection) -> Result<Vec<TableInfo>> {
+    let tables = introspect_lenient(conn, sel).await?;
+    refuse_unsupported(&tables, FixStyle::Flags, |_, _| true)?;
+    Ok(tables)
+}
+
+/// [`introspect`], except that columns which cannot be read are listed in
+/// [`TableInfo::unsupported`] instead of refused (for `inspect`, and for
+/// commands that read only some columns).
+pub async fn introspect_lenient(conn: &mut PgConnection, sel: &Selection) -> Result<Vec<TableInfo>> {
     let rows = sqlx::query(
         "SELECT c.oid::int8, n.nspname::text, c.relname::text, c.reltuples::float8,
                 pg_total_relation_size(c.oid)
@@ -114,7 +192,11 @@ fn check_selection_used(sel: &Selection, tables: &[TableInfo]) -> Result<()> {
             let found = tables.iter().any(|t| {
                 name.strip_prefix(&format!("{}.", t.spec.name))
                     .or_else(|| name.strip_prefix(&format!("{}.", t.spec.qualified())))
-                    .is_some_and(|col| t.spec.column(col).is_some() || setting == "--exclude")
+                    .is_some_and(|col| {
+                        t.spec.column(col).is_some()
+                            || t.unsupported.iter().any(|u| u.column == col)
+                            || setting == "--exclude"
+                    })
             });
             if !found {
                 return Err(Error::Config {
@@ -160,7 +242,7 @@ async fn describe(
     .map_err(Error::db(format!("reading the columns of {table}")))?;
 
     let excludes: BTreeMap<String, ()> = sel.excludes.iter().map(|e| (e.clone(), ())).collect();
-    let mut columns = Vec::new();
+    let (mut columns, mut unsupported) = (Vec::new(), Vec::new());
     for r in &cols {
         let col: String = r.get(0);
         if lookup(&excludes, schema, name, &col).is_some() {
@@ -168,19 +250,21 @@ async fn describe(
         }
         let not_null: bool = r.get(1);
         let pg_type: String = r.get(2);
-        let (ty, cast) = match lookup(&sel.casts, schema, name, &col) {
+        let resolved = match lookup(&sel.casts, schema, name, &col) {
             Some(sql_type) => {
-                let (ty, canonical) = resolve_cast(conn, &table, &col, sql_type).await?;
-                (ty, Some(canonical))
+                resolve_cast(conn, &table, &col, &pg_type, sql_type).await?.map(|(t, c)| (t, Some(c)))
             }
             None => {
                 let is_array: bool = r.get(6);
                 let (typname, typtype): (String, String) =
                     if is_array { (r.get(7), r.get(8)) } else { (r.get(4), r.get(5)) };
-                (resolve(&table, &col, &pg_type, &typname, &typtype, is_array, r.get(3))?, None)
+                resolve(&table, &col, &pg_type, &typname, &typtype, is_array, r.get(3)).map(|t| (t, None))
             }
         };
-        columns.push(ColumnSpec { name: col, pg_type, ty, nullable: !not_null, cast });
+        match resolved {
+            Ok((ty, cast)) => columns.push(ColumnSpec { name: col, pg_type, ty, nullable: !not_null, cast }),
+            Err(u) => unsupported.push(*u),
+        }
     }
 
     let primary_key: Vec<String> = sqlx::query_scalar(
@@ -195,7 +279,10 @@ async fn describe(
     .fetch_all(&mut *conn)
     .await
     .map_err(Error::db(format!("reading the primary key of {table}")))?;
-    if let Some(missing) = primary_key.iter().find(|k| !columns.iter().any(|c| &c.name == *k)) {
+    if let Some(missing) = primary_key
+        .iter()
+        .find(|k| !columns.iter().any(|c| &c.name == *k) && !unsupported.iter().any(|u| &u.column == *k))
+    {
         return Err(Error::Config {
             setting: "--exclude".into(),
             message: format!("{table}.{missing} is part of the primary key and cannot be excluded"),
@@ -271,6 +358,7 @@ async fn describe(
         unique_keys: structure.unique_keys,
         btree_indexes: structure.btree_indexes,
         skipped_indexes: structure.skipped_indexes,
+        unsupported,
     })
 }
 
@@ -286,26 +374,31 @@ fn resolve(
     typtype: &str,
     is_array: bool,
     typmod: i32,
-) -> Result<ColumnType> {
+) -> std::result::Result<ColumnType, Box<UnsupportedColumn>> {
     let info = PgTypeInfo { typname, typtype: typtype.chars().next().unwrap_or('b'), is_array, typmod };
-    typemap::resolve(&info).map_err(|u| Error::UnsupportedType {
-        table: table.into(),
-        column: column.into(),
-        pg_type: pg_type.into(),
-        hint: u
-            .hint
-            .replace("TABLE.COLUMN", &format!("{}.{column}", table.rsplit('.').next().unwrap_or(table))),
+    typemap::resolve(&info).map_err(|u| {
+        Box::new(UnsupportedColumn::new(
+            table,
+            column,
+            pg_type,
+            format!("type `{pg_type}` {}", u.reason),
+            u.cast_to,
+        ))
     })
 }
 
 /// Resolves the type a `--cast` names, through the same table; also returns
 /// the type's canonical spelling, which is what goes into generated SQL.
+/// The cast is tried on no rows first, so a conversion Postgres does not
+/// have (jsonb to integer) is refused here, with Postgres's words, before
+/// anything is written.
 async fn resolve_cast(
     conn: &mut PgConnection,
     table: &str,
     column: &str,
+    pg_type: &str,
     sql_type: &str,
-) -> Result<(ColumnType, String)> {
+) -> Result<std::result::Result<(ColumnType, String), Box<UnsupportedColumn>>> {
     let row = sqlx::query(
         "SELECT b.typname::text, b.typtype::text, b.typcategory = 'A', e.typname::text, e.typtype::text,
                 format_type(t.oid, NULL)
@@ -329,8 +422,43 @@ async fn resolve_cast(
     let (typname, typtype): (String, String) =
         if is_array { (r.get(3), r.get(4)) } else { (r.get(0), r.get(1)) };
     let shown: String = r.get(5);
-    let ty = resolve(table, column, &shown, &typname, &typtype, is_array, -1)?;
-    Ok((ty, shown))
+    let ty = match resolve(table, column, &shown, &typname, &typtype, is_array, -1) {
+        Ok(ty) => ty,
+        Err(mut u) => {
+            u.pg_type = pg_type.into();
+            u.reason = format!("the cast to {shown} gives a type that is not supported");
+            return Ok(Err(u));
+        }
+    };
+    let sql_name = table.split_once('.').map(|(s, t)| format!("{}.{}", quote_ident(s), quote_ident(t)));
+    let probe = format!(
+        "SELECT {}::{shown} FROM {} LIMIT 0",
+        quote_ident(column),
+        sql_name.unwrap_or_else(|| quote_ident(table))
+    );
+    // Inside the snapshot's transaction a failed statement would abort it:
+    // the probe runs in a savepoint there (outside one, SAVEPOINT fails
+    // harmlessly and the probe runs on its own).
+    let in_transaction = sqlx::raw_sql("SAVEPOINT pgflare_cast_probe").execute(&mut *conn).await.is_ok();
+    let probed = sqlx::raw_sql(sqlx::AssertSqlSafe(probe)).execute(&mut *conn).await;
+    if in_transaction {
+        let undo = match probed {
+            Ok(_) => "RELEASE SAVEPOINT pgflare_cast_probe",
+            Err(_) => "ROLLBACK TO SAVEPOINT pgflare_cast_probe; RELEASE SAVEPOINT pgflare_cast_probe",
+        };
+        sqlx::raw_sql(undo).execute(&mut *conn).await.map_err(Error::db("ending the cast probe"))?;
+    }
+    match probed {
+        Ok(_) => Ok(Ok((ty, shown))),
+        Err(e @ sqlx::Error::Database(_)) => Ok(Err(Box::new(UnsupportedColumn::new(
+            table,
+            column,
+            pg_type,
+            format!("Postgres cannot read it as {shown}: {}", crate::error::pg_message(&e)),
+            "text",
+        )))),
+        Err(e) => Err(Error::db(format!("trying --cast {table}.{column}={sql_type}"))(e)),
+    }
 }
 
 fn ddl(

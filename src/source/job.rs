@@ -28,13 +28,36 @@ pub struct TableRead {
 /// Reads `selection` at `snapshot` into `sinks`.
 pub async fn read_selection(
     src: &Source,
-    mut snapshot: Snapshot,
+    snapshot: Snapshot,
     selection: &Selection,
     split: SplitOptions,
     read: ReadOptions,
     sinks: Arc<dyn SinkFactory>,
     progress: &Progress,
 ) -> Result<Reading> {
+    let plan = Plan { selection, split, read };
+    read_selection_after(src, snapshot, plan, sinks, progress, || Ok(())).await
+}
+
+/// What [`read_selection_after`] reads, and how.
+pub struct Plan<'a> {
+    pub selection: &'a Selection,
+    pub split: SplitOptions,
+    pub read: ReadOptions,
+}
+
+/// [`read_selection`], with `before_read` run once the tables are
+/// introspected and planned, before the first row: where the caller
+/// creates its output, so that a refusal leaves nothing behind.
+pub async fn read_selection_after(
+    src: &Source,
+    mut snapshot: Snapshot,
+    plan: Plan<'_>,
+    sinks: Arc<dyn SinkFactory>,
+    progress: &Progress,
+    before_read: impl FnOnce() -> Result<()>,
+) -> Result<Reading> {
+    let Plan { selection, split, read } = plan;
     let tables = introspect(snapshot.conn(), selection).await?;
     let mut jobs = Vec::new();
     for t in &tables {
@@ -45,6 +68,7 @@ pub async fn read_selection(
             progress: progress.rows(&t.spec.qualified(), t.row_estimate),
         });
     }
+    before_read()?;
     let partitions: Vec<usize> = jobs.iter().map(|j| j.partitions.len()).collect();
     let bars: Vec<_> = jobs.iter().map(|j| j.progress.clone()).collect();
     let results: Vec<PartitionResult> = read_all(src, &snapshot.info.id, jobs, sinks, read).await?;

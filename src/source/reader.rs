@@ -210,14 +210,24 @@ async fn read_partition(
             .map_err(|e| Error::Internal(format!("cannot start a decoder thread: {e}")))?
     };
 
+    // A cast can fail on a value (`'twelve'::integer`); Postgres does not
+    // say which column, so the casts are named.
+    let casts: Vec<String> =
+        table.columns.iter().filter_map(|c| c.cast.as_ref().map(|t| format!("{} as {t}", c.name))).collect();
+    let read_through = match casts.is_empty() {
+        true => String::new(),
+        false => format!("; columns read through a cast: {}", casts.join(", ")),
+    };
     let streamed: Result<()> = async {
-        let mut stream = conn
-            .copy_out_raw(&sql)
-            .await
-            .map_err(Error::db(format!("starting COPY of {} (partition {index})", table.qualified())))?;
+        let mut stream = conn.copy_out_raw(&sql).await.map_err(Error::db(format!(
+            "starting COPY of {} (partition {index}{read_through})",
+            table.qualified()
+        )))?;
         while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(Error::db(format!("reading {} (partition {index})", table.qualified())))?;
+            let chunk = chunk.map_err(Error::db(format!(
+                "reading {} (partition {index}{read_through})",
+                table.qualified()
+            )))?;
             if tx.send(chunk).await.is_err() {
                 break; // the decoder stopped; its error is the one to report
             }
@@ -230,10 +240,13 @@ async fn read_partition(
         .await
         .map_err(|e| Error::Internal(format!("decoder join failed: {e}")))?
         .map_err(|_| Error::Internal(format!("the decoder of {} panicked", table.qualified())))?;
-    // A decoder error explains a broken stream better than the stream does.
+    // A stream that failed on its own (Postgres refused the COPY, or the
+    // connection broke) is the cause: the decoder then only saw a stream
+    // without its trailer. A decoder that failed first stopped the stream
+    // quietly (the send above fails), so its error is the one to report.
     let (rows, report) = match (decoded, streamed) {
-        (Err(e), _) => return Err(e),
-        (Ok(_), Err(e)) => return Err(e),
+        (_, Err(e)) => return Err(e),
+        (Err(e), Ok(())) => return Err(e),
         (Ok(v), Ok(())) => v,
     };
     Ok(PartitionResult { table, partition: index, rows, report })

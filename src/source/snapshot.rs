@@ -87,10 +87,7 @@ pub async fn join(source: &Source, id: &str) -> Result<PgConnection> {
         "{SESSION_SETUP}; BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{id}'"
     );
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.map_err(|e| Error::Source {
-        message: format!(
-            "a worker could not adopt snapshot {id}: {}",
-            crate::redact::redact_text(&e.to_string())
-        ),
+        message: format!("a worker could not adopt snapshot {id}: {}", crate::error::pg_message(&e)),
         hint: "connect directly (Supabase: port 5432), not through a transaction-mode pooler (port 6543), \
                which sends each statement to a different server connection"
             .into(),
