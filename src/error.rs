@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use crate::source::introspect::{FixStyle, UnsupportedColumn};
+use crate::source::unsupported::{FixStyle, UnsupportedColumn};
 
 /// Result alias used across the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

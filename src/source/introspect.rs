@@ -10,6 +10,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::Row as _;
 
 use super::constraints::{self, ForeignKey, Index, SkippedIndex};
+pub use super::unsupported::{refuse_unsupported, FixStyle, UnsupportedColumn};
 use crate::batch::{quote_ident, ColumnSpec, TableSpec};
 use crate::error::{Error, Result};
 use crate::typemap::{self, ColumnType, PgTypeInfo};
@@ -57,71 +58,6 @@ pub struct TableInfo {
     /// Columns that cannot be read as they are (left out of `spec`); a
     /// command that reads them refuses with all of them at once.
     pub unsupported: Vec<UnsupportedColumn>,
-}
-
-/// A column pgflare cannot read as it is, and the two ways out.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct UnsupportedColumn {
-    /// `schema.table`.
-    pub table: String,
-    pub column: String,
-    pub pg_type: String,
-    /// e.g. "type `interval` is not supported".
-    pub reason: String,
-    /// The type to read it as instead (e.g. `text`).
-    pub cast_to: String,
-    /// The fixes as flags: `--cast spans.took=text`, `--exclude spans.took`.
-    pub cast: String,
-    pub exclude: String,
-}
-
-/// How a refusal words its fixes: as flags (`inspect`, `archive`, `init`)
-/// or as pgflare.toml keys (`load`, `verify`, `sync`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FixStyle {
-    Flags,
-    Config,
-}
-
-impl UnsupportedColumn {
-    fn new(table: &str, column: &str, pg_type: &str, reason: String, cast_to: &str) -> Self {
-        let short = table.rsplit('.').next().unwrap_or(table);
-        UnsupportedColumn {
-            table: table.into(),
-            column: column.into(),
-            pg_type: pg_type.into(),
-            reason,
-            cast_to: cast_to.into(),
-            cast: format!("--cast {short}.{column}={cast_to}"),
-            exclude: format!("--exclude {short}.{column}"),
-        }
-    }
-
-    /// The fix in the words of the command that refuses.
-    pub fn fix(&self, style: FixStyle) -> String {
-        let short = self.table.rsplit('.').next().unwrap_or(&self.table);
-        match style {
-            FixStyle::Flags => format!("{} or {}", self.cast, self.exclude),
-            FixStyle::Config => format!(
-                "in pgflare.toml's [[tables]] entry `{short}`, casts = {{ {} = \"{}\" }}, or leave it out of d1_columns",
-                self.column, self.cast_to
-            ),
-        }
-    }
-}
-
-/// Refuses, at once, every column of `tables` that `used` says is read.
-pub fn refuse_unsupported(
-    tables: &[TableInfo],
-    style: FixStyle,
-    used: impl Fn(&TableInfo, &UnsupportedColumn) -> bool,
-) -> Result<()> {
-    let columns: Vec<UnsupportedColumn> =
-        tables.iter().flat_map(|t| t.unsupported.iter().filter(|u| used(t, u)).cloned()).collect();
-    if columns.is_empty() {
-        return Ok(());
-    }
-    Err(Error::UnsupportedTypes { columns, style })
 }
 
 /// Finds the selected tables and describes them; refuses, all at once, the

@@ -14,6 +14,7 @@ pub mod partition;
 pub mod pgvector;
 pub mod reader;
 pub mod snapshot;
+pub mod unsupported;
 
 pub use connect::Source;
 pub use introspect::{introspect, Selection, TableInfo};
