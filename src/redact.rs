@@ -19,28 +19,54 @@ pub fn redact_url(url: &str) -> String {
 
 /// Masks anything that looks like a secret inside free text: URL passwords
 /// (`scheme://user:secret@`), `password=secret` pairs and `Bearer secret`.
+/// A password people did not percent-encode may hold `/`, `#`, `?`, `@`
+/// or quotes, so the credentials of a URL run to its *last* `@` before
+/// whitespace (more is masked rather than less).
 pub fn redact_text(text: &str) -> String {
+    // `password=` values first: one may hold an `@`, which would otherwise
+    // look like the end of a URL's credentials.
+    let text = &mask_after(&password_params_masked(text), "Bearer ");
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
+    let mut rest = text.as_str();
     while let Some(pos) = rest.find("://") {
         let (head, tail) = rest.split_at(pos + 3);
         out.push_str(head);
-        // The authority ends at the first '/', whitespace or quote.
-        let end =
-            tail.find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'').unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..colon]);
-                out.push_str(":***");
-                out.push_str(&authority[at..]);
+        let end = tail.find(char::is_whitespace).unwrap_or(tail.len());
+        let segment = &tail[..end];
+        match segment.rfind('@') {
+            Some(at) => {
+                let userinfo = &segment[..at];
+                match userinfo.find(':') {
+                    Some(colon) => {
+                        out.push_str(&userinfo[..colon]);
+                        out.push_str(":***");
+                    }
+                    None => out.push_str(userinfo),
+                }
+                out.push_str(&segment[at..]);
             }
-            _ => out.push_str(authority),
+            None => out.push_str(segment),
         }
         rest = &tail[end..];
     }
     out.push_str(rest);
-    mask_after(&mask_after(&out, "password="), "Bearer ")
+    out
+}
+
+/// A URL that could not be read, shown without anything before its last
+/// `@` (where user and password are, however they are written), e.g.
+/// `postgres://***@db.example.com:5432/postgres`.
+pub fn without_credentials(url: &str) -> String {
+    let url = &password_params_masked(url);
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+/// `password=...` values masked (whatever they hold, `@` included).
+pub fn password_params_masked(text: &str) -> String {
+    mask_after(text, "password=")
 }
 
 fn mask_after(text: &str, marker: &str) -> String {
@@ -55,9 +81,9 @@ fn mask_after(text: &str, marker: &str) -> String {
         let start = pos + marker.len();
         out.push_str(&rest[..start]);
         let tail = &rest[start..];
-        let end = tail
-            .find(|c: char| c.is_whitespace() || matches!(c, '&' | ';' | '"' | '\''))
-            .unwrap_or(tail.len());
+        // Only whitespace ends it: a password as people write it may hold
+        // `&`, `;` or quotes (more is masked rather than less).
+        let end = tail.find(char::is_whitespace).unwrap_or(tail.len());
         if end > 0 {
             out.push_str("***");
         }
@@ -88,7 +114,7 @@ mod tests {
     #[test]
     fn text_secrets_are_masked() {
         let t = redact_text("failed to reach postgresql://a:b@h:1/d and password=xyz; Bearer tok123");
-        assert_eq!(t, "failed to reach postgresql://a:***@h:1/d and password=***; Bearer ***");
+        assert_eq!(t, "failed to reach postgresql://a:***@h:1/d and password=*** Bearer ***");
     }
 
     proptest! {

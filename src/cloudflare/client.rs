@@ -15,8 +15,8 @@ use super::ratelimit::RateLimiter;
 use super::retry::{parse_retry_after, Failure, RetryPolicy};
 use crate::error::{Error, Result};
 
-/// Everything needed to talk to the API.
-#[derive(Clone, Debug)]
+/// Everything needed to talk to the API. Its `Debug` masks the token.
+#[derive(Clone)]
 pub struct ApiSettings {
     pub base_url: String,
     pub account_id: String,
@@ -24,6 +24,19 @@ pub struct ApiSettings {
     pub rate_limit_requests: u32,
     pub rate_limit_window: Duration,
     pub retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for ApiSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiSettings")
+            .field("base_url", &self.base_url)
+            .field("account_id", &self.account_id)
+            .field("token", &"***")
+            .field("rate_limit_requests", &self.rate_limit_requests)
+            .field("rate_limit_window", &self.rate_limit_window)
+            .field("retry", &self.retry)
+            .finish()
+    }
 }
 
 pub struct Api {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::file_errors::{refuse_secrets, toml_error};
 use super::project::{
     ColumnMapping, D1Database, OnInvalid, Project, TableMapping, VectorizeSettings, DEFAULT_API_BASE_URL,
 };
@@ -100,10 +101,6 @@ struct RawTable {
     casts: BTreeMap<String, String>,
 }
 
-/// Keys that would put a secret in the file: refused with a pointer to the
-/// environment variable instead of a bare "unknown field".
-const SECRET_KEYS: [&str; 4] = ["token", "api_token", "cloudflare_api_token", "api_key"];
-
 /// `path`, or `./pgflare.toml` when it exists, or the defaults; then the
 /// environment (`CLOUDFLARE_ACCOUNT_ID`, `CLOUDFLARE_API_BASE_URL`,
 /// `CLOUDFLARE_API_TOKEN`) over the file.
@@ -132,11 +129,9 @@ pub fn load_project_with(path: Option<&Path>, env: EnvLookup) -> Result<Project>
 /// wrangler paths are resolved against its folder).
 pub fn parse_project(text: &str, path: &Path) -> Result<Project> {
     let file = path.display().to_string();
-    let generic: toml::Table =
-        toml::from_str(text).map_err(|e| Error::Config { setting: file.clone(), message: e.to_string() })?;
+    let generic: toml::Table = toml::from_str(text).map_err(|e| toml_error(&file, text, &e))?;
     refuse_secrets(&file, "", &toml::Value::Table(generic))?;
-    let raw: RawFile =
-        toml::from_str(text).map_err(|e| Error::Config { setting: file.clone(), message: e.to_string() })?;
+    let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(&file, text, &e))?;
     let key = |k: &str| format!("{file}: {k}");
     let bad = |k: &str, m: String| Error::Config { setting: key(k), message: m };
 
@@ -463,32 +458,6 @@ pub fn api_base_url(setting: &str, text: &str) -> Result<String> {
         });
     }
     Ok(trimmed.to_string())
-}
-
-fn refuse_secrets(file: &str, at: &str, v: &toml::Value) -> Result<()> {
-    let child = |k: &str| if at.is_empty() { k.to_string() } else { format!("{at}.{k}") };
-    match v {
-        toml::Value::Table(t) => {
-            for (k, v) in t {
-                if SECRET_KEYS.contains(&k.to_ascii_lowercase().as_str()) {
-                    return Err(Error::Config {
-                        setting: format!("{file}: {}", child(k)),
-                        message: "the API token is never read from a file (files get committed): \
-                                  remove it and set CLOUDFLARE_API_TOKEN in the environment"
-                            .into(),
-                    });
-                }
-                refuse_secrets(file, &child(k), v)?;
-            }
-        }
-        toml::Value::Array(a) => {
-            for (i, v) in a.iter().enumerate() {
-                refuse_secrets(file, &format!("{at}[{i}]"), v)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
 }
 
 fn non_empty(setting: &str, value: &str) -> Result<()> {

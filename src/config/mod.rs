@@ -3,6 +3,7 @@
 //! that name the setting and say what is expected.
 
 pub mod file;
+mod file_errors;
 pub mod init;
 pub mod mapping;
 pub mod project;
@@ -18,18 +19,20 @@ use crate::source::{ReadOptions, Selection, Source, SplitOptions};
 /// The source: `--database-url`, else pgflare.toml's `[source] url`, else
 /// `DATABASE_URL`, else `SUPABASE_DB_URL` (one order for every command).
 pub fn source(flag: Option<&str>, project: &project::Project) -> Result<Source> {
-    let url = flag
-        .map(str::to_string)
-        .or_else(|| project.source_url.clone())
-        .or_else(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()))
-        .or_else(|| std::env::var("SUPABASE_DB_URL").ok().filter(|s| !s.is_empty()))
+    let env = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty()).map(|v| (v, k.to_string()));
+    let file = || project.path.as_ref().map_or("pgflare.toml".into(), |p| p.display().to_string());
+    let (url, setting) = flag
+        .map(|f| (f.to_string(), "--database-url".to_string()))
+        .or_else(|| project.source_url.clone().map(|u| (u, format!("{}: source.url", file()))))
+        .or_else(|| env("DATABASE_URL"))
+        .or_else(|| env("SUPABASE_DB_URL"))
         .ok_or_else(|| Error::Config {
             setting: "--database-url".into(),
             message: "no source given: pass --database-url, set url under [source] in pgflare.toml, \
                       or set DATABASE_URL (or SUPABASE_DB_URL)"
                 .into(),
         })?;
-    Source::parse(&url)
+    Source::parse_from(&url, &setting)
 }
 
 /// The settings of a command that reads the source without a mapping

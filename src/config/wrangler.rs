@@ -138,8 +138,9 @@ impl WranglerConfig {
 fn parse(path: &Path, file: &str, text: &str) -> Result<Value> {
     let is_toml = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml"));
     if is_toml {
-        let table: toml::Table = toml::from_str(text)
-            .map_err(|e| Error::Config { setting: file.to_string(), message: e.to_string() })?;
+        // No excerpt of the file in the error: its [vars] may hold secrets.
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| super::file_errors::toml_error(file, text, &e))?;
         return serde_json::to_value(table)
             .map_err(|e| Error::Config { setting: file.to_string(), message: e.to_string() });
     }

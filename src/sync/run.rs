@@ -97,6 +97,23 @@ pub struct SyncSummary {
 }
 
 pub async fn run_once(src: &Source, opts: &SyncOptions, progress: &Progress) -> Result<Outcome> {
+    // The source first: a run that cannot reach it (a wrong password, a
+    // host that does not answer) must leave the target untouched, no
+    // SQLite file created and no lease row written.
+    let mut lock = src.connect().await?;
+    // A local D1 file sync would have to create holds no checkpoint: say
+    // so without leaving an empty file behind.
+    if let Target::Sqlite { path } = &opts.target {
+        if !path.exists() {
+            return Err(Error::Config {
+                setting: "--sqlite".into(),
+                message: format!(
+                    "{} does not exist: sync continues a load, so run `pgflare load --target sqlite` into it first",
+                    path.display()
+                ),
+            });
+        }
+    }
     let notices = progress.clone();
     let api = match (&opts.target, &opts.vectorize) {
         (Target::Api { settings, .. }, _) | (_, VectorTarget::Api { settings, .. }) => Some(Arc::new(
@@ -129,7 +146,6 @@ pub async fn run_once(src: &Source, opts: &SyncOptions, progress: &Progress) -> 
     // The source lock guards runners whose targets differ in name only
     // (e.g. one D1 reached by file and by API).
     let lock_key = format!("pgflare sync {}", opts.target.describe());
-    let mut lock = src.connect().await?;
     let key: i64 = sqlx::query_scalar("SELECT hashtextextended($1, 0)")
         .bind(&lock_key)
         .fetch_one(&mut lock)
