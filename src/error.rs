@@ -75,6 +75,11 @@ pub enum Error {
     #[error("{setting}: {message}")]
     Config { setting: String, message: String },
 
+    /// Another pgflare holds what this one needs (a load's state folder):
+    /// the message names the holder; the process exits with code 3.
+    #[error("{0}")]
+    Busy(String),
+
     /// A worker thread or task died; the message says which.
     #[error("internal: {0}")]
     Internal(String),

@@ -27,6 +27,7 @@ pub mod commands;
 pub mod config;
 pub mod emulator;
 pub mod error;
+pub mod holder;
 pub mod load;
 pub mod progress;
 pub mod redact;

@@ -1,7 +1,8 @@
 //! One module per command; each turns arguments into a plan (via
 //! `config`), runs the library, and prints for people or for `--json`.
 //! Commands return the process exit code; errors become exit code 2,
-//! another sync runner holding the lease 3 ([`sync::EXIT_BUSY`]).
+//! another runner holding what a command needs (the sync lease, a load's
+//! state folder) 3 ([`sync::EXIT_BUSY`]).
 
 mod archive;
 mod emulate;
@@ -23,7 +24,18 @@ use crate::progress::Progress;
 pub const EXIT_DIFFERENCES: u8 = 1;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let code = run_command(cli).await?;
+    let code = match run_command(cli).await {
+        Ok(code) => code,
+        // Another pgflare holds what this one needs: not a failure of this
+        // one, and schedulers tell the two apart by the code.
+        Err(e) => match e.downcast_ref::<crate::error::Error>() {
+            Some(crate::error::Error::Busy(who)) => {
+                output::errln!("pgflare: not running: {who}; exiting with code {}", sync::EXIT_BUSY);
+                ExitCode::from(sync::EXIT_BUSY)
+            }
+            _ => return Err(e),
+        },
+    };
     output::finish().map_err(|e| anyhow::anyhow!("writing the output: {e}"))?;
     Ok(code)
 }

@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use self::plan::TablePlan;
 use self::report::{column_widths, table_summaries, write_files_manifest};
-use self::state::{LoadState, PartitionState, StateFile, TableState};
+use self::state::{LoadState, PartitionState, StateFile, StateLock, TableState};
 pub use self::target::Target;
 pub use self::vectors::VectorTarget;
 use crate::config::project::Project;
@@ -103,6 +103,12 @@ pub struct Prepared {
 pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Result<LoadSummary> {
     let started = Instant::now();
     let mut snapshot = Snapshot::export(src).await?;
+    // The source answered: from here on this load writes, and it is the
+    // only one writing this state folder (a dry run only reads it).
+    let _lock = match opts.dry_run {
+        true => None,
+        false => Some(StateLock::acquire(&opts.state_dir, &opts.target.describe())?),
+    };
     let vectors_on = !matches!(opts.vectorize, VectorTarget::Off);
     let prepared = prepare(&mut snapshot, &opts.project, &opts.only_tables, vectors_on).await?;
     let (infos, mappings) = (&prepared.infos, &prepared.mappings);

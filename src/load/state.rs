@@ -135,6 +135,56 @@ impl StateFile {
     }
 }
 
+/// One `pgflare load` per state folder: an OS lock (`flock`) on
+/// `<dir>/load.lock`, held until the load ends, however it ends (the OS
+/// drops it with the process, even on SIGKILL). The file names the holder
+/// so that a second load can say who it is waiting for.
+pub struct StateLock {
+    _file: std::fs::File,
+}
+
+/// The lock file's name in the state folder.
+pub const LOCK_FILE: &str = "load.lock";
+
+impl StateLock {
+    /// Takes the folder's lock for a load into `target`, or says who holds it.
+    pub fn acquire(dir: &Path, target: &str) -> Result<StateLock> {
+        use std::io::{Seek, Write};
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        let path = dir.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(Error::io(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<crate::holder::Holder>(&t).ok())
+                    .map_or_else(|| "another pgflare load (starting)".to_string(), |h| h.describe());
+                return Err(Error::Busy(format!(
+                    "the load state in {} is in use by {holder}: one load per state folder at a time \
+                     (two would write the same state and targets); wait for it to end, or give this \
+                     load its own --state-dir",
+                    dir.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path)(e)),
+        }
+        let me = crate::holder::Holder::me(&format!("pgflare load into {target}"));
+        let text = serde_json::to_vec_pretty(&me).map_err(|e| Error::Internal(format!("lock file: {e}")))?;
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(&text))
+            .map_err(Error::io(&path))?;
+        Ok(StateLock { _file: file })
+    }
+}
+
 /// Write to a temporary file, flush it to disk, rename over the old one.
 fn write_atomic(path: &Path, state: &LoadState) -> Result<()> {
     use std::io::Write;

@@ -203,6 +203,6 @@ pub(crate) fn chunk(i: usize, seed: u64, centroids: &Centroids) -> ChunkRow {
         embedding,
         created_at,
         // Even rows: updated later; odd rows: updated_at == created_at.
-        updated_at: if n % 2 == 0 { created_at + 1 } else { created_at },
+        updated_at: if n.is_multiple_of(2) { created_at + 1 } else { created_at },
     }
 }

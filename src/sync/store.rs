@@ -129,10 +129,7 @@ pub struct Lease {
 
 impl Lease {
     pub fn mine(ttl: std::time::Duration) -> Lease {
-        let host = std::env::var("HOSTNAME")
-            .ok()
-            .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
-            .unwrap_or_else(|| "unknown-host".into());
+        let host = crate::holder::host_name();
         let pid = std::process::id();
         Lease {
             holder: format!("{host}:{pid}:{}", &blake3::hash(now().as_bytes()).to_hex()[..8]),

@@ -84,3 +84,43 @@ fn a_sync_without_a_loaded_d1_file_creates_none() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("pgflare load --target sqlite"), "{}", text(&o));
     assert!(!file.exists(), "an empty D1 file with a lease row was left behind");
 }
+
+#[test]
+fn a_second_load_on_the_same_state_is_refused_naming_the_first() {
+    let db = TestDb::new("loadlock");
+    db.seed(400, 4);
+    // Slow answers keep the first load running while the second starts.
+    let emu = Emulator::start(&["--latency-ms", "300"]);
+    let dir = temp_dir("loadlock");
+    let state = dir.path().join("state");
+    let args = [
+        "--quiet",
+        "load",
+        "--target",
+        "api",
+        "--d1-database-id",
+        "db1",
+        "--partition-mib",
+        "1",
+        "--state-dir",
+        state.to_str().expect("p"),
+    ];
+    let first = emu.command(&db).args(args).stderr(std::process::Stdio::piped()).spawn().expect("spawn");
+    // The first load holds the state once its lock file names it.
+    let lock = state.join("load.lock");
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&lock).is_ok_and(|t| t.contains(&format!("\"pid\": {}", first.id()))) {
+        assert!(started.elapsed().as_secs() < 30, "the first load never took the lock");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let second = emu.command(&db).args(args).output().expect("second load");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(3), "{}", text(&second));
+    assert!(err.contains(&format!("pid {}", first.id())), "the holder is named: {err}");
+    assert!(err.contains("since"), "{err}");
+    let first = first.wait_with_output().expect("first load");
+    assert!(first.status.success(), "the first load is not disturbed: {}", text(&first));
+    // Once it is done, the state is free again.
+    let again = emu.command(&db).args(args).output().expect("third load");
+    assert!(again.status.success(), "{}", text(&again));
+}
