@@ -27,6 +27,25 @@ pub struct Cli {
     #[arg(long, short, global = true)]
     pub quiet: bool,
 
+    /// Longest wait to reach a server: TCP, TLS and Postgres's login
+    /// (e.g. 30s, 2m).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s",
+          value_parser = crate::timeouts::parse_duration)]
+    pub connect_timeout: std::time::Duration,
+
+    /// Longest silence accepted from Postgres: until a statement answers,
+    /// and between two messages of a result or COPY stream (a bound on
+    /// silence, not on a long COPY that keeps sending).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "15m",
+          value_parser = crate::timeouts::parse_duration)]
+    pub statement_timeout: std::time::Duration,
+
+    /// Longest wait for a Cloudflare API answer after sending a request
+    /// (the upload included), and between two parts of it.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "2m",
+          value_parser = crate::timeouts::parse_duration)]
+    pub http_timeout: std::time::Duration,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -589,4 +608,15 @@ pub struct VerifyArgs {
 
     #[command(flatten)]
     pub tuning: TuningArgs,
+}
+
+impl Cli {
+    /// The bounds on network waits the flags give.
+    pub fn timeouts(&self) -> crate::timeouts::Timeouts {
+        crate::timeouts::Timeouts {
+            connect: self.connect_timeout,
+            statement: self.statement_timeout,
+            http: self.http_timeout,
+        }
+    }
 }

@@ -111,6 +111,12 @@ fn unsupported_text(columns: &[UnsupportedColumn], style: FixStyle) -> String {
 /// (a line of Postgres's C source) nor the statement position. Anything
 /// that is not an answer from the server is sqlx's text, redacted.
 pub fn pg_message(e: &sqlx::Error) -> String {
+    if let sqlx::Error::Io(io) = e {
+        if io.kind() == std::io::ErrorKind::TimedOut {
+            // Our own bound (see source::conn): its text says it all.
+            return io.to_string();
+        }
+    }
     let Some(db) =
         e.as_database_error().and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
     else {

@@ -35,6 +35,7 @@ pub mod seed;
 pub mod sink;
 pub mod source;
 pub mod sync;
+pub mod timeouts;
 pub mod typemap;
 pub mod verify;
 

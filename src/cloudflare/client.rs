@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::ratelimit::RateLimiter;
 use super::retry::{parse_retry_after, Failure, RetryPolicy};
 use crate::error::{Error, Result};
+use crate::timeouts::human;
 
 /// Everything needed to talk to the API. Its `Debug` masks the token.
 #[derive(Clone)]
@@ -24,6 +25,8 @@ pub struct ApiSettings {
     pub rate_limit_requests: u32,
     pub rate_limit_window: Duration,
     pub retry: RetryPolicy,
+    /// `connect` bounds reaching the API, `http` its answers.
+    pub timeouts: crate::timeouts::Timeouts,
 }
 
 impl std::fmt::Debug for ApiSettings {
@@ -35,6 +38,7 @@ impl std::fmt::Debug for ApiSettings {
             .field("rate_limit_requests", &self.rate_limit_requests)
             .field("rate_limit_window", &self.rate_limit_window)
             .field("retry", &self.retry)
+            .field("timeouts", &self.timeouts)
             .finish()
     }
 }
@@ -50,10 +54,12 @@ impl Api {
     pub fn new(settings: ApiSettings) -> Result<Self> {
         // reqwest is built without a default TLS provider: use ring, as sqlx does.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // No total cap: an export download may run for long. reqwest's read
+        // timeout runs from sending the request (upload included) to the
+        // answer's head, then between two reads of its body.
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            // D1 stops a request after 30 s; leave room for the answer.
-            .timeout(Duration::from_secs(90))
+            .connect_timeout(settings.timeouts.connect)
+            .read_timeout(settings.timeouts.http)
             .user_agent(concat!("pgflare/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
@@ -111,8 +117,8 @@ impl Api {
                         }
                         Payload::None => req,
                     };
-                    let resp = req.send().await.map_err(|e| transport(what, e))?;
-                    envelope(what, product, resp).await
+                    let resp = req.send().await.map_err(|e| self.transport(what, e))?;
+                    envelope(self, what, product, resp).await
                 },
                 &notice,
             )
@@ -138,10 +144,10 @@ impl Api {
                     if let Some(b) = &body {
                         req = req.body(b.clone());
                     }
-                    let resp = req.send().await.map_err(|e| transport(what, e))?;
+                    let resp = req.send().await.map_err(|e| self.transport(what, e))?;
                     let status = resp.status();
                     let headers = resp.headers().clone();
-                    let bytes = resp.bytes().await.map_err(|e| transport(what, e))?;
+                    let bytes = resp.bytes().await.map_err(|e| self.transport(what, e))?;
                     if status.is_success() {
                         Ok((headers, bytes))
                     } else {
@@ -199,7 +205,7 @@ impl Api {
             .retry
             .run(
                 || async {
-                    let resp = self.http.get(url).send().await.map_err(|e| transport(what, e))?;
+                    let resp = self.http.get(url).send().await.map_err(|e| self.transport(what, e))?;
                     let status = resp.status();
                     if !status.is_success() {
                         let headers = resp.headers().clone();
@@ -217,7 +223,7 @@ impl Api {
                     let mut stream = resp.bytes_stream();
                     let mut n = 0u64;
                     while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
-                        let chunk = chunk.map_err(|e| transport(what, e))?;
+                        let chunk = chunk.map_err(|e| self.transport(what, e))?;
                         file.write_all(&chunk).await.map_err(fatal)?;
                         n += chunk.len() as u64;
                     }
@@ -230,28 +236,59 @@ impl Api {
     }
 }
 
-fn transport(what: &str, e: reqwest::Error) -> Failure {
-    // reqwest errors show the URL; ours hold account and database ids,
-    // never the token, so they may be shown.
-    Failure::Transient {
-        error: Error::Api {
-            what: what.to_string(),
-            status: None,
-            message: format!("request failed: {e}"),
-            hint: "the connection failed or timed out; pgflare retries such failures with backoff".into(),
-        },
-        retry_after: None,
+impl Api {
+    /// A request that got no answer: a failed or refused connection, or
+    /// one of the run's bounds ran out (then the error says which, and the
+    /// retry policy gives up sooner: a server that stays silent once
+    /// usually does again).
+    fn transport(&self, what: &str, e: reqwest::Error) -> Failure {
+        let server = e.url().map(|u| match (u.host_str(), u.port_or_known_default()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => u.to_string(),
+        });
+        let server = server.unwrap_or_else(|| "the Cloudflare API".into());
+        let t = &self.settings.timeouts;
+        let (message, timed_out) = if e.is_timeout() && e.is_connect() {
+            (format!("could not connect to {server} within {} (--connect-timeout)", human(t.connect)), true)
+        } else if e.is_timeout() {
+            (format!("no answer from {server} within {} (--http-timeout)", human(t.http)), true)
+        } else {
+            // reqwest errors show the URL; ours hold account and database
+            // ids, never the token, so they may be shown. The causes say
+            // what happened (`Connection refused`).
+            let mut text = format!("request failed: {e}");
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            (text, false)
+        };
+        Failure::Transient {
+            error: Error::Api {
+                what: what.to_string(),
+                status: None,
+                message,
+                hint: "the connection failed or the server did not answer in time; pgflare retries such \
+                       failures with backoff (a silent server a few times only)"
+                    .into(),
+            },
+            retry_after: None,
+            timed_out,
+        }
     }
 }
 
 async fn envelope(
+    api: &Api,
     what: &str,
     product: Product,
     resp: reqwest::Response,
 ) -> std::result::Result<Value, Failure> {
     let status = resp.status();
     let headers = resp.headers().clone();
-    let text = resp.text().await.map_err(|e| transport(what, e))?;
+    let text = resp.text().await.map_err(|e| api.transport(what, e))?;
     let parsed: Option<Value> = serde_json::from_str(&text).ok();
     let success = parsed.as_ref().and_then(|v| v.get("success")).and_then(Value::as_bool);
     if status.is_success() && success != Some(false) {
@@ -265,6 +302,7 @@ async fn envelope(
                     hint: "a proxy may be in the way; check CLOUDFLARE_API_BASE_URL".into(),
                 },
                 retry_after: None,
+                timed_out: false,
             }),
         };
     }
@@ -312,7 +350,7 @@ fn classify(what: &str, status: StatusCode, headers: &HeaderMap, message: String
     };
     let error = Error::Api { what: what.to_string(), status: Some(status.as_u16()), message, hint };
     if transient {
-        Failure::Transient { error, retry_after }
+        Failure::Transient { error, retry_after, timed_out: false }
     } else {
         Failure::Fatal(error)
     }

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::client::Api;
 use crate::error::{Error, Result};
+use crate::timeouts::D1_WAIT;
 
 /// What D1 reported for executed SQL.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -115,7 +116,7 @@ impl D1 {
             // D1 already has this exact file: it answers like a poll.
             init
         };
-        let mut poll = self.poll_every;
+        let (mut poll, started) = (self.poll_every, std::time::Instant::now());
         loop {
             match state.get("status").and_then(Value::as_str) {
                 Some("complete") => {
@@ -140,6 +141,7 @@ impl D1 {
                 }
                 _ => {}
             }
+            waited_too_long(&format!("{what}: import"), started)?;
             let bookmark = state.get("at_bookmark").cloned().unwrap_or(Value::Null);
             tokio::time::sleep(poll).await;
             // Polls count against the request budget: a long import must not
@@ -166,7 +168,7 @@ impl D1 {
             .api
             .call(&format!("{what}: export"), Method::POST, &url, &json!({"output_format": "polling"}))
             .await?;
-        let mut poll = self.poll_every;
+        let (mut poll, started) = (self.poll_every, std::time::Instant::now());
         loop {
             match state.get("status").and_then(Value::as_str) {
                 Some("complete") => break,
@@ -183,6 +185,7 @@ impl D1 {
                 }
                 _ => {}
             }
+            waited_too_long(&format!("{what}: export"), started)?;
             tokio::time::sleep(poll).await;
             poll = (poll * 3 / 2).min(std::time::Duration::from_secs(5));
             let body = json!({"output_format": "polling", "current_bookmark": state.get("at_bookmark")});
@@ -197,4 +200,21 @@ impl D1 {
             })?;
         self.api.download_to(&format!("{what}: export download"), signed, path).await
     }
+}
+
+/// An import or export still running after [`D1_WAIT`] is given up on
+/// (polling it for ever would hang the run): the error says so, and the
+/// rerun sends the range again (upserts: harmless).
+fn waited_too_long(what: &str, started: std::time::Instant) -> Result<()> {
+    if started.elapsed() < D1_WAIT {
+        return Ok(());
+    }
+    Err(Error::Api {
+        what: what.to_string(),
+        status: None,
+        message: format!("D1 has not finished it after {}", crate::timeouts::human(D1_WAIT)),
+        hint: "D1 may be overloaded or stuck on this database; run the command again later \
+               (finished ranges are not redone)"
+            .into(),
+    })
 }

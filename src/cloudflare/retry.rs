@@ -15,8 +15,10 @@ use crate::error::Error;
 /// How one attempt failed.
 #[derive(Debug)]
 pub enum Failure {
-    /// Worth another attempt, after at least `retry_after` if the server said so.
-    Transient { error: Error, retry_after: Option<Duration> },
+    /// Worth another attempt, after at least `retry_after` if the server
+    /// said so. `timed_out`: no answer within the run's bound (such
+    /// attempts are limited to [`RetryPolicy::timeout_attempts`]).
+    Transient { error: Error, retry_after: Option<Duration>, timed_out: bool },
     /// Another attempt would fail the same way.
     Fatal(Error),
 }
@@ -30,6 +32,10 @@ pub struct RetryPolicy {
     /// Longest `Retry-After` we accept to wait; Cloudflare blocks for up to
     /// 5 minutes after a burst over the rate limit.
     pub max_retry_after: Duration,
+    /// Attempts that got no answer within the bound, at most: each costs a
+    /// whole `--http-timeout`, and a silent server usually stays silent,
+    /// so ten of them would hold a run for half an hour.
+    pub timeout_attempts: usize,
 }
 
 impl Default for RetryPolicy {
@@ -39,6 +45,7 @@ impl Default for RetryPolicy {
             min_delay: Duration::from_millis(250),
             max_delay: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(330),
+            timeout_attempts: 3,
         }
     }
 }
@@ -62,16 +69,22 @@ impl RetryPolicy {
             .with_max_times(self.attempts.saturating_sub(1))
             .with_jitter()
             .build();
+        let (mut tries, mut silent) = (0, 0);
         loop {
+            tries += 1;
             match attempt().await {
                 Ok(v) => return Ok(v),
                 Err(Failure::Fatal(e)) => return Err(e),
-                Err(Failure::Transient { error, retry_after }) => {
+                Err(Failure::Transient { error, retry_after, timed_out }) => {
+                    silent += usize::from(timed_out);
+                    if timed_out && silent >= self.timeout_attempts {
+                        return Err(gave_up(error, tries));
+                    }
                     let Some(backoff) = delays.next() else {
-                        return Err(gave_up(error, self.attempts));
+                        return Err(gave_up(error, tries));
                     };
                     let wait = match retry_after {
-                        Some(r) if r > self.max_retry_after => return Err(gave_up(error, self.attempts)),
+                        Some(r) if r > self.max_retry_after => return Err(gave_up(error, tries)),
                         Some(r) => r.max(backoff),
                         None => backoff,
                     };
@@ -118,6 +131,7 @@ mod tests {
             min_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(5),
             max_retry_after: Duration::from_secs(1),
+            timeout_attempts: 2,
         }
     }
 
@@ -132,7 +146,11 @@ mod tests {
             .run(
                 || async {
                     match calls.fetch_add(1, Ordering::SeqCst) {
-                        0 | 1 => Err(Failure::Transient { error: api("busy"), retry_after: None }),
+                        0 | 1 => Err(Failure::Transient {
+                            error: api("busy"),
+                            retry_after: None,
+                            timed_out: false,
+                        }),
                         n => Ok(n),
                     }
                 },
@@ -165,13 +183,29 @@ mod tests {
             .run(
                 || async {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    Err(Failure::Transient { error: api("busy"), retry_after: None })
+                    Err(Failure::Transient { error: api("busy"), retry_after: None, timed_out: false })
                 },
                 &|_, _| {},
             )
             .await;
         assert_eq!(calls.load(Ordering::SeqCst), 4);
         assert!(out.err().map(|e| e.to_string()).unwrap_or_default().contains("gave up after 4 attempts"));
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_is_retried_only_timeout_attempts_times() {
+        let calls = AtomicUsize::new(0);
+        let out: Result<(), Error> = quick()
+            .run(
+                || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Err(Failure::Transient { error: api("no answer"), retry_after: None, timed_out: true })
+                },
+                &|_, _| {},
+            )
+            .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "quick() allows 2 silent attempts of 4");
+        assert!(out.err().map(|e| e.to_string()).unwrap_or_default().contains("gave up after 2 attempts"));
     }
 
     #[tokio::test]
@@ -185,6 +219,7 @@ mod tests {
                         0 => Err(Failure::Transient {
                             error: api("429"),
                             retry_after: Some(Duration::from_millis(40)),
+                            timed_out: false,
                         }),
                         _ => Ok(()),
                     }

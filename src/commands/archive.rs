@@ -11,8 +11,13 @@ use crate::cli::{ArchiveArgs, VerifyArgs};
 use crate::config;
 use crate::progress::Progress;
 
-pub async fn export(args: ArchiveArgs, json: bool, progress: &Progress) -> anyhow::Result<ExitCode> {
-    let (source, selection) = config::source_and_selection(&args.source)?;
+pub async fn export(
+    args: ArchiveArgs,
+    json: bool,
+    progress: &Progress,
+    timeouts: crate::timeouts::Timeouts,
+) -> anyhow::Result<ExitCode> {
+    let (source, selection) = config::source_and_selection(&args.source, timeouts)?;
     let (read, split) = config::tuning(&args.tuning)?;
     let dir = args.out.context("--out is required: the folder to write the archive to")?;
     let opts = ArchiveOptions {
@@ -56,11 +61,16 @@ pub async fn export(args: ArchiveArgs, json: bool, progress: &Progress) -> anyho
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn verify(args: VerifyArgs, json: bool, progress: &Progress) -> anyhow::Result<ExitCode> {
+pub async fn verify(
+    args: VerifyArgs,
+    json: bool,
+    progress: &Progress,
+    timeouts: crate::timeouts::Timeouts,
+) -> anyhow::Result<ExitCode> {
     let (read, _) = config::tuning(&args.tuning)?;
     let source = if args.against_source || args.database_url.is_some() {
         let project = config::file::load_project_with(args.config.as_deref(), &|_| None)?;
-        Some(config::source(args.database_url.as_deref(), &project)?)
+        Some(config::source(args.database_url.as_deref(), &project, timeouts)?)
     } else {
         None
     };

@@ -32,13 +32,17 @@ struct TableReport {
     vector_metadata: Vec<String>,
 }
 
-pub async fn run(args: InitArgs, json: bool) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    args: InitArgs,
+    json: bool,
+    timeouts: crate::timeouts::Timeouts,
+) -> anyhow::Result<ExitCode> {
     let config_path = args.out_config.clone();
     refuse_overwrite(&config_path, args.force)?;
     let migration_path = migration_file(&args.migrations_dir)?;
     refuse_overwrite(&migration_path, args.force)?;
 
-    let (source, selection) = config::source_and_selection(&args.source)?;
+    let (source, selection) = config::source_and_selection(&args.source, timeouts)?;
     let mut conn = source.connect().await?;
     let infos = introspect(&mut conn, &selection).await?;
     let order = migration::fk_order(&infos.iter().collect::<Vec<_>>());

@@ -31,8 +31,12 @@ struct ColumnMapping {
     nullable: bool,
 }
 
-pub async fn run(args: InspectArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let (source, selection) = config::source_and_selection(&args.source)?;
+pub async fn run(
+    args: InspectArgs,
+    json: bool,
+    timeouts: crate::timeouts::Timeouts,
+) -> anyhow::Result<ExitCode> {
+    let (source, selection) = config::source_and_selection(&args.source, timeouts)?;
     let mut conn = source.connect().await?;
     // Inspect informs: columns that cannot be read are listed with their fix,
     // not refused one at a time.

@@ -12,13 +12,18 @@ use crate::config;
 use crate::load::{self, LoadOptions, LoadSummary, Target, VectorTarget};
 use crate::progress::Progress;
 
-pub async fn run(args: LoadArgs, json: bool, progress: &Progress) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    args: LoadArgs,
+    json: bool,
+    progress: &Progress,
+    timeouts: crate::timeouts::Timeouts,
+) -> anyhow::Result<ExitCode> {
     let mut project = config::file::load_project(args.project.config.as_deref())?;
     if let Some(s) = &args.project.schema {
         project.schema = s.clone();
     }
     config::resolve::resolve_cloudflare(&mut project, &args.cloudflare)?;
-    let source = config::source(args.project.database_url.as_deref(), &project)?;
+    let source = config::source(args.project.database_url.as_deref(), &project, timeouts)?;
     let (read, split) = config::tuning(&args.tuning)?;
     if let Some(p) = args.on_invalid_vector {
         project.vectorize.on_invalid = p;
@@ -33,7 +38,7 @@ pub async fn run(args: LoadArgs, json: bool, progress: &Progress) -> anyhow::Res
         },
         LoadTarget::Sqlite => Target::Sqlite { path: sqlite_path(args.sqlite.as_ref(), &args.cloudflare, &project)? },
         LoadTarget::Api => Target::Api {
-            settings: super::api_settings(&project, args.rate_limit.as_deref())?,
+            settings: super::api_settings(&project, args.rate_limit.as_deref(), timeouts)?,
             database_id: project.cloudflare.d1.as_ref().map(|d| d.database_id.clone()).context(
                 "no D1 database: pass --d1-database-id, or --wrangler FILE [--env NAME] --d1-binding NAME, or set d1_database_id in pgflare.toml",
             )?,
@@ -41,7 +46,7 @@ pub async fn run(args: LoadArgs, json: bool, progress: &Progress) -> anyhow::Res
             query_bytes: 1 << 20,
         },
     };
-    let vectorize = vector_target(&args, &project)?;
+    let vectorize = vector_target(&args, &project, timeouts)?;
     if matches!(vectorize, VectorTarget::Off)
         && args.vectorize == VectorizeMode::Auto
         && project.tables.iter().any(|t| t.vector.is_some())
@@ -74,7 +79,11 @@ pub async fn run(args: LoadArgs, json: bool, progress: &Progress) -> anyhow::Res
 
 /// Where vectors go: `--vectorize`, with `auto` following `--target`.
 /// Only tables with `vector` in pgflare.toml send any.
-fn vector_target(args: &LoadArgs, project: &crate::config::project::Project) -> anyhow::Result<VectorTarget> {
+fn vector_target(
+    args: &LoadArgs,
+    project: &crate::config::project::Project,
+    timeouts: crate::timeouts::Timeouts,
+) -> anyhow::Result<VectorTarget> {
     let selected = |t: &&crate::config::project::TableMapping| {
         args.project.tables.is_empty()
             || args.project.tables.iter().any(|n| *n == t.table || *n == format!("{}.{}", t.schema, t.table))
@@ -91,7 +100,10 @@ fn vector_target(args: &LoadArgs, project: &crate::config::project::Project) -> 
              --wrangler FILE --vectorize-binding NAME, or set vectorize_index in pgflare.toml \
              (or --vectorize off to load D1 only)",
         )?;
-        Ok(VectorTarget::Api { settings: super::api_settings(project, args.rate_limit.as_deref())?, index })
+        Ok(VectorTarget::Api {
+            settings: super::api_settings(project, args.rate_limit.as_deref(), timeouts)?,
+            index,
+        })
     };
     Ok(match (args.vectorize, args.target) {
         (_, _) if !wanted => VectorTarget::Off,

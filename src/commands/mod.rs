@@ -42,17 +42,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
     let progress = Progress::new(!cli.json && !cli.quiet);
+    let t = cli.timeouts();
     match cli.command {
-        Command::Inspect(args) => inspect::run(args, cli.json).await,
-        Command::Init(args) => init::run(args, cli.json).await,
+        Command::Inspect(args) => inspect::run(args, cli.json, t).await,
+        Command::Init(args) => init::run(args, cli.json, t).await,
         Command::Emulate(args) => emulate::run(args, cli.json).await,
         Command::Archive(cmd) => match cmd.verify {
-            Some(ArchiveSub::Verify(args)) => archive::verify(args, cli.json, &progress).await,
-            None => archive::export(cmd.export, cli.json, &progress).await,
+            Some(ArchiveSub::Verify(args)) => archive::verify(args, cli.json, &progress, t).await,
+            None => archive::export(cmd.export, cli.json, &progress, t).await,
         },
-        Command::Load(args) => load::run(args, cli.json, &progress).await,
-        Command::Verify(args) => verify::run(args, cli.json, &progress).await,
-        Command::Sync(args) => sync::run(args, cli.json, &progress).await,
+        Command::Load(args) => load::run(args, cli.json, &progress, t).await,
+        Command::Verify(args) => verify::run(args, cli.json, &progress, t).await,
+        Command::Sync(args) => sync::run(args, cli.json, &progress, t).await,
     }
 }
 
@@ -61,6 +62,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
 fn api_settings(
     project: &crate::config::project::Project,
     rate_limit: Option<&str>,
+    timeouts: crate::timeouts::Timeouts,
 ) -> anyhow::Result<crate::cloudflare::ApiSettings> {
     use anyhow::Context;
     let cf = &project.cloudflare;
@@ -79,6 +81,7 @@ fn api_settings(
         rate_limit_requests: requests,
         rate_limit_window: window,
         retry: crate::cloudflare::retry::RetryPolicy::default(),
+        timeouts,
     })
 }
 

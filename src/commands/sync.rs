@@ -20,20 +20,25 @@ use crate::sync::{run_once, Outcome, SyncOptions, SyncSummary};
 /// Exit code when another runner holds the lease or the source lock.
 pub const EXIT_BUSY: u8 = 3;
 
-pub async fn run(args: SyncArgs, json: bool, progress: &Progress) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    args: SyncArgs,
+    json: bool,
+    progress: &Progress,
+    timeouts: crate::timeouts::Timeouts,
+) -> anyhow::Result<ExitCode> {
     let mut project = config::file::load_project(args.config.as_deref())?;
     if let Some(s) = &args.schema {
         project.schema = s.clone();
     }
     config::resolve::resolve_cloudflare(&mut project, &args.cloudflare)?;
-    let source = config::source(args.database_url.as_deref(), &project)?;
+    let source = config::source(args.database_url.as_deref(), &project, timeouts)?;
     let (read, split) = config::tuning(&args.tuning)?;
     let target = match args.target {
         SyncTarget::Sqlite => Target::Sqlite {
             path: super::load::sqlite_path(args.sqlite.as_ref(), &args.cloudflare, &project)?,
         },
         SyncTarget::Api => Target::Api {
-            settings: super::api_settings(&project, args.rate_limit.as_deref())?,
+            settings: super::api_settings(&project, args.rate_limit.as_deref(), timeouts)?,
             database_id: project.cloudflare.d1.as_ref().map(|d| d.database_id.clone()).context(
                 "no D1 database: pass --d1-database-id, or --wrangler FILE [--env NAME] --d1-binding NAME",
             )?,
@@ -58,7 +63,7 @@ pub async fn run(args: SyncArgs, json: bool, progress: &Progress) -> anyhow::Res
             "--vectorize api needs an index: pass --vectorize-index NAME or --wrangler FILE --vectorize-binding NAME"
         ),
         (_, Some(index)) => VectorTarget::Api {
-            settings: super::api_settings(&project, args.rate_limit.as_deref())?,
+            settings: super::api_settings(&project, args.rate_limit.as_deref(), timeouts)?,
             index: index.clone(),
         },
     };
@@ -142,19 +147,11 @@ fn jittered(every: Duration, percent: u8) -> Duration {
     every.mul_f64((1.0 + share * r).max(0.0))
 }
 
-/// `30s`, `5m`, `1h`, `90` (seconds).
+/// `--every`: a duration of at least one second (`30s`, `5m`, `1h`, `90`).
 fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let t = text.trim();
-    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len()));
-    let n: f64 = num.parse().with_context(|| format!("--every {text}: expected e.g. 30s, 5m or 1h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => anyhow::bail!("--every {text}: the unit must be s, m or h (e.g. 5m)"),
-    };
-    anyhow::ensure!(secs >= 1.0, "--every {text}: at least one second");
-    Ok(Duration::from_secs_f64(secs))
+    let d = crate::timeouts::parse_duration(text).map_err(|e| anyhow::anyhow!("--every {e}"))?;
+    anyhow::ensure!(d >= Duration::from_secs(1), "--every {text}: at least one second");
+    Ok(d)
 }
 
 fn report(s: &SyncSummary, json: bool, file: Option<&std::path::Path>) -> anyhow::Result<()> {

@@ -13,7 +13,12 @@ use crate::progress::Progress;
 use crate::verify::report::{kind_name, Status, VerifyReport};
 use crate::verify::run::{self, D1Target, VerifyOptions};
 
-pub async fn run(args: CheckArgs, json: bool, progress: &Progress) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    args: CheckArgs,
+    json: bool,
+    progress: &Progress,
+    timeouts: crate::timeouts::Timeouts,
+) -> anyhow::Result<ExitCode> {
     if !(args.sample > 0.0 && args.sample <= 1.0) {
         anyhow::bail!("--sample: {} is not a fraction in (0, 1]", args.sample);
     }
@@ -22,12 +27,15 @@ pub async fn run(args: CheckArgs, json: bool, progress: &Progress) -> anyhow::Re
         project.schema = s.clone();
     }
     config::resolve::resolve_cloudflare(&mut project, &args.cloudflare)?;
-    let source = config::source(args.project.database_url.as_deref(), &project)?;
+    let source = config::source(args.project.database_url.as_deref(), &project, timeouts)?;
     let wants_vectors = project.tables.iter().any(|t| t.vector.is_some()) && !args.no_vectorize;
     let vectorize = match (&project.cloudflare.vectorize_index, wants_vectors) {
         (Some(index), true) => {
-            let api =
-                crate::cloudflare::Api::new(super::api_settings(&project, args.rate_limit.as_deref())?)?;
+            let api = crate::cloudflare::Api::new(super::api_settings(
+                &project,
+                args.rate_limit.as_deref(),
+                timeouts,
+            )?)?;
             let notices = progress.clone();
             let api = api.with_retry_notices(std::sync::Arc::new(move |m: &str| notices.println(m)));
             Some(std::sync::Arc::new(crate::cloudflare::Vectorize::new(std::sync::Arc::new(api), index)))
@@ -42,7 +50,7 @@ pub async fn run(args: CheckArgs, json: bool, progress: &Progress) -> anyhow::Re
     let d1 = match (&args.sqlite, &project.cloudflare.d1) {
         (Some(p), _) => D1Target::Sqlite(p.clone()),
         (None, Some(db)) => {
-            let settings = super::api_settings(&project, args.rate_limit.as_deref())?;
+            let settings = super::api_settings(&project, args.rate_limit.as_deref(), timeouts)?;
             let location = format!("api:{}/accounts/{}/d1/database/{}", settings.base_url, settings.account_id, db.database_id);
             let api = std::sync::Arc::new(crate::cloudflare::Api::new(settings)?);
             D1Target::Api {

@@ -15,10 +15,11 @@ use crate::cli::{SourceArgs, TuningArgs};
 use crate::error::{Error, Result};
 use crate::source::reader::BATCH_BYTES;
 use crate::source::{ReadOptions, Selection, Source, SplitOptions};
+use crate::timeouts::Timeouts;
 
 /// The source: `--database-url`, else pgflare.toml's `[source] url`, else
 /// `DATABASE_URL`, else `SUPABASE_DB_URL` (one order for every command).
-pub fn source(flag: Option<&str>, project: &project::Project) -> Result<Source> {
+pub fn source(flag: Option<&str>, project: &project::Project, timeouts: Timeouts) -> Result<Source> {
     let env = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty()).map(|v| (v, k.to_string()));
     let file = || project.path.as_ref().map_or("pgflare.toml".into(), |p| p.display().to_string());
     let (url, setting) = flag
@@ -32,16 +33,16 @@ pub fn source(flag: Option<&str>, project: &project::Project) -> Result<Source> 
                       or set DATABASE_URL (or SUPABASE_DB_URL)"
                 .into(),
         })?;
-    Source::parse_from(&url, &setting)
+    Ok(Source::parse_from(&url, &setting)?.with_timeouts(timeouts))
 }
 
 /// The settings of a command that reads the source without a mapping
 /// (`inspect`, `archive`, `init`): `[source] url` and `schema` of
 /// pgflare.toml (`--config`, else ./pgflare.toml when there is one) under
 /// the flags. Cloudflare's environment plays no part here.
-pub fn source_and_selection(args: &SourceArgs) -> Result<(Source, Selection)> {
+pub fn source_and_selection(args: &SourceArgs, timeouts: Timeouts) -> Result<(Source, Selection)> {
     let project = file::load_project_with(args.config.as_deref(), &|_| None)?;
-    let source = source(args.database_url.as_deref(), &project)?;
+    let source = source(args.database_url.as_deref(), &project, timeouts)?;
     let schema = args.schema.clone().unwrap_or(project.schema);
     Ok((source, selection(args, &schema)?))
 }

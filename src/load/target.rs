@@ -15,6 +15,8 @@ use crate::sink::d1::D1FilesConfig;
 use crate::sink::SinkFactory;
 
 /// The target chosen for a run.
+// One value per run: boxing the API settings would save nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Target {
     Files { dir: PathBuf, file_bytes: u64 },

@@ -17,6 +17,8 @@ use crate::sink::vectorize::VectorMappings;
 use crate::sink::SinkFactory;
 
 /// Where a load sends vectors.
+// One value per run: boxing the API settings would save nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum VectorTarget {
     Off,

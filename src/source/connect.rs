@@ -1,21 +1,26 @@
 //! Opening connections to the source. The URL comes from `--database-url`,
-//! `DATABASE_URL` or `SUPABASE_DB_URL`; statement caching is off so the
-//! same code runs through poolers, and every connection says it is pgflare
-//! (`application_name`) so a DBA can see who is reading.
+//! pgflare.toml, `DATABASE_URL` or `SUPABASE_DB_URL`; statement caching is
+//! off so the same code runs through poolers, and every connection says it
+//! is pgflare (`application_name`) so a DBA can see who is reading.
+//! Connecting is bounded by the run's `connect` bound, and the connection
+//! bounds every later wait ([`super::conn`]).
 
 use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 
+use super::conn::{Bound, SourceConn};
 use crate::error::{Error, Result};
 use crate::redact::redact_url;
+use crate::timeouts::{human, Timeouts};
 
 /// How to reach the source; the URL stays private.
 #[derive(Clone)]
 pub struct Source {
     options: PgConnectOptions,
     shown: String,
+    timeouts: Timeouts,
 }
 
 impl std::fmt::Debug for Source {
@@ -52,7 +57,21 @@ impl Source {
             .application_name("pgflare")
             .statement_cache_capacity(0)
             .disable_statement_logging();
-        Ok(Source { options, shown: redact_url(url) })
+        Ok(Source { options, shown: redact_url(url), timeouts: Timeouts::default() })
+    }
+
+    /// The same source, waited for within `timeouts`.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// `host:port` (or the socket path), for messages.
+    pub fn server(&self) -> String {
+        match self.options.get_socket() {
+            Some(p) => p.display().to_string(),
+            None => format!("{}:{}", self.options.get_host(), self.options.get_port()),
+        }
     }
 
     /// The URL with its password masked, for messages and manifests.
@@ -60,11 +79,35 @@ impl Source {
         &self.shown
     }
 
-    pub async fn connect(&self) -> Result<PgConnection> {
-        PgConnection::connect_with(&self.options).await.map_err(|e| Error::Source {
-            message: format!("cannot connect to {}: {}", self.shown, crate::error::pg_message(&e)),
-            hint: "check --database-url / DATABASE_URL (on Supabase use the direct connection on port 5432, not the pooler on 6543)".into(),
-        })
+    /// Connects (TCP, TLS, login) within the `connect` bound.
+    pub async fn connect(&self) -> Result<SourceConn> {
+        let wait = self.timeouts.connect;
+        let conn = match tokio::time::timeout(wait, PgConnection::connect_with(&self.options)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                return Err(Error::Source {
+                    message: format!("cannot connect to {}: {}", self.shown, crate::error::pg_message(&e)),
+                    hint: "check --database-url / DATABASE_URL (on Supabase use the direct connection on \
+                           port 5432, not the pooler on 6543)"
+                        .into(),
+                })
+            }
+            Err(_) => {
+                return Err(Error::Source {
+                    message: format!(
+                        "no answer from Postgres at {} within {} while connecting (TCP, TLS and login; \
+                         --connect-timeout)",
+                        self.server(),
+                        human(wait)
+                    ),
+                    hint: "check the host and port of the URL: a server that accepts the connection and \
+                           never answers, or a firewall that drops packets, looks like this; raise \
+                           --connect-timeout for a slow network"
+                        .into(),
+                })
+            }
+        };
+        Ok(SourceConn::new(conn, Bound { wait: self.timeouts.statement, server: self.server() }))
     }
 }
 

@@ -3,8 +3,8 @@
 //! migration `pgflare init` writes needs; the `pg_get_*def` text that
 //! introspection also keeps is for people and the archive's DDL.
 
+use super::conn::SourceConn;
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgConnection;
 use sqlx::Row as _;
 
 use crate::error::{Error, Result};
@@ -56,7 +56,7 @@ fn cols(array: &str, rel: &str) -> String {
 }
 
 /// Reads the structure of table `oid` (`table` is its name, for messages).
-pub async fn read(conn: &mut PgConnection, oid: i64, table: &str) -> Result<Structure> {
+pub async fn read(conn: &mut SourceConn, oid: i64, table: &str) -> Result<Structure> {
     let fk_sql = format!(
         "SELECT c.conname::text, rn.nspname::text, rc.relname::text, {}, {},
                 c.confdeltype::text, c.confupdtype::text

@@ -5,8 +5,8 @@
 //! pieces) and values over D1's 2 MB value limit (which nothing can fix).
 //! One scan per table counts them; examples are fetched only when found.
 
+use super::conn::SourceConn;
 use serde::Serialize;
-use sqlx::postgres::PgConnection;
 use sqlx::AssertSqlSafe;
 use sqlx::Row as _;
 
@@ -112,7 +112,7 @@ fn checks(t: &TableSpec) -> Vec<Check> {
 }
 
 /// Runs every check on one table.
-pub async fn check_table(conn: &mut PgConnection, t: &TableSpec) -> Result<Vec<Finding>> {
+pub async fn check_table(conn: &mut SourceConn, t: &TableSpec) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
     if t.columns.len() > D1_MAX_COLUMNS {
         findings.push(Finding {

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use super::conn::SourceConn;
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgConnection;
 use sqlx::Row as _;
 
 use super::constraints::{self, ForeignKey, Index, SkippedIndex};
@@ -62,7 +62,7 @@ pub struct TableInfo {
 
 /// Finds the selected tables and describes them; refuses, all at once, the
 /// columns that cannot be read (with their fixes as flags).
-pub async fn introspect(conn: &mut PgConnection, sel: &Selection) -> Result<Vec<TableInfo>> {
+pub async fn introspect(conn: &mut SourceConn, sel: &Selection) -> Result<Vec<TableInfo>> {
     let tables = introspect_lenient(conn, sel).await?;
     refuse_unsupported(&tables, FixStyle::Flags, |_, _| true)?;
     Ok(tables)
@@ -71,7 +71,7 @@ pub async fn introspect(conn: &mut PgConnection, sel: &Selection) -> Result<Vec<
 /// [`introspect`], except that columns which cannot be read are listed in
 /// [`TableInfo::unsupported`] instead of refused (for `inspect`, and for
 /// commands that read only some columns).
-pub async fn introspect_lenient(conn: &mut PgConnection, sel: &Selection) -> Result<Vec<TableInfo>> {
+pub async fn introspect_lenient(conn: &mut SourceConn, sel: &Selection) -> Result<Vec<TableInfo>> {
     let rows = sqlx::query(
         "SELECT c.oid::int8, n.nspname::text, c.relname::text, c.reltuples::float8,
                 pg_total_relation_size(c.oid)
@@ -150,7 +150,7 @@ fn lookup<'a, T>(map: &'a BTreeMap<String, T>, schema: &str, table: &str, column
 }
 
 async fn describe(
-    conn: &mut PgConnection,
+    conn: &mut SourceConn,
     oid: i64,
     schema: &str,
     name: &str,
@@ -329,7 +329,7 @@ fn resolve(
 /// have (jsonb to integer) is refused here, with Postgres's words, before
 /// anything is written.
 async fn resolve_cast(
-    conn: &mut PgConnection,
+    conn: &mut SourceConn,
     table: &str,
     column: &str,
     pg_type: &str,

@@ -2,6 +2,7 @@
 //! shared by parallel workers, key-range partitions, and the COPY BINARY
 //! decoder that turns rows (pgvector included) into Arrow record batches.
 
+pub mod conn;
 pub mod connect;
 pub mod constraints;
 pub mod copy;
@@ -16,6 +17,7 @@ pub mod reader;
 pub mod snapshot;
 pub mod unsupported;
 
+pub use conn::SourceConn;
 pub use connect::Source;
 pub use introspect::{introspect, Selection, TableInfo};
 pub use partition::{Partition, SplitOptions};

@@ -4,8 +4,8 @@
 //! primary-key column. The number of ranges follows the table's size, not
 //! the number of workers, so the same snapshot gives the same files.
 
+use super::conn::SourceConn;
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgConnection;
 use sqlx::AssertSqlSafe;
 use sqlx::Row as _;
 
@@ -60,7 +60,7 @@ pub struct SplitOptions {
 
 /// Plans the ranges of one table, inside the snapshot.
 pub async fn plan(
-    conn: &mut PgConnection,
+    conn: &mut SourceConn,
     table: &TableSpec,
     total_bytes: i64,
     opts: SplitOptions,

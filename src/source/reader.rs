@@ -10,10 +10,10 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::conn::SourceConn;
 use bytes::Bytes;
 use futures::StreamExt;
 use indicatif::ProgressBar;
-use sqlx::postgres::PgConnection;
 
 use super::connect::Source;
 use super::copy::CopyFramer;
@@ -162,7 +162,7 @@ pub async fn read_until(
 
 /// Streams one partition through the decoder thread into its sink.
 async fn read_partition(
-    conn: &mut PgConnection,
+    conn: &mut SourceConn,
     table: Arc<TableSpec>,
     partition: &Partition,
     sinks: Arc<dyn SinkFactory>,

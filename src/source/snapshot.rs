@@ -4,8 +4,8 @@
 //! `SET TRANSACTION SNAPSHOT`. The coordinator's transaction stays open
 //! until the job is done, which keeps the snapshot importable.
 
+use super::conn::SourceConn;
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgConnection;
 use sqlx::Row as _;
 
 use super::connect::Source;
@@ -28,7 +28,7 @@ pub struct SnapshotInfo {
 
 /// The coordinator's open transaction holding the exported snapshot.
 pub struct Snapshot {
-    conn: PgConnection,
+    conn: SourceConn,
     pub info: SnapshotInfo,
 }
 
@@ -63,7 +63,7 @@ impl Snapshot {
     }
 
     /// The coordinator's connection, inside the snapshot (for planning).
-    pub fn conn(&mut self) -> &mut PgConnection {
+    pub fn conn(&mut self) -> &mut SourceConn {
         &mut self.conn
     }
 
@@ -78,7 +78,7 @@ impl Snapshot {
 }
 
 /// Opens a worker connection that sees exactly the snapshot `id`.
-pub async fn join(source: &Source, id: &str) -> Result<PgConnection> {
+pub async fn join(source: &Source, id: &str) -> Result<SourceConn> {
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
         return Err(Error::Internal(format!("unexpected snapshot id {id:?}")));
     }

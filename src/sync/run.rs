@@ -114,6 +114,16 @@ pub async fn run_once(src: &Source, opts: &SyncOptions, progress: &Progress) -> 
             });
         }
     }
+    // The source lock guards runners whose targets differ in name only
+    // (e.g. one D1 reached by file and by API). Its key is the source's
+    // first answer to a statement: a source that logs in and then says
+    // nothing stops the run here, before D1 is touched.
+    let lock_key = format!("pgflare sync {}", opts.target.describe());
+    let key: i64 = sqlx::query_scalar("SELECT hashtextextended($1, 0)")
+        .bind(&lock_key)
+        .fetch_one(&mut lock)
+        .await
+        .map_err(Error::db("hashing the sync lock key"))?;
     let notices = progress.clone();
     let api = match (&opts.target, &opts.vectorize) {
         (Target::Api { settings, .. }, _) | (_, VectorTarget::Api { settings, .. }) => Some(Arc::new(
@@ -143,14 +153,6 @@ pub async fn run_once(src: &Source, opts: &SyncOptions, progress: &Progress) -> 
             holder.describe()
         )));
     }
-    // The source lock guards runners whose targets differ in name only
-    // (e.g. one D1 reached by file and by API).
-    let lock_key = format!("pgflare sync {}", opts.target.describe());
-    let key: i64 = sqlx::query_scalar("SELECT hashtextextended($1, 0)")
-        .bind(&lock_key)
-        .fetch_one(&mut lock)
-        .await
-        .map_err(Error::db("hashing the sync lock key"))?;
     let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(key)
         .fetch_one(&mut lock)

@@ -244,3 +244,13 @@ impl Drop for Emulator {
         let _ = self.child.wait();
     }
 }
+
+/// The load's state file in a `--state-dir` (the folder also holds the
+/// load's lock file), once there is one.
+pub fn load_state_file(state_dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(state_dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "json") && p.to_string_lossy().contains("load-"))
+}

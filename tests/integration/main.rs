@@ -19,6 +19,7 @@ mod load_vectorize;
 mod messages;
 mod secrets;
 mod sync;
+mod timeouts;
 mod verify_cmd;
 mod verify_d1;
 mod verify_report;

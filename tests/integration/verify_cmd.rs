@@ -252,6 +252,7 @@ fn verify_finds_exactly_the_planted_vectorize_divergences() {
             rate_limit_requests: 1000,
             rate_limit_window: std::time::Duration::from_secs(1),
             retry: Default::default(),
+            timeouts: Default::default(),
         })
         .expect("client");
         let v = Vectorize::new(std::sync::Arc::new(api), "vi");
