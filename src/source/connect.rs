@@ -40,8 +40,8 @@ impl Source {
         let bad = |problem: String| Error::Config {
             setting: setting.into(),
             message: format!(
-                "{problem} (the URL without its credentials: {}); expected \
-                 postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+                "{problem} (the URL without its credentials: {}); expected `postgres://` followed by \
+                 USER:PASSWORD@HOST:PORT/DATABASE",
                 crate::redact::without_credentials(url)
             ),
         };
