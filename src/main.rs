@@ -7,10 +7,21 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 
 fn main() -> ExitCode {
-    let cli = pgflare::cli::Cli::parse();
+    let cli = match pgflare::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version go out as clap prints them.
+        Err(e) if !e.use_stderr() => e.exit(),
+        // A usage error quotes the arguments, and a URL given where a flag
+        // was meant (`pgflare inspect postgres://...`) holds a password.
+        Err(e) => {
+            let text = pgflare::redact::redact_text(&e.render().to_string());
+            let _ = write!(std::io::stderr(), "{text}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

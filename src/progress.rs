@@ -63,7 +63,8 @@ impl Progress {
         if self.enabled {
             let _ = self.multi.println(line);
         } else {
-            eprintln!("{line}");
+            // A closed stderr (`2>&1 | head`) is no reason to panic.
+            let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("{line}\n"));
         }
     }
 }

@@ -67,6 +67,12 @@ fn an_unencoded_password_never_reaches_output_and_the_error_says_how_to_encode_i
             }
         }
         assert!(!dir.path().join("d1.sqlite").exists(), "nothing is written for a source never reached");
+        // A URL where a flag was meant: clap quotes the argument it refuses.
+        let o = Command::new(env!("CARGO_BIN_EXE_pgflare")).args(["inspect", &url]).output().expect("run");
+        assert_eq!(o.status.code(), Some(2));
+        if let Some(piece) = leaks(&text(&o), pw) {
+            panic!("{pw} as an argument: `{piece}` is in the output:\n{}", text(&o));
+        }
     }
 }
 
