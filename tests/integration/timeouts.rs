@@ -128,14 +128,16 @@ fn via(url: &str, port: u16) -> String {
     u.to_string()
 }
 
-/// Runs pgflare with the bounds at 1 s; returns stderr, the exit code and
-/// how long it took.
-fn run(
+/// Runs pgflare with every bound at 1 s and checks that it failed (exit
+/// code 2) within `within`, saying `want`; returns stderr.
+fn fails_within(
     db_url: &str,
     api_base: Option<&str>,
     dir: &std::path::Path,
     args: &[&str],
-) -> (String, Option<i32>, Duration) {
+    within: u64,
+    want: &str,
+) -> String {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_pgflare"));
     c.current_dir(dir)
         .env("DATABASE_URL", db_url)
@@ -149,7 +151,12 @@ fn run(
     }
     let started = Instant::now();
     let o = c.output().expect("run");
-    (String::from_utf8_lossy(&o.stderr).into_owned(), o.status.code(), started.elapsed())
+    let (err, took) = (String::from_utf8_lossy(&o.stderr).into_owned(), started.elapsed());
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    assert!(took < Duration::from_secs(within), "{args:?} took {took:?}");
+    assert!(err.contains(want), "{args:?}: `{want}` missing: {err}");
+    assert!(!err.contains("token-never-shown"), "{err}");
+    err
 }
 
 #[test]
@@ -165,13 +172,9 @@ fn a_postgres_that_accepts_and_never_answers_ends_every_command_within_the_bound
         &["archive", "--out", "archive"],
         &["init"],
     ];
+    let want = format!("no answer from Postgres at 127.0.0.1:{} within 1 s while connecting", server.port);
     for args in commands {
-        let (err, code, took) = run(&url, None, dir.path(), args);
-        assert_eq!(code, Some(2), "{args:?}: {err}");
-        assert!(took < Duration::from_secs(10), "{args:?} took {took:?}");
-        let want =
-            format!("no answer from Postgres at 127.0.0.1:{} within 1 s while connecting", server.port);
-        assert!(err.contains(&want), "{args:?}: {err}");
+        let err = fails_within(&url, None, dir.path(), args, 10, &want);
         assert!(err.contains("--connect-timeout"), "{args:?}: {err}");
     }
     assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0, "nothing was written");
@@ -215,13 +218,10 @@ fn a_postgres_that_stops_answering_after_login_ends_every_command_within_the_bou
         &["verify", "--sqlite", "d1.sqlite"],
         &["inspect"],
     ];
+    let want =
+        format!("no answer from Postgres at 127.0.0.1:{} within 1 s (--statement-timeout", server.port);
     for args in commands {
-        let (err, code, took) = run(&url, None, dir.path(), args);
-        assert_eq!(code, Some(2), "{args:?}: {err}");
-        assert!(took < Duration::from_secs(10), "{args:?} took {took:?}");
-        let want =
-            format!("no answer from Postgres at 127.0.0.1:{} within 1 s (--statement-timeout", server.port);
-        assert!(err.contains(&want), "{args:?}: {err}");
+        fails_within(&url, None, dir.path(), args, 10, &want);
     }
     let d1 = std::fs::metadata(dir.path().join("d1.sqlite")).expect("d1");
     assert_eq!(d1.len(), 0, "sync wrote to D1 before the source answered a statement");
@@ -253,13 +253,9 @@ fn a_copy_stream_that_stalls_midway_ends_the_read_within_the_bound() {
         &["verify", "--sqlite", "d1.sqlite"],
         &["sync", "--target", "sqlite", "--sqlite", "d1.sqlite", "--once"],
     ];
+    let want = format!("no answer from Postgres at 127.0.0.1:{} within 1 s (--statement-timeout", proxy.port);
     for args in commands {
-        let (err, code, took) = run(&url, None, dir.path(), args);
-        assert_eq!(code, Some(2), "{args:?}: {err}");
-        assert!(took < Duration::from_secs(15), "{args:?} took {took:?}");
-        let want =
-            format!("no answer from Postgres at 127.0.0.1:{} within 1 s (--statement-timeout", proxy.port);
-        assert!(err.contains(&want), "{args:?}: {err}");
+        let err = fails_within(&url, None, dir.path(), args, 15, &want);
         assert!(err.contains("reading public."), "the read is named: {args:?}: {err}");
     }
 }
@@ -276,15 +272,11 @@ fn an_api_that_accepts_and_never_answers_ends_every_command_within_the_bound() {
         &["verify", "--d1-database-id", "db1"],
         &["sync", "--target", "api", "--d1-database-id", "db1", "--once"],
     ];
+    let want = format!("no answer from 127.0.0.1:{} within 1 s (--http-timeout)", server.port);
     for args in commands {
-        let (err, code, took) = run(&db.url, Some(&base), dir.path(), args);
-        assert_eq!(code, Some(2), "{args:?}: {err}");
         // Three attempts of 1 s, and the backoff between them.
-        assert!(took < Duration::from_secs(15), "{args:?} took {took:?}");
-        let want = format!("no answer from 127.0.0.1:{} within 1 s (--http-timeout)", server.port);
-        assert!(err.contains(&want), "{args:?}: {err}");
+        let err = fails_within(&db.url, Some(&base), dir.path(), args, 15, &want);
         assert!(err.contains("gave up after 3 attempts"), "{args:?}: {err}");
-        assert!(!err.contains("token-never-shown"), "{err}");
     }
 }
 
@@ -295,10 +287,13 @@ fn an_api_answer_that_stalls_midway_ends_the_command_within_the_bound() {
     let server = stalls_in_answer();
     let dir = temp_dir("apistall");
     let base = format!("http://127.0.0.1:{}/client/v4", server.port);
-    let (err, code, took) =
-        run(&db.url, Some(&base), dir.path(), &["load", "--target", "api", "--d1-database-id", "db1"]);
-    assert_eq!(code, Some(2), "{err}");
-    assert!(took < Duration::from_secs(15), "took {took:?}");
     let want = format!("no answer from 127.0.0.1:{} within 1 s (--http-timeout)", server.port);
-    assert!(err.contains(&want), "{err}");
+    fails_within(
+        &db.url,
+        Some(&base),
+        dir.path(),
+        &["load", "--target", "api", "--d1-database-id", "db1"],
+        15,
+        &want,
+    );
 }
