@@ -16,13 +16,12 @@ use super::sink::{ChangedVectors, Counts, Recording, VectorCounts};
 use super::source_reads::{count_rows, int_bounds, read_keys};
 use super::store::{D1Access, Lease, Store};
 use super::sweep::{buckets_for, key_views, sweep, KeySource, SweepReport, SweepTable};
-use crate::cloudflare::{Api, Vectorize, D1};
+use crate::cloudflare::{Api, Vectorize};
 use crate::config::project::Project;
 use crate::error::{Error, Result};
 use crate::load::{plan, Target, VectorTarget};
 use crate::progress::Progress;
 use crate::sink::d1::render::D1Mappings;
-use crate::sink::d1::sqlite::D1SqliteConfig;
 use crate::sink::SinkFactory;
 use crate::source::{
     partition, read_until, Partition, ReadOptions, Snapshot, Source, SplitOptions, TableJob,
@@ -101,19 +100,7 @@ pub async fn run_once(src: &Source, opts: &SyncOptions, progress: &Progress) -> 
     // host that does not answer) must leave the target untouched, no
     // SQLite file created and no lease row written.
     let mut lock = src.connect().await?;
-    // A local D1 file sync would have to create holds no checkpoint: say
-    // so without leaving an empty file behind.
-    if let Target::Sqlite { path } = &opts.target {
-        if !path.exists() {
-            return Err(Error::Config {
-                setting: "--sqlite".into(),
-                message: format!(
-                    "{} does not exist: sync continues a load, so run `pgflare load --target sqlite` into it first",
-                    path.display()
-                ),
-            });
-        }
-    }
+    super::store::refuse_missing_d1_file(&opts.target)?;
     // The source lock guards runners whose targets differ in name only
     // (e.g. one D1 reached by file and by API). Its key is the source's
     // first answer to a statement: a source that logs in and then says
@@ -124,25 +111,7 @@ pub async fn run_once(src: &Source, opts: &SyncOptions, progress: &Progress) -> 
         .fetch_one(&mut lock)
         .await
         .map_err(Error::db("hashing the sync lock key"))?;
-    let notices = progress.clone();
-    let api = match (&opts.target, &opts.vectorize) {
-        (Target::Api { settings, .. }, _) | (_, VectorTarget::Api { settings, .. }) => Some(Arc::new(
-            Api::new(settings.clone())?.with_retry_notices(Arc::new(move |m: &str| notices.println(m))),
-        )),
-        _ => None,
-    };
-    let d1 = match &opts.target {
-        Target::Sqlite { path } => D1Access::Sqlite(D1SqliteConfig::open(path, D1Mappings::default())?),
-        Target::Api { database_id, .. } => match &api {
-            Some(a) => D1Access::Api(Arc::new(D1::new(a.clone(), database_id))),
-            None => return Err(Error::Internal("the api target has no client".into())),
-        },
-        // The files target keeps its state in a local SQLite file.
-        Target::Files { dir, .. } => D1Access::Sqlite(D1SqliteConfig::open(
-            &super::store::files_state_path(&opts.work_dir, dir),
-            D1Mappings::default(),
-        )?),
-    };
+    let (api, d1) = super::store::open_d1(opts, progress)?;
     let store = Store::D1(d1.clone());
     store.prepare().await?;
     let me = Lease::mine(opts.lease_ttl);

@@ -12,8 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::checkpoint::{now, Checkpoint};
-use crate::cloudflare::D1;
+use crate::cloudflare::{Api, D1};
 use crate::error::{Error, Result};
+use crate::load::{Target, VectorTarget};
+use crate::sink::d1::render::D1Mappings;
 use crate::sink::d1::sqlite::D1SqliteConfig;
 
 /// The state table; not `_cf_`-prefixed (D1 reserves those names).
@@ -161,6 +163,48 @@ impl Lease {
 
 pub fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// A local D1 file sync would have to create holds no checkpoint: say so
+/// without leaving an empty file behind.
+pub fn refuse_missing_d1_file(target: &Target) -> Result<()> {
+    match target {
+        Target::Sqlite { path } if !path.exists() => Err(Error::Config {
+            setting: "--sqlite".into(),
+            message: format!(
+                "{} does not exist: sync continues a load, so run `pgflare load --target sqlite` into it first",
+                path.display()
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The API client (when a target needs one) and the D1 the state lives in.
+pub fn open_d1(
+    opts: &super::SyncOptions,
+    progress: &crate::progress::Progress,
+) -> Result<(Option<Arc<Api>>, D1Access)> {
+    let notices = progress.clone();
+    let api = match (&opts.target, &opts.vectorize) {
+        (Target::Api { settings, .. }, _) | (_, VectorTarget::Api { settings, .. }) => Some(Arc::new(
+            Api::new(settings.clone())?.with_retry_notices(Arc::new(move |m: &str| notices.println(m))),
+        )),
+        _ => None,
+    };
+    let d1 = match &opts.target {
+        Target::Sqlite { path } => D1Access::Sqlite(D1SqliteConfig::open(path, D1Mappings::default())?),
+        Target::Api { database_id, .. } => match &api {
+            Some(a) => D1Access::Api(Arc::new(D1::new(a.clone(), database_id))),
+            None => return Err(Error::Internal("the api target has no client".into())),
+        },
+        // The files target keeps its state in a local SQLite file.
+        Target::Files { dir, .. } => D1Access::Sqlite(D1SqliteConfig::open(
+            &files_state_path(&opts.work_dir, dir),
+            D1Mappings::default(),
+        )?),
+    };
+    Ok((api, d1))
 }
 
 /// Where the checkpoint and lease live: D1, or for the `files` target a
