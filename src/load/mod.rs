@@ -305,13 +305,17 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     if let Some(c) = &confirm {
         c.status.finish_and_clear();
     }
-    state.mark_complete()?;
     let done = state.snapshot()?;
     summary.sync_checkpoint = hand_over(&target, &prepared, opts, &done.first_snapshot, resumed).await?;
     if let target::OpenTarget::Files(c) = &target {
         let vectors_dir = opened_vectors.as_ref().and_then(|v| v.files_dir.as_deref());
         write_files_manifest(&c.dir, &done, &waves, vectors_dir)?;
     }
+    // Complete only once the hand-over and the manifest are written: a run
+    // killed (or failing) before them is then resumed with nothing left to
+    // load and writes them; marked earlier, every rerun would return early
+    // and sync would find no checkpoint (found by scripts/chaos.sh).
+    state.mark_complete()?;
     summary.complete = true;
     summary.tables = table_summaries(&done, &this_run, &done_before);
     summary.rows_this_run = this_run.values().sum();
