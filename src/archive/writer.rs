@@ -115,10 +115,16 @@ impl ParquetConfig {
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_bytes(Some(self.row_group_bytes.max(1)))
             .set_max_row_group_row_count(None)
+            // Lists as parquet-format's LogicalTypes.md prescribes them: the
+            // repeated group `list` holds one field named `element`. arrow-rs
+            // otherwise writes Arrow's `item`, which readers accept only
+            // through the spec's backward-compatibility rules. For our types
+            // this renames list elements and nothing else (no Date64, no maps).
+            .set_coerce_types(true)
             .set_created_by(format!("pgflare {}", env!("CARGO_PKG_VERSION")));
         for c in &table.columns {
             if matches!(c.ty.kind, Kind::Vector | Kind::Halfvec) && !c.ty.array {
-                let path = ColumnPath::new(vec![c.name.clone(), "list".into(), "item".into()]);
+                let path = ColumnPath::new(vec![c.name.clone(), "list".into(), "element".into()]);
                 b = b
                     .set_column_dictionary_enabled(path.clone(), false)
                     .set_column_statistics_enabled(path.clone(), EnabledStatistics::None)

@@ -63,20 +63,22 @@ fn second_digest_implementation_agrees(dir: &std::path::Path) {
     assert!(String::from_utf8_lossy(&d.stdout).contains("1 disagreements"), "{}", text(&d));
 }
 
-/// Data pages of the column chunk `column` (a leaf path such as
-/// `v.list.item`) in the first row group of a Parquet file.
-fn data_pages(file: &std::path::Path, column: &str) -> usize {
+/// Data pages and encodings of the column chunk `column` (a leaf path such
+/// as `v.list.element`) in the first row group of a Parquet file.
+fn leaf_chunk(file: &std::path::Path, column: &str) -> (usize, Vec<parquet::basic::Encoding>) {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let reader = SerializedFileReader::new(std::fs::File::open(file).expect("open")).expect("parquet");
     let group = reader.get_row_group(0).expect("row group 0");
     let leaf = (0..group.num_columns())
         .find(|&i| group.metadata().column(i).column_path().string() == column)
         .unwrap_or_else(|| panic!("no column {column} in {}", file.display()));
+    let encodings = group.metadata().column(leaf).encodings().collect();
     let pages = group.get_column_page_reader(leaf).expect("pages");
-    pages
+    let data = pages
         .map(|p| p.expect("page"))
         .filter(|p| p.page_type() != parquet::basic::PageType::DICTIONARY_PAGE)
-        .count()
+        .count();
+    (data, encodings)
 }
 
 /// polars 2.1 panicked ("validity mask length must match the number of
@@ -106,10 +108,13 @@ fn null_vectors_on_some_pages_open_in_polars_without_the_validity_mask_panic() {
     archive(&db, out.path(), &[]);
     let files = parquet_files(out.path());
     assert_eq!(files.len(), 1, "one file for `pages`, none for the empty table: {files:?}");
-    for column in ["v.list.item", "hv.list.item"] {
-        let pages = data_pages(&files[0], column);
+    // Leaf paths as parquet-format's LogicalTypes.md names them (`element`).
+    for column in ["v.list.element", "hv.list.element"] {
+        let (pages, encodings) = leaf_chunk(&files[0], column);
         assert!(pages > 1, "{column} must span several pages (NULLs in the first only) to matter: {pages}");
+        assert!(encodings.contains(&parquet::basic::Encoding::BYTE_STREAM_SPLIT), "{column}: {encodings:?}");
     }
+    assert!(leaf_chunk(&files[0], "tags.list.element").0 > 0);
     readers_match_the_source(&db, out.path());
     ok(pgflare(&db, &["archive", "verify", out.path().to_str().expect("p"), "--against-source"]));
 }
