@@ -121,8 +121,14 @@ fn summary(o: Output) -> (Option<i32>, serde_json::Value, String) {
     (o.status.code(), v, text(&o))
 }
 
-pub(crate) fn chunks(s: &serde_json::Value) -> &serde_json::Value {
-    s["tables"].as_array().expect("tables").iter().find(|t| t["table"] == "public.chunks").expect("chunks")
+fn chunks(s: &serde_json::Value) -> &serde_json::Value {
+    table(s, "public.chunks")
+}
+
+/// The summary entry of `name` (a qualified table name).
+pub(crate) fn table<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    let tables = s["tables"].as_array().expect("tables");
+    tables.iter().find(|t| t["table"] == name).unwrap_or_else(|| panic!("{name} in {s:#}"))
 }
 
 pub(crate) fn assert_consistent(s: &Setup) {

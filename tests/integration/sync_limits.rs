@@ -5,17 +5,7 @@
 //! (prefix buckets), integer keys (shifted buckets) and composite keys (the
 //! full sweep). Each run is followed by a clean `pgflare verify`.
 
-use super::sync::{assert_consistent, setup_with, Setup};
-
-/// The summary entry of `table` (qualified name).
-fn table<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    r["tables"]
-        .as_array()
-        .expect("tables")
-        .iter()
-        .find(|t| t["table"] == name)
-        .unwrap_or_else(|| panic!("{name} in {r:#}"))
-}
+use super::sync::{assert_consistent, setup_with, table, Setup};
 
 fn d1_count(s: &Setup, table: &str) -> i64 {
     s.d1().query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| r.get(0)).expect("count")
@@ -32,39 +22,46 @@ fn sync_ok(s: &Setup) -> serde_json::Value {
     r
 }
 
+/// Runs `delete` on the source, then one sync that must succeed and
+/// delete exactly the chunks that went, reading back more than
+/// `min_buckets` differing buckets; D1 then matches the source (verify).
+fn chunks_deleted_and_synced(s: &Setup, delete: &str, min_gone: i64, min_buckets: u64) -> serde_json::Value {
+    let before = source_count(s, "chunks");
+    s.db.exec(delete);
+    let gone = before - source_count(s, "chunks");
+    assert!(gone >= min_gone, "{gone} chunks deleted");
+    let r = sync_ok(s);
+    let sw = &table(&r, "public.chunks")["sweep"];
+    assert!(sw["buckets_differing"].as_u64().expect("n") > min_buckets, "{r:#}");
+    assert_eq!(sw["deleted"]["rows"].as_i64(), Some(gone), "{r:#}");
+    assert_eq!(d1_count(s, "chunks"), source_count(s, "chunks"));
+    assert_consistent(s);
+    r
+}
+
 #[test]
 fn sync_after_deleting_many_uuid_rows_stays_within_d1_expression_depth() {
     let s = setup_with("limuuid", 6000, 4, &[], "", "");
     // The first run reads D1's keys once and saves its key buckets; the
     // next ones read back only the buckets that differ.
     sync_ok(&s);
-
-    // Twenty documents with their chunks (the cascade deletes ~400
-    // chunks spread over most uuid-prefix buckets).
-    let chunks_before = source_count(&s, "chunks");
-    s.db.exec("DELETE FROM documents WHERE id IN (SELECT id FROM documents ORDER BY md5(id::text) LIMIT 20)");
-    let gone = chunks_before - source_count(&s, "chunks");
-    assert!(gone >= 100, "{gone} chunks deleted");
-    let r = sync_ok(&s);
-    let sw = &table(&r, "public.chunks")["sweep"];
-    assert!(sw["buckets_differing"].as_u64().expect("n") > 200, "{r:#}");
-    assert_eq!(sw["deleted"]["rows"].as_i64(), Some(gone), "{r:#}");
+    // Twenty documents with their chunks (the cascade deletes ~400 chunks
+    // spread over as many uuid-prefix buckets).
+    let r = chunks_deleted_and_synced(
+        &s,
+        "DELETE FROM documents WHERE id IN (SELECT id FROM documents ORDER BY md5(id::text) LIMIT 20)",
+        100,
+        200,
+    );
     assert_eq!(table(&r, "public.documents")["sweep"]["deleted"]["rows"].as_u64(), Some(20), "{r:#}");
-    assert_eq!(d1_count(&s, "chunks"), source_count(&s, "chunks"));
-    assert_consistent(&s);
-
-    // A bigger volume: a quarter of the remaining chunks, across nearly
-    // all of the 4096 buckets.
-    let before = source_count(&s, "chunks");
-    s.db.exec("DELETE FROM chunks WHERE get_byte(decode(md5(id::text), 'hex'), 0) < 64");
-    let gone = before - source_count(&s, "chunks");
-    assert!(gone >= 1000, "{gone} chunks deleted");
-    let r = sync_ok(&s);
-    let sw = &table(&r, "public.chunks")["sweep"];
-    assert!(sw["buckets_differing"].as_u64().expect("n") > 700, "{r:#}");
-    assert_eq!(sw["deleted"]["rows"].as_i64(), Some(gone), "{r:#}");
-    assert_eq!(d1_count(&s, "chunks"), source_count(&s, "chunks"));
-    assert_consistent(&s);
+    // A bigger volume: a quarter of the remaining chunks, across most of
+    // the 4096 buckets.
+    chunks_deleted_and_synced(
+        &s,
+        "DELETE FROM chunks WHERE get_byte(decode(md5(id::text), 'hex'), 0) < 64",
+        1000,
+        700,
+    );
 }
 
 #[test]
