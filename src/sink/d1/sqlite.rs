@@ -134,3 +134,40 @@ pub fn preview(s: &str) -> String {
         None => t.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sqlite_target_refuses_what_d1_refuses_and_runs_what_d1_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = D1SqliteConfig::open(&dir.path().join("d1.sqlite"), D1Mappings::default()).expect("open");
+        c.execute("setup", "CREATE TABLE t (id INTEGER PRIMARY KEY);").expect("setup");
+        // Over D1's expression depth: refused, naming the limit and pgflare.
+        let deep = (0..150).map(|i| format!("id = {i}")).collect::<Vec<_>>().join(" OR ");
+        let e = c
+            .execute("a deep read", &format!("DELETE FROM t WHERE {deep};"))
+            .expect_err("too deep")
+            .to_string();
+        for part in [
+            "Expression tree is too large",
+            "a deep read",
+            "100 levels of expression nesting",
+            "pgflare limit problem",
+        ] {
+            assert!(e.contains(part), "{part}: {e}");
+        }
+        // Statements of 5 KB each, 150 KB in all: D1 limits each statement,
+        // not the request, and so does this target.
+        let many: String =
+            (0..30).map(|i| format!("INSERT INTO t VALUES ({i}); -- {}\n", "x".repeat(5000))).collect();
+        c.execute("many statements", &many).expect("each statement is within the limit");
+        let n: i64 = c
+            .with_conn(|conn| {
+                conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).map_err(Error::sqlite("count"))
+            })
+            .expect("count");
+        assert_eq!(n, 30);
+    }
+}
