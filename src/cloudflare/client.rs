@@ -271,14 +271,16 @@ async fn envelope(
         (400, Product::Vectorize) => {
             "Vectorize refused the request (the message says which vector and limit); fix the data or \
              the mapping (or set [vectorize] on_invalid = \"skip\") and run the command again"
+                .to_string()
         }
-        (400, Product::D1) => {
+        (400, Product::D1) => super::limits::shape_limit_hint(what, &message).unwrap_or_else(|| {
             "D1 refused the SQL; the message above is SQLite's. Fix the data or the mapping and run the \
              command again: finished parts are not redone"
-        }
-        _ => "",
+                .into()
+        }),
+        _ => String::new(),
     };
-    Err(classify(what, status, &headers, message, fallback))
+    Err(classify(what, status, &headers, message, &fallback))
 }
 
 /// Decides whether a failed answer is worth another attempt, and what to tell the user.
@@ -310,5 +312,43 @@ pub(crate) fn snippet(text: &str) -> String {
     match t.char_indices().nth(300) {
         Some((i, _)) => format!("{}...", &t[..i]),
         None => t.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn refusal(product: Product, body: &str) -> Error {
+        let resp = axum::http::Response::builder().status(400).body(body.to_string()).expect("response");
+        match envelope("reading keys of changed buckets of chunks", product, resp.into()).await {
+            Err(Failure::Fatal(e)) => e,
+            Err(Failure::Transient { error, .. }) => panic!("a 400 is not transient: {error}"),
+            Ok(v) => panic!("a refusal answered {v}"),
+        }
+    }
+
+    fn hint(e: &Error) -> &str {
+        match e {
+            Error::Api { hint, .. } => hint,
+            other => panic!("not an API error: {other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn d1_refusing_generated_sql_for_a_limit_is_pgflares_fault_not_the_datas() {
+        let body = r#"{"success":false,"errors":[{"code":7500,"message":"Expression tree is too large (maximum depth 100): SQLITE_ERROR"}],"messages":[],"result":null}"#;
+        let e = refusal(Product::D1, body).await;
+        let (text, h) = (e.to_string(), hint(&e));
+        assert!(
+            text.contains("reading keys of changed buckets of chunks") && text.contains("[7500]"),
+            "{text}"
+        );
+        assert!(h.contains("100 levels of expression nesting") && h.contains("pgflare limit problem"), "{h}");
+        assert!(!h.contains("Fix the data"), "{h}");
+        // A refusal the data causes keeps the advice to fix the data.
+        let body = r#"{"success":false,"errors":[{"code":7500,"message":"NOT NULL constraint failed: chunks.content: SQLITE_CONSTRAINT"}]}"#;
+        let e = refusal(Product::D1, body).await;
+        assert!(hint(&e).contains("Fix the data or the mapping"), "{e}");
     }
 }

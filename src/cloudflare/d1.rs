@@ -130,13 +130,11 @@ impl D1 {
                         .get("error")
                         .map(|e| e.as_str().map(str::to_string).unwrap_or_else(|| e.to_string()))
                         .unwrap_or_else(|| "import failed".into());
-                    return Err(Error::Api {
-                        what: what.to_string(),
-                        status: None,
-                        message,
-                        hint: "D1 refused the file and left the database as it was; the message above is SQLite's"
-                            .into(),
+                    let hint = super::limits::shape_limit_hint(what, &message).unwrap_or_else(|| {
+                        "D1 refused the file and left the database as it was; the message above is SQLite's"
+                            .into()
                     });
+                    return Err(Error::Api { what: what.to_string(), status: None, message, hint });
                 }
                 _ => {}
             }

@@ -7,12 +7,10 @@ use serde::Serialize;
 
 use super::project::{ColumnMapping, TableMapping};
 use crate::batch::TableSpec;
+use crate::cloudflare::limits::D1_MAX_COLUMNS;
 use crate::error::{Error, Result};
 use crate::source::TableInfo;
 use crate::typemap::Kind;
-
-/// D1 allows at most this many columns in a table.
-pub const D1_MAX_COLUMNS: usize = 100;
 
 /// A table as it lands in D1.
 #[derive(Clone, Debug, PartialEq, Serialize)]

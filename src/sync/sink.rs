@@ -25,6 +25,7 @@ use crate::batch::{TableBatch, TableSpec};
 use crate::cloudflare::vectorize::WriteTicket;
 use crate::cloudflare::Vectorize;
 use crate::error::{Error, Result};
+use crate::sink::d1::list::ListPacker;
 use crate::sink::d1::value::push_quoted;
 use crate::sink::vectorize::ndjson::{id_text, Line, LineWriter};
 use crate::sink::vectorize::VectorMappings;
@@ -108,20 +109,23 @@ impl SinkFactory for ChangedVectors {
 }
 
 impl ChangedVectorSink {
-    /// The digests last recorded for `ids`.
+    /// The digests last recorded for `ids`. The ids go as one JSON
+    /// parameter; a thousand of them (at most 64 bytes each) keep it far
+    /// below D1's 2,000,000 bytes per value.
     fn recorded(&self, ids: &[&str]) -> Result<HashMap<String, String>> {
-        let list = Value::Array(ids.iter().map(|i| json!(i)).collect());
-        let rows = self.runtime.block_on(self.d1.select(
-            "reading the digests of vectors last sent",
-            "SELECT id, digest FROM pgflare_vector_digests WHERE id IN (SELECT value FROM json_each(?1))",
-            &[Value::String(list.to_string())],
-        ))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(1000) {
+            let list = Value::Array(chunk.iter().map(|i| json!(i)).collect());
+            let rows = self.runtime.block_on(self.d1.select(
+                "reading the digests of vectors last sent",
+                "SELECT id, digest FROM pgflare_vector_digests WHERE id IN (SELECT value FROM json_each(?1))",
+                &[Value::String(list.to_string())],
+            ))?;
+            out.extend(rows.into_iter().filter_map(|r| {
                 Some((r.get("id")?.as_str()?.to_string(), r.get("digest")?.as_str()?.to_string()))
-            })
-            .collect())
+            }));
+        }
+        Ok(out)
     }
 }
 
@@ -211,17 +215,7 @@ impl BatchSink for ChangedVectorSink {
         let sent = self.sent.len();
         self.learned.retain(|(id, _)| !self.sent.iter().any(|(s, _)| s == id));
         let record: Vec<(String, String)> = self.learned.drain(..).chain(self.sent.drain(..)).collect();
-        for chunk in record.chunks(500) {
-            sql.push_str("INSERT INTO pgflare_vector_digests (id, digest) VALUES ");
-            for (i, (id, digest)) in chunk.iter().enumerate() {
-                sql.push_str(if i == 0 { "(" } else { ", (" });
-                push_quoted(&mut sql, id);
-                sql.push_str(", ");
-                push_quoted(&mut sql, digest);
-                sql.push(')');
-            }
-            sql.push_str(" ON CONFLICT(id) DO UPDATE SET digest = excluded.digest;\n");
-        }
+        record_digests(&mut sql, &record);
         super::deletes::forget_digests(&mut sql, &self.nulls);
         if !sql.is_empty() {
             self.runtime.block_on(self.d1.execute("recording the digests of vectors sent", &sql))?;
@@ -235,6 +229,28 @@ impl BatchSink for ChangedVectorSink {
         c.deleted += self.local.deleted;
         Ok(report)
     }
+}
+
+/// Appends the statements that record `(id, digest)` pairs (the last of
+/// an id wins), within D1's limits.
+pub fn record_digests(sql: &mut String, record: &[(String, String)]) {
+    let mut packer = ListPacker::new(
+        "INSERT INTO pgflare_vector_digests (id, digest) VALUES ",
+        " ON CONFLICT(id) DO UPDATE SET digest = excluded.digest;\n",
+    );
+    let mut tuple = String::new();
+    for (id, digest) in record {
+        tuple.clear();
+        tuple.push('(');
+        push_quoted(&mut tuple, id);
+        tuple.push_str(", ");
+        push_quoted(&mut tuple, digest);
+        tuple.push(')');
+        // Vectorize ids are at most 64 bytes, so a row always fits; one
+        // that did not would only mean its vector is sent again.
+        packer.push(&tuple, 2);
+    }
+    packer.finish().iter().for_each(|s| sql.push_str(s));
 }
 
 /// Records a range as done (at the run's horizon) once its sinks finished.
@@ -295,5 +311,43 @@ impl BatchSink for RecordingSink {
         c.written_at = super::checkpoint::now();
         self.runtime.block_on(self.store.write(&c))?;
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(8))]
+
+        // However many digests a range records, the statements run on a D1
+        // file with D1's SQL limits and the table ends with each id's last.
+        #[test]
+        fn recording_any_number_of_digests_runs_within_d1_limits(
+            ids in proptest::collection::vec("(\\PC|'){1,64}", 1..12_000),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let c = crate::sink::d1::sqlite::D1SqliteConfig::open(&dir.path().join("d.sqlite"), Default::default())
+                .expect("open");
+            c.execute("setup", crate::sync::store::STATE_DDL).expect("setup");
+            let record: Vec<(String, String)> =
+                ids.iter().enumerate().map(|(i, id)| (id.clone(), format!("{i:064x}"))).collect();
+            let mut sql = String::new();
+            record_digests(&mut sql, &record);
+            c.execute("record", &sql).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            let last: HashMap<&String, &String> = record.iter().map(|(i, d)| (i, d)).collect();
+            let stored: Vec<(String, String)> = c
+                .with_conn(|conn| {
+                    let mut st = conn.prepare("SELECT id, digest FROM pgflare_vector_digests").expect("select");
+                    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("rows");
+                    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(Error::sqlite("rows"))
+                })
+                .expect("stored");
+            proptest::prop_assert_eq!(stored.len(), last.len());
+            for (id, d) in &stored {
+                proptest::prop_assert_eq!(Some(&d), last.get(id));
+            }
+        }
     }
 }

@@ -11,19 +11,35 @@ use std::process::{Command, Output};
 
 use crate::common::*;
 
-struct Setup {
-    db: TestDb,
-    emu: Emulator,
-    dir: tempfile::TempDir,
-    config: PathBuf,
+pub(crate) struct Setup {
+    pub(crate) db: TestDb,
+    pub(crate) emu: Emulator,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) config: PathBuf,
 }
 
 /// Seeds, adds a soft-delete column, writes the config with `init`, and
 /// loads D1 and Vectorize through the emulator.
 fn setup(tag: &str, chunks: usize, dims: usize, emu_flags: &[&str], vectorize: &str) -> Setup {
+    setup_with(tag, chunks, dims, emu_flags, vectorize, "")
+}
+
+/// [`setup`], running `extra_sql` on the source after seeding (more
+/// tables, which `init` then maps too).
+pub(crate) fn setup_with(
+    tag: &str,
+    chunks: usize,
+    dims: usize,
+    emu_flags: &[&str],
+    vectorize: &str,
+    extra_sql: &str,
+) -> Setup {
     let db = TestDb::new(tag);
     db.seed(chunks, dims);
     db.exec("ALTER TABLE chunks ADD COLUMN deleted_at timestamptz");
+    if !extra_sql.is_empty() {
+        db.exec(extra_sql);
+    }
     let emu = Emulator::start(emu_flags);
     let dir = temp_dir(tag);
     let config = dir.path().join("pgflare.toml");
@@ -67,13 +83,13 @@ impl Setup {
     }
 
     /// One `sync --once` from a fresh working folder (the state is in D1).
-    fn sync(&self, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    pub(crate) fn sync(&self, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
         let work = tempfile::tempdir_in(self.dir.path()).expect("work dir");
         let o = self.sync_command(work.path(), &["--once"]).args(extra).output().expect("sync");
         summary(o)
     }
 
-    fn verify(&self) -> (Option<i32>, serde_json::Value, String) {
+    pub(crate) fn verify(&self) -> (Option<i32>, serde_json::Value, String) {
         let report = self.dir.path().join("report");
         let o = self
             .emu
@@ -86,7 +102,7 @@ impl Setup {
         summary(o)
     }
 
-    fn d1(&self) -> rusqlite::Connection {
+    pub(crate) fn d1(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.emu.d1_file("db1")).expect("open D1 file")
     }
 
@@ -106,10 +122,16 @@ fn summary(o: Output) -> (Option<i32>, serde_json::Value, String) {
 }
 
 fn chunks(s: &serde_json::Value) -> &serde_json::Value {
-    s["tables"].as_array().expect("tables").iter().find(|t| t["table"] == "public.chunks").expect("chunks")
+    table(s, "public.chunks")
 }
 
-fn assert_consistent(s: &Setup) {
+/// The summary entry of `name` (a qualified table name).
+pub(crate) fn table<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    let tables = s["tables"].as_array().expect("tables");
+    tables.iter().find(|t| t["table"] == name).unwrap_or_else(|| panic!("{name} in {s:#}"))
+}
+
+pub(crate) fn assert_consistent(s: &Setup) {
     let (code, r, out) = s.verify();
     assert_eq!(
         code,

@@ -1,9 +1,11 @@
 //! The D1 sink: rows rendered as D1 stores them ([`value`]), packed into
-//! idempotent upsert statements under D1's limits ([`sql`]), the D1 table
-//! definitions ([`schema`]), and the `files` target ([`files`]).
+//! idempotent upsert statements under D1's limits ([`sql`]), other
+//! statements over lists of keys under the same limits ([`list`]), the D1
+//! table definitions ([`schema`]), and the `files` target ([`files`]).
 
 pub mod api;
 pub mod files;
+pub mod list;
 pub mod migration;
 pub mod render;
 pub mod schema;
