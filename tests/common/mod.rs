@@ -112,6 +112,45 @@ impl Drop for TestDb {
     }
 }
 
+/// A transaction with a transaction id, held open (in a database of its own
+/// on the test server) until dropped: while it runs, every snapshot's xmin,
+/// which is cluster-wide, stays at or below its id, as when other tests run
+/// at the same time.
+pub struct OpenTransaction {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _db: TestDb,
+}
+
+impl OpenTransaction {
+    pub fn begin() -> OpenTransaction {
+        let db = TestDb::new("opentx");
+        let url = db.url.clone();
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (ready, started) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            block_on(async move {
+                let mut c = PgConnection::connect(&url).await.expect("connect");
+                sqlx::raw_sql("BEGIN; SELECT txid_current();").execute(&mut c).await.expect("begin");
+                let _ = ready.send(());
+                let _ = wait.recv();
+                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut c).await;
+            })
+        });
+        started.recv().expect("the transaction started");
+        OpenTransaction { release: Some(release), thread: Some(thread), _db: db }
+    }
+}
+
+impl Drop for OpenTransaction {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Runs `pgflare` with `args`, the database URL in the environment.
 pub fn pgflare(db: &TestDb, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pgflare"))
