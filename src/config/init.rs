@@ -50,6 +50,7 @@ pub fn suggest(info: &TableInfo, setting: String) -> TableMapping {
         vector_metadata,
         vector_id: None,
         vector_namespace: None,
+        vector_json: Default::default(),
         casts: spec.columns.iter().filter_map(|c| c.cast.clone().map(|t| (c.name.clone(), t))).collect(),
     }
 }
@@ -124,7 +125,7 @@ pub fn quote(s: &str) -> String {
 }
 
 /// A TOML key: bare when it can be.
-fn key(s: &str) -> String {
+pub fn toml_key(s: &str) -> String {
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         s.to_string()
     } else {
@@ -245,7 +246,7 @@ pub fn config_toml(schema: &str, tables: &[(&TableInfo, &TableMapping)]) -> Stri
             );
         } else {
             let items: Vec<String> =
-                m.casts.iter().map(|(c, t)| format!("{} = {}", key(c), quote(t))).collect();
+                m.casts.iter().map(|(c, t)| format!("{} = {}", toml_key(c), quote(t))).collect();
             let _ = writeln!(out, "casts = {{ {} }}   # columns read through a cast", items.join(", "));
         }
     }

@@ -265,7 +265,12 @@ pub fn vector_mapping(
             });
         }
     }
+    super::vector_metadata::check_columns(&mapping.setting, &mapping.vector_json, info)?;
     for (j, m) in mapping.vector_metadata_indexes.iter().enumerate() {
+        if !mapping.vector_metadata.contains(m) {
+            // A JSON path property: its declared type was checked with the file.
+            continue;
+        }
         let form = col(&format!("vector_metadata_indexes[{j}]"), m)?.ty.metadata_form();
         if form.and_then(|f| f.index_type()).is_none() {
             return Err(Error::Config {
@@ -281,6 +286,7 @@ pub fn vector_mapping(
         id,
         namespace: mapping.vector_namespace.clone(),
         metadata: mapping.vector_metadata.clone(),
+        json: mapping.vector_json.clone(),
         dims,
         on_invalid: settings.on_invalid,
     }))
@@ -292,8 +298,12 @@ pub fn metadata_index_types(mapping: &TableMapping, info: &TableInfo) -> Vec<(St
         .vector_metadata_indexes
         .iter()
         .filter_map(|m| {
-            let t = info.spec.column(m)?.ty.metadata_form()?.index_type()?;
-            Some((m.clone(), t.to_string()))
+            let t =
+                match super::vector_metadata::index_type(m, &mapping.vector_metadata, &mapping.vector_json) {
+                    Ok(Some(declared)) => declared,
+                    _ => info.spec.column(m)?.ty.metadata_form()?.index_type()?.to_string(),
+                };
+            Some((m.clone(), t))
         })
         .collect()
 }

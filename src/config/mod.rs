@@ -7,6 +7,7 @@ pub mod init;
 pub mod mapping;
 pub mod project;
 pub mod resolve;
+pub mod vector_metadata;
 pub mod wrangler;
 pub mod wrangler_local;
 

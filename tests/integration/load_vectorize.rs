@@ -197,8 +197,8 @@ fn rows_vectorize_refuses_are_skipped_and_named_or_stop_the_load() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains(
-            "table public.items, column metadata, row id=big-metadata: is 11275 bytes of JSON; \
-             Vectorize allows 10240 per vector"
+            "table public.items, column note, row id=big-metadata: makes the metadata 11275 bytes of JSON \
+             (11266 of them from this value); Vectorize allows 10240 per vector"
         ),
         "{err}"
     );
@@ -236,7 +236,7 @@ fn rows_vectorize_refuses_are_skipped_and_named_or_stop_the_load() {
         "{rejected:?}"
     );
     assert!(
-        rejected.iter().any(|r| r.starts_with("id=big-metadata | metadata | is 11")
+        rejected.iter().any(|r| r.starts_with("id=big-metadata | note | makes the metadata 11275 bytes")
             && r.contains("Vectorize allows 10240 per vector")),
         "{rejected:?}"
     );

@@ -19,4 +19,5 @@ mod sync;
 mod verify_cmd;
 mod verify_d1;
 mod verify_report;
+mod verify_skipped;
 mod wrangler;
