@@ -439,6 +439,42 @@ mod tests {
     }
 
     #[test]
+    fn json_metadata_columns_must_be_json_and_typed_paths_give_index_types() {
+        use crate::config::project::VectorizeSettings;
+        use crate::sink::vectorize::json_path::JsonPath;
+        use crate::sink::vectorize::metadata::{JsonMetadata, PathProperty};
+        let mut i = info();
+        let mut meta = i.spec.columns[1].clone();
+        (meta.name, meta.ty, meta.pg_type) = ("meta".into(), ColumnType::scalar(Kind::Jsonb), "jsonb".into());
+        i.spec.columns.push(meta);
+        let prop = |p: &str| PathProperty {
+            name: "page".into(),
+            path: JsonPath::parse(p).expect("path"),
+            ty: Some(crate::typemap::MetadataForm::Number),
+        };
+        let json = |p: &str| JsonMetadata { paths: vec![prop(p)], ..JsonMetadata::default() };
+        let m = TableMapping {
+            vector: Some("embedding".into()),
+            vector_json: json("meta.loc.pageNumber"),
+            vector_metadata_indexes: vec!["page".into()],
+            ..mapping()
+        };
+        let v = vector_mapping(&m, &i, &VectorizeSettings::default()).expect("ok").expect("some");
+        assert_eq!(v.json.paths[0].name, "page");
+        assert!(v.columns().contains(&&"meta".to_string()), "the json column is read");
+        assert_eq!(metadata_index_types(&m, &i), vec![("page".to_string(), "number".to_string())]);
+        let text = TableMapping { vector_json: json("content.x"), ..m.clone() };
+        let e = vector_mapping(&text, &i, &VectorizeSettings::default()).expect_err("text").to_string();
+        assert!(
+            e.contains("tables[0].vector_metadata_paths.page: `content` is text: JSON paths and spreading need a json or jsonb column"),
+            "{e}"
+        );
+        let missing = TableMapping { vector_json: json("nope.x"), ..m };
+        let e = vector_mapping(&missing, &i, &VectorizeSettings::default()).expect_err("missing").to_string();
+        assert!(e.contains("has no column `nope`"), "{e}");
+    }
+
+    #[test]
     fn more_than_100_columns_is_refused() {
         let mut i = info();
         for n in 0..100 {

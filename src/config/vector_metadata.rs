@@ -194,3 +194,92 @@ pub fn check_columns(setting: &str, json: &JsonMetadata, info: &TableInfo) -> Re
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::file::parse_project;
+    use crate::typemap::MetadataForm;
+
+    fn table(keys: &str) -> String {
+        format!("[[tables]]\nname = \"documents\"\nvector = \"embedding\"\n{keys}\n")
+    }
+
+    fn error(keys: &str) -> String {
+        match parse_project(&table(keys), Path::new("pgflare.toml")) {
+            Ok(_) => panic!("accepted: {keys}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn json_metadata_keys_parse() {
+        let p = parse_project(
+            &table(
+                "vector_metadata = [\"document_id\"]\n\
+                 vector_metadata_paths = { source = \"metadata.source\", page = { path = \"metadata.loc.pageNumber\", type = \"number\" } }\n\
+                 vector_metadata_flatten = [\"extra\"]\n\
+                 vector_metadata_omit = [\"extra._node_content\", 'metadata.\"a.b\"']\n\
+                 vector_metadata_separator = \"__\"\n\
+                 vector_metadata_indexes = [\"page\", \"document_id\"]",
+            ),
+            Path::new("pgflare.toml"),
+        )
+        .expect("parses");
+        let j = &p.tables[0].vector_json;
+        let names: Vec<(&str, String, Option<MetadataForm>)> =
+            j.paths.iter().map(|p| (p.name.as_str(), p.path.to_string(), p.ty)).collect();
+        assert_eq!(
+            names,
+            [
+                ("page", "metadata.loc.pageNumber".to_string(), Some(MetadataForm::Number)),
+                ("source", "metadata.source".to_string(), None)
+            ]
+        );
+        assert_eq!(j.flatten, ["extra"]);
+        assert_eq!(j.omit[1].keys, ["a.b"]);
+        assert_eq!(j.separator, "__");
+    }
+
+    #[test]
+    fn json_metadata_errors_point_at_the_key() {
+        let cases = [
+            (
+                "vector_metadata_paths = { \"a.b\" = \"metadata.x\" }",
+                "pgflare.toml: tables[0].vector_metadata_paths.\"a.b\": `a.b` cannot be a metadata property",
+            ),
+            ("vector_metadata_paths = { p = \"metadata..x\" }", "tables[0].vector_metadata_paths.p: `metadata..x`: an empty key"),
+            ("vector_metadata_paths = { p = { path = \"m.x\", type = \"date\" } }", "type \"date\" is not a metadata index type"),
+            ("vector_metadata_paths = { p = { path = \"m.x\", kind = \"number\" } }", "unknown key `kind`"),
+            ("vector_metadata_paths = { p = 3 }", "give a JSON path"),
+            (
+                "vector_metadata = [\"m\"]\nvector_metadata_paths = { m = \"m.x\" }",
+                "vector_metadata_paths.m: `m` is also in vector_metadata",
+            ),
+            ("vector_metadata = [\"m\"]\nvector_metadata_flatten = [\"m\"]", "vector_metadata_flatten[0]: `m` is also in vector_metadata"),
+            ("vector_metadata_flatten = [\"m\", \"m\"]", "vector_metadata_flatten[1]: `m` is listed twice"),
+            ("vector_metadata_flatten = [\"m\"]\nvector_metadata_omit = [\"m\"]", "vector_metadata_omit[0]: `m` is a whole column"),
+            ("vector_metadata_omit = [\"other.x\"]", "vector_metadata_omit[0]: `other` is not sent as metadata"),
+            ("vector_metadata_flatten = [\"m\"]\nvector_metadata_separator = \".\"", "vector_metadata_separator: `.` cannot join"),
+            (
+                "vector_metadata_paths = { page = \"m.page\" }\nvector_metadata_indexes = [\"page\"]",
+                "vector_metadata_indexes[0]: `page` comes from a JSON path without a type; a metadata index needs one: \
+                 page = { path = \"m.page\", type = \"string\" }",
+            ),
+            ("vector_metadata_flatten = [\"m\"]\nvector_metadata_indexes = [\"tenant\"]", "`tenant` is not in vector_metadata or vector_metadata_paths"),
+        ];
+        for (keys, want) in cases {
+            let e = error(keys);
+            assert!(e.contains(want), "{keys}\n  gave: {e}\n  want: {want}");
+        }
+        let e = match parse_project(
+            "[[tables]]\nname = \"t\"\nvector_metadata_flatten = [\"m\"]\n",
+            Path::new("pgflare.toml"),
+        ) {
+            Ok(_) => panic!("accepted without vector"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("tables[0].vector_metadata_flatten: needs `vector`"), "{e}");
+    }
+}

@@ -16,6 +16,7 @@ mod load;
 mod load_api;
 mod load_vectorize;
 mod sync;
+mod vector_metadata;
 mod verify_cmd;
 mod verify_d1;
 mod verify_report;

@@ -388,3 +388,6 @@ fn short(s: &str) -> String {
         None => s.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests;
