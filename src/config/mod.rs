@@ -4,6 +4,7 @@
 
 pub mod file;
 pub mod init;
+pub mod init_json;
 pub mod mapping;
 pub mod project;
 pub mod resolve;

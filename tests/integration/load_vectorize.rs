@@ -117,7 +117,12 @@ fn ndjson_files_hold_every_vector_exactly_and_validate() {
     let listed = m["vectorize"]["tables"][0]["files"].as_array().expect("files").len();
     assert_eq!(listed, files.len());
 
-    let (same, report) = compare_vectors(&db, &["--ndjson", vdir.to_str().expect("p")], &[], "");
+    let (same, report) = compare_vectors(
+        &db,
+        &["--ndjson", vdir.to_str().expect("p")],
+        &["--config", config.to_str().expect("p")],
+        "",
+    );
     assert!(same, "{report:#}");
 
     // The reader must see a changed float (one ulp) and name the vector.
@@ -130,7 +135,12 @@ fn ndjson_files_hold_every_vector_exactly_and_validate() {
     line["values"][0] = serde_json::json!(bumped as f64);
     let tampered = text.replacen(text.lines().next().expect("l"), &line.to_string(), 1);
     std::fs::write(victim, tampered).expect("tamper");
-    let (same, report) = compare_vectors(&db, &["--ndjson", vdir.to_str().expect("p")], &[], "");
+    let (same, report) = compare_vectors(
+        &db,
+        &["--ndjson", vdir.to_str().expect("p")],
+        &["--config", config.to_str().expect("p")],
+        "",
+    );
     assert!(!same);
     assert_eq!(report["differences"][0]["id"], first["id"]);
     assert_eq!(report["differences"][0]["kind"], "values");
@@ -331,7 +341,7 @@ fn api_load_fills_d1_and_vectorize_and_queries_agree_with_exact_cosine() {
         .expect("vectorize target")
         .contains("/vectorize/v2/indexes/chunks-index"));
     // Read back at once: every vector is visible only if the load waited.
-    let v = compare_api(&db, &emu, &["--topk", "10", "--queries", "5"]);
+    let v = compare_api(&db, &emu, &["--config", c, "--topk", "10", "--queries", "5"]);
     assert_eq!(v["topk_queries"], 5);
     assert_eq!(v["null_vectors"].as_u64(), table(&s, "public.chunks")["vectors"]["null"].as_u64());
     compare_d1(&db, &emu);
@@ -392,7 +402,7 @@ fn a_load_killed_during_the_vectorize_upload_ends_exact() {
     let o = emu.command(&db).args(&args).output().expect("rerun");
     let s: serde_json::Value = serde_json::from_str(&ok(o)).expect("summary");
     assert_eq!(s["resumed"], true);
-    let v = compare_api(&db, &emu, &[]);
+    let v = compare_api(&db, &emu, &["--config", c]);
     assert_eq!(v["listed"], v["source_vectors"], "no extra and none missing: {v:#}");
     compare_d1(&db, &emu);
 }
@@ -487,7 +497,7 @@ fn wrangler_upserts_the_loads_ndjson_files_unchanged() {
     for f in &files {
         wrangler(&["vectorize", "upsert", "chunks-index", "--file", f.to_str().expect("p")]);
     }
-    let v = compare_api(&db, &emu, &[]);
+    let v = compare_api(&db, &emu, &["--config", config.to_str().expect("p")]);
     assert_eq!(v["listed"], v["source_vectors"], "{v:#}");
 }
 

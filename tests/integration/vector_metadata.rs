@@ -61,6 +61,15 @@ fn expected(id: u64) -> Value {
     m
 }
 
+/// `pgflare --json load --target files` (extra: e.g. `--table T`).
+fn load_files(db: &TestDb, config: &Path, out: &Path, state: &Path, extra: &[&str]) -> std::process::Output {
+    let paths = [config, out, state].map(|p| p.to_str().expect("p").to_string());
+    let mut args = vec!["--json", "load", "--config", &paths[0], "--target", "files", "--out", &paths[1]];
+    args.extend(["--state-dir", &paths[2]]);
+    args.extend_from_slice(extra);
+    pgflare(db, &args)
+}
+
 fn load(emu: &Emulator, db: &TestDb, config: &Path, state: &Path, extra: &[&str]) -> std::process::Output {
     emu.command(db)
         .args(["--json", "load", "--config"])
@@ -118,22 +127,9 @@ fn langchain_metadata_maps_to_filterable_properties_and_stays_in_step() {
     // With one: NDJSON files hold exactly the hand-made metadata.
     let config = config(dir.path(), MAPPED);
     let out = dir.path().join("files");
-    let s: Value = serde_json::from_str(&ok(pgflare(
-        &db,
-        &[
-            "--json",
-            "load",
-            "--config",
-            config.to_str().expect("p"),
-            "--target",
-            "files",
-            "--out",
-            out.to_str().expect("p"),
-            "--state-dir",
-            dir.path().join("state-files").to_str().expect("p"),
-        ],
-    )))
-    .expect("summary");
+    let s: Value =
+        serde_json::from_str(&ok(load_files(&db, &config, &out, &dir.path().join("state-files"), &[])))
+            .expect("summary");
     let v = &s["tables"][0]["vectors"];
     assert_eq!((v["written"].as_u64(), v["skipped"].as_u64()), (Some(6), Some(0)), "{s:#}");
     // pdf.info is left out of the five rows that have it, and said so.
@@ -152,6 +148,12 @@ fn langchain_metadata_maps_to_filterable_properties_and_stays_in_step() {
     let f = out.join("vectorize/documents/part-00000-000.ndjson");
     let o = python("validate_json.py", &[schema.to_str().expect("p"), f.to_str().expect("p")], None);
     assert!(o.status.success(), "{}", text(&o));
+
+    // Another mapping does not resume this load's state.
+    let remapped = config_in(dir.path(), &MAPPED.replace("metadata.pdf.info", "metadata.pdf"));
+    let o = load_files(&db, &remapped, &out, &dir.path().join("state-files"), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("other tables or column mappings"), "{}", text(&o));
 
     // The API: indexes on the mapped properties, then filters work.
     let state = dir.path().join("state-api");
@@ -209,7 +211,6 @@ fn langchain_metadata_maps_to_filterable_properties_and_stays_in_step() {
     assert_eq!(code, Some(0), "{out}");
 
     // Another mapping is another set of vectors: sync says so.
-    let remapped = config_in(dir.path(), &MAPPED.replace("metadata.pdf.info", "metadata.pdf"));
     let o = sync(&remapped);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("JSON metadata mapping"), "{}", text(&o));
@@ -245,21 +246,7 @@ fn llamaindex_node_content_is_named_when_too_big_and_mapped_out_otherwise() {
         c
     };
     let run = |config: &Path, out: &str| {
-        pgflare(
-            &db,
-            &[
-                "--json",
-                "load",
-                "--config",
-                config.to_str().expect("p"),
-                "--target",
-                "files",
-                "--out",
-                dir.path().join(out).to_str().expect("p"),
-                "--state-dir",
-                dir.path().join(format!("state-{out}")).to_str().expect("p"),
-            ],
-        )
+        load_files(&db, config, &dir.path().join(out), &dir.path().join(format!("state-{out}")), &[])
     };
     // node-3 holds ~11 KB of text: the whole column is over 10 KiB.
     let o = run(&write("vector_metadata = [\"metadata\"]\n"), "whole");
@@ -287,4 +274,89 @@ fn llamaindex_node_content_is_named_when_too_big_and_mapped_out_otherwise() {
         json!({"_node_type": "TextNode", "document_id": "doc-1", "doc_id": "doc-1", "ref_doc_id": "doc-1",
                "file_name": "f1.pdf", "page_label": "1"})
     );
+}
+
+#[test]
+fn inspect_surveys_json_keys_and_init_proposes_a_mapping_that_loads() {
+    let db = TestDb::new("jsonsurvey");
+    langchain(&db);
+    llamaindex(&db);
+    let v: Value = serde_json::from_str(&ok(pgflare(&db, &["inspect", "--json"]))).expect("inspect json");
+    let table = |name: &str| -> Value {
+        v["tables"].as_array().expect("tables").iter().find(|t| t["name"] == name).cloned().expect(name)
+    };
+    let docs = table("documents");
+    let survey = &docs["json_keys"][0];
+    assert_eq!(survey["column"], "metadata");
+    assert_eq!(
+        (survey["sampled_rows"].as_u64(), survey["max_depth"].as_u64()),
+        (Some(6), Some(3)),
+        "{survey:#}"
+    );
+    assert_eq!(survey["fits_whole"], false);
+    assert!(survey["sample"].as_str().expect("sample").contains("6 non-NULL values"), "{survey:#}");
+    let path = |s: &Value, p: &str| -> Value {
+        s["paths"]
+            .as_array()
+            .expect("paths")
+            .iter()
+            .find(|x| x["path"] == p)
+            .cloned()
+            .unwrap_or_else(|| panic!("{p}: {s:#}"))
+    };
+    let from = path(survey, "metadata.loc.lines.from");
+    assert_eq!((from["depth"].as_u64(), from["rows"].as_u64()), (Some(3), Some(5)));
+    assert_eq!(from["types"], json!({"number": 5}));
+    assert!((from["share"].as_f64().expect("share") - 0.833).abs() < 1e-9, "{from:#}");
+    assert_eq!(path(survey, "metadata.source")["share"], 1.0);
+    assert!(path(survey, "metadata.loc")["problems"][0]
+        .as_str()
+        .expect("p")
+        .contains("deeper than Vectorize's one level"));
+    let llama = &table("docs")["json_keys"][0];
+    let node = path(llama, "metadata._node_content");
+    assert!(node["problems"][0].as_str().expect("p").contains("over Vectorize's 10240 bytes"), "{node:#}");
+    assert_eq!(llama["over_metadata_limit"].as_u64(), Some(2), "node-3 and node-4: {llama:#}");
+    let human = ok(pgflare(&db, &["inspect", "--table", "documents"]));
+    assert!(human.contains("JSON keys of metadata"), "{human}");
+    assert!(human.contains("metadata.loc.lines.from"), "{human}");
+
+    // init: typed properties for the short scalar keys, the big text left out.
+    let dir = temp_dir("jsonsurvey");
+    let config = dir.path().join("pgflare.toml");
+    let args = ["--json", "init", "--out-config", config.to_str().expect("p"), "--migrations-dir"];
+    let migrations = dir.path().join("migrations");
+    let i: Value =
+        serde_json::from_str(&ok(pgflare(&db, &[&args[..], &[migrations.to_str().expect("p")]].concat())))
+            .expect("init json");
+    let proposed = |name: &str| -> Vec<Value> {
+        let t = i["tables"].as_array().expect("tables").iter().find(|t| t["table"] == name).expect(name);
+        t["vector_metadata_paths"].as_array().expect("paths").clone()
+    };
+    let langchain_paths = proposed("public.documents");
+    assert!(
+        langchain_paths.contains(
+            &json!({"name": "loc_pageNumber", "path": "metadata.loc.pageNumber", "type": "number"})
+        ),
+        "{langchain_paths:#?}"
+    );
+    assert!(
+        langchain_paths.contains(&json!({"name": "source", "path": "metadata.source", "type": "string"})),
+        "{langchain_paths:#?}"
+    );
+    let llama_paths = proposed("public.docs");
+    assert!(llama_paths.iter().all(|p| p["path"] != "metadata._node_content"), "{llama_paths:#?}");
+    assert!(
+        llama_paths.contains(&json!({"name": "file_name", "path": "metadata.file_name", "type": "string"}))
+    );
+    let toml = std::fs::read_to_string(&config).expect("config");
+    assert!(toml.contains("#   metadata._node_content: values up to"), "{toml}");
+    // What init wrote loads, with those properties on each vector.
+    let out = dir.path().join("out");
+    ok(load_files(&db, &config, &out, &dir.path().join("state"), &["--table", "documents"]));
+    let ndjson =
+        std::fs::read_to_string(out.join("vectorize/documents/part-00000-000.ndjson")).expect("ndjson");
+    let first: Value = serde_json::from_str(ndjson.lines().next().expect("line")).expect("json");
+    assert_eq!(first["metadata"]["loc_pageNumber"], 3, "{first:#}");
+    assert_eq!(first["metadata"]["source"], "docs/a.pdf", "{first:#}");
 }
