@@ -252,3 +252,54 @@ pub fn kind_name(k: TargetKind) -> &'static str {
         TargetKind::Vectorize => "Vectorize",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(counts: &[(DiffKind, u64)]) -> VerifyReport {
+        let target = TargetReport {
+            kind: TargetKind::Vectorize,
+            location: "vectorize index vi".into(),
+            name: "vi".into(),
+            source_rows: 10,
+            target_rows: 5,
+            buckets: 0,
+            buckets_differing: 0,
+            counts: counts.iter().copied().collect(),
+            differences: Vec::new(),
+            pending_sync: 0,
+            sampled: 1.0,
+            notes: Vec::new(),
+        };
+        VerifyReport {
+            format: FORMAT.into(),
+            created_by: "pgflare 0.1.0".into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            seconds: 0.0,
+            source: "postgres://x".into(),
+            snapshot: "1:1:".into(),
+            verdict: Verdict { status: Status::Consistent, summary: String::new() },
+            tables: vec![TableReport { table: "public.items".into(), targets: vec![target] }],
+            queries: None,
+        }
+    }
+
+    #[test]
+    fn skipped_vectors_are_never_plainly_consistent() {
+        let mut r = report(&[(DiffKind::Skipped, 5)]);
+        r.decide(false);
+        assert_eq!(r.verdict.status, Status::Differences);
+        assert_eq!(r.verdict.summary, "5 skipped in public.items (Vectorize)");
+        r.decide(true);
+        assert_eq!((r.verdict.status, r.verdict.status.exit_code()), (Status::ConsistentExceptSkipped, 0));
+        assert!(r.verdict.summary.contains("5 skipped in public.items (Vectorize)"), "{}", r.verdict.summary);
+        let mut r = report(&[(DiffKind::Skipped, 5), (DiffKind::Missing, 1)]);
+        r.decide(true);
+        assert_eq!(r.verdict.status, Status::Differences);
+        assert_eq!(r.verdict.summary, "1 + 5 skipped in public.items (Vectorize)");
+        let mut r = report(&[]);
+        r.decide(true);
+        assert_eq!(r.verdict.status, Status::Consistent);
+    }
+}
