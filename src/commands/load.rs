@@ -192,7 +192,7 @@ fn print_human(s: &LoadSummary) {
                 v.skipped
             );
             for r in &v.rejected {
-                println!("{:26}skipped {} ({}): {}", "", r.key, r.column, r.reason);
+                println!("{:26}skipped {}: {}", "", r.key, r.describe());
             }
             if v.skipped > v.rejected.len() as u64 {
                 println!(
@@ -200,6 +200,15 @@ fn print_human(s: &LoadSummary) {
                     "",
                     v.skipped - v.rejected.len() as u64
                 );
+            }
+            if v.metadata_omitted > 0 {
+                println!(
+                    "{:26}{} metadata values left out of written vectors (they do not fit Vectorize, or the mapping omits them):",
+                    "", v.metadata_omitted
+                );
+                for o in &v.omissions {
+                    println!("{:28}{} x {}: {} (e.g. {})", "", o.count, o.path, o.reason, o.example);
+                }
             }
         }
     }

@@ -68,6 +68,7 @@ pub async fn run(args: CheckArgs, json: bool, progress: &Progress) -> anyhow::Re
         queries: args.queries,
         k: args.k.clamp(1, 100),
         min_recall: args.min_recall,
+        accept_skipped: args.accept_skipped,
     };
     let report = run::run(&source, &opts, progress).await?;
     let written = write_reports(&report, &args.report_dir)?;
@@ -98,6 +99,7 @@ fn write_reports(report: &VerifyReport, dir: &std::path::Path) -> anyhow::Result
 fn print_human(r: &VerifyReport, written: &[std::path::PathBuf]) {
     let word = match r.verdict.status {
         Status::Consistent => "CONSISTENT",
+        Status::ConsistentExceptSkipped => "CONSISTENT EXCEPT SKIPPED VECTORS",
         Status::Differences => "DIFFERENCES",
         Status::Error => "COULD NOT VERIFY",
     };
@@ -121,7 +123,8 @@ fn print_human(r: &VerifyReport, written: &[std::path::PathBuf]) {
             for d in g.differences.iter().take(10) {
                 let fields: Vec<String> =
                     d.fields.iter().map(|f| format!("{}: {} -> {}", f.field, f.source, f.target)).collect();
-                println!("    {:?} {} {}", d.kind, d.key, fields.join("; "));
+                let reason = d.reason.as_deref().unwrap_or_default();
+                println!("    {:?} {} {}{reason}", d.kind, d.key, fields.join("; "));
             }
         }
     }

@@ -107,6 +107,9 @@ pub struct TableMapping {
     /// Metadata columns to create Vectorize metadata indexes for (so
     /// queries can filter on them); at most 10 per index.
     pub vector_metadata_indexes: Vec<String>,
+    /// JSON paths as top-level properties, spread json columns, paths left
+    /// out, and the separator of spread keys.
+    pub vector_json: crate::sink::vectorize::metadata::JsonMetadata,
     /// Columns read through a cast: (column, SQL type).
     pub casts: Vec<(String, String)>,
 }

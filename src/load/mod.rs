@@ -418,10 +418,7 @@ pub async fn prepare(
             vectors.metadata_indexes = crate::config::mapping::metadata_index_types(c, info);
         }
         // Read what D1 or Vectorize receives, nothing else.
-        let vector_columns: Vec<&String> = vm
-            .iter()
-            .flat_map(|v| [&v.vector, &v.id].into_iter().chain(v.namespace.iter()).chain(v.metadata.iter()))
-            .collect();
+        let vector_columns: Vec<&String> = vm.iter().flat_map(|v| v.columns()).collect();
         // The soft-delete column too: load, verify and sync filter on it.
         let soft = configured.and_then(|c| c.soft_delete.as_ref());
         info.spec.columns.retain(|c| {
@@ -498,6 +495,11 @@ fn fingerprint(
             h.update(
                 format!(":{}:{}:{:?}:{:?}:{:?}", v.vector, v.id, v.namespace, v.metadata, v.dims).as_bytes(),
             );
+            // The JSON metadata mapping (added later: only when there is one,
+            // so states written before it stay valid).
+            if !v.json.is_empty() {
+                h.update(format!(":{:?}", v.json).as_bytes());
+            }
         }
     }
     h.finalize().to_hex()[..32].to_string()

@@ -201,8 +201,8 @@ async fn run_locked(
     if fp != checkpoint.fingerprint {
         return Err(Error::Config {
             setting: store.describe(),
-            message: "the checkpoint was written for other tables, D1 columns or soft-delete columns than \
-                      pgflare.toml now has; changes since it would not be enough: run `pgflare load --restart` \
+            message: "the checkpoint was written for other tables, D1 columns, soft-delete columns or JSON \
+                      metadata mapping (vector_metadata_paths/_flatten/_omit) than pgflare.toml now has; changes since it would not be enough: run `pgflare load --restart` \
                       with the new configuration (it resets the checkpoint)"
                 .into(),
         });

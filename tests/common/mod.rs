@@ -277,6 +277,24 @@ impl Emulator {
     }
 }
 
+impl Emulator {
+    /// pgflare's own Vectorize client on index `index` here, for planting
+    /// changes behind a load's back.
+    pub fn vectorize(&self, index: &str) -> pgflare::cloudflare::Vectorize {
+        use pgflare::cloudflare::{Api, ApiSettings, Vectorize};
+        let api = Api::new(ApiSettings {
+            base_url: self.base_url.clone(),
+            account_id: self.account.clone(),
+            token: self.token.clone(),
+            rate_limit_requests: 1000,
+            rate_limit_window: std::time::Duration::from_secs(1),
+            retry: Default::default(),
+        })
+        .expect("client");
+        Vectorize::new(std::sync::Arc::new(api), index)
+    }
+}
+
 impl Drop for Emulator {
     fn drop(&mut self) {
         let _ = self.child.kill();

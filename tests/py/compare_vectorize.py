@@ -4,8 +4,14 @@ readers independent of pgflare (psycopg, json, urllib).
 
 Usage:
   compare_vectorize.py PG_URL TABLE --vector COL [--id COL] [--metadata C1,C2]
-      [--skip KEY1,KEY2] (--ndjson DIR | --api BASE_URL ACCOUNT INDEX)
-      [--topk K --queries N]
+      [--config PGFLARE_TOML] [--skip KEY1,KEY2]
+      (--ndjson DIR | --api BASE_URL ACCOUNT INDEX) [--topk K --queries N]
+
+--config reads the table's `vector_metadata_paths` from pgflare.toml and
+expects each as a top-level property, by README's rules implemented here
+anew: a missing path or JSON null is an absent property; a declared type
+must match the JSON type; an array must hold only strings; an object is
+spread under the property's name, keys joined by `_`.
 
 The API token is read from $CLOUDFLARE_API_TOKEN. Every row with a
 non-NULL vector (and not in --skip) must be in the target exactly once,
@@ -51,6 +57,65 @@ def meta_form(v):
     if hasattr(v, "hex") and v.__class__.__name__ == "UUID":
         return str(v)
     return v
+
+
+def parse_path(text):
+    """column.key."quoted.key" -> [column, key, quoted.key]"""
+    out, i = [], 0
+    while True:
+        if text[i] == '"':
+            j = i + 1
+            while text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            out.append(json.loads(text[i:j + 1]))
+            i = j + 1
+        else:
+            j = text.find(".", i)
+            j = len(text) if j < 0 else j
+            out.append(text[i:j])
+            i = j
+        if i >= len(text):
+            return out
+        i += 1  # the '.'
+
+
+def json_paths(config, table):
+    import tomllib
+    with open(config, "rb") as f:
+        doc = tomllib.load(f)
+    short = table.split(".", 1)[-1]
+    for t in doc.get("tables", []):
+        if t["name"] in (table, short):
+            if t.get("vector_metadata_flatten") or t.get("vector_metadata_omit"):
+                raise SystemExit("compare_vectorize.py checks vector_metadata_paths only")
+            out = []
+            for name, spec in sorted(t.get("vector_metadata_paths", {}).items()):
+                path, ty = (spec, None) if isinstance(spec, str) else (spec["path"], spec.get("type"))
+                out.append((name, parse_path(path), ty))
+            return out
+    return []
+
+
+def fits(v, ty):
+    if v is None:
+        return False
+    if ty == "string":
+        return isinstance(v, str)
+    if ty == "number":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if ty == "boolean":
+        return isinstance(v, bool)
+    if isinstance(v, list):
+        return all(isinstance(x, str) for x in v)
+    return True
+
+
+def add_path(meta, name, v, ty):
+    if isinstance(v, dict) and ty is None:
+        for k in sorted(v):
+            add_path(meta, f"{name}_{k}", v[k], None)
+    elif fits(v, ty) and name not in meta:
+        meta[name] = v
 
 
 def same_meta(want, got):
@@ -123,6 +188,7 @@ def main():
     ap.add_argument("--id", default="id")
     ap.add_argument("--metadata", default="")
     ap.add_argument("--skip", default="")
+    ap.add_argument("--config")
     ap.add_argument("--ndjson")
     ap.add_argument("--api", nargs=3, metavar=("BASE_URL", "ACCOUNT", "INDEX"))
     ap.add_argument("--topk", type=int, default=0)
@@ -131,9 +197,12 @@ def main():
     meta_cols = [c for c in a.metadata.split(",") if c]
     skip = {k for k in a.skip.split(",") if k}
 
+    paths = json_paths(a.config, a.table) if a.config else []
+    json_cols = sorted({p[0] for _, p, _ in paths})
+
     pg = psycopg.connect(a.pg_url)
     pg.execute("SET TimeZone = 'UTC'")
-    cols = ", ".join(f'"{c}"' for c in meta_cols)
+    cols = ", ".join(f'"{c}"' for c in meta_cols + json_cols)
     sql = f'SELECT "{a.id}"::text, "{a.vector}"::text' + (f", {cols}" if cols else "") + f" FROM {a.table}"
     source, nulls = {}, 0
     for row in pg.execute(sql):
@@ -144,6 +213,12 @@ def main():
             continue
         values = [float(x) for x in row[1].strip("[]").split(",")]
         meta = {c: meta_form(v) for c, v in zip(meta_cols, row[2:]) if v is not None}
+        roots = dict(zip(json_cols, row[2 + len(meta_cols):]))
+        for name, path, ty in paths:
+            v = roots.get(path[0])
+            for k in path[1:]:
+                v = v.get(k) if isinstance(v, dict) else None
+            add_path(meta, name, v, ty)
         source[row[0]] = (values, meta)
 
     got, listed = read_ndjson(a.ndjson) if a.ndjson else read_api(*a.api)
@@ -162,7 +237,7 @@ def main():
             have = target[k]["values"]
             if len(want) != len(have) or any(f32(x) != f32(y) for x, y in zip(want, have)):
                 diffs.append({"id": k, "kind": "values", "source": str(want[:4]), "vectorize": str(have[:4])})
-            if meta_cols:
+            if meta_cols or paths:
                 hm = target[k].get("metadata") or {}
                 if set(hm) != set(meta) or any(not same_meta(meta[c], hm[c]) for c in meta):
                     diffs.append({"id": k, "kind": "metadata", "source": repr(meta)[:200], "vectorize": repr(hm)[:200]})
