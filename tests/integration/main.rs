@@ -15,6 +15,7 @@ mod inspect;
 mod load;
 mod load_api;
 mod load_vectorize;
+mod migration_actions;
 mod sync;
 mod verify_cmd;
 mod verify_d1;
