@@ -21,3 +21,4 @@ mod verify_cmd;
 mod verify_d1;
 mod verify_report;
 mod wrangler;
+mod zoo;

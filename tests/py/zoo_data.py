@@ -1,0 +1,63 @@
+"""Seeds the schema zoo (fixtures/zoo/NAME/schema.sql) with realistic,
+deterministic data, and applies "a day of changes" to it.
+
+Usage:
+  zoo_data.py seed NAME   applies fixtures/zoo/NAME/schema.sql, then the rows
+  zoo_data.py day NAME    inserts, updates (text, metadata, re-embedded
+                          vectors, NULLed embeddings) and 100+ deletes
+The database is $DATABASE_URL. Prints JSON: the row count of every table
+after the step and, for `day`, how many keys each table lost (deleted,
+cascades included) and gained (inserted).
+
+Each schema's rows have the shapes its library writes (see zoo_schemas.py);
+the same NAME gives the same rows on every run (random.Random seeded by
+name and step; ids come from that generator or from the table's identity).
+"""
+import json
+import os
+import pathlib
+import random
+import sys
+
+import psycopg
+
+import zoo_schemas
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def keys(conn, tables):
+    """Every table's primary keys, as text."""
+    return {t: {r[0] for r in conn.execute(f"SELECT ({key})::text FROM {t}")} for t, key in tables.items()}
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[1] not in ("seed", "day"):
+        sys.exit(__doc__)
+    step, name = sys.argv[1], sys.argv[2]
+    zoo = zoo_schemas.ZOO.get(name)
+    if zoo is None:
+        sys.exit(f"unknown zoo schema {name!r}; known: {', '.join(sorted(zoo_schemas.ZOO))}")
+    rng = random.Random(f"{name}:{step}")
+    with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+        if step == "seed":
+            conn.execute((ROOT / "fixtures" / "zoo" / name / "schema.sql").read_text())
+            conn.commit()
+            zoo.seed(conn, rng)
+            conn.commit()
+            conn.execute("ANALYZE")
+            print(json.dumps({"rows": {t: len(k) for t, k in keys(conn, zoo.tables).items()}}))
+        else:
+            before = keys(conn, zoo.tables)
+            zoo.day(conn, rng)
+            conn.commit()
+            after = keys(conn, zoo.tables)
+            print(json.dumps({
+                "rows": {t: len(k) for t, k in after.items()},
+                "deleted": {t: len(before[t] - after[t]) for t in zoo.tables},
+                "inserted": {t: len(after[t] - before[t]) for t in zoo.tables},
+            }))
+
+
+if __name__ == "__main__":
+    main()
