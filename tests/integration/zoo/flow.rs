@@ -2,7 +2,8 @@
 //! (tests/py/zoo_data.py), `inspect`, `init` (its pgflare.toml as proposed,
 //! plus the schema's documented edits), apply init's D1 migration through
 //! the D1 API as `wrangler d1 migrations apply` would, `load --target api`
-//! into the emulator (D1 + Vectorize), `verify`, a day of changes with 100+
+//! into the emulator (D1 + Vectorize), `verify`, `load --target files`
+//! applied by an independent reader and verified, a day of changes with 100+
 //! deletes, `sync --once`, `verify`, an independent check of Vectorize
 //! (compare_vectorize.py), `archive` and `archive verify --against-source`
 //! with an independent Parquet reader (compare_archive.py). Every step's
@@ -70,10 +71,11 @@ pub fn run(spec: &Spec) {
         return f.archive();
     }
     f.verify("after load");
+    f.files();
     let day = f.day();
     if f.sync(&day) {
         f.verify("after sync");
-        f.compare_vectorize();
+        f.compare_vectorize(&["--api", &f.emu.base_url, &f.emu.account, INDEX]);
     }
     f.archive();
 }

@@ -185,26 +185,22 @@ impl Flow<'_> {
         true
     }
 
+    /// `verify` of the emulator's D1 (through its API) and Vectorize.
     pub(super) fn verify(&self, when: &str) {
+        self.verify_target(when, &["--d1-database-id", "db1", "--vectorize-index", INDEX, "--queries", "5"]);
+    }
+
+    fn verify_target(&self, when: &str, target: &[&str]) {
         let report = self.path(&format!("verify-{}", when.replace(' ', "-")));
-        let (code, v, o) = self.pgflare(&[
-            "verify",
-            "--config",
-            &self.config.display().to_string(),
-            "--d1-database-id",
-            "db1",
-            "--vectorize-index",
-            INDEX,
-            "--partition-mib",
-            "1",
-            "--queries",
-            "5",
-            "--report-dir",
-            &report,
-        ]);
+        let config = self.config.display().to_string();
+        let mut args = vec!["verify", "--config", &config, "--partition-mib", "1", "--report-dir", &report];
+        args.extend(target);
+        let (code, v, o) = self.pgflare(&args);
         assert_eq!(code, Some(0), "verify {when}: {:#}\n{}", v["verdict"], text(&o));
         assert_eq!(v["verdict"]["status"], "consistent", "{v:#}");
-        assert_eq!(v["queries"]["passed"], true, "{:#}", v["queries"]);
+        if target.contains(&"--vectorize-index") {
+            assert_eq!(v["queries"]["passed"], true, "{:#}", v["queries"]);
+        }
         for t in self.tables() {
             let report =
                 v["tables"].as_array().expect("t").iter().find(|r| r["table"] == t.qualified.as_str());
@@ -279,8 +275,38 @@ impl Flow<'_> {
         true
     }
 
-    /// Vectorize against the source with an independent reader.
-    pub(super) fn compare_vectorize(&self) {
+    /// `load --target files`: the SQL files applied in the manifest's
+    /// order by an independent reader (Python's sqlite3, foreign keys on),
+    /// that database verified, the NDJSON vectors compared with the source.
+    pub(super) fn files(&self) {
+        let out = self.path("files");
+        let (code, v, o) = self.pgflare(&[
+            "load",
+            "--config",
+            &self.config.display().to_string(),
+            "--target",
+            "files",
+            "--out",
+            &out,
+            "--partition-mib",
+            "1",
+            "--state-dir",
+            &self.path("files-state"),
+        ]);
+        assert_eq!(code, Some(0), "load --target files\n{}", text(&o));
+        assert_eq!(v["complete"], true, "{v:#}");
+        let sqlite = self.path("files.sqlite");
+        let o = python("apply_d1_sql.py", &[&sqlite, "-", &out], None);
+        assert!(o.status.success(), "apply_d1_sql.py (the files in apply order)\n{}", text(&o));
+        self.verify_target("of the files", &["--sqlite", &sqlite, "--no-vectorize"]);
+        self.compare_vectorize(&["--ndjson", &format!("{out}/vectorize")]);
+        self.log("files");
+    }
+
+    /// Vectorize (the index, or NDJSON files) against the source with an
+    /// independent reader; `target` is compare_vectorize.py's `--api ...`
+    /// or `--ndjson DIR`.
+    pub(super) fn compare_vectorize(&self, target: &[&str]) {
         let t = self.vector_table();
         let id = t.list("primary_key").join(",");
         let skip = match t.str("soft_delete") {
@@ -297,7 +323,7 @@ impl Flow<'_> {
         if let Some(ns) = t.str("vector_namespace") {
             args.extend(["--namespace", ns]);
         }
-        args.extend(["--api", &self.emu.base_url, &self.emu.account, INDEX]);
+        args.extend(target);
         let o = python_env("compare_vectorize.py", &args, &[("CLOUDFLARE_API_TOKEN", &self.emu.token)]);
         assert!(o.status.success(), "compare_vectorize.py\n{}", text(&o));
         self.log("compare_vectorize");
