@@ -16,6 +16,7 @@ mod load;
 mod load_api;
 mod load_vectorize;
 mod migration_actions;
+mod partitioned;
 mod sync;
 mod verify_cmd;
 mod verify_d1;
