@@ -17,6 +17,7 @@ every run. Metadata shapes, per schema:
                       (a list of objects); blobs with blob_meta
   nods                frontmatter meta {"title", "description", ...}
   multitenant         chunk metadata with arrays and nesting; tags text[]
+  supabase_*          Supabase's guides: plain title/content rows
 """
 import collections
 import json
@@ -526,3 +527,38 @@ class supabase_auto_embeddings:
 
 
 supabase_auto_embeddings = zoo({"public.documents": "id"})(supabase_auto_embeddings)
+
+
+class supabase_hybrid_search:
+    DISHES = ["Spaghetti Marinara", "Pizza Margherita", "Shakshuka", "Ramen 🍜", "Bœuf bourguignon",
+              "Käsespätzle", "Pad Thai", "Mole poblano", "Tarte Tatin", "Bibimbap"]
+
+    @classmethod
+    def insert(cls, cur, rng, n):
+        rows = []
+        for _ in range(n):
+            dish = rng.choice(cls.DISHES)
+            rows.append((f"{dish}: {t.paragraph(rng, rng.randint(2, 6))}",
+                         None if rng.random() < 0.02 else t.vector(rng, 512)))
+        cur.executemany("INSERT INTO documents (content, embedding) VALUES (%s, %s::vector)", rows)
+
+    @classmethod
+    def seed(cls, conn, rng):
+        cls.insert(conn.cursor(), rng, 360)
+
+    @classmethod
+    def day(cls, conn, rng):
+        cur = conn.cursor()
+        ids = [r[0] for r in cur.execute("SELECT id FROM documents ORDER BY id")]
+        cur.execute("DELETE FROM documents WHERE id = ANY(%s)", (rng.sample(ids, 105),))
+        conn.commit()
+        cls.insert(cur, rng, 30)
+        ids = [r[0] for r in cur.execute("SELECT id FROM documents ORDER BY id")]
+        for i in rng.sample(ids, 15):  # new text: fts follows (generated), the embedding with it
+            cur.execute("UPDATE documents SET content = content || ' with tomato sauce', embedding = %s::vector"
+                        " WHERE id = %s", (t.vector(rng, 512), i))
+        for i in rng.sample(ids, 3):
+            cur.execute("UPDATE documents SET embedding = NULL WHERE id = %s", (i,))
+
+
+supabase_hybrid_search = zoo({"public.documents": "id"})(supabase_hybrid_search)

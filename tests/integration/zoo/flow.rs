@@ -31,6 +31,9 @@ pub struct Spec {
     pub schema: &'static str,
     /// Rows over D1's 100,000-byte statement limit that `inspect` must note.
     pub long_rows: u64,
+    /// `table.column`s of a type pgflare refuses, which the user leaves out
+    /// (`--exclude`) after `inspect` names them with that way out.
+    pub exclude: &'static [&'static str],
     pub known: &'static [Known],
 }
 
@@ -123,6 +126,11 @@ impl<'a> Flow<'a> {
         let v = self.zoo_data("seed");
         self.log("seeded");
         counts(&v["rows"])
+    }
+
+    /// `--exclude T.C` for each column the schema leaves out.
+    pub(super) fn excludes(&self) -> Vec<&'static str> {
+        self.spec.exclude.iter().flat_map(|c| ["--exclude", c]).collect()
     }
 
     pub(super) fn count(&self, sql: &str) -> u64 {

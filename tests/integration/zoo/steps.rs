@@ -54,7 +54,20 @@ impl Flow<'_> {
     }
 
     pub(super) fn inspect(&self, seeded: &BTreeMap<String, u64>) {
-        let (code, v, o) = self.pgflare(&["inspect", "--schema", self.spec.schema]);
+        let mut args = vec!["inspect", "--schema", self.spec.schema];
+        if !self.spec.exclude.is_empty() {
+            // The documented refusal, naming the column and the way out.
+            let (code, _, o) = self.pgflare(&args);
+            let out = text(&o);
+            assert_eq!(code, Some(2), "inspect refuses the type\n{out}");
+            for tc in self.spec.exclude {
+                let column = tc.split_once('.').expect("table.column").1;
+                assert!(out.contains(&format!("column {column}: type")), "{out}");
+                assert!(out.contains(&format!("exclude it (--exclude {tc})")), "{out}");
+            }
+        }
+        args.extend(self.excludes());
+        let (code, v, o) = self.pgflare(&args);
         assert_eq!(code, Some(0), "inspect\n{}", text(&o));
         let tables = v["tables"].as_array().expect("tables");
         let names: BTreeSet<String> = tables
@@ -86,16 +99,11 @@ impl Flow<'_> {
 
     /// `init`, then the schema's documented edits (pgflare.edits.toml).
     pub(super) fn init(&mut self) {
-        let mig = self.path("migrations");
-        let (code, _, o) = self.pgflare(&[
-            "init",
-            "--schema",
-            self.spec.schema,
-            "--out-config",
-            &self.config.display().to_string(),
-            "--migrations-dir",
-            &mig,
-        ]);
+        let (mig, config) = (self.path("migrations"), self.config.display().to_string());
+        let mut args =
+            vec!["init", "--schema", self.spec.schema, "--out-config", &config, "--migrations-dir", &mig];
+        args.extend(self.excludes());
+        let (code, _, o) = self.pgflare(&args);
         assert_eq!(code, Some(0), "init\n{}", text(&o));
         let proposed = std::fs::read_to_string(&self.config).expect("pgflare.toml");
         let mut cfg: toml::Table = toml::from_str(&proposed).expect("init's pgflare.toml parses");
@@ -332,8 +340,9 @@ impl Flow<'_> {
     /// `archive`, `archive verify --against-source`, compare_archive.py.
     pub(super) fn archive(&self) {
         let out = self.path("archive");
-        let (code, v, o) =
-            self.pgflare(&["archive", "--schema", self.spec.schema, "--out", &out, "--partition-mib", "1"]);
+        let mut args = vec!["archive", "--schema", self.spec.schema, "--out", &out, "--partition-mib", "1"];
+        args.extend(self.excludes());
+        let (code, v, o) = self.pgflare(&args);
         assert_eq!(code, Some(0), "archive\n{}", text(&o));
         for t in v["tables"].as_array().expect("tables") {
             let name = t["table"].as_str().expect("t");
