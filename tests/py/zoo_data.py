@@ -6,8 +6,9 @@ Usage:
   zoo_data.py day NAME    inserts, updates (text, metadata, re-embedded
                           vectors, NULLed embeddings) and 100+ deletes
 The database is $DATABASE_URL. Prints JSON: the row count of every table
-after the step and, for `day`, how many keys each table lost (deleted,
-cascades included) and gained (inserted).
+after the step and, for `day`, how many live keys (not soft-deleted)
+each table lost (deleted, cascades included), how many it soft-deleted,
+and how many it gained (inserted).
 
 Each schema's rows have the shapes its library writes (see zoo_schemas.py);
 the same NAME gives the same rows on every run (random.Random seeded by
@@ -26,9 +27,14 @@ import zoo_schemas
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def keys(conn, tables):
-    """Every table's primary keys, as text."""
-    return {t: {r[0] for r in conn.execute(f"SELECT ({key})::text FROM {t}")} for t, key in tables.items()}
+def keys(conn, tables, live=False):
+    """Every table's primary keys, as text (only live rows: not soft-deleted)."""
+    out = {}
+    for t, key in tables.items():
+        key, cond = key if isinstance(key, tuple) else (key, "true")
+        where = cond if live else "true"
+        out[t] = {r[0] for r in conn.execute(f"SELECT ({key})::text FROM {t} WHERE {where}")}
+    return out
 
 
 def main():
@@ -48,13 +54,14 @@ def main():
             conn.execute("ANALYZE")
             print(json.dumps({"rows": {t: len(k) for t, k in keys(conn, zoo.tables).items()}}))
         else:
-            before = keys(conn, zoo.tables)
+            before = keys(conn, zoo.tables, live=True)
             zoo.day(conn, rng)
             conn.commit()
-            after = keys(conn, zoo.tables)
+            after, live = keys(conn, zoo.tables), keys(conn, zoo.tables, live=True)
             print(json.dumps({
                 "rows": {t: len(k) for t, k in after.items()},
                 "deleted": {t: len(before[t] - after[t]) for t in zoo.tables},
+                "soft_deleted": {t: len((before[t] & after[t]) - live[t]) for t in zoo.tables},
                 "inserted": {t: len(after[t] - before[t]) for t in zoo.tables},
             }))
 

@@ -26,6 +26,7 @@ from psycopg.types.json import Json, Jsonb
 
 import zoo_text as t
 
+# tables: {table: key expression, or (key expression, condition of a live row)}
 Zoo = collections.namedtuple("Zoo", "tables seed day")
 ZOO = {}
 
@@ -461,6 +462,12 @@ class multitenant:
                              t.at(rng)))
             for i in range(rng.randint(9, 13)):
                 cls.insert_document(cur, rng, org, rng.choice(members), i, rng.randint(4, 10), t.at(rng))
+            # An archived document: it and its chunks are soft-deleted before the migration.
+            cls.insert_document(cur, rng, org, members[0], 99, 3, t.at(rng))
+            cur.execute("UPDATE kb_chunks SET deleted_at = %s WHERE org_id = %s AND document_id ="
+                        " (SELECT max(id) FROM kb_documents WHERE org_id = %s)", (t.at(rng), org, org))
+            cur.execute("UPDATE kb_documents SET deleted_at = %s WHERE org_id = %s AND id ="
+                        " (SELECT max(id) FROM kb_documents WHERE org_id = %s)", (t.at(rng), org, org))
 
     @classmethod
     def day(cls, conn, rng):
@@ -494,7 +501,8 @@ class multitenant:
 
 
 multitenant = zoo({"public.orgs": "id", "public.org_members": "(org_id, user_id)",
-                   "public.kb_documents": "(org_id, id)", "public.kb_chunks": "id"})(multitenant)
+                   "public.kb_documents": ("(org_id, id)", "deleted_at IS NULL"),
+                   "public.kb_chunks": ("id", "deleted_at IS NULL")})(multitenant)
 
 
 class supabase_auto_embeddings:
