@@ -10,7 +10,8 @@ after the step and, for `day`, how many live keys (not soft-deleted)
 each table lost (deleted, cascades included), how many it soft-deleted,
 and how many it gained (inserted).
 
-Each schema's rows have the shapes its library writes (see zoo_schemas.py);
+Each schema's rows have the shapes its library writes (zoo_schemas.py,
+zoo_apps.py);
 the same NAME gives the same rows on every run (random.Random seeded by
 name and step; ids come from that generator or from the table's identity).
 """
@@ -22,6 +23,7 @@ import sys
 
 import psycopg
 
+import zoo_apps  # noqa: F401 (registers the application schemas)
 import zoo_schemas
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
