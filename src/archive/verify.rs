@@ -221,6 +221,29 @@ pub async fn verify(
     Ok(report)
 }
 
+/// The source columns of `spec`'s table that the archive does not hold
+/// (left out with `--exclude`, or added since), as `schema.table.column`:
+/// they are not read again, so a type pgflare cannot read there (the reason
+/// to exclude it) is no problem. Empty when the table is gone (introspection
+/// then reports it).
+async fn not_archived(conn: &mut sqlx::PgConnection, spec: &TableSpec) -> Result<Vec<String>> {
+    let table =
+        format!("{}.{}", crate::batch::quote_ident(&spec.schema), crate::batch::quote_ident(&spec.name));
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT a.attname::text FROM pg_attribute a
+          WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+    )
+    .bind(&table)
+    .fetch_all(conn)
+    .await
+    .map_err(Error::db(format!("reading the columns of {table}")))?;
+    Ok(names
+        .into_iter()
+        .filter(|n| spec.column(n).is_none())
+        .map(|n| format!("{}.{}.{n}", spec.schema, spec.name))
+        .collect())
+}
+
 async fn against_source(
     dir: &Path,
     manifest: &Manifest,
@@ -242,7 +265,7 @@ async fn against_source(
                 .iter()
                 .filter_map(|c| Some((format!("{}.{}", t.spec.name, c.name), c.cast.clone()?)))
                 .collect(),
-            excludes: Vec::new(),
+            excludes: not_archived(snapshot.conn(), &t.spec).await?,
         };
         let found = match introspect(snapshot.conn(), &sel).await {
             Ok(mut v) => v.remove(0),

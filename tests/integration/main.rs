@@ -6,6 +6,7 @@
 mod common;
 
 mod archive;
+mod archive_exclusions;
 mod config;
 mod consistency;
 mod d1_files;
@@ -15,6 +16,8 @@ mod inspect;
 mod load;
 mod load_api;
 mod load_vectorize;
+mod migration_actions;
+mod partitioned;
 mod sync;
 mod sync_limits;
 mod vector_metadata;
@@ -23,3 +26,4 @@ mod verify_d1;
 mod verify_report;
 mod verify_skipped;
 mod wrangler;
+mod zoo;

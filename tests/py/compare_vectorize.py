@@ -4,7 +4,7 @@ readers independent of pgflare (psycopg, json, urllib).
 
 Usage:
   compare_vectorize.py PG_URL TABLE --vector COL [--id COL] [--metadata C1,C2]
-      [--config PGFLARE_TOML] [--skip KEY1,KEY2]
+      [--namespace COL] [--config PGFLARE_TOML] [--skip KEY1,KEY2]
       (--ndjson DIR | --api BASE_URL ACCOUNT INDEX) [--topk K --queries N]
 
 --config reads the table's `vector_metadata_paths` from pgflare.toml and
@@ -18,8 +18,9 @@ non-NULL vector (and not in --skip) must be in the target exactly once,
 with values equal as float32 bit patterns and metadata equal to the
 source columns in their documented forms (NULL = absent key, timestamps
 as D1's ISO text with microseconds, uuids as text, arrays as lists, json
-as its value); rows with a NULL vector must be absent; nothing else may
-be there. With --topk, the first N ids (in id order) are used as queries:
+as its value), and with --namespace the column's text as namespace (none
+when NULL); rows with a NULL vector must be absent; nothing else may be
+there. With --topk, the first N ids (in id order) are used as queries:
 the index's top K must be the exact cosine order computed here from the
 source values (ties in any order), and each query's own id must come
 first. Prints JSON and exits 1 on any difference.
@@ -187,6 +188,7 @@ def main():
     ap.add_argument("--vector", required=True)
     ap.add_argument("--id", default="id")
     ap.add_argument("--metadata", default="")
+    ap.add_argument("--namespace")
     ap.add_argument("--skip", default="")
     ap.add_argument("--config")
     ap.add_argument("--ndjson")
@@ -203,8 +205,9 @@ def main():
     pg = psycopg.connect(a.pg_url)
     pg.execute("SET TimeZone = 'UTC'")
     cols = ", ".join(f'"{c}"' for c in meta_cols + json_cols)
-    sql = f'SELECT "{a.id}"::text, "{a.vector}"::text' + (f", {cols}" if cols else "") + f" FROM {a.table}"
-    source, nulls = {}, 0
+    ns = f'"{a.namespace}"::text' if a.namespace else "NULL::text"
+    sql = f'SELECT "{a.id}"::text, "{a.vector}"::text, {ns}' + (f", {cols}" if cols else "") + f" FROM {a.table}"
+    source, namespaces, nulls = {}, {}, 0
     for row in pg.execute(sql):
         if row[1] is None:
             nulls += 1
@@ -212,14 +215,15 @@ def main():
         if row[0] in skip:
             continue
         values = [float(x) for x in row[1].strip("[]").split(",")]
-        meta = {c: meta_form(v) for c, v in zip(meta_cols, row[2:]) if v is not None}
-        roots = dict(zip(json_cols, row[2 + len(meta_cols):]))
+        meta = {c: meta_form(v) for c, v in zip(meta_cols, row[3:]) if v is not None}
+        roots = dict(zip(json_cols, row[3 + len(meta_cols):]))
         for name, path, ty in paths:
             v = roots.get(path[0])
             for k in path[1:]:
                 v = v.get(k) if isinstance(v, dict) else None
             add_path(meta, name, v, ty)
         source[row[0]] = (values, meta)
+        namespaces[row[0]] = row[2]
 
     got, listed = read_ndjson(a.ndjson) if a.ndjson else read_api(*a.api)
     target, diffs = {}, []
@@ -237,6 +241,9 @@ def main():
             have = target[k]["values"]
             if len(want) != len(have) or any(f32(x) != f32(y) for x, y in zip(want, have)):
                 diffs.append({"id": k, "kind": "values", "source": str(want[:4]), "vectorize": str(have[:4])})
+            if a.namespace and target[k].get("namespace") != namespaces[k]:
+                diffs.append({"id": k, "kind": "namespace", "source": namespaces[k],
+                              "vectorize": target[k].get("namespace")})
             if meta_cols or paths:
                 hm = target[k].get("metadata") or {}
                 if set(hm) != set(meta) or any(not same_meta(meta[c], hm[c]) for c in meta):

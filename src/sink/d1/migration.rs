@@ -4,8 +4,9 @@
 //! primary key, the UNIQUE constraints and FOREIGN KEYs that survive the
 //! column selection, then plain b-tree indexes. What cannot be carried over
 //! (HNSW/GIN, expression and partial indexes; keys on columns left out of
-//! D1) is named in an SQL comment with the reason. D1 refuses BEGIN/COMMIT
-//! and most PRAGMAs, so the file has none.
+//! D1; referential actions SQLite would carry out differently) is named in
+//! an SQL comment with the reason. D1 refuses BEGIN/COMMIT and most
+//! PRAGMAs, so the file has none.
 
 use std::collections::BTreeSet;
 
@@ -13,6 +14,7 @@ use crate::batch::quote_ident;
 use crate::config::mapping::D1Table;
 use crate::error::Result;
 use crate::sink::d1::schema::{check_name, column_line};
+use crate::source::constraints::ForeignKey;
 use crate::source::TableInfo;
 
 /// The header: how to apply the file and the exact value forms pgflare
@@ -37,6 +39,36 @@ const HEADER: &str = "\
 -- These TEXT forms sort in time order, so ORDER BY and range filters work.
 -- D1 always enforces foreign keys; a table appears after the tables it references.
 ";
+
+/// The clause D1 gets for one referential action of `fk` (`on` is DELETE
+/// or UPDATE), `None` for NO ACTION, or why it is left out. SQLite's SET
+/// NULL sets every column of the key, and its SET DEFAULT writes the D1
+/// column's default, which pgflare does not carry (D1 columns have none:
+/// SQLite writes NULL). Where that would change columns Postgres keeps (the
+/// tenant of a composite key under `SET NULL (created_by)`, Postgres 15+) or
+/// write another value, the action is left out: D1 then refuses the parent's
+/// delete (NO ACTION) instead of silently doing something else.
+fn d1_action(fk: &ForeignKey, on: &str, action: &str) -> std::result::Result<Option<String>, String> {
+    let subset = on == "DELETE" && !fk.on_delete_columns.is_empty() && fk.on_delete_columns != fk.columns;
+    let named = if subset { format!(" ({})", fk.on_delete_columns.join(", ")) } else { String::new() };
+    let cols = if subset { &fk.on_delete_columns } else { &fk.columns };
+    match action {
+        "NO ACTION" => Ok(None),
+        "SET NULL" if subset => Err(format!(
+            "ON {on} SET NULL{named} left out (NO ACTION in D1): SQLite would set every column of the \
+             key ({}) to NULL; set {} to NULL before deleting the referenced row",
+            fk.columns.join(", "),
+            cols.join(", ")
+        )),
+        "SET DEFAULT" => Err(format!(
+            "ON {on} SET DEFAULT{named} left out (NO ACTION in D1): D1 columns carry no DEFAULT, SQLite \
+             would write NULL; set {} to their default before {} the referenced row",
+            cols.join(", "),
+            if on == "DELETE" { "deleting" } else { "changing the key of" }
+        )),
+        _ => Ok(Some(format!(" ON {on} {action}"))),
+    }
+}
 
 /// The whole migration for `tables` (any order; written parents first).
 pub fn migration_sql(tables: &[(TableInfo, D1Table)]) -> Result<String> {
@@ -149,8 +181,10 @@ fn table_sql(info: &TableInfo, t: &D1Table, all: &[(TableInfo, D1Table)]) -> Res
             list(&refs)
         );
         for (on, action) in [("DELETE", &fk.on_delete), ("UPDATE", &fk.on_update)] {
-            if action != "NO ACTION" {
-                line.push_str(&format!(" ON {on} {action}"));
+            match d1_action(fk, on, action) {
+                Ok(Some(clause)) => line.push_str(&clause),
+                Ok(None) => {}
+                Err(why) => notes.push(format!("FOREIGN KEY {}: {why}", fk.name)),
             }
         }
         lines.push(line);
