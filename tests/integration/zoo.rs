@@ -9,34 +9,20 @@
 mod flow;
 mod steps;
 
-use flow::{run, Known, Spec, Step};
-
-/// Defect 1 of issue 12 (helper `limits`): the hard-delete sweep over uuid
-/// and integer keys joins one OR per differing bucket.
-const SWEEP_DEPTH: Known = Known {
-    step: Step::Sync,
-    defect: "1 (limits)",
-    message: "Expression tree is too large (maximum depth 100)",
-};
+use flow::{run, Spec};
 
 /// LangChain's SupabaseVectorStore: `documents` (bigserial), LangChain.js
 /// metadata nested three levels, two chunks over 100 KB.
 #[test]
 fn zoo_langchain_supabase() {
-    run(&Spec {
-        name: "langchain_supabase",
-        schema: "public",
-        long_rows: 2,
-        exclude: &[],
-        known: &[SWEEP_DEPTH],
-    });
+    run(&Spec { name: "langchain_supabase", schema: "public", long_rows: 2, exclude: &[] });
 }
 
 /// LlamaIndex's SupabaseVectorStore through supabase/vecs: `vecs.base_demo`
 /// (varchar ids, NOT NULL vectors, node JSON of a few KB in the metadata).
 #[test]
 fn zoo_llamaindex_vecs() {
-    run(&Spec { name: "llamaindex_vecs", schema: "vecs", long_rows: 0, exclude: &[], known: &[] });
+    run(&Spec { name: "llamaindex_vecs", schema: "vecs", long_rows: 0, exclude: &[] });
 }
 
 /// Supabase's nextjs-openai-doc-search: a page tree (`parent_page_id`,
@@ -44,34 +30,28 @@ fn zoo_llamaindex_vecs() {
 /// deleted and pages re-parented during the day.
 #[test]
 fn zoo_nods() {
-    run(&Spec { name: "nods", schema: "public", long_rows: 1, exclude: &[], known: &[SWEEP_DEPTH] });
+    run(&Spec { name: "nods", schema: "public", long_rows: 1, exclude: &[] });
 }
 
 /// Supabase's chatgpt-your-files: identity keys, foreign keys into
 /// `auth.users` and `storage.objects` (other schemas), vector(384), RLS.
 #[test]
 fn zoo_chatgpt_your_files() {
-    run(&Spec {
-        name: "chatgpt_your_files",
-        schema: "public",
-        long_rows: 0,
-        exclude: &[],
-        known: &[SWEEP_DEPTH],
-    });
+    run(&Spec { name: "chatgpt_your_files", schema: "public", long_rows: 0, exclude: &[] });
 }
 
 /// LangChain's PGVector: collections and a `vector` column without a
 /// dimension (pgflare.edits.toml names it); a collection deleted by cascade.
 #[test]
 fn zoo_langchain_pgvector() {
-    run(&Spec { name: "langchain_pgvector", schema: "public", long_rows: 0, exclude: &[], known: &[] });
+    run(&Spec { name: "langchain_pgvector", schema: "public", long_rows: 0, exclude: &[] });
 }
 
 /// Haystack's PgvectorDocumentStore: SHA-256 ids of exactly 64 characters
 /// (Vectorize's limit), bytea blobs, vector(768), a 150 KB document.
 #[test]
 fn zoo_haystack() {
-    run(&Spec { name: "haystack", schema: "public", long_rows: 1, exclude: &[], known: &[] });
+    run(&Spec { name: "haystack", schema: "public", long_rows: 1, exclude: &[] });
 }
 
 /// A multi-tenant knowledge base: composite keys with the tenant, enums,
@@ -80,20 +60,14 @@ fn zoo_haystack() {
 /// deleted by cascade.
 #[test]
 fn zoo_multitenant() {
-    run(&Spec { name: "multitenant", schema: "public", long_rows: 0, exclude: &[], known: &[] });
+    run(&Spec { name: "multitenant", schema: "public", long_rows: 0, exclude: &[] });
 }
 
 /// Supabase's "Automatic embeddings" guide: halfvec(1536), embeddings
 /// filled in later by a queue worker, cleared by a trigger on edits.
 #[test]
 fn zoo_supabase_auto_embeddings() {
-    run(&Spec {
-        name: "supabase_auto_embeddings",
-        schema: "public",
-        long_rows: 0,
-        exclude: &[],
-        known: &[SWEEP_DEPTH],
-    });
+    run(&Spec { name: "supabase_auto_embeddings", schema: "public", long_rows: 0, exclude: &[] });
 }
 
 /// Supabase's "Hybrid search" guide: a generated `tsvector` (which pgflare
@@ -106,6 +80,5 @@ fn zoo_supabase_hybrid_search() {
         schema: "public",
         long_rows: 0,
         exclude: &["documents.fts"],
-        known: &[SWEEP_DEPTH],
     });
 }
