@@ -6,6 +6,7 @@
 //! what is missing. `--dry-run` stops after planning ([`plan`]).
 
 pub mod checkpoint;
+pub mod links;
 pub mod plan;
 pub mod report;
 pub mod state;
@@ -64,6 +65,11 @@ pub struct TableSummary {
     /// What went to Vectorize, all runs together (tables with a vector).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vectors: Option<VectorReport>,
+    /// Foreign keys on a cycle set after the rows (tables with links):
+    /// rows whose links were set, and those left unset because the row
+    /// they point at is not in D1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub links: Option<crate::sink::d1::linker::LinkReport>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -98,6 +104,8 @@ pub struct Prepared {
     pub mappings: Vec<D1Mapping>,
     /// The full catalog view and D1 table, for the schema.
     pub d1: Vec<(TableInfo, crate::config::mapping::D1Table)>,
+    /// Foreign keys in D1: the waves tables load in, and the links.
+    pub fks: crate::sink::d1::links::FkPlan,
     pub vectors: vectors::VectorPlan,
 }
 
@@ -107,7 +115,7 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     let vectors_on = !matches!(opts.vectorize, VectorTarget::Off);
     let prepared = prepare(&mut snapshot, &opts.project, &opts.only_tables, vectors_on).await?;
     let (infos, mappings) = (&prepared.infos, &prepared.mappings);
-    let waves = plan::waves(infos);
+    let waves = prepared.fks.waves.clone();
     let vector_target =
         if prepared.vectors.mappings.0.is_empty() { VectorTarget::Off } else { opts.vectorize.clone() };
     let vectors_to = vector_target.describe();
@@ -249,9 +257,13 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
             (i.spec.qualified(), bar)
         })
         .collect();
-    let inner = match &opened_vectors {
-        Some(v) => Arc::new(crate::sink::tee::Tee(vec![target.sinks(), v.sinks.clone()])),
-        None => target.sinks(),
+    let spool = links::spool(&state_path, &prepared, resumed)?;
+    let mut sinks_of: Vec<Arc<dyn crate::sink::SinkFactory>> = vec![target.sinks()];
+    sinks_of.extend(spool.clone().map(|s| Arc::new(s) as Arc<dyn crate::sink::SinkFactory>));
+    sinks_of.extend(opened_vectors.as_ref().map(|v| v.sinks.clone()));
+    let inner: Arc<dyn crate::sink::SinkFactory> = match sinks_of.len() {
+        1 => target.sinks(),
+        _ => Arc::new(crate::sink::tee::Tee(sinks_of)),
     };
     let confirm = opened_vectors.as_ref().and_then(|v| v.index.clone()).map(|index| checkpoint::Confirm {
         index,
@@ -304,6 +316,9 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     bars.iter().for_each(|(_, b)| b.finish());
     if let Some(c) = &confirm {
         c.status.finish_and_clear();
+    }
+    if let Some(spool) = &spool {
+        links::link_all(&state, &target.link_target(), &spool.dir, &prepared, progress).await?;
     }
     state.mark_complete()?;
     let done = state.snapshot()?;
@@ -427,7 +442,12 @@ pub async fn prepare(
         });
         mappings.push(m);
     }
-    Ok(Prepared { infos, mappings, d1, vectors })
+    // `d1` holds every column of each table, as the D1 schema does.
+    let fks = crate::sink::d1::links::FkPlan::new(&d1);
+    for (i, m) in mappings.iter_mut().enumerate() {
+        m.links = fks.links(i);
+    }
+    Ok(Prepared { infos, mappings, d1, fks, vectors })
 }
 
 async fn new_state(
@@ -455,6 +475,8 @@ async fn new_state(
                     bytes: 0,
                     files: Vec::new(),
                     vectors: VectorReport::default(),
+                    linked: false,
+                    links: Default::default(),
                 })
                 .collect(),
         });
@@ -488,6 +510,11 @@ fn fingerprint(
     }
     for (i, m) in infos.iter().zip(mappings) {
         h.update(format!("\n{}>{}:{:?}:{:?}", i.spec.qualified(), m.table, m.columns, m.key).as_bytes());
+        // Rows are written differently when a table has links (tables
+        // without keep the fingerprint of earlier versions).
+        if !m.links.is_empty() {
+            h.update(format!(":links{:?}", m.links).as_bytes());
+        }
         // What lands in Vectorize, not the policy for bad rows: a load that
         // failed on one must resume with `skip`.
         if let Some(v) = vectors.0.get(&i.spec.qualified()) {

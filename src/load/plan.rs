@@ -1,7 +1,7 @@
 //! What a load will do, decided before any row moves: the D1 mapping of
-//! every table, the order tables load in (parents before children, since
-//! D1 checks foreign keys at the end of every request and a child row
-//! cannot arrive before its parent), and the estimates `--dry-run` prints.
+//! every table (the order tables load in, parents before children, and
+//! the foreign keys on a cycle written after the rows, come from
+//! `sink::d1::links::FkPlan`), and the estimates `--dry-run` prints.
 
 use std::collections::BTreeMap;
 
@@ -44,13 +44,10 @@ pub fn d1_table(configured: Option<&TableMapping>, info: &TableInfo) -> Result<(
             .zip(t.spec.columns.iter().map(|c| c.name.clone()))
             .collect(),
         key: t.primary_key.clone(),
+        // Set once every table is known (`FkPlan`).
+        links: Vec::new(),
     };
     Ok((t, mapping))
-}
-
-/// Tables in load order, grouped in waves (see `migration::fk_waves`).
-pub fn waves(tables: &[TableInfo]) -> Vec<Vec<usize>> {
-    crate::sink::d1::migration::fk_waves(&tables.iter().collect::<Vec<_>>())
 }
 
 /// What `--dry-run` prints for one table.

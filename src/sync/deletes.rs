@@ -18,6 +18,8 @@ use crate::batch::quote_ident;
 use crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES;
 use crate::cloudflare::Vectorize;
 use crate::error::{Error, Result};
+use crate::sink::d1::link_sql::{unlink_overhead, unlink_sql};
+use crate::sink::d1::links::Link;
 use crate::sink::d1::value::{push_quoted, write_literal};
 use crate::sink::vectorize::ndjson::id_text;
 
@@ -43,6 +45,10 @@ pub struct Deleter {
     pub d1_table: String,
     /// D1 names of the key columns: the first columns of every key batch.
     pub key: Vec<String>,
+    /// Links (foreign keys on a cycle) pointing at this table: before rows
+    /// are deleted, the rows pointing at them get their placeholder, so a
+    /// subtree deletes in any order over any number of requests.
+    pub unlink: Vec<Link>,
     pub vectors: Option<VectorDeletes>,
 }
 
@@ -93,18 +99,20 @@ impl Deleter {
     }
 
     /// `DELETE FROM t WHERE (k1, k2) IN (VALUES (..), ..)`, each under the
-    /// statement limit.
+    /// statement limit, preceded by the [`unlink_sql`] of each link
+    /// pointing at the table (each one request: one transaction).
     pub fn statements(&self, keys: &RecordBatch) -> Vec<String> {
         let cols: Vec<String> = self.key.iter().map(|k| quote_ident(k)).collect();
-        let head = match cols.len() {
-            1 => format!("DELETE FROM {} WHERE {} IN (", quote_ident(&self.d1_table), cols[0]),
-            _ => {
-                format!("DELETE FROM {} WHERE ({}) IN (VALUES ", quote_ident(&self.d1_table), cols.join(", "))
-            }
+        let open = match cols.len() {
+            1 => format!("{} IN (", cols[0]),
+            _ => format!("({}) IN (VALUES ", cols.join(", ")),
         };
-        let limit = D1_MAX_STATEMENT_BYTES - 1024;
-        let mut out = Vec::new();
-        let mut sql = String::new();
+        let head = format!("DELETE FROM {} WHERE ", quote_ident(&self.d1_table));
+        // An unlink repeats the condition with its own words around it.
+        let around = self.unlink.iter().map(unlink_overhead).max().unwrap_or(0).max(head.len());
+        let limit = D1_MAX_STATEMENT_BYTES.saturating_sub(1024 + around);
+        let mut conditions = Vec::new();
+        let mut cond = String::new();
         let mut tuple = String::new();
         for row in 0..keys.num_rows() {
             tuple.clear();
@@ -120,22 +128,31 @@ impl Deleter {
             if cols.len() > 1 {
                 tuple.push(')');
             }
-            if !sql.is_empty() && sql.len() + tuple.len() + 3 > limit {
-                sql.push_str(");");
-                out.push(std::mem::take(&mut sql));
+            if !cond.is_empty() && cond.len() + tuple.len() + 3 > limit {
+                cond.push(')');
+                conditions.push(std::mem::take(&mut cond));
             }
-            if sql.is_empty() {
-                sql.push_str(&head);
+            if cond.is_empty() {
+                cond.push_str(&open);
             } else {
-                sql.push_str(", ");
+                cond.push_str(", ");
             }
-            sql.push_str(&tuple);
+            cond.push_str(&tuple);
         }
-        if !sql.is_empty() {
-            sql.push_str(");");
-            out.push(sql);
+        if !cond.is_empty() {
+            cond.push(')');
+            conditions.push(cond);
         }
-        out
+        conditions
+            .into_iter()
+            .map(|c| {
+                let mut sql: String = self.unlink.iter().map(|l| unlink_sql(l, &c)).collect();
+                sql.push_str(&head);
+                sql.push_str(&c);
+                sql.push(';');
+                sql
+            })
+            .collect()
     }
 }
 
@@ -181,6 +198,7 @@ mod tests {
             sql_out: None,
             d1_table: "my chunks".into(),
             key: key.iter().map(|s| s.to_string()).collect(),
+            unlink: Vec::new(),
             vectors: None,
         }
     }
@@ -231,6 +249,7 @@ mod tests {
             sql_out: None,
             d1_table: "t".into(),
             key: vec!["id".into()],
+            unlink: Vec::new(),
             vectors: None,
         };
         let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
@@ -240,5 +259,60 @@ mod tests {
         let left = D1Access::Sqlite(c).select("left", "SELECT id FROM t", &[]).await.expect("select");
         assert_eq!(left.len(), 1);
         assert_eq!(left[0]["id"], serde_json::json!(2));
+    }
+
+    #[tokio::test]
+    async fn a_subtree_larger_than_one_statement_deletes_with_parents_in_earlier_requests() {
+        use crate::sink::d1::links::{Link, Placeholder};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c =
+            crate::sink::d1::sqlite::D1SqliteConfig::open(&dir.path().join("d.sqlite"), Default::default())
+                .expect("open");
+        // A chain: each row's parent is the row before it, so ascending
+        // keys put every parent in an earlier request than its children.
+        c.execute(
+            "setup",
+            "CREATE TABLE chain (id INTEGER PRIMARY KEY, prev INTEGER REFERENCES chain (id));
+             CREATE INDEX chain_prev ON chain (prev);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40000)
+             INSERT INTO chain SELECT i, CASE WHEN i = 1 THEN NULL ELSE i - 1 END FROM n;",
+        )
+        .expect("setup");
+        let link = Link {
+            name: "chain_prev_fkey".into(),
+            table: "chain".into(),
+            columns: vec!["prev".into()],
+            ref_table: "chain".into(),
+            ref_columns: vec!["id".into()],
+            set: vec![0],
+            placeholder: Placeholder::Null,
+        };
+        let mut d = Deleter {
+            d1: D1Access::Sqlite(c.clone()),
+            sql_out: None,
+            d1_table: "chain".into(),
+            key: vec!["id".into()],
+            unlink: Vec::new(),
+            vectors: None,
+        };
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let keys = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int64Array::from((2..=40000).collect::<Vec<i64>>())) as ArrayRef],
+        )
+        .expect("keys");
+        assert!(d.statements(&keys).len() > 1, "several requests");
+        let e = d.delete(&keys).await.expect_err("without unlinking, a parent goes before its children");
+        assert!(e.to_string().contains("FOREIGN KEY"), "{e}");
+        d.unlink = vec![link];
+        for s in d.statements(&keys) {
+            // Every statement of a request stays under D1's limit.
+            assert!(s.split(";\n").all(|st| st.len() <= D1_MAX_STATEMENT_BYTES));
+        }
+        assert_eq!(d.delete(&keys).await.expect("delete").rows, 39999);
+        let left =
+            D1Access::Sqlite(c).select("left", "SELECT id, prev FROM chain", &[]).await.expect("select");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0]["prev"], serde_json::Value::Null);
     }
 }
