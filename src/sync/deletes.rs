@@ -99,20 +99,20 @@ impl Deleter {
     }
 
     /// `DELETE FROM t WHERE (k1, k2) IN (VALUES (..), ..)`, each under the
-    /// statement limit, preceded by the [`unlink_sql`] of each link
-    /// pointing at the table (each one request: one transaction).
+    /// statement limit, preceded by the unlinks of its rows ([`Self::unlinked`]).
     pub fn statements(&self, keys: &RecordBatch) -> Vec<String> {
         let cols: Vec<String> = self.key.iter().map(|k| quote_ident(k)).collect();
-        let open = match cols.len() {
-            1 => format!("{} IN (", cols[0]),
-            _ => format!("({}) IN (VALUES ", cols.join(", ")),
+        let head = match cols.len() {
+            1 => format!("DELETE FROM {} WHERE {} IN (", quote_ident(&self.d1_table), cols[0]),
+            _ => {
+                format!("DELETE FROM {} WHERE ({}) IN (VALUES ", quote_ident(&self.d1_table), cols.join(", "))
+            }
         };
-        let head = format!("DELETE FROM {} WHERE ", quote_ident(&self.d1_table));
-        // An unlink repeats the condition with its own words around it.
-        let around = self.unlink.iter().map(unlink_overhead).max().unwrap_or(0).max(head.len());
-        let limit = D1_MAX_STATEMENT_BYTES.saturating_sub(1024 + around);
-        let mut conditions = Vec::new();
-        let mut cond = String::new();
+        // An unlink repeats the condition with more words around it.
+        let limit = D1_MAX_STATEMENT_BYTES
+            .saturating_sub(1024 + self.unlink.iter().map(unlink_overhead).max().unwrap_or(0));
+        let mut out = Vec::new();
+        let mut sql = String::new();
         let mut tuple = String::new();
         for row in 0..keys.num_rows() {
             tuple.clear();
@@ -128,31 +128,39 @@ impl Deleter {
             if cols.len() > 1 {
                 tuple.push(')');
             }
-            if !cond.is_empty() && cond.len() + tuple.len() + 3 > limit {
-                cond.push(')');
-                conditions.push(std::mem::take(&mut cond));
+            if !sql.is_empty() && sql.len() + tuple.len() + 3 > limit {
+                sql.push_str(");");
+                out.push(std::mem::take(&mut sql));
             }
-            if cond.is_empty() {
-                cond.push_str(&open);
-            } else {
-                cond.push_str(", ");
-            }
-            cond.push_str(&tuple);
-        }
-        if !cond.is_empty() {
-            cond.push(')');
-            conditions.push(cond);
-        }
-        conditions
-            .into_iter()
-            .map(|c| {
-                let mut sql: String = self.unlink.iter().map(|l| unlink_sql(l, &c)).collect();
+            if sql.is_empty() {
                 sql.push_str(&head);
-                sql.push_str(&c);
-                sql.push(';');
+            } else {
+                sql.push_str(", ");
+            }
+            sql.push_str(&tuple);
+        }
+        if !sql.is_empty() {
+            sql.push_str(");");
+            out.push(sql);
+        }
+        out.into_iter().map(|s| self.unlinked(s)).collect()
+    }
+
+    /// `DELETE FROM t WHERE <condition>;` preceded by one [`unlink_sql`]
+    /// per link pointing at the table, with the same condition: the rows
+    /// pointing at the deleted rows get their placeholder first, in the
+    /// same request (one transaction).
+    fn unlinked(&self, delete: String) -> String {
+        let head = format!("DELETE FROM {} WHERE ", quote_ident(&self.d1_table));
+        let condition = delete.strip_prefix(&head).and_then(|c| c.strip_suffix(';'));
+        match condition {
+            Some(c) if !self.unlink.is_empty() => {
+                let mut sql: String = self.unlink.iter().map(|l| unlink_sql(l, c)).collect();
+                sql.push_str(&delete);
                 sql
-            })
-            .collect()
+            }
+            _ => delete,
+        }
     }
 }
 

@@ -17,6 +17,7 @@ fn d1() -> Connection {
     c.set_limit(Limit::SQLITE_LIMIT_EXPR_DEPTH, 100).expect("limit");
     c.set_limit(Limit::SQLITE_LIMIT_VARIABLE_NUMBER, 100).expect("limit");
     c.set_limit(Limit::SQLITE_LIMIT_COMPOUND_SELECT, 5).expect("limit");
+    c.set_limit(Limit::SQLITE_LIMIT_VDBE_OP, 25_000).expect("limit");
     c
 }
 
@@ -107,6 +108,30 @@ fn a_missing_parent_is_left_out_and_named() {
         .collect::<rusqlite::Result<_>>()
         .expect("rows");
     assert_eq!(parents, vec![Some(2), None, None]);
+}
+
+#[test]
+fn full_statements_stay_within_d1s_program_size() {
+    // 20,000 small tuples: 100,000 bytes would hold 6,000 of them, a
+    // program of ~30,000 instructions, which D1 refuses.
+    let c = d1();
+    c.execute_batch("CREATE TABLE tree (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES tree (id));")
+        .expect("table");
+    c.execute_batch(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
+         INSERT INTO tree SELECT i, NULL FROM n;",
+    )
+    .expect("rows");
+    let sql = LinkSql::new(&tree_link(Placeholder::Null), &["id".to_string()]);
+    let tuples: Vec<String> = (1..=20_000).map(|i| format!("({i}, {})", (i % 20_000) + 1)).collect();
+    let all = statements(&sql, &tuples, 100_000);
+    assert!(all.len() >= 8, "bounded by values, not bytes: {} statements", all.len());
+    let mut set = 0;
+    for s in &all {
+        set += request(&c, &s.sql).expect("D1 runs it");
+        c.prepare(&sql.check(s)).expect("and its check");
+    }
+    assert_eq!(set, 20_000);
 }
 
 proptest! {
