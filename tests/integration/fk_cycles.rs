@@ -157,14 +157,18 @@ fn assert_same(db: &TestDb, sqlite: &Path, dir: &Path) {
 
 static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// The number of key ranges of each table in the load's state file.
-fn ranges(state: &Path) -> Vec<(String, usize)> {
-    let file = std::fs::read_dir(state)
-        .expect("state dir")
+/// The load's state file (the folder also holds the links' spool).
+fn state_file(state: &Path) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(state)
+        .ok()?
         .filter_map(|e| e.ok())
         .find(|e| e.file_name().to_string_lossy().ends_with(".json"))
-        .expect("a state file")
-        .path();
+        .map(|e| e.path())
+}
+
+/// The number of key ranges of each table in the load's state file.
+fn ranges(state: &Path) -> Vec<(String, usize)> {
+    let file = state_file(state).expect("a state file");
     let st: serde_json::Value = serde_json::from_slice(&std::fs::read(file).expect("read")).expect("json");
     st["tables"]
         .as_array()
@@ -291,6 +295,24 @@ fn self_referencing_and_cyclic_tables_load_as_files_in_manifest_order_and_sync()
     assert_eq!(pages, "5:99999,8:-,99999:100000,100000:-");
 }
 
+/// Runs the load, SIGKILLs it as soon as its state file satisfies
+/// `until`; false when it ended by itself first.
+fn kill_when(emu: &Emulator, db: &TestDb, args: &[&str], state: &Path, until: impl Fn(&str) -> bool) -> bool {
+    let mut child = emu.command(db).args(args).stdout(std::process::Stdio::null()).spawn().expect("spawn");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(180) {
+        if state_file(state).and_then(|f| std::fs::read_to_string(f).ok()).is_some_and(|t| until(&t)) {
+            break;
+        }
+        if child.try_wait().expect("try_wait").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    !child.wait().expect("wait").success()
+}
+
 fn api_args<'a>(state: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut a = vec!["--json", "load", "--target", "api", "--d1-database-id", "db1", "--partition-mib", "1"];
     a.extend_from_slice(&["--state-dir", state, "--import-mib", "1", "--jobs", "3"]);
@@ -307,26 +329,29 @@ fn self_referencing_and_cyclic_tables_load_over_the_api_killed_and_rerun_then_sy
     let state = dir.path().join("state");
     let st = state.to_str().expect("p");
     let args = api_args(st, &[]);
-    let mut child = emu.command(&db).args(&args).stdout(std::process::Stdio::null()).spawn().expect("spawn");
-    // SIGKILL once a few ranges are confirmed.
-    let started = Instant::now();
-    loop {
-        let done =
-            std::fs::read_dir(&state).ok().and_then(|mut d| d.next()).and_then(|e| e.ok()).is_some_and(|e| {
-                std::fs::read_to_string(e.path()).is_ok_and(|t| t.matches("\"done\": true").count() >= 3)
-            });
-        if done || started.elapsed() > Duration::from_secs(120) {
-            break;
-        }
-        if child.try_wait().expect("try_wait").is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let status = child.wait().expect("wait");
-    assert!(!status.success(), "the first run must be killed, not end by itself: {status:?}");
+    // SIGKILL once a few ranges are confirmed, then again during the link
+    // step (once a range is linked), then run to the end.
+    let killed = kill_when(&emu, &db, &args, &state, |t| t.matches("\"done\": true").count() >= 3);
+    assert!(killed, "the first run must be killed, not end by itself");
     assert_several_ranges(&state);
+    let killed = kill_when(&emu, &db, &args, &state, |t| t.contains("\"linked\": true"));
+    assert!(killed, "the second run must be killed in its link step");
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state_file(&state).expect("state")).expect("read"))
+            .expect("json");
+    let ranges: Vec<&serde_json::Value> = st["tables"]
+        .as_array()
+        .expect("t")
+        .iter()
+        .flat_map(|t| t["partitions"].as_array().expect("p"))
+        .collect();
+    assert!(ranges.iter().all(|p| p["done"] == true), "every range loaded before the link step");
+    let pages =
+        st["tables"].as_array().expect("t").iter().find(|t| t["table"] == "public.tree").expect("tree");
+    assert!(
+        pages["partitions"].as_array().expect("p").iter().any(|p| p["linked"] != true),
+        "killed before the last range was linked"
+    );
 
     let s = summary(emu.command(&db).args(&args).output().expect("rerun"));
     assert_eq!(s["resumed"], true, "{s:#}");
