@@ -117,10 +117,7 @@ impl StateFile {
     /// Records that the target confirmed one range.
     pub fn partition_done(&self, table: &str, index: usize, report: &SinkReport) -> Result<()> {
         let mut state = self.lock()?;
-        let t = state.tables.iter_mut().find(|t| t.table == table);
-        let p = t
-            .and_then(|t| t.partitions.iter_mut().find(|p| p.range.index == index))
-            .ok_or_else(|| Error::Internal(format!("load state has no partition {index} of {table}")))?;
+        let p = partition(&mut state, table, index)?;
         p.done = true;
         p.rows = report.rows;
         p.bytes = report.bytes;
@@ -133,10 +130,7 @@ impl StateFile {
     /// Records that the link step finished one range.
     pub fn partition_linked(&self, table: &str, index: usize, report: LinkReport) -> Result<()> {
         let mut state = self.lock()?;
-        let t = state.tables.iter_mut().find(|t| t.table == table);
-        let p = t
-            .and_then(|t| t.partitions.iter_mut().find(|p| p.range.index == index))
-            .ok_or_else(|| Error::Internal(format!("load state has no partition {index} of {table}")))?;
+        let p = partition(&mut state, table, index)?;
         p.linked = true;
         p.links = report;
         write_atomic(&self.path, &state)
@@ -152,6 +146,12 @@ impl StateFile {
         let state = self.lock()?;
         write_atomic(&self.path, &state)
     }
+}
+
+fn partition<'a>(state: &'a mut LoadState, table: &str, index: usize) -> Result<&'a mut PartitionState> {
+    let t = state.tables.iter_mut().find(|t| t.table == table);
+    t.and_then(|t| t.partitions.iter_mut().find(|p| p.range.index == index))
+        .ok_or_else(|| Error::Internal(format!("load state has no partition {index} of {table}")))
 }
 
 /// Write to a temporary file, flush it to disk, rename over the old one.

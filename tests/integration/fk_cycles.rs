@@ -229,6 +229,12 @@ fn self_referencing_and_cyclic_tables_load_into_sqlite_and_sync() {
     ));
     assert_eq!(s["complete"], true, "{s:#}");
     assert_eq!(table(&s, "public.tree")["rows_hard_deleted"].as_u64(), Some(20000), "{s:#}");
+    assert_eq!(table(&s, "public.nods_page")["links"]["unresolved"].as_u64(), Some(0), "{s:#}");
+    let f = dir.path().join("sync-summary.json");
+    std::fs::write(&f, s.to_string()).expect("write");
+    let schema = root().join("schemas/sync-summary.schema.json");
+    let o = python("validate_json.py", &[schema.to_str().expect("p"), f.to_str().expect("p")], None);
+    assert!(o.status.success(), "{}", text(&o));
     assert_same(&db, &sqlite, dir.path());
 }
 
@@ -369,4 +375,78 @@ fn self_referencing_and_cyclic_tables_load_over_the_api_killed_and_rerun_then_sy
     );
     assert_eq!(s["complete"], true, "{s:#}");
     assert_same(&db, &emu.d1_file("db1"), dir.path());
+}
+
+#[test]
+fn a_link_to_a_row_a_resumed_load_lacks_is_left_unset_named_and_set_by_the_next_sync() {
+    let db = TestDb::new("fkresume");
+    create(&db);
+    let dir = temp_dir("fkresume");
+    let (state, sqlite) = (dir.path().join("state"), dir.path().join("d1.sqlite"));
+    let (st, d1) = (state.to_str().expect("p"), sqlite.to_str().expect("p"));
+    let args =
+        ["--json", "load", "--target", "sqlite", "--sqlite", d1, "--state-dir", st, "--partition-mib", "1"];
+    summary(pgflare(&db, &args));
+    // Pretend the last range of pages was never loaded: the rerun reads it
+    // at a new snapshot, where page 3000 points at a page that appeared
+    // since in a range loaded before (page 0, in the first range).
+    let file = state_file(&state).expect("state file");
+    let mut s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("json");
+    s["complete"] = serde_json::Value::Bool(false);
+    let pages = s["tables"]
+        .as_array_mut()
+        .expect("tables")
+        .iter_mut()
+        .find(|t| t["table"] == "public.nods_page")
+        .expect("pages");
+    let last = pages["partitions"].as_array_mut().expect("ranges").last_mut().expect("last");
+    let lower = last["range"]["lower"].as_str().expect("lower bound").to_string();
+    let lower: i64 = lower.split("::").next().expect("literal").trim_matches('\'').parse().expect("integer");
+    assert!(lower <= 3000);
+    last["done"] = serde_json::Value::Bool(false);
+    last["linked"] = serde_json::Value::Bool(false);
+    std::fs::write(&file, serde_json::to_vec(&s).expect("json")).expect("write");
+    let c = rusqlite::Connection::open(&sqlite).expect("open");
+    c.execute_batch(&format!("PRAGMA foreign_keys = OFF; DELETE FROM nods_page WHERE id >= {lower};"))
+        .expect("forget the range");
+    drop(c);
+    db.exec("INSERT INTO nods_page (id, path) VALUES (0, '/late'); UPDATE nods_page SET parent_page_id = 0 WHERE id = 3000;");
+
+    let s = summary(pgflare(&db, &args));
+    assert_eq!(s["complete"], true, "{s:#}");
+    let links = &table(&s, "public.nods_page")["links"];
+    assert_eq!(links["unresolved"].as_u64(), Some(1), "{s:#}");
+    assert!(links["examples"][0].as_str().expect("example").contains("id=3000"), "{s:#}");
+    let parent: Option<i64> = rusqlite::Connection::open(&sqlite)
+        .expect("open")
+        .query_row("SELECT parent_page_id FROM nods_page WHERE id = 3000", [], |r| r.get(0))
+        .expect("row");
+    assert_eq!(parent, None, "left unset, not failing the load");
+    // verify sees both rows as pending sync (changed after the checkpoint
+    // the load left, at its first snapshot) ...
+    let report = dir.path().join("report");
+    let o = pgflare(&db, &["--json", "verify", "--sqlite", d1, "--report-dir", report.to_str().expect("p")]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("report");
+    let pages = r["tables"].as_array().expect("tables").iter().find(|t| t["table"] == "public.nods_page");
+    assert_eq!(pages.expect("pages")["targets"][0]["pending_sync"].as_u64(), Some(2), "{r:#}");
+    // ... and the next sync, which sees both rows as changed, sets it.
+    let work = dir.path().join("work");
+    let s = summary(pgflare(
+        &db,
+        &[
+            "--json",
+            "sync",
+            "--target",
+            "sqlite",
+            "--sqlite",
+            d1,
+            "--once",
+            "--work-dir",
+            work.to_str().expect("p"),
+        ],
+    ));
+    assert_eq!(s["complete"], true, "{s:#}");
+    assert_same(&db, &sqlite, dir.path());
 }
