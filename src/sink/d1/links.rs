@@ -1,7 +1,10 @@
 //! Foreign keys as D1 will hold them, and the ones that need a later write.
 //!
-//! D1 checks foreign keys at the end of every request (one transaction),
-//! and rows of one table arrive in key ranges, in parallel, over many
+//! D1 checks foreign keys at the end of every request (one transaction;
+//! `PRAGMA foreign_keys` cannot be changed and `defer_foreign_keys` lasts
+//! until the end of the transaction: cloudflare-docs
+//! `src/content/docs/d1/sql-api/foreign-keys.mdx`), and rows of one table
+//! arrive in key ranges, in parallel, over many
 //! requests, transactions or files. Between tables that is solved by
 //! order: a table loads after the tables it references. Inside a cycle
 //! (a table referencing itself: page trees, comment threads, chunk
