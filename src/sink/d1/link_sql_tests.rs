@@ -111,6 +111,47 @@ fn a_missing_parent_is_left_out_and_named() {
 }
 
 #[test]
+fn composite_keys_link_and_unlink_within_their_tenant() {
+    // (tenant, parent) -> (tenant, id), NOT NULL: rows point at themselves first.
+    let c = d1();
+    c.execute_batch(
+        "CREATE TABLE nodes (tenant TEXT NOT NULL, id INTEGER NOT NULL, parent INTEGER NOT NULL,
+           PRIMARY KEY (tenant, id), FOREIGN KEY (tenant, parent) REFERENCES nodes (tenant, id));
+         INSERT INTO nodes VALUES ('a', 1, 1), ('a', 2, 2), ('b', 1, 1), ('b', 2, 2);",
+    )
+    .expect("setup");
+    let link = Link {
+        name: "nodes_parent_fkey".into(),
+        table: "nodes".into(),
+        columns: vec!["tenant".into(), "parent".into()],
+        ref_table: "nodes".into(),
+        ref_columns: vec!["tenant".into(), "id".into()],
+        set: vec![1],
+        placeholder: Placeholder::Own,
+    };
+    let sql = LinkSql::new(&link, &["tenant".to_string(), "id".to_string()]);
+    // ('b', 1) points at id 3, which tenant b does not have.
+    let tuples = ["('a', 1, 2)".to_string(), "('b', 1, 3)".into(), "('b', 2, 1)".into()];
+    let s = statements(&sql, &tuples, 100_000);
+    assert_eq!(request(&c, &s[0].sql).expect("link"), 2);
+    let missing: Vec<String> = c
+        .prepare(&sql.check(&s[0]))
+        .expect("check")
+        .query_map([], |r| Ok(format!("{}/{}", r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .expect("rows")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows");
+    assert_eq!(missing, vec!["b/1"]);
+    // Deleting a/2 first gives a/1 its own key back, in the same request.
+    let cond = "(\"tenant\", \"id\") IN (VALUES ('a', 2))";
+    c.execute_batch(&format!("BEGIN; {}DELETE FROM nodes WHERE {cond}; COMMIT;", unlink_sql(&link, cond)))
+        .expect("delete");
+    let a1: i64 =
+        c.query_row("SELECT parent FROM nodes WHERE tenant = 'a' AND id = 1", [], |r| r.get(0)).expect("a1");
+    assert_eq!(a1, 1);
+}
+
+#[test]
 fn full_statements_stay_within_d1s_program_size() {
     // 20,000 small tuples: 100,000 bytes would hold 6,000 of them, a
     // program of ~30,000 instructions, which D1 refuses.

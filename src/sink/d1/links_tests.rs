@@ -127,3 +127,26 @@ fn components_and_waves_of_a_larger_graph() {
     assert!(comp[3] != comp[0] && comp[4] != comp[3] && comp[5] != comp[0]);
     assert_eq!(waves(6, &[(3, 2), (4, 3), (5, 5)]), vec![vec![0, 1, 2, 5], vec![3], vec![4]]);
 }
+
+#[test]
+fn the_migration_allows_null_only_where_a_link_writes_it_later() {
+    let a = table(
+        "a",
+        &["id", "b_id", "note"],
+        &["id"],
+        &["b_id", "note"],
+        vec![fk("ab", &["b_id"], "b", &["id"])],
+    );
+    let b = table("b", &["id", "a_id"], &["id"], &[], vec![fk("ba", &["a_id"], "a", &["id"])]);
+    let t =
+        table("tree", &["id", "parent"], &["id"], &["parent"], vec![fk("t", &["parent"], "tree", &["id"])]);
+    let sql = crate::sink::d1::migration::migration_sql(&[a, b, t]).expect("migration");
+    // b_id waits for the link step (NULL until then); note keeps NOT NULL;
+    // tree.parent points at its own row until then, so it keeps NOT NULL.
+    assert!(sql.contains("  \"b_id\" INTEGER,\n"), "{sql}");
+    assert!(sql.contains("  \"note\" INTEGER NOT NULL,\n"), "{sql}");
+    assert!(sql.contains("  \"parent\" INTEGER NOT NULL,\n"), "{sql}");
+    assert!(sql.contains("-- b_id is NOT NULL in the source but allows NULL here"), "{sql}");
+    assert!(sql.contains("FOREIGN KEY (\"b_id\") REFERENCES \"b\" (\"id\")"), "{sql}");
+    assert!(sql.contains("FOREIGN KEY (\"parent\") REFERENCES \"tree\" (\"id\")"), "{sql}");
+}
