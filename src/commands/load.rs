@@ -230,10 +230,7 @@ fn print_human(s: &LoadSummary) {
 /// Links set after the rows, and the rows left with their link unset.
 fn print_links(tables: &[load::TableSummary]) {
     for (t, l) in tables.iter().filter_map(|t| t.links.as_ref().map(|l| (t, l))) {
-        println!(
-            "{:24} -> links set on {} rows after the rows were in (foreign keys on a cycle)",
-            "", l.rows
-        );
+        println!("{:24} -> foreign keys on a cycle: links of {} rows written after every row", "", l.rows);
         if l.unresolved > 0 {
             println!(
                 "{:26}{} rows of {} point at a row D1 does not have: their link is left unset \
