@@ -21,6 +21,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use self::plan::TablePlan;
+pub use self::plan::{prepare, Prepared};
 use self::report::{column_widths, table_summaries, write_files_manifest};
 use self::state::{LoadState, PartitionState, StateFile, TableState};
 pub use self::target::Target;
@@ -30,9 +31,7 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::sink::d1::render::{D1Mapping, D1Mappings};
 use crate::sink::vectorize::{VectorMappings, VectorReport};
-use crate::source::{
-    introspect, partition, read_all, ReadOptions, Selection, Snapshot, SnapshotInfo, Source,
-};
+use crate::source::{partition, read_all, ReadOptions, Snapshot, SnapshotInfo, Source};
 use crate::source::{SplitOptions, TableInfo, TableJob};
 
 pub struct LoadOptions {
@@ -95,18 +94,6 @@ pub struct LoadSummary {
     /// Where the checkpoint a later `pgflare sync` starts from was written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync_checkpoint: Option<String>,
-}
-
-/// The tables of a load (or a verification), mapped to D1 and Vectorize.
-pub struct Prepared {
-    /// The tables, with only the columns that are read (those D1 or Vectorize receive).
-    pub infos: Vec<TableInfo>,
-    pub mappings: Vec<D1Mapping>,
-    /// The full catalog view and D1 table, for the schema.
-    pub d1: Vec<(TableInfo, crate::config::mapping::D1Table)>,
-    /// Foreign keys in D1: the waves tables load in, and the links.
-    pub fks: crate::sink::d1::links::FkPlan,
-    pub vectors: vectors::VectorPlan,
 }
 
 pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Result<LoadSummary> {
@@ -370,84 +357,6 @@ async fn hand_over(
     let position = crate::sync::checkpoint::Position::of(first)?;
     store.write(&crate::sync::checkpoint::Checkpoint::new(&fp, position, "load")).await?;
     Ok(Some(store.describe()))
-}
-
-/// Introspects the selected tables and maps each to D1; the columns read
-/// are only those D1 receives.
-pub async fn prepare(
-    snapshot: &mut Snapshot,
-    project: &Project,
-    only_tables: &[String],
-    vectors_on: bool,
-) -> Result<Prepared> {
-    let wanted = |m: &crate::config::project::TableMapping| {
-        only_tables.is_empty()
-            || only_tables.iter().any(|t| *t == m.table || *t == format!("{}.{}", m.schema, m.table))
-    };
-    let mut casts = BTreeMap::new();
-    let mut tables = Vec::new();
-    for m in project.tables.iter().filter(|m| wanted(m)) {
-        tables.push(format!("{}.{}", m.schema, m.table));
-        for (c, ty) in &m.casts {
-            casts.insert(format!("{}.{}.{c}", m.schema, m.table), ty.clone());
-        }
-    }
-    if project.tables.is_empty() {
-        tables = only_tables.to_vec();
-    } else if tables.is_empty() {
-        return Err(Error::Config {
-            setting: "--table".into(),
-            message: format!("none of {} is a table of the configuration", only_tables.join(", ")),
-        });
-    }
-    let schema = if project.schema.is_empty() { "public".to_string() } else { project.schema.clone() };
-    let selection = Selection { schema, tables, casts, excludes: Vec::new() };
-    let mut infos = introspect(snapshot.conn(), &selection).await?;
-    let (mut mappings, mut d1) = (Vec::new(), Vec::new());
-    let mut vectors = vectors::VectorPlan::default();
-    for info in &mut infos {
-        let configured =
-            project.tables.iter().find(|m| m.schema == info.spec.schema && m.table == info.spec.name);
-        let (table, m) = plan::d1_table(configured, info)?;
-        d1.push((info.clone(), table));
-        // With vectors off, the vector column is not even read.
-        let vm = match configured {
-            Some(c) if vectors_on => crate::config::mapping::vector_mapping(c, info, &project.vectorize)?,
-            _ => None,
-        };
-        if let (Some(vm), Some(c)) = (&vm, configured) {
-            if let Some(other) = vectors.mappings.0.keys().next() {
-                return Err(Error::Config {
-                    setting: format!("{}.vector", c.setting),
-                    message: format!(
-                        "{other} also sends vectors: one load fills one Vectorize index, and ids of two \
-                         tables could collide; load one of them with --table (and another index) at a time"
-                    ),
-                });
-            }
-            vectors.mappings.0.insert(info.spec.qualified(), vm.clone());
-            vectors.metadata_indexes = crate::config::mapping::metadata_index_types(c, info);
-        }
-        // Read what D1 or Vectorize receives, nothing else.
-        let vector_columns: Vec<&String> = vm
-            .iter()
-            .flat_map(|v| [&v.vector, &v.id].into_iter().chain(v.namespace.iter()).chain(v.metadata.iter()))
-            .collect();
-        // The soft-delete column too: load, verify and sync filter on it.
-        let soft = configured.and_then(|c| c.soft_delete.as_ref());
-        info.spec.columns.retain(|c| {
-            m.columns.iter().any(|(s, _)| *s == c.name)
-                || vector_columns.contains(&&c.name)
-                || soft == Some(&c.name)
-        });
-        mappings.push(m);
-    }
-    // `d1` holds every column of each table, as the D1 schema does.
-    let fks = crate::sink::d1::links::FkPlan::new(&d1);
-    for (i, m) in mappings.iter_mut().enumerate() {
-        m.links = fks.links(i);
-    }
-    Ok(Prepared { infos, mappings, d1, fks, vectors })
 }
 
 async fn new_state(

@@ -23,6 +23,7 @@ pub mod deletes;
 pub mod links;
 pub mod ranges;
 pub mod run;
+pub mod run_files;
 pub mod sink;
 pub mod source_reads;
 pub mod store;
