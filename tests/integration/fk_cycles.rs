@@ -190,6 +190,15 @@ fn summary(o: std::process::Output) -> serde_json::Value {
     serde_json::from_str(&ok(o)).expect("summary JSON")
 }
 
+/// One complete `sync --once` into the D1 file `d1`; its summary.
+fn sync_sqlite(db: &TestDb, d1: &str, dir: &Path) -> serde_json::Value {
+    let work = dir.join("work");
+    let args = ["--json", "sync", "--target", "sqlite", "--sqlite", d1, "--once", "--partition-mib", "1"];
+    let s = summary(pgflare(db, &[&args[..], &["--work-dir", work.to_str().expect("p")]].concat()));
+    assert_eq!(s["complete"], true, "{s:#}");
+    s
+}
+
 fn table<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     s["tables"].as_array().expect("tables").iter().find(|t| t["table"] == name).expect("table in summary")
 }
@@ -210,24 +219,7 @@ fn self_referencing_and_cyclic_tables_load_into_sqlite_and_sync() {
     assert_same(&db, &sqlite, dir.path());
 
     change(&db);
-    let work = dir.path().join("work");
-    let s = summary(pgflare(
-        &db,
-        &[
-            "--json",
-            "sync",
-            "--target",
-            "sqlite",
-            "--sqlite",
-            d1,
-            "--once",
-            "--partition-mib",
-            "1",
-            "--work-dir",
-            work.to_str().expect("p"),
-        ],
-    ));
-    assert_eq!(s["complete"], true, "{s:#}");
+    let s = sync_sqlite(&db, d1, dir.path());
     assert_eq!(table(&s, "public.tree")["rows_hard_deleted"].as_u64(), Some(20000), "{s:#}");
     assert_eq!(table(&s, "public.nods_page")["links"]["unresolved"].as_u64(), Some(0), "{s:#}");
     let f = dir.path().join("sync-summary.json");
@@ -432,21 +424,8 @@ fn a_link_to_a_row_a_resumed_load_lacks_is_left_unset_named_and_set_by_the_next_
     let pages = r["tables"].as_array().expect("tables").iter().find(|t| t["table"] == "public.nods_page");
     assert_eq!(pages.expect("pages")["targets"][0]["pending_sync"].as_u64(), Some(2), "{r:#}");
     // ... and the next sync, which sees both rows as changed, sets it.
-    let work = dir.path().join("work");
-    let s = summary(pgflare(
-        &db,
-        &[
-            "--json",
-            "sync",
-            "--target",
-            "sqlite",
-            "--sqlite",
-            d1,
-            "--once",
-            "--work-dir",
-            work.to_str().expect("p"),
-        ],
-    ));
-    assert_eq!(s["complete"], true, "{s:#}");
+    let s = sync_sqlite(&db, d1, dir.path());
+    let links = &table(&s, "public.nods_page")["links"];
+    assert_eq!((links["rows"].as_u64(), links["unresolved"].as_u64()), (Some(2), Some(0)), "{s:#}");
     assert_same(&db, &sqlite, dir.path());
 }
