@@ -18,6 +18,9 @@ use crate::error::{Error, Result};
 pub struct Applied {
     pub statements: u64,
     pub rows_written: u64,
+    /// Rows changed (`meta.changes`: SQLite's count, cascades included),
+    /// summed over the statements; 0 for imports.
+    pub changes: u64,
 }
 
 pub struct D1 {
@@ -52,7 +55,8 @@ impl D1 {
         let entries = result.as_array().cloned().unwrap_or_default();
         let rows_written =
             entries.iter().filter_map(|e| e.pointer("/meta/rows_written").and_then(Value::as_u64)).sum();
-        Ok(Applied { statements: entries.len() as u64, rows_written })
+        let changes = entries.iter().filter_map(|e| e.pointer("/meta/changes").and_then(Value::as_u64)).sum();
+        Ok(Applied { statements: entries.len() as u64, rows_written, changes })
     }
 
     /// Runs one statement with `?N` parameters and returns its rows (JSON
@@ -123,6 +127,7 @@ impl D1 {
                     return Ok(Applied {
                         statements: r.get("num_queries").and_then(Value::as_u64).unwrap_or(0),
                         rows_written: r.pointer("/meta/rows_written").and_then(Value::as_u64).unwrap_or(0),
+                        changes: 0,
                     });
                 }
                 Some("error") => {

@@ -212,6 +212,7 @@ fn print_human(s: &LoadSummary) {
             }
         }
     }
+    print_links(&s.tables);
     if let Some(v) = &s.vectorize {
         println!("vectors: {v}");
     }
@@ -232,5 +233,22 @@ fn print_human(s: &LoadSummary) {
     println!("state: {}  (a later sync starts at snapshot {})", s.state_file, s.first_snapshot.taken_at);
     if let Some(c) = &s.sync_checkpoint {
         println!("sync checkpoint: {c}  (`pgflare sync` continues from there, on any machine)");
+    }
+}
+
+/// Links set after the rows, and the rows left with their link unset.
+fn print_links(tables: &[load::TableSummary]) {
+    for (t, l) in tables.iter().filter_map(|t| t.links.as_ref().map(|l| (t, l))) {
+        println!("{:24} -> foreign keys on a cycle: links of {} rows written after every row", "", l.rows);
+        if l.unresolved > 0 {
+            println!(
+                "{:26}{} rows of {} point at a row D1 does not have: their link is left unset \
+                 (NULL, or the row itself for a NOT NULL key); `pgflare sync` sets it once that row is there",
+                "", l.unresolved, t.table
+            );
+            for e in &l.examples {
+                println!("{:28}{e}", "");
+            }
+        }
     }
 }

@@ -15,8 +15,11 @@ use arrow::record_batch::RecordBatch;
 
 use super::store::D1Access;
 use crate::batch::quote_ident;
+use crate::cloudflare::limits::{D1_MAX_STATEMENT_BYTES, D1_MAX_VALUES_PER_STATEMENT};
 use crate::cloudflare::Vectorize;
 use crate::error::{Error, Result};
+use crate::sink::d1::link_sql::{unlink_overhead, unlink_sql};
+use crate::sink::d1::links::Link;
 use crate::sink::d1::list::ListPacker;
 use crate::sink::d1::value::{push_quoted, write_literal};
 use crate::sink::vectorize::ndjson::id_text;
@@ -44,6 +47,10 @@ pub struct Deleter {
     pub d1_table: String,
     /// D1 names of the key columns: the first columns of every key batch.
     pub key: Vec<String>,
+    /// Links (foreign keys on a cycle) pointing at this table: before rows
+    /// are deleted, the rows pointing at them get their placeholder, so a
+    /// subtree deletes in any order over any number of requests.
+    pub unlink: Vec<Link>,
     pub vectors: Option<VectorDeletes>,
 }
 
@@ -94,7 +101,9 @@ impl Deleter {
     }
 
     /// `DELETE FROM t WHERE (k1, k2) IN (VALUES (..), ..)`, each within
-    /// D1's limits ([`ListPacker`]).
+    /// D1's limits ([`ListPacker`]), preceded by the unlinks of its rows
+    /// ([`Self::unlinked`]), which repeat its condition inside a longer
+    /// statement: the list leaves room for the longest of them.
     pub fn statements(&self, keys: &RecordBatch) -> Result<Vec<String>> {
         let cols: Vec<String> = self.key.iter().map(|k| quote_ident(k)).collect();
         let head = match cols.len() {
@@ -103,7 +112,13 @@ impl Deleter {
                 format!("DELETE FROM {} WHERE ({}) IN (VALUES ", quote_ident(&self.d1_table), cols.join(", "))
             }
         };
-        let mut packer = ListPacker::new(&head, ");");
+        let unlink_room = self.unlink.iter().map(unlink_overhead).max().unwrap_or(0);
+        let mut packer = ListPacker::with_limits(
+            &head,
+            ");",
+            D1_MAX_STATEMENT_BYTES.saturating_sub(unlink_room),
+            D1_MAX_VALUES_PER_STATEMENT,
+        );
         let mut tuple = String::new();
         for row in 0..keys.num_rows() {
             tuple.clear();
@@ -132,7 +147,24 @@ impl Deleter {
                 });
             }
         }
-        Ok(packer.finish())
+        Ok(packer.finish().into_iter().map(|s| self.unlinked(s)).collect())
+    }
+
+    /// `DELETE FROM t WHERE <condition>;` preceded by one [`unlink_sql`]
+    /// per link pointing at the table, with the same condition: the rows
+    /// pointing at the deleted rows get their placeholder first, in the
+    /// same request (one transaction).
+    fn unlinked(&self, delete: String) -> String {
+        let head = format!("DELETE FROM {} WHERE ", quote_ident(&self.d1_table));
+        let condition = delete.strip_prefix(&head).and_then(|c| c.strip_suffix(';'));
+        match condition {
+            Some(c) if !self.unlink.is_empty() => {
+                let mut sql: String = self.unlink.iter().map(|l| unlink_sql(l, c)).collect();
+                sql.push_str(&delete);
+                sql
+            }
+            _ => delete,
+        }
     }
 }
 
@@ -179,6 +211,7 @@ mod tests {
             sql_out: None,
             d1_table: "my chunks".into(),
             key: key.iter().map(|s| s.to_string()).collect(),
+            unlink: Vec::new(),
             vectors: None,
         }
     }
@@ -229,6 +262,7 @@ mod tests {
             sql_out: None,
             d1_table: "t".into(),
             key: vec!["id".into()],
+            unlink: Vec::new(),
             vectors: None,
         };
         let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
@@ -292,6 +326,7 @@ mod tests {
                 sql_out: None,
                 d1_table: "t".into(),
                 key: key.iter().map(|k| k.to_string()).collect(),
+                unlink: Vec::new(),
                 vectors: None,
             };
             let keys = if composite { keys } else { keys.project(&[0]).expect("project") };
@@ -314,5 +349,60 @@ mod tests {
                 proptest::prop_assert_eq!(count(&format!("SELECT count(*) FROM t WHERE a = {k}")), 1);
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_subtree_larger_than_one_statement_deletes_with_parents_in_earlier_requests() {
+        use crate::sink::d1::links::{Link, Placeholder};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c =
+            crate::sink::d1::sqlite::D1SqliteConfig::open(&dir.path().join("d.sqlite"), Default::default())
+                .expect("open");
+        // A chain: each row's parent is the row before it, so ascending
+        // keys put every parent in an earlier request than its children.
+        c.execute(
+            "setup",
+            "CREATE TABLE chain (id INTEGER PRIMARY KEY, prev INTEGER REFERENCES chain (id));
+             CREATE INDEX chain_prev ON chain (prev);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40000)
+             INSERT INTO chain SELECT i, CASE WHEN i = 1 THEN NULL ELSE i - 1 END FROM n;",
+        )
+        .expect("setup");
+        let link = Link {
+            name: "chain_prev_fkey".into(),
+            table: "chain".into(),
+            columns: vec!["prev".into()],
+            ref_table: "chain".into(),
+            ref_columns: vec!["id".into()],
+            set: vec![0],
+            placeholder: Placeholder::Null,
+        };
+        let mut d = Deleter {
+            d1: D1Access::Sqlite(c.clone()),
+            sql_out: None,
+            d1_table: "chain".into(),
+            key: vec!["id".into()],
+            unlink: Vec::new(),
+            vectors: None,
+        };
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let keys = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int64Array::from((2..=40000).collect::<Vec<i64>>())) as ArrayRef],
+        )
+        .expect("keys");
+        assert!(d.statements(&keys).expect("statements").len() > 1, "several requests");
+        let e = d.delete(&keys).await.expect_err("without unlinking, a parent goes before its children");
+        assert!(e.to_string().contains("FOREIGN KEY"), "{e}");
+        d.unlink = vec![link];
+        for s in d.statements(&keys).expect("statements") {
+            // Every statement of a request stays under D1's limit.
+            assert!(s.split(";\n").all(|st| st.len() <= D1_MAX_STATEMENT_BYTES));
+        }
+        assert_eq!(d.delete(&keys).await.expect("delete").rows, 39999);
+        let left =
+            D1Access::Sqlite(c).select("left", "SELECT id, prev FROM chain", &[]).await.expect("select");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0]["prev"], serde_json::Value::Null);
     }
 }

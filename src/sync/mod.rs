@@ -8,7 +8,8 @@
 //! 3. export a snapshot and upsert every row written since the
 //!    checkpoint's horizon ([`changes`]), range by range, each range
 //!    recorded once D1 committed and Vectorize applied it ([`sink`]), with
-//!    vectors re-sent only when their line changed;
+//!    vectors re-sent only when their line changed; foreign keys on a
+//!    cycle set once every range is in ([`links`]);
 //! 4. delete rows soft-deleted since ([`deletes`]) and rows gone from the
 //!    source ([`sweep`]), children before parents;
 //! 5. move the checkpoint to the new snapshot.
@@ -19,8 +20,10 @@
 pub mod changes;
 pub mod checkpoint;
 pub mod deletes;
+pub mod links;
 pub mod ranges;
 pub mod run;
+pub mod run_files;
 pub mod sink;
 pub mod source_reads;
 pub mod store;

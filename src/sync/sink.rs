@@ -260,6 +260,17 @@ pub struct Recording {
     pub store: Store,
     pub horizon: u64,
     pub runtime: tokio::runtime::Handle,
+    /// Tables whose ranges the link step records instead (see `links`).
+    pub deferred: Option<Deferred>,
+}
+
+/// Ranges finished by the sinks but recorded only after the link step set
+/// their links: a run killed in between sends them again.
+#[derive(Clone, Default)]
+pub struct Deferred {
+    pub tables: std::collections::HashSet<String>,
+    /// (table, range index) in the order they finished.
+    pub finished: Arc<Mutex<Vec<(String, usize)>>>,
 }
 
 struct RecordingSink {
@@ -270,6 +281,7 @@ struct RecordingSink {
     store: Store,
     horizon: u64,
     runtime: tokio::runtime::Handle,
+    deferred: Option<Deferred>,
 }
 
 impl SinkFactory for Recording {
@@ -282,6 +294,7 @@ impl SinkFactory for Recording {
             store: self.store.clone(),
             horizon: self.horizon,
             runtime: self.runtime.clone(),
+            deferred: self.deferred.clone().filter(|d| d.tables.contains(&table.qualified())),
         }))
     }
 }
@@ -293,25 +306,35 @@ impl BatchSink for RecordingSink {
 
     fn finish(self: Box<Self>) -> Result<SinkReport> {
         let report = self.inner.finish()?;
+        if let Some(d) = &self.deferred {
+            let mut finished =
+                d.finished.lock().map_err(|_| Error::Internal("deferred ranges poisoned".into()))?;
+            finished.push((self.table.clone(), self.partition));
+            return Ok(report);
+        }
         let poisoned = || Error::Internal("sync checkpoint poisoned".into());
         // Held while saving, so saves land in the order they were made.
         let mut c = self.checkpoint.lock().map_err(|_| poisoned())?;
-        let p = c
-            .in_progress
-            .as_mut()
-            .and_then(|ip| ip.tables.get_mut(&self.table))
-            .and_then(|t| {
-                let i = t.partitions.iter().position(|p| p.index == self.partition)?;
-                t.horizon.get_mut(i)
-            })
-            .ok_or_else(|| {
-                Error::Internal(format!("no range {} of {} in the sync run", self.partition, self.table))
-            })?;
-        *p = self.horizon;
-        c.written_at = super::checkpoint::now();
+        record(&mut c, &self.table, self.partition, self.horizon)?;
         self.runtime.block_on(self.store.write(&c))?;
         Ok(report)
     }
+}
+
+/// Moves range `partition` of `table` to `horizon` in the checkpoint.
+pub fn record(c: &mut Checkpoint, table: &str, partition: usize, horizon: u64) -> Result<()> {
+    let p = c
+        .in_progress
+        .as_mut()
+        .and_then(|ip| ip.tables.get_mut(table))
+        .and_then(|t| {
+            let i = t.partitions.iter().position(|p| p.index == partition)?;
+            t.horizon.get_mut(i)
+        })
+        .ok_or_else(|| Error::Internal(format!("no range {partition} of {table} in the sync run")))?;
+    *p = horizon;
+    c.written_at = super::checkpoint::now();
+    Ok(())
 }
 
 #[cfg(test)]

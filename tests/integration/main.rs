@@ -12,6 +12,7 @@ mod consistency;
 mod d1_files;
 mod emulator;
 mod emulator_vectorize;
+mod fk_cycles;
 mod inspect;
 mod load;
 mod load_api;

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use crate::batch::quote_ident;
 use crate::config::mapping::D1Table;
 use crate::error::Result;
+use crate::sink::d1::links::{d1_names, source_waves, D1ForeignKey, FkPlan, Placeholder, Role};
 use crate::sink::d1::schema::{check_name, column_line};
 use crate::source::constraints::ForeignKey;
 use crate::source::TableInfo;
@@ -38,6 +39,8 @@ const HEADER: &str = "\
 --   bytea                   BLOB
 -- These TEXT forms sort in time order, so ORDER BY and range filters work.
 -- D1 always enforces foreign keys; a table appears after the tables it references.
+-- A foreign key on a cycle (a table referencing itself, or tables referencing
+-- each other) is set by pgflare load after the rows it links are all in.
 ";
 
 /// The clause D1 gets for one referential action of `fk` (`on` is DELETE
@@ -72,76 +75,53 @@ fn d1_action(fk: &ForeignKey, on: &str, action: &str) -> std::result::Result<Opt
 
 /// The whole migration for `tables` (any order; written parents first).
 pub fn migration_sql(tables: &[(TableInfo, D1Table)]) -> Result<String> {
+    let plan = FkPlan::new(tables);
     let mut out = String::from(HEADER);
-    for i in fk_order(&tables.iter().map(|(t, _)| t).collect::<Vec<_>>()) {
+    for &i in plan.waves.iter().flatten() {
         out.push('\n');
-        out.push_str(&table_sql(&tables[i].0, &tables[i].1, tables)?);
+        out.push_str(&table_sql(&tables[i].0, &tables[i].1, &plan.tables[i])?);
     }
     Ok(out)
 }
 
 /// Indices of `infos` with every table after the tables it references
-/// (among `infos`); tables in a reference cycle keep their relative order
-/// at the end.
+/// (among `infos`), foreign keys inside a cycle aside (see `links`).
 pub fn fk_order(infos: &[&TableInfo]) -> Vec<usize> {
-    fk_waves(infos).into_iter().flatten().collect()
-}
-
-/// `infos` grouped into waves: a table's parents (by foreign key, among
-/// `infos`) are all in earlier waves; tables in a cycle share the last.
-/// `pgflare load` loads wave by wave, since D1 checks foreign keys at the
-/// end of every request and a child row cannot arrive before its parent.
-pub fn fk_waves(infos: &[&TableInfo]) -> Vec<Vec<usize>> {
-    let pos =
-        |schema: &str, name: &str| infos.iter().position(|t| t.spec.schema == schema && t.spec.name == name);
-    let parents: Vec<BTreeSet<usize>> = infos
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            t.foreign_keys
-                .iter()
-                .filter_map(|f| pos(&f.ref_schema, &f.ref_table))
-                .filter(|&j| j != i)
-                .collect()
-        })
-        .collect();
-    let mut placed = vec![false; infos.len()];
-    let mut waves = Vec::new();
-    while placed.iter().any(|p| !p) {
-        let ready: Vec<usize> =
-            (0..infos.len()).filter(|&i| !placed[i] && parents[i].iter().all(|&p| placed[p])).collect();
-        if ready.is_empty() {
-            waves.push((0..infos.len()).filter(|&i| !placed[i]).collect());
-            break;
-        }
-        ready.iter().for_each(|&i| placed[i] = true);
-        waves.push(ready);
-    }
-    waves
+    source_waves(infos).into_iter().flatten().collect()
 }
 
 fn list(cols: &[String]) -> String {
     cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
 }
 
-/// D1 names of `source` columns, or the first one that does not go to D1.
-fn d1_names(t: &D1Table, source: &[String]) -> Result<Vec<String>, String> {
-    source.iter().map(|c| t.d1_name(c).map(str::to_string).ok_or_else(|| c.clone())).collect()
-}
-
-/// Column sets the table is unique on in D1 (key, UNIQUE, unique indexes).
-fn unique_sets(info: &TableInfo, t: &D1Table) -> Vec<BTreeSet<String>> {
-    let mut sets = vec![t.primary_key.iter().cloned().collect()];
-    let from_source =
-        info.unique_keys.iter().chain(info.btree_indexes.iter().filter(|i| i.unique).map(|i| &i.columns));
-    sets.extend(from_source.filter_map(|cols| d1_names(t, cols).ok()).map(|c| c.into_iter().collect()));
-    sets
-}
-
-fn table_sql(info: &TableInfo, t: &D1Table, all: &[(TableInfo, D1Table)]) -> Result<String> {
+fn table_sql(info: &TableInfo, t: &D1Table, fks: &[D1ForeignKey]) -> Result<String> {
     check_name("table", &t.name)?;
     let mut notes: Vec<String> = Vec::new();
-    let mut lines: Vec<String> = t.spec.columns.iter().map(column_line).collect();
+    // NOT NULL columns a link writes NULL into until the link step runs.
+    let relaxed: BTreeSet<&String> = fks
+        .iter()
+        .filter_map(|f| match &f.role {
+            Role::Link(l) if l.placeholder == Placeholder::Null => Some(l),
+            _ => None,
+        })
+        .flat_map(|l| l.set_columns())
+        .filter(|c| t.spec.column(c).is_some_and(|c| !c.nullable))
+        .collect();
+    let mut lines: Vec<String> = t
+        .spec
+        .columns
+        .iter()
+        .map(|c| match relaxed.contains(&c.name) {
+            true => column_line(&crate::batch::ColumnSpec { nullable: true, ..c.clone() }),
+            false => column_line(c),
+        })
+        .collect();
+    for c in relaxed {
+        notes.push(format!(
+            "{c} is NOT NULL in the source but allows NULL here: its foreign key is on a cycle, so \
+             pgflare load writes it after every row it may point at is in (NULL until then)"
+        ));
+    }
     lines.push(format!("  PRIMARY KEY ({})", list(&t.primary_key)));
     let pk: BTreeSet<&String> = t.primary_key.iter().collect();
     for u in &info.unique_keys {
@@ -151,40 +131,24 @@ fn table_sql(info: &TableInfo, t: &D1Table, all: &[(TableInfo, D1Table)]) -> Res
             Err(c) => notes.push(format!("UNIQUE ({}) skipped: column {c} does not go to D1", u.join(", "))),
         }
     }
-    for fk in &info.foreign_keys {
-        let parent = all.iter().find(|(p, _)| p.spec.schema == fk.ref_schema && p.spec.name == fk.ref_table);
-        let what = format!("FOREIGN KEY {} -> {}.{}", fk.name, fk.ref_schema, fk.ref_table);
-        let Some((pinfo, ptable)) = parent else {
-            notes.push(format!("{what} skipped: that table does not go to D1"));
-            continue;
-        };
-        let (cols, refs) = match (d1_names(t, &fk.columns), d1_names(ptable, &fk.ref_columns)) {
-            (Ok(c), Ok(r)) => (c, r),
-            (Err(c), _) | (_, Err(c)) => {
-                notes.push(format!("{what} skipped: column {c} does not go to D1"));
-                continue;
-            }
-        };
-        // SQLite needs the parent columns to be unique in the parent.
-        if !unique_sets(pinfo, ptable).contains(&refs.iter().cloned().collect()) {
-            notes.push(format!(
-                "{what} skipped: ({}) is not unique in D1 table {}",
-                refs.join(", "),
-                ptable.name
-            ));
+    for fk in fks {
+        let what =
+            format!("FOREIGN KEY {} -> {}.{}", fk.source.name, fk.source.ref_schema, fk.source.ref_table);
+        if let Role::Skipped(reason) = &fk.role {
+            notes.push(format!("{what} skipped: {reason}"));
             continue;
         }
         let mut line = format!(
             "  FOREIGN KEY ({}) REFERENCES {} ({})",
-            list(&cols),
-            quote_ident(&ptable.name),
-            list(&refs)
+            list(&fk.columns),
+            quote_ident(&fk.ref_table),
+            list(&fk.ref_columns)
         );
-        for (on, action) in [("DELETE", &fk.on_delete), ("UPDATE", &fk.on_update)] {
-            match d1_action(fk, on, action) {
+        for (on, action) in [("DELETE", &fk.source.on_delete), ("UPDATE", &fk.source.on_update)] {
+            match d1_action(&fk.source, on, action) {
                 Ok(Some(clause)) => line.push_str(&clause),
                 Ok(None) => {}
-                Err(why) => notes.push(format!("FOREIGN KEY {}: {why}", fk.name)),
+                Err(why) => notes.push(format!("FOREIGN KEY {}: {why}", fk.source.name)),
             }
         }
         lines.push(line);

@@ -23,8 +23,10 @@ pub struct TableSql {
 }
 
 impl TableSql {
-    /// `columns` in order, `key` as positions into them (empty: plain INSERT).
-    pub fn new(table: &str, columns: &[String], key: &[usize]) -> Self {
+    /// `columns` in order, `key` as positions into them (empty: plain
+    /// INSERT); `linked` columns (see `links`) are written by the insert
+    /// but never by the update of an existing row: the link step owns them.
+    pub fn new(table: &str, columns: &[String], key: &[usize], linked: &[usize]) -> Self {
         let cols = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>();
         let prefix = format!("INSERT INTO {} ({}) VALUES ", quote_ident(table), cols.join(", "));
         let suffix = if key.is_empty() {
@@ -32,7 +34,7 @@ impl TableSql {
         } else {
             let keys = key.iter().map(|&k| cols[k].clone()).collect::<Vec<_>>().join(", ");
             let sets: Vec<String> = (0..cols.len())
-                .filter(|i| !key.contains(i))
+                .filter(|i| !key.contains(i) && !linked.contains(i))
                 .map(|i| format!("{c} = excluded.{c}", c = cols[i]))
                 .collect();
             if sets.is_empty() {
@@ -225,7 +227,7 @@ mod tests {
     use proptest::test_runner::TestCaseError;
 
     fn sql() -> TableSql {
-        TableSql::new("chunks", &["id".into(), "content".into(), "n".into()], &[0])
+        TableSql::new("chunks", &["id".into(), "content".into(), "n".into()], &[0], &[])
     }
 
     #[test]
@@ -243,6 +245,25 @@ mod tests {
             vec![
                 "INSERT INTO \"chunks\" (\"id\", \"content\", \"n\") VALUES ('a', 'x', 1),('b', NULL, 2) \
                  ON CONFLICT (\"id\") DO UPDATE SET \"content\" = excluded.\"content\", \"n\" = excluded.\"n\";\n"
+            ]
+        );
+    }
+
+    #[test]
+    fn linked_columns_are_inserted_but_never_updated() {
+        let t = TableSql::new("pages", &["id".into(), "parent".into(), "path".into()], &[0], &[1]);
+        let mut out = Vec::new();
+        let mut p = StatementPacker::new(&t, 100_000);
+        p.push::<String>(&["1".into(), "NULL".into(), "'/a'".into()], &|| "id=1".into(), &mut |s| {
+            out.push(s)
+        })
+        .unwrap();
+        p.flush(&mut |s| out.push(s));
+        assert_eq!(
+            out,
+            vec![
+                "INSERT INTO \"pages\" (\"id\", \"parent\", \"path\") VALUES (1, NULL, '/a') \
+                 ON CONFLICT (\"id\") DO UPDATE SET \"path\" = excluded.\"path\";\n"
             ]
         );
     }
@@ -300,7 +321,7 @@ mod tests {
             text in any::<bool>(),
         ) {
             let names: Vec<String> = (0..ncols).map(|i| format!("c{i}")).collect();
-            let t = TableSql::new("t", &names, &[0]);
+            let t = TableSql::new("t", &names, &[0], &[]);
             let conn = rusqlite::Connection::open_in_memory().expect("open");
             crate::cloudflare::limits::apply_d1_sql_limits(&conn).expect("limits");
             let cols: Vec<String> = names.iter().map(|n| format!("{n} ANY")).collect();

@@ -63,6 +63,25 @@ impl D1SqliteConfig {
 }
 
 impl D1SqliteConfig {
+    /// Runs single statements in one transaction (as one D1 request);
+    /// returns the rows they changed.
+    pub fn execute_counting(&self, what: &str, statements: &[&str]) -> Result<u64> {
+        self.with_conn(|conn| {
+            let ctx = format!("{}: {what}", self.path.display());
+            let tx = conn.transaction().map_err(Error::sqlite(&ctx))?;
+            tx.execute_batch("PRAGMA defer_foreign_keys = on;").map_err(Error::sqlite(&ctx))?;
+            let mut changed = 0;
+            for s in statements {
+                changed += tx.execute(s, []).map_err(|e| Error::Sqlite {
+                    context: format!("{ctx}, statement `{}`", preview(s)),
+                    source: e,
+                })? as u64;
+            }
+            tx.commit().map_err(Error::sqlite(&ctx))?;
+            Ok(changed)
+        })
+    }
+
     /// Runs `f` on the open connection (queries of the sync job).
     pub fn with_conn<R>(&self, f: impl FnOnce(&mut Connection) -> Result<R>) -> Result<R> {
         let mut conn = self.conn.lock().map_err(|_| Error::Internal("sqlite connection poisoned".into()))?;
