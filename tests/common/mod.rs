@@ -151,6 +151,26 @@ impl Drop for OpenTransaction {
     }
 }
 
+/// The load's state file in `state_dir` (`load-<target>-<hash>.json`), if
+/// one is there. The folder holds other files too (the temporary file of an
+/// atomic replace, which a kill can leave behind; link spools; locks), so
+/// "the first entry" is not it.
+pub fn load_state_file(state_dir: &Path) -> Option<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(state_dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("load-") && n.ends_with(".json"))
+        })
+        .collect();
+    files.sort();
+    files.into_iter().next()
+}
+
 /// Runs `pgflare` with `args`, the database URL in the environment.
 pub fn pgflare(db: &TestDb, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pgflare"))

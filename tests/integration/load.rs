@@ -74,8 +74,7 @@ fn a_load_resumes_with_only_the_ranges_not_confirmed() {
     load(&db, &state, &args);
     // Pretend the run died before confirming the last chunks range: its
     // rows are gone from the target and its range is not done.
-    let file =
-        std::fs::read_dir(&state).expect("state dir").next().expect("a state file").expect("entry").path();
+    let file = load_state_file(&state).expect("a state file");
     let mut st: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("json");
     let chunks = st["tables"]
@@ -223,7 +222,7 @@ vector_metadata = ["document_id"]
     let mut args = vec!["--json", "load", "--state-dir", state.to_str().expect("p"), "--config", cfg];
     args.extend_from_slice(&["--target", "sqlite", "--sqlite", sq]);
     // Mark the load unfinished so the state is consulted.
-    let file = std::fs::read_dir(&state).expect("dir").next().expect("file").expect("entry").path();
+    let file = load_state_file(&state).expect("state file");
     let t =
         std::fs::read_to_string(&file).expect("read").replace("\"complete\": true", "\"complete\": false");
     std::fs::write(&file, t).expect("write");

@@ -59,10 +59,8 @@ fn a_killed_api_load_run_again_ends_exact() {
     // Kill once at least one range is confirmed (the state file says so).
     let started = Instant::now();
     loop {
-        let done =
-            std::fs::read_dir(&state).ok().and_then(|mut d| d.next()).and_then(|e| e.ok()).is_some_and(|e| {
-                std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("\"done\": true"))
-            });
+        let done = load_state_file(&state)
+            .is_some_and(|f| std::fs::read_to_string(f).is_ok_and(|t| t.contains("\"done\": true")));
         if done || started.elapsed() > Duration::from_secs(60) {
             break;
         }
@@ -71,7 +69,7 @@ fn a_killed_api_load_run_again_ends_exact() {
     child.kill().expect("SIGKILL");
     let status = child.wait().expect("wait");
     assert!(!status.success(), "the load finished before it could be killed");
-    let file = std::fs::read_dir(&state).expect("state").next().expect("state file").expect("entry").path();
+    let file = load_state_file(&state).expect("state file");
     let st: serde_json::Value = serde_json::from_slice(&std::fs::read(file).expect("read")).expect("json");
     assert_eq!(st["complete"], false, "killed mid-load");
 

@@ -386,11 +386,10 @@ fn a_load_killed_during_the_vectorize_upload_ends_exact() {
     // Kill once one range is confirmed: Vectorize holds part of the vectors.
     let started = Instant::now();
     loop {
-        let done =
-            std::fs::read_dir(&state).ok().and_then(|mut d| d.next()).and_then(|e| e.ok()).is_some_and(|e| {
-                std::fs::read_to_string(e.path())
-                    .is_ok_and(|t| t.contains("\"done\": true") && t.contains("\"written\""))
-            });
+        let done = load_state_file(&state).is_some_and(|f| {
+            std::fs::read_to_string(f)
+                .is_ok_and(|t| t.contains("\"done\": true") && t.contains("\"written\""))
+        });
         if done || started.elapsed() > Duration::from_secs(90) {
             break;
         }
