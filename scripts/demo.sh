@@ -69,7 +69,7 @@ CLOUDFLARE_API_BASE_URL="$BASE_URL" CLOUDFLARE_ACCOUNT_ID=demo-account CLOUDFLAR
 step "independent check: the emulator's Vectorize index equals Postgres vector by vector; top-10 queries match exact cosine"
 CLOUDFLARE_API_TOKEN="$EMU_TOKEN" "$VENV/bin/python" tests/py/compare_vectorize.py "$DATABASE_URL" public.chunks \
     --vector embedding --metadata document_id,chunk_index,token_count,tags,created_at,updated_at \
-    --api "$BASE_URL" demo-account chunks --topk 10 --queries 5
+    --config "$WORK/pgflare.toml" --api "$BASE_URL" demo-account chunks --topk 10 --queries 5
 
 step "independent check: the emulator's D1 database equals Postgres row by row"
 "$VENV/bin/python" tests/py/compare_d1.py "$DATABASE_URL" "$WORK/emulator/d1/rehearsal.sqlite" \

@@ -428,6 +428,13 @@ pub struct CheckArgs {
     #[arg(long)]
     pub no_vectorize: bool,
 
+    /// Vectors the load's rules leave out (a row Vectorize would refuse)
+    /// do not fail the verification: with no other difference the verdict
+    /// is `consistent_except_skipped` (exit 0) and still lists them.
+    /// Without it they are differences (exit 1).
+    #[arg(long)]
+    pub accept_skipped: bool,
+
     /// Client-side request budget for the Vectorize API, REQUESTS/SECONDS.
     #[arg(long, value_name = "N/SECONDS")]
     pub rate_limit: Option<String>,

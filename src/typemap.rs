@@ -234,7 +234,8 @@ pub const TYPE_TABLE: &[Mapping] = &[
 const REFUSED: &[(&str, &str)] = &[("sparsevec", "vector"), ("interval", "text"), ("timetz", "text")];
 
 /// A Vectorize metadata value's form (see [`ColumnType::metadata_form`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum MetadataForm {
     String,
     Number,
@@ -252,6 +253,16 @@ impl MetadataForm {
             MetadataForm::Number => Some("number"),
             MetadataForm::Boolean => Some("boolean"),
             MetadataForm::StringArray | MetadataForm::Json => None,
+        }
+    }
+
+    /// The form an index type names (`string`, `number`, `boolean`).
+    pub fn of_index_type(t: &str) -> Option<MetadataForm> {
+        match t {
+            "string" => Some(MetadataForm::String),
+            "number" => Some(MetadataForm::Number),
+            "boolean" => Some(MetadataForm::Boolean),
+            _ => None,
         }
     }
 }

@@ -60,7 +60,8 @@ impl Default for DigestInfo {
 pub struct ManifestTable {
     #[serde(flatten)]
     pub spec: TableSpec,
-    /// Arrow type of each column, in column order, as Arrow prints it.
+    /// Arrow type of each column in the files, in column order, as Arrow
+    /// prints it.
     pub arrow_types: Vec<String>,
     pub rows: u64,
     pub bytes: u64,

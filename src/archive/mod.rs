@@ -139,7 +139,9 @@ pub async fn export_at(
             bytes: report.bytes,
             partitions,
         });
-        let arrow_types = t.spec.columns.iter().map(|c| c.ty.arrow_type().to_string()).collect();
+        // The types in the files, which is what a reader of the archive sees.
+        let arrow_types =
+            writer::file_schema(&t.spec).fields().iter().map(|f| f.data_type().to_string()).collect();
         out_tables.push(ManifestTable {
             arrow_types,
             rows: report.rows,

@@ -117,19 +117,23 @@ fn check_file(dir: &Path, table: &ManifestTable, f: &crate::sink::FileReport, bu
         ),
         Err(e) => fail("unreadable", e.to_string()),
     }
-    let expected = table.spec.arrow_schema();
+    // Archives written before the files declared nullable vector elements
+    // (see writer::file_schema) carry the table's own schema: both verify.
+    let expected = [super::writer::file_schema(&table.spec), table.spec.arrow_schema()];
     let key = table.spec.key_indices();
     let mut rows = 0u64;
     let mut digest = DigestSum::default();
     let mut sums = Buckets::new(buckets);
     let read = read_parquet(&path, |batch, _| {
         let got = batch.schema();
-        let same = got.fields().len() == expected.fields().len()
-            && got
-                .fields()
-                .iter()
-                .zip(expected.fields())
-                .all(|(a, b)| a.name() == b.name() && a.data_type().equals_datatype(b.data_type()));
+        let same = expected.iter().any(|want| {
+            got.fields().len() == want.fields().len()
+                && got
+                    .fields()
+                    .iter()
+                    .zip(want.fields())
+                    .all(|(a, b)| a.name() == b.name() && a.data_type().equals_datatype(b.data_type()))
+        });
         if !same {
             return Err(Error::Internal(format!("schema differs from the manifest's: {got}")));
         }
@@ -217,6 +221,29 @@ pub async fn verify(
     Ok(report)
 }
 
+/// The source columns of `spec`'s table that the archive does not hold
+/// (left out with `--exclude`, or added since), as `schema.table.column`:
+/// they are not read again, so a type pgflare cannot read there (the reason
+/// to exclude it) is no problem. Empty when the table is gone (introspection
+/// then reports it).
+async fn not_archived(conn: &mut crate::source::SourceConn, spec: &TableSpec) -> Result<Vec<String>> {
+    let table =
+        format!("{}.{}", crate::batch::quote_ident(&spec.schema), crate::batch::quote_ident(&spec.name));
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT a.attname::text FROM pg_attribute a
+          WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+    )
+    .bind(&table)
+    .fetch_all(conn)
+    .await
+    .map_err(Error::db(format!("reading the columns of {table}")))?;
+    Ok(names
+        .into_iter()
+        .filter(|n| spec.column(n).is_none())
+        .map(|n| format!("{}.{}.{n}", spec.schema, spec.name))
+        .collect())
+}
+
 async fn against_source(
     dir: &Path,
     manifest: &Manifest,
@@ -238,7 +265,7 @@ async fn against_source(
                 .iter()
                 .filter_map(|c| Some((format!("{}.{}", t.spec.name, c.name), c.cast.clone()?)))
                 .collect(),
-            excludes: Vec::new(),
+            excludes: not_archived(snapshot.conn(), &t.spec).await?,
         };
         let found = match introspect(snapshot.conn(), &sel).await {
             Ok(mut v) => v.remove(0),

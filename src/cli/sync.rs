@@ -75,8 +75,9 @@ pub struct SyncArgs {
     #[arg(long, value_name = "FILE")]
     pub summary: Option<PathBuf>,
 
-    /// Scratch folder (D1 keys copied for finding deletes over the API);
-    /// for --target files also where the sync state is kept (the load's
+    /// Scratch folder (D1 keys copied for finding deletes over the API,
+    /// the link values of tables with foreign keys on a cycle); for
+    /// --target files also where the sync state is kept (the load's
     /// --state-dir, which holds the first checkpoint).
     #[arg(long, default_value = ".pgflare", value_name = "DIR")]
     pub work_dir: PathBuf,

@@ -117,8 +117,8 @@ impl Api {
                         }
                         Payload::None => req,
                     };
-                    let resp = req.send().await.map_err(|e| self.transport(what, e))?;
-                    envelope(self, what, product, resp).await
+                    let resp = req.send().await.map_err(|e| transport(&self.settings.timeouts, what, e))?;
+                    envelope(&self.settings.timeouts, what, product, resp).await
                 },
                 &notice,
             )
@@ -144,10 +144,11 @@ impl Api {
                     if let Some(b) = &body {
                         req = req.body(b.clone());
                     }
-                    let resp = req.send().await.map_err(|e| self.transport(what, e))?;
+                    let resp = req.send().await.map_err(|e| transport(&self.settings.timeouts, what, e))?;
                     let status = resp.status();
                     let headers = resp.headers().clone();
-                    let bytes = resp.bytes().await.map_err(|e| self.transport(what, e))?;
+                    let bytes =
+                        resp.bytes().await.map_err(|e| transport(&self.settings.timeouts, what, e))?;
                     if status.is_success() {
                         Ok((headers, bytes))
                     } else {
@@ -205,7 +206,12 @@ impl Api {
             .retry
             .run(
                 || async {
-                    let resp = self.http.get(url).send().await.map_err(|e| self.transport(what, e))?;
+                    let resp = self
+                        .http
+                        .get(url)
+                        .send()
+                        .await
+                        .map_err(|e| transport(&self.settings.timeouts, what, e))?;
                     let status = resp.status();
                     if !status.is_success() {
                         let headers = resp.headers().clone();
@@ -223,7 +229,7 @@ impl Api {
                     let mut stream = resp.bytes_stream();
                     let mut n = 0u64;
                     while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
-                        let chunk = chunk.map_err(|e| self.transport(what, e))?;
+                        let chunk = chunk.map_err(|e| transport(&self.settings.timeouts, what, e))?;
                         file.write_all(&chunk).await.map_err(fatal)?;
                         n += chunk.len() as u64;
                     }
@@ -236,59 +242,56 @@ impl Api {
     }
 }
 
-impl Api {
-    /// A request that got no answer: a failed or refused connection, or
-    /// one of the run's bounds ran out (then the error says which, and the
-    /// retry policy gives up sooner: a server that stays silent once
-    /// usually does again).
-    fn transport(&self, what: &str, e: reqwest::Error) -> Failure {
-        let server = e.url().map(|u| match (u.host_str(), u.port_or_known_default()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_string(),
-            _ => u.to_string(),
-        });
-        let server = server.unwrap_or_else(|| "the Cloudflare API".into());
-        let t = &self.settings.timeouts;
-        let (message, timed_out) = if e.is_timeout() && e.is_connect() {
-            (format!("could not connect to {server} within {} (--connect-timeout)", human(t.connect)), true)
-        } else if e.is_timeout() {
-            (format!("no answer from {server} within {} (--http-timeout)", human(t.http)), true)
-        } else {
-            // reqwest errors show the URL; ours hold account and database
-            // ids, never the token, so they may be shown. The causes say
-            // what happened (`Connection refused`).
-            let mut text = format!("request failed: {e}");
-            let mut cause = std::error::Error::source(&e);
-            while let Some(c) = cause {
-                text.push_str(&format!(": {c}"));
-                cause = c.source();
-            }
-            (text, false)
-        };
-        Failure::Transient {
-            error: Error::Api {
-                what: what.to_string(),
-                status: None,
-                message,
-                hint: "the connection failed or the server did not answer in time; pgflare retries such \
-                       failures with backoff (a silent server a few times only)"
-                    .into(),
-            },
-            retry_after: None,
-            timed_out,
+/// A request that got no answer: a failed or refused connection, or one of
+/// the run's bounds ran out (then the error says which, and the retry
+/// policy gives up sooner: a server that stays silent once usually does
+/// again).
+fn transport(t: &crate::timeouts::Timeouts, what: &str, e: reqwest::Error) -> Failure {
+    let server = e.url().map(|u| match (u.host_str(), u.port_or_known_default()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => u.to_string(),
+    });
+    let server = server.unwrap_or_else(|| "the Cloudflare API".into());
+    let (message, timed_out) = if e.is_timeout() && e.is_connect() {
+        (format!("could not connect to {server} within {} (--connect-timeout)", human(t.connect)), true)
+    } else if e.is_timeout() {
+        (format!("no answer from {server} within {} (--http-timeout)", human(t.http)), true)
+    } else {
+        // reqwest errors show the URL; ours hold account and database
+        // ids, never the token, so they may be shown. The causes say
+        // what happened (`Connection refused`).
+        let mut text = format!("request failed: {e}");
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
         }
+        (text, false)
+    };
+    Failure::Transient {
+        error: Error::Api {
+            what: what.to_string(),
+            status: None,
+            message,
+            hint: "the connection failed or the server did not answer in time; pgflare retries such \
+                   failures with backoff (a silent server a few times only)"
+                .into(),
+        },
+        retry_after: None,
+        timed_out,
     }
 }
 
 async fn envelope(
-    api: &Api,
+    timeouts: &crate::timeouts::Timeouts,
     what: &str,
     product: Product,
     resp: reqwest::Response,
 ) -> std::result::Result<Value, Failure> {
     let status = resp.status();
     let headers = resp.headers().clone();
-    let text = resp.text().await.map_err(|e| api.transport(what, e))?;
+    let text = resp.text().await.map_err(|e| transport(timeouts, what, e))?;
     let parsed: Option<Value> = serde_json::from_str(&text).ok();
     let success = parsed.as_ref().and_then(|v| v.get("success")).and_then(Value::as_bool);
     if status.is_success() && success != Some(false) {
@@ -322,14 +325,16 @@ async fn envelope(
         (400, Product::Vectorize) => {
             "Vectorize refused the request (the message says which vector and limit); fix the data or \
              the mapping (or set [vectorize] on_invalid = \"skip\") and run the command again"
+                .to_string()
         }
-        (400, Product::D1) => {
+        (400, Product::D1) => super::limits::shape_limit_hint(what, &message).unwrap_or_else(|| {
             "D1 refused the SQL; the message above is SQLite's. Fix the data or the mapping and run the \
              command again: finished parts are not redone"
-        }
-        _ => "",
+                .into()
+        }),
+        _ => String::new(),
     };
-    Err(classify(what, status, &headers, message, fallback))
+    Err(classify(what, status, &headers, message, &fallback))
 }
 
 /// Decides whether a failed answer is worth another attempt, and what to tell the user.
@@ -361,5 +366,44 @@ pub(crate) fn snippet(text: &str) -> String {
     match t.char_indices().nth(300) {
         Some((i, _)) => format!("{}...", &t[..i]),
         None => t.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn refusal(product: Product, body: &str) -> Error {
+        let resp = axum::http::Response::builder().status(400).body(body.to_string()).expect("response");
+        let timeouts = crate::timeouts::Timeouts::default();
+        match envelope(&timeouts, "reading keys of changed buckets of chunks", product, resp.into()).await {
+            Err(Failure::Fatal(e)) => e,
+            Err(Failure::Transient { error, .. }) => panic!("a 400 is not transient: {error}"),
+            Ok(v) => panic!("a refusal answered {v}"),
+        }
+    }
+
+    fn hint(e: &Error) -> &str {
+        match e {
+            Error::Api { hint, .. } => hint,
+            other => panic!("not an API error: {other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn d1_refusing_generated_sql_for_a_limit_is_pgflares_fault_not_the_datas() {
+        let body = r#"{"success":false,"errors":[{"code":7500,"message":"Expression tree is too large (maximum depth 100): SQLITE_ERROR"}],"messages":[],"result":null}"#;
+        let e = refusal(Product::D1, body).await;
+        let (text, h) = (e.to_string(), hint(&e));
+        assert!(
+            text.contains("reading keys of changed buckets of chunks") && text.contains("[7500]"),
+            "{text}"
+        );
+        assert!(h.contains("100 levels of expression nesting") && h.contains("pgflare limit problem"), "{h}");
+        assert!(!h.contains("Fix the data"), "{h}");
+        // A refusal the data causes keeps the advice to fix the data.
+        let body = r#"{"success":false,"errors":[{"code":7500,"message":"NOT NULL constraint failed: chunks.content: SQLITE_CONSTRAINT"}]}"#;
+        let e = refusal(Product::D1, body).await;
+        assert!(hint(&e).contains("Fix the data or the mapping"), "{e}");
     }
 }

@@ -19,6 +19,9 @@ use crate::timeouts::D1_WAIT;
 pub struct Applied {
     pub statements: u64,
     pub rows_written: u64,
+    /// Rows changed (`meta.changes`: SQLite's count, cascades included),
+    /// summed over the statements; 0 for imports.
+    pub changes: u64,
 }
 
 pub struct D1 {
@@ -53,7 +56,8 @@ impl D1 {
         let entries = result.as_array().cloned().unwrap_or_default();
         let rows_written =
             entries.iter().filter_map(|e| e.pointer("/meta/rows_written").and_then(Value::as_u64)).sum();
-        Ok(Applied { statements: entries.len() as u64, rows_written })
+        let changes = entries.iter().filter_map(|e| e.pointer("/meta/changes").and_then(Value::as_u64)).sum();
+        Ok(Applied { statements: entries.len() as u64, rows_written, changes })
     }
 
     /// Runs one statement with `?N` parameters and returns its rows (JSON
@@ -124,6 +128,7 @@ impl D1 {
                     return Ok(Applied {
                         statements: r.get("num_queries").and_then(Value::as_u64).unwrap_or(0),
                         rows_written: r.pointer("/meta/rows_written").and_then(Value::as_u64).unwrap_or(0),
+                        changes: 0,
                     });
                 }
                 Some("error") => {
@@ -131,13 +136,11 @@ impl D1 {
                         .get("error")
                         .map(|e| e.as_str().map(str::to_string).unwrap_or_else(|| e.to_string()))
                         .unwrap_or_else(|| "import failed".into());
-                    return Err(Error::Api {
-                        what: what.to_string(),
-                        status: None,
-                        message,
-                        hint: "D1 refused the file and left the database as it was; the message above is SQLite's"
-                            .into(),
+                    let hint = super::limits::shape_limit_hint(what, &message).unwrap_or_else(|| {
+                        "D1 refused the file and left the database as it was; the message above is SQLite's"
+                            .into()
                     });
+                    return Err(Error::Api { what: what.to_string(), status: None, message, hint });
                 }
                 _ => {}
             }

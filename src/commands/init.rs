@@ -1,4 +1,5 @@
-//! `pgflare init`: reads the source catalog once and writes the two files a
+//! `pgflare init`: reads the source catalog once (and samples json/jsonb
+//! columns for their keys) and writes the two files a
 //! migration starts from: `pgflare.toml` (what moves where) and the D1
 //! migration for `wrangler d1 migrations apply`. The configuration is
 //! parsed back and checked against the catalog before anything is written,
@@ -30,6 +31,11 @@ struct TableReport {
     cursor: Option<String>,
     vector: Option<String>,
     vector_metadata: Vec<String>,
+    /// JSON paths proposed as top-level metadata properties.
+    vector_metadata_paths: Vec<crate::sink::vectorize::metadata::PathProperty>,
+    vector_metadata_indexes: Vec<String>,
+    /// What the json/jsonb columns hold (a sample), which the proposal is made from.
+    json_keys: Vec<crate::source::json_survey::JsonSurvey>,
 }
 
 pub async fn run(
@@ -47,9 +53,13 @@ pub async fn run(
     let infos = introspect(&mut conn, &selection).await?;
     let order = migration::fk_order(&infos.iter().collect::<Vec<_>>());
 
+    let mut surveys = Vec::new();
+    for info in &infos {
+        surveys.push(crate::source::json_survey::survey_table(&mut conn, info).await?);
+    }
     let mut suggested = Vec::new();
     for (n, &i) in order.iter().enumerate() {
-        let m = init::suggest(&infos[i], format!("{}: tables[{n}]", config_path.display()));
+        let m = init::suggest(&infos[i], format!("{}: tables[{n}]", config_path.display()), &surveys[i]);
         if m.primary_key.is_none() {
             return Err(Error::Config {
                 setting: format!("table {}", infos[i].spec.qualified()),
@@ -59,16 +69,18 @@ pub async fn run(
             }
             .into());
         }
-        suggested.push((&infos[i], m));
+        suggested.push((&infos[i], m, surveys[i].as_slice()));
     }
-    let text =
-        init::config_toml(&selection.schema, &suggested.iter().map(|(i, m)| (*i, m)).collect::<Vec<_>>());
+    let text = init::config_toml(
+        &selection.schema,
+        &suggested.iter().map(|(i, m, s)| (*i, m, *s)).collect::<Vec<_>>(),
+    );
     // Parse what we are about to write, exactly as `load` will.
     let project = file::parse_project(&text, &config_path)
         .context("internal: the generated pgflare.toml does not parse back")?;
     let mut pairs = Vec::new();
     let mut report = Vec::new();
-    for (m, (info, _)) in project.tables.iter().zip(&suggested) {
+    for (m, (info, _, json_keys)) in project.tables.iter().zip(&suggested) {
         let d1 = mapping::d1_table(m, info)?;
         report.push(TableReport {
             table: info.spec.qualified(),
@@ -78,6 +90,9 @@ pub async fn run(
             cursor: m.cursor.clone(),
             vector: m.vector.clone(),
             vector_metadata: m.vector_metadata.clone(),
+            vector_metadata_paths: m.vector_json.paths.clone(),
+            vector_metadata_indexes: m.vector_metadata_indexes.clone(),
+            json_keys: json_keys.to_vec(),
         });
         pairs.push(((*info).clone(), d1));
     }

@@ -11,6 +11,7 @@ use crate::cli::InspectArgs;
 use crate::config;
 use crate::source::fit::{check_table, Finding, Severity};
 use crate::source::introspect::{introspect_lenient, FixStyle};
+use crate::source::json_survey::{survey_table, JsonSurvey};
 use crate::source::TableInfo;
 
 #[derive(Serialize)]
@@ -20,6 +21,9 @@ struct TableReport {
     columns_mapped: Vec<ColumnMapping>,
     /// None when --no-scan was given.
     findings: Option<Vec<Finding>>,
+    /// The key paths of each json/jsonb column, from a sample; None with --no-scan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    json_keys: Option<Vec<JsonSurvey>>,
 }
 
 #[derive(Serialize)]
@@ -59,7 +63,8 @@ pub async fn run(
                 nullable: c.nullable,
             })
             .collect();
-        reports.push(TableReport { info, columns_mapped, findings });
+        let json_keys = if args.no_scan { None } else { Some(survey_table(&mut conn, &info).await?) };
+        reports.push(TableReport { info, columns_mapped, findings, json_keys });
     }
     if json {
         print_json(&serde_json::json!({ "source": source.display(), "tables": reports }))?;
@@ -111,6 +116,33 @@ fn print_human(reports: &[TableReport]) {
                 }
             }
         }
+        print_json_keys(r.json_keys.as_deref().unwrap_or_default());
         outln!();
+    }
+}
+
+/// The key paths of each json/jsonb column and what would not fit
+/// Vectorize metadata.
+fn print_json_keys(surveys: &[JsonSurvey]) {
+    for j in surveys {
+        outln!(
+            "  JSON keys of {} ({}; depth up to {}, values up to {} bytes{}):",
+            j.column,
+            j.sample,
+            j.max_depth,
+            j.max_bytes,
+            if j.fits_whole { "; fits Vectorize metadata whole" } else { "" }
+        );
+        let w = j.paths.iter().map(|p| p.path.len()).max().unwrap_or(4).clamp(4, 60);
+        for p in &j.paths {
+            let types: Vec<String> = p.types.keys().map(|t| t.to_string()).collect();
+            outln!("    {:w$}  {:>5.1}%  {}", p.path, p.share * 100.0, types.join("|"));
+            for problem in &p.problems {
+                outln!("    {:w$}         ! {problem}", "");
+            }
+        }
+        if j.paths_not_listed > 0 {
+            outln!("    ... and {} more paths", j.paths_not_listed);
+        }
     }
 }

@@ -205,13 +205,23 @@ fn print_human(s: &LoadSummary) {
                 v.skipped
             );
             for r in &v.rejected {
-                outln!("{:26}skipped {} ({}): {}", "", r.key, r.column, r.reason);
+                outln!("{:26}skipped {}: {}", "", r.key, r.describe());
             }
             if v.skipped > v.rejected.len() as u64 {
                 outln!("{:26}... and {} more (see the state file)", "", v.skipped - v.rejected.len() as u64);
             }
+            if v.metadata_omitted > 0 {
+                outln!(
+                    "{:26}{} metadata values left out of written vectors (they do not fit Vectorize, or the mapping omits them):",
+                    "", v.metadata_omitted
+                );
+                for o in &v.omissions {
+                    outln!("{:28}{} x {}: {} (e.g. {})", "", o.count, o.path, o.reason, o.example);
+                }
+            }
         }
     }
+    print_links(&s.tables);
     if let Some(v) = &s.vectorize {
         outln!("vectors: {v}");
     }
@@ -232,5 +242,24 @@ fn print_human(s: &LoadSummary) {
     outln!("state: {}  (a later sync starts at snapshot {})", s.state_file, s.first_snapshot.taken_at);
     if let Some(c) = &s.sync_checkpoint {
         outln!("sync checkpoint: {c}  (`pgflare sync` continues from there, on any machine)");
+    }
+}
+
+/// Links set after the rows, and the rows left with their link unset.
+fn print_links(tables: &[load::TableSummary]) {
+    for (t, l) in tables.iter().filter_map(|t| t.links.as_ref().map(|l| (t, l))) {
+        outln!("{:24} -> foreign keys on a cycle: links of {} rows written after every row", "", l.rows);
+        if l.unresolved > 0 {
+            outln!(
+                "{:26}{} rows of {} point at a row D1 does not have: their link is left unset \
+                 (NULL, or the row itself for a NOT NULL key); `pgflare sync` sets it once that row is there",
+                "",
+                l.unresolved,
+                t.table
+            );
+            for e in &l.examples {
+                outln!("{:28}{e}", "");
+            }
+        }
     }
 }

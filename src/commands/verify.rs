@@ -77,6 +77,7 @@ pub async fn run(
         queries: args.queries,
         k: args.k.clamp(1, 100),
         min_recall: args.min_recall,
+        accept_skipped: args.accept_skipped,
     };
     let report = run::run(&source, &opts, progress).await?;
     let written = write_reports(&report, &args.report_dir)?;
@@ -107,6 +108,7 @@ fn write_reports(report: &VerifyReport, dir: &std::path::Path) -> anyhow::Result
 fn print_human(r: &VerifyReport, written: &[std::path::PathBuf]) {
     let word = match r.verdict.status {
         Status::Consistent => "CONSISTENT",
+        Status::ConsistentExceptSkipped => "CONSISTENT EXCEPT SKIPPED VECTORS",
         Status::Differences => "DIFFERENCES",
         Status::Error => "COULD NOT VERIFY",
     };
@@ -130,7 +132,8 @@ fn print_human(r: &VerifyReport, written: &[std::path::PathBuf]) {
             for d in g.differences.iter().take(10) {
                 let fields: Vec<String> =
                     d.fields.iter().map(|f| format!("{}: {} -> {}", f.field, f.source, f.target)).collect();
-                outln!("    {:?} {} {}", d.kind, d.key, fields.join("; "));
+                let reason = d.reason.as_deref().unwrap_or_default();
+                outln!("    {:?} {} {}{reason}", d.kind, d.key, fields.join("; "));
             }
         }
     }

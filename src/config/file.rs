@@ -98,6 +98,13 @@ struct RawTable {
     #[serde(default)]
     vector_metadata_indexes: Vec<String>,
     #[serde(default)]
+    vector_metadata_paths: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    vector_metadata_flatten: Vec<String>,
+    #[serde(default)]
+    vector_metadata_omit: Vec<String>,
+    vector_metadata_separator: Option<String>,
+    #[serde(default)]
     casts: BTreeMap<String, String>,
 }
 
@@ -311,15 +318,21 @@ fn table(at: &str, default_schema: &str, t: RawTable) -> Result<TableMapping> {
             "the vector column cannot be its own metadata".into(),
         ));
     }
+    let vector_json = super::vector_metadata::parse(
+        at,
+        t.vector.is_some(),
+        &t.vector_metadata,
+        super::vector_metadata::RawJsonKeys {
+            paths: t.vector_metadata_paths,
+            flatten: t.vector_metadata_flatten,
+            omit: t.vector_metadata_omit,
+            separator: t.vector_metadata_separator,
+        },
+    )?;
     list("vector_metadata_indexes", &t.vector_metadata_indexes)?;
-    if let Some(j) = t.vector_metadata_indexes.iter().position(|m| !t.vector_metadata.contains(m)) {
-        return Err(bad(
-            &format!("vector_metadata_indexes[{j}]"),
-            format!(
-                "`{}` is not in vector_metadata: only metadata can be indexed",
-                t.vector_metadata_indexes[j]
-            ),
-        ));
+    for (j, m) in t.vector_metadata_indexes.iter().enumerate() {
+        super::vector_metadata::index_type(m, &t.vector_metadata, &vector_json)
+            .map_err(|e| bad(&format!("vector_metadata_indexes[{j}]"), e))?;
     }
     if t.vector_metadata_indexes.len() > crate::cloudflare::limits::VECTORIZE_MAX_METADATA_INDEXES {
         return Err(bad(
@@ -424,6 +437,7 @@ fn table(at: &str, default_schema: &str, t: RawTable) -> Result<TableMapping> {
         vector_id: t.vector_id,
         vector_namespace: t.vector_namespace,
         vector_metadata_indexes: t.vector_metadata_indexes,
+        vector_json,
         casts: t.casts.into_iter().collect(),
     })
 }

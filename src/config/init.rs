@@ -9,11 +9,14 @@ use std::fmt::Write as _;
 
 use super::project::{ColumnMapping, TableMapping};
 use crate::batch::ColumnSpec;
+use crate::sink::vectorize::metadata::{JsonMetadata, PathProperty};
+use crate::source::json_survey::JsonSurvey;
 use crate::source::TableInfo;
 use crate::typemap::Kind;
 
-/// The mapping `init` suggests for one table.
-pub fn suggest(info: &TableInfo, setting: String) -> TableMapping {
+/// The mapping `init` suggests for one table (`surveys`: its json/jsonb
+/// columns' keys, for the JSON metadata proposal).
+pub fn suggest(info: &TableInfo, setting: String, surveys: &[JsonSurvey]) -> TableMapping {
     let spec = &info.spec;
     let vector = spec
         .columns
@@ -35,6 +38,11 @@ pub fn suggest(info: &TableInfo, setting: String) -> TableMapping {
         .filter(|c| Some(&c.name) != vector.as_ref())
         .map(|c| ColumnMapping { source: c.name.clone(), d1: c.name.clone() })
         .collect();
+    let choices = match &vector {
+        Some(_) => super::init_json::propose(surveys, &vector_metadata),
+        None => Vec::new(),
+    };
+    let paths = super::init_json::properties(&choices);
     TableMapping {
         setting,
         schema: spec.schema.clone(),
@@ -45,29 +53,38 @@ pub fn suggest(info: &TableInfo, setting: String) -> TableMapping {
         d1_table: spec.name.clone(),
         d1_columns: Some(d1_columns),
         renames: Vec::new(),
-        vector_metadata_indexes: metadata_indexes(spec, &vector_metadata),
+        vector_metadata_indexes: metadata_indexes(
+            spec,
+            &vector_metadata,
+            &super::init_json::common(&choices),
+        ),
         vector,
         vector_metadata,
         vector_id: None,
         vector_namespace: None,
+        vector_json: JsonMetadata { paths, ..JsonMetadata::default() },
         casts: spec.columns.iter().filter_map(|c| c.cast.clone().map(|t| (c.name.clone(), t))).collect(),
     }
 }
 
-/// Metadata columns worth a Vectorize metadata index (filterable): short
-/// scalars, up to Vectorize's 10. Ids of a parent (`*_id`) first: a RAG
-/// query usually filters by document.
-fn metadata_indexes(spec: &crate::batch::TableSpec, metadata: &[String]) -> Vec<String> {
-    let mut cols: Vec<&ColumnSpec> = metadata
+/// Metadata properties worth a Vectorize metadata index (filterable):
+/// short scalar columns, then typed JSON path properties, up to
+/// Vectorize's 10. Ids (`*_id`) first: a RAG query usually filters by
+/// document (or tenant).
+fn metadata_indexes(
+    spec: &crate::batch::TableSpec,
+    metadata: &[String],
+    paths: &[PathProperty],
+) -> Vec<String> {
+    let mut names: Vec<&String> = metadata
         .iter()
         .filter_map(|m| spec.column(m))
         .filter(|c| c.ty.metadata_form().and_then(|f| f.index_type()).is_some())
+        .map(|c| &c.name)
+        .chain(paths.iter().filter(|p| p.ty.is_some()).map(|p| &p.name))
         .collect();
-    cols.sort_by_key(|c| !c.name.ends_with("_id"));
-    cols.iter()
-        .take(crate::cloudflare::limits::VECTORIZE_MAX_METADATA_INDEXES)
-        .map(|c| c.name.clone())
-        .collect()
+    names.sort_by_key(|n| !(n.ends_with("_id") || n.as_str() == "id"));
+    names.into_iter().take(crate::cloudflare::limits::VECTORIZE_MAX_METADATA_INDEXES).cloned().collect()
 }
 
 /// A timestamp column named like a last-change time.
@@ -124,7 +141,7 @@ pub fn quote(s: &str) -> String {
 }
 
 /// A TOML key: bare when it can be.
-fn key(s: &str) -> String {
+pub fn toml_key(s: &str) -> String {
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         s.to_string()
     } else {
@@ -174,12 +191,13 @@ const CLOUDFLARE: &str = "
 # One [[tables]] per table, parents before children (D1 checks foreign keys).
 ";
 
-/// The whole file for `tables` (already in load order).
-pub fn config_toml(schema: &str, tables: &[(&TableInfo, &TableMapping)]) -> String {
+/// The whole file for `tables` (already in load order), each with the
+/// key survey of its json columns.
+pub fn config_toml(schema: &str, tables: &[(&TableInfo, &TableMapping, &[JsonSurvey])]) -> String {
     let mut out = String::from(HEAD);
     let _ = writeln!(out, "schema = {}", quote(schema));
     out.push_str(CLOUDFLARE);
-    for (info, m) in tables {
+    for (info, m, surveys) in tables {
         let name = if m.schema == schema { m.table.clone() } else { format!("{}.{}", m.schema, m.table) };
         let _ = write!(out, "\n[[tables]]\n# {}", info.spec.qualified());
         if let Some(n) = info.row_estimate {
@@ -245,8 +263,14 @@ pub fn config_toml(schema: &str, tables: &[(&TableInfo, &TableMapping)]) -> Stri
             );
         } else {
             let items: Vec<String> =
-                m.casts.iter().map(|(c, t)| format!("{} = {}", key(c), quote(t))).collect();
+                m.casts.iter().map(|(c, t)| format!("{} = {}", toml_key(c), quote(t))).collect();
             let _ = writeln!(out, "casts = {{ {} }}   # columns read through a cast", items.join(", "));
+        }
+        // Last: `[tables.vector_metadata_paths]` takes every key after it.
+        if m.vector.is_some() && !surveys.is_empty() {
+            let choices = super::init_json::propose(surveys, &m.vector_metadata);
+            out.push_str(&super::init_json::comment(surveys, &choices));
+            out.push_str(&super::init_json::paths_table(&choices));
         }
     }
     out

@@ -7,12 +7,10 @@ use serde::Serialize;
 
 use super::project::{ColumnMapping, TableMapping};
 use crate::batch::TableSpec;
+use crate::cloudflare::limits::D1_MAX_COLUMNS;
 use crate::error::{Error, Result};
 use crate::source::TableInfo;
 use crate::typemap::Kind;
-
-/// D1 allows at most this many columns in a table.
-pub const D1_MAX_COLUMNS: usize = 100;
 
 /// A table as it lands in D1.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -265,7 +263,12 @@ pub fn vector_mapping(
             });
         }
     }
+    super::vector_metadata::check_columns(&mapping.setting, &mapping.vector_json, info)?;
     for (j, m) in mapping.vector_metadata_indexes.iter().enumerate() {
+        if !mapping.vector_metadata.contains(m) {
+            // A JSON path property: its declared type was checked with the file.
+            continue;
+        }
         let form = col(&format!("vector_metadata_indexes[{j}]"), m)?.ty.metadata_form();
         if form.and_then(|f| f.index_type()).is_none() {
             return Err(Error::Config {
@@ -281,6 +284,7 @@ pub fn vector_mapping(
         id,
         namespace: mapping.vector_namespace.clone(),
         metadata: mapping.vector_metadata.clone(),
+        json: mapping.vector_json.clone(),
         dims,
         on_invalid: settings.on_invalid,
     }))
@@ -292,8 +296,12 @@ pub fn metadata_index_types(mapping: &TableMapping, info: &TableInfo) -> Vec<(St
         .vector_metadata_indexes
         .iter()
         .filter_map(|m| {
-            let t = info.spec.column(m)?.ty.metadata_form()?.index_type()?;
-            Some((m.clone(), t.to_string()))
+            let t =
+                match super::vector_metadata::index_type(m, &mapping.vector_metadata, &mapping.vector_json) {
+                    Ok(Some(declared)) => declared,
+                    _ => info.spec.column(m)?.ty.metadata_form()?.index_type()?.to_string(),
+                };
+            Some((m.clone(), t))
         })
         .collect()
 }
@@ -427,6 +435,42 @@ mod tests {
             ),
             vec![("updated_at".to_string(), "string".to_string())]
         );
+    }
+
+    #[test]
+    fn json_metadata_columns_must_be_json_and_typed_paths_give_index_types() {
+        use crate::config::project::VectorizeSettings;
+        use crate::sink::vectorize::json_path::JsonPath;
+        use crate::sink::vectorize::metadata::{JsonMetadata, PathProperty};
+        let mut i = info();
+        let mut meta = i.spec.columns[1].clone();
+        (meta.name, meta.ty, meta.pg_type) = ("meta".into(), ColumnType::scalar(Kind::Jsonb), "jsonb".into());
+        i.spec.columns.push(meta);
+        let prop = |p: &str| PathProperty {
+            name: "page".into(),
+            path: JsonPath::parse(p).expect("path"),
+            ty: Some(crate::typemap::MetadataForm::Number),
+        };
+        let json = |p: &str| JsonMetadata { paths: vec![prop(p)], ..JsonMetadata::default() };
+        let m = TableMapping {
+            vector: Some("embedding".into()),
+            vector_json: json("meta.loc.pageNumber"),
+            vector_metadata_indexes: vec!["page".into()],
+            ..mapping()
+        };
+        let v = vector_mapping(&m, &i, &VectorizeSettings::default()).expect("ok").expect("some");
+        assert_eq!(v.json.paths[0].name, "page");
+        assert!(v.columns().contains(&&"meta".to_string()), "the json column is read");
+        assert_eq!(metadata_index_types(&m, &i), vec![("page".to_string(), "number".to_string())]);
+        let text = TableMapping { vector_json: json("content.x"), ..m.clone() };
+        let e = vector_mapping(&text, &i, &VectorizeSettings::default()).expect_err("text").to_string();
+        assert!(
+            e.contains("tables[0].vector_metadata_paths.page: `content` is text: JSON paths and spreading need a json or jsonb column"),
+            "{e}"
+        );
+        let missing = TableMapping { vector_json: json("nope.x"), ..m };
+        let e = vector_mapping(&missing, &i, &VectorizeSettings::default()).expect_err("missing").to_string();
+        assert!(e.contains("has no column `nope`"), "{e}");
     }
 
     #[test]

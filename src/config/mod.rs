@@ -5,9 +5,11 @@
 pub mod file;
 mod file_errors;
 pub mod init;
+pub mod init_json;
 pub mod mapping;
 pub mod project;
 pub mod resolve;
+pub mod vector_metadata;
 pub mod wrangler;
 pub mod wrangler_local;
 

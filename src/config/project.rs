@@ -107,14 +107,17 @@ pub struct TableMapping {
     /// Metadata columns to create Vectorize metadata indexes for (so
     /// queries can filter on them); at most 10 per index.
     pub vector_metadata_indexes: Vec<String>,
+    /// JSON paths as top-level properties, spread json columns, paths left
+    /// out, and the separator of spread keys.
+    pub vector_json: crate::sink::vectorize::metadata::JsonMetadata,
     /// Columns read through a cast: (column, SQL type).
     pub casts: Vec<(String, String)>,
 }
 
 impl TableMapping {
     /// Whether a load reads `column` of the source: every column without
-    /// `d1_columns`, else those and the vector, key, metadata, id,
-    /// namespace and soft-delete columns.
+    /// `d1_columns`, else those and the vector, key, metadata (JSON paths
+    /// included), id, namespace and soft-delete columns.
     pub fn reads(&self, column: &str) -> bool {
         let named = |c: &Option<String>| c.as_deref() == Some(column);
         match &self.d1_columns {
@@ -126,6 +129,7 @@ impl TableMapping {
                     || named(&self.vector_namespace)
                     || named(&self.soft_delete)
                     || self.vector_metadata.iter().any(|m| m == column)
+                    || self.vector_json.columns().iter().any(|c| *c == column)
                     || self.primary_key.iter().flatten().any(|k| k == column)
             }
         }

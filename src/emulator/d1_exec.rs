@@ -8,8 +8,11 @@
 //! The rules are enforced by SQLite itself where it can: an authorizer hook
 //! refuses transactions, savepoints, PRAGMAs off D1's allowlist, ATTACH,
 //! `_cf_` names and virtual-table modules other than fts5/rtree at prepare
-//! time; `sqlite3_limit` caps string/BLOB/row size, columns, bound variables,
-//! compound SELECT terms and expression depth.
+//! time; `sqlite3_limit` sets every SQL limit of D1 (string/BLOB/row size,
+//! statement length, columns, bound variables, expression depth, compound
+//! SELECT terms, VDBE program size, function arguments, LIKE/GLOB pattern
+//! length, attached databases, trigger depth) with the values and sources
+//! of [`crate::cloudflare::limits`].
 
 use std::io::BufRead;
 use std::path::Path;
@@ -17,7 +20,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use rusqlite::hooks::{AuthContext, Authorization};
-use rusqlite::limits::Limit;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{ffi, Connection, StatementStatus};
 use serde::Serialize;
@@ -25,12 +27,11 @@ use serde_json::Value;
 
 use super::d1_rules::{code_name, judge};
 use super::sql_split::{split, Splitter};
+use crate::cloudflare::limits::{
+    apply_d1_sql_limits, refused_limit, D1_MAX_BOUND_PARAMS as MAX_PARAMS,
+    D1_MAX_STATEMENT_BYTES as MAX_STATEMENT_BYTES,
+};
 use crate::error::{Error, Result};
-
-pub const MAX_STATEMENT_BYTES: usize = 100_000;
-pub const MAX_VALUE_BYTES: i32 = 2_000_000;
-pub const MAX_COLUMNS: i32 = 100;
-pub const MAX_PARAMS: usize = 100;
 
 /// A statement group of a request: one `sql` (maybe several statements) and its params.
 pub struct Entry {
@@ -83,16 +84,7 @@ impl D1Conn {
         // Foreign keys are always enforced on D1.
         conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
             .map_err(Error::sqlite(&ctx))?;
-        for (limit, value) in [
-            (Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES),
-            (Limit::SQLITE_LIMIT_COLUMN, MAX_COLUMNS),
-            (Limit::SQLITE_LIMIT_VARIABLE_NUMBER, MAX_PARAMS as i32),
-            (Limit::SQLITE_LIMIT_COMPOUND_SELECT, 5),
-            (Limit::SQLITE_LIMIT_EXPR_DEPTH, 100),
-            (Limit::SQLITE_LIMIT_ATTACHED, 0),
-        ] {
-            conn.set_limit(limit, value).map_err(Error::sqlite(&ctx))?;
-        }
+        apply_d1_sql_limits(&conn).map_err(Error::sqlite(&ctx))?;
         let guard = Arc::new(Mutex::new(Guard::default()));
         let hook_guard = guard.clone();
         conn.authorizer(Some(move |ctx: AuthContext<'_>| {
@@ -317,14 +309,8 @@ impl D1Conn {
         let code = code_name(err.extended_code & 0xff);
         let rule = if err.extended_code & 0xff == ffi::SQLITE_AUTH {
             self.guard.lock().unwrap_or_else(PoisonError::into_inner).denial.take()
-        } else if err.extended_code & 0xff == ffi::SQLITE_TOOBIG {
-            Some(format!("D1 allows {MAX_VALUE_BYTES} bytes per string, BLOB or row"))
-        } else if text.starts_with("too many columns") {
-            Some(format!("D1 allows {MAX_COLUMNS} columns per table"))
-        } else if text.starts_with("too many SQL variables") {
-            Some(format!("D1 allows {MAX_PARAMS} bound parameters per statement"))
         } else {
-            None
+            refused_limit(&text).map(|l| format!("D1 allows {} {}", l.value, l.name))
         };
         match rule {
             Some(rule) => SqlError(format!("{text} ({rule}): {code}")),

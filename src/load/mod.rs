@@ -6,6 +6,7 @@
 //! what is missing. `--dry-run` stops after planning ([`plan`]).
 
 pub mod checkpoint;
+pub mod links;
 pub mod plan;
 pub mod report;
 pub mod state;
@@ -20,6 +21,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use self::plan::TablePlan;
+pub use self::plan::{prepare, Prepared};
 use self::report::{column_widths, table_summaries, write_files_manifest};
 use self::state::{LoadState, PartitionState, StateFile, StateLock, TableState};
 pub use self::target::Target;
@@ -29,8 +31,7 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::sink::d1::render::{D1Mapping, D1Mappings};
 use crate::sink::vectorize::{VectorMappings, VectorReport};
-use crate::source::introspect::{introspect_lenient, refuse_unsupported, FixStyle};
-use crate::source::{partition, read_all, ReadOptions, Selection, Snapshot, SnapshotInfo, Source};
+use crate::source::{partition, read_all, ReadOptions, Snapshot, SnapshotInfo, Source};
 use crate::source::{SplitOptions, TableInfo, TableJob};
 
 pub struct LoadOptions {
@@ -63,6 +64,11 @@ pub struct TableSummary {
     /// What went to Vectorize, all runs together (tables with a vector).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vectors: Option<VectorReport>,
+    /// Foreign keys on a cycle set after the rows (tables with links):
+    /// rows whose links were set, and those left unset because the row
+    /// they point at is not in D1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub links: Option<crate::sink::d1::linker::LinkReport>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -90,16 +96,6 @@ pub struct LoadSummary {
     pub sync_checkpoint: Option<String>,
 }
 
-/// The tables of a load (or a verification), mapped to D1 and Vectorize.
-pub struct Prepared {
-    /// The tables, with only the columns that are read (those D1 or Vectorize receive).
-    pub infos: Vec<TableInfo>,
-    pub mappings: Vec<D1Mapping>,
-    /// The full catalog view and D1 table, for the schema.
-    pub d1: Vec<(TableInfo, crate::config::mapping::D1Table)>,
-    pub vectors: vectors::VectorPlan,
-}
-
 pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Result<LoadSummary> {
     let started = Instant::now();
     let mut snapshot = Snapshot::export(src).await?;
@@ -112,7 +108,7 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     let vectors_on = !matches!(opts.vectorize, VectorTarget::Off);
     let prepared = prepare(&mut snapshot, &opts.project, &opts.only_tables, vectors_on).await?;
     let (infos, mappings) = (&prepared.infos, &prepared.mappings);
-    let waves = plan::waves(infos);
+    let waves = prepared.fks.waves.clone();
     let vector_target =
         if prepared.vectors.mappings.0.is_empty() { VectorTarget::Off } else { opts.vectorize.clone() };
     let vectors_to = vector_target.describe();
@@ -254,9 +250,13 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
             (i.spec.qualified(), bar)
         })
         .collect();
-    let inner = match &opened_vectors {
-        Some(v) => Arc::new(crate::sink::tee::Tee(vec![target.sinks(), v.sinks.clone()])),
-        None => target.sinks(),
+    let spool = links::spool(&state_path, &prepared, resumed)?;
+    let mut sinks_of: Vec<Arc<dyn crate::sink::SinkFactory>> = vec![target.sinks()];
+    sinks_of.extend(spool.clone().map(|s| Arc::new(s) as Arc<dyn crate::sink::SinkFactory>));
+    sinks_of.extend(opened_vectors.as_ref().map(|v| v.sinks.clone()));
+    let inner: Arc<dyn crate::sink::SinkFactory> = match sinks_of.len() {
+        1 => target.sinks(),
+        _ => Arc::new(crate::sink::tee::Tee(sinks_of)),
     };
     let confirm = opened_vectors.as_ref().and_then(|v| v.index.clone()).map(|index| checkpoint::Confirm {
         index,
@@ -310,13 +310,20 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     if let Some(c) = &confirm {
         c.status.finish_and_clear();
     }
-    state.mark_complete()?;
+    if let Some(spool) = &spool {
+        links::link_all(&state, &target.link_target(), &spool.dir, &prepared, progress).await?;
+    }
     let done = state.snapshot()?;
     summary.sync_checkpoint = hand_over(&target, &prepared, opts, &done.first_snapshot, resumed).await?;
     if let target::OpenTarget::Files(c) = &target {
         let vectors_dir = opened_vectors.as_ref().and_then(|v| v.files_dir.as_deref());
         write_files_manifest(&c.dir, &done, &waves, vectors_dir)?;
     }
+    // Complete only once the hand-over and the manifest are written: a run
+    // killed (or failing) before them is then resumed with nothing left to
+    // load and writes them; marked earlier, every rerun would return early
+    // and sync would find no checkpoint (found by scripts/chaos.sh).
+    state.mark_complete()?;
     summary.complete = true;
     summary.tables = table_summaries(&done, &this_run, &done_before);
     summary.rows_this_run = this_run.values().sum();
@@ -362,87 +369,6 @@ async fn hand_over(
     Ok(Some(store.describe()))
 }
 
-/// Introspects the selected tables and maps each to D1; the columns read
-/// are only those D1 receives.
-pub async fn prepare(
-    snapshot: &mut Snapshot,
-    project: &Project,
-    only_tables: &[String],
-    vectors_on: bool,
-) -> Result<Prepared> {
-    let wanted = |m: &crate::config::project::TableMapping| {
-        only_tables.is_empty()
-            || only_tables.iter().any(|t| *t == m.table || *t == format!("{}.{}", m.schema, m.table))
-    };
-    let mut casts = BTreeMap::new();
-    let mut tables = Vec::new();
-    for m in project.tables.iter().filter(|m| wanted(m)) {
-        tables.push(format!("{}.{}", m.schema, m.table));
-        for (c, ty) in &m.casts {
-            casts.insert(format!("{}.{}.{c}", m.schema, m.table), ty.clone());
-        }
-    }
-    if project.tables.is_empty() {
-        tables = only_tables.to_vec();
-    } else if tables.is_empty() {
-        return Err(Error::Config {
-            setting: "--table".into(),
-            message: format!("none of {} is a table of the configuration", only_tables.join(", ")),
-        });
-    }
-    let schema = if project.schema.is_empty() { "public".to_string() } else { project.schema.clone() };
-    let selection = Selection { schema, tables, casts, excludes: Vec::new() };
-    let mut infos = introspect_lenient(snapshot.conn(), &selection).await?;
-    // A column nothing reads may be of any type; the rest are refused
-    // together, with the pgflare.toml keys that fix them.
-    let configured_for =
-        |i: &TableInfo| project.tables.iter().find(|m| m.schema == i.spec.schema && m.table == i.spec.name);
-    refuse_unsupported(&infos, FixStyle::Config, |info, u| match configured_for(info) {
-        Some(m) => m.reads(&u.column),
-        None => true,
-    })?;
-    let (mut mappings, mut d1) = (Vec::new(), Vec::new());
-    let mut vectors = vectors::VectorPlan::default();
-    for info in &mut infos {
-        let configured =
-            project.tables.iter().find(|m| m.schema == info.spec.schema && m.table == info.spec.name);
-        let (table, m) = plan::d1_table(configured, info)?;
-        d1.push((info.clone(), table));
-        // With vectors off, the vector column is not even read.
-        let vm = match configured {
-            Some(c) if vectors_on => crate::config::mapping::vector_mapping(c, info, &project.vectorize)?,
-            _ => None,
-        };
-        if let (Some(vm), Some(c)) = (&vm, configured) {
-            if let Some(other) = vectors.mappings.0.keys().next() {
-                return Err(Error::Config {
-                    setting: format!("{}.vector", c.setting),
-                    message: format!(
-                        "{other} also sends vectors: one load fills one Vectorize index, and ids of two \
-                         tables could collide; load one of them with --table (and another index) at a time"
-                    ),
-                });
-            }
-            vectors.mappings.0.insert(info.spec.qualified(), vm.clone());
-            vectors.metadata_indexes = crate::config::mapping::metadata_index_types(c, info);
-        }
-        // Read what D1 or Vectorize receives, nothing else.
-        let vector_columns: Vec<&String> = vm
-            .iter()
-            .flat_map(|v| [&v.vector, &v.id].into_iter().chain(v.namespace.iter()).chain(v.metadata.iter()))
-            .collect();
-        // The soft-delete column too: load, verify and sync filter on it.
-        let soft = configured.and_then(|c| c.soft_delete.as_ref());
-        info.spec.columns.retain(|c| {
-            m.columns.iter().any(|(s, _)| *s == c.name)
-                || vector_columns.contains(&&c.name)
-                || soft == Some(&c.name)
-        });
-        mappings.push(m);
-    }
-    Ok(Prepared { infos, mappings, d1, vectors })
-}
-
 async fn new_state(
     snapshot: &mut Snapshot,
     opts: &LoadOptions,
@@ -468,6 +394,8 @@ async fn new_state(
                     bytes: 0,
                     files: Vec::new(),
                     vectors: VectorReport::default(),
+                    linked: false,
+                    links: Default::default(),
                 })
                 .collect(),
         });
@@ -501,12 +429,22 @@ fn fingerprint(
     }
     for (i, m) in infos.iter().zip(mappings) {
         h.update(format!("\n{}>{}:{:?}:{:?}", i.spec.qualified(), m.table, m.columns, m.key).as_bytes());
+        // Rows are written differently when a table has links (tables
+        // without keep the fingerprint of earlier versions).
+        if !m.links.is_empty() {
+            h.update(format!(":links{:?}", m.links).as_bytes());
+        }
         // What lands in Vectorize, not the policy for bad rows: a load that
         // failed on one must resume with `skip`.
         if let Some(v) = vectors.0.get(&i.spec.qualified()) {
             h.update(
                 format!(":{}:{}:{:?}:{:?}:{:?}", v.vector, v.id, v.namespace, v.metadata, v.dims).as_bytes(),
             );
+            // The JSON metadata mapping (added later: only when there is one,
+            // so states written before it stay valid).
+            if !v.json.is_empty() {
+                h.update(format!(":{:?}", v.json).as_bytes());
+            }
         }
     }
     h.finalize().to_hex()[..32].to_string()

@@ -1,17 +1,20 @@
-//! What a load will do, decided before any row moves: the D1 mapping of
-//! every table, the order tables load in (parents before children, since
-//! D1 checks foreign keys at the end of every request and a child row
-//! cannot arrive before its parent), and the estimates `--dry-run` prints.
+//! What a load will do, decided before any row moves: the tables read
+//! and their D1 and Vectorize mappings ([`prepare`], which sync and verify
+//! share), the order tables load in and the foreign keys on a cycle
+//! written after the rows (`sink::d1::links::FkPlan`), and the estimates
+//! `--dry-run` prints.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::vectors;
 use crate::config::mapping::{default_mapping, D1Table};
-use crate::config::project::TableMapping;
-use crate::error::Result;
+use crate::config::project::{Project, TableMapping};
+use crate::error::{Error, Result};
 use crate::sink::d1::render::D1Mapping;
-use crate::source::TableInfo;
+use crate::source::introspect::{introspect_lenient, refuse_unsupported, FixStyle};
+use crate::source::{Selection, Snapshot, TableInfo};
 
 /// The D1 side of one introspected table: the configured mapping (or the
 /// default: every column but a vector column), checked against the catalog.
@@ -44,13 +47,10 @@ pub fn d1_table(configured: Option<&TableMapping>, info: &TableInfo) -> Result<(
             .zip(t.spec.columns.iter().map(|c| c.name.clone()))
             .collect(),
         key: t.primary_key.clone(),
+        // Set once every table is known (`FkPlan`).
+        links: Vec::new(),
     };
     Ok((t, mapping))
-}
-
-/// Tables in load order, grouped in waves (see `migration::fk_waves`).
-pub fn waves(tables: &[TableInfo]) -> Vec<Vec<usize>> {
-    crate::sink::d1::migration::fk_waves(&tables.iter().collect::<Vec<_>>())
 }
 
 /// What `--dry-run` prints for one table.
@@ -122,4 +122,99 @@ pub fn estimated_d1_bytes(info: &TableInfo, mapping: &D1Mapping, widths: &BTreeM
     let per_row: i64 =
         mapping.columns.iter().map(|(s, _)| widths.get(s).copied().unwrap_or(16)).sum::<i64>() + 16;
     rows.saturating_mul(per_row.max(1) as u64)
+}
+
+/// The tables of a load (or a verification), mapped to D1 and Vectorize.
+pub struct Prepared {
+    /// The tables, with only the columns that are read (those D1 or Vectorize receive).
+    pub infos: Vec<TableInfo>,
+    pub mappings: Vec<D1Mapping>,
+    /// The full catalog view and D1 table, for the schema.
+    pub d1: Vec<(TableInfo, crate::config::mapping::D1Table)>,
+    /// Foreign keys in D1: the waves tables load in, and the links.
+    pub fks: crate::sink::d1::links::FkPlan,
+    pub vectors: vectors::VectorPlan,
+}
+
+/// Introspects the selected tables and maps each to D1; the columns read
+/// are only those D1 receives.
+pub async fn prepare(
+    snapshot: &mut Snapshot,
+    project: &Project,
+    only_tables: &[String],
+    vectors_on: bool,
+) -> Result<Prepared> {
+    let wanted = |m: &crate::config::project::TableMapping| {
+        only_tables.is_empty()
+            || only_tables.iter().any(|t| *t == m.table || *t == format!("{}.{}", m.schema, m.table))
+    };
+    let mut casts = BTreeMap::new();
+    let mut tables = Vec::new();
+    for m in project.tables.iter().filter(|m| wanted(m)) {
+        tables.push(format!("{}.{}", m.schema, m.table));
+        for (c, ty) in &m.casts {
+            casts.insert(format!("{}.{}.{c}", m.schema, m.table), ty.clone());
+        }
+    }
+    if project.tables.is_empty() {
+        tables = only_tables.to_vec();
+    } else if tables.is_empty() {
+        return Err(Error::Config {
+            setting: "--table".into(),
+            message: format!("none of {} is a table of the configuration", only_tables.join(", ")),
+        });
+    }
+    let schema = if project.schema.is_empty() { "public".to_string() } else { project.schema.clone() };
+    let selection = Selection { schema, tables, casts, excludes: Vec::new() };
+    let mut infos = introspect_lenient(snapshot.conn(), &selection).await?;
+    // A column nothing reads may be of any type; the rest are refused
+    // together, with the pgflare.toml keys that fix them.
+    let configured_for =
+        |i: &TableInfo| project.tables.iter().find(|m| m.schema == i.spec.schema && m.table == i.spec.name);
+    refuse_unsupported(&infos, FixStyle::Config, |info, u| match configured_for(info) {
+        Some(m) => m.reads(&u.column),
+        None => true,
+    })?;
+    let (mut mappings, mut d1) = (Vec::new(), Vec::new());
+    let mut vectors = vectors::VectorPlan::default();
+    for info in &mut infos {
+        let configured =
+            project.tables.iter().find(|m| m.schema == info.spec.schema && m.table == info.spec.name);
+        let (table, m) = d1_table(configured, info)?;
+        d1.push((info.clone(), table));
+        // With vectors off, the vector column is not even read.
+        let vm = match configured {
+            Some(c) if vectors_on => crate::config::mapping::vector_mapping(c, info, &project.vectorize)?,
+            _ => None,
+        };
+        if let (Some(vm), Some(c)) = (&vm, configured) {
+            if let Some(other) = vectors.mappings.0.keys().next() {
+                return Err(Error::Config {
+                    setting: format!("{}.vector", c.setting),
+                    message: format!(
+                        "{other} also sends vectors: one load fills one Vectorize index, and ids of two \
+                         tables could collide; load one of them with --table (and another index) at a time"
+                    ),
+                });
+            }
+            vectors.mappings.0.insert(info.spec.qualified(), vm.clone());
+            vectors.metadata_indexes = crate::config::mapping::metadata_index_types(c, info);
+        }
+        // Read what D1 or Vectorize receives, nothing else.
+        let vector_columns: Vec<&String> = vm.iter().flat_map(|v| v.columns()).collect();
+        // The soft-delete column too: load, verify and sync filter on it.
+        let soft = configured.and_then(|c| c.soft_delete.as_ref());
+        info.spec.columns.retain(|c| {
+            m.columns.iter().any(|(s, _)| *s == c.name)
+                || vector_columns.contains(&&c.name)
+                || soft == Some(&c.name)
+        });
+        mappings.push(m);
+    }
+    // `d1` holds every column of each table, as the D1 schema does.
+    let fks = crate::sink::d1::links::FkPlan::new(&d1);
+    for (i, m) in mappings.iter_mut().enumerate() {
+        m.links = fks.links(i);
+    }
+    Ok(Prepared { infos, mappings, d1, fks, vectors })
 }

@@ -64,6 +64,12 @@ pub fn table_summaries(
             bytes: t.partitions.iter().map(|p| p.bytes).sum(),
             partitions: t.partitions.len(),
             partitions_skipped: done_before.get(&t.table).copied().unwrap_or(0),
+            links: {
+                let mut l = crate::sink::d1::linker::LinkReport::default();
+                t.partitions.iter().for_each(|p| l.merge(p.links.clone()));
+                l.files.clear();
+                (!l.is_empty()).then_some(l)
+            },
             vectors: {
                 let mut v = crate::sink::vectorize::VectorReport::default();
                 t.partitions.iter().for_each(|p| v.merge(p.vectors.clone()));
@@ -75,7 +81,8 @@ pub fn table_summaries(
 }
 
 /// `manifest.json` of the files target: every file with its hash and rows,
-/// and the order to apply them in (schema, then parents before children).
+/// and the order to apply them in (schema, then parents before children,
+/// then the link files that set foreign keys on a cycle).
 /// NDJSON files (`vectors_dir`, when vectors went to files) are listed per
 /// table with their paths relative to `dir`.
 pub fn write_files_manifest(
@@ -88,15 +95,24 @@ pub fn write_files_manifest(
     let mut order: Vec<String> =
         if dir.join("schema.sql").exists() { vec!["schema.sql".to_string()] } else { Vec::new() };
     let mut tables = Vec::new();
+    let mut links = Vec::new();
     for &i in waves.iter().flatten() {
         let t = &state.tables[i];
         let files: Vec<_> = t.partitions.iter().flat_map(|p| p.files.clone()).collect();
         order.extend(files.iter().map(|f| f.path.clone()));
-        tables.push(serde_json::json!({
+        let link_files: Vec<_> = t.partitions.iter().flat_map(|p| p.links.files.clone()).collect();
+        links.extend(link_files.iter().map(|f| f.path.clone()));
+        let mut entry = serde_json::json!({
             "table": t.table, "d1_table": t.d1_table,
             "rows": t.partitions.iter().map(|p| p.rows).sum::<u64>(), "files": files,
-        }));
+        });
+        if !link_files.is_empty() {
+            entry["link_files"] = serde_json::json!(link_files);
+        }
+        tables.push(entry);
     }
+    // Links last: every row they may point at is in by then.
+    order.extend(links);
     let mut manifest = serde_json::json!({
         "format": "pgflare-d1-files-v1",
         "created_by": concat!("pgflare ", env!("CARGO_PKG_VERSION")),

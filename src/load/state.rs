@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::sink::d1::linker::LinkReport;
 use crate::sink::vectorize::VectorReport;
 use crate::sink::{FileReport, SinkReport};
 use crate::source::partition::Partition;
@@ -56,6 +57,12 @@ pub struct PartitionState {
     /// What went to Vectorize from this range.
     #[serde(default, skip_serializing_if = "VectorReport::is_empty")]
     pub vectors: VectorReport,
+    /// The link step (tables with a foreign key on a cycle) ran for this
+    /// range, after every range of the load was done.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub linked: bool,
+    #[serde(default, skip_serializing_if = "LinkReport::is_empty")]
+    pub links: LinkReport,
 }
 
 /// The state file, shared by the workers.
@@ -110,16 +117,22 @@ impl StateFile {
     /// Records that the target confirmed one range.
     pub fn partition_done(&self, table: &str, index: usize, report: &SinkReport) -> Result<()> {
         let mut state = self.lock()?;
-        let t = state.tables.iter_mut().find(|t| t.table == table);
-        let p = t
-            .and_then(|t| t.partitions.iter_mut().find(|p| p.range.index == index))
-            .ok_or_else(|| Error::Internal(format!("load state has no partition {index} of {table}")))?;
+        let p = partition(&mut state, table, index)?;
         p.done = true;
         p.rows = report.rows;
         p.bytes = report.bytes;
         p.files = report.files.clone();
         p.vectors = report.vectors.clone();
         p.vectors.pending_write = None;
+        write_atomic(&self.path, &state)
+    }
+
+    /// Records that the link step finished one range.
+    pub fn partition_linked(&self, table: &str, index: usize, report: LinkReport) -> Result<()> {
+        let mut state = self.lock()?;
+        let p = partition(&mut state, table, index)?;
+        p.linked = true;
+        p.links = report;
         write_atomic(&self.path, &state)
     }
 
@@ -133,6 +146,12 @@ impl StateFile {
         let state = self.lock()?;
         write_atomic(&self.path, &state)
     }
+}
+
+fn partition<'a>(state: &'a mut LoadState, table: &str, index: usize) -> Result<&'a mut PartitionState> {
+    let t = state.tables.iter_mut().find(|t| t.table == table);
+    t.and_then(|t| t.partitions.iter_mut().find(|p| p.range.index == index))
+        .ok_or_else(|| Error::Internal(format!("load state has no partition {index} of {table}")))
 }
 
 /// One `pgflare load` per state folder: an OS lock (`flock`) on
@@ -228,6 +247,8 @@ mod tests {
                     bytes: 0,
                     files: vec![],
                     vectors: VectorReport::default(),
+                    linked: false,
+                    links: LinkReport::default(),
                 }],
             }],
         }

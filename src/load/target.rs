@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::cloudflare::{Api, ApiSettings, D1};
 use crate::error::{Error, Result};
 use crate::sink::d1::api::D1ApiConfig;
+use crate::sink::d1::linker::LinkTarget;
 use crate::sink::d1::render::D1Mappings;
 use crate::sink::d1::sqlite::D1SqliteConfig;
 use crate::sink::d1::D1FilesConfig;
@@ -140,6 +141,15 @@ impl OpenTarget {
         }
     }
 
+    /// Where the link step sends its statements.
+    pub fn link_target(&self) -> LinkTarget {
+        match self {
+            OpenTarget::Files(c) => LinkTarget::Files { dir: c.dir.clone(), file_bytes: c.file_bytes },
+            OpenTarget::Sqlite(c) => LinkTarget::Sqlite(c.clone()),
+            OpenTarget::Api(c) => LinkTarget::Api { d1: c.d1.clone(), query_bytes: c.query_bytes },
+        }
+    }
+
     /// A fresh (not resumed) load into files starts from an empty set: SQL
     /// files and the manifest of an earlier load in the folder are removed,
     /// so no stale file can be applied by a glob.
@@ -151,7 +161,14 @@ impl OpenTarget {
                 std::fs::remove_file(&f).map_err(Error::io(&f))?;
             }
         }
-        clear_parts(&c.dir, ".sql")
+        clear_parts(&c.dir, ".sql")?;
+        for entry in std::fs::read_dir(&c.dir).map_err(Error::io(&c.dir))? {
+            let sub = entry.map_err(Error::io(&c.dir))?.path();
+            if sub.is_dir() {
+                crate::sink::d1::linker::remove_link_files(&sub, None)?;
+            }
+        }
+        Ok(())
     }
 
     /// Creates the D1 tables (idempotent DDL). The files target writes it

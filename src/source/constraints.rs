@@ -20,6 +20,10 @@ pub struct ForeignKey {
     /// Referential actions as SQL spells them (`NO ACTION`, `CASCADE`, ...).
     pub on_delete: String,
     pub on_update: String,
+    /// The columns `ON DELETE SET NULL (...)` / `SET DEFAULT (...)` name
+    /// (Postgres 15+); empty when the action applies to every column.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_delete_columns: Vec<String>,
 }
 
 /// A plain b-tree index on columns (not backing a constraint).
@@ -57,9 +61,16 @@ fn cols(array: &str, rel: &str) -> String {
 
 /// Reads the structure of table `oid` (`table` is its name, for messages).
 pub async fn read(conn: &mut SourceConn, oid: i64, table: &str) -> Result<Structure> {
+    // confdelsetcols exists from Postgres 15 on: read through to_jsonb so
+    // older servers (no such column) give an empty list instead of an error.
     let fk_sql = format!(
         "SELECT c.conname::text, rn.nspname::text, rc.relname::text, {}, {},
-                c.confdeltype::text, c.confupdtype::text
+                c.confdeltype::text, c.confupdtype::text,
+                ARRAY(SELECT a.attname::text
+                        FROM jsonb_array_elements_text(coalesce(nullif(to_jsonb(c) -> 'confdelsetcols',
+                                 'null'::jsonb), '[]'::jsonb)) WITH ORDINALITY AS k(n, o)
+                        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n::int2
+                       ORDER BY k.o)
            FROM pg_constraint c
            JOIN pg_class rc ON rc.oid = c.confrelid
            JOIN pg_namespace rn ON rn.oid = rc.relnamespace
@@ -82,6 +93,7 @@ pub async fn read(conn: &mut SourceConn, oid: i64, table: &str) -> Result<Struct
             ref_columns: r.get(4),
             on_delete: action(&r.get::<String, _>(5)),
             on_update: action(&r.get::<String, _>(6)),
+            on_delete_columns: r.get(7),
         })
         .collect();
 

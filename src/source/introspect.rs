@@ -72,9 +72,20 @@ pub async fn introspect(conn: &mut SourceConn, sel: &Selection) -> Result<Vec<Ta
 /// [`TableInfo::unsupported`] instead of refused (for `inspect`, and for
 /// commands that read only some columns).
 pub async fn introspect_lenient(conn: &mut SourceConn, sel: &Selection) -> Result<Vec<TableInfo>> {
+    // A partitioned table ('p') has no storage of its own and autovacuum
+    // never analyzes it: its size and row estimate are its partitions'
+    // (pg_partition_tree lists nothing for a plain table).
     let rows = sqlx::query(
-        "SELECT c.oid::int8, n.nspname::text, c.relname::text, c.reltuples::float8,
-                pg_total_relation_size(c.oid)
+        "SELECT c.oid::int8, n.nspname::text, c.relname::text,
+                CASE WHEN c.relkind = 'p'
+                     THEN coalesce((SELECT sum(p.reltuples) FROM pg_partition_tree(c.oid) t
+                                      JOIN pg_class p ON p.oid = t.relid
+                                     WHERE t.isleaf AND p.reltuples >= 0), c.reltuples)
+                     ELSE c.reltuples END::float8,
+                CASE WHEN c.relkind = 'p'
+                     THEN (SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0)
+                             FROM pg_partition_tree(c.oid) t)::int8
+                     ELSE pg_total_relation_size(c.oid) END
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
             AND n.nspname NOT IN ('pg_catalog', 'information_schema')

@@ -10,6 +10,7 @@ pub mod decode;
 pub mod fit;
 pub mod introspect;
 pub mod job;
+pub mod json_survey;
 pub mod numeric;
 pub mod partition;
 pub mod pgvector;

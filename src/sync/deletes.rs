@@ -1,5 +1,5 @@
 //! Deleting rows from the targets: a batch of keys becomes `DELETE`
-//! statements for the D1 table (packed under D1's statement limit) and
+//! statements for the D1 table (packed under D1's limits) and
 //! `delete_by_ids` for their vectors, whose recorded digests go too. The
 //! keys come from the source (soft-deleted rows) or from D1 itself (rows
 //! the source no longer has, see [`super::sweep`]); either way they are
@@ -15,11 +15,15 @@ use arrow::record_batch::RecordBatch;
 
 use super::store::D1Access;
 use crate::batch::quote_ident;
-use crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES;
+use crate::cloudflare::limits::{D1_MAX_STATEMENT_BYTES, D1_MAX_VALUES_PER_STATEMENT};
 use crate::cloudflare::Vectorize;
 use crate::error::{Error, Result};
+use crate::sink::d1::link_sql::{unlink_overhead, unlink_sql};
+use crate::sink::d1::links::Link;
+use crate::sink::d1::list::ListPacker;
 use crate::sink::d1::value::{push_quoted, write_literal};
 use crate::sink::vectorize::ndjson::id_text;
+use crate::verify::digest::key_display;
 
 /// The vectors that go with deleted rows.
 #[derive(Clone)]
@@ -43,6 +47,10 @@ pub struct Deleter {
     pub d1_table: String,
     /// D1 names of the key columns: the first columns of every key batch.
     pub key: Vec<String>,
+    /// Links (foreign keys on a cycle) pointing at this table: before rows
+    /// are deleted, the rows pointing at them get their placeholder, so a
+    /// subtree deletes in any order over any number of requests.
+    pub unlink: Vec<Link>,
     pub vectors: Option<VectorDeletes>,
 }
 
@@ -60,7 +68,7 @@ impl Deleter {
         if keys.num_rows() == 0 {
             return Ok(Deleted::default());
         }
-        let statements = self.statements(keys);
+        let statements = self.statements(keys)?;
         let mut ids = Vec::new();
         if let Some(v) = &self.vectors {
             let col = keys.column(v.id_column);
@@ -92,9 +100,11 @@ impl Deleter {
         Ok(Deleted { rows: keys.num_rows() as u64, vectors: ids.len() as u64 })
     }
 
-    /// `DELETE FROM t WHERE (k1, k2) IN (VALUES (..), ..)`, each under the
-    /// statement limit.
-    pub fn statements(&self, keys: &RecordBatch) -> Vec<String> {
+    /// `DELETE FROM t WHERE (k1, k2) IN (VALUES (..), ..)`, each within
+    /// D1's limits ([`ListPacker`]), preceded by the unlinks of its rows
+    /// ([`Self::unlinked`]), which repeat its condition inside a longer
+    /// statement: the list leaves room for the longest of them.
+    pub fn statements(&self, keys: &RecordBatch) -> Result<Vec<String>> {
         let cols: Vec<String> = self.key.iter().map(|k| quote_ident(k)).collect();
         let head = match cols.len() {
             1 => format!("DELETE FROM {} WHERE {} IN (", quote_ident(&self.d1_table), cols[0]),
@@ -102,9 +112,13 @@ impl Deleter {
                 format!("DELETE FROM {} WHERE ({}) IN (VALUES ", quote_ident(&self.d1_table), cols.join(", "))
             }
         };
-        let limit = D1_MAX_STATEMENT_BYTES - 1024;
-        let mut out = Vec::new();
-        let mut sql = String::new();
+        let unlink_room = self.unlink.iter().map(unlink_overhead).max().unwrap_or(0);
+        let mut packer = ListPacker::with_limits(
+            &head,
+            ");",
+            D1_MAX_STATEMENT_BYTES.saturating_sub(unlink_room),
+            D1_MAX_VALUES_PER_STATEMENT,
+        );
         let mut tuple = String::new();
         for row in 0..keys.num_rows() {
             tuple.clear();
@@ -120,37 +134,52 @@ impl Deleter {
             if cols.len() > 1 {
                 tuple.push(')');
             }
-            if !sql.is_empty() && sql.len() + tuple.len() + 3 > limit {
-                sql.push_str(");");
-                out.push(std::mem::take(&mut sql));
+            if !packer.push(&tuple, cols.len()) {
+                let all: Vec<usize> = (0..cols.len()).collect();
+                return Err(Error::Config {
+                    setting: format!("D1 table {}", self.d1_table),
+                    message: format!(
+                        "the row with key {} was deleted in the source, but its key is too long for a D1 \
+                         statement ({} bytes): delete it from D1 by hand",
+                        key_display(keys, &all, row),
+                        tuple.len()
+                    ),
+                });
             }
-            if sql.is_empty() {
-                sql.push_str(&head);
-            } else {
-                sql.push_str(", ");
+        }
+        Ok(packer.finish().into_iter().map(|s| self.unlinked(s)).collect())
+    }
+
+    /// `DELETE FROM t WHERE <condition>;` preceded by one [`unlink_sql`]
+    /// per link pointing at the table, with the same condition: the rows
+    /// pointing at the deleted rows get their placeholder first, in the
+    /// same request (one transaction).
+    fn unlinked(&self, delete: String) -> String {
+        let head = format!("DELETE FROM {} WHERE ", quote_ident(&self.d1_table));
+        let condition = delete.strip_prefix(&head).and_then(|c| c.strip_suffix(';'));
+        match condition {
+            Some(c) if !self.unlink.is_empty() => {
+                let mut sql: String = self.unlink.iter().map(|l| unlink_sql(l, c)).collect();
+                sql.push_str(&delete);
+                sql
             }
-            sql.push_str(&tuple);
+            _ => delete,
         }
-        if !sql.is_empty() {
-            sql.push_str(");");
-            out.push(sql);
-        }
-        out
     }
 }
 
 /// Appends the statements that drop the recorded digests of `ids`.
 pub fn forget_digests(sql: &mut String, ids: &[String]) {
-    for chunk in ids.chunks(500) {
-        sql.push_str("DELETE FROM pgflare_vector_digests WHERE id IN (");
-        for (i, id) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push(',');
-            }
-            push_quoted(sql, id);
-        }
-        sql.push_str(");\n");
+    let mut packer = ListPacker::new("DELETE FROM pgflare_vector_digests WHERE id IN (", ");\n");
+    let mut quoted = String::new();
+    for id in ids {
+        quoted.clear();
+        push_quoted(&mut quoted, id);
+        // An id too long for a statement was never sent to Vectorize
+        // (ids are at most 64 bytes), so no digest of it is recorded.
+        packer.push(&quoted, 1);
     }
+    packer.finish().iter().for_each(|s| sql.push_str(s));
 }
 
 /// Appends `text` to `path` (created with its folder when missing).
@@ -166,6 +195,7 @@ pub fn append(path: &Path, text: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES;
     use arrow::array::{ArrayRef, Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
 
@@ -181,6 +211,7 @@ mod tests {
             sql_out: None,
             d1_table: "my chunks".into(),
             key: key.iter().map(|s| s.to_string()).collect(),
+            unlink: Vec::new(),
             vectors: None,
         }
     }
@@ -198,7 +229,7 @@ mod tests {
             Field::new("name", DataType::Utf8, false),
         ]));
         let batch = RecordBatch::try_new(schema, vec![ids, names]).expect("batch");
-        let one = deleter(&["id"]).statements(&batch.project(&[0]).expect("project"));
+        let one = deleter(&["id"]).statements(&batch.project(&[0]).expect("project")).expect("statements");
         assert!(one.len() > 1, "30,000 keys need several statements");
         assert!(one.iter().all(|s| s.len() <= D1_MAX_STATEMENT_BYTES));
         assert!(
@@ -208,7 +239,7 @@ mod tests {
         );
         let listed: usize = one.iter().map(|s| s.matches(", ").count() + 1).sum();
         assert_eq!(listed, 30_000);
-        let two = deleter(&["id", "name"]).statements(&batch);
+        let two = deleter(&["id", "name"]).statements(&batch).expect("statements");
         assert!(two[0].starts_with(
             "DELETE FROM \"my chunks\" WHERE (\"id\", \"name\") IN (VALUES (0, 'n0'), (1, 'it''s')"
         ));
@@ -231,6 +262,7 @@ mod tests {
             sql_out: None,
             d1_table: "t".into(),
             key: vec!["id".into()],
+            unlink: Vec::new(),
             vectors: None,
         };
         let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
@@ -240,5 +272,137 @@ mod tests {
         let left = D1Access::Sqlite(c).select("left", "SELECT id FROM t", &[]).await.expect("select");
         assert_eq!(left.len(), 1);
         assert_eq!(left[0]["id"], serde_json::json!(2));
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(f)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(10))]
+
+        // However many keys (integer, or integer and text with quotes), the
+        // DELETE statements run on a D1 file with D1's SQL limits and remove
+        // exactly the keyed rows; so do the statements forgetting digests.
+        #[test]
+        fn deletes_of_any_number_of_keys_run_within_d1_limits(
+            rows in proptest::collection::btree_map(
+                proptest::prop_oneof![proptest::prelude::any::<i64>(), -100_000i64..100_000],
+                "(\\PC|'){0,40}",
+                1..12_000,
+            ),
+            every in 1usize..4,
+            composite in proptest::prelude::any::<bool>(),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let c = crate::sink::d1::sqlite::D1SqliteConfig::open(&dir.path().join("d.sqlite"), Default::default())
+                .expect("open");
+            let (table, key) = if composite {
+                ("CREATE TABLE t (a INTEGER NOT NULL, b TEXT NOT NULL, PRIMARY KEY (a, b));", vec!["a", "b"])
+            } else {
+                ("CREATE TABLE t (a INTEGER NOT NULL, b TEXT NOT NULL, PRIMARY KEY (a));", vec!["a"])
+            };
+            c.execute("setup", &format!("{table}{}", crate::sync::store::STATE_DDL)).expect("setup");
+            let ids: Vec<String> = rows.iter().map(|(a, b)| format!("{a}:{b}")).collect();
+            c.with_conn(|conn| {
+                let tx = conn.transaction().expect("tx");
+                for ((a, b), id) in rows.iter().zip(&ids) {
+                    tx.execute("INSERT INTO t VALUES (?1, ?2)", rusqlite::params![a, b]).expect("row");
+                    tx.execute("INSERT INTO pgflare_vector_digests VALUES (?1, 'd')", [id]).expect("digest");
+                }
+                tx.commit().map_err(Error::sqlite("commit"))
+            })
+            .expect("rows");
+            let gone: Vec<(&i64, &String)> = rows.iter().step_by(every).collect();
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("a", DataType::Int64, false),
+                Field::new("b", DataType::Utf8, false),
+            ]));
+            let a: ArrayRef = Arc::new(Int64Array::from(gone.iter().map(|(a, _)| **a).collect::<Vec<_>>()));
+            let b: ArrayRef = Arc::new(StringArray::from(gone.iter().map(|(_, b)| b.as_str()).collect::<Vec<_>>()));
+            let keys = RecordBatch::try_new(schema, vec![a, b]).expect("keys");
+            let d = Deleter {
+                d1: D1Access::Sqlite(c.clone()),
+                sql_out: None,
+                d1_table: "t".into(),
+                key: key.iter().map(|k| k.to_string()).collect(),
+                unlink: Vec::new(),
+                vectors: None,
+            };
+            let keys = if composite { keys } else { keys.project(&[0]).expect("project") };
+            block_on(d.delete(&keys)).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            let mut sql = String::new();
+            let forgotten: Vec<String> = ids.iter().step_by(every).cloned().collect();
+            forget_digests(&mut sql, &forgotten);
+            c.execute("forget", &sql).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            let count = |sql: &str| -> i64 {
+                c.with_conn(|conn| conn.query_row(sql, [], |r| r.get(0)).map_err(Error::sqlite("count")))
+                    .expect("count")
+            };
+            proptest::prop_assert_eq!(count("SELECT count(*) FROM t") as usize, rows.len() - gone.len());
+            proptest::prop_assert_eq!(
+                count("SELECT count(*) FROM pgflare_vector_digests") as usize,
+                rows.len() - gone.len()
+            );
+            let first_kept = rows.keys().nth(1).filter(|_| every > 1).copied();
+            if let Some(k) = first_kept {
+                proptest::prop_assert_eq!(count(&format!("SELECT count(*) FROM t WHERE a = {k}")), 1);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_subtree_larger_than_one_statement_deletes_with_parents_in_earlier_requests() {
+        use crate::sink::d1::links::{Link, Placeholder};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c =
+            crate::sink::d1::sqlite::D1SqliteConfig::open(&dir.path().join("d.sqlite"), Default::default())
+                .expect("open");
+        // A chain: each row's parent is the row before it, so ascending
+        // keys put every parent in an earlier request than its children.
+        c.execute(
+            "setup",
+            "CREATE TABLE chain (id INTEGER PRIMARY KEY, prev INTEGER REFERENCES chain (id));
+             CREATE INDEX chain_prev ON chain (prev);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40000)
+             INSERT INTO chain SELECT i, CASE WHEN i = 1 THEN NULL ELSE i - 1 END FROM n;",
+        )
+        .expect("setup");
+        let link = Link {
+            name: "chain_prev_fkey".into(),
+            table: "chain".into(),
+            columns: vec!["prev".into()],
+            ref_table: "chain".into(),
+            ref_columns: vec!["id".into()],
+            set: vec![0],
+            placeholder: Placeholder::Null,
+        };
+        let mut d = Deleter {
+            d1: D1Access::Sqlite(c.clone()),
+            sql_out: None,
+            d1_table: "chain".into(),
+            key: vec!["id".into()],
+            unlink: Vec::new(),
+            vectors: None,
+        };
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let keys = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int64Array::from((2..=40000).collect::<Vec<i64>>())) as ArrayRef],
+        )
+        .expect("keys");
+        assert!(d.statements(&keys).expect("statements").len() > 1, "several requests");
+        let e = d.delete(&keys).await.expect_err("without unlinking, a parent goes before its children");
+        assert!(e.to_string().contains("FOREIGN KEY"), "{e}");
+        d.unlink = vec![link];
+        for s in d.statements(&keys).expect("statements") {
+            // Every statement of a request stays under D1's limit.
+            assert!(s.split(";\n").all(|st| st.len() <= D1_MAX_STATEMENT_BYTES));
+        }
+        assert_eq!(d.delete(&keys).await.expect("delete").rows, 39999);
+        let left =
+            D1Access::Sqlite(c).select("left", "SELECT id, prev FROM chain", &[]).await.expect("select");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0]["prev"], serde_json::Value::Null);
     }
 }

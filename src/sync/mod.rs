@@ -8,7 +8,8 @@
 //! 3. export a snapshot and upsert every row written since the
 //!    checkpoint's horizon ([`changes`]), range by range, each range
 //!    recorded once D1 committed and Vectorize applied it ([`sink`]), with
-//!    vectors re-sent only when their line changed;
+//!    vectors re-sent only when their line changed; foreign keys on a
+//!    cycle set once every range is in ([`links`]);
 //! 4. delete rows soft-deleted since ([`deletes`]) and rows gone from the
 //!    source ([`sweep`]), children before parents;
 //! 5. move the checkpoint to the new snapshot.
@@ -19,8 +20,10 @@
 pub mod changes;
 pub mod checkpoint;
 pub mod deletes;
+pub mod links;
 pub mod ranges;
 pub mod run;
+pub mod run_files;
 pub mod sink;
 pub mod source_reads;
 pub mod store;
@@ -31,17 +34,25 @@ pub use run::{run_once, Outcome, SyncOptions, SyncSummary};
 use crate::load::Prepared;
 
 /// What a checkpoint is valid for: the tables, their D1 columns and keys,
-/// and the soft-delete columns. Vectorize settings are not part of it:
-/// the same D1 can be synced with vectors on or off.
+/// the soft-delete columns, and a JSON metadata mapping (a changed
+/// mapping changes every vector, which changes since the checkpoint would
+/// not cover). It is taken from the configuration, not from whether
+/// this run sends vectors: the same D1 can be synced with vectors on or off.
 pub fn fingerprint(prepared: &Prepared, project: &crate::config::project::Project) -> String {
     let mut h = blake3::Hasher::new();
     for (info, m) in prepared.infos.iter().zip(&prepared.mappings) {
-        let soft =
-            changes::mapping(project, &info.spec.schema, &info.spec.name).and_then(|m| m.soft_delete.clone());
+        let table = changes::mapping(project, &info.spec.schema, &info.spec.name);
+        let soft = table.and_then(|m| m.soft_delete.clone());
         h.update(
             format!("{}>{}:{:?}:{:?}:{:?}\n", info.spec.qualified(), m.table, m.columns, m.key, soft)
                 .as_bytes(),
         );
+        // Only with a JSON mapping, so checkpoints written before it stay valid.
+        if let Some(t) = table.filter(|t| !t.vector_json.is_empty()) {
+            h.update(
+                format!("vectors:{:?}:{:?}:{:?}\n", t.vector, t.vector_metadata, t.vector_json).as_bytes(),
+            );
+        }
     }
     h.finalize().to_hex()[..32].to_string()
 }

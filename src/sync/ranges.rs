@@ -7,6 +7,15 @@
 //! primary-key index: the first three characters of a uuid (4096
 //! buckets), or an integer key shifted right. Only differing buckets are
 //! read back from D1. Other keys (text, composite) use the full sweep.
+//!
+//! The read of differing buckets is one statement whose text does not grow
+//! with the number of buckets: their ranges come as one JSON parameter that
+//! `json_each` turns into rows joined with the table, so SQLite still reads
+//! each range from the primary-key index while the statement stays within
+//! D1's expression depth, statement length and program size. (Joining the
+//! ranges' conditions with `OR` built an expression as deep as the list
+//! was long, which D1 refuses past 100.) Reads are grouped so that each
+//! answer holds about [`KEYS_PER_READ`] keys.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -63,25 +72,58 @@ impl Scheme {
         }
     }
 
-    /// The SQL condition selecting bucket `label` on D1 column `key`, in a
-    /// form its primary-key index serves.
-    pub fn condition(&self, key: &str, label: &str) -> Result<String> {
-        let k = quote_ident(key);
+    /// The key range `[lo, hi)` of bucket `label`, as the JSON values D1
+    /// compares the key column with.
+    pub fn range(&self, label: &str) -> Result<(Value, Value)> {
         match self {
             // uuid text is [0-9a-f-], all below '~'.
-            Scheme::Prefix { .. } => {
-                let lo = crate::batch::quote_literal(label);
-                let hi = crate::batch::quote_literal(&format!("{label}~"));
-                Ok(format!("({k} >= {lo} AND {k} < {hi})"))
-            }
+            Scheme::Prefix { .. } => Ok((json!(label), json!(format!("{label}~")))),
             Scheme::Shift { shift } => {
                 let b: i64 = label.parse().map_err(|_| Error::Internal(format!("bucket label {label:?}")))?;
                 let lo = (b as i128) << shift;
                 let hi = (b as i128 + 1) << shift;
-                Ok(format!("({k} >= {lo} AND {k} < {hi})"))
+                // Only the last bucket's end (2^63) is past i64; as a u64 it
+                // reads back as a REAL above every key, which compares right.
+                let int = |v: i128| i64::try_from(v).map(Value::from).unwrap_or_else(|_| json!(v as u64));
+                Ok((int(lo), int(hi)))
             }
         }
     }
+}
+
+/// Keys one read of differing buckets should return at most (by the
+/// buckets' row counts; a single bigger bucket is read alone).
+pub const KEYS_PER_READ: u64 = 10_000;
+/// Buckets in one read at most: the JSON parameter then stays far below
+/// D1's 2,000,000 bytes per value (a range is at most ~45 bytes).
+pub const BUCKETS_PER_READ: usize = 4096;
+
+/// The statement reading the keys of the ranges given as `?1`, a JSON
+/// array of `[lo, hi]`.
+pub fn keys_in_ranges_sql(d1_table: &str, key: &str) -> String {
+    let k = quote_ident(key);
+    format!(
+        "SELECT t.{k} AS k FROM json_each(?1) AS r JOIN {} AS t ON t.{k} >= r.value ->> 0 AND t.{k} < r.value ->> 1",
+        quote_ident(d1_table)
+    )
+}
+
+/// `buckets` (label, expected rows) grouped into reads of about
+/// [`KEYS_PER_READ`] keys and at most [`BUCKETS_PER_READ`] buckets.
+pub fn read_groups(buckets: &[(String, u64)]) -> Vec<&[(String, u64)]> {
+    let mut out = Vec::new();
+    let (mut start, mut rows) = (0, 0u64);
+    for (i, (_, n)) in buckets.iter().enumerate() {
+        if i > start && (rows + n > KEYS_PER_READ || i - start >= BUCKETS_PER_READ) {
+            out.push(&buckets[start..i]);
+            (start, rows) = (i, 0);
+        }
+        rows += n;
+    }
+    if start < buckets.len() {
+        out.push(&buckets[start..]);
+    }
+    out
 }
 
 /// What is saved per table: the scheme and D1's sums as of the last run.
@@ -149,23 +191,26 @@ pub async fn forget(d1: &D1Access) -> Result<()> {
         .await
 }
 
-/// D1's keys in the buckets `labels`, as a one-column batch of `key`'s type.
+/// D1's keys in the buckets `buckets` (label, expected rows), as a
+/// one-column batch of `key`'s type.
 pub async fn d1_keys(
     d1: &D1Access,
     d1_table: &str,
     key: &TableSpec,
     scheme: &Scheme,
-    labels: &[String],
+    buckets: &[(String, u64)],
 ) -> Result<RecordBatch> {
     let col = key.columns.first().ok_or_else(|| Error::Internal("a key without columns".into()))?;
+    let sql = keys_in_ranges_sql(d1_table, &col.name);
     let mut values: Vec<Value> = Vec::new();
-    // A few hundred ranges per statement stay well under D1's limits.
-    for chunk in labels.chunks(200) {
-        let cond =
-            chunk.iter().map(|l| scheme.condition(&col.name, l)).collect::<Result<Vec<_>>>()?.join(" OR ");
-        let sql =
-            format!("SELECT {} AS k FROM {} WHERE {cond}", quote_ident(&col.name), quote_ident(d1_table));
-        for r in d1.select(&format!("reading keys of changed buckets of {d1_table}"), &sql, &[]).await? {
+    for group in read_groups(buckets) {
+        let ranges = group
+            .iter()
+            .map(|(l, _)| scheme.range(l).map(|(lo, hi)| json!([lo, hi])))
+            .collect::<Result<Vec<_>>>()?;
+        let param = Value::Array(ranges).to_string();
+        let what = format!("reading keys of changed buckets of {d1_table}");
+        for r in d1.select(&what, &sql, &[Value::String(param)]).await? {
             values.push(r.get("k").cloned().unwrap_or(Value::Null));
         }
     }
@@ -205,59 +250,4 @@ pub async fn d1_keys(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::batch::ColumnSpec;
-
-    fn key(kind: Kind, pg: &str) -> TableSpec {
-        let ty = crate::typemap::ColumnType::scalar(kind);
-        TableSpec {
-            schema: "public".into(),
-            name: "t".into(),
-            columns: vec![ColumnSpec {
-                name: "id".into(),
-                pg_type: pg.into(),
-                ty,
-                nullable: false,
-                cast: None,
-            }],
-            primary_key: vec!["id".into()],
-        }
-    }
-
-    #[test]
-    fn uuid_keys_bucket_by_prefix_and_select_by_range() {
-        let s = Scheme::choose(&key(Kind::Uuid, "uuid"), None).expect("scheme");
-        assert_eq!(s, Scheme::Prefix { chars: 3 });
-        let mut b = FixedSizeBinaryBuilder::new(16);
-        b.append_value(uuid::Uuid::parse_str("a3f00000-0000-4000-8000-000000000000").expect("u").as_bytes())
-            .expect("a");
-        let a = b.finish();
-        assert_eq!(s.label(&a, 0).as_deref(), Some("a3f"));
-        assert_eq!(s.condition("id", "a3f").expect("c"), "(\"id\" >= 'a3f' AND \"id\" < 'a3f~')");
-    }
-
-    #[test]
-    fn integer_keys_get_about_4096_buckets() {
-        let s = Scheme::choose(&key(Kind::Int8, "bigint"), Some((1, 20_000))).expect("scheme");
-        let Scheme::Shift { shift } = s else { panic!("shift") };
-        assert_eq!(shift, 3, "20,000 keys / 4096 -> 8 per bucket");
-        let a = Int64Array::from(vec![17i64, -1]);
-        assert_eq!(s.label(&a, 0).as_deref(), Some("2"));
-        assert_eq!(s.label(&a, 1).as_deref(), Some("-1"), "negative keys floor");
-        assert_eq!(s.condition("id", "2").expect("c"), "(\"id\" >= 16 AND \"id\" < 24)");
-        assert_eq!(s.condition("id", "-1").expect("c"), "(\"id\" >= -8 AND \"id\" < 0)");
-        assert!(Scheme::choose(&key(Kind::Text, "text"), None).is_none());
-    }
-
-    #[test]
-    fn saved_sums_round_trip() {
-        let mut sums = Sums::new();
-        let mut d = DigestSum::default();
-        d.add(&[7u8; 32]);
-        sums.insert("a3f".into(), d);
-        let saved = Saved::new(&Scheme::Prefix { chars: 3 }, &sums);
-        let back: Saved = serde_json::from_str(&serde_json::to_string(&saved).expect("json")).expect("parse");
-        assert_eq!(back.sums(), sums);
-    }
-}
+mod tests;

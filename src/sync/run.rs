@@ -19,7 +19,7 @@ use super::sweep::{buckets_for, key_views, sweep, KeySource, SweepReport, SweepT
 use crate::cloudflare::{Api, Vectorize};
 use crate::config::project::Project;
 use crate::error::{Error, Result};
-use crate::load::{plan, Target, VectorTarget};
+use crate::load::{Target, VectorTarget};
 use crate::progress::Progress;
 use crate::sink::d1::render::D1Mappings;
 use crate::sink::SinkFactory;
@@ -64,6 +64,10 @@ pub struct TableSync {
     pub vectors: Option<VectorCounts>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sweep: Option<SweepReport>,
+    /// Links set after the upserts (tables with foreign keys on a cycle),
+    /// and rows left with their link unset (the row they point at is not in D1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub links: Option<crate::sink::d1::linker::LinkReport>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -188,8 +192,8 @@ async fn run_locked(
     if fp != checkpoint.fingerprint {
         return Err(Error::Config {
             setting: store.describe(),
-            message: "the checkpoint was written for other tables, D1 columns or soft-delete columns than \
-                      pgflare.toml now has; changes since it would not be enough: run `pgflare load --restart` \
+            message: "the checkpoint was written for other tables, D1 columns, soft-delete columns or JSON \
+                      metadata mapping (vector_metadata_paths/_flatten/_omit) than pgflare.toml now has; changes since it would not be enough: run `pgflare load --restart` \
                       with the new configuration (it resets the checkpoint)"
                 .into(),
         });
@@ -275,9 +279,14 @@ async fn run_locked(
     let counts: Counts = Arc::default();
     let runtime = tokio::runtime::Handle::current();
     let timeout = opts.project.vectorize.wait_timeout;
+    let links = super::links::prepare(&opts.work_dir, &prepared)?;
+    let d1_sinks: Arc<dyn SinkFactory> = match &links {
+        Some(l) => Arc::new(crate::sink::tee::Tee(vec![target.sinks(), Arc::new(l.spool.clone())])),
+        None => target.sinks(),
+    };
     let inner: Arc<dyn SinkFactory> = match &opened {
         Some(o) => Arc::new(crate::sink::tee::Tee(vec![
-            target.sinks(),
+            d1_sinks,
             Arc::new(ChangedVectors {
                 inner: o.sinks.clone(),
                 mappings: vector_plan.mappings.clone(),
@@ -289,7 +298,7 @@ async fn run_locked(
                 counts: counts.clone(),
             }),
         ])),
-        None => target.sinks(),
+        None => d1_sinks,
     };
     let shared = Arc::new(Mutex::new(checkpoint));
     let sinks: Arc<dyn SinkFactory> = Arc::new(Recording {
@@ -298,10 +307,11 @@ async fn run_locked(
         store: store.clone(),
         horizon: to.xmin(),
         runtime,
+        deferred: links.as_ref().map(|l| l.deferred.clone()),
     });
 
     // Upserts, parents first.
-    let waves = plan::waves(infos);
+    let waves = prepared.fks.waves.clone();
     let mut upserted: HashMap<String, u64> = HashMap::new();
     for wave in &waves {
         let mut jobs = Vec::new();
@@ -337,6 +347,14 @@ async fn run_locked(
             break;
         }
     }
+    // Links after every upsert (a stopped run links what it finished).
+    let linked = match &links {
+        Some(l) => {
+            super::links::link_and_record(l, &target.link_target(), &prepared, &shared, store, to.xmin())
+                .await?
+        }
+        None => HashMap::new(),
+    };
     let mut checkpoint =
         shared.lock().map_err(|_| Error::Internal("sync checkpoint poisoned".into()))?.clone();
     let vcounts = counts.lock().map_err(|_| Error::Internal("vector counts poisoned".into()))?.clone();
@@ -355,6 +373,7 @@ async fn run_locked(
                     .then(VectorCounts::default)
                     .filter(|_| index.is_some())
             }),
+            links: linked.get(&i.spec.qualified()).cloned(),
             ..TableSync::default()
         })
         .collect();
@@ -372,6 +391,7 @@ async fn run_locked(
                     sql_out: run_dir.as_ref().map(|r| r.join("deletes.sql")),
                     d1_table: d1t.name.clone(),
                     key: key_d1.primary_key.clone(),
+                    unlink: prepared.fks.referrers(i),
                     vectors: match (&opened, vector_plan.mappings.0.contains_key(&info.spec.qualified())) {
                         (Some(_), true) => Some(VectorDeletes {
                             index: index.clone(),
@@ -429,7 +449,7 @@ async fn run_locked(
     snapshot.release().await?;
     if let Some(run) = &run_dir {
         let order: Vec<&crate::batch::TableSpec> = waves.iter().flatten().map(|&i| &infos[i].spec).collect();
-        write_run_manifest(run, &order)?;
+        super::run_files::write_run_manifest(run, &order)?;
     }
 
     if !stopped {
@@ -463,34 +483,6 @@ async fn run_locked(
         seconds: started.elapsed().as_secs_f64(),
         tables,
     })
-}
-
-/// `manifest.json` of a `files` run: the order to apply its SQL files in
-/// (upserts parents first, then the deletes), as `load`'s manifest does.
-fn write_run_manifest(run: &std::path::Path, tables: &[&crate::batch::TableSpec]) -> Result<()> {
-    let mut order = Vec::new();
-    for t in tables {
-        let dir = run.join(t.file_stem());
-        let mut parts: Vec<String> = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().to_string())
-                .filter(|n| n.starts_with("part-") && n.ends_with(".sql"))
-                .map(|n| format!("{}/{n}", t.file_stem()))
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        parts.sort();
-        order.extend(parts);
-    }
-    if run.join("deletes.sql").is_file() {
-        order.push("deletes.sql".to_string());
-    }
-    let manifest = serde_json::json!({ "format": "pgflare-sync-files-v1", "apply_order": order });
-    let path = run.join("manifest.json");
-    let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
-    std::fs::create_dir_all(run).map_err(Error::io(run))?;
-    std::fs::write(&path, bytes).map_err(Error::io(&path))
 }
 
 fn add_deleted_vectors(t: &mut TableSync, d: Deleted) {

@@ -25,6 +25,7 @@ use crate::batch::{TableBatch, TableSpec};
 use crate::cloudflare::vectorize::WriteTicket;
 use crate::cloudflare::Vectorize;
 use crate::error::{Error, Result};
+use crate::sink::d1::list::ListPacker;
 use crate::sink::d1::value::push_quoted;
 use crate::sink::vectorize::ndjson::{id_text, Line, LineWriter};
 use crate::sink::vectorize::VectorMappings;
@@ -108,20 +109,23 @@ impl SinkFactory for ChangedVectors {
 }
 
 impl ChangedVectorSink {
-    /// The digests last recorded for `ids`.
+    /// The digests last recorded for `ids`. The ids go as one JSON
+    /// parameter; a thousand of them (at most 64 bytes each) keep it far
+    /// below D1's 2,000,000 bytes per value.
     fn recorded(&self, ids: &[&str]) -> Result<HashMap<String, String>> {
-        let list = Value::Array(ids.iter().map(|i| json!(i)).collect());
-        let rows = self.runtime.block_on(self.d1.select(
-            "reading the digests of vectors last sent",
-            "SELECT id, digest FROM pgflare_vector_digests WHERE id IN (SELECT value FROM json_each(?1))",
-            &[Value::String(list.to_string())],
-        ))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(1000) {
+            let list = Value::Array(chunk.iter().map(|i| json!(i)).collect());
+            let rows = self.runtime.block_on(self.d1.select(
+                "reading the digests of vectors last sent",
+                "SELECT id, digest FROM pgflare_vector_digests WHERE id IN (SELECT value FROM json_each(?1))",
+                &[Value::String(list.to_string())],
+            ))?;
+            out.extend(rows.into_iter().filter_map(|r| {
                 Some((r.get("id")?.as_str()?.to_string(), r.get("digest")?.as_str()?.to_string()))
-            })
-            .collect())
+            }));
+        }
+        Ok(out)
     }
 }
 
@@ -211,17 +215,7 @@ impl BatchSink for ChangedVectorSink {
         let sent = self.sent.len();
         self.learned.retain(|(id, _)| !self.sent.iter().any(|(s, _)| s == id));
         let record: Vec<(String, String)> = self.learned.drain(..).chain(self.sent.drain(..)).collect();
-        for chunk in record.chunks(500) {
-            sql.push_str("INSERT INTO pgflare_vector_digests (id, digest) VALUES ");
-            for (i, (id, digest)) in chunk.iter().enumerate() {
-                sql.push_str(if i == 0 { "(" } else { ", (" });
-                push_quoted(&mut sql, id);
-                sql.push_str(", ");
-                push_quoted(&mut sql, digest);
-                sql.push(')');
-            }
-            sql.push_str(" ON CONFLICT(id) DO UPDATE SET digest = excluded.digest;\n");
-        }
+        record_digests(&mut sql, &record);
         super::deletes::forget_digests(&mut sql, &self.nulls);
         if !sql.is_empty() {
             self.runtime.block_on(self.d1.execute("recording the digests of vectors sent", &sql))?;
@@ -237,6 +231,28 @@ impl BatchSink for ChangedVectorSink {
     }
 }
 
+/// Appends the statements that record `(id, digest)` pairs (the last of
+/// an id wins), within D1's limits.
+pub fn record_digests(sql: &mut String, record: &[(String, String)]) {
+    let mut packer = ListPacker::new(
+        "INSERT INTO pgflare_vector_digests (id, digest) VALUES ",
+        " ON CONFLICT(id) DO UPDATE SET digest = excluded.digest;\n",
+    );
+    let mut tuple = String::new();
+    for (id, digest) in record {
+        tuple.clear();
+        tuple.push('(');
+        push_quoted(&mut tuple, id);
+        tuple.push_str(", ");
+        push_quoted(&mut tuple, digest);
+        tuple.push(')');
+        // Vectorize ids are at most 64 bytes, so a row always fits; one
+        // that did not would only mean its vector is sent again.
+        packer.push(&tuple, 2);
+    }
+    packer.finish().iter().for_each(|s| sql.push_str(s));
+}
+
 /// Records a range as done (at the run's horizon) once its sinks finished.
 pub struct Recording {
     pub inner: Arc<dyn SinkFactory>,
@@ -244,6 +260,17 @@ pub struct Recording {
     pub store: Store,
     pub horizon: u64,
     pub runtime: tokio::runtime::Handle,
+    /// Tables whose ranges the link step records instead (see `links`).
+    pub deferred: Option<Deferred>,
+}
+
+/// Ranges finished by the sinks but recorded only after the link step set
+/// their links: a run killed in between sends them again.
+#[derive(Clone, Default)]
+pub struct Deferred {
+    pub tables: std::collections::HashSet<String>,
+    /// (table, range index) in the order they finished.
+    pub finished: Arc<Mutex<Vec<(String, usize)>>>,
 }
 
 struct RecordingSink {
@@ -254,6 +281,7 @@ struct RecordingSink {
     store: Store,
     horizon: u64,
     runtime: tokio::runtime::Handle,
+    deferred: Option<Deferred>,
 }
 
 impl SinkFactory for Recording {
@@ -266,6 +294,7 @@ impl SinkFactory for Recording {
             store: self.store.clone(),
             horizon: self.horizon,
             runtime: self.runtime.clone(),
+            deferred: self.deferred.clone().filter(|d| d.tables.contains(&table.qualified())),
         }))
     }
 }
@@ -277,23 +306,71 @@ impl BatchSink for RecordingSink {
 
     fn finish(self: Box<Self>) -> Result<SinkReport> {
         let report = self.inner.finish()?;
+        if let Some(d) = &self.deferred {
+            let mut finished =
+                d.finished.lock().map_err(|_| Error::Internal("deferred ranges poisoned".into()))?;
+            finished.push((self.table.clone(), self.partition));
+            return Ok(report);
+        }
         let poisoned = || Error::Internal("sync checkpoint poisoned".into());
         // Held while saving, so saves land in the order they were made.
         let mut c = self.checkpoint.lock().map_err(|_| poisoned())?;
-        let p = c
-            .in_progress
-            .as_mut()
-            .and_then(|ip| ip.tables.get_mut(&self.table))
-            .and_then(|t| {
-                let i = t.partitions.iter().position(|p| p.index == self.partition)?;
-                t.horizon.get_mut(i)
-            })
-            .ok_or_else(|| {
-                Error::Internal(format!("no range {} of {} in the sync run", self.partition, self.table))
-            })?;
-        *p = self.horizon;
-        c.written_at = super::checkpoint::now();
+        record(&mut c, &self.table, self.partition, self.horizon)?;
         self.runtime.block_on(self.store.write(&c))?;
         Ok(report)
+    }
+}
+
+/// Moves range `partition` of `table` to `horizon` in the checkpoint.
+pub fn record(c: &mut Checkpoint, table: &str, partition: usize, horizon: u64) -> Result<()> {
+    let p = c
+        .in_progress
+        .as_mut()
+        .and_then(|ip| ip.tables.get_mut(table))
+        .and_then(|t| {
+            let i = t.partitions.iter().position(|p| p.index == partition)?;
+            t.horizon.get_mut(i)
+        })
+        .ok_or_else(|| Error::Internal(format!("no range {partition} of {table} in the sync run")))?;
+    *p = horizon;
+    c.written_at = super::checkpoint::now();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(8))]
+
+        // However many digests a range records, the statements run on a D1
+        // file with D1's SQL limits and the table ends with each id's last.
+        #[test]
+        fn recording_any_number_of_digests_runs_within_d1_limits(
+            ids in proptest::collection::vec("(\\PC|'){1,64}", 1..12_000),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let c = crate::sink::d1::sqlite::D1SqliteConfig::open(&dir.path().join("d.sqlite"), Default::default())
+                .expect("open");
+            c.execute("setup", crate::sync::store::STATE_DDL).expect("setup");
+            let record: Vec<(String, String)> =
+                ids.iter().enumerate().map(|(i, id)| (id.clone(), format!("{i:064x}"))).collect();
+            let mut sql = String::new();
+            record_digests(&mut sql, &record);
+            c.execute("record", &sql).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            let last: HashMap<&String, &String> = record.iter().map(|(i, d)| (i, d)).collect();
+            let stored: Vec<(String, String)> = c
+                .with_conn(|conn| {
+                    let mut st = conn.prepare("SELECT id, digest FROM pgflare_vector_digests").expect("select");
+                    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("rows");
+                    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(Error::sqlite("rows"))
+                })
+                .expect("stored");
+            proptest::prop_assert_eq!(stored.len(), last.len());
+            for (id, d) in &stored {
+                proptest::prop_assert_eq!(Some(&d), last.get(id));
+            }
+        }
     }
 }

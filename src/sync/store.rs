@@ -63,14 +63,7 @@ impl D1Access {
     /// Runs one statement with `?N` parameters; returns its rows.
     pub async fn select(&self, what: &str, sql: &str, params: &[Value]) -> Result<Vec<Map<String, Value>>> {
         match self {
-            D1Access::Sqlite(c) => {
-                c.with_conn(|conn| sqlite_select(conn, sql, params)).map_err(|e| match e {
-                    Error::Sqlite { context, source } => {
-                        Error::Sqlite { context: format!("{what}: {context}"), source }
-                    }
-                    other => other,
-                })
-            }
+            D1Access::Sqlite(c) => c.with_conn(|conn| sqlite_select(conn, what, sql, params)),
             D1Access::Api(d) => {
                 let rows = d.select(what, sql, params).await?;
                 Ok(rows.into_iter().filter_map(|r| r.as_object().cloned()).collect())
@@ -81,12 +74,13 @@ impl D1Access {
 
 fn sqlite_select(
     conn: &mut rusqlite::Connection,
+    what: &str,
     sql: &str,
     params: &[Value],
 ) -> Result<Vec<Map<String, Value>>> {
     use rusqlite::types::{Value as Sv, ValueRef};
-    let ctx = || format!("statement `{}`", crate::sink::d1::sqlite::preview(sql));
-    let mut st = conn.prepare(sql).map_err(Error::sqlite(ctx()))?;
+    let err = |e| crate::sink::d1::sqlite::statement_error(what, sql, e);
+    let mut st = conn.prepare(sql).map_err(err)?;
     let bound: Vec<Sv> = params
         .iter()
         .map(|p| match p {
@@ -98,12 +92,12 @@ fn sqlite_select(
         })
         .collect();
     let names: Vec<String> = st.column_names().iter().map(|s| s.to_string()).collect();
-    let mut rows = st.query(rusqlite::params_from_iter(bound)).map_err(Error::sqlite(ctx()))?;
+    let mut rows = st.query(rusqlite::params_from_iter(bound)).map_err(err)?;
     let mut out = Vec::new();
-    while let Some(r) = rows.next().map_err(Error::sqlite(ctx()))? {
+    while let Some(r) = rows.next().map_err(err)? {
         let mut m = Map::new();
         for (i, n) in names.iter().enumerate() {
-            let v = match r.get_ref(i).map_err(Error::sqlite(ctx()))? {
+            let v = match r.get_ref(i).map_err(err)? {
                 ValueRef::Null => Value::Null,
                 ValueRef::Integer(i) => json!(i),
                 ValueRef::Real(f) => json!(f),

@@ -151,7 +151,12 @@ async fn ranged(
         let (sinks, out) = run(Some(Arc::new(differing.iter().cloned().collect())));
         read_all(src, snapshot_id, vec![job("drill-down keys")], sinks, read).await?;
         let in_source = take(&out)?.keys;
-        let batch = ranges::d1_keys(d1, &t.d1.name, &t.d1.spec, scheme, &differing).await?;
+        // Expected D1 rows per bucket: the larger of its saved count and
+        // the source's (D1 got the source's upserts since).
+        let rows = |l: &String| [&source, &target].iter().filter_map(|s| s.get(l)).map(|s| s.rows).max();
+        let buckets: Vec<(String, u64)> =
+            differing.iter().map(|l| (l.clone(), rows(l).unwrap_or(0))).collect();
+        let batch = ranges::d1_keys(d1, &t.d1.name, &t.d1.spec, scheme, &buckets).await?;
         let key = t.d1.spec.key_indices();
         let mut pick = Vec::new();
         let mut in_d1 = HashSet::new();

@@ -351,6 +351,7 @@ pub fn classify(
                 key: s.key.clone(),
                 fields: vec![],
                 max_abs_diff: None,
+                reason: None,
             }),
             Some(t) if t.digest != s.digest => {
                 let fields = columns
@@ -368,6 +369,7 @@ pub fn classify(
                     key: s.key.clone(),
                     fields,
                     max_abs_diff: None,
+                    reason: None,
                 });
             }
             Some(_) => {}
@@ -380,6 +382,7 @@ pub fn classify(
                 key: t.key.clone(),
                 fields: vec![],
                 max_abs_diff: None,
+                reason: None,
             });
         }
     }

@@ -175,11 +175,13 @@ fn finish(
     odd: &[Unreadable],
 ) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> = builders.iter_mut().map(|b| b.finish()).collect();
-    // A NOT NULL column holding the NULL of an unreadable value is declared
-    // nullable in this batch, or Arrow would refuse the batch.
-    let schema = if odd.iter().any(|u| !schema.field(u.column).is_nullable()) {
+    // A NOT NULL column holding the NULL of an unreadable value, or a NULL
+    // D1 holds (a link column whose row D1 lacks allows NULL in D1), is
+    // declared nullable in this batch, or Arrow would refuse the batch.
+    let has_null = |i: usize| odd.iter().any(|u| u.column == i) || columns[i].null_count() > 0;
+    let schema = if (0..columns.len()).any(|i| has_null(i) && !schema.field(i).is_nullable()) {
         let fields = schema.fields().iter().enumerate().map(|(i, f)| {
-            let relax = odd.iter().any(|u| u.column == i);
+            let relax = has_null(i);
             f.as_ref().clone().with_nullable(f.is_nullable() || relax)
         });
         Arc::new(Schema::new(fields.collect::<Vec<_>>()))

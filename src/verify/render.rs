@@ -19,8 +19,14 @@ macro_rules! w {
     }};
 }
 
-const KINDS: [DiffKind; 5] =
-    [DiffKind::Missing, DiffKind::Extra, DiffKind::Changed, DiffKind::VectorValues, DiffKind::Metadata];
+const KINDS: [DiffKind; 6] = [
+    DiffKind::Missing,
+    DiffKind::Extra,
+    DiffKind::Changed,
+    DiffKind::VectorValues,
+    DiffKind::Metadata,
+    DiffKind::Skipped,
+];
 
 /// The kind's name in the JSON form (serde `snake_case`); a unit test keeps
 /// the two in step.
@@ -31,15 +37,22 @@ pub fn kind_slug(k: DiffKind) -> &'static str {
         DiffKind::Changed => "changed",
         DiffKind::VectorValues => "vector_values",
         DiffKind::Metadata => "metadata",
+        DiffKind::Skipped => "skipped",
     }
 }
 
 fn status_slug(s: Status) -> &'static str {
     match s {
         Status::Consistent => "consistent",
+        Status::ConsistentExceptSkipped => "consistent_except_skipped",
         Status::Differences => "differences",
         Status::Error => "error",
     }
+}
+
+/// The status as the banner and the Markdown heading show it.
+fn status_word(s: Status) -> String {
+    status_slug(s).replace('_', " ").to_uppercase()
 }
 
 /// `&`, `<`, `>`, `"` and `'` as entities: safe in element text and in
@@ -186,7 +199,7 @@ pub fn markdown(r: &VerifyReport) -> String {
     let mut s = String::new();
     let status = r.verdict.status;
     w!(s, "# pgflare verify report\n\n");
-    w!(s, "**{}**: {}\n\n", status_slug(status).to_uppercase(), escape_markdown(&r.verdict.summary));
+    w!(s, "**{}**: {}\n\n", status_word(status), escape_markdown(&r.verdict.summary));
     w!(s, "Exit code {}.\n\n", status.exit_code());
     for (label, value) in meta(r) {
         w!(s, "- {label}: {}\n", escape_markdown(&value));
@@ -223,9 +236,9 @@ fn markdown_table(s: &mut String, t: &TableReport) {
             Some(note) => w!(s, "\nDifferences ({note}):\n\n"),
             None => w!(s, "\nDifferences:\n\n"),
         }
-        w!(s, "| Kind | Key | Fields (column: source → target) | Max abs diff |\n|---|---|---|---:|\n");
+        w!(s, "| Kind | Key | Fields (column: source → target) or reason | Max abs diff |\n|---|---|---|---:|\n");
         for d in &g.differences {
-            let fields: Vec<String> = d
+            let mut fields: Vec<String> = d
                 .fields
                 .iter()
                 .map(|f| {
@@ -233,6 +246,7 @@ fn markdown_table(s: &mut String, t: &TableReport) {
                     format!("{}: {} → {}", escape_markdown(a), escape_markdown(b), escape_markdown(c))
                 })
                 .collect();
+            fields.extend(d.reason.as_deref().map(escape_markdown));
             w!(
                 s,
                 "| {} | {} | {} | {} |\n",

@@ -1,7 +1,10 @@
 //! The verification report `pgflare verify` writes: one model, rendered as
 //! JSON (for pipelines; `schemas/verify-report.schema.json`), Markdown and
 //! a self-contained HTML page (for people). The verdict decides the exit
-//! code: 0 consistent, 1 differences found, 2 could not verify.
+//! code: 0 consistent, 1 differences found, 2 could not verify. Vectors
+//! the load's rules leave out (`skipped`) are differences too, unless the
+//! user accepts them (`--accept-skipped`): then the verdict is
+//! `consistent_except_skipped`, exit 0, never plain `consistent`.
 
 use std::collections::BTreeMap;
 
@@ -37,6 +40,9 @@ pub struct VerifyReport {
 pub enum Status {
     /// Every compared row and vector matches (and query parity passed).
     Consistent,
+    /// Everything matches except vectors the load's rules leave out, which
+    /// `--accept-skipped` accepted (they are counted and listed).
+    ConsistentExceptSkipped,
     /// At least one difference (or query parity below the threshold).
     Differences,
     /// The comparison could not be made; `Verdict::summary` says why.
@@ -46,7 +52,7 @@ pub enum Status {
 impl Status {
     pub fn exit_code(self) -> u8 {
         match self {
-            Status::Consistent => 0,
+            Status::Consistent | Status::ConsistentExceptSkipped => 0,
             Status::Differences => 1,
             Status::Error => 2,
         }
@@ -119,6 +125,9 @@ pub enum DiffKind {
     VectorValues,
     /// Same id and values, other metadata or namespace (Vectorize).
     Metadata,
+    /// In the source, but the load's rules leave its vector out (a row
+    /// Vectorize would refuse); `reason` says which rule (Vectorize).
+    Skipped,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -133,6 +142,16 @@ pub struct Difference {
     /// (or null when the lengths differ).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_abs_diff: Option<f64>,
+    /// For `skipped`: the column (and JSON path) and the rule it breaks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Difference {
+    /// A difference that is just a kind and a key.
+    pub fn bare(kind: DiffKind, key: String) -> Difference {
+        Difference { kind, key, fields: Vec::new(), max_abs_diff: None, reason: None }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -175,15 +194,37 @@ pub struct QueryResult {
 
 impl VerifyReport {
     /// The status the contents call for: an error verdict stays; otherwise
-    /// any counted difference or failed parity is `differences`.
-    pub fn decide(&mut self) {
+    /// any counted difference or failed parity is `differences`, and
+    /// skipped vectors are too unless `accept_skipped`.
+    pub fn decide(&mut self, accept_skipped: bool) {
         if self.verdict.status == Status::Error {
             return;
         }
-        let diffs: u64 = self.tables.iter().flat_map(|t| &t.targets).flat_map(|t| t.counts.values()).sum();
+        let targets = || self.tables.iter().flat_map(|t| &t.targets);
+        let count = |g: &TargetReport, skipped: bool| -> u64 {
+            g.counts.iter().filter(|(k, _)| (**k == DiffKind::Skipped) == skipped).map(|(_, n)| n).sum()
+        };
+        let diffs: u64 = targets().map(|g| count(g, false)).sum();
+        let skipped: u64 = targets().map(|g| count(g, true)).sum();
         let parity_failed = self.queries.as_ref().is_some_and(|q| !q.passed);
-        let rows: u64 = self.tables.iter().flat_map(|t| &t.targets).map(|t| t.source_rows).sum();
-        self.verdict = if diffs == 0 && !parity_failed {
+        let rows: u64 = targets().map(|t| t.source_rows).sum();
+        let mut parts = Vec::new();
+        for t in &self.tables {
+            for g in &t.targets {
+                let (n, s) = (count(g, false), count(g, true));
+                let what = match (n, s) {
+                    (0, 0) => continue,
+                    (n, 0) => format!("{n}"),
+                    (0, s) => format!("{s} skipped"),
+                    (n, s) => format!("{n} + {s} skipped"),
+                };
+                parts.push(format!("{what} in {} ({})", t.table, kind_name(g.kind)));
+            }
+        }
+        if let Some(q) = self.queries.as_ref().filter(|q| !q.passed) {
+            parts.push(format!("query recall@{} {:.3} below {:.2}", q.k, q.mean_recall, q.threshold));
+        }
+        self.verdict = if diffs == 0 && skipped == 0 && !parity_failed {
             Verdict {
                 status: Status::Consistent,
                 summary: format!(
@@ -191,19 +232,15 @@ impl VerifyReport {
                     self.tables.len()
                 ),
             }
+        } else if diffs == 0 && !parity_failed && accept_skipped {
+            Verdict {
+                status: Status::ConsistentExceptSkipped,
+                summary: format!(
+                    "all equal except vectors left out by Vectorize's rules, accepted with --accept-skipped: {}",
+                    parts.join("; ")
+                ),
+            }
         } else {
-            let mut parts = Vec::new();
-            for t in &self.tables {
-                for g in &t.targets {
-                    let n: u64 = g.counts.values().sum();
-                    if n > 0 {
-                        parts.push(format!("{n} in {} ({})", t.table, kind_name(g.kind)));
-                    }
-                }
-            }
-            if let Some(q) = self.queries.as_ref().filter(|q| !q.passed) {
-                parts.push(format!("query recall@{} {:.3} below {:.2}", q.k, q.mean_recall, q.threshold));
-            }
             Verdict { status: Status::Differences, summary: parts.join("; ") }
         };
     }
@@ -213,5 +250,56 @@ pub fn kind_name(k: TargetKind) -> &'static str {
     match k {
         TargetKind::D1 => "D1",
         TargetKind::Vectorize => "Vectorize",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(counts: &[(DiffKind, u64)]) -> VerifyReport {
+        let target = TargetReport {
+            kind: TargetKind::Vectorize,
+            location: "vectorize index vi".into(),
+            name: "vi".into(),
+            source_rows: 10,
+            target_rows: 5,
+            buckets: 0,
+            buckets_differing: 0,
+            counts: counts.iter().copied().collect(),
+            differences: Vec::new(),
+            pending_sync: 0,
+            sampled: 1.0,
+            notes: Vec::new(),
+        };
+        VerifyReport {
+            format: FORMAT.into(),
+            created_by: "pgflare 0.1.0".into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            seconds: 0.0,
+            source: "postgres://x".into(),
+            snapshot: "1:1:".into(),
+            verdict: Verdict { status: Status::Consistent, summary: String::new() },
+            tables: vec![TableReport { table: "public.items".into(), targets: vec![target] }],
+            queries: None,
+        }
+    }
+
+    #[test]
+    fn skipped_vectors_are_never_plainly_consistent() {
+        let mut r = report(&[(DiffKind::Skipped, 5)]);
+        r.decide(false);
+        assert_eq!(r.verdict.status, Status::Differences);
+        assert_eq!(r.verdict.summary, "5 skipped in public.items (Vectorize)");
+        r.decide(true);
+        assert_eq!((r.verdict.status, r.verdict.status.exit_code()), (Status::ConsistentExceptSkipped, 0));
+        assert!(r.verdict.summary.contains("5 skipped in public.items (Vectorize)"), "{}", r.verdict.summary);
+        let mut r = report(&[(DiffKind::Skipped, 5), (DiffKind::Missing, 1)]);
+        r.decide(true);
+        assert_eq!(r.verdict.status, Status::Differences);
+        assert_eq!(r.verdict.summary, "1 + 5 skipped in public.items (Vectorize)");
+        let mut r = report(&[]);
+        r.decide(true);
+        assert_eq!(r.verdict.status, Status::Consistent);
     }
 }

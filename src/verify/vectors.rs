@@ -132,11 +132,54 @@ pub fn canonical(v: &Value) -> String {
 }
 
 /// What the source expects in Vectorize, per table: id -> digest, or
-/// (when `wanted` is set) the whole vectors of those ids.
+/// (when `wanted` is set) the whole vectors of those ids; and the rows
+/// whose vector the load's rules leave out (never silently dropped).
 #[derive(Default)]
 pub struct Expected {
     pub digests: HashMap<String, RowDigest>,
     pub vectors: HashMap<String, Vector>,
+    pub skipped: Skipped,
+}
+
+/// Source rows with a vector that Vectorize would refuse: all counted,
+/// the first [`MAX_LISTED`] by key kept with their reasons, and every id
+/// (so a vector the index still holds for one is not taken for an extra).
+#[derive(Default)]
+pub struct Skipped {
+    pub count: u64,
+    pub listed: BTreeMap<String, String>,
+    pub ids: HashSet<String>,
+}
+
+impl Skipped {
+    fn add(&mut self, key: String, id: Option<String>, reason: String) {
+        self.count += 1;
+        self.ids.extend(id);
+        self.listed.insert(key, reason);
+        if self.listed.len() > MAX_LISTED {
+            self.listed.pop_last();
+        }
+    }
+
+    fn merge(&mut self, other: Skipped) {
+        self.count += other.count;
+        self.ids.extend(other.ids);
+        self.listed.extend(other.listed);
+        while self.listed.len() > MAX_LISTED {
+            self.listed.pop_last();
+        }
+    }
+
+    /// The listed ones as report differences.
+    pub fn differences(&self) -> Vec<Difference> {
+        self.listed
+            .iter()
+            .map(|(key, reason)| Difference {
+                reason: Some(reason.clone()),
+                ..Difference::bare(DiffKind::Skipped, key.clone())
+            })
+            .collect()
+    }
 }
 
 /// Sinks that turn source rows into expected vectors.
@@ -144,6 +187,8 @@ pub struct ExpectSinks {
     pub mappings: VectorMappings,
     /// `Some`: keep the vectors of these ids only (the drill-down).
     pub wanted: Option<Arc<HashSet<String>>>,
+    /// The sampled buckets (of `buckets`): skipped rows outside them are not counted.
+    pub sample: Arc<(usize, std::collections::BTreeSet<usize>)>,
     pub result: Arc<Mutex<HashMap<String, Expected>>>,
 }
 
@@ -151,6 +196,7 @@ struct ExpectSink {
     writer: Option<LineWriter>,
     table: String,
     wanted: Option<Arc<HashSet<String>>>,
+    sample: Arc<(usize, std::collections::BTreeSet<usize>)>,
     local: Expected,
     result: Arc<Mutex<HashMap<String, Expected>>>,
 }
@@ -166,6 +212,7 @@ impl SinkFactory for ExpectSinks {
             writer,
             table: table.qualified(),
             wanted: self.wanted.clone(),
+            sample: self.sample.clone(),
             local: Expected::default(),
             result: self.result.clone(),
         }))
@@ -209,15 +256,31 @@ impl BatchSink for ExpectSink {
     fn write(&mut self, batch: &TableBatch) -> Result<()> {
         let Some(w) = &self.writer else { return Ok(()) };
         let (wanted, local) = (&self.wanted, &mut self.local);
-        each_vector(w, batch, &mut |v| match wanted {
-            Some(ids) if ids.contains(&v.id) => {
-                local.vectors.insert(v.id.clone(), v);
+        let mut line = String::new();
+        for row in 0..batch.batch.num_rows() {
+            match vector_at(w, &batch.batch, row, &mut line)? {
+                (Line::Written, Some(v)) => match wanted {
+                    Some(ids) if ids.contains(&v.id) => {
+                        local.vectors.insert(v.id.clone(), v);
+                    }
+                    Some(_) => {}
+                    None => {
+                        local.digests.insert(v.id.clone(), vector_digest(&v));
+                    }
+                },
+                // Expected in Vectorize, but the rules leave it out: say so.
+                (Line::Invalid(r), _) if wanted.is_none() => {
+                    let id = w.id_of(&batch.batch, row);
+                    let (n, sampled) = &*self.sample;
+                    if id.as_deref().is_none_or(|id| in_sample(id, *n, sampled)) {
+                        let key = id.as_ref().map(|id| format!("id={id}")).unwrap_or(r.key.clone());
+                        local.skipped.add(key, id, r.describe());
+                    }
+                }
+                _ => {}
             }
-            Some(_) => {}
-            None => {
-                local.digests.insert(v.id.clone(), vector_digest(&v));
-            }
-        })
+        }
+        Ok(())
     }
 
     fn finish(self: Box<Self>) -> Result<SinkReport> {
@@ -226,6 +289,7 @@ impl BatchSink for ExpectSink {
         let e = all.entry(self.table).or_default();
         e.digests.extend(self.local.digests);
         e.vectors.extend(self.local.vectors);
+        e.skipped.merge(self.local.skipped);
         Ok(SinkReport::default())
     }
 }
@@ -251,6 +315,7 @@ pub fn difference(s: &Vector, t: &Vector, tolerance: f64) -> Option<Difference> 
             key: format!("id={}", s.id),
             fields: vec![],
             max_abs_diff: max,
+            reason: None,
         });
     }
     let mut fields = Vec::new();
@@ -278,21 +343,29 @@ pub fn difference(s: &Vector, t: &Vector, tolerance: f64) -> Option<Difference> 
         key: format!("id={}", s.id),
         fields,
         max_abs_diff: None,
+        reason: None,
     })
 }
 
-/// The report of one table against the index.
+/// The report of one table against the index. `found` holds every
+/// difference but skipped ones, of which `skipped` has the count and the
+/// first listed.
 pub fn report(
     index: &str,
     location: &str,
     source_count: u64,
     target_count: u64,
     mut found: Vec<Difference>,
+    skipped: &Skipped,
     sampled: f64,
 ) -> TargetReport {
-    found.sort_by(|a, b| a.key.cmp(&b.key).then(a.kind.cmp(&b.kind)));
     let mut counts: BTreeMap<DiffKind, u64> = BTreeMap::new();
     found.iter().for_each(|d| *counts.entry(d.kind).or_default() += 1);
+    if skipped.count > 0 {
+        counts.insert(DiffKind::Skipped, skipped.count);
+    }
+    found.extend(skipped.differences());
+    found.sort_by(|a, b| a.key.cmp(&b.key).then(a.kind.cmp(&b.kind)));
     found.truncate(MAX_LISTED);
     TargetReport {
         kind: TargetKind::Vectorize,

@@ -112,6 +112,65 @@ impl Drop for TestDb {
     }
 }
 
+/// A transaction with a transaction id, held open (in a database of its own
+/// on the test server) until dropped: while it runs, every snapshot's xmin,
+/// which is cluster-wide, stays at or below its id, as when other tests run
+/// at the same time.
+pub struct OpenTransaction {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _db: TestDb,
+}
+
+impl OpenTransaction {
+    pub fn begin() -> OpenTransaction {
+        let db = TestDb::new("opentx");
+        let url = db.url.clone();
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (ready, started) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            block_on(async move {
+                let mut c = PgConnection::connect(&url).await.expect("connect");
+                sqlx::raw_sql("BEGIN; SELECT txid_current();").execute(&mut c).await.expect("begin");
+                let _ = ready.send(());
+                let _ = wait.recv();
+                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut c).await;
+            })
+        });
+        started.recv().expect("the transaction started");
+        OpenTransaction { release: Some(release), thread: Some(thread), _db: db }
+    }
+}
+
+impl Drop for OpenTransaction {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The load's state file in `state_dir` (`load-<target>-<hash>.json`), if
+/// one is there. The folder holds other files too (the temporary file of an
+/// atomic replace, which a kill can leave behind; link spools; locks), so
+/// "the first entry" is not it.
+pub fn load_state_file(state_dir: &Path) -> Option<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(state_dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("load-") && n.ends_with(".json"))
+        })
+        .collect();
+    files.sort();
+    files.into_iter().next()
+}
+
 /// Runs `pgflare` with `args`, the database URL in the environment.
 pub fn pgflare(db: &TestDb, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pgflare"))
@@ -238,19 +297,28 @@ impl Emulator {
     }
 }
 
+impl Emulator {
+    /// pgflare's own Vectorize client on index `index` here, for planting
+    /// changes behind a load's back.
+    pub fn vectorize(&self, index: &str) -> pgflare::cloudflare::Vectorize {
+        use pgflare::cloudflare::{Api, ApiSettings, Vectorize};
+        let api = Api::new(ApiSettings {
+            base_url: self.base_url.clone(),
+            account_id: self.account.clone(),
+            token: self.token.clone(),
+            rate_limit_requests: 1000,
+            rate_limit_window: std::time::Duration::from_secs(1),
+            retry: Default::default(),
+            timeouts: Default::default(),
+        })
+        .expect("client");
+        Vectorize::new(std::sync::Arc::new(api), index)
+    }
+}
+
 impl Drop for Emulator {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The load's state file in a `--state-dir` (the folder also holds the
-/// load's lock file), once there is one.
-pub fn load_state_file(state_dir: &Path) -> Option<PathBuf> {
-    std::fs::read_dir(state_dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "json") && p.to_string_lossy().contains("load-"))
 }

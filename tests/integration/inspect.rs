@@ -81,6 +81,7 @@ fn an_unsupported_type_names_table_column_type_and_the_way_out() {
             .expect("json");
     assert_eq!(m["tables"][0]["columns"][1]["cast"], "text");
     assert_eq!(m["tables"][0]["rows"], 1);
+    crate::archive::readers_match_the_source(&db, out.path());
 }
 
 #[test]

@@ -255,3 +255,39 @@ fn a_table_without_a_key_is_refused_with_what_to_do() {
     assert!(err.contains("public.events") && err.contains("primary_key"), "{err}");
     assert!(!sqlite.exists(), "nothing was written");
 }
+
+/// Found by scripts/chaos.sh: a load killed after its last range but before
+/// it wrote the sync checkpoint into D1 left a target that `sync` refused
+/// forever ("holds no sync checkpoint"): the state file already said
+/// "complete", so every rerun returned early. Here the hand-over fails
+/// (a trigger in the D1 file refuses the checkpoint row, as a kill or a
+/// network failure at that moment would); once it is gone, the rerun must
+/// write the checkpoint.
+#[test]
+fn a_load_whose_sync_checkpoint_was_not_written_writes_it_when_run_again() {
+    let db = TestDb::new("loadhandover");
+    db.seed(50, 4);
+    let dir = temp_dir("loadhandover");
+    let (state, sqlite) = (dir.path().join("state"), dir.path().join("d1.sqlite"));
+    let d1 = || rusqlite::Connection::open(&sqlite).expect("open");
+    d1().execute_batch(
+        "CREATE TABLE pgflare_sync_state (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL);
+         CREATE TRIGGER no_checkpoint BEFORE INSERT ON pgflare_sync_state WHEN NEW.name = 'checkpoint'
+         BEGIN SELECT RAISE(ABORT, 'injected: the checkpoint cannot be written'); END;",
+    )
+    .expect("inject");
+    let args = ["--target", "sqlite", "--sqlite", sqlite.to_str().expect("p")];
+    let mut all = vec!["--json", "load", "--state-dir", state.to_str().expect("p"), "--partition-mib", "1"];
+    all.extend_from_slice(&args);
+    let o = pgflare(&db, &all);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("injected"), "{}", text(&o));
+    d1().execute_batch("DROP TRIGGER no_checkpoint").expect("drop trigger");
+    let again = load(&db, &state, &args);
+    assert_eq!(again["rows_this_run"], 0, "every range was done: {again:#}");
+    assert!(again["sync_checkpoint"].as_str().unwrap_or("").contains("pgflare_sync_state"), "{again:#}");
+    let n: i64 = d1()
+        .query_row("SELECT count(*) FROM pgflare_sync_state WHERE name = 'checkpoint'", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(n, 1, "the rerun wrote the checkpoint the first run could not");
+}

@@ -60,7 +60,7 @@ fn a_killed_api_load_run_again_ends_exact() {
     let started = Instant::now();
     loop {
         let done = load_state_file(&state)
-            .is_some_and(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("\"done\": true")));
+            .is_some_and(|f| std::fs::read_to_string(f).is_ok_and(|t| t.contains("\"done\": true")));
         if done || started.elapsed() > Duration::from_secs(60) {
             break;
         }

@@ -117,7 +117,12 @@ fn ndjson_files_hold_every_vector_exactly_and_validate() {
     let listed = m["vectorize"]["tables"][0]["files"].as_array().expect("files").len();
     assert_eq!(listed, files.len());
 
-    let (same, report) = compare_vectors(&db, &["--ndjson", vdir.to_str().expect("p")], &[], "");
+    let (same, report) = compare_vectors(
+        &db,
+        &["--ndjson", vdir.to_str().expect("p")],
+        &["--config", config.to_str().expect("p")],
+        "",
+    );
     assert!(same, "{report:#}");
 
     // The reader must see a changed float (one ulp) and name the vector.
@@ -130,7 +135,12 @@ fn ndjson_files_hold_every_vector_exactly_and_validate() {
     line["values"][0] = serde_json::json!(bumped as f64);
     let tampered = text.replacen(text.lines().next().expect("l"), &line.to_string(), 1);
     std::fs::write(victim, tampered).expect("tamper");
-    let (same, report) = compare_vectors(&db, &["--ndjson", vdir.to_str().expect("p")], &[], "");
+    let (same, report) = compare_vectors(
+        &db,
+        &["--ndjson", vdir.to_str().expect("p")],
+        &["--config", config.to_str().expect("p")],
+        "",
+    );
     assert!(!same);
     assert_eq!(report["differences"][0]["id"], first["id"]);
     assert_eq!(report["differences"][0]["kind"], "values");
@@ -197,8 +207,8 @@ fn rows_vectorize_refuses_are_skipped_and_named_or_stop_the_load() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains(
-            "table public.items, column metadata, row id=big-metadata: is 11275 bytes of JSON; \
-             Vectorize allows 10240 per vector"
+            "table public.items, column note, row id=big-metadata: makes the metadata 11275 bytes of JSON \
+             (11266 of them from this value); Vectorize allows 10240 per vector"
         ),
         "{err}"
     );
@@ -236,7 +246,7 @@ fn rows_vectorize_refuses_are_skipped_and_named_or_stop_the_load() {
         "{rejected:?}"
     );
     assert!(
-        rejected.iter().any(|r| r.starts_with("id=big-metadata | metadata | is 11")
+        rejected.iter().any(|r| r.starts_with("id=big-metadata | note | makes the metadata 11275 bytes")
             && r.contains("Vectorize allows 10240 per vector")),
         "{rejected:?}"
     );
@@ -331,7 +341,7 @@ fn api_load_fills_d1_and_vectorize_and_queries_agree_with_exact_cosine() {
         .expect("vectorize target")
         .contains("/vectorize/v2/indexes/chunks-index"));
     // Read back at once: every vector is visible only if the load waited.
-    let v = compare_api(&db, &emu, &["--topk", "10", "--queries", "5"]);
+    let v = compare_api(&db, &emu, &["--config", c, "--topk", "10", "--queries", "5"]);
     assert_eq!(v["topk_queries"], 5);
     assert_eq!(v["null_vectors"].as_u64(), table(&s, "public.chunks")["vectors"]["null"].as_u64());
     compare_d1(&db, &emu);
@@ -376,8 +386,8 @@ fn a_load_killed_during_the_vectorize_upload_ends_exact() {
     // Kill once one range is confirmed: Vectorize holds part of the vectors.
     let started = Instant::now();
     loop {
-        let done = load_state_file(&state).is_some_and(|p| {
-            std::fs::read_to_string(p)
+        let done = load_state_file(&state).is_some_and(|f| {
+            std::fs::read_to_string(f)
                 .is_ok_and(|t| t.contains("\"done\": true") && t.contains("\"written\""))
         });
         if done || started.elapsed() > Duration::from_secs(90) {
@@ -391,7 +401,7 @@ fn a_load_killed_during_the_vectorize_upload_ends_exact() {
     let o = emu.command(&db).args(&args).output().expect("rerun");
     let s: serde_json::Value = serde_json::from_str(&ok(o)).expect("summary");
     assert_eq!(s["resumed"], true);
-    let v = compare_api(&db, &emu, &[]);
+    let v = compare_api(&db, &emu, &["--config", c]);
     assert_eq!(v["listed"], v["source_vectors"], "no extra and none missing: {v:#}");
     compare_d1(&db, &emu);
 }
@@ -487,7 +497,7 @@ fn wrangler_upserts_the_loads_ndjson_files_unchanged() {
     for f in &files {
         wrangler(&["vectorize", "upsert", "chunks-index", "--file", f.to_str().expect("p")]);
     }
-    let v = compare_api(&db, &emu, &[]);
+    let v = compare_api(&db, &emu, &["--config", config.to_str().expect("p")]);
     assert_eq!(v["listed"], v["source_vectors"], "{v:#}");
 }
 

@@ -1,6 +1,7 @@
 //! The real wrangler (installed by scripts/test.sh from npm, path in
 //! PGFLARE_WRANGLER) runs the D1 files `pgflare load` writes, unchanged,
-//! through its local D1 (workerd's SQLite with D1's rules); and a
+//! through its local D1 (workerd's SQLite with D1's rules), link files
+//! included; and a
 //! `--target sqlite` load into wrangler's own local file is what a
 //! `wrangler d1 execute --local` query then sees.
 
@@ -36,6 +37,12 @@ fn wrangler(project: &Path, args: &[&str]) -> std::process::Output {
 fn wrangler_runs_the_load_files_unchanged_and_reads_a_sqlite_load() {
     let db = TestDb::new("wrangler");
     db.seed(400, 8);
+    // A self-reference: its links come as link files after the data, and
+    // wrangler must run their `UPDATE ... FROM (VALUES ...)` as they are.
+    db.exec(
+        "CREATE TABLE pages (id int PRIMARY KEY, parent_id int REFERENCES pages, title text);
+         INSERT INTO pages SELECT i, CASE WHEN i < 50 THEN i + 1 END, 'page ' || i FROM generate_series(1, 50) i;",
+    );
     let dir = temp_dir("wrangler");
     let project = dir.path().join("project");
     std::fs::create_dir_all(&project).expect("mkdir");
@@ -49,6 +56,8 @@ fn wrangler_runs_the_load_files_unchanged_and_reads_a_sqlite_load() {
 
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(files.join("manifest.json")).expect("manifest")).expect("json");
+    let order = manifest["apply_order"].as_array().expect("order");
+    assert!(order.last().and_then(|f| f.as_str()).is_some_and(|f| f.starts_with("pages/link-")), "{order:?}");
     for f in manifest["apply_order"].as_array().expect("order") {
         let path = files.join(f.as_str().expect("path"));
         let o = wrangler(
@@ -60,7 +69,8 @@ fn wrangler_runs_the_load_files_unchanged_and_reads_a_sqlite_load() {
     let local =
         pgflare::config::wrangler_local::local_d1_file(&project, "00000000-0000-4000-8000-00000000d1d1");
     assert!(local.exists(), "wrangler's local D1 file is where pgflare computes it: {}", local.display());
-    let o = python("compare_d1.py", &[&db.url, local.to_str().expect("p"), "documents", "chunks"], None);
+    let o =
+        python("compare_d1.py", &[&db.url, local.to_str().expect("p"), "documents", "chunks", "pages"], None);
     assert!(o.status.success(), "{}", text(&o));
 
     // Straight into wrangler's local file of the second database.

@@ -28,7 +28,10 @@ def statements(text):
         if sqlite3.complete_statement(joined):
             yield joined
             buf = []
-    if "".join(buf).strip():
+    # Comment lines after the last statement (the schema's notes on what
+    # D1 cannot have) are no statement: SQLite, D1 and wrangler skip them.
+    rest = [line.strip() for line in buf]
+    if any(line and not line.startswith("--") for line in rest):
         raise SystemExit("apply_d1_sql: file ends inside a statement")
 
 

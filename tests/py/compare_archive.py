@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Independent check that a `pgflare archive` folder holds exactly the source rows.
 
-    compare_archive.py --database-url URL --archive DIR [--table NAME ...]
+    compare_archive.py --database-url URL --archive DIR [--table NAME ...] [--reader R ...]
 
 URL may come from DATABASE_URL. Used by the Rust integration tests. Nothing of
 pgflare is reused: of DIR/manifest.json only each table's schema, name,
 primary_key and column names (and `cast`: what was read) are used. All Parquet
-files of a table (pyarrow) are matched with its rows in Postgres (psycopg, one
-REPEATABLE READ snapshot) by primary key (without one, by whole row) and every
-value is compared as the column's catalog type says (domains unwrapped):
+files of a table are read by each of pyarrow, DuckDB and polars
+(archive_readers.py; --reader picks some) and every reader's rows are matched
+with the table's rows in Postgres (psycopg, one REPEATABLE READ snapshot, read
+once) by primary key (without one, by whole row); differences name the reader.
+Every value is compared as the column's catalog type says (domains unwrapped):
 real/double (and arrays), vector, halfvec bit for bit via their send forms;
 numeric, enums, unknown types as Postgres text; json/jsonb as exact text and
 parsed value; timestamps/time in microseconds, dates in days since 1970; the
@@ -30,8 +32,9 @@ from pathlib import Path
 
 import psycopg
 import pyarrow as pa
-import pyarrow.parquet as pq
 from psycopg import sql
+
+import archive_readers
 
 NATIVE = {"bool", "int2", "int4", "int8", "text", "varchar", "bpchar", "name", "uuid", "bytea"}
 FLOAT_CATS = {"f4": 32, "f8": 64, "f4[]": 32, "f8[]": 64, "vector": 32, "halfvec": 32}
@@ -181,29 +184,86 @@ def show_pair(cat, p, s):
     return short(show(cat, p)), short(show(cat, s))
 
 
-def compare_table(conn, archive, entry):
-    """Prints the differences of one table; returns (number of differences, source rows)."""
+class View:
+    """One reader's rows of a table in the normal form, indexed by key, matched off against the source."""
+
+    def __init__(self, reader, values, num_rows, cats, pk):
+        self.reader, self.values, self.num_rows, self.cats, self.pk = reader, values, num_rows, cats, pk
+        self.names = list(values)
+        self.keycols = pk or self.names  # without a primary key, whole rows are matched
+        self.index = {}
+        for i in range(num_rows):
+            self.index.setdefault(self.key(lambda n: values[n][i]), []).append(i)
+        self.left = Counter({key: 1 if pk else len(rows) for key, rows in self.index.items()})
+
+    def key(self, get):
+        return tuple(hashable(get(k)) for k in self.keycols)
+
+    def key_text(self, key):
+        if not self.pk:
+            return "<no primary key>"
+        return ", ".join(short(show(self.cats[k], v), 60) for k, v in zip(self.keycols, key))
+
+    def row_text(self, get):
+        return "{" + short(", ".join(f"{n}={short(show(self.cats[n], get(n)), 40)}" for n in self.names)) + "}"
+
+    def start(self, report):
+        for key, rows in self.index.items():
+            if self.pk and len(rows) > 1:
+                report(self.key_text(key), "*", f"<{len(rows)} rows with this key>", "<1 row>", self.reader)
+
+    def match(self, source, report):
+        """Matches one source row (normal form, every column) with this reader's row of the same key."""
+        key = self.key(source.get)
+        if self.left[key] <= 0:
+            report(self.key_text(key), "*", "<missing row>", self.row_text(source.get), self.reader)
+            return
+        self.left[key] -= 1
+        i = self.index[key][0]
+        for n in self.names:
+            if self.values[n][i] != source[n]:
+                report(self.key_text(key), n, *show_pair(self.cats[n], self.values[n][i], source[n]), self.reader)
+
+    def finish(self, seen, report):
+        for key, count in self.left.items():
+            for i in self.index[key][-count:] if count > 0 else []:
+                report(self.key_text(key), "*", self.row_text(lambda n: self.values[n][i]), "<missing row>", self.reader)
+        if seen != self.num_rows:
+            report("*", "*", f"{self.num_rows} rows", f"{seen} rows", self.reader)
+
+
+def read_tables(files, readers, report):
+    """[(reader, pyarrow Table)] of every reader that could read the files (the others are reported)."""
+    if not files:  # an empty table has no files: nothing to read
+        return [("no files", pa.table({}))]
+    tables = []
+    for reader in readers:
+        try:
+            tables.append((reader, archive_readers.read(reader, files)))
+        except archive_readers.ReaderError as e:
+            report("*", "*", f"<unreadable: {short(str(e))}>", "<table>", reader)
+    return tables
+
+
+def compare_table(conn, archive, entry, readers):
+    """Prints the differences of one table for every reader; returns (number of differences, source rows)."""
     schema, name, columns, pk = entry["schema"], entry["name"], entry["columns"], list(entry["primary_key"])
     qname, diffs = f"{schema}.{name}", []
 
-    def report(key, column, p, s):
-        diffs.append(f"{qname} key={key} column={column}: parquet={p} source={s}")
+    def report(key, column, p, s, reader=None):
+        diffs.append(f"{qname}{f' [{reader}]' if reader else ''} key={key} column={column}: parquet={p} source={s}")
         print(diffs[-1])
 
     oid = conn.execute("SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))::oid", (schema, name)).fetchone()[0]
     files = sorted((archive / (name if schema == "public" else qname)).glob("*.parquet"))
-    try:
-        table = pq.read_table([str(f) for f in files]) if files else pa.table({})
-    except (OSError, pa.ArrowException) as e:
-        report("*", "*", f"<unreadable: {short(str(e))}>", "<table>")
-        return len(diffs), 0
+    tables = read_tables(files, readers, report)
     if oid is None:
         report("*", "*", "<table>", "<no such table>")
         return len(diffs), 0
     pg_types = dict(conn.execute(
         "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped", (oid,)))
 
-    cats, exprs, slices, pvalues = {}, [], {}, {}
+    cats, exprs, slices = {}, [], {}
     for c in columns:
         cname, col = c["name"], sql.Identifier(c["name"])
         if cname not in pg_types:
@@ -213,53 +273,37 @@ def compare_table(conn, archive, entry):
         if c.get("cast"):  # read as pgflare read it
             col = sql.SQL("({})::{}").format(col, sql.SQL(c["cast"]))
             type_oid = conn.execute("SELECT %s::regtype::oid", (c["cast"],)).fetchone()[0]
-        cat, select = plan_column(*resolve_type(conn, type_oid), col)
-        if cname not in table.column_names:  # no files at all: an empty table
-            values = "no such column" if files else []
-        else:
-            values = load_parquet(cat, table.column(cname).combine_chunks())
-        if isinstance(values, str):
-            report("*", cname, f"<{values}>", f"<{cat}>")
-            continue
-        cats[cname], pvalues[cname], slices[cname] = cat, values, slice(len(exprs), len(exprs) + len(select))
+        cats[cname], select = plan_column(*resolve_type(conn, type_oid), col)
+        slices[cname] = slice(len(exprs), len(exprs) + len(select))
         exprs += select
-    if any(k not in pvalues for k in pk) or not pvalues:
+    views = []
+    for reader, table in tables:
+        values = {}
+        for cname, cat in cats.items():
+            if cname not in table.column_names:  # no files at all: an empty table
+                got = "no such column" if files else []
+            else:
+                got = load_parquet(cat, table.column(cname).combine_chunks())
+            if isinstance(got, str):
+                report("*", cname, f"<{got}>", f"<{cat}>", reader)
+            else:
+                values[cname] = got
+        if values and all(k in values for k in pk):
+            views.append(View(reader, values, table.num_rows, cats, pk))
+    if not views:
         return len(diffs), 0
-    names, keycols = list(pvalues), pk or list(pvalues)  # without a primary key, whole rows are matched
-
-    def key_text(key):
-        return ", ".join(short(show(cats[k], v), 60) for k, v in zip(keycols, key)) if pk else "<no primary key>"
-
-    def row_text(get):
-        return "{" + short(", ".join(f"{n}={short(show(cats[n], get(n)), 40)}" for n in names)) + "}"
-
-    index = {}
-    for i in range(table.num_rows):
-        index.setdefault(tuple(hashable(pvalues[k][i]) for k in keycols), []).append(i)
-    for key, rows in index.items():
-        if pk and len(rows) > 1:
-            report(key_text(key), "*", f"<{len(rows)} rows with this key>", "<1 row>")
-    left = Counter({key: 1 if pk else len(rows) for key, rows in index.items()})
+    for view in views:
+        view.start(report)
     seen = 0
     with conn.cursor(name="compare_archive") as src:
         src.itersize = 200
         src.execute(sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(exprs), sql.Identifier(schema, name)))
         for seen, row in enumerate(src, 1):
-            values = {n: load_source(cats[n], row[slices[n]]) for n in names}
-            key = tuple(hashable(values[k]) for k in keycols)
-            if left[key] <= 0:
-                report(key_text(key), "*", "<missing row>", row_text(values.get))
-                continue
-            left[key] -= 1
-            i = index[key][0]
-            for n in names:
-                if pvalues[n][i] != values[n]:
-                    report(key_text(key), n, *show_pair(cats[n], pvalues[n][i], values[n]))
-    for key, count in left.items():
-        for i in index[key][-count:] if count > 0 else []:
-            report(key_text(key), "*", row_text(lambda n: pvalues[n][i]), "<missing row>")
-    if seen != table.num_rows:
-        report("*", "*", f"{table.num_rows} rows", f"{seen} rows")
+            source = {n: load_source(cats[n], row[slices[n]]) for n in cats}
+            for view in views:
+                view.match(source, report)
+    for view in views:
+        view.finish(seen, report)
     return len(diffs), seen
 
 
@@ -269,6 +313,8 @@ def main():
     ap.add_argument("--database-url", default=os.environ.get("DATABASE_URL"), help="source (default: $DATABASE_URL)")
     ap.add_argument("--archive", required=True, type=Path, help="archive folder (holds manifest.json)")
     ap.add_argument("--table", action="append", default=[], help="only this table (name or schema.name); repeatable")
+    ap.add_argument("--reader", action="append", choices=archive_readers.READERS, default=[],
+                    help="read the files with this reader only (repeatable; default: all of them)")
     args = ap.parse_args()
     if not args.database_url:
         usage_error("no source: pass --database-url or set DATABASE_URL")
@@ -280,6 +326,7 @@ def main():
     if unknown := set(args.table) - set().union(*names):
         usage_error(f"not in the archive: {', '.join(sorted(unknown))}")
     tables = [t for t, n in zip(tables, names) if not args.table or n & set(args.table)]
+    readers = args.reader or archive_readers.READERS
     try:
         conn = psycopg.connect(args.database_url, application_name="compare_archive")
     except psycopg.Error as e:
@@ -287,11 +334,12 @@ def main():
     conn.isolation_level, conn.read_only = psycopg.IsolationLevel.REPEATABLE_READ, True
     try:
         with conn:
-            results = [compare_table(conn, args.archive, entry) for entry in tables]
+            results = [compare_table(conn, args.archive, entry, readers) for entry in tables]
     except psycopg.Error as e:
         usage_error(f"database error: {e}")
     diffs, rows = sum(r[0] for r in results), sum(r[1] for r in results)
-    print(f"compare_archive: {len(tables)} tables, {rows} rows, {diffs} differences")
+    read_with = ", ".join(f"{r} {archive_readers.version(r)}" for r in readers)
+    print(f"compare_archive: {len(tables)} tables, {rows} rows, {diffs} differences (read with {read_with})")
     return 1 if diffs else 0
 
 

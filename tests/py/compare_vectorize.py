@@ -4,16 +4,23 @@ readers independent of pgflare (psycopg, json, urllib).
 
 Usage:
   compare_vectorize.py PG_URL TABLE --vector COL [--id COL] [--metadata C1,C2]
-      [--skip KEY1,KEY2] (--ndjson DIR | --api BASE_URL ACCOUNT INDEX)
-      [--topk K --queries N]
+      [--namespace COL] [--config PGFLARE_TOML] [--skip KEY1,KEY2]
+      (--ndjson DIR | --api BASE_URL ACCOUNT INDEX) [--topk K --queries N]
+
+--config reads the table's `vector_metadata_paths` from pgflare.toml and
+expects each as a top-level property, by README's rules implemented here
+anew: a missing path or JSON null is an absent property; a declared type
+must match the JSON type; an array must hold only strings; an object is
+spread under the property's name, keys joined by `_`.
 
 The API token is read from $CLOUDFLARE_API_TOKEN. Every row with a
 non-NULL vector (and not in --skip) must be in the target exactly once,
 with values equal as float32 bit patterns and metadata equal to the
 source columns in their documented forms (NULL = absent key, timestamps
 as D1's ISO text with microseconds, uuids as text, arrays as lists, json
-as its value); rows with a NULL vector must be absent; nothing else may
-be there. With --topk, the first N ids (in id order) are used as queries:
+as its value), and with --namespace the column's text as namespace (none
+when NULL); rows with a NULL vector must be absent; nothing else may be
+there. With --topk, the first N ids (in id order) are used as queries:
 the index's top K must be the exact cosine order computed here from the
 source values (ties in any order), and each query's own id must come
 first. Prints JSON and exits 1 on any difference.
@@ -51,6 +58,65 @@ def meta_form(v):
     if hasattr(v, "hex") and v.__class__.__name__ == "UUID":
         return str(v)
     return v
+
+
+def parse_path(text):
+    """column.key."quoted.key" -> [column, key, quoted.key]"""
+    out, i = [], 0
+    while True:
+        if text[i] == '"':
+            j = i + 1
+            while text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            out.append(json.loads(text[i:j + 1]))
+            i = j + 1
+        else:
+            j = text.find(".", i)
+            j = len(text) if j < 0 else j
+            out.append(text[i:j])
+            i = j
+        if i >= len(text):
+            return out
+        i += 1  # the '.'
+
+
+def json_paths(config, table):
+    import tomllib
+    with open(config, "rb") as f:
+        doc = tomllib.load(f)
+    short = table.split(".", 1)[-1]
+    for t in doc.get("tables", []):
+        if t["name"] in (table, short):
+            if t.get("vector_metadata_flatten") or t.get("vector_metadata_omit"):
+                raise SystemExit("compare_vectorize.py checks vector_metadata_paths only")
+            out = []
+            for name, spec in sorted(t.get("vector_metadata_paths", {}).items()):
+                path, ty = (spec, None) if isinstance(spec, str) else (spec["path"], spec.get("type"))
+                out.append((name, parse_path(path), ty))
+            return out
+    return []
+
+
+def fits(v, ty):
+    if v is None:
+        return False
+    if ty == "string":
+        return isinstance(v, str)
+    if ty == "number":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if ty == "boolean":
+        return isinstance(v, bool)
+    if isinstance(v, list):
+        return all(isinstance(x, str) for x in v)
+    return True
+
+
+def add_path(meta, name, v, ty):
+    if isinstance(v, dict) and ty is None:
+        for k in sorted(v):
+            add_path(meta, f"{name}_{k}", v[k], None)
+    elif fits(v, ty) and name not in meta:
+        meta[name] = v
 
 
 def same_meta(want, got):
@@ -122,7 +188,9 @@ def main():
     ap.add_argument("--vector", required=True)
     ap.add_argument("--id", default="id")
     ap.add_argument("--metadata", default="")
+    ap.add_argument("--namespace")
     ap.add_argument("--skip", default="")
+    ap.add_argument("--config")
     ap.add_argument("--ndjson")
     ap.add_argument("--api", nargs=3, metavar=("BASE_URL", "ACCOUNT", "INDEX"))
     ap.add_argument("--topk", type=int, default=0)
@@ -131,11 +199,15 @@ def main():
     meta_cols = [c for c in a.metadata.split(",") if c]
     skip = {k for k in a.skip.split(",") if k}
 
+    paths = json_paths(a.config, a.table) if a.config else []
+    json_cols = sorted({p[0] for _, p, _ in paths})
+
     pg = psycopg.connect(a.pg_url)
     pg.execute("SET TimeZone = 'UTC'")
-    cols = ", ".join(f'"{c}"' for c in meta_cols)
-    sql = f'SELECT "{a.id}"::text, "{a.vector}"::text' + (f", {cols}" if cols else "") + f" FROM {a.table}"
-    source, nulls = {}, 0
+    cols = ", ".join(f'"{c}"' for c in meta_cols + json_cols)
+    ns = f'"{a.namespace}"::text' if a.namespace else "NULL::text"
+    sql = f'SELECT "{a.id}"::text, "{a.vector}"::text, {ns}' + (f", {cols}" if cols else "") + f" FROM {a.table}"
+    source, namespaces, nulls = {}, {}, 0
     for row in pg.execute(sql):
         if row[1] is None:
             nulls += 1
@@ -143,8 +215,15 @@ def main():
         if row[0] in skip:
             continue
         values = [float(x) for x in row[1].strip("[]").split(",")]
-        meta = {c: meta_form(v) for c, v in zip(meta_cols, row[2:]) if v is not None}
+        meta = {c: meta_form(v) for c, v in zip(meta_cols, row[3:]) if v is not None}
+        roots = dict(zip(json_cols, row[3 + len(meta_cols):]))
+        for name, path, ty in paths:
+            v = roots.get(path[0])
+            for k in path[1:]:
+                v = v.get(k) if isinstance(v, dict) else None
+            add_path(meta, name, v, ty)
         source[row[0]] = (values, meta)
+        namespaces[row[0]] = row[2]
 
     got, listed = read_ndjson(a.ndjson) if a.ndjson else read_api(*a.api)
     target, diffs = {}, []
@@ -162,7 +241,10 @@ def main():
             have = target[k]["values"]
             if len(want) != len(have) or any(f32(x) != f32(y) for x, y in zip(want, have)):
                 diffs.append({"id": k, "kind": "values", "source": str(want[:4]), "vectorize": str(have[:4])})
-            if meta_cols:
+            if a.namespace and target[k].get("namespace") != namespaces[k]:
+                diffs.append({"id": k, "kind": "namespace", "source": namespaces[k],
+                              "vectorize": target[k].get("namespace")})
+            if meta_cols or paths:
                 hm = target[k].get("metadata") or {}
                 if set(hm) != set(meta) or any(not same_meta(meta[c], hm[c]) for c in meta):
                     diffs.append({"id": k, "kind": "metadata", "source": repr(meta)[:200], "vectorize": repr(hm)[:200]})

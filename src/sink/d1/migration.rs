@@ -4,15 +4,18 @@
 //! primary key, the UNIQUE constraints and FOREIGN KEYs that survive the
 //! column selection, then plain b-tree indexes. What cannot be carried over
 //! (HNSW/GIN, expression and partial indexes; keys on columns left out of
-//! D1) is named in an SQL comment with the reason. D1 refuses BEGIN/COMMIT
-//! and most PRAGMAs, so the file has none.
+//! D1; referential actions SQLite would carry out differently) is named in
+//! an SQL comment with the reason. D1 refuses BEGIN/COMMIT and most
+//! PRAGMAs, so the file has none.
 
 use std::collections::BTreeSet;
 
 use crate::batch::quote_ident;
 use crate::config::mapping::D1Table;
 use crate::error::Result;
+use crate::sink::d1::links::{d1_names, source_waves, D1ForeignKey, FkPlan, Placeholder, Role};
 use crate::sink::d1::schema::{check_name, column_line};
+use crate::source::constraints::ForeignKey;
 use crate::source::TableInfo;
 
 /// The header: how to apply the file and the exact value forms pgflare
@@ -36,80 +39,133 @@ const HEADER: &str = "\
 --   bytea                   BLOB
 -- These TEXT forms sort in time order, so ORDER BY and range filters work.
 -- D1 always enforces foreign keys; a table appears after the tables it references.
+-- A foreign key on a cycle (a table referencing itself, or tables referencing
+-- each other) is set by pgflare load after the rows it links are all in.
 ";
+
+/// The clause D1 gets for one referential action of `fk` (`on` is DELETE
+/// or UPDATE), `None` for NO ACTION, or why it is left out. SQLite's SET
+/// NULL sets every column of the key, and its SET DEFAULT writes the D1
+/// column's default, which pgflare does not carry (D1 columns have none:
+/// SQLite writes NULL). Where that would change columns Postgres keeps (the
+/// tenant of a composite key under `SET NULL (created_by)`, Postgres 15+) or
+/// write another value, the action is left out: D1 then refuses the parent's
+/// delete (NO ACTION) instead of silently doing something else.
+fn d1_action(fk: &ForeignKey, on: &str, action: &str) -> std::result::Result<Option<String>, String> {
+    let subset = on == "DELETE" && !fk.on_delete_columns.is_empty() && fk.on_delete_columns != fk.columns;
+    let named = if subset { format!(" ({})", fk.on_delete_columns.join(", ")) } else { String::new() };
+    let cols = if subset { &fk.on_delete_columns } else { &fk.columns };
+    match action {
+        "NO ACTION" => Ok(None),
+        "SET NULL" if subset => Err(format!(
+            "ON {on} SET NULL{named} left out (NO ACTION in D1): SQLite would set every column of the \
+             key ({}) to NULL; set {} to NULL before deleting the referenced row",
+            fk.columns.join(", "),
+            cols.join(", ")
+        )),
+        "SET DEFAULT" => Err(format!(
+            "ON {on} SET DEFAULT{named} left out (NO ACTION in D1): D1 columns carry no DEFAULT, SQLite \
+             would write NULL; set {} to their default before {} the referenced row",
+            cols.join(", "),
+            if on == "DELETE" { "deleting" } else { "changing the key of" }
+        )),
+        _ => Ok(Some(format!(" ON {on} {action}"))),
+    }
+}
 
 /// The whole migration for `tables` (any order; written parents first).
 pub fn migration_sql(tables: &[(TableInfo, D1Table)]) -> Result<String> {
+    let plan = FkPlan::new(tables);
     let mut out = String::from(HEADER);
-    for i in fk_order(&tables.iter().map(|(t, _)| t).collect::<Vec<_>>()) {
+    for &i in plan.waves.iter().flatten() {
         out.push('\n');
-        out.push_str(&table_sql(&tables[i].0, &tables[i].1, tables)?);
+        out.push_str(&table_sql(&tables[i].0, &tables[i].1, &plan.tables[i])?);
     }
     Ok(out)
 }
 
 /// Indices of `infos` with every table after the tables it references
-/// (among `infos`); tables in a reference cycle keep their relative order
-/// at the end.
+/// (among `infos`), foreign keys inside a cycle aside (see `links`).
 pub fn fk_order(infos: &[&TableInfo]) -> Vec<usize> {
-    fk_waves(infos).into_iter().flatten().collect()
-}
-
-/// `infos` grouped into waves: a table's parents (by foreign key, among
-/// `infos`) are all in earlier waves; tables in a cycle share the last.
-/// `pgflare load` loads wave by wave, since D1 checks foreign keys at the
-/// end of every request and a child row cannot arrive before its parent.
-pub fn fk_waves(infos: &[&TableInfo]) -> Vec<Vec<usize>> {
-    let pos =
-        |schema: &str, name: &str| infos.iter().position(|t| t.spec.schema == schema && t.spec.name == name);
-    let parents: Vec<BTreeSet<usize>> = infos
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            t.foreign_keys
-                .iter()
-                .filter_map(|f| pos(&f.ref_schema, &f.ref_table))
-                .filter(|&j| j != i)
-                .collect()
-        })
-        .collect();
-    let mut placed = vec![false; infos.len()];
-    let mut waves = Vec::new();
-    while placed.iter().any(|p| !p) {
-        let ready: Vec<usize> =
-            (0..infos.len()).filter(|&i| !placed[i] && parents[i].iter().all(|&p| placed[p])).collect();
-        if ready.is_empty() {
-            waves.push((0..infos.len()).filter(|&i| !placed[i]).collect());
-            break;
-        }
-        ready.iter().for_each(|&i| placed[i] = true);
-        waves.push(ready);
-    }
-    waves
+    source_waves(infos).into_iter().flatten().collect()
 }
 
 fn list(cols: &[String]) -> String {
     cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
 }
 
-/// D1 names of `source` columns, or the first one that does not go to D1.
-fn d1_names(t: &D1Table, source: &[String]) -> Result<Vec<String>, String> {
-    source.iter().map(|c| t.d1_name(c).map(str::to_string).ok_or_else(|| c.clone())).collect()
+/// An index on the columns of each foreign key D1 enforces, unless the
+/// primary key, a UNIQUE constraint or an index already starts with them.
+/// SQLite looks up the children of every parent row it deletes (or whose
+/// key changes), and without such an index that is a scan of the whole
+/// child table per parent row: deleting a document's thousands of chunks
+/// or a subtree of a page tree becomes quadratic and can pass D1's 30 s per
+/// query (sqlite.org/foreignkeys.html, "Required and Suggested Database
+/// Indexes"). Postgres does not require these indexes, so a source often
+/// lacks them.
+fn fk_indexes(info: &TableInfo, t: &D1Table, fks: &[D1ForeignKey]) -> String {
+    let mut leading: Vec<Vec<String>> = vec![t.primary_key.clone()];
+    leading.extend(info.unique_keys.iter().filter_map(|u| d1_names(t, u).ok()));
+    leading.extend(info.btree_indexes.iter().filter_map(|ix| d1_names(t, &ix.columns).ok()));
+    let covered = |cols: &[String]| {
+        let want: BTreeSet<&String> = cols.iter().collect();
+        leading
+            .iter()
+            .any(|l| l.len() >= cols.len() && l[..cols.len()].iter().collect::<BTreeSet<_>>() == want)
+    };
+    let mut out = String::new();
+    let mut done: Vec<Vec<String>> = Vec::new();
+    for fk in fks {
+        if matches!(fk.role, Role::Skipped(_)) || fk.columns.is_empty() || covered(&fk.columns) {
+            continue;
+        }
+        if done.contains(&fk.columns) {
+            continue;
+        }
+        let name = format!("{}_{}_fkey_idx", t.name, fk.columns.join("_"));
+        out.push_str(&format!(
+            "-- index for the foreign key {}: D1 looks up children when a parent row is deleted\n",
+            fk.source.name.replace(['\n', '\r'], " ")
+        ));
+        out.push_str(&format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} ({});\n",
+            quote_ident(&name),
+            quote_ident(&t.name),
+            list(&fk.columns)
+        ));
+        done.push(fk.columns.clone());
+    }
+    out
 }
 
-/// Column sets the table is unique on in D1 (key, UNIQUE, unique indexes).
-fn unique_sets(info: &TableInfo, t: &D1Table) -> Vec<BTreeSet<String>> {
-    let mut sets = vec![t.primary_key.iter().cloned().collect()];
-    let from_source =
-        info.unique_keys.iter().chain(info.btree_indexes.iter().filter(|i| i.unique).map(|i| &i.columns));
-    sets.extend(from_source.filter_map(|cols| d1_names(t, cols).ok()).map(|c| c.into_iter().collect()));
-    sets
-}
-
-fn table_sql(info: &TableInfo, t: &D1Table, all: &[(TableInfo, D1Table)]) -> Result<String> {
+fn table_sql(info: &TableInfo, t: &D1Table, fks: &[D1ForeignKey]) -> Result<String> {
     check_name("table", &t.name)?;
     let mut notes: Vec<String> = Vec::new();
-    let mut lines: Vec<String> = t.spec.columns.iter().map(column_line).collect();
+    // NOT NULL columns a link writes NULL into until the link step runs.
+    let relaxed: BTreeSet<&String> = fks
+        .iter()
+        .filter_map(|f| match &f.role {
+            Role::Link(l) if l.placeholder == Placeholder::Null => Some(l),
+            _ => None,
+        })
+        .flat_map(|l| l.set_columns())
+        .filter(|c| t.spec.column(c).is_some_and(|c| !c.nullable))
+        .collect();
+    let mut lines: Vec<String> = t
+        .spec
+        .columns
+        .iter()
+        .map(|c| match relaxed.contains(&c.name) {
+            true => column_line(&crate::batch::ColumnSpec { nullable: true, ..c.clone() }),
+            false => column_line(c),
+        })
+        .collect();
+    for c in relaxed {
+        notes.push(format!(
+            "{c} is NOT NULL in the source but allows NULL here: its foreign key is on a cycle, so \
+             pgflare load writes it after every row it may point at is in (NULL until then)"
+        ));
+    }
     lines.push(format!("  PRIMARY KEY ({})", list(&t.primary_key)));
     let pk: BTreeSet<&String> = t.primary_key.iter().collect();
     for u in &info.unique_keys {
@@ -119,38 +175,24 @@ fn table_sql(info: &TableInfo, t: &D1Table, all: &[(TableInfo, D1Table)]) -> Res
             Err(c) => notes.push(format!("UNIQUE ({}) skipped: column {c} does not go to D1", u.join(", "))),
         }
     }
-    for fk in &info.foreign_keys {
-        let parent = all.iter().find(|(p, _)| p.spec.schema == fk.ref_schema && p.spec.name == fk.ref_table);
-        let what = format!("FOREIGN KEY {} -> {}.{}", fk.name, fk.ref_schema, fk.ref_table);
-        let Some((pinfo, ptable)) = parent else {
-            notes.push(format!("{what} skipped: that table does not go to D1"));
-            continue;
-        };
-        let (cols, refs) = match (d1_names(t, &fk.columns), d1_names(ptable, &fk.ref_columns)) {
-            (Ok(c), Ok(r)) => (c, r),
-            (Err(c), _) | (_, Err(c)) => {
-                notes.push(format!("{what} skipped: column {c} does not go to D1"));
-                continue;
-            }
-        };
-        // SQLite needs the parent columns to be unique in the parent.
-        if !unique_sets(pinfo, ptable).contains(&refs.iter().cloned().collect()) {
-            notes.push(format!(
-                "{what} skipped: ({}) is not unique in D1 table {}",
-                refs.join(", "),
-                ptable.name
-            ));
+    for fk in fks {
+        let what =
+            format!("FOREIGN KEY {} -> {}.{}", fk.source.name, fk.source.ref_schema, fk.source.ref_table);
+        if let Role::Skipped(reason) = &fk.role {
+            notes.push(format!("{what} skipped: {reason}"));
             continue;
         }
         let mut line = format!(
             "  FOREIGN KEY ({}) REFERENCES {} ({})",
-            list(&cols),
-            quote_ident(&ptable.name),
-            list(&refs)
+            list(&fk.columns),
+            quote_ident(&fk.ref_table),
+            list(&fk.ref_columns)
         );
-        for (on, action) in [("DELETE", &fk.on_delete), ("UPDATE", &fk.on_update)] {
-            if action != "NO ACTION" {
-                line.push_str(&format!(" ON {on} {action}"));
+        for (on, action) in [("DELETE", &fk.source.on_delete), ("UPDATE", &fk.source.on_update)] {
+            match d1_action(&fk.source, on, action) {
+                Ok(Some(clause)) => line.push_str(&clause),
+                Ok(None) => {}
+                Err(why) => notes.push(format!("FOREIGN KEY {}: {why}", fk.source.name)),
             }
         }
         lines.push(line);
@@ -176,6 +218,7 @@ fn table_sql(info: &TableInfo, t: &D1Table, all: &[(TableInfo, D1Table)]) -> Res
             Err(c) => notes.push(format!("index {} skipped: column {c} does not go to D1", ix.name)),
         }
     }
+    out.push_str(&fk_indexes(info, t, fks));
     for s in &info.skipped_indexes {
         notes.push(format!("index {} skipped: {} ({})", s.name, s.reason, s.definition));
     }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use arrow::record_batch::RecordBatch;
 
+use super::links::{Link, Placeholder};
 use super::sql::{StatementPacker, TableSql};
 use super::value::write_literal;
 use crate::batch::TableSpec;
@@ -23,6 +24,10 @@ pub struct D1Mapping {
     pub columns: Vec<(String, String)>,
     /// Key columns, by D1 name.
     pub key: Vec<String>,
+    /// Foreign keys on a cycle (see `links`): their columns are written as
+    /// a placeholder, left alone by the upsert of an existing row, and set
+    /// by the link step.
+    pub links: Vec<Link>,
 }
 
 impl D1Mapping {
@@ -32,6 +37,7 @@ impl D1Mapping {
             table: spec.name.clone(),
             columns: spec.columns.iter().map(|c| (c.name.clone(), c.name.clone())).collect(),
             key: spec.primary_key.clone(),
+            links: Vec::new(),
         }
     }
 }
@@ -53,6 +59,9 @@ pub struct Renderer {
     source_index: Vec<usize>,
     /// Batch columns of the key, to name a row in errors.
     key_index: Vec<usize>,
+    /// Per D1 column written as a placeholder: (its position, the position
+    /// of the column whose value it takes, or `None` for NULL).
+    placeholders: Vec<(usize, Option<usize>)>,
     max_statement_bytes: usize,
 }
 
@@ -78,10 +87,13 @@ impl Renderer {
             });
         }
         let key_index = key.iter().map(|&k| source_index[k]).collect();
+        let placeholders = placeholders(mapping, &names)?;
+        let linked: Vec<usize> = placeholders.iter().map(|(i, _)| *i).collect();
         Ok(Renderer {
-            sql: TableSql::new(&mapping.table, &names, &key),
+            sql: TableSql::new(&mapping.table, &names, &key, &linked),
             source_index,
             key_index,
+            placeholders,
             max_statement_bytes,
         })
     }
@@ -106,10 +118,42 @@ impl Renderer {
                 write_literal(batch.column(i).as_ref(), row, &mut text);
                 bounds.push(start..text.len());
             }
-            let literals: Vec<&str> = bounds.iter().map(|r| &text[r.clone()]).collect();
+            let mut literals: Vec<&str> = bounds.iter().map(|r| &text[r.clone()]).collect();
+            for &(i, own) in &self.placeholders {
+                literals[i] = match own {
+                    Some(j) => &text[bounds[j].clone()],
+                    None => "NULL",
+                };
+            }
             packer.push(&literals, &|| key_display(batch, &self.key_index, row), emit)?;
         }
         packer.flush(emit);
         Ok(())
     }
+}
+
+/// The D1 columns of `mapping`'s links and what each is first written as.
+fn placeholders(mapping: &D1Mapping, names: &[String]) -> Result<Vec<(usize, Option<usize>)>> {
+    let position = |c: &String| {
+        names.iter().position(|n| n == c).ok_or_else(|| {
+            Error::Internal(format!("D1 table {}: link column {c} is not among its columns", mapping.table))
+        })
+    };
+    let mut out: Vec<(usize, Option<usize>)> = Vec::new();
+    for link in &mapping.links {
+        for &i in &link.set {
+            let at = position(&link.columns[i])?;
+            let own = match link.placeholder {
+                Placeholder::Own => Some(position(&link.ref_columns[i])?),
+                Placeholder::Null => None,
+            };
+            match out.iter_mut().find(|(p, _)| *p == at) {
+                // A column in two links: NULL satisfies both.
+                Some(existing) if existing.1 != own => existing.1 = None,
+                Some(_) => {}
+                None => out.push((at, own)),
+            }
+        }
+    }
+    Ok(out)
 }

@@ -1,6 +1,7 @@
 //! D1 SQL statements for one table: idempotent multi-row upserts
 //! (`INSERT ... ON CONFLICT (key) DO UPDATE SET ...`), each statement under
-//! D1's size limit. A row that alone exceeds the limit is written as an
+//! D1's size limit and holding at most [`D1_MAX_VALUES_PER_STATEMENT`]
+//! values (which keeps its VDBE program under D1's limit). A row that alone exceeds the limit is written as an
 //! upsert holding the first piece of its long values followed by
 //! `UPDATE ... SET c = c || '...'` statements appending the rest, so
 //! replaying the statements always ends with the full value. No statement
@@ -8,6 +9,7 @@
 //! transaction of its own.
 
 use crate::batch::quote_ident;
+use crate::cloudflare::limits::D1_MAX_VALUES_PER_STATEMENT;
 use crate::error::{Error, Result};
 
 /// The fixed parts of a table's statements.
@@ -21,8 +23,10 @@ pub struct TableSql {
 }
 
 impl TableSql {
-    /// `columns` in order, `key` as positions into them (empty: plain INSERT).
-    pub fn new(table: &str, columns: &[String], key: &[usize]) -> Self {
+    /// `columns` in order, `key` as positions into them (empty: plain
+    /// INSERT); `linked` columns (see `links`) are written by the insert
+    /// but never by the update of an existing row: the link step owns them.
+    pub fn new(table: &str, columns: &[String], key: &[usize], linked: &[usize]) -> Self {
         let cols = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>();
         let prefix = format!("INSERT INTO {} ({}) VALUES ", quote_ident(table), cols.join(", "));
         let suffix = if key.is_empty() {
@@ -30,7 +34,7 @@ impl TableSql {
         } else {
             let keys = key.iter().map(|&k| cols[k].clone()).collect::<Vec<_>>().join(", ");
             let sets: Vec<String> = (0..cols.len())
-                .filter(|i| !key.contains(i))
+                .filter(|i| !key.contains(i) && !linked.contains(i))
                 .map(|i| format!("{c} = excluded.{c}", c = cols[i]))
                 .collect();
             if sets.is_empty() {
@@ -76,7 +80,11 @@ impl<'t> StatementPacker<'t> {
             self.flush(emit);
             return self.oversized(literals, key_text, emit);
         }
-        if self.rows > 0 && self.current.len() + 1 + tuple_len + self.sql.suffix.len() > self.max_bytes {
+        let values = (self.rows + 1) * literals.len();
+        if self.rows > 0
+            && (self.current.len() + 1 + tuple_len + self.sql.suffix.len() > self.max_bytes
+                || values > D1_MAX_VALUES_PER_STATEMENT)
+        {
             self.flush(emit);
         }
         if self.rows == 0 {
@@ -216,9 +224,10 @@ mod tests {
     use super::*;
     use crate::batch::quote_literal;
     use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
 
     fn sql() -> TableSql {
-        TableSql::new("chunks", &["id".into(), "content".into(), "n".into()], &[0])
+        TableSql::new("chunks", &["id".into(), "content".into(), "n".into()], &[0], &[])
     }
 
     #[test]
@@ -236,6 +245,25 @@ mod tests {
             vec![
                 "INSERT INTO \"chunks\" (\"id\", \"content\", \"n\") VALUES ('a', 'x', 1),('b', NULL, 2) \
                  ON CONFLICT (\"id\") DO UPDATE SET \"content\" = excluded.\"content\", \"n\" = excluded.\"n\";\n"
+            ]
+        );
+    }
+
+    #[test]
+    fn linked_columns_are_inserted_but_never_updated() {
+        let t = TableSql::new("pages", &["id".into(), "parent".into(), "path".into()], &[0], &[1]);
+        let mut out = Vec::new();
+        let mut p = StatementPacker::new(&t, 100_000);
+        p.push::<String>(&["1".into(), "NULL".into(), "'/a'".into()], &|| "id=1".into(), &mut |s| {
+            out.push(s)
+        })
+        .unwrap();
+        p.flush(&mut |s| out.push(s));
+        assert_eq!(
+            out,
+            vec![
+                "INSERT INTO \"pages\" (\"id\", \"parent\", \"path\") VALUES (1, NULL, '/a') \
+                 ON CONFLICT (\"id\") DO UPDATE SET \"path\" = excluded.\"path\";\n"
             ]
         );
     }
@@ -281,6 +309,41 @@ mod tests {
                     prop_assert!(out.iter().any(|s| s.contains(&tuple)));
                 }
             }
+        }
+
+        // Narrow or wide (up to D1's 100 columns), any number of rows:
+        // every upsert runs on a connection with D1's SQL limits (a narrow
+        // row costs SQLite a few VDBE instructions, so rows per statement
+        // are bounded by their values, not only by bytes).
+        #[test]
+        fn upserts_of_any_shape_run_within_d1_limits(
+            (ncols, rows) in (1usize..=100).prop_flat_map(|n| (Just(n), 1..(40_000 / n).max(2))),
+            text in any::<bool>(),
+        ) {
+            let names: Vec<String> = (0..ncols).map(|i| format!("c{i}")).collect();
+            let t = TableSql::new("t", &names, &[0], &[]);
+            let conn = rusqlite::Connection::open_in_memory().expect("open");
+            crate::cloudflare::limits::apply_d1_sql_limits(&conn).expect("limits");
+            let cols: Vec<String> = names.iter().map(|n| format!("{n} ANY")).collect();
+            conn.execute_batch(&format!("CREATE TABLE t ({}, PRIMARY KEY (c0));", cols.join(", "))).expect("t");
+            let mut out = Vec::new();
+            let mut p = StatementPacker::new(&t, crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES);
+            for r in 0..rows {
+                let lits: Vec<String> = (0..ncols)
+                    .map(|c| match (c, text) {
+                        (0, _) => r.to_string(),
+                        (_, true) => "'x'".into(),
+                        (_, false) => (c % 10).to_string(),
+                    })
+                    .collect();
+                p.push(&lits, &|| "k".into(), &mut |s| out.push(s)).unwrap();
+            }
+            p.flush(&mut |s| out.push(s));
+            for s in &out {
+                conn.execute_batch(s).map_err(|e| TestCaseError::fail(format!("{e}: {}", &s[..80])))?;
+            }
+            let n: i64 = conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).expect("count");
+            prop_assert_eq!(n as usize, rows);
         }
 
         #[test]

@@ -2,7 +2,10 @@
 //! a local SQLite file (for example the one `wrangler d1 execute --local`
 //! keeps under `.wrangler/state/v3/d1/`). Foreign keys are enforced as D1
 //! enforces them; each batch is one transaction, deferred foreign keys
-//! included, so a kill leaves whole batches only.
+//! included, so a kill leaves whole batches only. The connection has D1's
+//! SQL limits ([`apply_d1_sql_limits`]) and runs one statement at a time,
+//! as D1 does, so SQL that D1 would refuse (pgflare's own included) fails
+//! here too.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -11,7 +14,8 @@ use rusqlite::Connection;
 
 use super::render::{D1Mappings, Renderer};
 use crate::batch::{TableBatch, TableSpec};
-use crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES;
+use crate::cloudflare::limits::{apply_d1_sql_limits, shape_limit_hint, D1_MAX_STATEMENT_BYTES};
+use crate::emulator::sql_split::split;
 use crate::error::{Error, Result};
 use crate::sink::{BatchSink, SinkFactory, SinkReport};
 
@@ -34,6 +38,7 @@ impl D1SqliteConfig {
         let conn = Connection::open(path).map_err(Error::sqlite(&ctx))?;
         conn.execute_batch("PRAGMA foreign_keys = ON;").map_err(Error::sqlite(&ctx))?;
         conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(Error::sqlite(&ctx))?;
+        apply_d1_sql_limits(&conn).map_err(Error::sqlite(&ctx))?;
         Ok(D1SqliteConfig {
             path: path.to_path_buf(),
             mappings,
@@ -42,18 +47,41 @@ impl D1SqliteConfig {
         })
     }
 
-    /// Runs statements (e.g. the schema) in one transaction.
+    /// Runs statements (e.g. the schema) in one transaction, one by one:
+    /// SQLite measures the statement length limit over all the text it is
+    /// given, D1 per statement.
     pub fn execute(&self, what: &str, sql: &str) -> Result<()> {
         let mut conn = self.conn.lock().map_err(|_| Error::Internal("sqlite connection poisoned".into()))?;
         let ctx = format!("{}: {what}", self.path.display());
         let tx = conn.transaction().map_err(Error::sqlite(&ctx))?;
         tx.execute_batch("PRAGMA defer_foreign_keys = on;").map_err(Error::sqlite(&ctx))?;
-        tx.execute_batch(sql).map_err(Error::sqlite(&ctx))?;
+        for s in split(sql) {
+            tx.execute_batch(&s).map_err(|e| statement_error(&ctx, &s, e))?;
+        }
         tx.commit().map_err(Error::sqlite(&ctx))
     }
 }
 
 impl D1SqliteConfig {
+    /// Runs single statements in one transaction (as one D1 request);
+    /// returns the rows they changed.
+    pub fn execute_counting(&self, what: &str, statements: &[&str]) -> Result<u64> {
+        self.with_conn(|conn| {
+            let ctx = format!("{}: {what}", self.path.display());
+            let tx = conn.transaction().map_err(Error::sqlite(&ctx))?;
+            tx.execute_batch("PRAGMA defer_foreign_keys = on;").map_err(Error::sqlite(&ctx))?;
+            let mut changed = 0;
+            for s in statements {
+                changed += tx.execute(s, []).map_err(|e| Error::Sqlite {
+                    context: format!("{ctx}, statement `{}`", preview(s)),
+                    source: e,
+                })? as u64;
+            }
+            tx.commit().map_err(Error::sqlite(&ctx))?;
+            Ok(changed)
+        })
+    }
+
     /// Runs `f` on the open connection (queries of the sync job).
     pub fn with_conn<R>(&self, f: impl FnOnce(&mut Connection) -> Result<R>) -> Result<R> {
         let mut conn = self.conn.lock().map_err(|_| Error::Internal("sqlite connection poisoned".into()))?;
@@ -94,10 +122,7 @@ impl BatchSink for SqliteSink {
         let tx = conn.transaction().map_err(Error::sqlite(&ctx))?;
         tx.execute_batch("PRAGMA defer_foreign_keys = on;").map_err(Error::sqlite(&ctx))?;
         for s in &statements {
-            tx.execute_batch(s).map_err(|e| Error::Sqlite {
-                context: format!("{ctx}, statement `{}`", preview(s)),
-                source: e,
-            })?;
+            tx.execute_batch(s).map_err(|e| statement_error(&ctx, s, e))?;
             self.report.bytes += s.len() as u64;
         }
         tx.commit().map_err(Error::sqlite(&ctx))?;
@@ -110,11 +135,58 @@ impl BatchSink for SqliteSink {
     }
 }
 
+/// A statement's failure, named by its start; when D1's limits refused it
+/// for its shape (not its data), says that pgflare is at fault.
+pub fn statement_error(ctx: &str, sql: &str, source: rusqlite::Error) -> Error {
+    let mut context = format!("{ctx}, statement `{}`", preview(sql));
+    if let Some(hint) = shape_limit_hint(ctx, &source.to_string()) {
+        context.push_str(&format!(" ({hint})"));
+    }
+    Error::Sqlite { context, source }
+}
+
 /// The start of a statement, for an error message.
 pub fn preview(s: &str) -> String {
     let t = s.trim();
     match t.char_indices().nth(160) {
         Some((i, _)) => format!("{}...", &t[..i]),
         None => t.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sqlite_target_refuses_what_d1_refuses_and_runs_what_d1_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = D1SqliteConfig::open(&dir.path().join("d1.sqlite"), D1Mappings::default()).expect("open");
+        c.execute("setup", "CREATE TABLE t (id INTEGER PRIMARY KEY);").expect("setup");
+        // Over D1's expression depth: refused, naming the limit and pgflare.
+        let deep = (0..150).map(|i| format!("id = {i}")).collect::<Vec<_>>().join(" OR ");
+        let e = c
+            .execute("a deep read", &format!("DELETE FROM t WHERE {deep};"))
+            .expect_err("too deep")
+            .to_string();
+        for part in [
+            "Expression tree is too large",
+            "a deep read",
+            "100 levels of expression nesting",
+            "pgflare limit problem",
+        ] {
+            assert!(e.contains(part), "{part}: {e}");
+        }
+        // Statements of 5 KB each, 150 KB in all: D1 limits each statement,
+        // not the request, and so does this target.
+        let many: String =
+            (0..30).map(|i| format!("INSERT INTO t VALUES ({i}); -- {}\n", "x".repeat(5000))).collect();
+        c.execute("many statements", &many).expect("each statement is within the limit");
+        let n: i64 = c
+            .with_conn(|conn| {
+                conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).map_err(Error::sqlite("count"))
+            })
+            .expect("count");
+        assert_eq!(n, 30);
     }
 }

@@ -11,15 +11,14 @@ use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use serde_json::Value;
 
-use super::{check_metadata_key, Rejected, VectorMapping, VectorReport, MAX_NAMED_REJECTS};
+use super::flatten::Omission;
+use super::metadata::{MetadataWriter, Refusal};
+use super::{Omitted, Rejected, VectorMapping, VectorReport, MAX_NAMED_REJECTS};
 use crate::batch::TableSpec;
-use crate::cloudflare::limits::{
-    VECTORIZE_MAX_DIMS, VECTORIZE_MAX_ID_BYTES, VECTORIZE_MAX_METADATA_BYTES, VECTORIZE_MAX_NAMESPACE_BYTES,
-};
+use crate::cloudflare::limits::{VECTORIZE_MAX_DIMS, VECTORIZE_MAX_ID_BYTES, VECTORIZE_MAX_NAMESPACE_BYTES};
 use crate::config::project::OnInvalid;
 use crate::error::{Error, Result};
 use crate::sink::d1::value::{d1_value, push_json_array, D1Value};
-use crate::typemap::MetadataForm;
 use crate::verify::digest::key_display;
 
 /// What became of one row.
@@ -38,8 +37,7 @@ pub struct LineWriter {
     id: usize,
     vector: usize,
     namespace: Option<usize>,
-    /// (JSON-quoted key, batch column, form).
-    metadata: Vec<(String, usize, MetadataForm)>,
+    metadata: MetadataWriter,
     dims: Option<u32>,
     key_index: Vec<usize>,
     vector_column: String,
@@ -60,18 +58,7 @@ impl LineWriter {
                 message: format!("column `{c}` is not among the columns read"),
             })
         };
-        let mut metadata = Vec::new();
-        for name in &m.metadata {
-            let i = find(name)?;
-            let form = spec.columns[i].ty.metadata_form().ok_or_else(|| Error::Config {
-                setting: format!("vector_metadata of {}", spec.qualified()),
-                message: format!(
-                    "`{name}` is {}, which Vectorize metadata cannot hold",
-                    spec.columns[i].pg_type
-                ),
-            })?;
-            metadata.push((json_string(name), i, form));
-        }
+        let metadata = MetadataWriter::new(spec, &m.metadata, &m.json, &find)?;
         Ok(LineWriter {
             id: find(&m.id)?,
             vector: find(&m.vector)?,
@@ -92,6 +79,11 @@ impl LineWriter {
     pub fn for_comparison(mut self) -> Self {
         self.values_as_text = false;
         self
+    }
+
+    /// The vector id of `row` (`None` when the id column is NULL).
+    pub fn id_of(&self, batch: &RecordBatch, row: usize) -> Option<String> {
+        id_text(batch.column(self.id).as_ref(), row)
     }
 
     /// The float32 values of `row`'s vector, straight from the batch
@@ -123,26 +115,35 @@ impl LineWriter {
         emit: &mut dyn FnMut(&str) -> Result<()>,
     ) -> Result<()> {
         let mut line = String::new();
+        let mut omitted = Vec::new();
         for row in 0..batch.num_rows() {
             line.clear();
-            match self.line(batch, row, &mut line) {
+            omitted.clear();
+            match self.line_with(batch, row, &mut line, &mut omitted) {
                 Line::Written => {
                     report.written += 1;
                     report.bytes += line.len() as u64;
+                    count_omissions(report, &omitted, || key_display(batch, &self.key_index, row));
                     emit(&line)?;
                 }
                 Line::Null => report.null += 1,
                 Line::Invalid(r) if self.on_invalid == OnInvalid::Fail => {
+                    let column = match &r.path {
+                        Some(p) => format!("{}, path {p}", r.column),
+                        None => r.column,
+                    };
                     return Err(Error::Value {
                         table: self.table.clone(),
-                        column: r.column,
+                        column,
                         key: r.key,
                         message: format!("{}, so Vectorize would refuse this vector", r.reason),
                         hint: "fix the row in Postgres, or set [vectorize] on_invalid = \"skip\" \
                                (--on-invalid-vector skip) to load the other vectors and list such rows \
-                               in the summary (their D1 rows are still written)"
+                               in the summary (their D1 rows are still written); JSON metadata can be \
+                               mapped to fit with vector_metadata_paths / vector_metadata_flatten / \
+                               vector_metadata_omit"
                             .into(),
-                    })
+                    });
                 }
                 Line::Invalid(r) => {
                     report.skipped += 1;
@@ -157,13 +158,29 @@ impl LineWriter {
 
     /// Appends the line (with its `\n`) of `row` to `out`, or says why not.
     pub fn line(&self, batch: &RecordBatch, row: usize, out: &mut String) -> Line {
+        self.line_with(batch, row, out, &mut Vec::new())
+    }
+
+    /// [`LineWriter::line`], recording metadata left out in `omitted`.
+    pub fn line_with(
+        &self,
+        batch: &RecordBatch,
+        row: usize,
+        out: &mut String,
+        omitted: &mut Vec<Omission>,
+    ) -> Line {
         let start = out.len();
-        match self.try_line(batch, row, out) {
+        match self.try_line(batch, row, out, omitted) {
             Ok(true) => Line::Written,
             Ok(false) => Line::Null,
-            Err((column, reason)) => {
+            Err(r) => {
                 out.truncate(start);
-                Line::Invalid(Rejected { key: key_display(batch, &self.key_index, row), column, reason })
+                Line::Invalid(Rejected {
+                    key: key_display(batch, &self.key_index, row),
+                    column: r.column,
+                    path: r.path,
+                    reason: r.reason,
+                })
             }
         }
     }
@@ -173,7 +190,10 @@ impl LineWriter {
         batch: &RecordBatch,
         row: usize,
         out: &mut String,
-    ) -> std::result::Result<bool, (String, String)> {
+        omitted: &mut Vec<Omission>,
+    ) -> std::result::Result<bool, Refusal> {
+        let refuse =
+            |column: &str, reason: String| Refusal { column: column.to_string(), path: None, reason };
         let vec_col = batch.column(self.vector);
         if vec_col.is_null(row) {
             return Ok(false);
@@ -181,24 +201,24 @@ impl LineWriter {
         let values = match vec_col.data_type() {
             DataType::FixedSizeList(_, _) => vec_col.as_fixed_size_list().value(row),
             DataType::List(_) => vec_col.as_list::<i32>().value(row),
-            other => return Err((self.vector_column.clone(), format!("is {other}, not a vector"))),
+            other => return Err(refuse(&self.vector_column, format!("is {other}, not a vector"))),
         };
         let n = values.len() as u32;
         if n > VECTORIZE_MAX_DIMS {
             let r = format!("has {n} dimensions; Vectorize takes at most {VECTORIZE_MAX_DIMS}");
-            return Err((self.vector_column.clone(), r));
+            return Err(refuse(&self.vector_column, r));
         }
         if let Some(d) = self.dims.filter(|d| *d != n) {
-            return Err((self.vector_column.clone(), format!("has {n} dimensions; the index has {d}")));
+            return Err(refuse(&self.vector_column, format!("has {n} dimensions; the index has {d}")));
         }
-        let id = self.text(batch, row, self.id, &self.id_column)?;
+        let id = self.text(batch, row, self.id, &self.id_column).map_err(|(c, r)| refuse(&c, r))?;
         if id.is_empty() || id.len() > VECTORIZE_MAX_ID_BYTES {
             let r = format!(
                 "id `{}` is {} bytes; Vectorize ids are 1 to {VECTORIZE_MAX_ID_BYTES}",
                 short(&id),
                 id.len()
             );
-            return Err((self.id_column.clone(), r));
+            return Err(refuse(&self.id_column, r));
         }
         out.push_str("{\"id\":");
         out.push_str(&json_string(&id));
@@ -211,14 +231,14 @@ impl LineWriter {
         if let Some(i) = self.namespace {
             if !batch.column(i).is_null(row) {
                 let col = &batch.schema_ref().field(i).name().clone();
-                let ns = self.text(batch, row, i, col)?;
+                let ns = self.text(batch, row, i, col).map_err(|(c, r)| refuse(&c, r))?;
                 if ns.len() > VECTORIZE_MAX_NAMESPACE_BYTES {
                     let r = format!(
                         "namespace `{}` is {} bytes; Vectorize allows {VECTORIZE_MAX_NAMESPACE_BYTES}",
                         short(&ns),
                         ns.len()
                     );
-                    return Err((col.clone(), r));
+                    return Err(refuse(col, r));
                 }
                 out.push_str(",\"namespace\":");
                 out.push_str(&json_string(&ns));
@@ -226,86 +246,10 @@ impl LineWriter {
         }
         if !self.metadata.is_empty() {
             out.push_str(",\"metadata\":");
-            let m0 = out.len();
-            self.push_metadata(batch, row, out)?;
-            let size = out.len() - m0;
-            if size > VECTORIZE_MAX_METADATA_BYTES {
-                return Err((
-                    "metadata".into(),
-                    format!(
-                        "is {size} bytes of JSON; Vectorize allows {VECTORIZE_MAX_METADATA_BYTES} per vector"
-                    ),
-                ));
-            }
+            self.metadata.write(batch, row, out, omitted)?;
         }
         out.push_str("}\n");
         Ok(true)
-    }
-
-    fn push_metadata(
-        &self,
-        batch: &RecordBatch,
-        row: usize,
-        out: &mut String,
-    ) -> std::result::Result<(), (String, String)> {
-        out.push('{');
-        let mut first = true;
-        for (key, i, form) in &self.metadata {
-            let col = batch.column(*i);
-            // Vectorize has no null: a NULL column is an absent key.
-            if col.is_null(row) {
-                continue;
-            }
-            let name = || batch.schema_ref().field(*i).name().clone();
-            let value = match form {
-                MetadataForm::Json => {
-                    let text = col.as_string::<i32>().value(row);
-                    let v: Value =
-                        serde_json::from_str(text).map_err(|e| (name(), format!("is not JSON: {e}")))?;
-                    check_json(&v, 1).map_err(|r| (name(), r))?;
-                    v.to_string()
-                }
-                MetadataForm::StringArray => {
-                    let list = col.as_list::<i32>().value(row);
-                    let mut items = Vec::with_capacity(list.len());
-                    for k in 0..list.len() {
-                        match d1_value(list.as_ref(), k) {
-                            D1Value::Text(s) => items.push(Value::String(s.into_owned())),
-                            _ => {
-                                return Err((
-                                    name(),
-                                    "holds a NULL element; Vectorize string arrays cannot".into(),
-                                ))
-                            }
-                        }
-                    }
-                    Value::Array(items).to_string()
-                }
-                MetadataForm::Boolean => (col.as_boolean().value(row)).to_string(),
-                MetadataForm::Number => match d1_value(col.as_ref(), row) {
-                    D1Value::Integer(v) => v.to_string(),
-                    D1Value::Real(f) if f.is_finite() => {
-                        serde_json::Number::from_f64(f).map(|n| n.to_string()).unwrap_or_default()
-                    }
-                    // numeric: its exact decimal text is a valid JSON number unless NaN.
-                    D1Value::Text(t) if t.parse::<f64>().is_ok_and(f64::is_finite) => t.into_owned(),
-                    _ => continue,
-                },
-                MetadataForm::String => match d1_value(col.as_ref(), row) {
-                    D1Value::Text(t) => json_string(&t),
-                    other => json_string(&other.literal()),
-                },
-            };
-            if !first {
-                out.push(',');
-            }
-            first = false;
-            out.push_str(key);
-            out.push(':');
-            out.push_str(&value);
-        }
-        out.push('}');
-        Ok(())
     }
 
     /// A column's value as text (id, namespace): integers in decimal,
@@ -321,6 +265,20 @@ impl LineWriter {
     }
 }
 
+/// Adds one written row's omissions to the report.
+fn count_omissions(report: &mut VectorReport, omitted: &[Omission], key: impl Fn() -> String) {
+    for o in omitted {
+        report.metadata_omitted += 1;
+        let entry =
+            Omitted { path: o.path.clone(), reason: o.reason.clone(), count: 1, example: String::new() };
+        if report.omissions.iter().any(|x| x.path == o.path && x.reason == o.reason) {
+            report.count_omission(entry);
+        } else {
+            report.count_omission(Omitted { example: key(), ..entry });
+        }
+    }
+}
+
 /// A value as a Vectorize id or namespace: the text of its D1 form (the
 /// D1 key and the vector id of a row are the same text). `None` for NULL.
 pub fn id_text(col: &dyn arrow::array::Array, row: usize) -> Option<String> {
@@ -329,24 +287,6 @@ pub fn id_text(col: &dyn arrow::array::Array, row: usize) -> Option<String> {
         D1Value::Integer(v) => Some(v.to_string()),
         D1Value::Text(t) => Some(t.into_owned()),
         other => Some(other.literal()),
-    }
-}
-
-/// Checks a JSON metadata value at nesting `depth` (1 = a column's value).
-fn check_json(v: &Value, depth: usize) -> std::result::Result<(), String> {
-    match v {
-        Value::Null => Err("holds JSON null, which Vectorize metadata cannot".into()),
-        Value::Bool(_) | Value::Number(_) | Value::String(_) => Ok(()),
-        Value::Array(items) if items.iter().all(Value::is_string) => Ok(()),
-        Value::Array(_) => Err("holds an array of non-strings; Vectorize takes only string arrays".into()),
-        Value::Object(_) if depth > 1 => Err("nests objects deeper than Vectorize's one level".into()),
-        Value::Object(map) => {
-            for (k, x) in map {
-                check_metadata_key(k).map_err(|e| format!("key `{}`: {e}", short(k)))?;
-                check_json(x, depth + 1)?;
-            }
-            Ok(())
-        }
     }
 }
 

@@ -43,6 +43,7 @@ fn mapping(dims: Option<u32>) -> VectorMapping {
         id: "id".into(),
         namespace: Some("ns".into()),
         metadata: vec!["meta".into()],
+        json: Default::default(),
         dims,
         on_invalid: OnInvalid::Skip,
     }
@@ -111,17 +112,27 @@ fn each_rule_refuses_its_row_and_names_it() {
     let reason = |row: usize| match line(&b, row, Some(3)) {
         (Line::Invalid(r), out) => {
             assert!(out.is_empty(), "nothing is written for an invalid row");
-            format!("{} {}: {}", r.key, r.column, r.reason)
+            format!("{} {}", r.key, r.describe())
         }
         other => panic!("row {row}: {other:?}"),
     };
     assert_eq!(line(&b, 0, Some(3)).0, Line::Written);
-    assert_eq!(reason(1), "id=dims embedding: has 4 dimensions; the index has 3");
+    assert_eq!(reason(1), "id=dims column embedding: has 4 dimensions; the index has 3");
     assert!(reason(2).contains("is 70 bytes; Vectorize ids are 1 to 64"), "{}", reason(2));
-    assert!(reason(3).starts_with("id=meta metadata: is 11"), "{}", reason(3));
+    // The 10 KiB rule names the column and the JSON path the bytes come from.
+    assert!(
+        reason(3).starts_with("id=meta column meta, path meta.text: makes the metadata 11"),
+        "{}",
+        reason(3)
+    );
     assert!(reason(3).contains("Vectorize allows 10240 per vector"), "{}", reason(3));
-    assert!(reason(4).contains("key `a.b`: metadata keys may not contain `.`"), "{}", reason(4));
-    assert!(reason(5).contains("deeper than Vectorize's one level"), "{}", reason(5));
+    assert!(
+        reason(4).contains("column meta, path meta.\"a.b\": key `a.b`: metadata keys may not contain `.`"),
+        "{}",
+        reason(4)
+    );
+    assert!(reason(5).starts_with("id=deep column meta, path meta.a: is an object inside"), "{}", reason(5));
+    assert!(reason(5).contains("nests one level only"), "{}", reason(5));
     assert!(reason(6).contains("namespace") && reason(6).contains("65 bytes"), "{}", reason(6));
     assert_eq!(line(&b, 7, Some(3)).0, Line::Null);
 

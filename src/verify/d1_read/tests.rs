@@ -190,3 +190,25 @@ fn values_not_in_pgflare_form_are_handed_over_not_fatal() {
     assert_eq!((n, rowid_span(&c, "t")), (2, Some((1, 4))));
     assert_eq!((table_exists(&c, "t").ok(), table_exists(&c, "nope").ok()), (Some(true), Some(false)));
 }
+
+#[test]
+fn a_null_in_a_column_the_source_says_not_null_is_read_not_fatal() {
+    // A link column whose row D1 lacks is NULL there (the D1 schema allows
+    // it); the batch declares the column nullable so the row can be compared.
+    let c = rusqlite::Connection::open_in_memory().expect("db");
+    c.execute_batch(
+        "CREATE TABLE t (id TEXT NOT NULL PRIMARY KEY, v TEXT);
+         INSERT INTO t VALUES ('00000000-0000-4000-8000-000000000001', '[1,2]');
+         INSERT INTO t VALUES ('00000000-0000-4000-8000-000000000002', NULL);",
+    )
+    .expect("rows");
+    let mut rows = 0;
+    read_table(&c, "t", &spec(), 10, &mut |b| {
+        rows += b.num_rows();
+        assert!(b.schema().field(1).is_nullable() && !b.schema().field(0).is_nullable());
+        assert_eq!(b.column(1).null_count(), 1);
+        Ok(())
+    })
+    .expect("read");
+    assert_eq!(rows, 2);
+}

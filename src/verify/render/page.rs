@@ -22,6 +22,7 @@ body { margin: 0; color: #1f2328; background: #fff;
 #verdict.consistent { background: #1a7f37; }
 #verdict.differences { background: #cf222e; }
 #verdict.error { background: #b35900; }
+#verdict.consistent_except_skipped { background: #0a5cad; }
 #verdict .status { font-size: 2.4rem; font-weight: 700; letter-spacing: .03em; line-height: 1.1; }
 #verdict .summary { font-size: 1.3rem; margin: .4em 0 .2em; overflow-wrap: anywhere; }
 #verdict .exit { margin: 0; opacity: .9; }
@@ -45,6 +46,8 @@ code { font: 13px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation
 .kind.missing, .kind.extra { background: #ffebe9; color: #a40e26; }
 .kind.changed, .kind.metadata { background: #fff8c5; color: #7d4e00; }
 .kind.vector_values { background: #ddf4ff; color: #0a3069; }
+.kind.skipped { background: #fbefff; color: #6e2a8c; }
+.reason { overflow-wrap: anywhere; }
 ul.fields { list-style: none; margin: 0; padding: 0; }
 .arrow { color: #59636e; padding: 0 4px; }
 .note { color: #59636e; font-style: italic; }
@@ -69,7 +72,7 @@ pub fn html(r: &VerifyReport) -> String {
     w!(s, "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
     w!(s, "<title>pgflare verify: {slug}</title>\n<style>{CSS}</style>\n</head>\n<body>\n");
     w!(s, "<header id=\"verdict\" class=\"{slug}\" data-status=\"{slug}\">\n<div class=\"wrap\">\n");
-    w!(s, "<h1>pgflare verify report</h1>\n<div class=\"status\">{}</div>\n", slug.to_uppercase());
+    w!(s, "<h1>pgflare verify report</h1>\n<div class=\"status\">{}</div>\n", super::status_word(status));
     w!(s, "<p class=\"summary\">{}</p>\n", e(&r.verdict.summary));
     w!(
         s,
@@ -148,7 +151,7 @@ fn target_block(s: &mut String, g: &TargetReport) {
         w!(s, "<p class=\"note cut\">{}</p>\n", e(&note));
     }
     w!(s, "<table class=\"diffs\">\n<thead><tr><th>Kind</th><th>Key</th>");
-    w!(s, "<th>Fields (source → target)</th><th class=\"n\">Max abs diff</th></tr></thead>\n<tbody>\n");
+    w!(s, "<th>Fields (source → target) or reason</th><th class=\"n\">Max abs diff</th></tr></thead>\n<tbody>\n");
     for d in &g.differences {
         let k = kind_slug(d.kind);
         w!(s, "<tr class=\"diff\" data-kind=\"{k}\"><td><span class=\"kind {k}\">{k}</span></td>");
@@ -160,6 +163,9 @@ fn target_block(s: &mut String, g: &TargetReport) {
                 w!(s, "<span class=\"arrow\">→</span><code class=\"dst\">{}</code></li>", e(&f.target));
             }
             w!(s, "</ul>");
+        }
+        if let Some(r) = &d.reason {
+            w!(s, "<span class=\"reason\">{}</span>", e(r));
         }
         w!(s, "</td><td class=\"n\">{}</td></tr>\n", e(&max_abs_diff(d)));
     }

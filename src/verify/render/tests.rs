@@ -111,6 +111,7 @@ fn hostile() -> VerifyReport {
                         target: evil.clone(),
                     }],
                     max_abs_diff: None,
+                    reason: None,
                 }],
                 pending_sync: 0,
                 sampled: 1.0,
