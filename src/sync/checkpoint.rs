@@ -30,6 +30,12 @@ pub struct Checkpoint {
     /// Who wrote this checkpoint last (`load` or `sync`) and when (UTC).
     pub written_by: String,
     pub written_at: String,
+    /// What the vectors in Vectorize look like ([`super::vectorize_fingerprint`]),
+    /// or [`super::VECTORS_OFF`] when the load or a run left Vectorize out:
+    /// changes since the position are only enough for vectors of the same
+    /// form. Absent in checkpoints written before pgflare recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vectorize: Option<String>,
     /// A run that stopped (killed, SIGTERM) before it finished: the ranges
     /// it completed, so the next run does not send them again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,6 +75,21 @@ impl Position {
         }
     }
 
+    /// The snapshot the targets reflect: which transactions they hold.
+    pub fn seen(&self) -> Result<TxidSnapshot> {
+        match self {
+            Position::Snapshot { txid_snapshot, .. } => {
+                TxidSnapshot::parse(txid_snapshot).ok_or_else(|| Error::Config {
+                    setting: "the sync checkpoint's position.txid_snapshot".into(),
+                    message: format!(
+                        "{txid_snapshot:?} is not a pg_current_snapshot() text (xmin:xmax:xip,...); \
+                         run `pgflare load --restart` to start over"
+                    ),
+                })
+            }
+        }
+    }
+
     pub fn taken_at(&self) -> &str {
         match self {
             Position::Snapshot { taken_at, .. } => taken_at,
@@ -104,6 +125,7 @@ impl Checkpoint {
             runs: 0,
             written_by: written_by.into(),
             written_at: now(),
+            vectorize: None,
             in_progress: None,
         }
     }
@@ -138,21 +160,62 @@ impl Checkpoint {
     }
 }
 
+/// A `pg_current_snapshot()` text (`xmin:xmax:xip,...`), parsed. The
+/// snapshot saw (the writes of) every transaction below `xmin` and every
+/// one below `xmax` that is not in `xip`, the ones still in progress; see
+/// "Transaction ID and Snapshot Information Functions" in the Postgres
+/// docs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxidSnapshot {
+    pub xmin: u64,
+    pub xmax: u64,
+    pub xip: Vec<u64>,
+}
+
+impl TxidSnapshot {
+    /// Parses the text; anything but ids in that shape is `None` (the text
+    /// of a checkpoint comes from D1 and ends up in SQL).
+    pub fn parse(text: &str) -> Option<TxidSnapshot> {
+        let id = |s: &str| s.parse::<u64>().ok().filter(|_| s.bytes().all(|b| b.is_ascii_digit()));
+        let mut parts = text.split(':');
+        let (Some(xmin), Some(xmax), Some(xip), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let (xmin, xmax) = (id(xmin)?, id(xmax)?);
+        let mut xip = match xip {
+            "" => Vec::new(),
+            list => list.split(',').map(id).collect::<Option<Vec<u64>>>()?,
+        };
+        // Postgres' pg_snapshot input wants them ascending, within [xmin, xmax).
+        xip.sort_unstable();
+        xip.dedup();
+        if xmin > xmax || xip.iter().any(|x| *x < xmin || *x >= xmax) {
+            return None;
+        }
+        Some(TxidSnapshot { xmin, xmax, xip })
+    }
+
+    /// The text again, as Postgres writes it (digits, `:` and `,` only).
+    pub fn to_text(&self) -> String {
+        let xip: Vec<String> = self.xip.iter().map(u64::to_string).collect();
+        format!("{}:{}:{}", self.xmin, self.xmax, xip.join(","))
+    }
+}
+
 /// The 64-bit xmin of a `pg_current_snapshot()` text (`xmin:xmax:xip,...`).
 pub fn snapshot_xmin(txid_snapshot: &str) -> Result<u64> {
-    txid_snapshot
-        .split(':')
-        .next()
-        .and_then(|x| x.parse().ok())
-        .ok_or_else(|| Error::Internal(format!("unexpected pg_current_snapshot() text {txid_snapshot:?}")))
+    Ok(parsed(txid_snapshot)?.xmin)
 }
 
 /// The 64-bit xmax (next transaction id) of a snapshot text.
 pub fn snapshot_xmax(txid_snapshot: &str) -> Result<u64> {
-    txid_snapshot
-        .split(':')
-        .nth(1)
-        .and_then(|x| x.parse().ok())
+    Ok(parsed(txid_snapshot)?.xmax)
+}
+
+fn parsed(txid_snapshot: &str) -> Result<TxidSnapshot> {
+    TxidSnapshot::parse(txid_snapshot)
         .ok_or_else(|| Error::Internal(format!("unexpected pg_current_snapshot() text {txid_snapshot:?}")))
 }
 
@@ -189,5 +252,31 @@ mod tests {
         assert_eq!(snapshot_xmin("26713:26720:26714,26716").ok(), Some(26713));
         assert_eq!(snapshot_xmax("26713:26720:26714,26716").ok(), Some(26720));
         assert!(snapshot_xmin("garbage").is_err());
+        let s = TxidSnapshot::parse("26713:26720:26714,26716").expect("parse");
+        assert_eq!(s.xip, vec![26714, 26716]);
+        assert_eq!(s.to_text(), "26713:26720:26714,26716");
+        assert_eq!(TxidSnapshot::parse("7:7:").expect("empty list").xip, Vec::<u64>::new());
+    }
+
+    proptest::proptest! {
+        // Whatever the stored text holds, what comes back (and goes into
+        // SQL) is digits, colons and commas, and reads back the same.
+        #[test]
+        fn a_snapshot_text_reads_back_or_is_refused(text in "[0-9:,' ;a-z-]{0,40}") {
+            if let Some(s) = TxidSnapshot::parse(&text) {
+                let back = s.to_text();
+                proptest::prop_assert!(back.bytes().all(|b| b.is_ascii_digit() || b == b':' || b == b','));
+                proptest::prop_assert_eq!(TxidSnapshot::parse(&back), Some(s));
+            }
+        }
+
+        #[test]
+        fn a_snapshot_text_postgres_writes_reads_back_exactly(
+            xmin in 0u64..(1 << 40), span in 0u64..1000, picks in proptest::collection::btree_set(0u64..1000, 0..50),
+        ) {
+            let xip: Vec<u64> = picks.into_iter().filter(|p| *p < span).map(|p| xmin + p).collect();
+            let s = TxidSnapshot { xmin, xmax: xmin + span, xip };
+            proptest::prop_assert_eq!(TxidSnapshot::parse(&s.to_text()), Some(s));
+        }
     }
 }

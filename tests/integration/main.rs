@@ -16,6 +16,7 @@ mod load;
 mod load_api;
 mod load_vectorize;
 mod sync;
+mod sync_changes;
 mod sync_limits;
 mod vector_metadata;
 mod verify_cmd;
