@@ -207,6 +207,10 @@ async fn run_locked(
                 .into(),
         });
     }
+    let sends_vectors = vectors_on && !prepared.vectors.mappings.0.is_empty();
+    let vectors_fp = super::vectorize_fingerprint(&prepared, &opts.project, sends_vectors);
+    super::check_vectorize(checkpoint.vectorize.as_deref(), &vectors_fp, &store.describe())?;
+    checkpoint.vectorize = Some(vectors_fp);
     let infos = &prepared.infos;
     let from = checkpoint.position.clone();
     let checkpoint_runs = checkpoint.runs;

@@ -18,6 +18,7 @@ mod load_vectorize;
 mod sync;
 mod sync_changes;
 mod sync_limits;
+mod sync_vectors;
 mod vector_metadata;
 mod verify_cmd;
 mod verify_d1;
