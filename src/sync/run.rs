@@ -23,6 +23,7 @@ use crate::load::{plan, Target, VectorTarget};
 use crate::progress::Progress;
 use crate::sink::d1::render::D1Mappings;
 use crate::sink::d1::sqlite::D1SqliteConfig;
+use crate::sink::vectorize::{Rejected, MAX_NAMED_REJECTS};
 use crate::sink::SinkFactory;
 use crate::source::{
     partition, read_until, Partition, ReadOptions, Snapshot, Source, SplitOptions, TableJob,
@@ -63,6 +64,10 @@ pub struct TableSync {
     pub rows_hard_deleted: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vectors: Option<VectorCounts>,
+    /// Rows whose vector Vectorize would refuse (`on_invalid = "skip"`),
+    /// the first [`MAX_NAMED_REJECTS`] with the reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped_vectors: Vec<Rejected>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sweep: Option<SweepReport>,
 }
@@ -320,6 +325,7 @@ async fn run_locked(
     // Upserts, parents first.
     let waves = plan::waves(infos);
     let mut upserted: HashMap<String, u64> = HashMap::new();
+    let mut refused: HashMap<String, Vec<Rejected>> = HashMap::new();
     for wave in &waves {
         let mut jobs = Vec::new();
         for &i in wave {
@@ -349,6 +355,9 @@ async fn run_locked(
         }
         for r in read_until(src, &snapshot.info.id, jobs, sinks.clone(), opts.read, &opts.stop).await? {
             *upserted.entry(r.table.qualified()).or_default() += r.rows;
+            let named = refused.entry(r.table.qualified()).or_default();
+            let room = MAX_NAMED_REJECTS.saturating_sub(named.len());
+            named.extend(r.report.vectors.rejected.into_iter().take(room));
         }
         if opts.stop.load(std::sync::atomic::Ordering::Relaxed) {
             break;
@@ -372,6 +381,7 @@ async fn run_locked(
                     .then(VectorCounts::default)
                     .filter(|_| index.is_some())
             }),
+            skipped_vectors: refused.remove(&i.spec.qualified()).unwrap_or_default(),
             ..TableSync::default()
         })
         .collect();
