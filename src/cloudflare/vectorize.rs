@@ -126,9 +126,11 @@ impl Vectorize {
             Some(have) if have == *want => Ok(have),
             Some(have) => Err(Error::Config {
                 setting,
+                // Load and sync both get here: name the settings, not the job.
                 message: format!(
-                    "exists with {} dimensions and metric {}, but the load needs {} dimensions and {}; \
-                     use another index (--vectorize-index) or set [vectorize] metric to match",
+                    "exists with {} dimensions and metric {}, but pgflare.toml asks for {} dimensions (the \
+                     vector column's, or [vectorize] dimensions) and metric {}; use another index \
+                     (--vectorize-index), or make [vectorize] metric and the dimensions match",
                     have.dimensions, have.metric, want.dimensions, want.metric
                 ),
             }),

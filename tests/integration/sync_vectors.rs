@@ -4,7 +4,8 @@
 //! verify; a changed Vectorize mapping (metadata columns, namespace,
 //! metadata indexes, dimensions, metric) or a run with vectors off refuses
 //! the checkpoint with the fix named, while a checkpoint written before
-//! pgflare recorded the mapping stays valid; a row whose vector becomes
+//! pgflare recorded the mapping stays valid; an index of another metric is
+//! refused naming the settings (not "the load"); a row whose vector becomes
 //! invalid loses its stale vector (`skip`) or stops the run (`fail`).
 
 use std::path::PathBuf;
@@ -57,12 +58,16 @@ impl Items {
     }
 
     fn sync(&self, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+        self.sync_into("vi", extra)
+    }
+
+    fn sync_into(&self, index: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
         let work = tempfile::tempdir_in(self.dir.path()).expect("work dir");
         let o = self
             .emu
             .command(&self.db)
             .args(["--json", "sync", "--config", self.config.to_str().expect("p"), "--target", "api"])
-            .args(["--d1-database-id", "db1", "--vectorize-index", "vi", "--once"])
+            .args(["--d1-database-id", "db1", "--vectorize-index", index, "--once"])
             .args(["--work-dir", work.path().to_str().expect("p")])
             .args(extra)
             .output()
@@ -219,6 +224,17 @@ fn a_changed_vectorize_mapping_refuses_the_checkpoint_and_an_unchanged_one_keeps
     )
     .expect("config");
     s.sync_ok();
+
+    // An index of another metric than pgflare.toml's: the refusal is
+    // about this sync, not a load, and says what to set.
+    block_on(async {
+        let want = pgflare::cloudflare::vectorize::IndexConfig { dimensions: 3, metric: "euclidean".into() };
+        s.emu.vectorize("vi2").ensure(&want, true).await.expect("create vi2")
+    });
+    let (code, _, out) = s.sync_into("vi2", &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("exists with 3 dimensions and metric euclidean"), "{out}");
+    assert!(!out.contains("the load needs") && out.contains("[vectorize] metric"), "{out}");
 
     // A run with vectors off moves the checkpoint without Vectorize: a
     // later run with vectors on would miss what it carried.
