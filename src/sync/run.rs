@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::changes::{all_of, deleted_condition, live_filter, mapping, range_changes, unseen_by};
+use super::changes::{all_of, changed_after, deleted_condition, live_filter, mapping, range_changes};
 use super::checkpoint::{now, snapshot_xmax, InProgress, Position, TableProgress};
 use super::deletes::{Deleted, Deleter, VectorDeletes};
 use super::ranges::Scheme;
@@ -232,7 +232,7 @@ async fn run_locked(
             // Key ranges make a big change set parallel and resumable; one
             // that fits a range's size (--partition-mib) is cheaper as one
             // range: one request per target, one wait, one checkpoint.
-            let changed = all_of(&[unseen_by(&from.seen()?, xmax), live_filter(&opts.project, info)]);
+            let changed = all_of(&[changed_after(&from, xmax), live_filter(&opts.project, info)]);
             let n = count_rows(&mut snapshot, &info.spec, changed.as_deref()).await?.max(0) as u64;
             let row_bytes = info.total_bytes.max(0) as u64 / info.row_estimate.unwrap_or(1).max(1);
             let parts = if n.saturating_mul(row_bytes) <= opts.split.target_bytes {
@@ -337,11 +337,11 @@ async fn run_locked(
                 .partitions
                 .iter()
                 .zip(&tp.horizon)
-                .map(|(p, h)| {
-                    let filter = all_of(&[range_changes(*h, &from, xmax)?, live.clone()]);
-                    Ok(Partition { filter, ..p.clone() })
+                .map(|(p, h)| Partition {
+                    filter: all_of(&[range_changes(*h, &from, xmax), live.clone()]),
+                    ..p.clone()
                 })
-                .collect::<Result<_>>()?;
+                .collect();
             if !partitions.is_empty() {
                 jobs.push(TableJob {
                     table: Arc::new(info.spec.clone()),
@@ -413,7 +413,7 @@ async fn run_locked(
                     .and_then(|m| m.soft_delete.as_deref())
                     .and_then(|c| info.spec.column(c));
                 if let Some(col) = soft_col {
-                    let filter = all_of(&[unseen_by(&from.seen()?, xmax), Some(deleted_condition(col))]);
+                    let filter = all_of(&[changed_after(&from, xmax), Some(deleted_condition(col))]);
                     let keys =
                         read_keys(src, &snapshot.info.id, &key_src, filter, opts.read, progress).await?;
                     for batch in &keys {

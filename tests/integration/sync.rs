@@ -243,17 +243,22 @@ fn a_late_commit_with_an_old_timestamp_is_picked_up_by_the_next_run() {
     let s = setup("synclate", 200, 4, &[], "");
     let id = s.ids(1).remove(0);
     // A transaction that starts before a run, stamps an hour-old
-    // updated_at, and commits after the run.
+    // updated_at (inside a savepoint: the row carries a subtransaction id,
+    // which no snapshot lists as in progress), and commits after the run.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
     let mut late =
         rt.block_on(<sqlx::PgConnection as sqlx::Connection>::connect(&s.db.url)).expect("connect");
     rt.block_on(
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "BEGIN; UPDATE chunks SET content = 'late commit', updated_at = now() - interval '1 hour' WHERE id = '{id}'"
+            "BEGIN; SAVEPOINT s; UPDATE chunks SET content = 'late commit', updated_at = now() - interval '1 hour' \
+             WHERE id = '{id}'; RELEASE SAVEPOINT s"
         )))
         .execute(&mut late),
     )
     .expect("open the long transaction");
+    // A later transaction commits first: the run's snapshot then has the
+    // subtransaction's id below its xmax.
+    s.db.exec("SELECT pg_current_xact_id()");
     let (code, _, out) = s.sync(&[]);
     assert_eq!(code, Some(0), "{out}");
     rt.block_on(sqlx::raw_sql("COMMIT").execute(&mut late)).expect("commit");

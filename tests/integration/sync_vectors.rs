@@ -1,7 +1,8 @@
 //! `pgflare sync` and Vectorize beyond plain changes, against the emulator:
-//! a transaction held open in another database of the cluster makes sync
-//! re-send nothing the last snapshot saw and hides no difference from
-//! verify; a changed Vectorize mapping (metadata columns, namespace,
+//! transactions held open in another database of the cluster and in this
+//! one (a stuck session) make sync re-send nothing the last snapshot saw,
+//! hide no difference from verify, and the stuck session's late commit is
+//! sent; a changed Vectorize mapping (metadata columns, namespace,
 //! metadata indexes, dimensions, metric) or a run with vectors off refuses
 //! the checkpoint with the fix named, while a checkpoint written before
 //! pgflare recorded the mapping stays valid; an index of another metric is
@@ -131,24 +132,50 @@ fn vectorize_target(r: &serde_json::Value, name: &str) -> serde_json::Value {
 }
 
 #[test]
-fn a_transaction_open_in_another_database_neither_resends_rows_nor_hides_differences() {
+fn transactions_held_open_neither_make_sync_resend_rows_nor_hide_differences() {
     // Held from before the seed until the end: every snapshot of the
-    // cluster has an xmin at or below it, as with a long analytics query
-    // (or another test) anywhere on the server.
+    // cluster has an xmin at or below it, as with a stuck session (or
+    // another test) anywhere on the server.
     let other = OpenTransaction::begin();
     let s = setup_with("synchorizon", 300, 4, &[], "", "");
-    let id = s.db.query_one("SELECT id::text FROM chunks WHERE embedding IS NOT NULL ORDER BY id LIMIT 1");
+    let ids: Vec<String> = s
+        .db
+        .query_one("SELECT string_agg(id::text, ',' ORDER BY id) FROM (SELECT id FROM chunks WHERE embedding IS NOT NULL ORDER BY id LIMIT 2) s")
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let (id, late) = (&ids[0], &ids[1]);
+    // A stuck session of this very database: it wrote a row (no savepoint)
+    // and stays open across two runs.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let mut stuck =
+        rt.block_on(<sqlx::PgConnection as sqlx::Connection>::connect(&s.db.url)).expect("connect");
+    rt.block_on(
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "BEGIN; UPDATE chunks SET content = 'late' WHERE id = '{late}'"
+        )))
+        .execute(&mut stuck),
+    )
+    .expect("the stuck session");
     s.db.exec(&format!("UPDATE chunks SET content = 'edited' WHERE id = '{id}'"));
     // Only the edited row: the load's snapshot saw every other one.
     let (code, r, out) = s.sync(&[]);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(r["rows_upserted"].as_u64(), Some(1), "{r:#}");
-    // And the next run sends nothing, though its horizon (the snapshot's
-    // xmin) has not moved.
+    // And the next run sends nothing, though the oldest transaction of
+    // the cluster (and of this database) is still the same.
     let (code, r, out) = s.sync(&[]);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(r["rows_upserted"].as_u64(), Some(0), "{r:#}");
     assert_eq!(table(&r, "public.chunks")["vectors"]["sent"].as_u64(), Some(0), "{r:#}");
+    // The stuck session commits: the next run sends its row.
+    rt.block_on(sqlx::raw_sql("COMMIT").execute(&mut stuck)).expect("commit");
+    let (code, r, out) = s.sync(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(r["rows_upserted"].as_u64(), Some(1), "{r:#}");
+    let content: String =
+        s.d1().query_row("SELECT content FROM chunks WHERE id = ?1", [late], |r| r.get(0)).expect("row");
+    assert_eq!(content, "late");
 
     // Differences planted behind pgflare's back are differences, not rows
     // pending sync: one vector deleted, one D1 value changed.
