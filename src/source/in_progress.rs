@@ -57,6 +57,11 @@ pub async fn place(conn: &mut PgConnection, txid_snapshot: &str) -> Result<Place
     .fetch_one(&mut *conn)
     .await
     .map_err(Error::db("looking for pg_stat_get_backend_subxact"))?;
+    place_with(conn, txid_snapshot, subxacts).await
+}
+
+/// [`place`], asking about subtransactions or not (as before Postgres 16).
+pub async fn place_with(conn: &mut PgConnection, txid_snapshot: &str, subxacts: bool) -> Result<Placed> {
     let sql = format!("{}{PREPARED}", if subxacts { FROM_16 } else { BEFORE_16 });
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .fetch_all(&mut *conn)

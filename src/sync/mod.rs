@@ -5,8 +5,8 @@
 //!    advisory lock: only one runner at a time, a second one is told who
 //!    runs ([`Outcome::Busy`]);
 //! 2. read the checkpoint the load (or the last run) left in the target;
-//! 3. export a snapshot and upsert every row whose transaction the
-//!    checkpoint's snapshot did not see ([`changes`]), range by range, each range
+//! 3. export a snapshot and upsert every row written since the
+//!    checkpoint's horizon ([`changes`]), range by range, each range
 //!    recorded once D1 committed and Vectorize applied it ([`sink`]), with
 //!    vectors re-sent only when their line changed;
 //! 4. delete rows soft-deleted since ([`deletes`]) and rows gone from the

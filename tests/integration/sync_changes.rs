@@ -7,7 +7,7 @@
 //! subtransaction (whose id the snapshot's in-progress list does not
 //! show), and after `VACUUM FREEZE`.
 
-use pgflare::source::{Snapshot, Source};
+use pgflare::source::{in_progress, Snapshot, Source};
 use pgflare::sync::changes::{changed_after, changed_since};
 use pgflare::sync::checkpoint::{snapshot_xmax, snapshot_xmin, Position};
 use sqlx::{Connection, PgConnection};
@@ -39,13 +39,17 @@ fn sync_sends_every_late_commit_and_is_not_held_back_by_other_transactions() {
     run(&mut sub, "BEGIN; SAVEPOINT s; INSERT INTO t VALUES (2); RELEASE SAVEPOINT s");
     run(&mut c, "INSERT INTO t VALUES (4)");
     let source = Source::parse(&db.url).expect("source");
-    let (info, position) = rt.block_on(async {
-        let s = Snapshot::export(&source).await.expect("export");
+    let (info, position, before_16) = rt.block_on(async {
+        let mut s = Snapshot::export(&source).await.expect("export");
         let info = s.info.clone();
+        // What Postgres before 16 tells (no subtransaction counts).
+        let before_16 = in_progress::place_with(s.conn(), &info.txid_snapshot, false).await.expect("place");
         s.release().await.expect("release");
         let p = Position::of(&info).expect("position");
-        (info, p)
+        (info, p, before_16)
     });
+    assert_eq!(before_16.elsewhere, info.in_progress_elsewhere);
+    assert!(before_16.without_subtransactions.is_empty(), "{before_16:?}");
     assert!(!info.in_progress_elsewhere.is_empty(), "the other database's transaction: {info:?}");
     assert_eq!(info.in_progress_without_subtransactions.len(), 1, "5's transaction: {info:?}");
     run(&mut flat, "COMMIT");
