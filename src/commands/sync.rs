@@ -176,8 +176,14 @@ fn report(s: &SyncSummary, json: bool, file: Option<&std::path::Path>) -> anyhow
                 "  vectors: {} sent, {} unchanged, {} deleted",
                 v.sent, v.unchanged, v.deleted
             ));
+            if v.skipped > 0 {
+                line.push_str(&format!(", {} skipped (Vectorize would refuse them)", v.skipped));
+            }
         }
         println!("{line}");
+        for r in &t.skipped_vectors {
+            println!("{:26}skipped {}: {}", "", r.key, r.describe());
+        }
         if let Some(sw) = t.sweep.as_ref().filter(|sw| sw.missing_in_d1 > 0) {
             println!(
                 "{:26}note: {} source rows are missing in D1 and were not written by a sync; run `pgflare verify`",

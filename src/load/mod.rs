@@ -359,7 +359,10 @@ async fn hand_over(
     crate::sync::ranges::forget(&d1).await?;
     let fp = crate::sync::fingerprint(prepared, &opts.project);
     let position = crate::sync::checkpoint::Position::of(first)?;
-    store.write(&crate::sync::checkpoint::Checkpoint::new(&fp, position, "load")).await?;
+    let mut checkpoint = crate::sync::checkpoint::Checkpoint::new(&fp, position, "load");
+    let sends = !matches!(opts.vectorize, VectorTarget::Off) && !prepared.vectors.mappings.0.is_empty();
+    checkpoint.vectorize = Some(crate::sync::vectorize_fingerprint(prepared, &opts.project, sends));
+    store.write(&checkpoint).await?;
     Ok(Some(store.describe()))
 }
 

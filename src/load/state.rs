@@ -181,6 +181,8 @@ mod tests {
             first_snapshot: SnapshotInfo {
                 id: "s".into(),
                 txid_snapshot: "1:1:".into(),
+                in_progress_elsewhere: Vec::new(),
+                in_progress_without_subtransactions: Vec::new(),
                 wal_lsn: None,
                 taken_at: "now".into(),
                 server_version: "18".into(),

@@ -7,6 +7,7 @@ pub mod constraints;
 pub mod copy;
 pub mod decode;
 pub mod fit;
+pub mod in_progress;
 pub mod introspect;
 pub mod job;
 pub mod json_survey;

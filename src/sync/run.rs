@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::changes::{all_of, changed_since, deleted_condition, live_filter, mapping};
+use super::changes::{all_of, changed_after, deleted_condition, live_filter, mapping, range_changes};
 use super::checkpoint::{now, snapshot_xmax, InProgress, Position, TableProgress};
 use super::deletes::{Deleted, Deleter, VectorDeletes};
 use super::ranges::Scheme;
@@ -23,6 +23,7 @@ use crate::load::{Target, VectorTarget};
 use crate::progress::Progress;
 use crate::sink::d1::render::D1Mappings;
 use crate::sink::d1::sqlite::D1SqliteConfig;
+use crate::sink::vectorize::{Rejected, MAX_NAMED_REJECTS};
 use crate::sink::SinkFactory;
 use crate::source::{
     partition, read_until, Partition, ReadOptions, Snapshot, Source, SplitOptions, TableJob,
@@ -63,6 +64,10 @@ pub struct TableSync {
     pub rows_hard_deleted: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vectors: Option<VectorCounts>,
+    /// Rows whose vector Vectorize would refuse (`on_invalid = "skip"`),
+    /// the first [`MAX_NAMED_REJECTS`] with the reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped_vectors: Vec<Rejected>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sweep: Option<SweepReport>,
     /// Links set after the upserts (tables with foreign keys on a cycle),
@@ -211,6 +216,10 @@ async fn run_locked(
                 .into(),
         });
     }
+    let sends_vectors = vectors_on && !prepared.vectors.mappings.0.is_empty();
+    let vectors_fp = super::vectorize_fingerprint(&prepared, &opts.project, sends_vectors);
+    super::check_vectorize(checkpoint.vectorize.as_deref(), &vectors_fp, &store.describe())?;
+    checkpoint.vectorize = Some(vectors_fp);
     let infos = &prepared.infos;
     let from = checkpoint.position.clone();
     let checkpoint_runs = checkpoint.runs;
@@ -227,7 +236,7 @@ async fn run_locked(
             // Key ranges make a big change set parallel and resumable; one
             // that fits a range's size (--partition-mib) is cheaper as one
             // range: one request per target, one wait, one checkpoint.
-            let changed = all_of(&[changed_since(from.xmin(), xmax), live_filter(&opts.project, info)]);
+            let changed = all_of(&[changed_after(&from, xmax), live_filter(&opts.project, info)]);
             let n = count_rows(&mut snapshot, &info.spec, changed.as_deref()).await?.max(0) as u64;
             let row_bytes = info.total_bytes.max(0) as u64 / info.row_estimate.unwrap_or(1).max(1);
             let parts = if n.saturating_mul(row_bytes) <= opts.split.target_bytes {
@@ -326,6 +335,7 @@ async fn run_locked(
     // Upserts, parents first.
     let waves = prepared.fks.waves.clone();
     let mut upserted: HashMap<String, u64> = HashMap::new();
+    let mut refused: HashMap<String, Vec<Rejected>> = HashMap::new();
     for wave in &waves {
         let mut jobs = Vec::new();
         for &i in wave {
@@ -338,7 +348,7 @@ async fn run_locked(
                 .iter()
                 .zip(&tp.horizon)
                 .map(|(p, h)| Partition {
-                    filter: all_of(&[changed_since(*h, xmax), live.clone()]),
+                    filter: all_of(&[range_changes(*h, &from, xmax), live.clone()]),
                     ..p.clone()
                 })
                 .collect();
@@ -355,6 +365,9 @@ async fn run_locked(
         }
         for r in read_until(src, &snapshot.info.id, jobs, sinks.clone(), opts.read, &opts.stop).await? {
             *upserted.entry(r.table.qualified()).or_default() += r.rows;
+            let named = refused.entry(r.table.qualified()).or_default();
+            let room = MAX_NAMED_REJECTS.saturating_sub(named.len());
+            named.extend(r.report.vectors.rejected.into_iter().take(room));
         }
         if opts.stop.load(std::sync::atomic::Ordering::Relaxed) {
             break;
@@ -387,6 +400,7 @@ async fn run_locked(
                     .filter(|_| index.is_some())
             }),
             links: linked.get(&i.spec.qualified()).cloned(),
+            skipped_vectors: refused.remove(&i.spec.qualified()).unwrap_or_default(),
             ..TableSync::default()
         })
         .collect();
@@ -419,7 +433,7 @@ async fn run_locked(
                     .and_then(|m| m.soft_delete.as_deref())
                     .and_then(|c| info.spec.column(c));
                 if let Some(col) = soft_col {
-                    let filter = all_of(&[changed_since(from.xmin(), xmax), Some(deleted_condition(col))]);
+                    let filter = all_of(&[changed_after(&from, xmax), Some(deleted_condition(col))]);
                     let keys =
                         read_keys(src, &snapshot.info.id, &key_src, filter, opts.read, progress).await?;
                     for batch in &keys {

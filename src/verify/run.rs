@@ -410,7 +410,7 @@ async fn compare_vectors(
     if stale > 0 {
         notes.push(format!(
             "the index still holds a vector for {stale} of the skipped rows (written before the row broke \
-             a rule; load and sync leave it in place): queries may return it"
+             a rule; the next `pgflare sync` deletes it, a load leaves it): queries may return it"
         ));
     }
     if before.processed_up_to_mutation != after.processed_up_to_mutation {
