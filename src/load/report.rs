@@ -64,6 +64,8 @@ pub fn table_summaries(
             bytes: t.partitions.iter().map(|p| p.bytes).sum(),
             partitions: t.partitions.len(),
             partitions_skipped: done_before.get(&t.table).copied().unwrap_or(0),
+            rows_soft_deleted: t.rows_soft_deleted,
+            rows_hidden_by_deleted_parent: t.rows_hidden_by_deleted_parent,
             vectors: {
                 let mut v = crate::sink::vectorize::VectorReport::default();
                 t.partitions.iter().for_each(|p| v.merge(p.vectors.clone()));

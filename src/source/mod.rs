@@ -10,6 +10,7 @@ pub mod fit;
 pub mod introspect;
 pub mod job;
 pub mod json_survey;
+pub mod live;
 pub mod numeric;
 pub mod partition;
 pub mod pgvector;

@@ -19,7 +19,7 @@ use crate::load::Prepared;
 use crate::sink::vectorize::ndjson::id_text;
 use crate::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::source::{read_all, Partition, ReadOptions, Source, TableJob};
-use crate::sync::changes::{all_of, changed_since, live_filter};
+use crate::sync::changes::{all_of, changed_since};
 use crate::sync::checkpoint::{snapshot_xmax, Checkpoint};
 use crate::verify::digest::key_display;
 
@@ -49,7 +49,6 @@ pub async fn pending(
     snapshot_id: &str,
     txid_snapshot: &str,
     prepared: &Prepared,
-    project: &crate::config::project::Project,
     checkpoint: &Checkpoint,
     read: ReadOptions,
 ) -> Result<HashMap<String, Pending>> {
@@ -61,8 +60,9 @@ pub async fn pending(
     for (info, (_, d1)) in prepared.infos.iter().zip(&prepared.d1) {
         let Ok((key_src, key_d1)) = crate::sync::sweep::key_views(&info.spec, d1) else { continue };
         schemas.insert(info.spec.qualified(), key_d1.spec.arrow_schema());
-        let filter =
-            all_of(&[changed_since(horizon, xmax).or(Some("true".into())), live_filter(project, info)]);
+        // A parent restored from a soft delete makes its children pending too.
+        let changed = prepared.live.touched(&info.spec, changed_since(horizon, xmax).as_deref());
+        let filter = all_of(&[changed.or(Some("true".into())), prepared.live.live(&info.spec)]);
         jobs.push(TableJob {
             table: Arc::new(key_src),
             partitions: vec![Partition { filter, ..Partition::whole() }],

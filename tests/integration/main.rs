@@ -18,6 +18,7 @@ mod load_api;
 mod load_vectorize;
 mod migration_actions;
 mod partitioned;
+mod soft_delete;
 mod sync;
 mod sync_limits;
 mod vector_metadata;
