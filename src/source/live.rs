@@ -566,7 +566,7 @@ mod tests {
     fn only_foreign_keys_to_tables_that_can_hide_rows_cascade() {
         // orgs (no soft delete) <- docs (soft) <- chunks: an org's edit does
         // not re-read its documents; chunks follow docs, not orgs.
-        let infos = vec![
+        let infos = [
             table("orgs", &[("id", Kind::Int8)], &[]),
             table(
                 "docs",
@@ -587,7 +587,7 @@ mod tests {
 
     #[test]
     fn a_self_reference_walks_up_the_tree_and_a_cycle_of_tables_is_cut_after_one_turn() {
-        let tree = vec![table(
+        let tree = [table(
             "folders",
             &[("id", Kind::Int8), ("parent", Kind::Int8), ("del", Kind::Timestamptz)],
             &[("parent", "folders", "id")],
@@ -600,7 +600,7 @@ mod tests {
         );
         assert!(!live.cut_short(&tree[0].spec));
 
-        let cycle = vec![
+        let cycle = [
             table(
                 "a",
                 &[("id", Kind::Int8), ("b", Kind::Int8), ("del", Kind::Timestamptz)],
