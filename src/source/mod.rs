@@ -16,6 +16,7 @@ pub mod partition;
 pub mod pgvector;
 pub mod reader;
 pub mod snapshot;
+pub mod vector_fit;
 
 pub use connect::Source;
 pub use introspect::{introspect, Selection, TableInfo};

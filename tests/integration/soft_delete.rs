@@ -295,6 +295,19 @@ fn soft_deletes_cascade_down_a_self_referencing_tree_and_through_tables_without_
     assert_eq!((in_d1("folders"), in_d1("notes"), in_d1("lines")), (folders, notes, lines), "{r:#}");
 }
 
+/// `load --target sqlite` with `soft` deletes configured, which must be
+/// refused (exit 2): its output, and the D1 file it was given.
+fn refused_load(db: &TestDb, dir: &Path, soft: &[(&str, &str)]) -> (String, PathBuf) {
+    let config = config_with_soft_deletes(db, dir, soft);
+    let (sqlite, state) = (dir.join("d1.sqlite"), dir.join("state"));
+    let mut args = vec!["load", "--config", config.to_str().expect("p"), "--target", "sqlite"];
+    args.extend(["--sqlite", sqlite.to_str().expect("p"), "--state-dir", state.to_str().expect("p")]);
+    let o = pgflare(db, &args);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    (out, sqlite)
+}
+
 #[test]
 fn a_foreign_key_refusal_names_the_table_the_key_and_the_rows() {
     // Rows whose parent is missing: the foreign key was added NOT VALID,
@@ -309,25 +322,7 @@ fn a_foreign_key_refusal_names_the_table_the_key_and_the_rows() {
          ALTER TABLE kids ADD CONSTRAINT kids_parent_fkey FOREIGN KEY (parent_id) REFERENCES parents (id) NOT VALID;",
     );
     let dir = temp_dir("sdorphan");
-    let config = config_with_soft_deletes(&db, dir.path(), &[]);
-    let (c, sqlite, state) =
-        (config.to_str().expect("p"), dir.path().join("d1.sqlite"), dir.path().join("state"));
-    let o = pgflare(
-        &db,
-        &[
-            "load",
-            "--config",
-            c,
-            "--target",
-            "sqlite",
-            "--sqlite",
-            sqlite.to_str().expect("p"),
-            "--state-dir",
-            state.to_str().expect("p"),
-        ],
-    );
-    let out = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{out}");
+    let (out, _) = refused_load(&db, dir.path(), &[]);
     for part in
         ["public.kids", "kids_parent_fkey", "(parent_id)", "public.parents", "id=41", "id=42", "2 live rows"]
     {
@@ -351,25 +346,7 @@ fn a_cycle_soft_deleted_deeper_than_pgflare_follows_is_refused_before_anything_i
          UPDATE authors SET featured_book_id = 1 WHERE id = 2;",
     );
     let dir = temp_dir("sdcycle");
-    let config = config_with_soft_deletes(&db, dir.path(), &[("authors", "deleted_at")]);
-    let (c, sqlite, state) =
-        (config.to_str().expect("p"), dir.path().join("d1.sqlite"), dir.path().join("state"));
-    let o = pgflare(
-        &db,
-        &[
-            "load",
-            "--config",
-            c,
-            "--target",
-            "sqlite",
-            "--sqlite",
-            sqlite.to_str().expect("p"),
-            "--state-dir",
-            state.to_str().expect("p"),
-        ],
-    );
-    let out = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{out}");
+    let (out, sqlite) = refused_load(&db, dir.path(), &[("authors", "deleted_at")]);
     assert!(out.contains("public.books") && out.contains("id=2") && out.contains("public.authors"), "{out}");
     assert!(!sqlite.exists(), "nothing was written: {out}");
 }
