@@ -449,6 +449,12 @@ pub struct SourceArgs {
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
 
+    /// pgflare.toml to read (inspect: each table's `vector`,
+    /// `vector_namespace` and [vectorize] `dimensions`, `on_invalid`).
+    /// Default: ./pgflare.toml when it exists.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Schema of unqualified table names, and whose tables are taken when
     /// no --table is given.
     #[arg(long, default_value = "public", value_name = "SCHEMA")]

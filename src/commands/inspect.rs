@@ -8,8 +8,10 @@ use serde::Serialize;
 use super::{human_bytes, print_json};
 use crate::cli::InspectArgs;
 use crate::config;
+use crate::config::project::OnInvalid;
 use crate::source::fit::{check_table, Finding, Severity};
 use crate::source::json_survey::{survey_table, JsonSurvey};
+use crate::source::vector_fit::{self, VectorColumns, VectorSurvey};
 use crate::source::{introspect, TableInfo};
 
 #[derive(Serialize)]
@@ -19,6 +21,9 @@ struct TableReport {
     columns_mapped: Vec<ColumnMapping>,
     /// None when --no-scan was given.
     findings: Option<Vec<Finding>>,
+    /// The dimensions (and namespaces) of each vector column; None with --no-scan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vectors: Option<Vec<VectorSurvey>>,
     /// The key paths of each json/jsonb column, from a sample; None with --no-scan.
     #[serde(skip_serializing_if = "Option::is_none")]
     json_keys: Option<Vec<JsonSurvey>>,
@@ -36,11 +41,19 @@ struct ColumnMapping {
 pub async fn run(args: InspectArgs, json: bool) -> anyhow::Result<ExitCode> {
     let source = config::source(args.source.database_url.as_deref())?;
     let selection = config::selection(&args.source)?;
+    let project = config::file::load_project(args.source.config.as_deref())?;
     let mut conn = source.connect().await?;
     let tables = introspect(&mut conn, &selection).await?;
     let mut reports = Vec::new();
     for info in tables {
-        let findings = if args.no_scan { None } else { Some(check_table(&mut conn, &info.spec).await?) };
+        let (findings, vectors) = if args.no_scan {
+            (None, None)
+        } else {
+            let (mut f, v) =
+                (check_table(&mut conn, &info.spec).await?, scan_vectors(&mut conn, &info, &project).await?);
+            f.extend(v.iter().flat_map(vector_fit::findings));
+            (Some(f), Some(v))
+        };
         let columns_mapped = info
             .spec
             .columns
@@ -57,7 +70,7 @@ pub async fn run(args: InspectArgs, json: bool) -> anyhow::Result<ExitCode> {
             })
             .collect();
         let json_keys = if args.no_scan { None } else { Some(survey_table(&mut conn, &info).await?) };
-        reports.push(TableReport { info, columns_mapped, findings, json_keys });
+        reports.push(TableReport { info, columns_mapped, findings, vectors, json_keys });
     }
     if json {
         print_json(&serde_json::json!({ "source": source.display(), "tables": reports }))?;
@@ -65,6 +78,23 @@ pub async fn run(args: InspectArgs, json: bool) -> anyhow::Result<ExitCode> {
         print_human(&reports);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The vector columns of one table against one Vectorize index, with the
+/// namespace column and dimension pgflare.toml gives.
+async fn scan_vectors(
+    conn: &mut sqlx::PgConnection,
+    info: &TableInfo,
+    project: &crate::config::project::Project,
+) -> anyhow::Result<Vec<VectorSurvey>> {
+    let m = project.tables.iter().find(|m| m.schema == info.spec.schema && m.table == info.spec.name);
+    let cfg = VectorColumns {
+        vector: m.and_then(|m| m.vector.as_deref()),
+        namespace: m.and_then(|m| m.vector_namespace.as_deref()),
+        dimensions: project.vectorize.dimensions,
+        skip_invalid: project.vectorize.on_invalid == OnInvalid::Skip,
+    };
+    Ok(vector_fit::survey(conn, &info.spec, &cfg).await?)
 }
 
 fn print_human(reports: &[TableReport]) {
@@ -86,6 +116,16 @@ fn print_human(reports: &[TableReport]) {
         for c in &r.columns_mapped {
             let null = if c.nullable { "" } else { " NOT NULL" };
             println!("  {:w$}  {:pw$}  {:36}  {}{null}", c.column, c.postgres, c.arrow, c.d1);
+        }
+        for v in r.vectors.iter().flatten() {
+            let dims: Vec<String> =
+                v.dimensions.iter().map(|d| format!("{} x {} dims", d.rows, d.dims)).collect();
+            let ns = match (&v.namespace, v.namespaces) {
+                (Some(c), Some(n)) => format!("; {n} namespaces ({c})"),
+                _ => String::new(),
+            };
+            let dims = if dims.is_empty() { "no vectors".to_string() } else { dims.join(", ") };
+            println!("  vectors in {}: {dims}{ns}", v.column);
         }
         match &r.findings {
             None => println!("  Cloudflare fit: not checked (--no-scan)"),

@@ -171,6 +171,9 @@ fn report(s: &SyncSummary, json: bool, file: Option<&std::path::Path>) -> anyhow
             "{:24} -> {:20} {:>7} upserted  {:>6} soft-deleted  {:>6} deleted",
             t.table, t.d1_table, t.rows_upserted, t.rows_soft_deleted, t.rows_hard_deleted
         );
+        if t.rows_hidden_by_deleted_parent > 0 {
+            line.push_str(&format!("  {} below a soft-deleted parent", t.rows_hidden_by_deleted_parent));
+        }
         if let Some(v) = &t.vectors {
             line.push_str(&format!(
                 "  vectors: {} sent, {} unchanged, {} deleted",

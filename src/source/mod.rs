@@ -11,11 +11,13 @@ pub mod in_progress;
 pub mod introspect;
 pub mod job;
 pub mod json_survey;
+pub mod live;
 pub mod numeric;
 pub mod partition;
 pub mod pgvector;
 pub mod reader;
 pub mod snapshot;
+pub mod vector_fit;
 
 pub use connect::Source;
 pub use introspect::{introspect, Selection, TableInfo};

@@ -30,9 +30,7 @@
 //! xmin.
 
 use super::checkpoint::Position;
-use crate::batch::{quote_ident, ColumnSpec};
 use crate::config::project::{Project, TableMapping};
-use crate::typemap::Kind;
 
 /// Transactions this far behind the current one are compared as 32-bit
 /// ids with a margin before `age()` wraps at 2^31.
@@ -80,30 +78,8 @@ pub fn mapping<'a>(project: &'a Project, schema: &str, table: &str) -> Option<&'
     project.tables.iter().find(|m| m.schema == schema && m.table == table)
 }
 
-/// The condition a soft-deleted row meets: `true` in a boolean column,
-/// any value in another (e.g. `deleted_at`).
-pub fn deleted_condition(col: &ColumnSpec) -> String {
-    match (col.ty.kind, col.ty.array) {
-        (Kind::Bool, false) => format!("{} IS TRUE", quote_ident(&col.name)),
-        _ => format!("{} IS NOT NULL", quote_ident(&col.name)),
-    }
-}
-
-/// The condition a live row meets (the negation of [`deleted_condition`]).
-pub fn live_condition(col: &ColumnSpec) -> String {
-    match (col.ty.kind, col.ty.array) {
-        (Kind::Bool, false) => format!("{} IS NOT TRUE", quote_ident(&col.name)),
-        _ => format!("{} IS NULL", quote_ident(&col.name)),
-    }
-}
-
-/// The live-rows condition of a table with `soft_delete` configured; load,
-/// verify and sync leave soft-deleted rows out of the targets alike.
-pub fn live_filter(project: &Project, info: &crate::source::TableInfo) -> Option<String> {
-    let m = mapping(project, &info.spec.schema, &info.spec.name)?;
-    let col = m.soft_delete.as_deref().and_then(|c| info.spec.column(c))?;
-    Some(live_condition(col))
-}
+// Which rows are live (soft deletes) is decided for load, sync and verify
+// alike in `source::live`.
 
 /// Joins optional conditions with AND.
 pub fn all_of(parts: &[Option<String>]) -> Option<String> {

@@ -26,7 +26,7 @@ use crate::load::Prepared;
 use crate::sink::vectorize::ndjson::id_text;
 use crate::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::source::{read_all, Partition, ReadOptions, Source, TableJob};
-use crate::sync::changes::{all_of, changed_after, live_filter};
+use crate::sync::changes::{all_of, changed_after};
 use crate::sync::checkpoint::{snapshot_xmax, Checkpoint};
 use crate::verify::digest::key_display;
 
@@ -56,7 +56,6 @@ pub async fn pending(
     snapshot_id: &str,
     txid_snapshot: &str,
     prepared: &Prepared,
-    project: &crate::config::project::Project,
     checkpoint: &Checkpoint,
     read: ReadOptions,
 ) -> Result<HashMap<String, Pending>> {
@@ -68,11 +67,10 @@ pub async fn pending(
     for (info, (_, d1)) in prepared.infos.iter().zip(&prepared.d1) {
         let Ok((key_src, key_d1)) = crate::sync::sweep::key_views(&info.spec, d1) else { continue };
         schemas.insert(info.spec.qualified(), key_d1.spec.arrow_schema());
-        // Too old to order (2^31 transactions without a sync): every row.
-        let filter = all_of(&[
-            changed_after(&checkpoint.position, xmax).or(Some("true".into())),
-            live_filter(project, info),
-        ]);
+        // A parent restored from a soft delete makes its children pending
+        // too. Too old to order (2^31 transactions without a sync): every row.
+        let changed = prepared.live.touched(&info.spec, changed_after(&checkpoint.position, xmax).as_deref());
+        let filter = all_of(&[changed.or(Some("true".into())), prepared.live.live(&info.spec)]);
         jobs.push(TableJob {
             table: Arc::new(key_src),
             partitions: vec![Partition { filter, ..Partition::whole() }],

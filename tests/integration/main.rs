@@ -19,6 +19,7 @@ mod load_api;
 mod load_vectorize;
 mod migration_actions;
 mod partitioned;
+mod soft_delete;
 mod sync;
 mod sync_changes;
 mod sync_limits;
