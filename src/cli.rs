@@ -469,8 +469,9 @@ pub struct SourceArgs {
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
 
-    /// pgflare.toml to take [source] url and schema from. Default:
-    /// ./pgflare.toml when it exists.
+    /// pgflare.toml to read: [source] url and schema (inspect also: each
+    /// table's `vector`, `vector_namespace` and [vectorize] `dimensions`,
+    /// `on_invalid`). Default: ./pgflare.toml when it exists.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
 

@@ -65,6 +65,17 @@ pub const VECTORIZE_MAX_VECTORS_PER_REQUEST: usize = 5000;
 pub const VECTORIZE_MAX_UPLOAD_BYTES: usize = 100_000_000;
 /// Vectorize: bytes of a namespace name.
 pub const VECTORIZE_MAX_NAMESPACE_BYTES: usize = 64;
+/// Vectorize: vectors in one (v2) index. cloudflare-docs
+/// `src/content/docs/vectorize/platform/limits.mdx` ("Maximum vectors per
+/// index": 5,000,000 at the stored commit 1db3529; the published page,
+/// developers.cloudflare.com/vectorize/platform/limits/, says 10,000,000,
+/// and ../shared/reference/cloudflare.md 20,000,000): the strictest.
+pub const VECTORIZE_MAX_VECTORS_PER_INDEX: u64 = 5_000_000;
+/// Vectorize: namespaces in one index on the Workers Paid plan (the same
+/// limits.mdx, "Maximum namespaces per index": 50,000; 1,000 on Free).
+pub const VECTORIZE_MAX_NAMESPACES_PER_INDEX: u64 = 50_000;
+/// The same on the Workers Free plan.
+pub const VECTORIZE_MAX_NAMESPACES_PER_INDEX_FREE: u64 = 1_000;
 /// Vectorize: metadata indexes per index.
 pub const VECTORIZE_MAX_METADATA_INDEXES: usize = 10;
 /// Vectorize: ids per `delete_by_ids` call (unconfirmed: strictest reading).

@@ -126,9 +126,11 @@ impl Vectorize {
             Some(have) if have == *want => Ok(have),
             Some(have) => Err(Error::Config {
                 setting,
+                // Load and sync both get here: name the settings, not the job.
                 message: format!(
-                    "exists with {} dimensions and metric {}, but the load needs {} dimensions and {}; \
-                     use another index (--vectorize-index) or set [vectorize] metric to match",
+                    "exists with {} dimensions and metric {}, but pgflare.toml asks for {} dimensions (the \
+                     vector column's, or [vectorize] dimensions) and metric {}; use another index \
+                     (--vectorize-index), or make [vectorize] metric and the dimensions match",
                     have.dimensions, have.metric, want.dimensions, want.metric
                 ),
             }),
@@ -185,12 +187,16 @@ impl Vectorize {
                 Some((_, t)) => {
                     return Err(Error::Config {
                         setting: format!("Vectorize index `{}`, metadata index `{name}`", self.index),
+                        // The property is a column or a typed JSON path: name both.
                         message: format!(
-                            "exists as type {t}, but the column needs {ty}; delete it \
-                             (`wrangler vectorize delete-metadata-index {} --propertyName {name}`) first",
+                            "exists as type {t}, but pgflare.toml makes property `{name}` a {ty} (the type of \
+                             the vector_metadata column, or the `type` of the vector_metadata_paths entry, of \
+                             that name); delete it (`wrangler vectorize delete-metadata-index {} --propertyName \
+                             {name}`) first, then load the vectors again (those written before a metadata index \
+                             exists are not filterable on it), or make the property a {t}",
                             self.index
                         ),
-                    })
+                    });
                 }
                 None => {
                     let what = format!("Vectorize index {}: creating metadata index {name}", self.index);

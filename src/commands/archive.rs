@@ -17,7 +17,7 @@ pub async fn export(
     progress: &Progress,
     timeouts: crate::timeouts::Timeouts,
 ) -> anyhow::Result<ExitCode> {
-    let (source, selection) = config::source_and_selection(&args.source, timeouts)?;
+    let (source, selection, _) = config::source_and_selection(&args.source, timeouts)?;
     let (read, split) = config::tuning(&args.tuning)?;
     let dir = args.out.context("--out is required: the folder to write the archive to")?;
     let opts = ArchiveOptions {

@@ -48,7 +48,7 @@ pub async fn run(
     let migration_path = migration_file(&args.migrations_dir)?;
     refuse_overwrite(&migration_path, args.force)?;
 
-    let (source, selection) = config::source_and_selection(&args.source, timeouts)?;
+    let (source, selection, _) = config::source_and_selection(&args.source, timeouts)?;
     let mut conn = source.connect().await?;
     let infos = introspect(&mut conn, &selection).await?;
     let order = migration::fk_order(&infos.iter().collect::<Vec<_>>());

@@ -9,9 +9,11 @@ use serde::Serialize;
 use super::{human_bytes, print_json};
 use crate::cli::InspectArgs;
 use crate::config;
+use crate::config::project::OnInvalid;
 use crate::source::fit::{check_table, Finding, Severity};
 use crate::source::introspect::{introspect_lenient, FixStyle};
 use crate::source::json_survey::{survey_table, JsonSurvey};
+use crate::source::vector_fit::{self, VectorColumns, VectorSurvey};
 use crate::source::TableInfo;
 
 #[derive(Serialize)]
@@ -21,6 +23,9 @@ struct TableReport {
     columns_mapped: Vec<ColumnMapping>,
     /// None when --no-scan was given.
     findings: Option<Vec<Finding>>,
+    /// The dimensions (and namespaces) of each vector column; None with --no-scan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vectors: Option<Vec<VectorSurvey>>,
     /// The key paths of each json/jsonb column, from a sample; None with --no-scan.
     #[serde(skip_serializing_if = "Option::is_none")]
     json_keys: Option<Vec<JsonSurvey>>,
@@ -40,14 +45,21 @@ pub async fn run(
     json: bool,
     timeouts: crate::timeouts::Timeouts,
 ) -> anyhow::Result<ExitCode> {
-    let (source, selection) = config::source_and_selection(&args.source, timeouts)?;
+    let (source, selection, project) = config::source_and_selection(&args.source, timeouts)?;
     let mut conn = source.connect().await?;
     // Inspect informs: columns that cannot be read are listed with their fix,
     // not refused one at a time.
     let tables = introspect_lenient(&mut conn, &selection).await?;
     let mut reports = Vec::new();
     for info in tables {
-        let findings = if args.no_scan { None } else { Some(check_table(&mut conn, &info.spec).await?) };
+        let (findings, vectors) = if args.no_scan {
+            (None, None)
+        } else {
+            let (mut f, v) =
+                (check_table(&mut conn, &info.spec).await?, scan_vectors(&mut conn, &info, &project).await?);
+            f.extend(v.iter().flat_map(vector_fit::findings));
+            (Some(f), Some(v))
+        };
         let columns_mapped = info
             .spec
             .columns
@@ -64,7 +76,7 @@ pub async fn run(
             })
             .collect();
         let json_keys = if args.no_scan { None } else { Some(survey_table(&mut conn, &info).await?) };
-        reports.push(TableReport { info, columns_mapped, findings, json_keys });
+        reports.push(TableReport { info, columns_mapped, findings, vectors, json_keys });
     }
     if json {
         print_json(&serde_json::json!({ "source": source.display(), "tables": reports }))?;
@@ -72,6 +84,23 @@ pub async fn run(
         print_human(&reports);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The vector columns of one table against one Vectorize index, with the
+/// namespace column and dimension pgflare.toml gives.
+async fn scan_vectors(
+    conn: &mut crate::source::SourceConn,
+    info: &TableInfo,
+    project: &crate::config::project::Project,
+) -> anyhow::Result<Vec<VectorSurvey>> {
+    let m = project.tables.iter().find(|m| m.schema == info.spec.schema && m.table == info.spec.name);
+    let cfg = VectorColumns {
+        vector: m.and_then(|m| m.vector.as_deref()),
+        namespace: m.and_then(|m| m.vector_namespace.as_deref()),
+        dimensions: project.vectorize.dimensions,
+        skip_invalid: project.vectorize.on_invalid == OnInvalid::Skip,
+    };
+    Ok(vector_fit::survey(conn, &info.spec, &cfg).await?)
 }
 
 fn print_human(reports: &[TableReport]) {
@@ -99,6 +128,16 @@ fn print_human(reports: &[TableReport]) {
             for u in &t.unsupported {
                 outln!("    {}  {}: {}; fix: {}", u.column, u.pg_type, u.reason, u.fix(FixStyle::Flags));
             }
+        }
+        for v in r.vectors.iter().flatten() {
+            let dims: Vec<String> =
+                v.dimensions.iter().map(|d| format!("{} x {} dims", d.rows, d.dims)).collect();
+            let ns = match (&v.namespace, v.namespaces) {
+                (Some(c), Some(n)) => format!("; {n} namespaces ({c})"),
+                _ => String::new(),
+            };
+            let dims = if dims.is_empty() { "no vectors".to_string() } else { dims.join(", ") };
+            println!("  vectors in {}: {dims}{ns}", v.column);
         }
         match &r.findings {
             None => outln!("  Cloudflare fit: not checked (--no-scan)"),

@@ -196,6 +196,12 @@ fn print_human(s: &LoadSummary) {
             t.partitions,
             t.partitions_skipped
         );
+        if t.rows_soft_deleted + t.rows_hidden_by_deleted_parent > 0 {
+            println!(
+                "{:26}left out: {} soft-deleted, {} below a soft-deleted parent",
+                "", t.rows_soft_deleted, t.rows_hidden_by_deleted_parent
+            );
+        }
         if let Some(v) = &t.vectors {
             outln!(
                 "{:24} -> Vectorize {:>10} vectors, {} rows with a NULL vector (in D1, no vector), {} skipped",

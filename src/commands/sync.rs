@@ -167,13 +167,22 @@ fn report(s: &SyncSummary, json: bool, file: Option<&std::path::Path>) -> anyhow
             "{:24} -> {:20} {:>7} upserted  {:>6} soft-deleted  {:>6} deleted",
             t.table, t.d1_table, t.rows_upserted, t.rows_soft_deleted, t.rows_hard_deleted
         );
+        if t.rows_hidden_by_deleted_parent > 0 {
+            line.push_str(&format!("  {} below a soft-deleted parent", t.rows_hidden_by_deleted_parent));
+        }
         if let Some(v) = &t.vectors {
             line.push_str(&format!(
                 "  vectors: {} sent, {} unchanged, {} deleted",
                 v.sent, v.unchanged, v.deleted
             ));
+            if v.skipped > 0 {
+                line.push_str(&format!(", {} skipped (Vectorize would refuse them)", v.skipped));
+            }
         }
         outln!("{line}");
+        for r in &t.skipped_vectors {
+            outln!("{:26}skipped {}: {}", "", r.key, r.describe());
+        }
         if let Some(sw) = t.sweep.as_ref().filter(|sw| sw.missing_in_d1 > 0) {
             outln!(
                 "{:26}note: {} source rows are missing in D1 and were not written by a sync; run `pgflare verify`",

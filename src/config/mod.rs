@@ -41,12 +41,16 @@ pub fn source(flag: Option<&str>, project: &project::Project, timeouts: Timeouts
 /// The settings of a command that reads the source without a mapping
 /// (`inspect`, `archive`, `init`): `[source] url` and `schema` of
 /// pgflare.toml (`--config`, else ./pgflare.toml when there is one) under
-/// the flags. Cloudflare's environment plays no part here.
-pub fn source_and_selection(args: &SourceArgs, timeouts: Timeouts) -> Result<(Source, Selection)> {
+/// the flags, and the project itself (inspect reads its vector settings).
+/// Cloudflare's environment plays no part here.
+pub fn source_and_selection(
+    args: &SourceArgs,
+    timeouts: Timeouts,
+) -> Result<(Source, Selection, project::Project)> {
     let project = file::load_project_with(args.config.as_deref(), &|_| None)?;
     let source = source(args.database_url.as_deref(), &project, timeouts)?;
-    let schema = args.schema.clone().unwrap_or(project.schema);
-    Ok((source, selection(args, &schema)?))
+    let schema = args.schema.clone().unwrap_or_else(|| project.schema.clone());
+    Ok((source, selection(args, &schema)?, project))
 }
 
 /// Which tables and columns, from the source arguments.

@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod links;
+mod live;
 pub mod plan;
 pub mod report;
 pub mod state;
@@ -61,6 +62,10 @@ pub struct TableSummary {
     pub partitions: usize,
     /// Ranges a previous run had finished, skipped now.
     pub partitions_skipped: usize,
+    /// Rows left out because they are soft-deleted, and because a parent
+    /// (along the foreign keys, transitively) is: D1 would refuse them.
+    pub rows_soft_deleted: u64,
+    pub rows_hidden_by_deleted_parent: u64,
     /// What went to Vectorize, all runs together (tables with a vector).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vectors: Option<VectorReport>,
@@ -134,7 +139,7 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
             s.runs += 1;
             s
         }
-        None => new_state(&mut snapshot, opts, vectors_to.as_deref(), infos, mappings, &fingerprint).await?,
+        None => new_state(&mut snapshot, opts, vectors_to.as_deref(), &prepared, &fingerprint).await?,
     };
     let mut table_plans = Vec::new();
     let widths = if opts.dry_run { column_widths(&mut snapshot, infos).await? } else { BTreeMap::new() };
@@ -299,7 +304,10 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
             Some(c) => c.drain().await,
             None => Ok(()),
         };
-        let read = read?;
+        let read = match read {
+            Ok(r) => r,
+            Err(e) => return Err(live::explain_refusal(&mut snapshot, &prepared, wave, e).await),
+        };
         applied?;
         for r in read {
             *this_run.entry(r.table.qualified()).or_default() += r.rows;
@@ -365,7 +373,10 @@ async fn hand_over(
     crate::sync::ranges::forget(&d1).await?;
     let fp = crate::sync::fingerprint(prepared, &opts.project);
     let position = crate::sync::checkpoint::Position::of(first)?;
-    store.write(&crate::sync::checkpoint::Checkpoint::new(&fp, position, "load")).await?;
+    let mut checkpoint = crate::sync::checkpoint::Checkpoint::new(&fp, position, "load");
+    let sends = !matches!(opts.vectorize, VectorTarget::Off) && !prepared.vectors.mappings.0.is_empty();
+    checkpoint.vectorize = Some(crate::sync::vectorize_fingerprint(prepared, &opts.project, sends));
+    store.write(&checkpoint).await?;
     Ok(Some(store.describe()))
 }
 
@@ -373,15 +384,16 @@ async fn new_state(
     snapshot: &mut Snapshot,
     opts: &LoadOptions,
     vectors_to: Option<&str>,
-    infos: &[TableInfo],
-    mappings: &[D1Mapping],
+    prepared: &Prepared,
     fingerprint: &str,
 ) -> Result<LoadState> {
+    live::check_parents(snapshot, prepared).await?;
     let mut tables = Vec::new();
-    for (info, m) in infos.iter().zip(mappings) {
+    for (info, m) in prepared.infos.iter().zip(&prepared.mappings) {
         let mut parts = partition::plan(snapshot.conn(), &info.spec, info.total_bytes, opts.split).await?;
-        let live = crate::sync::changes::live_filter(&opts.project, info);
-        parts.iter_mut().for_each(|p| p.filter = live.clone());
+        let filter = prepared.live.live(&info.spec);
+        parts.iter_mut().for_each(|p| p.filter = filter.clone());
+        let left_out = live::left_out(snapshot, &prepared.live, &info.spec).await?;
         tables.push(TableState {
             table: info.spec.qualified(),
             d1_table: m.table.clone(),
@@ -398,6 +410,8 @@ async fn new_state(
                     links: Default::default(),
                 })
                 .collect(),
+            rows_soft_deleted: left_out.soft_deleted,
+            rows_hidden_by_deleted_parent: left_out.hidden_by_parent,
         });
     }
     let target = match vectors_to {

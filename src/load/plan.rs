@@ -134,6 +134,8 @@ pub struct Prepared {
     /// Foreign keys in D1: the waves tables load in, and the links.
     pub fks: crate::sink::d1::links::FkPlan,
     pub vectors: vectors::VectorPlan,
+    /// Which rows are live (soft deletes, cascading along foreign keys).
+    pub live: crate::source::live::LiveRows,
 }
 
 /// Introspects the selected tables and maps each to D1; the columns read
@@ -216,5 +218,6 @@ pub async fn prepare(
     for (i, m) in mappings.iter_mut().enumerate() {
         m.links = fks.links(i);
     }
-    Ok(Prepared { infos, mappings, d1, fks, vectors })
+    let live = crate::source::live::LiveRows::read(snapshot.conn(), project, &infos).await?;
+    Ok(Prepared { infos, mappings, d1, fks, vectors, live })
 }

@@ -70,6 +70,8 @@ pub fn table_summaries(
                 l.files.clear();
                 (!l.is_empty()).then_some(l)
             },
+            rows_soft_deleted: t.rows_soft_deleted,
+            rows_hidden_by_deleted_parent: t.rows_hidden_by_deleted_parent,
             vectors: {
                 let mut v = crate::sink::vectorize::VectorReport::default();
                 t.partitions.iter().for_each(|p| v.merge(p.vectors.clone()));

@@ -44,6 +44,12 @@ pub struct TableState {
     pub table: String,
     pub d1_table: String,
     pub partitions: Vec<PartitionState>,
+    /// Rows left out at the first run's snapshot: soft-deleted, and below
+    /// a soft-deleted parent (see `source::live`).
+    #[serde(default)]
+    pub rows_soft_deleted: u64,
+    #[serde(default)]
+    pub rows_hidden_by_deleted_parent: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -231,6 +237,8 @@ mod tests {
             first_snapshot: SnapshotInfo {
                 id: "s".into(),
                 txid_snapshot: "1:1:".into(),
+                in_progress_elsewhere: Vec::new(),
+                in_progress_without_subtransactions: Vec::new(),
                 wal_lsn: None,
                 taken_at: "now".into(),
                 server_version: "18".into(),
@@ -250,6 +258,8 @@ mod tests {
                     linked: false,
                     links: LinkReport::default(),
                 }],
+                rows_soft_deleted: 0,
+                rows_hidden_by_deleted_parent: 0,
             }],
         }
     }

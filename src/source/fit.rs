@@ -132,15 +132,7 @@ pub async fn check_table(conn: &mut SourceConn, t: &TableSpec) -> Result<Vec<Fin
         .fetch_one(&mut *conn)
         .await
         .map_err(Error::db(format!("checking {} against Cloudflare's limits", t.qualified())))?;
-    let key = if t.primary_key.is_empty() {
-        "ctid::text".to_string()
-    } else {
-        t.primary_key
-            .iter()
-            .map(|k| format!("{}::text", quote_ident(k)))
-            .collect::<Vec<_>>()
-            .join(" || ', ' || ")
-    };
+    let key = key_text(t);
     for (i, c) in checks.into_iter().enumerate() {
         let rows: i64 = row.get(i);
         if rows == 0 {
@@ -165,4 +157,18 @@ pub async fn check_table(conn: &mut SourceConn, t: &TableSpec) -> Result<Vec<Fin
         });
     }
     Ok(findings)
+}
+
+/// SQL for a row's key as examples show it: the key columns' text joined
+/// with `, ` (the row's ctid without a key).
+pub(crate) fn key_text(t: &TableSpec) -> String {
+    if t.primary_key.is_empty() {
+        "ctid::text".to_string()
+    } else {
+        t.primary_key
+            .iter()
+            .map(|k| format!("{}::text", quote_ident(k)))
+            .collect::<Vec<_>>()
+            .join(" || ', ' || ")
+    }
 }

@@ -8,15 +8,18 @@ pub mod constraints;
 pub mod copy;
 pub mod decode;
 pub mod fit;
+pub mod in_progress;
 pub mod introspect;
 pub mod job;
 pub mod json_survey;
+pub mod live;
 pub mod numeric;
 pub mod partition;
 pub mod pgvector;
 pub mod reader;
 pub mod snapshot;
 pub mod unsupported;
+pub mod vector_fit;
 
 pub use conn::SourceConn;
 pub use connect::Source;

@@ -19,6 +19,15 @@ pub struct SnapshotInfo {
     /// `pg_current_snapshot()`: xmin:xmax:xip list, for reasoning about
     /// which transactions the data includes.
     pub txid_snapshot: String,
+    /// The ids of `txid_snapshot`'s in-progress list that are transactions
+    /// of other databases of the cluster: they cannot have written this
+    /// database's rows (see [`super::in_progress`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_progress_elsewhere: Vec<u64>,
+    /// Those that are this database's and had no subtransaction (Postgres
+    /// 16+), so that their rows carry their own id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_progress_without_subtransactions: Vec<u64>,
     /// `pg_current_wal_lsn()` when the snapshot was taken (None on a standby).
     pub wal_lsn: Option<String>,
     /// Server clock at the snapshot, UTC.
@@ -52,9 +61,14 @@ impl Snapshot {
         .fetch_one(&mut conn)
         .await
         .map_err(Error::db("exporting a snapshot (pg_export_snapshot)"))?;
+        let txid_snapshot: String = row.get(1);
+        // After the snapshot: the first statement above fixed it.
+        let placed = super::in_progress::place(&mut conn, &txid_snapshot).await?;
         let info = SnapshotInfo {
             id: row.get(0),
-            txid_snapshot: row.get(1),
+            txid_snapshot,
+            in_progress_elsewhere: placed.elsewhere,
+            in_progress_without_subtransactions: placed.without_subtransactions,
             wal_lsn: row.get(2),
             taken_at: row.get(3),
             server_version: row.get(4),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::changes::{all_of, changed_since, deleted_condition, live_filter, mapping};
+use super::changes::{all_of, changed_after, range_changes};
 use super::checkpoint::{now, snapshot_xmax, InProgress, Position, TableProgress};
 use super::deletes::{Deleted, Deleter, VectorDeletes};
 use super::ranges::Scheme;
@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::load::{Target, VectorTarget};
 use crate::progress::Progress;
 use crate::sink::d1::render::D1Mappings;
+use crate::sink::vectorize::{Rejected, MAX_NAMED_REJECTS};
 use crate::sink::SinkFactory;
 use crate::source::{
     partition, read_until, Partition, ReadOptions, Snapshot, Source, SplitOptions, TableJob,
@@ -58,10 +59,19 @@ pub struct TableSync {
     pub table: String,
     pub d1_table: String,
     pub rows_upserted: u64,
+    /// Rows removed from D1 because they were soft-deleted (rows D1 did
+    /// not hold are not counted; `files`: the keys written to delete).
     pub rows_soft_deleted: u64,
+    /// Rows removed from D1 because a parent (along the foreign keys,
+    /// transitively) was soft-deleted.
+    pub rows_hidden_by_deleted_parent: u64,
     pub rows_hard_deleted: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vectors: Option<VectorCounts>,
+    /// Rows whose vector Vectorize would refuse (`on_invalid = "skip"`),
+    /// the first [`MAX_NAMED_REJECTS`] with the reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped_vectors: Vec<Rejected>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sweep: Option<SweepReport>,
     /// Links set after the upserts (tables with foreign keys on a cycle),
@@ -198,6 +208,10 @@ async fn run_locked(
                 .into(),
         });
     }
+    let sends_vectors = vectors_on && !prepared.vectors.mappings.0.is_empty();
+    let vectors_fp = super::vectorize_fingerprint(&prepared, &opts.project, sends_vectors);
+    super::check_vectorize(checkpoint.vectorize.as_deref(), &vectors_fp, &store.describe())?;
+    checkpoint.vectorize = Some(vectors_fp);
     let infos = &prepared.infos;
     let from = checkpoint.position.clone();
     let checkpoint_runs = checkpoint.runs;
@@ -214,7 +228,10 @@ async fn run_locked(
             // Key ranges make a big change set parallel and resumable; one
             // that fits a range's size (--partition-mib) is cheaper as one
             // range: one request per target, one wait, one checkpoint.
-            let changed = all_of(&[changed_since(from.xmin(), xmax), live_filter(&opts.project, info)]);
+            let changed = all_of(&[
+                prepared.live.touched(&info.spec, changed_after(&from, xmax).as_deref()),
+                prepared.live.live(&info.spec),
+            ]);
             let n = count_rows(&mut snapshot, &info.spec, changed.as_deref()).await?.max(0) as u64;
             let row_bytes = info.total_bytes.max(0) as u64 / info.row_estimate.unwrap_or(1).max(1);
             let parts = if n.saturating_mul(row_bytes) <= opts.split.target_bytes {
@@ -313,19 +330,25 @@ async fn run_locked(
     // Upserts, parents first.
     let waves = prepared.fks.waves.clone();
     let mut upserted: HashMap<String, u64> = HashMap::new();
+    let mut refused: HashMap<String, Vec<Rejected>> = HashMap::new();
     for wave in &waves {
         let mut jobs = Vec::new();
         for &i in wave {
             let info = &infos[i];
             let name = info.spec.qualified();
             let Some(tp) = progress_of.tables.get(&name) else { continue };
-            let live = live_filter(&opts.project, info);
+            // A row whose parent was restored from a soft delete is sent
+            // again although it did not change itself.
+            let live = prepared.live.live(&info.spec);
             let partitions: Vec<Partition> = tp
                 .partitions
                 .iter()
                 .zip(&tp.horizon)
                 .map(|(p, h)| Partition {
-                    filter: all_of(&[changed_since(*h, xmax), live.clone()]),
+                    filter: all_of(&[
+                        prepared.live.touched(&info.spec, range_changes(*h, &from, xmax).as_deref()),
+                        live.clone(),
+                    ]),
                     ..p.clone()
                 })
                 .collect();
@@ -342,6 +365,9 @@ async fn run_locked(
         }
         for r in read_until(src, &snapshot.info.id, jobs, sinks.clone(), opts.read, &opts.stop).await? {
             *upserted.entry(r.table.qualified()).or_default() += r.rows;
+            let named = refused.entry(r.table.qualified()).or_default();
+            let room = MAX_NAMED_REJECTS.saturating_sub(named.len());
+            named.extend(r.report.vectors.rejected.into_iter().take(room));
         }
         if opts.stop.load(std::sync::atomic::Ordering::Relaxed) {
             break;
@@ -374,6 +400,7 @@ async fn run_locked(
                     .filter(|_| index.is_some())
             }),
             links: linked.get(&i.spec.qualified()).cloned(),
+            skipped_vectors: refused.remove(&i.spec.qualified()).unwrap_or_default(),
             ..TableSync::default()
         })
         .collect();
@@ -402,16 +429,27 @@ async fn run_locked(
                         _ => None,
                     },
                 };
-                let soft_col = mapping(&opts.project, &info.spec.schema, &info.spec.name)
-                    .and_then(|m| m.soft_delete.as_deref())
-                    .and_then(|c| info.spec.column(c));
-                if let Some(col) = soft_col {
-                    let filter = all_of(&[changed_since(from.xmin(), xmax), Some(deleted_condition(col))]);
+                // Rows below a parent soft-deleted since the checkpoint go
+                // first (their own rows did not change), then the table's own
+                // soft deletes: within a self-referencing table, children
+                // before their parents, so D1's foreign keys never refuse.
+                let changed = changed_after(&from, xmax);
+                let touched = prepared.live.touched(&info.spec, changed.as_deref());
+                let steps = [
+                    (prepared.live.hidden_by_parent(&info.spec), touched),
+                    (prepared.live.soft_deleted(&info.spec), changed),
+                ];
+                for (step, (which, since)) in steps.into_iter().enumerate() {
+                    let Some(which) = which else { continue };
+                    let filter = all_of(&[since, Some(which)]);
                     let keys =
                         read_keys(src, &snapshot.info.id, &key_src, filter, opts.read, progress).await?;
                     for batch in &keys {
                         let d = deleter.delete(batch).await?;
-                        tables[i].rows_soft_deleted += d.rows;
+                        match step {
+                            0 => tables[i].rows_hidden_by_deleted_parent += d.rows,
+                            _ => tables[i].rows_soft_deleted += d.rows,
+                        }
                         add_deleted_vectors(&mut tables[i], d);
                     }
                 }
@@ -426,7 +464,7 @@ async fn run_locked(
                     let t = SweepTable {
                         scheme: Scheme::choose(&key_src, bounds),
                         partitions: vec![Partition {
-                            filter: live_filter(&opts.project, info),
+                            filter: prepared.live.live(&info.spec),
                             ..Partition::whole()
                         }],
                         source: key_src,
@@ -475,7 +513,7 @@ async fn run_locked(
         resumed,
         complete: !stopped,
         rows_upserted: sum(&|t| t.rows_upserted),
-        rows_deleted: sum(&|t| t.rows_soft_deleted + t.rows_hard_deleted),
+        rows_deleted: sum(&|t| t.rows_soft_deleted + t.rows_hidden_by_deleted_parent + t.rows_hard_deleted),
         vectors_upserted: sum(&|t| t.vectors.map(|v| v.sent).unwrap_or(0)),
         vectors_unchanged: sum(&|t| t.vectors.map(|v| v.unchanged).unwrap_or(0)),
         vectors_deleted: sum(&|t| t.vectors.map(|v| v.deleted).unwrap_or(0)),

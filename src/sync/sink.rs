@@ -6,9 +6,13 @@
 //! `load`), up to [`CHECK_STORED`] per range are fetched from Vectorize
 //! and digested instead, and beyond that they are simply sent (reading 20
 //! per request costs more than upserting). A row whose embedding became
-//! NULL has its vector deleted. Digests are recorded only after Vectorize
-//! applied the write, so a kill in between means the vector is sent
-//! again, never that a change is skipped.
+//! NULL has its vector deleted, and so has a row whose vector became one
+//! Vectorize would refuse (`on_invalid = "skip"`; the inner sink names it
+//! as skipped, or stops the run under `fail`): its old vector would
+//! otherwise keep answering queries with stale data. Digests are recorded
+//! only after Vectorize applied the write, so a kill in between means the
+//! vector is sent again, never that a change is skipped; a deleted
+//! vector's digest is forgotten, so it is sent again once valid.
 //! [`Recording`] advances the checkpoint of a key range once every sink
 //! finished it.
 
@@ -22,8 +26,10 @@ use serde_json::{json, Value};
 use super::checkpoint::Checkpoint;
 use super::store::{D1Access, Store};
 use crate::batch::{TableBatch, TableSpec};
+use crate::cloudflare::limits::VECTORIZE_MAX_ID_BYTES;
 use crate::cloudflare::vectorize::WriteTicket;
 use crate::cloudflare::Vectorize;
+use crate::config::project::OnInvalid;
 use crate::error::{Error, Result};
 use crate::sink::d1::list::ListPacker;
 use crate::sink::d1::value::push_quoted;
@@ -41,6 +47,9 @@ pub struct VectorCounts {
     pub sent: u64,
     pub unchanged: u64,
     pub deleted: u64,
+    /// Rows whose vector Vectorize would refuse (`on_invalid = "skip"`):
+    /// not sent, and their old vector deleted.
+    pub skipped: u64,
 }
 
 pub type Counts = Arc<Mutex<HashMap<String, VectorCounts>>>;
@@ -79,6 +88,9 @@ struct ChangedVectorSink {
     sent: Vec<(String, String)>,
     /// Ids whose vector became NULL.
     nulls: Vec<String>,
+    /// Under `on_invalid = "skip"`, the ids of rows whose vector Vectorize
+    /// would refuse: the index must not keep their old vector.
+    refused: Option<Vec<String>>,
 }
 
 impl SinkFactory for ChangedVectors {
@@ -104,6 +116,7 @@ impl SinkFactory for ChangedVectors {
             learned: Vec::new(),
             sent: Vec::new(),
             nulls: Vec::new(),
+            refused: m.filter(|m| m.on_invalid == OnInvalid::Skip).map(|_| Vec::new()),
         }))
     }
 }
@@ -146,6 +159,12 @@ impl BatchSink for ChangedVectorSink {
                 }
                 // The inner sink applies the on_invalid policy and names the row.
                 _ => {
+                    // An id Vectorize refuses cannot have a vector to delete.
+                    let id = id_text(b.column(self.id_column).as_ref(), row)
+                        .filter(|id| !id.is_empty() && id.len() <= VECTORIZE_MAX_ID_BYTES);
+                    if let (Some(refused), Some(id)) = (self.refused.as_mut(), id) {
+                        refused.push(id);
+                    }
                     *k = true;
                     lines.push(None);
                 }
@@ -197,15 +216,20 @@ impl BatchSink for ChangedVectorSink {
         if let (Some(t), Some(index)) = (report.vectors.pending_write.take(), &self.index) {
             self.runtime.block_on(index.wait_applied(WriteTicket(t), timeout, &|_: &str| {}))?;
         }
-        if !self.nulls.is_empty() {
-            let what = format!("deleting vectors of {} whose embedding became NULL", self.table);
+        // Vectors whose row lost its embedding or now breaks a rule.
+        let gone: Vec<String> = self.nulls.drain(..).chain(self.refused.take().unwrap_or_default()).collect();
+        if !gone.is_empty() {
+            let what = format!(
+                "deleting vectors of {} whose embedding became NULL or one Vectorize refuses",
+                self.table
+            );
             if let Some(index) = &self.index {
-                if let Some(t) = self.runtime.block_on(index.delete_by_ids(&what, &self.nulls))? {
+                if let Some(t) = self.runtime.block_on(index.delete_by_ids(&what, &gone))? {
                     self.runtime.block_on(index.wait_applied(t, timeout, &|_: &str| {}))?;
                 }
             }
             if let Some(f) = &self.deleted_ids {
-                super::deletes::append(f, &self.nulls.iter().map(|i| format!("{i}\n")).collect::<String>())?;
+                super::deletes::append(f, &gone.iter().map(|i| format!("{i}\n")).collect::<String>())?;
             }
         }
         // Only what Vectorize applied is recorded as sent.
@@ -216,17 +240,19 @@ impl BatchSink for ChangedVectorSink {
         self.learned.retain(|(id, _)| !self.sent.iter().any(|(s, _)| s == id));
         let record: Vec<(String, String)> = self.learned.drain(..).chain(self.sent.drain(..)).collect();
         record_digests(&mut sql, &record);
-        super::deletes::forget_digests(&mut sql, &self.nulls);
+        super::deletes::forget_digests(&mut sql, &gone);
         if !sql.is_empty() {
             self.runtime.block_on(self.d1.execute("recording the digests of vectors sent", &sql))?;
         }
         self.local.sent = sent as u64;
-        self.local.deleted = self.nulls.len() as u64;
+        self.local.deleted = gone.len() as u64;
+        self.local.skipped = report.vectors.skipped;
         let mut all = self.counts.lock().map_err(|_| Error::Internal("vector counts poisoned".into()))?;
         let c = all.entry(self.table.clone()).or_default();
         c.sent += self.local.sent;
         c.unchanged += self.local.unchanged;
         c.deleted += self.local.deleted;
+        c.skipped += self.local.skipped;
         Ok(report)
     }
 }

@@ -371,6 +371,7 @@ mod tests {
                 txid_snapshot: "42:44:43".into(),
                 taken_at: "t".into(),
                 wal_lsn: None,
+                finer: None,
             },
             "load",
         );

@@ -1,9 +1,16 @@
 //! *Pending sync*: source rows written after the sync checkpoint stored in
 //! D1 are expected to differ from the targets until the next sync run, so
-//! verify reports them apart from failures. The checkpoint's horizon says
-//! which rows those are (see `sync::changes`): rows whose writing
-//! transaction is at or above it. Their keys are read from the source at
-//! verify's own snapshot, key columns only.
+//! verify reports them apart from failures: exactly the rows the next run
+//! sends (see `sync::changes`), those of transactions at or above the
+//! checkpoint's horizon, or listed by its finer horizon. Postgres' snapshot
+//! xmin is cluster-wide, and one long transaction anywhere would make every
+//! row written since it began pending, hiding real differences: the
+//! horizon leaves out other databases' transactions, and this database's
+//! without subtransactions (Postgres 16+). With a stopped run in the
+//! checkpoint, the position's horizon (the last finished run's) decides:
+//! rows the stopped run already sent may count as pending until the next
+//! run ends, never the other way round. Their keys are read from the source
+//! at verify's own snapshot, key columns only.
 //!
 //! A row deleted from the source after the checkpoint is no longer there
 //! to be matched, so it stays an `extra` difference until the sync.
@@ -19,7 +26,7 @@ use crate::load::Prepared;
 use crate::sink::vectorize::ndjson::id_text;
 use crate::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::source::{read_all, Partition, ReadOptions, Source, TableJob};
-use crate::sync::changes::{all_of, changed_since, live_filter};
+use crate::sync::changes::{all_of, changed_after};
 use crate::sync::checkpoint::{snapshot_xmax, Checkpoint};
 use crate::verify::digest::key_display;
 
@@ -42,27 +49,28 @@ pub fn checkpoint_in(d1_file: &Path) -> Result<Option<Checkpoint>> {
     text.map(|t| Checkpoint::parse(&t, &format!("pgflare_sync_state in {}", d1_file.display()))).transpose()
 }
 
-/// Per source table, the rows written at or after the checkpoint's horizon
-/// (the oldest range horizon of a stopped run counts: its position).
+/// Per source table, the rows written after the checkpoint's position
+/// (a stopped run's ranges count as at the position).
 pub async fn pending(
     src: &Source,
     snapshot_id: &str,
     txid_snapshot: &str,
     prepared: &Prepared,
-    project: &crate::config::project::Project,
     checkpoint: &Checkpoint,
     read: ReadOptions,
 ) -> Result<HashMap<String, Pending>> {
     let xmax = snapshot_xmax(txid_snapshot)?;
-    let horizon = checkpoint.position.xmin();
+
     let out = Arc::new(Mutex::new(HashMap::new()));
     let mut jobs = Vec::new();
     let mut schemas = HashMap::new();
     for (info, (_, d1)) in prepared.infos.iter().zip(&prepared.d1) {
         let Ok((key_src, key_d1)) = crate::sync::sweep::key_views(&info.spec, d1) else { continue };
         schemas.insert(info.spec.qualified(), key_d1.spec.arrow_schema());
-        let filter =
-            all_of(&[changed_since(horizon, xmax).or(Some("true".into())), live_filter(project, info)]);
+        // A parent restored from a soft delete makes its children pending
+        // too. Too old to order (2^31 transactions without a sync): every row.
+        let changed = prepared.live.touched(&info.spec, changed_after(&checkpoint.position, xmax).as_deref());
+        let filter = all_of(&[changed.or(Some("true".into())), prepared.live.live(&info.spec)]);
         jobs.push(TableJob {
             table: Arc::new(key_src),
             partitions: vec![Partition { filter, ..Partition::whole() }],

@@ -82,8 +82,9 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
     let mut parts = Vec::new();
     for info in &prepared.infos {
         let mut p = partition::plan(snapshot.conn(), &info.spec, info.total_bytes, opts.split).await?;
-        // Soft-deleted rows are not expected in the targets.
-        let live = crate::sync::changes::live_filter(&opts.project, info);
+        // Soft-deleted rows, and rows below a soft-deleted parent, are not
+        // expected in the targets.
+        let live = prepared.live.live(&info.spec);
         p.iter_mut().for_each(|p| p.filter = live.clone());
         parts.push(p);
     }
@@ -187,16 +188,7 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
     let pending = match super::pending::checkpoint_in(&d1_path)? {
         Some(cp) => {
             let info = &snapshot.info;
-            super::pending::pending(
-                src,
-                &info.id,
-                &info.txid_snapshot,
-                &prepared,
-                &opts.project,
-                &cp,
-                opts.read,
-            )
-            .await?
+            super::pending::pending(src, &info.id, &info.txid_snapshot, &prepared, &cp, opts.read).await?
         }
         None => HashMap::new(),
     };
@@ -410,7 +402,7 @@ async fn compare_vectors(
     if stale > 0 {
         notes.push(format!(
             "the index still holds a vector for {stale} of the skipped rows (written before the row broke \
-             a rule; load and sync leave it in place): queries may return it"
+             a rule; the next `pgflare sync` deletes it, a load leaves it): queries may return it"
         ));
     }
     if before.processed_up_to_mutation != after.processed_up_to_mutation {

@@ -120,3 +120,83 @@ fn an_infinite_timestamp_names_the_row_and_the_exact_cast() {
     assert!(err.contains("table public.events, column at, row id=7"), "{err}");
     assert!(err.contains("--cast events.at=text"), "{err}");
 }
+
+#[test]
+fn inspect_counts_vector_dimensions_and_namespaces_against_one_index() {
+    let db = TestDb::new("inspectdims");
+    // Text-form vectors (see above). LangChain's PGVector declares
+    // `vector` without a dimension: two embedding models end up side by side.
+    let v =
+        |d: usize| format!("('[' || array_to_string(array_fill(0.5::real, ARRAY[{d}]), ',') || ']')::vector");
+    db.exec(&format!(
+        "CREATE EXTENSION IF NOT EXISTS vector;
+         CREATE TABLE langchain_pg_embedding (id text PRIMARY KEY, tenant text NOT NULL, embedding vector);
+         INSERT INTO langchain_pg_embedding VALUES
+           ('a', 't1', {v1536}), ('b', 't2', {v1536}), ('c', 't1', {v768}), ('d', 't3', NULL);
+         CREATE TABLE many_tenants (id int PRIMARY KEY, tenant text NOT NULL, embedding vector(3));
+         INSERT INTO many_tenants SELECT g, 'tenant-' || g, '[1,2,3]' FROM generate_series(1, 50001) g;",
+        v1536 = v(1536),
+        v768 = v(768)
+    ));
+    let dir = temp_dir("inspectdims");
+    let config = dir.path().join("pgflare.toml");
+    let tables =
+        "[[tables]]\nname = \"many_tenants\"\nvector = \"embedding\"\nvector_namespace = \"tenant\"\n\n\
+                  [[tables]]\nname = \"langchain_pg_embedding\"\nvector = \"embedding\"\n";
+    std::fs::write(&config, tables).expect("config");
+    let c = config.to_str().expect("p");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(pgflare(&db, &["inspect", "--json", "--config", c]))).expect("json");
+    let table = |name: &str| {
+        v["tables"].as_array().expect("tables").iter().find(|t| t["name"] == name).cloned().expect(name)
+    };
+    let finding = |t: &serde_json::Value, check: &str| {
+        t["findings"].as_array().expect("f").iter().find(|f| f["check"] == check).cloned()
+    };
+    let lc = table("langchain_pg_embedding");
+    assert_eq!(
+        lc["vectors"][0]["dimensions"],
+        serde_json::json!([{"dims": 1536, "rows": 2}, {"dims": 768, "rows": 1}]),
+        "{lc:#}"
+    );
+    let mixed = finding(&lc, "vector_dims_mixed").unwrap_or_else(|| panic!("mixed dimensions found: {lc:#}"));
+    assert_eq!(
+        (&mixed["severity"], &mixed["rows"], &mixed["examples"]),
+        (&serde_json::json!("blocker"), &serde_json::json!(1), &serde_json::json!(["c"]))
+    );
+    assert!(mixed["advice"].as_str().expect("advice").contains("[vectorize] dimensions"), "{mixed:#}");
+    let many = table("many_tenants");
+    assert_eq!(many["vectors"][0]["namespaces"], 50001, "{many:#}");
+    let ns = finding(&many, "vectorize_namespaces")
+        .unwrap_or_else(|| panic!("namespaces over the limit: {many:#}"));
+    assert_eq!(
+        (&ns["severity"], &ns["rows"], &ns["column"]),
+        (&serde_json::json!("blocker"), &serde_json::json!(50001), &serde_json::json!("tenant"))
+    );
+    assert!(ns["limit"].as_str().expect("limit").starts_with("50000 namespaces"), "{ns:#}");
+
+    let human = ok(pgflare(&db, &["inspect", "--config", c, "--table", "langchain_pg_embedding"]));
+    assert!(human.contains("vectors in embedding: 2 x 1536 dims, 1 x 768 dims"), "{human}");
+    assert!(
+        human
+            .contains("[BLOCKER] vector_dims_mixed embedding: 1 rows over one dimension per Vectorize index"),
+        "{human}"
+    );
+
+    // The dimension chosen, the others skipped by the load: a note.
+    std::fs::write(&config, format!("{tables}\n[vectorize]\ndimensions = 768\non_invalid = \"skip\"\n"))
+        .expect("config");
+    let v: serde_json::Value = serde_json::from_str(&ok(pgflare(
+        &db,
+        &["inspect", "--json", "--config", c, "--table", "langchain_pg_embedding"],
+    )))
+    .expect("json");
+    let mixed = v["tables"][0]["findings"]
+        .as_array()
+        .expect("f")
+        .iter()
+        .find(|f| f["check"] == "vector_dims_mixed")
+        .cloned();
+    let mixed = mixed.expect("still reported");
+    assert_eq!((&mixed["severity"], &mixed["rows"]), (&serde_json::json!("note"), &serde_json::json!(2)));
+}

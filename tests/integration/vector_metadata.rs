@@ -5,7 +5,9 @@
 //! path; with one, `load` (files and API) writes top-level properties,
 //! metadata indexes are created on mapped properties, a filtered query
 //! returns the right ids, verify is clean, a changed JSON value is sent
-//! again by `sync` (exactly that vector), and a changed mapping is noticed.
+//! again by `sync` (exactly that vector), and a changed mapping is noticed;
+//! an existing metadata index of another type is refused naming both places
+//! a property's type comes from (a column, a typed JSON path).
 //! The expected metadata is written out here by hand, not taken from pgflare.
 
 use std::path::{Path, PathBuf};
@@ -359,4 +361,32 @@ fn inspect_surveys_json_keys_and_init_proposes_a_mapping_that_loads() {
     let first: Value = serde_json::from_str(ndjson.lines().next().expect("line")).expect("json");
     assert_eq!(first["metadata"]["loc_pageNumber"], 3, "{first:#}");
     assert_eq!(first["metadata"]["source"], "docs/a.pdf", "{first:#}");
+}
+
+#[test]
+fn a_metadata_index_of_another_type_is_refused_naming_the_json_path_setting() {
+    let db = TestDb::new("jsonidx");
+    langchain(&db);
+    let dir = temp_dir("jsonidx");
+    let emu = Emulator::start(&[]);
+    let typed = |ty: &str| {
+        config(
+            dir.path(),
+            &format!(
+                "vector_metadata_paths = {{ page = {{ path = \"metadata.loc.pageNumber\", type = \"{ty}\" }} }}\n\
+                 vector_metadata_indexes = [\"page\"]\n"
+            ),
+        )
+    };
+    let state = dir.path().join("state");
+    ok(load(&emu, &db, &typed("string"), &state, &["--target", "api"]));
+    // The property comes from a JSON path, not a column: the refusal says
+    // where its type is set, and how to get out.
+    let o = load(&emu, &db, &typed("number"), &state, &["--target", "api", "--restart"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("metadata index `page`") && err.contains("exists as type string"), "{err}");
+    assert!(err.contains("vector_metadata_paths") && err.contains("vector_metadata column"), "{err}");
+    assert!(!err.contains("the column needs"), "{err}");
+    assert!(err.contains("delete-metadata-index vi --propertyName page"), "{err}");
 }

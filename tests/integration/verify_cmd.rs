@@ -151,6 +151,10 @@ fn verify_finds_exactly_the_planted_d1_divergences() {
 fn verify_finds_exactly_the_planted_vectorize_divergences() {
     use pgflare::cloudflare::{Api, ApiSettings, Vectorize};
     let db = TestDb::new("verifyvec");
+    // A transaction of another database runs across the seed and the load
+    // (as when tests run in parallel): the planted divergences below must
+    // still be differences, not rows "pending sync".
+    let other = OpenTransaction::begin();
     db.seed(400, 8);
     let emu = Emulator::start(&[]);
     let dir = temp_dir("verifyvec");
@@ -184,6 +188,7 @@ fn verify_finds_exactly_the_planted_vectorize_divergences() {
         .output()
         .expect("load");
     ok(load);
+    drop(other);
     let report = dir.path().join("report");
     let sqlite = emu.d1_file("db1");
     let run = || {

@@ -4,7 +4,9 @@
 //! every such row is counted and listed as `skipped` with its reason
 //! (exit 1), `--accept-skipped` makes the verdict
 //! `consistent_except_skipped` (exit 0, still naming them), and a vector
-//! deleted from the index behind pgflare's back is `missing`.
+//! deleted from the index behind pgflare's back is `missing`, also when a
+//! transaction of another database ran across the load (it does not make
+//! the load's rows "pending sync").
 
 use std::path::Path;
 
@@ -45,6 +47,10 @@ fn config(dir: &Path) -> std::path::PathBuf {
 #[test]
 fn verify_counts_vectors_the_load_skipped_and_does_not_say_consistent() {
     let db = TestDb::new("verifyskip");
+    // Another database's transaction runs from before the rows are written
+    // until after the load (as when tests run in parallel): the load's
+    // snapshot then has an xmin below these rows' transaction ids.
+    let other = OpenTransaction::begin();
     half_invalid(&db);
     let emu = Emulator::start(&[]);
     let dir = temp_dir("verifyskip");
@@ -59,6 +65,7 @@ fn verify_counts_vectors_the_load_skipped_and_does_not_say_consistent() {
         .output()
         .expect("load");
     let s: serde_json::Value = serde_json::from_str(&ok(load)).expect("load summary");
+    drop(other);
     let v = &s["tables"][0]["vectors"];
     assert_eq!((v["written"].as_u64(), v["skipped"].as_u64()), (Some(5), Some(5)), "{s:#}");
 
@@ -132,12 +139,14 @@ fn verify_counts_vectors_the_load_skipped_and_does_not_say_consistent() {
     let html = std::fs::read_to_string(report.join("report.html")).expect("report.html");
     assert!(html.contains("data-status=\"consistent_except_skipped\""), "{html}");
 
-    // A vector deleted behind pgflare's back is missing, whatever the flag.
-    // (Without the load's sync checkpoint: on a Postgres cluster shared with
-    // other tests its horizon can be older than these rows, which would
-    // then count as pending sync instead.)
+    // A vector deleted behind pgflare's back is missing, whatever the flag
+    // (the load's sync checkpoint is in D1: the load saw these rows, so they
+    // are not pending sync).
     let d1 = rusqlite::Connection::open(emu.d1_file("db1")).expect("D1 file");
-    d1.execute("DELETE FROM pgflare_sync_state", []).expect("forget the checkpoint");
+    let checkpoints: i64 = d1
+        .query_row("SELECT count(*) FROM pgflare_sync_state WHERE name = 'checkpoint'", [], |r| r.get(0))
+        .expect("checkpoint count");
+    assert_eq!(checkpoints, 1, "the load wrote its sync checkpoint");
     drop(d1);
     block_on(async {
         let v = emu.vectorize("vi");
@@ -152,6 +161,7 @@ fn verify_counts_vectors_the_load_skipped_and_does_not_say_consistent() {
     assert_eq!(r["verdict"]["status"], "differences", "{r:#}");
     let t = vectorize(&r);
     assert_eq!(t["counts"], serde_json::json!({"skipped": 5, "missing": 1}), "{t:#}");
+    assert_eq!(t["pending_sync"].as_u64().unwrap_or(0), 0, "{t:#}");
     assert!(
         t["differences"]
             .as_array()

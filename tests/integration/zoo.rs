@@ -55,9 +55,10 @@ fn zoo_haystack() {
 }
 
 /// A multi-tenant knowledge base: composite keys with the tenant, enums,
-/// text[] tags, soft deletes (archived documents before the load too) and
-/// one Vectorize namespace per tenant (pgflare.edits.toml); a tenant
-/// deleted by cascade.
+/// text[] tags, soft deletes (archived documents before the load too, one
+/// whose chunks the app left live: they stay out with it; during the day
+/// one more archived that way and that one restored) and one Vectorize
+/// namespace per tenant (pgflare.edits.toml); a tenant deleted by cascade.
 #[test]
 fn zoo_multitenant() {
     run(&Spec { name: "multitenant", schema: "public", long_rows: 0, exclude: &[] });

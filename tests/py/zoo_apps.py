@@ -184,6 +184,12 @@ class multitenant:
                         " (SELECT max(id) FROM kb_documents WHERE org_id = %s)", (t.at(rng), org, org))
             cur.execute("UPDATE kb_documents SET deleted_at = %s WHERE org_id = %s AND id ="
                         " (SELECT max(id) FROM kb_documents WHERE org_id = %s)", (t.at(rng), org, org))
+            if slug == "acme":
+                # Archived by the app without touching its chunks: they are
+                # live rows below a soft-deleted parent (pgflare leaves them out).
+                cls.insert_document(cur, rng, org, members[0], 98, 3, t.at(rng))
+                cur.execute("UPDATE kb_documents SET deleted_at = %s WHERE org_id = %s AND id ="
+                            " (SELECT max(id) FROM kb_documents WHERE org_id = %s)", (t.at(rng), org, org))
 
     @classmethod
     def day(cls, conn, rng):
@@ -209,6 +215,14 @@ class multitenant:
         doc = cur.execute("SELECT org_id, id FROM kb_documents WHERE org_id = %s ORDER BY id LIMIT 1", (acme,)).fetchone()
         cur.execute("UPDATE kb_chunks SET deleted_at = now() WHERE org_id = %s AND document_id = %s", doc)
         cur.execute("UPDATE kb_documents SET deleted_at = now() WHERE org_id = %s AND id = %s", doc)
+        # Another document archived with its chunks left alone, and the one
+        # archived that way before the migration restored: its chunks return.
+        doc = cur.execute("SELECT org_id, id FROM kb_documents WHERE org_id = %s AND deleted_at IS NULL"
+                          " ORDER BY id LIMIT 1", (acme,)).fetchone()
+        cur.execute("UPDATE kb_documents SET deleted_at = now() WHERE org_id = %s AND id = %s", doc)
+        cur.execute("UPDATE kb_documents SET deleted_at = NULL WHERE org_id = %s AND id = (SELECT max(id)"
+                    " FROM kb_documents d WHERE org_id = %s AND deleted_at IS NOT NULL AND EXISTS (SELECT 1"
+                    " FROM kb_chunks c WHERE c.document_id = d.id AND c.deleted_at IS NULL))", (acme, acme))
         # A member leaves: their documents keep going, created_by becomes NULL (SET NULL (created_by)).
         leaver = cur.execute("SELECT created_by FROM kb_documents WHERE org_id = %s AND created_by <> %s"
                              " AND deleted_at IS NULL ORDER BY id LIMIT 1", (acme, members[0])).fetchone()
@@ -218,7 +232,9 @@ class multitenant:
 
 multitenant = zoo({"public.orgs": "id", "public.org_members": "(org_id, user_id)",
                    "public.kb_documents": ("(org_id, id)", "deleted_at IS NULL"),
-                   "public.kb_chunks": ("id", "deleted_at IS NULL")})(multitenant)
+                   "public.kb_chunks": ("id", "deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM kb_documents d"
+                                              " WHERE d.org_id = kb_chunks.org_id AND d.id = kb_chunks.document_id"
+                                              " AND d.deleted_at IS NOT NULL)")})(multitenant)
 
 
 class supabase_auto_embeddings:

@@ -6,9 +6,11 @@ Usage:
   zoo_data.py day NAME    inserts, updates (text, metadata, re-embedded
                           vectors, NULLed embeddings) and 100+ deletes
 The database is $DATABASE_URL. Prints JSON: the row count of every table
-after the step and, for `day`, how many live keys (not soft-deleted)
-each table lost (deleted, cascades included), how many it soft-deleted,
-and how many it gained (inserted).
+after the step; for `seed`, the SQL condition a live row of each table
+meets (not soft-deleted, no soft-deleted parent: pgflare's soft deletes
+cascade along foreign keys); for `day`, how many live keys each table lost
+(deleted, cascades included), how many stopped being live (soft-deleted,
+or below a soft-deleted parent), and how many it gained (inserted).
 
 Each schema's rows have the shapes its library writes (zoo_schemas.py,
 zoo_apps.py);
@@ -39,6 +41,11 @@ def keys(conn, tables, live=False):
     return out
 
 
+def live_condition(key):
+    """The SQL condition a live row of the table meets ("true": every row)."""
+    return key[1] if isinstance(key, tuple) else "true"
+
+
 def main():
     if len(sys.argv) != 3 or sys.argv[1] not in ("seed", "day"):
         sys.exit(__doc__)
@@ -54,7 +61,8 @@ def main():
             zoo.seed(conn, rng)
             conn.commit()
             conn.execute("ANALYZE")
-            print(json.dumps({"rows": {t: len(k) for t, k in keys(conn, zoo.tables).items()}}))
+            print(json.dumps({"rows": {t: len(k) for t, k in keys(conn, zoo.tables).items()},
+                              "live": {t: live_condition(k) for t, k in zoo.tables.items()}}))
         else:
             before = keys(conn, zoo.tables, live=True)
             zoo.day(conn, rng)

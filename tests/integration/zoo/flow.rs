@@ -40,6 +40,9 @@ pub(super) struct Flow<'a> {
     pub(super) config: PathBuf,
     /// The parsed configuration the flow uses (init's proposal + edits).
     pub(super) toml: toml::Table,
+    /// Per table, the SQL condition a live row meets (zoo_data.py's: not
+    /// soft-deleted and no soft-deleted parent), "true" when all are.
+    pub(super) live: BTreeMap<String, String>,
     started: Instant,
 }
 
@@ -66,7 +69,8 @@ impl<'a> Flow<'a> {
         let emu = Emulator::start(&[]);
         let dir = temp_dir(&format!("zoo-{}", spec.name));
         let config = dir.path().join("pgflare.toml");
-        Flow { spec, db, emu, dir, config, toml: toml::Table::new(), started: Instant::now() }
+        let (toml, live) = (toml::Table::new(), BTreeMap::new());
+        Flow { spec, db, emu, dir, config, toml, live, started: Instant::now() }
     }
 
     pub(super) fn path(&self, name: &str) -> String {
@@ -90,8 +94,10 @@ impl<'a> Flow<'a> {
         serde_json::from_slice(&o.stdout).expect("zoo_data.py prints JSON")
     }
 
-    fn seed(&self) -> BTreeMap<String, u64> {
+    fn seed(&mut self) -> BTreeMap<String, u64> {
         let v = self.zoo_data("seed");
+        let live = v["live"].as_object().expect("live conditions");
+        self.live = live.iter().map(|(t, c)| (t.clone(), c.as_str().expect("SQL").to_string())).collect();
         self.log("seeded");
         counts(&v["rows"])
     }
