@@ -83,6 +83,9 @@ impl RetryPolicy {
                     let Some(backoff) = delays.next() else {
                         return Err(gave_up(error, tries));
                     };
+                    // backon's jitter adds up to the whole delay again: keep
+                    // the documented maximum.
+                    let backoff = backoff.min(self.max_delay);
                     let wait = match retry_after {
                         Some(r) if r > self.max_retry_after => return Err(gave_up(error, tries)),
                         Some(r) => r.max(backoff),
@@ -137,6 +140,27 @@ mod tests {
 
     fn api(msg: &str) -> Error {
         Error::Api { what: "test".into(), status: Some(503), message: msg.into(), hint: "-".into() }
+    }
+
+    /// Found by review: backon's jitter adds up to 100% of the delay, so
+    /// waits of up to twice `max_delay` happened ("retrying in 47.6s" with
+    /// the documented 30 s maximum).
+    #[tokio::test]
+    async fn no_wait_exceeds_the_maximum_delay_jitter_included() {
+        let waits = std::sync::Mutex::new(Vec::new());
+        let policy = RetryPolicy { attempts: 40, ..quick() };
+        let _: Result<(), Error> = policy
+            .run(
+                || async {
+                    Err(Failure::Transient { error: api("busy"), retry_after: None, timed_out: false })
+                },
+                &|_, d| waits.lock().expect("waits").push(d),
+            )
+            .await;
+        let waits = waits.into_inner().expect("waits");
+        assert_eq!(waits.len(), 39);
+        let longest = waits.iter().max().copied().unwrap_or_default();
+        assert!(longest <= policy.max_delay, "waited {longest:?}, more than {:?}", policy.max_delay);
     }
 
     #[tokio::test]
