@@ -279,10 +279,13 @@ impl Vectorize {
         parse(&what, v.get("matches").cloned().unwrap_or(Value::Array(Vec::new())))
     }
 
-    /// Every vector id, in the order `list` pages them.
+    /// Every vector id, in the order `list` pages them. A listing that
+    /// does not advance (a cursor handed out twice, or a truncated page
+    /// without ids) is an error, not an endless loop.
     pub async fn list_ids(&self) -> Result<Vec<String>> {
         let what = format!("Vectorize index {}: list", self.index);
         let (mut ids, mut cursor) = (Vec::new(), None::<String>);
+        let mut seen = std::collections::HashSet::new();
         loop {
             let mut url = format!("{}?count=1000", self.url("list"));
             if let Some(c) = &cursor {
@@ -293,8 +296,21 @@ impl Vectorize {
             ids.extend(page.iter().filter_map(|x| x.get("id")?.as_str().map(str::to_string)));
             let more = v.get("isTruncated").and_then(Value::as_bool).unwrap_or(false);
             cursor = v.get("nextCursor").and_then(Value::as_str).map(str::to_string);
-            if !more || cursor.is_none() {
-                return Ok(ids);
+            let Some(next) = cursor.as_ref().filter(|_| more) else { return Ok(ids) };
+            if page.is_empty() || !seen.insert(next.clone()) {
+                return Err(Error::Api {
+                    what,
+                    status: None,
+                    message: format!(
+                        "the listing does not advance after {} ids: the index answered a truncated page \
+                         {} (cursor {next:?})",
+                        ids.len(),
+                        if page.is_empty() { "without ids" } else { "with a cursor it had already given" }
+                    ),
+                    hint: "run the command again later; if it persists, the index is being rebuilt or \
+                           CLOUDFLARE_API_BASE_URL does not point at Cloudflare's API"
+                        .into(),
+                });
             }
         }
     }
@@ -423,3 +439,7 @@ fn urlencoding(s: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+#[path = "vectorize_tests.rs"]
+mod tests;

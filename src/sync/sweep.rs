@@ -390,6 +390,7 @@ async fn copy_keys(d1: &D1Access, table: &D1Table, dir: &Path) -> Result<PathBuf
     );
     let mut after = 0i64;
     loop {
+        let before = after;
         let page = d1.select(&ctx(), &select, &[json!(after)]).await?;
         let tx = conn.unchecked_transaction().map_err(Error::sqlite(ctx()))?;
         {
@@ -415,6 +416,13 @@ async fn copy_keys(d1: &D1Access, table: &D1Table, dir: &Path) -> Result<PathBuf
         tx.commit().map_err(Error::sqlite(ctx()))?;
         if page.len() < KEY_PAGE {
             break;
+        }
+        // A full page whose rowids do not advance would be read forever.
+        if after <= before {
+            return Err(Error::Internal(format!(
+                "{}: D1 answered a full page of keys whose rowids do not pass {before}",
+                ctx()
+            )));
         }
     }
     Ok(path)
