@@ -19,6 +19,11 @@
 //! - [`cloudflare`]: D1 and Vectorize limits;
 //! - [`cli`], [`config`], [`commands`]: the command line on top.
 
+// Output goes through `commands::output` (`outln!`, `errln!`), which ends
+// quietly on a closed pipe (`pgflare inspect | head`) where `println!`
+// panics; the lint keeps every new line of output on that path.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod archive;
 pub mod batch;
 pub mod cli;

@@ -137,7 +137,7 @@ fn print_human(reports: &[TableReport]) {
                 _ => String::new(),
             };
             let dims = if dims.is_empty() { "no vectors".to_string() } else { dims.join(", ") };
-            println!("  vectors in {}: {dims}{ns}", v.column);
+            outln!("  vectors in {}: {dims}{ns}", v.column);
         }
         match &r.findings {
             None => outln!("  Cloudflare fit: not checked (--no-scan)"),

@@ -197,9 +197,11 @@ fn print_human(s: &LoadSummary) {
             t.partitions_skipped
         );
         if t.rows_soft_deleted + t.rows_hidden_by_deleted_parent > 0 {
-            println!(
+            outln!(
                 "{:26}left out: {} soft-deleted, {} below a soft-deleted parent",
-                "", t.rows_soft_deleted, t.rows_hidden_by_deleted_parent
+                "",
+                t.rows_soft_deleted,
+                t.rows_hidden_by_deleted_parent
             );
         }
         if let Some(v) = &t.vectors {
