@@ -61,6 +61,10 @@ pub async fn run(args: SyncArgs, json: bool, progress: &Progress) -> anyhow::Res
             index: index.clone(),
         },
     };
+    // `auto` without an index: sync refuses it while the checkpoint says
+    // vectors follow the source (an explicit `off` is a choice).
+    let vectors_unnamed =
+        args.vectorize == SyncVectors::Auto && wants_vectors && matches!(vectorize, VectorTarget::Off);
     let every = args.every.as_deref().map(parse_duration).transpose()?;
     let stop = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(tokio::sync::Notify::new());
@@ -69,6 +73,7 @@ pub async fn run(args: SyncArgs, json: bool, progress: &Progress) -> anyhow::Res
         project,
         target,
         vectorize,
+        vectors_unnamed,
         read,
         split,
         work_dir: args.work_dir.clone(),

@@ -6,6 +6,7 @@
 //! what is missing. `--dry-run` stops after planning ([`plan`]).
 
 pub mod checkpoint;
+mod hand_over;
 pub mod links;
 mod live;
 pub mod plan;
@@ -235,6 +236,9 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
             target::clear_parts(dir, ".ndjson")?;
         }
     }
+    if opened_vectors.is_some() {
+        hand_over::forget_sync_records(&target, opts).await?;
+    }
     if opts.create_tables {
         let ddl = crate::sink::d1::migration::migration_sql(&prepared.d1)?;
         target.apply_schema(&ddl).await?;
@@ -316,7 +320,8 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
         links::link_all(&state, &target.link_target(), &spool.dir, &prepared, progress).await?;
     }
     let done = state.snapshot()?;
-    summary.sync_checkpoint = hand_over(&target, &prepared, opts, &done.first_snapshot, resumed).await?;
+    summary.sync_checkpoint =
+        hand_over::hand_over(&target, &prepared, opts, &done.first_snapshot, resumed).await?;
     if let target::OpenTarget::Files(c) = &target {
         let vectors_dir = opened_vectors.as_ref().and_then(|v| v.files_dir.as_deref());
         write_files_manifest(&c.dir, &done, &waves, vectors_dir)?;
@@ -331,47 +336,6 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     summary.rows_this_run = this_run.values().sum();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
-}
-
-/// A finished load of every configured table into D1 (`sqlite` or `api`)
-/// leaves the sync checkpoint in D1: sync continues from the load's first
-/// snapshot, on any machine. A fresh load replaces an earlier checkpoint;
-/// a resumed one keeps it (it may be a sync's, which is newer).
-async fn hand_over(
-    target: &target::OpenTarget,
-    prepared: &Prepared,
-    opts: &LoadOptions,
-    first: &SnapshotInfo,
-    resumed: bool,
-) -> Result<Option<String>> {
-    let d1 = match (target.d1_access(), target) {
-        (Some(d1), _) => d1,
-        // Files: the sync state is a local file next to the load's state.
-        (None, target::OpenTarget::Files(c)) => {
-            crate::sync::store::D1Access::Sqlite(crate::sink::d1::sqlite::D1SqliteConfig::open(
-                &crate::sync::store::files_state_path(&opts.state_dir, &c.dir),
-                Default::default(),
-            )?)
-        }
-        (None, _) => return Ok(None),
-    };
-    if !opts.only_tables.is_empty() && opts.only_tables.len() < opts.project.tables.len() {
-        return Ok(None);
-    }
-    let store = crate::sync::store::Store::D1(d1.clone());
-    store.prepare().await?;
-    if resumed && store.read().await?.is_some() {
-        return Ok(Some(store.describe()));
-    }
-    // D1's rows were (re)written: key buckets saved by earlier syncs no longer hold.
-    crate::sync::ranges::forget(&d1).await?;
-    let fp = crate::sync::fingerprint(prepared, &opts.project);
-    let position = crate::sync::checkpoint::Position::of(first)?;
-    let mut checkpoint = crate::sync::checkpoint::Checkpoint::new(&fp, position, "load");
-    let sends = !matches!(opts.vectorize, VectorTarget::Off) && !prepared.vectors.mappings.0.is_empty();
-    checkpoint.vectorize = Some(crate::sync::vectorize_fingerprint(prepared, &opts.project, sends));
-    store.write(&checkpoint).await?;
-    Ok(Some(store.describe()))
 }
 
 async fn new_state(

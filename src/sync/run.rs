@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::accept::RunVectors;
 use super::changes::{all_of, changed_after, range_changes};
-use super::checkpoint::{now, snapshot_xmax, InProgress, Position, TableProgress};
+use super::checkpoint::{now, snapshot_xmax, InProgress, IndexRef, Position, TableProgress};
 use super::deletes::{Deleted, Deleter, VectorDeletes};
 use super::ranges::Scheme;
 use super::sink::{ChangedVectors, Counts, Recording, VectorCounts};
@@ -36,6 +37,9 @@ pub struct SyncOptions {
     pub target: Target,
     /// `Off` or `Api`.
     pub vectorize: VectorTarget,
+    /// Vectorize is `Off` only because no index was named (`--vectorize
+    /// auto`): refused while the checkpoint says vectors follow the source.
+    pub vectors_unnamed: bool,
     pub read: ReadOptions,
     pub split: SplitOptions,
     /// Scratch space (D1 keys copied from the API for the sweep), and the
@@ -211,20 +215,14 @@ async fn run_locked(
     let mut snapshot = Snapshot::export(src).await?;
     let vectors_on = !matches!(opts.vectorize, VectorTarget::Off);
     let prepared = crate::load::prepare(&mut snapshot, &opts.project, &[], vectors_on).await?;
-    let fp = super::fingerprint(&prepared, &opts.project);
-    if fp != checkpoint.fingerprint {
-        return Err(Error::Config {
-            setting: store.describe(),
-            message: "the checkpoint was written for other tables, D1 columns, soft-delete columns or JSON \
-                      metadata mapping (vector_metadata_paths/_flatten/_omit) than pgflare.toml now has; changes since it would not be enough: run `pgflare load --restart` \
-                      with the new configuration (it resets the checkpoint)"
-                .into(),
-        });
-    }
     let sends_vectors = vectors_on && !prepared.vectors.mappings.0.is_empty();
-    let vectors_fp = super::vectorize_fingerprint(&prepared, &opts.project, sends_vectors);
-    super::check_vectorize(checkpoint.vectorize.as_deref(), &vectors_fp, &store.describe())?;
-    checkpoint.vectorize = Some(vectors_fp);
+    let run_vectors = RunVectors {
+        fingerprint: super::vectorize_fingerprint(&prepared, &opts.project, sends_vectors),
+        index: IndexRef::of(&opts.vectorize),
+        unnamed: opts.vectors_unnamed,
+    };
+    let fp = super::fingerprint(&prepared, &opts.project);
+    super::accept::accept(&mut checkpoint, &fp, run_vectors, &store.describe())?;
     let infos = &prepared.infos;
     let from = checkpoint.position.clone();
     let checkpoint_runs = checkpoint.runs;

@@ -22,6 +22,7 @@ mod partitioned;
 mod soft_delete;
 mod sync;
 mod sync_changes;
+mod sync_index;
 mod sync_limits;
 mod sync_vectors;
 mod vector_metadata;
