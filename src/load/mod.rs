@@ -32,7 +32,7 @@ use crate::config::project::Project;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::sink::d1::render::{D1Mapping, D1Mappings};
-use crate::sink::vectorize::{VectorMappings, VectorReport};
+use crate::sink::vectorize::VectorReport;
 use crate::source::{partition, read_all, ReadOptions, Snapshot, SnapshotInfo, Source};
 use crate::source::{SplitOptions, TableInfo, TableJob};
 
@@ -112,8 +112,10 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     let vector_target =
         if prepared.vectors.mappings.0.is_empty() { VectorTarget::Off } else { opts.vectorize.clone() };
     let vectors_to = vector_target.describe();
+    // Only an index has metadata indexes and a metric (NDJSON files do not).
+    let index = matches!(vector_target, VectorTarget::Api { .. }).then_some(&opts.project.vectorize);
     let fingerprint =
-        fingerprint(&opts.target, vectors_to.as_deref(), infos, mappings, &prepared.vectors.mappings);
+        fingerprint(&opts.target, vectors_to.as_deref(), infos, mappings, &prepared.vectors, index);
     let state_path = opts.target.state_path(&opts.state_dir, vectors_to.as_deref());
     let previous = if opts.restart { None } else { StateFile::read(&state_path)? };
     if let Some(p) = &previous {
@@ -121,9 +123,11 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
             return Err(Error::Config {
                 setting: "pgflare load".into(),
                 message: format!(
-                    "{} holds an unfinished load with other tables or column mappings; \
-                     run with the settings it was started with, or pass --restart to load everything again",
-                    state_path.display()
+                    "{} holds {} load with other tables, column mappings or Vectorize settings \
+                     (vector mapping, metadata indexes, metric); run with the settings it was started with, \
+                     or pass --restart to load everything again",
+                    state_path.display(),
+                    if p.complete { "a finished" } else { "an unfinished" }
                 ),
             });
         }
@@ -346,6 +350,9 @@ async fn new_state(
     fingerprint: &str,
 ) -> Result<LoadState> {
     live::check_parents(snapshot, prepared).await?;
+    if vectors_to.is_some() {
+        vectors::check_room(snapshot.conn(), prepared).await?;
+    }
     let mut tables = Vec::new();
     for (info, m) in prepared.infos.iter().zip(&prepared.mappings) {
         let mut parts = partition::plan(snapshot.conn(), &info.spec, info.total_bytes, opts.split).await?;
@@ -392,8 +399,10 @@ fn fingerprint(
     vectors_to: Option<&str>,
     infos: &[TableInfo],
     mappings: &[D1Mapping],
-    vectors: &VectorMappings,
+    plan: &vectors::VectorPlan,
+    index: Option<&crate::config::project::VectorizeSettings>,
 ) -> String {
+    let vectors = &plan.mappings;
     let mut h = blake3::Hasher::new();
     h.update(target.describe().as_bytes());
     if let Some(v) = vectors_to {
@@ -417,6 +426,20 @@ fn fingerprint(
             if !v.json.is_empty() {
                 h.update(format!(":{:?}", v.json).as_bytes());
             }
+        }
+    }
+    // Vectorize filters only on vectors written after their metadata index
+    // exists, and ranks by the index's metric: ranges loaded before a change
+    // would differ from the rest. Each only when set (the metric: when not
+    // the default), so states written before they counted stay valid.
+    if let Some(settings) = index {
+        let mut indexes = plan.metadata_indexes.clone();
+        indexes.sort();
+        if !indexes.is_empty() {
+            h.update(format!("\nmetadata indexes:{indexes:?}").as_bytes());
+        }
+        if settings.metric != crate::config::project::VectorizeSettings::default().metric {
+            h.update(format!("\nmetric:{}", settings.metric).as_bytes());
         }
     }
     h.finalize().to_hex()[..32].to_string()

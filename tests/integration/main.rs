@@ -16,6 +16,7 @@ mod fk_cycles;
 mod inspect;
 mod load;
 mod load_api;
+mod load_guards;
 mod load_vectorize;
 mod migration_actions;
 mod partitioned;
