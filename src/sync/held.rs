@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{json, Value};
 
 use super::store::D1Access;
+use crate::cloudflare::limits::VECTORIZE_MAX_ID_BYTES;
 use crate::cloudflare::Vectorize;
 use crate::error::Result;
 
@@ -27,6 +28,13 @@ pub const NO_VECTOR: &str = "none";
 
 /// Ids without a record looked up in the index, per key range.
 pub const CHECK_STORED: usize = 200;
+
+/// Whether Vectorize would take `id` as a vector id at all (1 to 64
+/// bytes): any other cannot hold a vector, and asking about it would be
+/// refused.
+pub fn is_vector_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= VECTORIZE_MAX_ID_BYTES
+}
 
 /// The records of `ids` (a digest, or [`NO_VECTOR`]). The ids go as one
 /// JSON parameter; a thousand of them (at most 64 bytes each) keep it far
@@ -60,11 +68,13 @@ pub async fn may_hold(
     ids: &[String],
     budget: &mut usize,
 ) -> Result<Vec<String>> {
+    let ids: Vec<&String> = ids.iter().filter(|id| is_vector_id(id)).collect();
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let known = recorded(d1, &ids.iter().map(String::as_str).collect::<Vec<_>>()).await?;
-    let unknown: Vec<String> = ids.iter().filter(|i| !known.contains_key(*i)).cloned().collect();
+    let known = recorded(d1, &ids.iter().map(|id| id.as_str()).collect::<Vec<_>>()).await?;
+    let unknown: Vec<String> =
+        ids.iter().filter(|i| !known.contains_key(**i)).map(|i| i.to_string()).collect();
     let ask = match index {
         Some(_) => &unknown[..unknown.len().min(*budget)],
         None => &[][..],
@@ -76,7 +86,7 @@ pub async fn may_hold(
     };
     let asked: HashSet<&String> = ask.iter().collect();
     Ok(ids
-        .iter()
+        .into_iter()
         .filter(|id| match known.get(*id) {
             Some(d) => d != NO_VECTOR,
             None => found.contains(*id) || !asked.contains(id),
@@ -112,7 +122,8 @@ mod tests {
         let d1 = D1Access::Sqlite(c);
         let ids: Vec<String> =
             ["loaded", "sent", "deleted", "loaded2"].iter().map(|s| s.to_string()).collect();
-        // No index to ask (NDJSON files): an id without a record may hold one.
+        // No index to ask (NDJSON files): an id without a record may hold
+        // one, unless Vectorize would not take it as an id.
         let mut budget = 1;
         let kept = may_hold(&d1, None, &ids, &mut budget).await.expect("may hold");
         assert_eq!(kept, ["loaded", "sent", "loaded2"]);

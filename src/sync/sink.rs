@@ -26,10 +26,9 @@ use std::time::Duration;
 use arrow::array::BooleanArray;
 
 use super::checkpoint::Checkpoint;
-use super::held::{may_hold, recorded, CHECK_STORED, NO_VECTOR};
+use super::held::{is_vector_id, may_hold, recorded, CHECK_STORED, NO_VECTOR};
 use super::store::{D1Access, Store};
 use crate::batch::{TableBatch, TableSpec};
-use crate::cloudflare::limits::VECTORIZE_MAX_ID_BYTES;
 use crate::cloudflare::vectorize::WriteTicket;
 use crate::cloudflare::Vectorize;
 use crate::config::project::OnInvalid;
@@ -136,14 +135,14 @@ impl BatchSink for ChangedVectorSink {
             match vector_at(w, b, row, &mut line)? {
                 (Line::Written, Some(v)) => lines.push(Some((v.id.clone(), hex::encode(vector_digest(&v))))),
                 (Line::Null, _) => {
-                    self.nulls.extend(id_text(b.column(self.id_column).as_ref(), row));
+                    let id = id_text(b.column(self.id_column).as_ref(), row).filter(|id| is_vector_id(id));
+                    self.nulls.extend(id);
                     lines.push(None);
                 }
                 // The inner sink applies the on_invalid policy and names the row.
                 _ => {
                     // An id Vectorize refuses cannot have a vector to delete.
-                    let id = id_text(b.column(self.id_column).as_ref(), row)
-                        .filter(|id| !id.is_empty() && id.len() <= VECTORIZE_MAX_ID_BYTES);
+                    let id = id_text(b.column(self.id_column).as_ref(), row).filter(|id| is_vector_id(id));
                     if let (Some(refused), Some(id)) = (self.refused.as_mut(), id) {
                         refused.push(id);
                     }
