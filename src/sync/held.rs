@@ -30,8 +30,7 @@ pub const NO_VECTOR: &str = "none";
 pub const CHECK_STORED: usize = 200;
 
 /// Whether Vectorize would take `id` as a vector id at all (1 to 64
-/// bytes): any other cannot hold a vector, and asking about it would be
-/// refused.
+/// bytes): any other cannot hold a vector, so asking about it is wasted.
 pub fn is_vector_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= VECTORIZE_MAX_ID_BYTES
 }
