@@ -7,6 +7,7 @@
 
 use super::target::OpenTarget;
 use super::{LoadOptions, Prepared, VectorTarget};
+use crate::cloudflare::Vectorize;
 use crate::error::Result;
 use crate::source::SnapshotInfo;
 use crate::sync::checkpoint::{Checkpoint, IndexRef, Position};
@@ -47,6 +48,7 @@ pub(super) async fn hand_over(
     opts: &LoadOptions,
     first: &SnapshotInfo,
     resumed: bool,
+    index: Option<&Vectorize>,
 ) -> Result<Option<String>> {
     let sends = !matches!(opts.vectorize, VectorTarget::Off) && !prepared.vectors.mappings.0.is_empty();
     if sends {
@@ -67,6 +69,9 @@ pub(super) async fn hand_over(
     let mut checkpoint = Checkpoint::new(&fp, Position::of(first)?, "load");
     checkpoint.vectorize = Some(crate::sync::vectorize_fingerprint(prepared, &opts.project, sends));
     checkpoint.vectorize_index = IndexRef::of(&opts.vectorize).filter(|_| sends);
+    if let (Some(i), Some(v)) = (checkpoint.vectorize_index.as_mut(), index) {
+        i.created_on = v.created_on().await?;
+    }
     store.write(&checkpoint).await?;
     Ok(Some(store.describe()))
 }

@@ -324,8 +324,9 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
         links::link_all(&state, &target.link_target(), &spool.dir, &prepared, progress).await?;
     }
     let done = state.snapshot()?;
+    let index = opened_vectors.as_ref().and_then(|v| v.index.as_deref());
     summary.sync_checkpoint =
-        hand_over::hand_over(&target, &prepared, opts, &done.first_snapshot, resumed).await?;
+        hand_over::hand_over(&target, &prepared, opts, &done.first_snapshot, resumed, index).await?;
     if let target::OpenTarget::Files(c) = &target {
         let vectors_dir = opened_vectors.as_ref().and_then(|v| v.files_dir.as_deref());
         write_files_manifest(&c.dir, &done, &waves, vectors_dir)?;

@@ -44,7 +44,14 @@ pub fn accept(checkpoint: &mut Checkpoint, fingerprint: &str, run: RunVectors, s
     if sends {
         check_index(checkpoint.vectorize_index.as_ref(), run.index.as_ref()).map_err(refused)?;
     }
-    checkpoint.vectorize_index = run.index.filter(|_| sends);
+    let mut index = run.index.filter(|_| sends);
+    // An answer without a creation time keeps the one recorded.
+    if let (Some(i), Some(h)) = (index.as_mut(), &checkpoint.vectorize_index) {
+        if i.created_on.as_deref().is_none_or(str::is_empty) && i.same_name(h) {
+            i.created_on.clone_from(&h.created_on);
+        }
+    }
+    checkpoint.vectorize_index = index;
     checkpoint.vectorize = Some(run.fingerprint);
     Ok(())
 }
@@ -99,12 +106,14 @@ fn check_vectorize(have: Option<&str>, want: &str) -> std::result::Result<(), St
 }
 
 /// A run sending vectors to another index than the one the checkpoint
-/// follows: that index holds none of the rows that did not change since.
-/// A checkpoint that recorded no index predates recording it: the run
-/// records its own.
+/// follows, or to an index of its name deleted (and maybe created again)
+/// since: that index holds none of the rows that did not change since. A
+/// checkpoint that recorded no index, or no creation time, predates
+/// recording it: the run records its own.
 fn check_index(have: Option<&IndexRef>, want: Option<&IndexRef>) -> std::result::Result<(), String> {
-    match (have, want) {
-        (Some(h), Some(w)) if h != w => Err(format!(
+    let (Some(h), Some(w)) = (have, want) else { return Ok(()) };
+    if !h.same_name(w) {
+        return Err(format!(
             "the checkpoint follows Vectorize index {}, which the load filled; this run would send vectors \
              to {}, and only the rows changed since the checkpoint: the other vectors would be missing \
              there. Point sync at the loaded index (--vectorize-index {}), or fill the other one with \
@@ -114,6 +123,20 @@ fn check_index(have: Option<&IndexRef>, want: Option<&IndexRef>) -> std::result:
             w.describe(),
             h.name,
             w.name
+        ));
+    }
+    let reload = "run `pgflare load --restart --create-index` (it creates the index if needed, sends every \
+                  vector again and resets the checkpoint)";
+    match (h.created_on.as_deref().filter(|c| !c.is_empty()), w.created_on.as_deref()) {
+        (Some(_), None) => Err(format!(
+            "Vectorize index {}, which the checkpoint follows, no longer exists: a new one would get only \
+             the rows changed since the checkpoint; {reload}",
+            h.describe()
+        )),
+        (Some(then), Some(now)) if !now.is_empty() && now != then => Err(format!(
+            "Vectorize index {} was deleted and created again since the checkpoint (created {then}, now \
+             {now}): it holds none of the vectors of rows that did not change since; {reload}",
+            h.describe()
         )),
         _ => Ok(()),
     }
@@ -125,7 +148,11 @@ mod tests {
     use crate::sync::checkpoint::Position;
 
     fn index(account: &str, name: &str) -> IndexRef {
-        IndexRef { account_id: account.into(), name: name.into() }
+        IndexRef { account_id: account.into(), name: name.into(), created_on: None }
+    }
+
+    fn created(i: &IndexRef, at: Option<&str>) -> IndexRef {
+        IndexRef { created_on: at.map(str::to_string), ..i.clone() }
     }
 
     fn checkpoint(vectorize: Option<&str>, index: Option<IndexRef>) -> Checkpoint {
@@ -184,6 +211,24 @@ mod tests {
         assert_eq!(legacy.vectorize_index, Some(vi2));
         accept(&mut legacy, "f", run(VECTORS_OFF, None, false), "D1").expect("off");
         assert_eq!((legacy.vectorize.as_deref(), legacy.vectorize_index), (Some(VECTORS_OFF), None));
+    }
+
+    #[test]
+    fn an_index_deleted_since_the_checkpoint_is_refused_even_when_created_again() {
+        let vi = index("acct", "vi");
+        let c = checkpoint(Some("a"), Some(created(&vi, Some("t1"))));
+        assert_eq!(refusal(&c, run("a", Some(created(&vi, Some("t1"))), false)), None);
+        let e = refusal(&c, run("a", Some(created(&vi, Some("t2"))), false)).unwrap_or_default();
+        assert!(e.contains("deleted and created again") && e.contains("t1") && e.contains("t2"), "{e}");
+        let e = refusal(&c, run("a", Some(created(&vi, None)), false)).unwrap_or_default();
+        assert!(e.contains("no longer exists") && e.contains("--create-index"), "{e}");
+        // Not known on one side: nothing to compare; the known time is kept.
+        assert_eq!(refusal(&c, run("a", Some(created(&vi, Some(""))), false)), None);
+        let mut c2 = c.clone();
+        accept(&mut c2, "f", run("a", Some(created(&vi, Some(""))), false), "D1").expect("accepted");
+        assert_eq!(c2.vectorize_index.and_then(|i| i.created_on).as_deref(), Some("t1"));
+        let legacy = checkpoint(Some("a"), Some(vi.clone()));
+        assert_eq!(refusal(&legacy, run("a", Some(created(&vi, Some("t2"))), false)), None);
     }
 
     #[test]

@@ -10,9 +10,11 @@
 //! "lsn": ..}`, with the bulk load handing over at the slot's snapshot.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cloudflare::{Api, Vectorize};
 use crate::error::{Error, Result};
 use crate::load::VectorTarget;
 use crate::source::{Partition, SnapshotInfo};
@@ -56,17 +58,37 @@ pub struct Checkpoint {
 pub struct IndexRef {
     pub account_id: String,
     pub name: String,
+    /// When Cloudflare created it (`created_on`): an index deleted and
+    /// created again under its name is another, empty index. `None` when
+    /// not known (checkpoints written before it); for a run's index, when
+    /// the index does not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_on: Option<String>,
 }
 
 impl IndexRef {
     /// The index vectors go to, when they go to one.
     pub fn of(target: &VectorTarget) -> Option<IndexRef> {
         match target {
-            VectorTarget::Api { settings, index } => {
-                Some(IndexRef { account_id: settings.account_id.clone(), name: index.clone() })
-            }
+            VectorTarget::Api { settings, index } => Some(IndexRef {
+                account_id: settings.account_id.clone(),
+                name: index.clone(),
+                created_on: None,
+            }),
             VectorTarget::Off | VectorTarget::Files { .. } => None,
         }
+    }
+
+    /// [`IndexRef::of`] with `created_on` asked of Cloudflare.
+    pub async fn asked(target: &VectorTarget, api: Option<Arc<Api>>) -> Result<Option<IndexRef>> {
+        let (Some(mut index), Some(api)) = (IndexRef::of(target), api) else { return Ok(None) };
+        index.created_on = Vectorize::new(api, &index.name).created_on().await?;
+        Ok(Some(index))
+    }
+
+    /// The same index by account and name (whatever its creation time).
+    pub fn same_name(&self, other: &IndexRef) -> bool {
+        self.account_id == other.account_id && self.name == other.name
     }
 
     pub fn describe(&self) -> String {

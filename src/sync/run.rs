@@ -218,7 +218,10 @@ async fn run_locked(
     let sends_vectors = vectors_on && !prepared.vectors.mappings.0.is_empty();
     let run_vectors = RunVectors {
         fingerprint: super::vectorize_fingerprint(&prepared, &opts.project, sends_vectors),
-        index: IndexRef::of(&opts.vectorize),
+        index: match sends_vectors {
+            true => IndexRef::asked(&opts.vectorize, api.clone()).await?,
+            false => None,
+        },
         unnamed: opts.vectors_unnamed,
     };
     let fp = super::fingerprint(&prepared, &opts.project);

@@ -1,7 +1,8 @@
 //! `pgflare sync` and the Vectorize index it follows, against the emulator:
 //! the checkpoint records the index the load filled, so a sync into
-//! another one (of the same settings) is refused, and so is a sync that
-//! would leave Vectorize out only because no index was named (an explicit
+//! another one (of the same settings), or into one deleted (and maybe
+//! created again) since, is refused, and so is a sync that would leave
+//! Vectorize out only because no index was named (an explicit
 //! `--vectorize off` still runs); vector deletes are sent and counted only
 //! for ids that can hold a vector; a fresh load forgets the digests of
 //! vectors earlier syncs sent, which no longer say what the index holds.
@@ -23,6 +24,15 @@ fn stored_in(s: &Items, index: &str, ids: &[&str]) -> Vec<String> {
     let mut out: Vec<String> = got.into_iter().map(|v| v.id).collect();
     out.sort();
     out
+}
+
+fn delete_index(s: &Items, name: &str) {
+    let url = format!("{}/accounts/{}/vectorize/v2/indexes/{name}", s.emu.base_url, s.emu.account);
+    block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let r = reqwest::Client::new().delete(&url).bearer_auth(&s.emu.token).send().await.expect("delete");
+        assert!(r.status().is_success(), "{}", r.status());
+    });
 }
 
 /// The last mutation index `vi` applied: unchanged when nothing was written.
@@ -57,6 +67,34 @@ fn sync_into_another_index_than_the_checkpoints_is_refused() {
     s.set_checkpoint(&old);
     s.sync_ok();
     assert_eq!(s.checkpoint()["vectorize_index"]["name"], "vi");
+}
+
+#[test]
+fn sync_into_an_index_deleted_since_the_checkpoint_is_refused_even_when_created_again() {
+    let s = Items::new("syncrecreate", "", "vector_metadata = [\"doc\"]");
+    let created = s.checkpoint()["vectorize_index"]["created_on"].clone();
+    assert!(created.as_str().is_some_and(|c| !c.is_empty()), "the load records when vi was created");
+    s.db.exec("UPDATE items SET doc = 'a2' WHERE id = 'ok1'");
+    s.sync_ok();
+    assert_eq!(s.checkpoint()["vectorize_index"]["created_on"], created);
+    // Deleted: refused, whatever `create_index` says.
+    delete_index(&s, "vi");
+    std::fs::write(&s.config, items_config("create_index = true", "vector_metadata = [\"doc\"]"))
+        .expect("config");
+    let (code, _, out) = s.sync(&[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("no longer exists") && out.contains("pgflare load --restart"), "{out}");
+    assert_eq!(block_on(s.emu.vectorize("vi").config()).expect("config"), None, "not created by sync");
+    // Created again with the same settings: refused too.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    create_index(&s, "vi");
+    let (code, _, out) = s.sync(&[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("deleted and created again") && out.contains("pgflare load --restart"), "{out}");
+    // The fix: a fresh load fills it and records it.
+    ok(s.load(&["--restart"]));
+    assert_ne!(s.checkpoint()["vectorize_index"]["created_on"], created);
+    s.sync_ok();
 }
 
 #[test]
