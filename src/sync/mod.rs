@@ -31,9 +31,11 @@ pub mod run_files;
 pub mod sink;
 pub mod source_reads;
 pub mod store;
+pub mod summary;
 pub mod sweep;
 
-pub use run::{run_once, Outcome, SyncOptions, SyncSummary};
+pub use run::{run_once, Outcome, SyncOptions};
+pub use summary::SyncSummary;
 
 use crate::load::Prepared;
 
