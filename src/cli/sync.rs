@@ -38,7 +38,8 @@ pub struct SyncArgs {
 
     /// Where vectors go: `auto` = NDJSON files with --target files, else
     /// the Vectorize API when an index is configured (--vectorize-index,
-    /// wrangler binding or pgflare.toml), else nowhere; `api` requires an
+    /// wrangler binding or pgflare.toml), else nowhere (refused while the
+    /// checkpoint says an index follows the source); `api` requires an
     /// index; `off` syncs D1 only.
     #[arg(long, value_enum, default_value_t = SyncVectors::Auto)]
     pub vectorize: SyncVectors,

@@ -110,8 +110,25 @@ impl Vectorize {
     /// The index's configuration, or `None` when it does not exist.
     pub async fn config(&self) -> Result<Option<IndexConfig>> {
         let what = format!("Vectorize index {}", self.index);
-        match self.api.get(&what, &self.url("")).await {
-            Ok(v) => Ok(Some(parse(&what, v.get("config").cloned().unwrap_or(Value::Null))?)),
+        match self.get_index(&what).await? {
+            Some(v) => Ok(Some(parse(&what, v.get("config").cloned().unwrap_or(Value::Null))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// When the index was created (`created_on`, empty when the answer has
+    /// none), or `None` when it does not exist: an index deleted and
+    /// created again under its name is another index, without its vectors.
+    pub async fn created_on(&self) -> Result<Option<String>> {
+        let what = format!("Vectorize index {}", self.index);
+        let index = self.get_index(&what).await?;
+        Ok(index.map(|v| v.get("created_on").and_then(Value::as_str).unwrap_or_default().to_string()))
+    }
+
+    /// `GET indexes/{name}`, or `None` when there is no such index.
+    async fn get_index(&self, what: &str) -> Result<Option<Value>> {
+        match self.api.get(what, &self.url("")).await {
+            Ok(v) => Ok(Some(v)),
             Err(Error::Api { status: Some(404), .. }) => Ok(None),
             Err(e) => Err(e),
         }

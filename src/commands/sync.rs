@@ -67,6 +67,10 @@ pub async fn run(
             index: index.clone(),
         },
     };
+    // `auto` without an index: sync refuses it while the checkpoint says
+    // vectors follow the source (an explicit `off` is a choice).
+    let vectors_unnamed =
+        args.vectorize == SyncVectors::Auto && wants_vectors && matches!(vectorize, VectorTarget::Off);
     let every = args.every.as_deref().map(parse_duration).transpose()?;
     let stop = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(tokio::sync::Notify::new());
@@ -75,6 +79,7 @@ pub async fn run(
         project,
         target,
         vectorize,
+        vectors_unnamed,
         read,
         split,
         work_dir: args.work_dir.clone(),

@@ -6,6 +6,7 @@
 //! what is missing. `--dry-run` stops after planning ([`plan`]).
 
 pub mod checkpoint;
+mod hand_over;
 pub mod links;
 mod live;
 pub mod plan;
@@ -31,7 +32,7 @@ use crate::config::project::Project;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::sink::d1::render::{D1Mapping, D1Mappings};
-use crate::sink::vectorize::{VectorMappings, VectorReport};
+use crate::sink::vectorize::VectorReport;
 use crate::source::{partition, read_all, ReadOptions, Snapshot, SnapshotInfo, Source};
 use crate::source::{SplitOptions, TableInfo, TableJob};
 
@@ -117,8 +118,10 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     let vector_target =
         if prepared.vectors.mappings.0.is_empty() { VectorTarget::Off } else { opts.vectorize.clone() };
     let vectors_to = vector_target.describe();
+    // Only an index has metadata indexes and a metric (NDJSON files do not).
+    let index = matches!(vector_target, VectorTarget::Api { .. }).then_some(&opts.project.vectorize);
     let fingerprint =
-        fingerprint(&opts.target, vectors_to.as_deref(), infos, mappings, &prepared.vectors.mappings);
+        fingerprint(&opts.target, vectors_to.as_deref(), infos, mappings, &prepared.vectors, index);
     let state_path = opts.target.state_path(&opts.state_dir, vectors_to.as_deref());
     let previous = if opts.restart { None } else { StateFile::read(&state_path)? };
     if let Some(p) = &previous {
@@ -126,9 +129,11 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
             return Err(Error::Config {
                 setting: "pgflare load".into(),
                 message: format!(
-                    "{} holds an unfinished load with other tables or column mappings; \
-                     run with the settings it was started with, or pass --restart to load everything again",
-                    state_path.display()
+                    "{} holds {} load with other tables, column mappings or Vectorize settings \
+                     (vector mapping, metadata indexes, metric); run with the settings it was started with, \
+                     or pass --restart to load everything again",
+                    state_path.display(),
+                    if p.complete { "a finished" } else { "an unfinished" }
                 ),
             });
         }
@@ -241,6 +246,9 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
             target::clear_parts(dir, ".ndjson")?;
         }
     }
+    if opened_vectors.is_some() {
+        hand_over::forget_sync_records(&target, opts).await?;
+    }
     if opts.create_tables {
         let ddl = crate::sink::d1::migration::migration_sql(&prepared.d1)?;
         target.apply_schema(&ddl).await?;
@@ -322,7 +330,9 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
         links::link_all(&state, &target.link_target(), &spool.dir, &prepared, progress).await?;
     }
     let done = state.snapshot()?;
-    summary.sync_checkpoint = hand_over(&target, &prepared, opts, &done.first_snapshot, resumed).await?;
+    let index = opened_vectors.as_ref().and_then(|v| v.index.as_deref());
+    summary.sync_checkpoint =
+        hand_over::hand_over(&target, &prepared, opts, &done.first_snapshot, resumed, index).await?;
     if let target::OpenTarget::Files(c) = &target {
         let vectors_dir = opened_vectors.as_ref().and_then(|v| v.files_dir.as_deref());
         write_files_manifest(&c.dir, &done, &waves, vectors_dir)?;
@@ -339,47 +349,6 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     Ok(summary)
 }
 
-/// A finished load of every configured table into D1 (`sqlite` or `api`)
-/// leaves the sync checkpoint in D1: sync continues from the load's first
-/// snapshot, on any machine. A fresh load replaces an earlier checkpoint;
-/// a resumed one keeps it (it may be a sync's, which is newer).
-async fn hand_over(
-    target: &target::OpenTarget,
-    prepared: &Prepared,
-    opts: &LoadOptions,
-    first: &SnapshotInfo,
-    resumed: bool,
-) -> Result<Option<String>> {
-    let d1 = match (target.d1_access(), target) {
-        (Some(d1), _) => d1,
-        // Files: the sync state is a local file next to the load's state.
-        (None, target::OpenTarget::Files(c)) => {
-            crate::sync::store::D1Access::Sqlite(crate::sink::d1::sqlite::D1SqliteConfig::open(
-                &crate::sync::store::files_state_path(&opts.state_dir, &c.dir),
-                Default::default(),
-            )?)
-        }
-        (None, _) => return Ok(None),
-    };
-    if !opts.only_tables.is_empty() && opts.only_tables.len() < opts.project.tables.len() {
-        return Ok(None);
-    }
-    let store = crate::sync::store::Store::D1(d1.clone());
-    store.prepare().await?;
-    if resumed && store.read().await?.is_some() {
-        return Ok(Some(store.describe()));
-    }
-    // D1's rows were (re)written: key buckets saved by earlier syncs no longer hold.
-    crate::sync::ranges::forget(&d1).await?;
-    let fp = crate::sync::fingerprint(prepared, &opts.project);
-    let position = crate::sync::checkpoint::Position::of(first)?;
-    let mut checkpoint = crate::sync::checkpoint::Checkpoint::new(&fp, position, "load");
-    let sends = !matches!(opts.vectorize, VectorTarget::Off) && !prepared.vectors.mappings.0.is_empty();
-    checkpoint.vectorize = Some(crate::sync::vectorize_fingerprint(prepared, &opts.project, sends));
-    store.write(&checkpoint).await?;
-    Ok(Some(store.describe()))
-}
-
 async fn new_state(
     snapshot: &mut Snapshot,
     opts: &LoadOptions,
@@ -388,6 +357,9 @@ async fn new_state(
     fingerprint: &str,
 ) -> Result<LoadState> {
     live::check_parents(snapshot, prepared).await?;
+    if vectors_to.is_some() {
+        vectors::check_room(snapshot.conn(), prepared).await?;
+    }
     let mut tables = Vec::new();
     for (info, m) in prepared.infos.iter().zip(&prepared.mappings) {
         let mut parts = partition::plan(snapshot.conn(), &info.spec, info.total_bytes, opts.split).await?;
@@ -434,8 +406,10 @@ fn fingerprint(
     vectors_to: Option<&str>,
     infos: &[TableInfo],
     mappings: &[D1Mapping],
-    vectors: &VectorMappings,
+    plan: &vectors::VectorPlan,
+    index: Option<&crate::config::project::VectorizeSettings>,
 ) -> String {
+    let vectors = &plan.mappings;
     let mut h = blake3::Hasher::new();
     h.update(target.describe().as_bytes());
     if let Some(v) = vectors_to {
@@ -459,6 +433,20 @@ fn fingerprint(
             if !v.json.is_empty() {
                 h.update(format!(":{:?}", v.json).as_bytes());
             }
+        }
+    }
+    // Vectorize filters only on vectors written after their metadata index
+    // exists, and ranks by the index's metric: ranges loaded before a change
+    // would differ from the rest. Each only when set (the metric: when not
+    // the default), so states written before they counted stay valid.
+    if let Some(settings) = index {
+        let mut indexes = plan.metadata_indexes.clone();
+        indexes.sort();
+        if !indexes.is_empty() {
+            h.update(format!("\nmetadata indexes:{indexes:?}").as_bytes());
+        }
+        if settings.metric != crate::config::project::VectorizeSettings::default().metric {
+            h.update(format!("\nmetric:{}", settings.metric).as_bytes());
         }
     }
     h.finalize().to_hex()[..32].to_string()

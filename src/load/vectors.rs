@@ -1,7 +1,9 @@
 //! The Vectorize side of a load: where vectors go ([`VectorTarget`]),
-//! getting the index ready before the first vector (it exists with the
-//! right dimensions and metric, its metadata indexes are created and
-//! applied, so every vector is filterable), and the sink that writes them.
+//! whether they fit one index ([`check_room`], before anything is
+//! written), getting the index ready before the first vector (it exists
+//! with the right dimensions and metric, its metadata indexes are created
+//! and applied, so every vector is filterable), and the sink that writes
+//! them.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +17,8 @@ use crate::sink::vectorize::api::VectorizeApiConfig;
 use crate::sink::vectorize::files::VectorizeFilesConfig;
 use crate::sink::vectorize::VectorMappings;
 use crate::sink::SinkFactory;
+use crate::source::fit::Finding;
+use crate::source::vector_fit;
 
 /// Where a load sends vectors.
 // One value per run: boxing the API settings would save nothing.
@@ -138,4 +142,66 @@ async fn prepare_index(
         bar.finish_and_clear();
     }
     Ok(())
+}
+
+/// Before anything is written: each table's vectors, and their
+/// namespaces, fit one index (counted at the load's snapshot, over the rows
+/// the load writes). Vectorize refuses writes past its limits, so a load
+/// that does not fit would fail partway, with part of the data written.
+/// Vectors already in the index are not counted (the load may replace
+/// them), nor rows `on_invalid = "skip"` will leave out.
+pub async fn check_room(
+    conn: &mut crate::source::conn::SourceConn,
+    prepared: &super::Prepared,
+) -> Result<()> {
+    for info in &prepared.infos {
+        let Some(m) = prepared.vectors.mappings.get(&info.spec) else { continue };
+        let filter = prepared.live.live(&info.spec);
+        let room =
+            vector_fit::index_room(conn, &info.spec, &m.vector, m.namespace.as_deref(), filter.as_deref())
+                .await?;
+        if let Some(f) =
+            vector_fit::index_findings(&m.vector, m.namespace.as_deref(), &room).into_iter().next()
+        {
+            return Err(room_refusal(&info.spec.qualified(), f));
+        }
+    }
+    Ok(())
+}
+
+fn room_refusal(table: &str, f: Finding) -> Error {
+    let what = match f.check {
+        "vectorize_namespaces" => "namespaces (distinct values among the rows with a vector)",
+        _ => "vectors",
+    };
+    Error::Config {
+        setting: format!("table {table}, column {}", f.column.unwrap_or_default()),
+        message: format!(
+            "{} {what}, more than Vectorize's limit of {}: the load would fail partway, so nothing was \
+             written. What to do: {}",
+            f.rows, f.limit, f.advice
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloudflare::limits::VECTORIZE_MAX_VECTORS_PER_INDEX;
+
+    #[test]
+    fn a_column_over_an_index_limit_is_refused_naming_table_column_count_and_limit() {
+        let over =
+            vector_fit::IndexRoom { vectors: VECTORIZE_MAX_VECTORS_PER_INDEX + 1, namespaces: Some(3) };
+        let f = vector_fit::index_findings("embedding", Some("tenant"), &over);
+        let e = room_refusal("public.chunks", f.into_iter().next().expect("over the limit")).to_string();
+        let count = (VECTORIZE_MAX_VECTORS_PER_INDEX + 1).to_string();
+        for part in
+            ["table public.chunks, column embedding", count.as_str(), "vectors per Vectorize index", "split"]
+        {
+            assert!(e.contains(part), "{part}: {e}");
+        }
+        let at = vector_fit::IndexRoom { vectors: VECTORIZE_MAX_VECTORS_PER_INDEX, namespaces: Some(3) };
+        assert!(vector_fit::index_findings("embedding", Some("tenant"), &at).is_empty());
+    }
 }

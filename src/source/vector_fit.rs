@@ -88,14 +88,10 @@ pub async fn survey(
     for c in t.columns.iter().filter(|c| is_vector(c)) {
         let col = quote_ident(&c.name);
         let feeds = cfg.vector.is_none_or(|v| v == c.name);
+        let namespace = cfg.namespace.filter(|_| feeds).and_then(|n| t.column(n)).map(|n| n.name.clone());
+        let room = index_room(conn, t, &c.name, namespace.as_deref(), None).await?;
         let dimensions: Vec<DimensionCount> = match c.ty.dims {
-            Some(d) => {
-                let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count({col}) FROM {}", t.sql_name())))
-                    .fetch_one(&mut *conn)
-                    .await
-                    .map_err(Error::db(ctx()))?;
-                vec![DimensionCount { dims: d, rows: n as u64 }].into_iter().filter(|d| d.rows > 0).collect()
-            }
+            Some(d) => vec![DimensionCount { dims: d, rows: room.vectors }].into_iter().filter(|d| d.rows > 0).collect(),
             None => sqlx::query(AssertSqlSafe(format!(
                 "SELECT vector_dims({col})::int8, count(*) FROM {} WHERE {col} IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1",
                 t.sql_name()
@@ -107,28 +103,12 @@ pub async fn survey(
             .map(|r| DimensionCount { dims: r.get::<i64, _>(0) as u32, rows: r.get::<i64, _>(1) as u64 })
             .collect(),
         };
-        let namespace = cfg.namespace.filter(|_| feeds).and_then(|n| t.column(n)).map(|n| n.name.clone());
-        let namespaces = match &namespace {
-            Some(n) => {
-                let sql = format!(
-                    "SELECT count(DISTINCT {}) FROM {} WHERE {col} IS NOT NULL",
-                    quote_ident(n),
-                    t.sql_name()
-                );
-                let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
-                    .fetch_one(&mut *conn)
-                    .await
-                    .map_err(Error::db(ctx()))?;
-                Some(n as u64)
-            }
-            None => None,
-        };
         let mut s = VectorSurvey {
             column: c.name.clone(),
             declared: c.ty.dims,
             dimensions,
             namespace,
-            namespaces,
+            namespaces: room.namespaces,
             index_dims: cfg.dimensions.filter(|_| feeds && c.ty.dims.is_none()),
             other_examples: Vec::new(),
             others_skipped: false,
@@ -148,6 +128,41 @@ pub async fn survey(
         out.push(s);
     }
     Ok(out)
+}
+
+/// What one index would receive from a vector column: its vectors and,
+/// with a namespace column, their distinct namespaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexRoom {
+    pub vectors: u64,
+    pub namespaces: Option<u64>,
+}
+
+/// Counts the non-NULL vectors of `column` in `t` (rows matching `filter`,
+/// a condition on `t`) and the distinct values of `namespace` among them,
+/// in one pass that reads no vector (a NULL test needs no detoasting).
+pub async fn index_room(
+    conn: &mut SourceConn,
+    t: &TableSpec,
+    column: &str,
+    namespace: Option<&str>,
+    filter: Option<&str>,
+) -> Result<IndexRoom> {
+    let col = quote_ident(column);
+    let distinct = match namespace {
+        Some(n) => format!("count(DISTINCT {}) FILTER (WHERE {col} IS NOT NULL)", quote_ident(n)),
+        None => "NULL::int8".into(),
+    };
+    let sql = format!(
+        "SELECT count({col}), {distinct} FROM {}{}",
+        t.sql_name(),
+        filter.map(|f| format!(" WHERE {f}")).unwrap_or_default()
+    );
+    let (vectors, namespaces): (i64, Option<i64>) = sqlx::query_as(AssertSqlSafe(sql))
+        .fetch_one(conn)
+        .await
+        .map_err(Error::db(format!("counting the vectors of {}", t.qualified())))?;
+    Ok(IndexRoom { vectors: vectors.max(0) as u64, namespaces: namespaces.map(|n| n.max(0) as u64) })
 }
 
 fn is_vector(c: &ColumnSpec) -> bool {
@@ -179,24 +194,34 @@ pub fn findings(s: &VectorSurvey) -> Vec<Finding> {
             });
         }
     }
-    if s.vectors() > VECTORIZE_MAX_VECTORS_PER_INDEX {
+    let room = IndexRoom { vectors: s.vectors(), namespaces: s.namespaces };
+    out.extend(index_findings(&s.column, s.namespace.as_deref(), &room));
+    out
+}
+
+/// What does not fit one index of what a column would send it: more
+/// vectors than an index holds, more namespaces than it allows (`namespace`
+/// names the namespace column).
+pub fn index_findings(column: &str, namespace: Option<&str>, room: &IndexRoom) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if room.vectors > VECTORIZE_MAX_VECTORS_PER_INDEX {
         out.push(Finding {
             check: "vectorize_index_size",
             severity: Severity::Blocker,
-            column: Some(s.column.clone()),
+            column: Some(column.to_string()),
             limit: format!("{VECTORIZE_MAX_VECTORS_PER_INDEX} vectors per Vectorize index"),
-            rows: s.vectors(),
+            rows: room.vectors,
             examples: Vec::new(),
             advice: "split the vectors over several indexes (e.g. one per tenant or per period, each loaded \
                      from a view with --table), or leave old rows out (soft_delete)",
         });
     }
-    if let (Some(ns), Some(n)) = (&s.namespace, s.namespaces) {
+    if let (Some(ns), Some(n)) = (namespace, room.namespaces) {
         if n > VECTORIZE_MAX_NAMESPACES_PER_INDEX {
             out.push(Finding {
                 check: "vectorize_namespaces",
                 severity: Severity::Blocker,
-                column: Some(ns.clone()),
+                column: Some(ns.to_string()),
                 limit: format!(
                     "{VECTORIZE_MAX_NAMESPACES_PER_INDEX} namespaces per Vectorize index (Workers Paid; \
                      {VECTORIZE_MAX_NAMESPACES_PER_INDEX_FREE} on Free)"

@@ -10,10 +10,13 @@
 //! "lsn": ..}`, with the bulk load handing over at the slot's snapshot.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cloudflare::{Api, Vectorize};
 use crate::error::{Error, Result};
+use crate::load::VectorTarget;
 use crate::source::{Partition, SnapshotInfo};
 
 pub const FORMAT: &str = "pgflare-sync-state-v1";
@@ -36,10 +39,61 @@ pub struct Checkpoint {
     /// form. Absent in checkpoints written before pgflare recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vectorize: Option<String>,
+    /// The Vectorize index those vectors are in: changes since the
+    /// position are only enough for the index that holds the rest. Absent
+    /// when no index was sent vectors (`--vectorize off`, NDJSON files),
+    /// and in checkpoints written before pgflare recorded it (the next run
+    /// with vectors records its index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vectorize_index: Option<IndexRef>,
     /// A run that stopped (killed, SIGTERM) before it finished: the ranges
     /// it completed, so the next run does not send them again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_progress: Option<InProgress>,
+}
+
+/// A Vectorize index: its account and name (an index of the same name in
+/// another account is another index).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexRef {
+    pub account_id: String,
+    pub name: String,
+    /// When Cloudflare created it (`created_on`): an index deleted and
+    /// created again under its name is another, empty index. `None` when
+    /// not known (checkpoints written before it); for a run's index, when
+    /// the index does not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_on: Option<String>,
+}
+
+impl IndexRef {
+    /// The index vectors go to, when they go to one.
+    pub fn of(target: &VectorTarget) -> Option<IndexRef> {
+        match target {
+            VectorTarget::Api { settings, index } => Some(IndexRef {
+                account_id: settings.account_id.clone(),
+                name: index.clone(),
+                created_on: None,
+            }),
+            VectorTarget::Off | VectorTarget::Files { .. } => None,
+        }
+    }
+
+    /// [`IndexRef::of`] with `created_on` asked of Cloudflare.
+    pub async fn asked(target: &VectorTarget, api: Option<Arc<Api>>) -> Result<Option<IndexRef>> {
+        let (Some(mut index), Some(api)) = (IndexRef::of(target), api) else { return Ok(None) };
+        index.created_on = Vectorize::new(api, &index.name).created_on().await?;
+        Ok(Some(index))
+    }
+
+    /// The same index by account and name (whatever its creation time).
+    pub fn same_name(&self, other: &IndexRef) -> bool {
+        self.account_id == other.account_id && self.name == other.name
+    }
+
+    pub fn describe(&self) -> String {
+        format!("`{}` (account {})", self.name, self.account_id)
+    }
 }
 
 /// How far the targets follow the source.
@@ -150,6 +204,7 @@ impl Checkpoint {
             written_by: written_by.into(),
             written_at: now(),
             vectorize: None,
+            vectorize_index: None,
             in_progress: None,
         }
     }

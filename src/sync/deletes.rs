@@ -1,6 +1,7 @@
 //! Deleting rows from the targets: a batch of keys becomes `DELETE`
 //! statements for the D1 table (packed under D1's limits) and
-//! `delete_by_ids` for their vectors, whose recorded digests go too. The
+//! `delete_by_ids` for their vectors (those that may exist, see
+//! [`super::held`]), whose recorded digests go too. The
 //! keys come from the source (soft-deleted rows) or from D1 itself (rows
 //! the source no longer has, see [`super::sweep`]); either way they are
 //! typed values, rendered by the same literal writer as the load's upserts.
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 
+use super::held::{may_hold, CHECK_STORED};
 use super::store::D1Access;
 use crate::batch::quote_ident;
 use crate::cloudflare::limits::{D1_MAX_STATEMENT_BYTES, D1_MAX_VALUES_PER_STATEMENT};
@@ -58,6 +60,7 @@ pub struct Deleter {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Deleted {
     pub rows: u64,
+    /// Vectors deleted: of ids that may hold one ([`super::held`]).
     pub vectors: u64,
 }
 
@@ -88,16 +91,23 @@ impl Deleter {
         // Vectors first: a kill between the two leaves a D1 row whose
         // vector is gone, which the next run deletes again; the other
         // order could leave a vector no D1 row points at and no run finds.
+        // Only ids that may hold one are sent, and counted (`held`).
+        let mut deleted = 0;
         if let (Some(v), false) = (&self.vectors, ids.is_empty()) {
-            let what = format!("deleting {} vectors of {}", ids.len(), self.d1_table);
-            if let Some(index) = &v.index {
-                if let Some(t) = index.delete_by_ids(&what, &ids).await? {
-                    index.wait_applied(t, v.timeout, &|_: &str| {}).await?;
+            let mut budget = CHECK_STORED;
+            let held = may_hold(&self.d1, v.index.as_deref(), &ids, &mut budget).await?;
+            if !held.is_empty() {
+                let what = format!("deleting {} vectors of {}", held.len(), self.d1_table);
+                if let Some(index) = &v.index {
+                    if let Some(t) = index.delete_by_ids(&what, &held).await? {
+                        index.wait_applied(t, v.timeout, &|_: &str| {}).await?;
+                    }
+                }
+                if let Some(f) = &v.ids_out {
+                    append(f, &held.iter().map(|i| format!("{i}\n")).collect::<String>())?;
                 }
             }
-            if let Some(f) = &v.ids_out {
-                append(f, &ids.iter().map(|i| format!("{i}\n")).collect::<String>())?;
-            }
+            deleted = held.len() as u64;
             let mut sql = String::new();
             forget_digests(&mut sql, &ids);
             self.d1.execute("forgetting digests of deleted vectors", &sql).await?;
@@ -108,7 +118,7 @@ impl Deleter {
                 None => self.d1.execute(&format!("deleting rows of {}", self.d1_table), s).await?,
             }
         }
-        Ok(Deleted { rows: keys.num_rows() as u64, vectors: ids.len() as u64 })
+        Ok(Deleted { rows: keys.num_rows() as u64, vectors: deleted })
     }
 
     /// The rows of `keys` whose key D1 holds, asked with statements

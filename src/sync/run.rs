@@ -6,16 +6,16 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
+use super::accept::RunVectors;
 use super::changes::{all_of, changed_after, range_changes};
-use super::checkpoint::{now, snapshot_xmax, InProgress, Position, TableProgress};
-use super::deletes::{Deleted, Deleter, VectorDeletes};
+use super::checkpoint::{now, snapshot_xmax, InProgress, IndexRef, Position, TableProgress};
+use super::deletes::{Deleter, VectorDeletes};
 use super::ranges::Scheme;
 use super::sink::{ChangedVectors, Counts, Recording, VectorCounts};
 use super::source_reads::{count_rows, int_bounds, read_keys};
 use super::store::{D1Access, Lease, Store};
-use super::sweep::{buckets_for, key_views, sweep, KeySource, SweepReport, SweepTable};
+use super::summary::{add_deleted_vectors, SyncSummary, TableSync};
+use super::sweep::{buckets_for, key_views, sweep, KeySource, SweepTable};
 use crate::cloudflare::{Api, Vectorize};
 use crate::config::project::Project;
 use crate::error::{Error, Result};
@@ -35,6 +35,9 @@ pub struct SyncOptions {
     pub target: Target,
     /// `Off` or `Api`.
     pub vectorize: VectorTarget,
+    /// Vectorize is `Off` only because no index was named (`--vectorize
+    /// auto`): refused while the checkpoint says vectors follow the source.
+    pub vectors_unnamed: bool,
     pub read: ReadOptions,
     pub split: SplitOptions,
     /// Scratch space (D1 keys copied from the API for the sweep), and the
@@ -52,61 +55,6 @@ pub enum Outcome {
     Done(Box<SyncSummary>),
     /// Another runner holds the lease or the source lock: who, and since when.
     Busy(String),
-}
-
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct TableSync {
-    pub table: String,
-    pub d1_table: String,
-    pub rows_upserted: u64,
-    /// Rows removed from D1 because they were soft-deleted (rows D1 did
-    /// not hold are not counted; `files`: the keys written to delete).
-    pub rows_soft_deleted: u64,
-    /// Rows removed from D1 because a parent (along the foreign keys,
-    /// transitively) was soft-deleted.
-    pub rows_hidden_by_deleted_parent: u64,
-    pub rows_hard_deleted: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vectors: Option<VectorCounts>,
-    /// Rows whose vector Vectorize would refuse (`on_invalid = "skip"`),
-    /// the first [`MAX_NAMED_REJECTS`] with the reason.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub skipped_vectors: Vec<Rejected>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sweep: Option<SweepReport>,
-    /// Links set after the upserts (tables with foreign keys on a cycle),
-    /// and rows left with their link unset (the row they point at is not in D1).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub links: Option<crate::sink::d1::linker::LinkReport>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct SyncSummary {
-    pub format: &'static str,
-    /// Completed runs including this one.
-    pub run: u64,
-    pub target: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vectorize: Option<String>,
-    pub state: String,
-    pub started_at: String,
-    /// The snapshot the targets reflected before this run, and now.
-    pub from_snapshot_taken_at: String,
-    pub to_snapshot_taken_at: String,
-    /// This run continued one that was stopped.
-    pub resumed: bool,
-    /// False when a signal stopped the run early (the next run goes on).
-    pub complete: bool,
-    pub rows_upserted: u64,
-    pub rows_deleted: u64,
-    pub vectors_upserted: u64,
-    pub vectors_unchanged: u64,
-    pub vectors_deleted: u64,
-    /// How far behind the source the targets are at the end of the run:
-    /// seconds from the snapshot they now reflect to now.
-    pub lag_seconds: f64,
-    pub seconds: f64,
-    pub tables: Vec<TableSync>,
 }
 
 pub async fn run_once(src: &Source, opts: &SyncOptions, progress: &Progress) -> Result<Outcome> {
@@ -198,20 +146,17 @@ async fn run_locked(
     let mut snapshot = Snapshot::export(src).await?;
     let vectors_on = !matches!(opts.vectorize, VectorTarget::Off);
     let prepared = crate::load::prepare(&mut snapshot, &opts.project, &[], vectors_on).await?;
-    let fp = super::fingerprint(&prepared, &opts.project);
-    if fp != checkpoint.fingerprint {
-        return Err(Error::Config {
-            setting: store.describe(),
-            message: "the checkpoint was written for other tables, D1 columns, soft-delete columns or JSON \
-                      metadata mapping (vector_metadata_paths/_flatten/_omit) than pgflare.toml now has; changes since it would not be enough: run `pgflare load --restart` \
-                      with the new configuration (it resets the checkpoint)"
-                .into(),
-        });
-    }
     let sends_vectors = vectors_on && !prepared.vectors.mappings.0.is_empty();
-    let vectors_fp = super::vectorize_fingerprint(&prepared, &opts.project, sends_vectors);
-    super::check_vectorize(checkpoint.vectorize.as_deref(), &vectors_fp, &store.describe())?;
-    checkpoint.vectorize = Some(vectors_fp);
+    let run_vectors = RunVectors {
+        fingerprint: super::vectorize_fingerprint(&prepared, &opts.project, sends_vectors),
+        index: match sends_vectors {
+            true => IndexRef::asked(&opts.vectorize, api.clone()).await?,
+            false => None,
+        },
+        unnamed: opts.vectors_unnamed,
+    };
+    let fp = super::fingerprint(&prepared, &opts.project);
+    super::accept::accept(&mut checkpoint, &fp, run_vectors, &store.describe())?;
     let infos = &prepared.infos;
     let from = checkpoint.position.clone();
     let checkpoint_runs = checkpoint.runs;
@@ -521,10 +466,4 @@ async fn run_locked(
         seconds: started.elapsed().as_secs_f64(),
         tables,
     })
-}
-
-fn add_deleted_vectors(t: &mut TableSync, d: Deleted) {
-    if let Some(v) = t.vectors.as_mut() {
-        v.deleted += d.vectors;
-    }
 }

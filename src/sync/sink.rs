@@ -9,10 +9,13 @@
 //! NULL has its vector deleted, and so has a row whose vector became one
 //! Vectorize would refuse (`on_invalid = "skip"`; the inner sink names it
 //! as skipped, or stops the run under `fail`): its old vector would
-//! otherwise keep answering queries with stale data. Digests are recorded
-//! only after Vectorize applied the write, so a kill in between means the
-//! vector is sent again, never that a change is skipped; a deleted
-//! vector's digest is forgotten, so it is sent again once valid.
+//! otherwise keep answering queries with stale data. Such a delete is
+//! sent, and counted, only for an id that may hold a vector
+//! ([`super::held`]). Digests are recorded only after Vectorize applied
+//! the write, so a kill in between means the vector is sent again, never
+//! that a change is skipped; a deleted vector's id is recorded as holding
+//! none ([`NO_VECTOR`]), so it is sent again once valid and not deleted
+//! again while it stays NULL.
 //! [`Recording`] advances the checkpoint of a key range once every sink
 //! finished it.
 
@@ -21,12 +24,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow::array::BooleanArray;
-use serde_json::{json, Value};
 
 use super::checkpoint::Checkpoint;
+use super::held::{is_vector_id, may_hold, recorded, CHECK_STORED, NO_VECTOR};
 use super::store::{D1Access, Store};
 use crate::batch::{TableBatch, TableSpec};
-use crate::cloudflare::limits::VECTORIZE_MAX_ID_BYTES;
 use crate::cloudflare::vectorize::WriteTicket;
 use crate::cloudflare::Vectorize;
 use crate::config::project::OnInvalid;
@@ -38,14 +40,14 @@ use crate::sink::vectorize::VectorMappings;
 use crate::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::verify::vectors::{vector_at, vector_digest, Vector};
 
-/// Rows without a recorded digest checked against Vectorize, per range.
-pub const CHECK_STORED: usize = 200;
-
 /// Counts of one table's vectors in a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct VectorCounts {
     pub sent: u64,
     pub unchanged: u64,
+    /// Vectors deleted (embedding NULL, vector refused, row deleted): ids
+    /// that held one as far as sync knows ([`super::held`]); ids known to
+    /// hold none cost no request and are not counted.
     pub deleted: u64,
     /// Rows whose vector Vectorize would refuse (`on_invalid = "skip"`):
     /// not sent, and their old vector deleted.
@@ -121,27 +123,6 @@ impl SinkFactory for ChangedVectors {
     }
 }
 
-impl ChangedVectorSink {
-    /// The digests last recorded for `ids`. The ids go as one JSON
-    /// parameter; a thousand of them (at most 64 bytes each) keep it far
-    /// below D1's 2,000,000 bytes per value.
-    fn recorded(&self, ids: &[&str]) -> Result<HashMap<String, String>> {
-        let mut out = HashMap::new();
-        for chunk in ids.chunks(1000) {
-            let list = Value::Array(chunk.iter().map(|i| json!(i)).collect());
-            let rows = self.runtime.block_on(self.d1.select(
-                "reading the digests of vectors last sent",
-                "SELECT id, digest FROM pgflare_vector_digests WHERE id IN (SELECT value FROM json_each(?1))",
-                &[Value::String(list.to_string())],
-            ))?;
-            out.extend(rows.into_iter().filter_map(|r| {
-                Some((r.get("id")?.as_str()?.to_string(), r.get("digest")?.as_str()?.to_string()))
-            }));
-        }
-        Ok(out)
-    }
-}
-
 impl BatchSink for ChangedVectorSink {
     fn write(&mut self, batch: &TableBatch) -> Result<()> {
         let Some(w) = &self.writer else { return self.inner.write(batch) };
@@ -154,14 +135,14 @@ impl BatchSink for ChangedVectorSink {
             match vector_at(w, b, row, &mut line)? {
                 (Line::Written, Some(v)) => lines.push(Some((v.id.clone(), hex::encode(vector_digest(&v))))),
                 (Line::Null, _) => {
-                    self.nulls.extend(id_text(b.column(self.id_column).as_ref(), row));
+                    let id = id_text(b.column(self.id_column).as_ref(), row).filter(|id| is_vector_id(id));
+                    self.nulls.extend(id);
                     lines.push(None);
                 }
                 // The inner sink applies the on_invalid policy and names the row.
                 _ => {
                     // An id Vectorize refuses cannot have a vector to delete.
-                    let id = id_text(b.column(self.id_column).as_ref(), row)
-                        .filter(|id| !id.is_empty() && id.len() <= VECTORIZE_MAX_ID_BYTES);
+                    let id = id_text(b.column(self.id_column).as_ref(), row).filter(|id| is_vector_id(id));
                     if let (Some(refused), Some(id)) = (self.refused.as_mut(), id) {
                         refused.push(id);
                     }
@@ -171,7 +152,8 @@ impl BatchSink for ChangedVectorSink {
             }
         }
         let ids: Vec<&str> = lines.iter().flatten().map(|(id, _)| id.as_str()).collect();
-        let mut before = if ids.is_empty() { HashMap::new() } else { self.recorded(&ids)? };
+        let mut before =
+            if ids.is_empty() { HashMap::new() } else { self.runtime.block_on(recorded(&self.d1, &ids))? };
         let unknown: Vec<String> = ids
             .iter()
             .filter(|id| !before.contains_key(**id))
@@ -216,20 +198,23 @@ impl BatchSink for ChangedVectorSink {
         if let (Some(t), Some(index)) = (report.vectors.pending_write.take(), &self.index) {
             self.runtime.block_on(index.wait_applied(WriteTicket(t), timeout, &|_: &str| {}))?;
         }
-        // Vectors whose row lost its embedding or now breaks a rule.
+        // Vectors whose row lost its embedding or now breaks a rule: deleted
+        // where they may exist (`held`); afterwards none of them holds one.
         let gone: Vec<String> = self.nulls.drain(..).chain(self.refused.take().unwrap_or_default()).collect();
-        if !gone.is_empty() {
+        let mut budget = CHECK_STORED.saturating_sub(self.checked);
+        let held = self.runtime.block_on(may_hold(&self.d1, self.index.as_deref(), &gone, &mut budget))?;
+        if !held.is_empty() {
             let what = format!(
                 "deleting vectors of {} whose embedding became NULL or one Vectorize refuses",
                 self.table
             );
             if let Some(index) = &self.index {
-                if let Some(t) = self.runtime.block_on(index.delete_by_ids(&what, &gone))? {
+                if let Some(t) = self.runtime.block_on(index.delete_by_ids(&what, &held))? {
                     self.runtime.block_on(index.wait_applied(t, timeout, &|_: &str| {}))?;
                 }
             }
             if let Some(f) = &self.deleted_ids {
-                super::deletes::append(f, &gone.iter().map(|i| format!("{i}\n")).collect::<String>())?;
+                super::deletes::append(f, &held.iter().map(|i| format!("{i}\n")).collect::<String>())?;
             }
         }
         // Only what Vectorize applied is recorded as sent.
@@ -238,14 +223,15 @@ impl BatchSink for ChangedVectorSink {
         // the send's wins: the upsert below keeps the last value.
         let sent = self.sent.len();
         self.learned.retain(|(id, _)| !self.sent.iter().any(|(s, _)| s == id));
-        let record: Vec<(String, String)> = self.learned.drain(..).chain(self.sent.drain(..)).collect();
+        let none = gone.into_iter().map(|id| (id, NO_VECTOR.to_string()));
+        let record: Vec<(String, String)> =
+            self.learned.drain(..).chain(self.sent.drain(..)).chain(none).collect();
         record_digests(&mut sql, &record);
-        super::deletes::forget_digests(&mut sql, &gone);
         if !sql.is_empty() {
             self.runtime.block_on(self.d1.execute("recording the digests of vectors sent", &sql))?;
         }
         self.local.sent = sent as u64;
-        self.local.deleted = gone.len() as u64;
+        self.local.deleted = held.len() as u64;
         self.local.skipped = report.vectors.skipped;
         let mut all = self.counts.lock().map_err(|_| Error::Internal("vector counts poisoned".into()))?;
         let c = all.entry(self.table.clone()).or_default();

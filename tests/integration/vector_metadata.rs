@@ -155,7 +155,7 @@ fn langchain_metadata_maps_to_filterable_properties_and_stays_in_step() {
     let remapped = config_in(dir.path(), &MAPPED.replace("metadata.pdf.info", "metadata.pdf"));
     let o = load_files(&db, &remapped, &out, &dir.path().join("state-files"), &[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("other tables or column mappings"), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("other tables, column mappings"), "{}", text(&o));
 
     // The API: indexes on the mapped properties, then filters work.
     let state = dir.path().join("state-api");
