@@ -6,7 +6,8 @@
 //! Postgres (one exported snapshot)
 //!   └─ partitions (key ranges) ──► COPY BINARY ──► Arrow RecordBatch ──► sinks
 //!        N workers                  decoder         (TableBatch)          ├─ Parquet archive + manifest
-//!                                                                         └─ (D1, Vectorize: next)
+//!                                                                         ├─ D1 (files, sqlite, api)
+//!                                                                         └─ Vectorize (NDJSON, api)
 //! verify: rows ─► canonical row digest ─► bucket sums ─► drill down ─► report
 //! ```
 //!
@@ -16,7 +17,8 @@
 //! - [`sink`]: the shape every writer shares;
 //! - [`archive`]: the Parquet sink, the manifest, archive verification;
 //! - [`verify`]: the canonical row digest and bucketed comparison;
-//! - [`cloudflare`]: D1 and Vectorize limits;
+//! - [`d1`]: what every speaker of D1's SQL shares (the statement splitter);
+//! - [`cloudflare`]: the D1 and Vectorize clients, their limits, retries;
 //! - [`cli`], [`config`], [`commands`]: the command line on top.
 
 // Output goes through `commands::output` (`outln!`, `errln!`), which ends
@@ -30,6 +32,7 @@ pub mod cli;
 pub mod cloudflare;
 pub mod commands;
 pub mod config;
+pub mod d1;
 pub mod emulator;
 pub mod error;
 pub mod holder;

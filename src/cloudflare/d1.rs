@@ -52,7 +52,7 @@ impl D1 {
     /// Runs `sql` (one or more `;`-separated statements) as one request,
     /// which D1 runs as one transaction.
     pub async fn query(&self, what: &str, sql: &str) -> Result<Applied> {
-        let result = self.api.call(what, Method::POST, &self.url("query"), &json!({ "sql": sql })).await?;
+        let result = self.api.call(what, Method::POST, &self.url("query"), &query_body(sql)).await?;
         let entries = result.as_array().cloned().unwrap_or_default();
         let rows_written =
             entries.iter().filter_map(|e| e.pointer("/meta/rows_written").and_then(Value::as_u64)).sum();
@@ -220,4 +220,52 @@ fn waited_too_long(what: &str, started: std::time::Instant) -> Result<()> {
                (finished ranges are not redone)"
             .into(),
     })
+}
+
+/// The body of a `query` request running `sql`. D1 prepares a
+/// multi-statement `sql` as one text: each `sqlite3_prepare_v3` gets all
+/// that is not yet run (cloudflare/workerd `src/workerd/util/sqlite.c++`,
+/// `prepareSql`), so the 100,000-byte statement limit holds for the whole
+/// text. A longer text goes as a `batch` of its statements, each prepared on
+/// its own (`DatabaseQueryParams.MultipleQueries` in cloudflare-typescript
+/// `src/resources/d1/database/database.ts`); the batch is still one request
+/// and one transaction.
+fn query_body(sql: &str) -> Value {
+    if sql.len() <= crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES {
+        return json!({ "sql": sql });
+    }
+    let batch: Vec<Value> = crate::d1::split::split(sql).into_iter().map(|s| json!({ "sql": s })).collect();
+    json!({ "batch": batch })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the statements, no `sql` in the body is longer than D1
+        /// prepares at once (unless one statement alone is), and the
+        /// statements keep their order.
+        #[test]
+        fn no_text_sent_is_longer_than_one_prepare(sizes in proptest::collection::vec(1usize..30_000, 1..40)) {
+            let statements: Vec<String> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| format!("INSERT INTO t VALUES ({i}, '{}');", "x".repeat(*n)))
+                .collect();
+            let sql = statements.concat();
+            let body = query_body(&sql);
+            let texts: Vec<String> = match (body.get("sql"), body.get("batch")) {
+                (Some(s), None) => vec![s.as_str().unwrap_or_default().to_string()],
+                (None, Some(b)) => b
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|e| e["sql"].as_str().map(str::to_string)).collect())
+                    .unwrap_or_default(),
+                other => return Err(TestCaseError::fail(format!("neither sql nor batch: {other:?}"))),
+            };
+            prop_assert!(texts.iter().all(|t| t.len() <= crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES));
+            prop_assert_eq!(texts.concat().replace(char::is_whitespace, ""), sql.replace(char::is_whitespace, ""));
+        }
+    }
 }

@@ -26,11 +26,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::d1_rules::{code_name, judge};
-use super::sql_split::{split, Splitter};
 use crate::cloudflare::limits::{
     apply_d1_sql_limits, refused_limit, D1_MAX_BOUND_PARAMS as MAX_PARAMS,
     D1_MAX_STATEMENT_BYTES as MAX_STATEMENT_BYTES,
 };
+use crate::d1::split::{split, Splitter};
 use crate::error::{Error, Result};
 
 /// A statement group of a request: one `sql` (maybe several statements) and its params.
@@ -164,8 +164,28 @@ impl D1Conn {
                     return Err(SqlError("No SQL statements detected.: SQLITE_ERROR".into()));
                 }
                 let several = statements.len() > 1;
-                for sql in &statements {
-                    out.push(this.exec(sql, &entry.params, several, true)?);
+                // D1 runs a multi-statement `sql` the way workerd's
+                // `SqliteDatabase::prepareSql` (cloudflare/workerd
+                // src/workerd/util/sqlite.c++, MULTI) does: each
+                // `sqlite3_prepare_v3` is given the whole text not yet run
+                // (`sqlCode.size()`), so SQLite's length limit applies to
+                // that remainder, not to one statement: 300 KB of 1 KB
+                // statements fails with "statement too long" where a
+                // `batch` of the same statements passes. And only the last
+                // statement may have parameters.
+                let mut remaining: usize = statements.iter().map(String::len).sum();
+                for (i, sql) in statements.iter().enumerate() {
+                    if several && remaining > MAX_STATEMENT_BYTES {
+                        return Err(SqlError(format!(
+                            "statement too long: the {remaining} bytes of SQL from statement {} on are one \
+                             prepare for D1 (a multi-statement `sql` is prepared as a whole), D1 allows \
+                             {MAX_STATEMENT_BYTES} bytes: SQLITE_TOOBIG",
+                            i + 1
+                        )));
+                    }
+                    remaining -= sql.len();
+                    let last = i + 1 == statements.len();
+                    out.push(this.exec(sql, &entry.params, several, true, last)?);
                 }
             }
             let size = this.size();
@@ -197,7 +217,7 @@ impl D1Conn {
                     splitter.push(&line, &mut pending);
                 }
                 for sql in pending.drain(..) {
-                    let o = this.exec(&sql, &[], false, false)?;
+                    let o = this.exec(&sql, &[], false, false, true)?;
                     n += 1;
                     meta.changes += o.meta.changes;
                     meta.rows_read += o.meta.rows_read;
@@ -242,6 +262,7 @@ impl D1Conn {
         params: &[Value],
         lenient: bool,
         keep_rows: bool,
+        last: bool,
     ) -> std::result::Result<Outcome, SqlError> {
         if sql.len() > MAX_STATEMENT_BYTES {
             return Err(SqlError(format!(
@@ -254,6 +275,16 @@ impl D1Conn {
         let before = self.conn.total_changes();
         let mut stmt = self.conn.prepare(sql).map_err(|e| self.sql_error(e))?;
         let expected = stmt.parameter_count();
+        if !last && expected > 0 {
+            // workerd prepareSql (MULTI): "When executing multiple SQL
+            // statements in a single call, only the last statement can
+            // have parameters."
+            return Err(SqlError(
+                "When executing multiple SQL statements in a single call, only the last statement can have \
+                 parameters.: SQLITE_ERROR"
+                    .into(),
+            ));
+        }
         let bind = !(lenient && expected == 0);
         if bind && expected != params.len() {
             return Err(SqlError(format!(

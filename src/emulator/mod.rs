@@ -8,7 +8,7 @@
 //!
 //! - [`server`]: accept loop, faults, authentication, rate limit;
 //! - [`d1`]: the D1 endpoints (databases, query/raw, import, export);
-//! - [`d1_exec`], [`d1_rules`], [`sql_split`], [`d1_dump`], [`d1_store`]: the SQLite side;
+//! - [`d1_exec`], [`d1_rules`], [`d1_dump`], [`d1_store`]: the SQLite side;
 //! - [`vectorize`]: the Vectorize v2 endpoints, with [`vectorize_store`]
 //!   (SQLite per index), [`vectorize_mutations`] (the asynchronous write
 //!   queue), [`vectorize_upload`] (what an upload may hold) and
@@ -25,7 +25,7 @@ mod d1_rules;
 mod d1_store;
 mod envelope;
 mod server;
-pub(crate) mod sql_split;
+
 mod vectorize;
 mod vectorize_mutations;
 mod vectorize_query;

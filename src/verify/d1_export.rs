@@ -9,7 +9,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use crate::cloudflare::D1;
-use crate::emulator::sql_split::Splitter;
+use crate::d1::split::Splitter;
 use crate::error::{Error, Result};
 
 /// Exports `d1` into `dir` and returns the SQLite file holding its tables.

@@ -345,3 +345,34 @@ fn emulator_injects_faults() {
     // ... but the write happened (the client cannot know).
     assert_eq!(py_rows(&dropping.sqlite_path(DB), "t"), "[[42]]");
 }
+
+/// workerd's `SqliteDatabase::prepareSql` hands SQLite the whole text not
+/// yet run, so D1's 100,000-byte limit holds for a multi-statement `sql` as
+/// a whole (from each statement to the end); a `batch` prepares its entries
+/// one by one. Only the last statement of a multi-statement `sql` may have
+/// parameters.
+#[test]
+fn a_multi_statement_sql_is_limited_as_a_whole_and_a_batch_is_not() {
+    let emu = start(&[]);
+    common::block_on(async {
+        emu.ok("CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT)").await;
+        let statements: Vec<String> =
+            (0..150).map(|i| format!("INSERT INTO t VALUES ({i}, '{}');", "x".repeat(1000))).collect();
+        let msg = emu.refused(json!({ "sql": statements.concat() })).await;
+        assert!(msg.contains("statement too long") && msg.contains("SQLITE_TOOBIG"), "{msg}");
+        let r = emu.ok("SELECT count(*) AS n FROM t").await;
+        assert_eq!(r[0]["results"][0]["n"], 0, "nothing of the refused request stays");
+        let batch: Vec<_> = statements.iter().map(|s| json!({ "sql": s })).collect();
+        let (status, v) = emu.query(json!({ "batch": batch })).await;
+        assert_eq!(status, 200, "{v}");
+        // 90 of them (about 93 KB) fit in one text.
+        emu.ok("DELETE FROM t").await;
+        emu.ok(&statements[..90].concat()).await;
+        let r = emu.ok("SELECT count(*) AS n FROM t").await;
+        assert_eq!(r[0]["results"][0]["n"], 90);
+        let msg = emu.refused(json!({ "sql": "SELECT ?; SELECT 1", "params": ["1"] })).await;
+        assert!(msg.contains("only the last statement can have parameters"), "{msg}");
+        let (status, v) = emu.query(json!({ "sql": "SELECT 1; SELECT ? AS v", "params": ["7"] })).await;
+        assert_eq!(status, 200, "{v}");
+    });
+}

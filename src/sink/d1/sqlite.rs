@@ -15,7 +15,7 @@ use rusqlite::Connection;
 use super::render::{D1Mappings, Renderer};
 use crate::batch::{TableBatch, TableSpec};
 use crate::cloudflare::limits::{apply_d1_sql_limits, shape_limit_hint, D1_MAX_STATEMENT_BYTES};
-use crate::emulator::sql_split::split;
+use crate::d1::split::split;
 use crate::error::{Error, Result};
 use crate::sink::{BatchSink, SinkFactory, SinkReport};
 
