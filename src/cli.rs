@@ -225,6 +225,12 @@ pub struct EmulateArgs {
     /// get_by_ids, list, info) only this long after it was accepted.
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub vectorize_delay_ms: u64,
+
+    /// Write one JSON line per API request to FILE: method, path template,
+    /// content type and the body's shape (keys and JSON types, never values
+    /// or tokens), to compare what two clients send for the same job.
+    #[arg(long, value_name = "FILE")]
+    pub request_log: Option<PathBuf>,
 }
 
 /// Which D1 target a load writes to.

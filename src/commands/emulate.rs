@@ -28,6 +28,7 @@ pub async fn run(args: EmulateArgs, json: bool) -> anyhow::Result<ExitCode> {
             seed: args.seed.unwrap_or_else(rand::random),
         },
         vectorize_delay: Duration::from_millis(args.vectorize_delay_ms),
+        request_log: args.request_log,
     };
     let emu = Emulator::start(cfg).await?;
     // One write: a reader that takes the first line and closes the pipe

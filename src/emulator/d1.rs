@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 use serde::Deserialize;
@@ -63,10 +63,26 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("worker task failed: {e}")))?
 }
 
+/// The database list, paged as the SDKs read it: `page` (from 1) and
+/// `per_page`, with `result_info`. cloudflare-python's
+/// `SyncV4PagePaginationArray` (cloudflare/pagination.py) asks for page + 1
+/// until a page comes back empty and wrangler's `listDatabases`
+/// (packages/wrangler/src/d1/list.ts) until one is shorter than its
+/// `per_page` of 10: a list that ignores `page` makes both loop for ever.
+/// Items hold the fields of cloudflare-python's
+/// `types/d1/database_list_response.py` (no size or table count: those are
+/// in the single database's answer, `types/d1/d1.py`).
 async fn list(
     State(st): State<Arc<Shared>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> std::result::Result<Response, ApiError> {
+    let number = |key: &str, default: usize| match q.get(key) {
+        None => Ok(default),
+        Some(v) => v.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            ApiError::bad_request(format!("`{key}` must be a whole number of at least 1, got {v:?}"))
+        }),
+    };
+    let (page, per_page) = (number("page", 1)?, number("per_page", 1000)?.min(10_000));
     let dbs: Vec<Arc<Db>> = st
         .d1
         .store
@@ -74,8 +90,19 @@ async fn list(
         .into_iter()
         .filter(|d| q.get("name").is_none_or(|n| *n == d.record.name))
         .collect();
-    let infos = blocking(move || Ok(dbs.iter().map(|d| d.info()).collect::<Vec<_>>())).await?;
-    Ok(ok(Value::Array(infos)))
+    let total = dbs.len();
+    let items: Vec<Value> = dbs
+        .iter()
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
+        .map(|d| {
+            let r = &d.record;
+            json!({ "uuid": r.uuid, "name": r.name, "created_at": r.created_at, "version": "production" })
+        })
+        .collect();
+    let info = json!({ "page": page, "per_page": per_page, "count": items.len(), "total_count": total });
+    let body = json!({ "success": true, "errors": [], "messages": [], "result": items, "result_info": info });
+    Ok(axum::Json(body).into_response())
 }
 
 #[derive(Deserialize)]
@@ -184,6 +211,5 @@ impl ApiError {
 
 /// 404 for an unknown upload or export id (no envelope: R2 answers XML).
 pub fn not_found_plain() -> Response {
-    use axum::response::IntoResponse;
     (StatusCode::NOT_FOUND, "NoSuchKey: the URL is unknown or expired\n").into_response()
 }

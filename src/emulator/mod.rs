@@ -8,7 +8,9 @@
 //!
 //! - [`server`]: accept loop, faults, authentication, rate limit;
 //! - [`d1`]: the D1 endpoints (databases, query/raw, import, export);
-//! - [`d1_exec`], [`d1_rules`], [`d1_dump`], [`d1_store`]: the SQLite side;
+//! - [`d1_exec`], [`d1_rules`], [`d1_dump`], [`d1_store`]: the SQLite side
+//!   (statements are split by [`crate::d1::split`]);
+//! - [`request_log`]: `--request-log`, the shape of every request;
 //! - [`vectorize`]: the Vectorize v2 endpoints, with [`vectorize_store`]
 //!   (SQLite per index), [`vectorize_mutations`] (the asynchronous write
 //!   queue), [`vectorize_upload`] (what an upload may hold) and
@@ -24,8 +26,8 @@ mod d1_import;
 mod d1_rules;
 mod d1_store;
 mod envelope;
+mod request_log;
 mod server;
-
 mod vectorize;
 mod vectorize_mutations;
 mod vectorize_query;
@@ -62,6 +64,9 @@ pub struct EmulatorConfig {
     /// Vectorize indexes live at `<data_dir>/vectorize/<name>.sqlite`; a
     /// mutation becomes visible to reads this long after it was accepted.
     pub vectorize_delay: Duration,
+    /// `--request-log`: one JSON line per request with its shape, no values
+    /// (see [`request_log`]).
+    pub request_log: Option<PathBuf>,
 }
 
 /// Debug without the token (configs end up in logs).
@@ -77,6 +82,7 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("rate_limit_window", &self.rate_limit_window)
             .field("faults", &self.faults)
             .field("vectorize_delay", &self.vectorize_delay)
+            .field("request_log", &self.request_log)
             .finish()
     }
 }
@@ -104,6 +110,7 @@ pub(crate) struct State {
     pub rate: server::RateLimiter,
     pub d1: d1::D1,
     pub vectorize: vectorize_store::Vectorize,
+    pub request_log: Option<request_log::RequestLog>,
 }
 
 /// A running emulator. Dropping it stops the server.
@@ -131,6 +138,7 @@ impl Emulator {
             tokio::task::spawn_blocking(move || vectorize_store::Vectorize::open(&data_dir, delay))
                 .await
                 .map_err(|e| Error::Internal(format!("opening the emulator's Vectorize indexes: {e}")))??;
+        let request_log = cfg.request_log.as_deref().map(request_log::RequestLog::create).transpose()?;
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| Error::Config {
             setting: "--listen".into(),
             message: format!("{}: {e}", cfg.listen),
@@ -144,6 +152,7 @@ impl Emulator {
             rate: server::RateLimiter::new(cfg.rate_limit_requests, cfg.rate_limit_window),
             d1,
             vectorize,
+            request_log,
         });
         let (shutdown, rx) = watch::channel(false);
         let task = tokio::spawn(server::serve(listener, router(state.clone()), state, rx));
@@ -211,6 +220,7 @@ fn router(state: Arc<State>) -> axum::Router {
     axum::Router::new()
         .merge(d1::routes())
         .merge(vectorize::routes())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), request_log::record))
         .fallback(server::no_route)
         .method_not_allowed_fallback(server::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(100 * 1024 * 1024))

@@ -254,13 +254,13 @@ async fn write(
     };
     let body = read_upload(&headers, body).await?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let (mutation, count) = blocking(move || {
+    let mutation = blocking(move || {
         let ndjson = ndjson_of(content_type.as_deref(), &body)?;
         let vectors = parse_vectors(ndjson, index.config.dimensions, discard)?;
-        Ok((index.write_vectors(kind, &vectors)?, vectors.len()))
+        index.write_vectors(kind, &vectors)
     })
     .await?;
-    Ok(ok(json!({ "mutationId": mutation, "count": count })))
+    Ok(mutation_answer(mutation))
 }
 
 #[derive(Deserialize)]
@@ -309,9 +309,17 @@ async fn delete_by_ids(
             format!("too many ids in payload (or none); max id count is {MAX_DELETE_IDS}, got {}", ids.len()),
         ));
     }
-    let count = ids.len();
     let mutation = blocking(move || index.delete_ids(&ids)).await?;
-    Ok(ok(json!({ "mutationId": mutation, "count": count })))
+    Ok(mutation_answer(mutation))
+}
+
+/// The answer to a write: the mutation id and nothing else (no count of
+/// vectors), as cloudflare-python's `types/vectorize/index_upsert_response.py`,
+/// `index_insert_response.py`, `index_delete_by_ids_response.py` and
+/// wrangler's `VectorizeAsyncMutation` (packages/wrangler/src/vectorize/types.ts)
+/// declare it; wrangler counts the vectors it sent itself.
+fn mutation_answer(mutation: String) -> Response {
+    ok(json!({ "mutationId": mutation }))
 }
 
 #[derive(Deserialize)]

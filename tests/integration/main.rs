@@ -9,6 +9,7 @@ mod archive;
 mod archive_exclusions;
 mod config;
 mod consistency;
+mod contract;
 mod d1_files;
 mod emulator;
 mod emulator_vectorize;

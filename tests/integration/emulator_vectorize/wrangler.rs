@@ -131,7 +131,7 @@ fn emulator_vectorize_takes_wranglers_multipart_upload() {
         };
         let r = multipart("insert", body).await.expect("send");
         let v: Value = r.json().await.expect("json");
-        assert_eq!(v["result"]["count"], 2, "{v}");
+        assert!(v["result"]["mutationId"].is_string(), "{v}");
         let got = by_ids(&emu, "wv", &["a", "d"]).await;
         let firsts = (got[0]["values"][0].clone(), got[1]["values"].clone());
         assert_eq!(firsts, (json!(0.1), json!([4.0, 5.0, 6.0])), "insert kept a");
