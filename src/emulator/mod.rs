@@ -9,6 +9,7 @@
 //! - [`server`]: accept loop, faults, authentication, rate limit;
 //! - [`d1`]: the D1 endpoints (databases, query/raw, import, export);
 //! - [`d1_exec`], [`d1_rules`], [`sql_split`], [`d1_dump`], [`d1_store`]: the SQLite side;
+//!   [`js_number`]: integers as D1's JavaScript hands them out (rounded past 2^53);
 //! - [`vectorize`]: the Vectorize v2 endpoints, with [`vectorize_store`]
 //!   (SQLite per index), [`vectorize_mutations`] (the asynchronous write
 //!   queue), [`vectorize_upload`] (what an upload may hold) and
@@ -24,6 +25,7 @@ mod d1_import;
 mod d1_rules;
 mod d1_store;
 mod envelope;
+mod js_number;
 mod server;
 pub(crate) mod sql_split;
 mod vectorize;

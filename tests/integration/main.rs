@@ -12,6 +12,7 @@ mod consistency;
 mod d1_files;
 mod emulator;
 mod emulator_vectorize;
+mod exact_ints;
 mod fk_cycles;
 mod guards;
 mod inspect;
