@@ -45,11 +45,17 @@ pub struct Meta {
     pub served_by: &'static str,
     pub duration: f64,
     pub changes: u64,
+    /// A JavaScript number too (rounded past 2^53).
+    #[serde(serialize_with = "js_rowid")]
     pub last_row_id: i64,
     pub changed_db: bool,
     pub size_after: u64,
     pub rows_read: u64,
     pub rows_written: u64,
+}
+
+fn js_rowid<S: serde::Serializer>(id: &i64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    super::js_number::js_integer(*id).serialize(s)
 }
 
 pub struct Outcome {
@@ -372,10 +378,12 @@ fn json_to_sql(v: &Value) -> std::result::Result<SqlValue, SqlError> {
 }
 
 /// A SQLite value as D1 returns it; a BLOB is an array of byte numbers.
+/// An INTEGER passes through a JavaScript number on its way out, so one
+/// beyond 2^53 comes back rounded ([`super::js_number`]).
 pub fn sql_to_json(v: ValueRef<'_>) -> Value {
     match v {
         ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => Value::from(i),
+        ValueRef::Integer(i) => super::js_number::js_integer(i),
         ValueRef::Real(f) => serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null),
         ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
         ValueRef::Blob(b) => Value::Array(b.iter().map(|&x| Value::from(x)).collect()),

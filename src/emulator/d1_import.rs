@@ -36,7 +36,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
 use super::d1::{blocking, not_found_plain};
-use super::d1_dump::{dump, DumpOptions};
+use super::d1_dump::{dump, DumpError, DumpOptions};
 use super::d1_exec::Meta;
 use super::d1_store::Db;
 use super::envelope::{ok, parse, ApiError};
@@ -286,18 +286,34 @@ pub async fn export(
     let download_id = random_hex(16);
     let path = t.dir.join(format!("export-{download_id}.sql"));
     let (opts, file_path) = (body.dump_options, path.clone());
-    blocking(move || {
+    let refused = blocking(move || {
         let file = std::fs::File::create(&file_path).map_err(|e| ApiError::internal(e.to_string()))?;
         let mut out = BufWriter::new(file);
         let conn = db.lock();
-        conn.with_internal(|c| Ok(dump(c, &opts, &mut out)))
+        match conn
+            .with_internal(|c| Ok(dump(c, &opts, &mut out)))
             .map_err(|e| ApiError::internal(e.to_string()))?
-            .map_err(|e| ApiError::internal(format!("export: {e}")))?;
-        out.flush().map_err(|e| ApiError::internal(e.to_string()))
+        {
+            Err(DumpError::Refused(text)) => return Ok(Some(text)),
+            other => other.map_err(|e| ApiError::internal(format!("export: {e}")))?,
+        }
+        out.flush().map_err(|e| ApiError::internal(e.to_string())).map(|_| None)
     })
     .await?;
-    locked(&t.exports).insert(download_id.clone(), path);
     let bm = bookmark();
+    // What D1's export refuses is a failed export, the form wrangler reads
+    // (`ExportPollingResponse` with `status: "error"` and `error`, in
+    // workers-sdk `packages/wrangler/src/d1/types.ts` and `export.ts`).
+    if let Some(text) = refused {
+        let _ = std::fs::remove_file(&path);
+        let answer = json!({
+            "success": true, "type": "export", "at_bookmark": bm, "status": "error",
+            "error": text, "messages": [],
+        });
+        locked(&t.export_answers).insert(bm, answer.clone());
+        return Ok(ok(answer));
+    }
+    locked(&t.exports).insert(download_id.clone(), path);
     let answer = json!({
         "success": true,
         "type": "export",

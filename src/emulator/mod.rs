@@ -9,7 +9,8 @@
 //! - [`server`]: accept loop, faults, authentication, rate limit;
 //! - [`d1`]: the D1 endpoints (databases, query/raw, import, export);
 //! - [`d1_exec`], [`d1_rules`], [`d1_dump`], [`d1_store`]: the SQLite side
-//!   (statements are split by [`crate::d1::split`]);
+//!   (statements are split by [`crate::d1::split`]); [`js_number`]: integers
+//!   as D1's JavaScript hands them out (rounded past 2^53);
 //! - [`request_log`]: `--request-log`, the shape of every request;
 //! - [`vectorize`]: the Vectorize v2 endpoints, with [`vectorize_store`]
 //!   (SQLite per index), [`vectorize_mutations`] (the asynchronous write
@@ -26,6 +27,7 @@ mod d1_import;
 mod d1_rules;
 mod d1_store;
 mod envelope;
+mod js_number;
 mod request_log;
 mod server;
 mod vectorize;

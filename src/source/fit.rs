@@ -2,7 +2,8 @@
 //! Cloudflare's limits: too many columns, vectors over Vectorize's
 //! dimension limit, ids over 64 bytes, JSON over the 10 KiB metadata limit,
 //! rows over D1's 100 KB statement size (pgflare then writes them in
-//! pieces) and values over D1's 2 MB value limit (which nothing can fix).
+//! pieces), values over D1's 2 MB value limit (which nothing can fix) and
+//! bigints beyond 2^53, which D1's JSON answers round.
 //! One scan per table counts them; examples are fetched only when found.
 
 use super::conn::SourceConn;
@@ -38,6 +39,9 @@ pub struct Finding {
     pub advice: &'static str,
 }
 
+/// The largest integer a JavaScript number holds exactly (2^53 - 1).
+const MAX_SAFE: i64 = (1 << 53) - 1;
+
 struct Check {
     name: &'static str,
     severity: Severity,
@@ -70,6 +74,23 @@ fn checks(t: &TableSpec) -> Vec<Check> {
                 advice: "if this column becomes Vectorize metadata, keep only the filterable fields there and leave the rest in D1",
             }),
             _ => {}
+        }
+        if let (Kind::Int8, false) = (c.ty.kind, c.ty.array) {
+            // D1 answers through JavaScript: its JSON rounds integers past
+            // 2^53 (cloudflare-docs d1/worker-api/index.mdx, "Type
+            // conversion"; d1/best-practices/import-export-data.mdx).
+            out.push(Check {
+                name: "d1_integer_precision",
+                severity: Severity::Note,
+                column: Some(c.name.clone()),
+                limit: "±(2^53 - 1), the integers D1's JSON answers and exports keep exact".into(),
+                condition: format!("{col} NOT BETWEEN -{MAX_SAFE} AND {MAX_SAFE}"),
+                advice:
+                    "pgflare keeps these exact in D1 (it writes SQL text and reads them back as text), but \
+                         D1's JSON answers (a Worker's D1 binding, `wrangler d1 execute`, D1's export) and \
+                         Vectorize metadata numbers round them to the nearest double: read them with \
+                         CAST(col AS TEXT), or map the column to text for other readers",
+            });
         }
         if !matches!(c.ty.kind, Kind::Vector | Kind::Halfvec) {
             out.push(Check {

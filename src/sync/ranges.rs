@@ -22,12 +22,14 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, FixedSizeBinaryBuilder, Int16Array, Int32Array, Int64Array};
 use arrow::record_batch::RecordBatch;
+use rusqlite::types::Value as SqlValue;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::store::D1Access;
 use crate::batch::{quote_ident, TableSpec};
 use crate::error::{Error, Result};
+use crate::sink::d1::exact::{decode, exact_column};
 use crate::sink::d1::value::{d1_value, D1Value};
 use crate::typemap::Kind;
 use crate::verify::digest::DigestSum;
@@ -99,11 +101,15 @@ pub const KEYS_PER_READ: u64 = 10_000;
 pub const BUCKETS_PER_READ: usize = 4096;
 
 /// The statement reading the keys of the ranges given as `?1`, a JSON
-/// array of `[lo, hi]`.
+/// array of `[lo, hi]`. The key is answered in exact form
+/// ([`crate::sink::d1::exact`]): D1's JSON rounds integers beyond 2^53,
+/// and a rounded key names another row (the range bounds are exact: they
+/// travel inside a JSON text that SQLite parses).
 pub fn keys_in_ranges_sql(d1_table: &str, key: &str) -> String {
     let k = quote_ident(key);
     format!(
-        "SELECT t.{k} AS k FROM json_each(?1) AS r JOIN {} AS t ON t.{k} >= r.value ->> 0 AND t.{k} < r.value ->> 1",
+        "SELECT {} AS k FROM json_each(?1) AS r JOIN {} AS t ON t.{k} >= r.value ->> 0 AND t.{k} < r.value ->> 1",
+        exact_column(Some("t"), key),
         quote_ident(d1_table)
     )
 }
@@ -214,17 +220,23 @@ pub async fn d1_keys(
             values.push(r.get("k").cloned().unwrap_or(Value::Null));
         }
     }
+    let odd = |v: &Value, what: &str| Error::Config {
+        setting: format!("D1 table {d1_table}, column {}", col.name),
+        message: format!("holds {v}, which is not {what} pgflare wrote; run `pgflare verify`"),
+    };
+    let values = values
+        .iter()
+        .map(|v| decode(v).map_err(|found| odd(&Value::String(found), "a key")))
+        .collect::<Result<Vec<SqlValue>>>()?;
     let array: ArrayRef = match col.ty.kind {
         Kind::Uuid => {
             let mut b = FixedSizeBinaryBuilder::with_capacity(values.len(), 16);
             for v in &values {
-                let u =
-                    v.as_str().and_then(|s| uuid::Uuid::parse_str(s).ok()).ok_or_else(|| Error::Config {
-                        setting: format!("D1 table {d1_table}, column {}", col.name),
-                        message: format!(
-                            "holds {v}, which is not a uuid pgflare wrote; run `pgflare verify`"
-                        ),
-                    })?;
+                let u = match v {
+                    SqlValue::Text(s) => uuid::Uuid::parse_str(s).ok(),
+                    _ => None,
+                };
+                let u = u.ok_or_else(|| odd(&json!(format!("{v:?}")), "a uuid"))?;
                 b.append_value(u.as_bytes())?;
             }
             Arc::new(b.finish())
@@ -232,11 +244,9 @@ pub async fn d1_keys(
         kind => {
             let ints = values
                 .iter()
-                .map(|v| {
-                    v.as_i64().ok_or_else(|| Error::Config {
-                        setting: format!("D1 table {d1_table}, column {}", col.name),
-                        message: format!("holds {v}, which is not an integer; run `pgflare verify`"),
-                    })
+                .map(|v| match v {
+                    SqlValue::Integer(i) => Ok(*i),
+                    other => Err(odd(&json!(format!("{other:?}")), "an integer")),
                 })
                 .collect::<Result<Vec<i64>>>()?;
             match kind {

@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 
 use arrow::array::UInt32Array;
 use arrow::record_batch::RecordBatch;
-use serde_json::{json, Value};
 
 use super::deletes::{Deleted, Deleter};
 use super::ranges::{self, Scheme, Sums};
@@ -361,70 +360,26 @@ fn take<T: Default>(m: &Mutex<T>) -> Result<T> {
     Ok(std::mem::take(&mut *m.lock().map_err(|_| Error::Internal("a key reader panicked".into()))?))
 }
 
-/// Pages of keys per request when copying them from the D1 API.
-const KEY_PAGE: usize = 10_000;
-
-/// Copies the key columns of a D1 table into `dir/<table>-keys.sqlite`,
-/// paging by rowid, so that the sweep reads them like a local D1 file.
+/// Copies the key columns of a D1 table into `dir/<table>-keys.sqlite`
+/// (exactly, in rowid pages: [`crate::sink::d1::copy`]), so that the
+/// sweep reads them like a local D1 file.
 async fn copy_keys(d1: &D1Access, table: &D1Table, dir: &Path) -> Result<PathBuf> {
+    let D1Access::Api(api) = d1 else {
+        return Err(Error::Internal("D1 keys are copied from the API only".into()));
+    };
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
     let path = dir.join(format!("{}-keys.sqlite", table.name.replace(['/', '\\'], "_")));
     if path.exists() {
         std::fs::remove_file(&path).map_err(Error::io(&path))?;
     }
-    let cols: Vec<String> = table.spec.columns.iter().map(|c| quote_ident(&c.name)).collect();
-    let conn =
+    let names: Vec<String> = table.spec.columns.iter().map(|c| c.name.clone()).collect();
+    let cols: Vec<String> = names.iter().map(|c| quote_ident(c)).collect();
+    let mut conn =
         rusqlite::Connection::open(&path).map_err(Error::sqlite(format!("creating {}", path.display())))?;
     let ctx = || format!("copying the keys of D1 table {}", table.name);
     conn.execute_batch(&format!("CREATE TABLE {} ({});", quote_ident(&table.name), cols.join(", ")))
         .map_err(Error::sqlite(ctx()))?;
-    let select = format!(
-        "SELECT rowid AS pgflare_rowid, {} FROM {} WHERE rowid > ?1 ORDER BY rowid LIMIT {KEY_PAGE}",
-        cols.join(", "),
-        quote_ident(&table.name)
-    );
-    let insert = format!(
-        "INSERT INTO {} VALUES ({})",
-        quote_ident(&table.name),
-        (1..=cols.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
-    );
-    let mut after = 0i64;
-    loop {
-        let before = after;
-        let page = d1.select(&ctx(), &select, &[json!(after)]).await?;
-        let tx = conn.unchecked_transaction().map_err(Error::sqlite(ctx()))?;
-        {
-            let mut st = tx.prepare(&insert).map_err(Error::sqlite(ctx()))?;
-            for row in &page {
-                after = row.get("pgflare_rowid").and_then(Value::as_i64).unwrap_or(after);
-                let values: Vec<rusqlite::types::Value> = table
-                    .spec
-                    .columns
-                    .iter()
-                    .map(|c| match row.get(&c.name) {
-                        Some(Value::Number(n)) => match n.as_i64() {
-                            Some(i) => rusqlite::types::Value::Integer(i),
-                            None => rusqlite::types::Value::Real(n.as_f64().unwrap_or(0.0)),
-                        },
-                        Some(Value::String(s)) => rusqlite::types::Value::Text(s.clone()),
-                        _ => rusqlite::types::Value::Null,
-                    })
-                    .collect();
-                st.execute(rusqlite::params_from_iter(values)).map_err(Error::sqlite(ctx()))?;
-            }
-        }
-        tx.commit().map_err(Error::sqlite(ctx()))?;
-        if page.len() < KEY_PAGE {
-            break;
-        }
-        // A full page whose rowids do not advance would be read forever.
-        if after <= before {
-            return Err(Error::Internal(format!(
-                "{}: D1 answered a full page of keys whose rowids do not pass {before}",
-                ctx()
-            )));
-        }
-    }
+    crate::sink::d1::copy::copy_table(api, &table.name, &names, &mut conn).await?;
     Ok(path)
 }
 

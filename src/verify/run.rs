@@ -102,11 +102,19 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
             .collect()
     };
     let n = opts.buckets.max(1);
-    // A remote D1 is exported once and read locally like any D1 file.
+    // A remote D1 is exported once (or read through queries when the
+    // export fails) and read locally like any D1 file.
+    let mut d1_notes = Vec::new();
     let d1_file = match &opts.d1 {
         D1Target::Sqlite(p) => D1Target::Sqlite(p.clone()),
         D1Target::Api { d1, work_dir, .. } => {
-            D1Target::Sqlite(super::d1_export::materialize(d1, work_dir).await?)
+            let names: Vec<String> = shapes.values().map(|s| s.table.name.clone()).collect();
+            let m = super::d1_export::materialize(d1, work_dir, &names).await?;
+            for n in &m.notes {
+                progress.println(&format!("note: {n}"));
+            }
+            d1_notes = m.notes;
+            D1Target::Sqlite(m.path)
         }
     };
 
@@ -320,6 +328,7 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
             sample.len() as f64 / n as f64,
         );
         report.pending_sync = pending_sync;
+        report.notes.extend(d1_notes.iter().cloned());
         if absent.contains(&name) {
             let src_buckets =
                 src_sums.get(&name).map(|s| buckets_of(s, n)).unwrap_or_else(|| Buckets::new(n));

@@ -301,7 +301,18 @@ impl Emulator {
     /// pgflare's own Vectorize client on index `index` here, for planting
     /// changes behind a load's back.
     pub fn vectorize(&self, index: &str) -> pgflare::cloudflare::Vectorize {
-        use pgflare::cloudflare::{Api, ApiSettings, Vectorize};
+        pgflare::cloudflare::Vectorize::new(self.api(), index)
+    }
+
+    /// pgflare's own D1 client on database `id` here, for changing D1
+    /// behind a load's back the way another tool would (over the API).
+    pub fn d1(&self, id: &str) -> pgflare::cloudflare::D1 {
+        pgflare::cloudflare::D1::new(self.api(), id)
+    }
+
+    /// pgflare's API client pointed here, with a generous request budget.
+    pub fn api(&self) -> std::sync::Arc<pgflare::cloudflare::Api> {
+        use pgflare::cloudflare::{Api, ApiSettings};
         let api = Api::new(ApiSettings {
             base_url: self.base_url.clone(),
             account_id: self.account.clone(),
@@ -312,7 +323,7 @@ impl Emulator {
             timeouts: Default::default(),
         })
         .expect("client");
-        Vectorize::new(std::sync::Arc::new(api), index)
+        std::sync::Arc::new(api)
     }
 }
 

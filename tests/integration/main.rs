@@ -13,6 +13,7 @@ mod contract;
 mod d1_files;
 mod emulator;
 mod emulator_vectorize;
+mod exact_ints;
 mod fk_cycles;
 mod guards;
 mod inspect;

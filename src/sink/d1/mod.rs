@@ -2,9 +2,12 @@
 //! idempotent upsert statements under D1's limits ([`sql`]), other
 //! statements over lists of keys under the same limits ([`list`]), the D1
 //! table definitions ([`schema`]), the targets ([`files`], [`sqlite`],
-//! [`api`]), and foreign keys on a cycle, written after the rows ([`links`]).
+//! [`api`]), foreign keys on a cycle, written after the rows ([`links`]),
+//! and values read back from the API exactly ([`exact`]).
 
 pub mod api;
+pub mod copy;
+pub mod exact;
 pub mod files;
 pub mod link_spool;
 pub mod link_sql;
