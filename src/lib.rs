@@ -17,6 +17,7 @@
 //! - [`archive`]: the Parquet sink, the manifest, archive verification;
 //! - [`verify`]: the canonical row digest and bucketed comparison;
 //! - [`cloudflare`]: D1 and Vectorize limits;
+//! - [`doctor`]: read-only checks of a project's settings, source and account;
 //! - [`cli`], [`config`], [`commands`]: the command line on top.
 
 // Output goes through `commands::output` (`outln!`, `errln!`), which ends
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod cloudflare;
 pub mod commands;
 pub mod config;
+pub mod doctor;
 pub mod emulator;
 pub mod error;
 pub mod holder;

@@ -26,6 +26,7 @@ mod d1_store;
 mod envelope;
 mod server;
 pub(crate) mod sql_split;
+mod token;
 mod vectorize;
 mod vectorize_mutations;
 mod vectorize_query;
@@ -211,6 +212,7 @@ fn router(state: Arc<State>) -> axum::Router {
     axum::Router::new()
         .merge(d1::routes())
         .merge(vectorize::routes())
+        .merge(token::routes())
         .fallback(server::no_route)
         .method_not_allowed_fallback(server::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(100 * 1024 * 1024))

@@ -10,6 +10,7 @@ mod archive_exclusions;
 mod config;
 mod consistency;
 mod d1_files;
+mod doctor;
 mod emulator;
 mod emulator_vectorize;
 mod fk_cycles;
