@@ -13,7 +13,11 @@ use crate::config;
 use crate::doctor::settings::{self, Resolved};
 use crate::doctor::{cloudflare, postgres, Area, Check, Report, Status};
 
-pub async fn run(args: DoctorArgs, json: bool, timeouts: crate::timeouts::Timeouts) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    args: DoctorArgs,
+    json: bool,
+    timeouts: crate::timeouts::Timeouts,
+) -> anyhow::Result<ExitCode> {
     let report = diagnose(&args, timeouts).await;
     if json {
         print_json(&report)?;
@@ -47,13 +51,16 @@ async fn diagnose(args: &DoctorArgs, timeouts: crate::timeouts::Timeouts) -> Rep
         }
         Err(e) => {
             settings::describe(&mut resolved, &before, &project, &args.cloudflare, None);
-            checks.extend(settings::checks(&resolved, &project).into_iter().filter(|c| c.id != "settings.wrangler"));
+            checks.extend(
+                settings::checks(&resolved, &project).into_iter().filter(|c| c.id != "settings.wrangler"),
+            );
             checks.push(problem("settings.wrangler", "wrangler file", &e));
         }
     }
-    let source = config::source_url(args.project.database_url.as_deref(), &project).and_then(|(url, from)| {
-        Ok((crate::source::Source::parse_from(&url, &from)?.with_timeouts(timeouts), from))
-    });
+    let source =
+        config::source_url(args.project.database_url.as_deref(), &project).and_then(|(url, from)| {
+            Ok((crate::source::Source::parse_from(&url, &from)?.with_timeouts(timeouts), from))
+        });
     let vectors = match source {
         Ok((source, from)) => {
             resolved.source = Some(source.display().to_string());
@@ -63,10 +70,10 @@ async fn diagnose(args: &DoctorArgs, timeouts: crate::timeouts::Timeouts) -> Rep
             outcome.vectors
         }
         Err(e) => {
-            checks.push(Check::new("postgres.connect", Area::Postgres, "connect to the source").problem(
-                postgres::first_line(&e),
-                postgres::hint(&e),
-            ));
+            checks.push(
+                Check::new("postgres.connect", Area::Postgres, "connect to the source")
+                    .problem(postgres::first_line(&e), postgres::hint(&e)),
+            );
             None
         }
     };
@@ -75,7 +82,8 @@ async fn diagnose(args: &DoctorArgs, timeouts: crate::timeouts::Timeouts) -> Rep
         checks.push(c.skipped("--no-cloudflare"));
     } else {
         let settings = super::api_settings(&project, None, timeouts).map_err(|e| e.to_string());
-        let inputs = cloudflare::Inputs { project: &project, settings, vectors, create_index: args.create_index };
+        let inputs =
+            cloudflare::Inputs { project: &project, settings, vectors, create_index: args.create_index };
         checks.extend(cloudflare::run(inputs).await);
     }
     Report::new(resolved, checks)

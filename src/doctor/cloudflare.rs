@@ -49,7 +49,8 @@ pub async fn run(inputs: Inputs<'_>) -> Vec<Check> {
     let settings = match inputs.settings {
         Ok(s) => s,
         Err(e) => {
-            let c = Check::new("cloudflare.credentials", Area::Cloudflare, "API token and account id are set");
+            let c =
+                Check::new("cloudflare.credentials", Area::Cloudflare, "API token and account id are set");
             checks.push(c.problem(e, "set what the message names, then run pgflare doctor again"));
             return checks;
         }
@@ -90,7 +91,9 @@ pub async fn run(inputs: Inputs<'_>) -> Vec<Check> {
         return checks;
     }
     checks.extend(d1(&api, inputs.project).await);
-    checks.extend(super::index::checks(&api, inputs.project, inputs.vectors.as_deref(), inputs.create_index).await);
+    checks.extend(
+        super::index::checks(&api, inputs.project, inputs.vectors.as_deref(), inputs.create_index).await,
+    );
     checks
 }
 
@@ -139,7 +142,12 @@ fn refused(f: &ProbeFailure) -> bool {
     matches!(f.error, Error::Api { status: Some(400 | 401 | 403), .. })
 }
 
-fn failed(c: super::CheckBuilder, f: &ProbeFailure, user_refusal: Option<&ProbeFailure>, account: &str) -> Check {
+fn failed(
+    c: super::CheckBuilder,
+    f: &ProbeFailure,
+    user_refusal: Option<&ProbeFailure>,
+    account: &str,
+) -> Check {
     let message = first_line(&f.error);
     match &f.error {
         Error::Api { status: Some(429), .. } => c.problem(
@@ -210,7 +218,8 @@ async fn d1(api: &Api, project: &Project) -> Vec<Check> {
                      the id: `wrangler d1 list` shows the databases of the account ({id} is not one)"
                 )
             } else {
-                "run pgflare doctor again; if it persists, the message above says what Cloudflare refused".into()
+                "run pgflare doctor again; if it persists, the message above says what Cloudflare refused"
+                    .into()
             };
             return vec![c.problem(format!("D1 database {id}: {}", first_line(&f.error)), fix)];
         }
@@ -218,17 +227,16 @@ async fn d1(api: &Api, project: &Project) -> Vec<Check> {
     let name = info.get("name").and_then(Value::as_str).unwrap_or("?");
     let tables = info.get("num_tables").and_then(Value::as_u64);
     let size = info.get("file_size").and_then(Value::as_u64);
-    let mut out = vec![c.ok(format!(
-        "{id} (name {name}, {} tables)",
-        tables.map_or("?".into(), |n| n.to_string())
-    ))];
+    let mut out =
+        vec![c.ok(format!("{id} (name {name}, {} tables)", tables.map_or("?".into(), |n| n.to_string())))];
     out.push(d1_size(size));
     out
 }
 
 fn d1_size(size: Option<u64>) -> Check {
-    let c = Check::new("cloudflare.d1_size", Area::Cloudflare, "the D1 database has room (10 GB per database)");
-    let human = |n: u64| indicatif::HumanBytes(n).to_string();
+    let c =
+        Check::new("cloudflare.d1_size", Area::Cloudflare, "the D1 database has room (10 GB per database)");
+    let human = |n: u64| indicatif::DecimalBytes(n).to_string();
     let Some(size) = size else {
         return c.info("the answer has no file_size");
     };
@@ -257,7 +265,9 @@ fn budget(headers: Option<&HeaderMap>, settings: &ApiSettings) -> Check {
         settings.rate_limit_window.as_secs()
     );
     let Some((remaining, limit)) = headers.and_then(read_budget) else {
-        return c.info(format!("the answer did not say what is left; {ours} (Cloudflare allows 1200 per 300 s per user)"));
+        return c.info(format!(
+            "the answer did not say what is left; {ours} (Cloudflare allows 1200 per 300 s per user)"
+        ));
     };
     let of = limit.map(|l| format!(" of {l}")).unwrap_or_default();
     let found = format!("{remaining}{of} requests left in the current window; {ours}");
@@ -277,7 +287,8 @@ fn budget(headers: Option<&HeaderMap>, settings: &ApiSettings) -> Check {
 pub fn read_budget(h: &HeaderMap) -> Option<(u64, Option<u64>)> {
     let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let param = |text: &str, key: &str| {
-        text.split(';').find_map(|p| p.trim().strip_prefix(key)?.strip_prefix('=')?.trim().parse::<u64>().ok())
+        text.split(';')
+            .find_map(|p| p.trim().strip_prefix(key)?.strip_prefix('=')?.trim().parse::<u64>().ok())
     };
     if let Some(r) = get("x-ratelimit-remaining").and_then(|v| v.trim().parse::<u64>().ok()) {
         return Some((r, get("x-ratelimit-limit").and_then(|v| v.trim().parse().ok())));

@@ -23,7 +23,12 @@ use crate::error::Error;
 
 const TITLE: &str = "the Vectorize index matches pgflare.toml";
 
-pub async fn checks(api: &Arc<Api>, project: &Project, wants: Option<&[VectorWant]>, create: bool) -> Vec<Check> {
+pub async fn checks(
+    api: &Arc<Api>,
+    project: &Project,
+    wants: Option<&[VectorWant]>,
+    create: bool,
+) -> Vec<Check> {
     let c = Check::new("cloudflare.vectorize_index", Area::Cloudflare, TITLE);
     let configured = project.tables.iter().any(|t| t.vector.is_some());
     let wants = wants.unwrap_or_default();
@@ -45,11 +50,14 @@ pub async fn checks(api: &Arc<Api>, project: &Project, wants: Option<&[VectorWan
     let have = match v.config().await {
         Ok(h) => h,
         Err(e) if missing(&e) => None,
-        Err(e) => return vec![c.problem(format!("index {name}: {}", first_line(&e)), "run pgflare doctor again")],
+        Err(e) => {
+            return vec![c.problem(format!("index {name}: {}", first_line(&e)), "run pgflare doctor again")]
+        }
     };
     let Some(have) = have else {
         let dims_flag = dims.map_or("<dims>".to_string(), |d| d.to_string());
-        let create_cmd = format!("wrangler vectorize create {name} --dimensions {dims_flag} --metric {metric}");
+        let create_cmd =
+            format!("wrangler vectorize create {name} --dimensions {dims_flag} --metric {metric}");
         return vec![if create || project.vectorize.create_index {
             c.warning(
                 format!("index {name} does not exist"),
@@ -104,7 +112,11 @@ fn compare(c: super::CheckBuilder, name: &str, have: &IndexConfig, dims: Option<
 
 /// The metadata indexes pgflare.toml asks for, against the index's.
 async fn metadata(v: &Vectorize, name: &str, wants: &[VectorWant]) -> Check {
-    let c = Check::new("cloudflare.metadata_indexes", Area::Cloudflare, "the metadata indexes pgflare.toml asks for exist");
+    let c = Check::new(
+        "cloudflare.metadata_indexes",
+        Area::Cloudflare,
+        "the metadata indexes pgflare.toml asks for exist",
+    );
     let want: Vec<&(String, String)> = wants.iter().flat_map(|w| &w.metadata_indexes).collect();
     let have = match v.metadata_indexes().await {
         Ok(h) => h,

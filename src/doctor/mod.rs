@@ -21,8 +21,8 @@
 
 pub mod cloudflare;
 mod index;
-pub mod postgres;
 mod pooler;
+pub mod postgres;
 pub mod settings;
 
 use serde::Serialize;

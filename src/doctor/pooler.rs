@@ -46,7 +46,11 @@ const DIRECT_FIX: &str = "use the direct connection (on Supabase: Connect > Dire
     db.<project-ref>.supabase.co port 5432, user postgres; over IPv4 only, the session pooler on port 5432)";
 
 pub fn judge(o: &Observed) -> Check {
-    let c = Check::new("postgres.direct_connection", Area::Postgres, "direct connection, not a transaction pooler");
+    let c = Check::new(
+        "postgres.direct_connection",
+        Area::Postgres,
+        "direct connection, not a transaction pooler",
+    );
     let mut pids = o.pids.clone();
     pids.dedup();
     if pids.len() > 1 {
@@ -88,7 +92,9 @@ pub fn judge(o: &Observed) -> Check {
                      forward relays the connection",
                     url.host, url.port
                 ),
-                format!("if it is a pooler in transaction mode, {DIRECT_FIX}; a proxy or port forward is fine"),
+                format!(
+                    "if it is a pooler in transaction mode, {DIRECT_FIX}; a proxy or port forward is fine"
+                ),
             );
         }
         _ => {}
@@ -135,7 +141,8 @@ mod tests {
         let supavisor = judge(&seen("aws-0-eu-west-1.pooler.supabase.com", 6543, Some(5432), "x", &[7, 7]));
         assert_eq!(supavisor.status, Status::Problem, "{supavisor:?}");
         assert!(supavisor.fix.as_deref().is_some_and(|f| f.contains("5432")), "{supavisor:?}");
-        let session = judge(&seen("aws-0-eu-west-1.pooler.supabase.com", 5432, Some(5432), "pgflare", &[7, 7]));
+        let session =
+            judge(&seen("aws-0-eu-west-1.pooler.supabase.com", 5432, Some(5432), "pgflare", &[7, 7]));
         assert_eq!(session.status, Status::Warning, "{session:?}");
     }
 

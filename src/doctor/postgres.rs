@@ -114,7 +114,8 @@ async fn server(conn: &mut SourceConn, source: &Source) -> crate::Result<(String
     }
     let observed =
         Observed { url: source.endpoint(), server_port: row.get(4), application_name: row.get(5), pids };
-XX, Area::Postgres, "Postgres server version");
+    let mut out = Vec::new();
+    let c = Check::new("postgres.version", Area::Postgres, "Postgres server version");
     out.push(if num >= MIN_SERVER_VERSION {
         c.ok(format!("Postgres {version}"))
     } else {
@@ -145,13 +146,12 @@ XX, Area::Postgres, "Postgres server version");
 /// Per table: readable by this role, row security, primary key, replica
 /// identity, column types pgflare can read.
 async fn tables(conn: &mut SourceConn, project: &Project, infos: &[TableInfo]) -> crate::Result<Vec<Check>> {
-    let bypass: bool = sqlx::query_scalar(
-        "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
-    )
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(Error::db("reading the role's attributes"))?
-    .unwrap_or(false);
+    let bypass: bool =
+        sqlx::query_scalar("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(Error::db("reading the role's attributes"))?
+            .unwrap_or(false);
     let (mut unreadable, mut rls, mut no_pk, mut identity, mut types) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for info in infos {
@@ -176,7 +176,13 @@ async fn tables(conn: &mut SourceConn, project: &Project, infos: &[TableInfo]) -
         }
         identity.push(format!("{} {}", spec.qualified(), replica_identity(&t.replica_identity, keyed)));
         for u in info.unsupported.iter().filter(|u| reads(&u.column)) {
-            types.push(format!("{}.{} ({}): {}", spec.qualified(), u.column, u.pg_type, u.fix(FixStyle::Config)));
+            types.push(format!(
+                "{}.{} ({}): {}",
+                spec.qualified(),
+                u.column,
+                u.pg_type,
+                u.fix(FixStyle::Config)
+            ));
         }
     }
     Ok(table_checks(infos.len(), unreadable, rls, no_pk, identity, types))
@@ -228,9 +234,16 @@ fn table_checks(
     out.push(if types.is_empty() {
         c.ok("pgflare reads every column the load reads")
     } else {
-        c.problem(format!("cannot be read as they are: {}", types.join("; ")), "apply the fix given per column")
+        c.problem(
+            format!("cannot be read as they are: {}", types.join("; ")),
+            "apply the fix given per column",
+        )
     });
-    let c = Check::new("postgres.replica_identity", Area::Postgres, "replica identity (for syncs by logical replication)");
+    let c = Check::new(
+        "postgres.replica_identity",
+        Area::Postgres,
+        "replica identity (for syncs by logical replication)",
+    );
     out.push(c.info(identity.join("; ")));
     out
 }
@@ -298,7 +311,11 @@ fn vector_wants(project: &Project, infos: &[TableInfo]) -> (Vec<Check>, Vec<Vect
             }),
             Ok(None) => {}
             Err(e) => {
-                let c = Check::new("postgres.vector_mapping", Area::Postgres, "the vector mapping fits the columns");
+                let c = Check::new(
+                    "postgres.vector_mapping",
+                    Area::Postgres,
+                    "the vector mapping fits the columns",
+                );
                 checks.push(c.problem(first_line(&e), "fix the setting named above in pgflare.toml"));
             }
         }

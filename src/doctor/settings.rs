@@ -72,7 +72,13 @@ pub fn describe(
     r.d1_database_id = cf.d1.as_ref().map(|d| d.database_id.clone());
     r.d1_database_from = cf.d1.as_ref().map(|d| match &d.binding {
         Some(b) => {
-            let named = named_by(&flags.d1_binding, &before.cloudflare.d1_binding, "--d1-binding", "d1_binding", &toml());
+            let named = named_by(
+                &flags.d1_binding,
+                &before.cloudflare.d1_binding,
+                "--d1-binding",
+                "d1_binding",
+                &toml(),
+            );
             format!("binding `{b}` in {}{named}", wfile("d1_databases"))
         }
         None if flags.d1_database_id.is_some() => "--d1-database-id".to_string(),
@@ -125,7 +131,8 @@ pub fn checks(r: &Resolved, project: &Project) -> Vec<Check> {
     let c = Check::new("settings.wrangler", Area::Settings, "wrangler file");
     out.push(match &r.wrangler_file {
         Some(f) => {
-            let env = r.wrangler_env.as_ref().map_or("top level".to_string(), |e| format!("environment `{e}`"));
+            let env =
+                r.wrangler_env.as_ref().map_or("top level".to_string(), |e| format!("environment `{e}`"));
             let mut found = format!("{f}, {env}");
             for (what, from) in [
                 ("account id", &r.account_id_from),

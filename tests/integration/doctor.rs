@@ -147,8 +147,14 @@ fn doctor_passes_on_the_demo_stack_and_finds_each_planted_cloudflare_problem() {
         assert_eq!(status(&r, id), "ok", "{id}: {:#}", check(&r, id));
     }
     assert_eq!(status(&r, "postgres.wal_level"), "info");
-    assert!(check(&r, "cloudflare.request_budget")["found"].as_str().is_some_and(|f| f.contains("of 1200")), "{r:#}");
-    assert!(check(&r, "cloudflare.d1_database")["found"].as_str().is_some_and(|f| f.contains("db1")), "{r:#}");
+    assert!(
+        check(&r, "cloudflare.request_budget")["found"].as_str().is_some_and(|f| f.contains("of 1200")),
+        "{r:#}"
+    );
+    assert!(
+        check(&r, "cloudflare.d1_database")["found"].as_str().is_some_and(|f| f.contains("db1")),
+        "{r:#}"
+    );
     assert_eq!(r["resolved"]["d1_database_from"], "--d1-database-id", "{r:#}");
     assert_eq!(r["resolved"]["account_id_from"], "CLOUDFLARE_ACCOUNT_ID", "{r:#}");
     assert_eq!(r["resolved"]["api_token_set"], true);
@@ -167,20 +173,34 @@ fn doctor_passes_on_the_demo_stack_and_finds_each_planted_cloudflare_problem() {
     assert_problem(&run, "cloudflare.d1_database", &["nope", "wrangler d1 list"]);
     // An index that does not exist.
     let run = s.doctor(&["--d1-database-id", "db1", "--vectorize-index", "absent"], &[]);
-    assert_problem(&run, "cloudflare.vectorize_index", &["absent", "does not exist", "wrangler vectorize create absent --dimensions 8 --metric cosine"]);
+    assert_problem(
+        &run,
+        "cloudflare.vectorize_index",
+        &["absent", "does not exist", "wrangler vectorize create absent --dimensions 8 --metric cosine"],
+    );
     // Other dimensions, another metric.
-    for (name, dims, metric, says) in [("fewer", 4, "cosine", "8 dimensions"), ("eucl", 8, "euclidean", "metric cosine")] {
+    for (name, dims, metric, says) in
+        [("fewer", 4, "cosine", "8 dimensions"), ("eucl", 8, "euclidean", "metric cosine")]
+    {
         block_on(async {
-            let want = pgflare::cloudflare::vectorize::IndexConfig { dimensions: dims, metric: metric.into() };
+            let want =
+                pgflare::cloudflare::vectorize::IndexConfig { dimensions: dims, metric: metric.into() };
             s.emu.vectorize(name).ensure(&want, true).await.expect("create the index")
         });
         let run = s.doctor(&["--d1-database-id", "db1", "--vectorize-index", name], &[]);
         assert_problem(&run, "cloudflare.vectorize_index", &[name, says, "cannot change"]);
     }
     // The loaded index loses its metadata index: its vectors are no longer filterable.
-    s.post("vectorize/v2/indexes/chunks/metadata_index/delete", serde_json::json!({"propertyName": "chunk_index"}));
+    s.post(
+        "vectorize/v2/indexes/chunks/metadata_index/delete",
+        serde_json::json!({"propertyName": "chunk_index"}),
+    );
     let run = s.doctor(&target, &[]);
-    assert_problem(&run, "cloudflare.metadata_indexes", &["chunk_index (number)", "create-metadata-index", "--restart"]);
+    assert_problem(
+        &run,
+        "cloudflare.metadata_indexes",
+        &["chunk_index (number)", "create-metadata-index", "--restart"],
+    );
 }
 
 #[test]
@@ -215,7 +235,13 @@ fn doctor_finds_each_planted_postgres_problem() {
     assert_problem(&r, "postgres.primary_keys", &["planted.nopk", "primary_key = ["]);
     assert_eq!(status(&r.1, "postgres.privileges"), "ok", "{}", r.2);
     assert_eq!(status(&r.1, "postgres.row_security"), "ok", "the owner bypasses it: {}", r.2);
-    assert!(check(&r.1, "postgres.replica_identity")["found"].as_str().is_some_and(|f| f.contains("planted.nopk default, but no primary key")), "{}", r.2);
+    assert!(
+        check(&r.1, "postgres.replica_identity")["found"]
+            .as_str()
+            .is_some_and(|f| f.contains("planted.nopk default, but no primary key")),
+        "{}",
+        r.2
+    );
     assert_eq!(status(&r.1, "cloudflare.token"), "skipped");
     validate(s.dir.path(), &r.1);
 
@@ -256,10 +282,9 @@ fn relay_to(target: &str) -> u16 {
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
             let Ok(server) = std::net::TcpStream::connect(&target) else { continue };
-            for (mut from, mut to) in [
-                (client.try_clone().expect("clone"), server.try_clone().expect("clone")),
-                (server, client),
-            ] {
+            for (mut from, mut to) in
+                [(client.try_clone().expect("clone"), server.try_clone().expect("clone")), (server, client)]
+            {
                 std::thread::spawn(move || {
                     let _ = std::io::copy(&mut from, &mut to);
                     let _ = to.shutdown(std::net::Shutdown::Both);
