@@ -31,7 +31,7 @@ async fn diagnose(args: &DoctorArgs, timeouts: crate::timeouts::Timeouts) -> Rep
     let mut resolved = Resolved::default();
     let mut checks = Vec::new();
     let problem = |id: &str, title: &str, e: &crate::Error| {
-        Check::new(id, Area::Settings, title).problem(postgres::first_line(e), postgres::hint(e))
+        Check::named(id, Area::Settings, title).problem(postgres::first_line(e), postgres::hint(e))
     };
     let mut before = match config::file::load_project(args.project.config.as_deref()) {
         Ok(p) => p,
@@ -71,14 +71,14 @@ async fn diagnose(args: &DoctorArgs, timeouts: crate::timeouts::Timeouts) -> Rep
         }
         Err(e) => {
             checks.push(
-                Check::new("postgres.connect", Area::Postgres, "connect to the source")
+                Check::named("postgres.connect", Area::Postgres, "connect to the source")
                     .problem(postgres::first_line(&e), postgres::hint(&e)),
             );
             None
         }
     };
     if args.no_cloudflare {
-        let c = Check::new("cloudflare.token", Area::Cloudflare, "the Cloudflare side");
+        let c = Check::named("cloudflare.token", Area::Cloudflare, "the Cloudflare side");
         checks.push(c.skipped("--no-cloudflare"));
     } else {
         let settings = super::api_settings(&project, None, timeouts).map_err(|e| e.to_string());

@@ -50,7 +50,7 @@ pub async fn run(inputs: Inputs<'_>) -> Vec<Check> {
         Ok(s) => s,
         Err(e) => {
             let c =
-                Check::new("cloudflare.credentials", Area::Cloudflare, "API token and account id are set");
+                Check::named("cloudflare.credentials", Area::Cloudflare, "API token and account id are set");
             checks.push(c.problem(e, "set what the message names, then run pgflare doctor again"));
             return checks;
         }
@@ -59,7 +59,7 @@ pub async fn run(inputs: Inputs<'_>) -> Vec<Check> {
     let api = match Api::new(settings.clone()) {
         Ok(a) => Arc::new(a),
         Err(e) => {
-            let c = Check::new("cloudflare.credentials", Area::Cloudflare, "API client");
+            let c = Check::named("cloudflare.credentials", Area::Cloudflare, "API client");
             checks.push(c.problem(first_line(&e), "report this as a bug"));
             return checks;
         }
@@ -74,7 +74,7 @@ pub async fn run(inputs: Inputs<'_>) -> Vec<Check> {
             ("cloudflare.d1_database", "the D1 database exists"),
             ("cloudflare.vectorize_index", "the Vectorize index matches pgflare.toml"),
         ] {
-            checks.push(Check::new(id, Area::Cloudflare, title).skipped("the token was not accepted"));
+            checks.push(Check::named(id, Area::Cloudflare, title).skipped("the token was not accepted"));
         }
         return checks;
     }
@@ -86,7 +86,7 @@ pub async fn run(inputs: Inputs<'_>) -> Vec<Check> {
             ("cloudflare.d1_database", "the D1 database exists"),
             ("cloudflare.vectorize_index", "the Vectorize index matches pgflare.toml"),
         ] {
-            checks.push(Check::new(id, Area::Cloudflare, title).skipped("the account was not reachable"));
+            checks.push(Check::named(id, Area::Cloudflare, title).skipped("the account was not reachable"));
         }
         return checks;
     }
@@ -99,7 +99,7 @@ pub async fn run(inputs: Inputs<'_>) -> Vec<Check> {
 
 /// The token is valid and active; returns the headers of the answer (for the budget).
 async fn token(api: &Api, base: &str, account: &str) -> (Check, Option<HeaderMap>) {
-    let c = Check::new("cloudflare.token", Area::Cloudflare, "the API token is valid and active");
+    let c = Check::named("cloudflare.token", Area::Cloudflare, "the API token is valid and active");
     let user = api.probe("verifying the API token", &format!("{base}/user/tokens/verify")).await;
     let (answer, refusal) = match user {
         Ok(p) => (Ok(p), None),
@@ -179,7 +179,7 @@ fn failed(
 
 /// The account exists and the token may list its D1 databases.
 async fn account_reachable(api: &Api, account: &str) -> Check {
-    let c = Check::new("cloudflare.account", Area::Cloudflare, "the account is reachable");
+    let c = Check::named("cloudflare.account", Area::Cloudflare, "the account is reachable");
     let url = api.account_url("d1/database?per_page=1");
     match api.probe("listing the account's D1 databases", &url).await {
         Ok(_) => c.ok(format!("account {account}: the token may list its D1 databases")),
@@ -197,7 +197,7 @@ async fn account_reachable(api: &Api, account: &str) -> Check {
 
 /// The D1 database exists, and its size against D1's limit.
 async fn d1(api: &Api, project: &Project) -> Vec<Check> {
-    let c = Check::new("cloudflare.d1_database", Area::Cloudflare, "the D1 database exists");
+    let c = Check::named("cloudflare.d1_database", Area::Cloudflare, "the D1 database exists");
     let Some(db) = &project.cloudflare.d1 else {
         return vec![c.problem(
             "no D1 database named",
@@ -235,7 +235,7 @@ async fn d1(api: &Api, project: &Project) -> Vec<Check> {
 
 fn d1_size(size: Option<u64>) -> Check {
     let c =
-        Check::new("cloudflare.d1_size", Area::Cloudflare, "the D1 database has room (10 GB per database)");
+        Check::named("cloudflare.d1_size", Area::Cloudflare, "the D1 database has room (10 GB per database)");
     let human = |n: u64| indicatif::DecimalBytes(n).to_string();
     let Some(size) = size else {
         return c.info("the answer has no file_size");
@@ -258,7 +258,7 @@ fn d1_size(size: Option<u64>) -> Check {
 
 /// What the rate-limit headers say is left, against pgflare's own budget.
 fn budget(headers: Option<&HeaderMap>, settings: &ApiSettings) -> Check {
-    let c = Check::new("cloudflare.request_budget", Area::Cloudflare, "requests left in the API's budget");
+    let c = Check::named("cloudflare.request_budget", Area::Cloudflare, "requests left in the API's budget");
     let ours = format!(
         "pgflare spends at most {} requests per {} s",
         settings.rate_limit_requests,

@@ -29,7 +29,7 @@ pub async fn checks(
     wants: Option<&[VectorWant]>,
     create: bool,
 ) -> Vec<Check> {
-    let c = Check::new("cloudflare.vectorize_index", Area::Cloudflare, TITLE);
+    let c = Check::named("cloudflare.vectorize_index", Area::Cloudflare, TITLE);
     let configured = project.tables.iter().any(|t| t.vector.is_some());
     let wants = wants.unwrap_or_default();
     if !configured {
@@ -112,7 +112,7 @@ fn compare(c: super::CheckBuilder, name: &str, have: &IndexConfig, dims: Option<
 
 /// The metadata indexes pgflare.toml asks for, against the index's.
 async fn metadata(v: &Vectorize, name: &str, wants: &[VectorWant]) -> Check {
-    let c = Check::new(
+    let c = Check::named(
         "cloudflare.metadata_indexes",
         Area::Cloudflare,
         "the metadata indexes pgflare.toml asks for exist",

@@ -69,7 +69,8 @@ pub struct Check {
 }
 
 impl Check {
-    pub fn new(id: &str, area: Area, title: impl Into<String>) -> CheckBuilder {
+    /// A check of this name; its outcome follows ([`CheckBuilder`]).
+    pub fn named(id: &str, area: Area, title: impl Into<String>) -> CheckBuilder {
         CheckBuilder { id: id.to_string(), area, title: title.into() }
     }
 }

@@ -46,7 +46,7 @@ const DIRECT_FIX: &str = "use the direct connection (on Supabase: Connect > Dire
     db.<project-ref>.supabase.co port 5432, user postgres; over IPv4 only, the session pooler on port 5432)";
 
 pub fn judge(o: &Observed) -> Check {
-    let c = Check::new(
+    let c = Check::named(
         "postgres.direct_connection",
         Area::Postgres,
         "direct connection, not a transaction pooler",

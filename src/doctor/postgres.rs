@@ -35,7 +35,7 @@ pub struct Outcome {
 
 pub async fn run(source: &Source, project: &Project, only: &[String]) -> Outcome {
     let mut checks = Vec::new();
-    let c = Check::new("postgres.connect", Area::Postgres, "connect to the source");
+    let c = Check::named("postgres.connect", Area::Postgres, "connect to the source");
     let mut conn = match source.connect().await {
         Ok(conn) => conn,
         Err(e) => {
@@ -56,7 +56,7 @@ pub async fn run(source: &Source, project: &Project, only: &[String]) -> Outcome
     let infos = match introspect_lenient(&mut conn, &selection(project, only)).await {
         Ok(infos) => infos,
         Err(e) => {
-            let c = Check::new("postgres.tables", Area::Postgres, "the configured tables exist");
+            let c = Check::named("postgres.tables", Area::Postgres, "the configured tables exist");
             checks.push(c.problem(first_line(&e), hint(&e)));
             return Outcome { checks, vectors: None };
         }
@@ -64,7 +64,7 @@ pub async fn run(source: &Source, project: &Project, only: &[String]) -> Outcome
     match tables(&mut conn, project, &infos).await {
         Ok(found) => checks.extend(found),
         Err(e) => {
-            let c = Check::new("postgres.tables", Area::Postgres, "read the configured tables' catalog");
+            let c = Check::named("postgres.tables", Area::Postgres, "read the configured tables' catalog");
             checks.push(c.problem(first_line(&e), hint(&e)));
         }
     }
@@ -115,7 +115,7 @@ async fn server(conn: &mut SourceConn, source: &Source) -> crate::Result<(String
     let observed =
         Observed { url: source.endpoint(), server_port: row.get(4), application_name: row.get(5), pids };
     let mut out = Vec::new();
-    let c = Check::new("postgres.version", Area::Postgres, "Postgres server version");
+    let c = Check::named("postgres.version", Area::Postgres, "Postgres server version");
     out.push(if num >= MIN_SERVER_VERSION {
         c.ok(format!("Postgres {version}"))
     } else {
@@ -124,14 +124,15 @@ async fn server(conn: &mut SourceConn, source: &Source) -> crate::Result<(String
             "upgrade the server to Postgres 12 or later (Supabase projects run 15 or later)",
         )
     });
-    let c = Check::new("postgres.pgvector", Area::Postgres, "pgvector extension");
+    let c = Check::named("postgres.pgvector", Area::Postgres, "pgvector extension");
     out.push(match row.get::<Option<String>, _>(7) {
         Some(v) => c.ok(format!("pgvector {v}")),
         None => c.info("not installed in this database (needed only for vector columns)"),
     });
     out.push(pooler::judge(&observed));
     let wal: String = row.get(8);
-    let c = Check::new("postgres.wal_level", Area::Postgres, "wal_level (for syncs by logical replication)");
+    let c =
+        Check::named("postgres.wal_level", Area::Postgres, "wal_level (for syncs by logical replication)");
     out.push(if wal == "logical" {
         c.info("logical: a sync by logical replication (planned) could stream changes")
     } else {
@@ -197,7 +198,7 @@ fn table_checks(
     types: Vec<String>,
 ) -> Vec<Check> {
     let mut out = Vec::new();
-    let c = Check::new("postgres.privileges", Area::Postgres, "this role can read the tables");
+    let c = Check::named("postgres.privileges", Area::Postgres, "this role can read the tables");
     out.push(if unreadable.is_empty() {
         c.ok(format!("SELECT on every column read, {n} table(s)"))
     } else {
@@ -206,7 +207,7 @@ fn table_checks(
             "GRANT SELECT ON <table> TO <this role> (or connect as the owner; on Supabase the postgres role)",
         )
     });
-    let c = Check::new("postgres.row_security", Area::Postgres, "row-level security does not hide rows");
+    let c = Check::named("postgres.row_security", Area::Postgres, "row-level security does not hide rows");
     out.push(if rls.is_empty() {
         c.ok("no row-level security applies to this role on these tables")
     } else {
@@ -220,7 +221,7 @@ fn table_checks(
              ALTER TABLE ... DISABLE ROW LEVEL SECURITY for the migration",
         )
     });
-    let c = Check::new("postgres.primary_keys", Area::Postgres, "every table has a primary key");
+    let c = Check::named("postgres.primary_keys", Area::Postgres, "every table has a primary key");
     out.push(if no_pk.is_empty() {
         c.ok("every table has one (in Postgres or primary_key in pgflare.toml)")
     } else {
@@ -230,7 +231,7 @@ fn table_checks(
              in the table's [[tables]] entry: primary_key = [\"col\", ...]",
         )
     });
-    let c = Check::new("postgres.column_types", Area::Postgres, "every column read has a known type");
+    let c = Check::named("postgres.column_types", Area::Postgres, "every column read has a known type");
     out.push(if types.is_empty() {
         c.ok("pgflare reads every column the load reads")
     } else {
@@ -239,7 +240,7 @@ fn table_checks(
             "apply the fix given per column",
         )
     });
-    let c = Check::new(
+    let c = Check::named(
         "postgres.replica_identity",
         Area::Postgres,
         "replica identity (for syncs by logical replication)",
@@ -311,7 +312,7 @@ fn vector_wants(project: &Project, infos: &[TableInfo]) -> (Vec<Check>, Vec<Vect
             }),
             Ok(None) => {}
             Err(e) => {
-                let c = Check::new(
+                let c = Check::named(
                     "postgres.vector_mapping",
                     Area::Postgres,
                     "the vector mapping fits the columns",

@@ -119,7 +119,7 @@ fn named_by(flag: &Option<String>, file: &Option<String>, flag_name: &str, key: 
 /// The settings checks: which files were read.
 pub fn checks(r: &Resolved, project: &Project) -> Vec<Check> {
     let mut out = Vec::new();
-    let c = Check::new("settings.config", Area::Settings, "pgflare.toml");
+    let c = Check::named("settings.config", Area::Settings, "pgflare.toml");
     out.push(match &r.config {
         Some(p) => c.ok(format!("{p}: {} table(s) configured", project.tables.len())),
         None => c.info(format!(
@@ -128,7 +128,7 @@ pub fn checks(r: &Resolved, project: &Project) -> Vec<Check> {
             project.schema
         )),
     });
-    let c = Check::new("settings.wrangler", Area::Settings, "wrangler file");
+    let c = Check::named("settings.wrangler", Area::Settings, "wrangler file");
     out.push(match &r.wrangler_file {
         Some(f) => {
             let env =
