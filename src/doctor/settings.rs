@@ -66,7 +66,16 @@ pub fn describe(
         } else if before.cloudflare.account_id.is_some() {
             format!("{}: cloudflare.account_id", toml())
         } else {
-            wfile("account_id")
+            match wrangler {
+                // Environments inherit the top-level account id unless they set their own.
+                Some(w) => match &w.env {
+                    Some(e) => {
+                        format!("{}: env.{e}.account_id or the top-level account_id", w.path.display())
+                    }
+                    None => format!("{}: account_id", w.path.display()),
+                },
+                None => "account_id".to_string(),
+            }
         }
     });
     r.d1_database_id = cf.d1.as_ref().map(|d| d.database_id.clone());

@@ -160,6 +160,8 @@ fn doctor_passes_on_the_demo_stack_and_finds_each_planted_cloudflare_problem() {
     assert_eq!(r["resolved"]["api_token_set"], true);
     validate(s.dir.path(), &r);
 
+    assert_wrangler_provenance(&s);
+
     // A wrong token: refused, and nothing behind it is asked.
     let run = s.doctor(&target, &[("CLOUDFLARE_API_TOKEN", "not-the-token")]);
     assert_problem(&run, "cloudflare.token", &["refused", "CLOUDFLARE_API_TOKEN", "[10000]"]);
@@ -201,6 +203,46 @@ fn doctor_passes_on_the_demo_stack_and_finds_each_planted_cloudflare_problem() {
         "cloudflare.metadata_indexes",
         &["chunk_index (number)", "create-metadata-index", "--restart"],
     );
+}
+
+/// The same through a wrangler file's environment: doctor says which
+/// file, environment and binding gave each setting.
+fn assert_wrangler_provenance(s: &Stack) {
+    let w = s.dir.path().join("wrangler.jsonc");
+    let acct = &s.emu.account;
+    std::fs::write(
+        &w,
+        format!(
+            r#"{{ "account_id": "{acct}", // comment
+              "d1_databases": [{{ "binding": "DB", "database_id": "elsewhere" }}],
+              "env": {{ "staging": {{
+                "d1_databases": [{{ "binding": "DB", "database_id": "db1" }}],
+                "vectorize": [{{ "binding": "VEC", "index_name": "chunks" }}] }} }} }}"#
+        ),
+    )
+    .expect("write wrangler.jsonc");
+    let wf = w.display().to_string();
+    let via = ["--wrangler", &wf, "--env", "staging", "--d1-binding", "DB", "--vectorize-binding", "VEC"];
+    let (code, r, out) = s.doctor(&via, &[("CLOUDFLARE_ACCOUNT_ID", "")]);
+    assert_eq!(code, Some(0), "{out}");
+    let res = &r["resolved"];
+    assert_eq!(
+        (res["wrangler_file"].as_str(), res["wrangler_env"].as_str()),
+        (Some(wf.as_str()), Some("staging"))
+    );
+    assert_eq!(res["d1_database_id"], "db1", "{res:#}");
+    assert_eq!(
+        res["d1_database_from"],
+        format!("binding `DB` in {wf}: env.staging.d1_databases (named by --d1-binding)").as_str()
+    );
+    assert_eq!(
+        res["vectorize_index_from"],
+        format!("binding `VEC` in {wf}: env.staging.vectorize (named by --vectorize-binding)").as_str()
+    );
+    assert!(res["account_id_from"].as_str().is_some_and(|a| a.starts_with(&wf)), "{res:#}");
+    assert!(check(&r, "settings.wrangler")["found"]
+        .as_str()
+        .is_some_and(|f| f.contains("environment `staging`")));
 }
 
 #[test]
