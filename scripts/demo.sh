@@ -5,7 +5,8 @@
 # then runs what a migration team runs: `pgflare inspect`; `pgflare init`
 # (pgflare.toml + D1 migration); the bulk load `pgflare load` into a local
 # Cloudflare D1 API (`pgflare emulate`, over HTTP, import flow) and into a
-# local SQLite file, each compared with Postgres row by row by an
+# local SQLite file (then `pgflare doctor` checks settings, source and
+# account), each compared with Postgres row by row by an
 # independent reader (Python's sqlite3 + psycopg); then `pgflare archive`
 # (Parquet + manifest), `pgflare archive verify` against the source, and
 # the archive read back with pyarrow; then the source changes, `pgflare
@@ -65,6 +66,10 @@ step "pgflare load --target api: rows to D1 (import flow) and embeddings to Vect
 CLOUDFLARE_API_BASE_URL="$BASE_URL" CLOUDFLARE_ACCOUNT_ID=demo-account CLOUDFLARE_API_TOKEN="$EMU_TOKEN" \
     "$PGFLARE" load --config "$WORK/pgflare.toml" --state-dir "$WORK/state" --target api --d1-database-id rehearsal \
     --vectorize-index chunks --create-index
+
+step "pgflare doctor: settings, source and account, read-only (exit 1 on any problem)"
+CLOUDFLARE_API_BASE_URL="$BASE_URL" CLOUDFLARE_ACCOUNT_ID=demo-account CLOUDFLARE_API_TOKEN="$EMU_TOKEN" \
+    "$PGFLARE" doctor --config "$WORK/pgflare.toml" --d1-database-id rehearsal --vectorize-index chunks
 
 step "independent check: the emulator's Vectorize index equals Postgres vector by vector; top-10 queries match exact cosine"
 CLOUDFLARE_API_TOKEN="$EMU_TOKEN" "$VENV/bin/python" tests/py/compare_vectorize.py "$DATABASE_URL" public.chunks \

@@ -147,6 +147,32 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Sync(SyncArgs),
 
+    /// Check, without writing anything, that a migration can run with these
+    /// settings: the first command to run against a real account, and the
+    /// one to run when something fails.
+    ///
+    /// Settings: which pgflare.toml, wrangler file and environment were read,
+    /// and where the account id, D1 database id and Vectorize index name
+    /// came from (flag, environment, pgflare.toml, or which wrangler binding).
+    /// Postgres: server and pgvector versions, a direct connection (not a
+    /// transaction pooler such as Supabase's port 6543), SELECT privileges
+    /// and row-level security on the tables, primary keys, and (for syncs by
+    /// logical replication) wal_level and replica identity.
+    /// Cloudflare: the token is valid and active, the account is reachable,
+    /// the D1 database exists and has room under 10 GB, the Vectorize index
+    /// exists with pgflare.toml's dimensions, metric and metadata indexes,
+    /// and the requests left in the API's budget.
+    ///
+    /// Each check is ok, info, warning, skipped or problem; every problem
+    /// says what to do. Exit codes: 0 no problem, 1 a problem found, 2 could
+    /// not run.
+    ///
+    /// Examples:
+    ///   CLOUDFLARE_API_TOKEN=... pgflare doctor --wrangler wrangler.jsonc --d1-binding DB --vectorize-binding VECTORIZE
+    ///   pgflare doctor --no-cloudflare          (the Postgres side only)
+    #[command(verbatim_doc_comment)]
+    Doctor(DoctorArgs),
+
     /// Run a local server that answers like Cloudflare's D1 REST API, to
     /// rehearse a migration without an account and to test against.
     ///
@@ -231,6 +257,25 @@ pub struct EmulateArgs {
     /// or tokens), to compare what two clients send for the same job.
     #[arg(long, value_name = "FILE")]
     pub request_log: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+
+    #[command(flatten)]
+    pub cloudflare: CloudflareArgs,
+
+    /// The load will create the Vectorize index (`pgflare load
+    /// --create-index`): a missing index is then a warning, not a problem.
+    #[arg(long)]
+    pub create_index: bool,
+
+    /// Check the settings and the Postgres side only (for a rehearsal into
+    /// files or a local SQLite file).
+    #[arg(long)]
+    pub no_cloudflare: bool,
 }
 
 /// Which D1 target a load writes to.

@@ -19,6 +19,7 @@
 //! - [`verify`]: the canonical row digest and bucketed comparison;
 //! - [`d1`]: what every speaker of D1's SQL shares (the statement splitter);
 //! - [`cloudflare`]: the D1 and Vectorize clients, their limits, retries;
+//! - [`doctor`]: read-only checks of a project's settings, source and account;
 //! - [`cli`], [`config`], [`commands`]: the command line on top.
 
 // Output goes through `commands::output` (`outln!`, `errln!`), which ends
@@ -33,6 +34,7 @@ pub mod cloudflare;
 pub mod commands;
 pub mod config;
 pub mod d1;
+pub mod doctor;
 pub mod emulator;
 pub mod error;
 pub mod holder;

@@ -16,6 +16,8 @@ use super::retry::{parse_retry_after, Failure, RetryPolicy};
 use crate::error::{Error, Result};
 use crate::timeouts::human;
 
+pub mod probe;
+
 /// Everything needed to talk to the API. Its `Debug` masks the token.
 #[derive(Clone)]
 pub struct ApiSettings {

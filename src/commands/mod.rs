@@ -5,6 +5,7 @@
 //! state folder) 3 ([`sync::EXIT_BUSY`]).
 
 mod archive;
+mod doctor;
 mod emulate;
 mod init;
 mod inspect;
@@ -54,6 +55,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(args) => load::run(args, cli.json, &progress, t).await,
         Command::Verify(args) => verify::run(args, cli.json, &progress, t).await,
         Command::Sync(args) => sync::run(args, cli.json, &progress, t).await,
+        Command::Doctor(args) => doctor::run(args, cli.json, t).await,
     }
 }
 

@@ -22,10 +22,16 @@ use crate::timeouts::Timeouts;
 /// The source: `--database-url`, else pgflare.toml's `[source] url`, else
 /// `DATABASE_URL`, else `SUPABASE_DB_URL` (one order for every command).
 pub fn source(flag: Option<&str>, project: &project::Project, timeouts: Timeouts) -> Result<Source> {
+    let (url, setting) = source_url(flag, project)?;
+    Ok(Source::parse_from(&url, &setting)?.with_timeouts(timeouts))
+}
+
+/// The source URL of [`source`] and the setting that gave it (for
+/// messages, and for `doctor` to say where it came from).
+pub fn source_url(flag: Option<&str>, project: &project::Project) -> Result<(String, String)> {
     let env = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty()).map(|v| (v, k.to_string()));
     let file = || project.path.as_ref().map_or("pgflare.toml".into(), |p| p.display().to_string());
-    let (url, setting) = flag
-        .map(|f| (f.to_string(), "--database-url".to_string()))
+    flag.map(|f| (f.to_string(), "--database-url".to_string()))
         .or_else(|| project.source_url.clone().map(|u| (u, format!("{}: source.url", file()))))
         .or_else(|| env("DATABASE_URL"))
         .or_else(|| env("SUPABASE_DB_URL"))
@@ -34,8 +40,7 @@ pub fn source(flag: Option<&str>, project: &project::Project, timeouts: Timeouts
             message: "no source given: pass --database-url, set url under [source] in pgflare.toml, \
                       or set DATABASE_URL (or SUPABASE_DB_URL)"
                 .into(),
-        })?;
-    Ok(Source::parse_from(&url, &setting)?.with_timeouts(timeouts))
+        })
 }
 
 /// The settings of a command that reads the source without a mapping

@@ -14,8 +14,9 @@ use crate::error::{Error, Result};
 /// Applies `flags` over `project.cloudflare`, then fills what is still
 /// missing from the wrangler file (`--wrangler`, pgflare.toml's `wrangler`,
 /// or a wrangler file next to pgflare.toml / in the current folder when a
-/// binding is named).
-pub fn resolve_cloudflare(project: &mut Project, flags: &CloudflareArgs) -> Result<()> {
+/// binding is named). Returns the bindings of the wrangler file used, if
+/// one was (`doctor` says which file, environment and binding gave what).
+pub fn resolve_cloudflare(project: &mut Project, flags: &CloudflareArgs) -> Result<Option<WranglerConfig>> {
     let cf = &mut project.cloudflare;
     if flags.d1_database_id.is_some() && flags.d1_binding.is_some() {
         return Err(Error::Config {
@@ -82,9 +83,10 @@ pub fn resolve_cloudflare(project: &mut Project, flags: &CloudflareArgs) -> Resu
         }
         None => None,
     };
-    let Some(file) = file else { return Ok(()) };
+    let Some(file) = file else { return Ok(None) };
     let w = wrangler::discover(&file, cf.wrangler_env.as_deref())?;
-    fill_from_wrangler(project, &w)
+    fill_from_wrangler(project, &w)?;
+    Ok(Some(w))
 }
 
 /// The lowest level: the wrangler file fills what nothing else gave.

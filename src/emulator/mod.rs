@@ -30,6 +30,7 @@ mod envelope;
 mod js_number;
 mod request_log;
 mod server;
+mod token;
 mod vectorize;
 mod vectorize_mutations;
 mod vectorize_query;
@@ -223,6 +224,7 @@ fn router(state: Arc<State>) -> axum::Router {
         .merge(d1::routes())
         .merge(vectorize::routes())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), request_log::record))
+        .merge(token::routes())
         .fallback(server::no_route)
         .method_not_allowed_fallback(server::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(100 * 1024 * 1024))

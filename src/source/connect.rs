@@ -74,6 +74,17 @@ impl Source {
         }
     }
 
+    /// Host (or socket folder), port and user the URL names, for
+    /// `doctor`'s check that the connection is direct.
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            host: self.options.get_host().to_string(),
+            port: self.options.get_port(),
+            user: self.options.get_username().to_string(),
+            socket: self.options.get_socket().is_some(),
+        }
+    }
+
     /// The URL with its password masked, for messages and manifests.
     pub fn display(&self) -> &str {
         &self.shown
@@ -109,6 +120,16 @@ impl Source {
         };
         Ok(SourceConn::new(conn, Bound { wait: self.timeouts.statement, server: self.server() }))
     }
+}
+
+/// Where a URL points (no password).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// A Unix socket rather than TCP.
+    pub socket: bool,
 }
 
 /// How the characters a URL reserves are written inside a password.

@@ -11,6 +11,7 @@ mod config;
 mod consistency;
 mod contract;
 mod d1_files;
+mod doctor;
 mod emulator;
 mod emulator_vectorize;
 mod exact_ints;
