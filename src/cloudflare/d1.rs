@@ -87,9 +87,9 @@ impl D1 {
         let mut pacer = Pacer::new(self.poll_every, self.wait);
         loop {
             match self.api.call(what, Method::POST, &url, body).await {
-                Err(e) if d1_transfer::is_busy(&e.to_string()) => {
+                Err(Error::Api { message, .. }) if d1_transfer::is_busy(&message) => {
                     self.api.notify(&format!("{what}: D1 is busy with an import or export; waiting"));
-                    pacer.pause(what, &e.to_string()).await?;
+                    pacer.pause(what, &message).await?;
                 }
                 other => return other,
             }

@@ -414,6 +414,9 @@ fn emulator_failure_forms_and_the_export_of_a_virtual_table() {
             }
             let text = v["error"].as_str().unwrap_or_default();
             assert!(text.contains("Export is not supported for virtual tables"), "{form}: {v}");
+            if form == "refusal" {
+                return; // the harness's import reads only answers that succeed
+            }
             let failed = import(&emu, "INSERT INTO nowhere VALUES (1);\n").await;
             match form {
                 "wrangler" => {
