@@ -46,6 +46,13 @@ pub struct Cli {
           value_parser = crate::timeouts::parse_duration)]
     pub http_timeout: std::time::Duration,
 
+    /// Longest wait for one D1 import or export to finish (D1 runs them in
+    /// the background and pgflare polls), the wait for a database another
+    /// import or export holds included.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "15m",
+          value_parser = crate::timeouts::parse_duration)]
+    pub d1_wait: std::time::Duration,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -252,6 +259,24 @@ pub struct EmulateArgs {
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub vectorize_delay_ms: u64,
 
+    /// D1 imports and exports are asynchronous: each answers `status:
+    /// "active"` to this many polls (at least) before it completes. The
+    /// database refuses other requests until then.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub transfer_polls: u32,
+
+    /// How a failed D1 import or export reports it: as wrangler reads it
+    /// (`status: "error"` with `errors` for an import, `error` for an
+    /// export), as the OpenAPI schema has it (`error` for both), or as a
+    /// refusal (`success: false` with `error` in the result).
+    #[arg(long, value_enum, default_value = "wrangler", value_name = "FORM")]
+    pub transfer_failure: crate::emulator::FailureForm,
+
+    /// A D1 import or export not polled for this long is dropped, and its
+    /// database freed (D1 cancels an export that is not polled).
+    #[arg(long, default_value = "60s", value_name = "DURATION",
+          value_parser = crate::timeouts::parse_duration)]
+    pub transfer_poll_timeout: std::time::Duration,
     /// Write one JSON line per API request to FILE: method, path template,
     /// content type and the body's shape (keys and JSON types, never values
     /// or tokens), to compare what two clients send for the same job.
@@ -676,6 +701,7 @@ impl Cli {
             connect: self.connect_timeout,
             statement: self.statement_timeout,
             http: self.http_timeout,
+            d1_wait: self.d1_wait,
         }
     }
 }

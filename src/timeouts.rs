@@ -20,12 +20,15 @@
 use std::time::Duration;
 
 /// The bounds of one run (flags `--connect-timeout`, `--statement-timeout`,
-/// `--http-timeout`).
+/// `--http-timeout`, `--d1-wait`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
     pub connect: Duration,
     pub statement: Duration,
     pub http: Duration,
+    /// How long one D1 import or export may take, waiting for the database
+    /// to be free included ([`D1_WAIT`] by default).
+    pub d1_wait: Duration,
 }
 
 impl Default for Timeouts {
@@ -40,6 +43,7 @@ impl Default for Timeouts {
             connect: Duration::from_secs(30),
             statement: Duration::from_secs(15 * 60),
             http: Duration::from_secs(120),
+            d1_wait: D1_WAIT,
         }
     }
 }

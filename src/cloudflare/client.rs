@@ -79,6 +79,17 @@ impl Api {
         (self.on_retry)(&format!("{e}; retrying in {:.1}s", wait.as_secs_f64()));
     }
 
+    /// Tells the user about a wait that is not a retry (a D1 database
+    /// busy with an import), where retry notices go.
+    pub fn notify(&self, message: &str) {
+        (self.on_retry)(message);
+    }
+
+    /// The bounds of this run.
+    pub fn timeouts(&self) -> crate::timeouts::Timeouts {
+        self.settings.timeouts
+    }
+
     pub fn account_url(&self, path: &str) -> String {
         format!("{}/accounts/{}/{path}", self.settings.base_url, self.settings.account_id)
     }

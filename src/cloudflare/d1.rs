@@ -1,7 +1,11 @@
 //! The D1 database API: `query` for small batches of statements and the
 //! `import` flow (init, upload, ingest, poll) for large ones, the way
-//! `wrangler d1 execute --remote --file` runs a file. Imports run one at a
-//! time per database: D1 makes the database unavailable while one runs.
+//! `wrangler d1 execute --remote --file` runs a file, and the export. Imports
+//! and exports are D1 jobs that run in the background and are polled
+//! ([`super::d1_transfer`] reads the answers); D1 refuses every other
+//! request on the database while one runs, so this client sends none then,
+//! and waits out a job another process holds. Parameters go as strings,
+//! the only type D1's API takes ([`text_param`]).
 
 use std::time::Duration;
 
@@ -11,8 +15,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::client::Api;
+use super::d1_transfer::{self, Answer, Pacer};
 use crate::error::{Error, Result};
-use crate::timeouts::D1_WAIT;
 
 /// What D1 reported for executed SQL.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -27,17 +31,41 @@ pub struct Applied {
 pub struct D1 {
     api: std::sync::Arc<Api>,
     database_id: String,
-    import_lock: tokio::sync::Mutex<()>,
+    /// Imports and exports hold it alone, queries together: D1 refuses
+    /// every request while an import or export runs, so this process sends
+    /// none then.
+    gate: tokio::sync::RwLock<()>,
     poll_every: Duration,
+    /// How long an import or export may take ([`crate::timeouts::Timeouts::d1_wait`]).
+    wait: Duration,
+}
+
+/// D1's API takes parameters as strings only (the OpenAPI schema's
+/// `d1_params` is an array of strings: cloudflare-python
+/// `types/d1/database_query_params.py`). A numeric string still compares as
+/// a number with a column or expression of numeric affinity (SQLite applies
+/// the column's affinity to an operand without one); where the other side
+/// has none (`json_extract`, `json_each.value`), the SQL must `CAST` it.
+pub fn text_param(what: &str, v: &Value) -> Result<String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(if *b { "1" } else { "0" }.to_string()),
+        other => Err(Error::Internal(format!(
+            "{what}: a D1 parameter must be text or a number (D1's API takes strings), not {other}"
+        ))),
+    }
 }
 
 impl D1 {
     pub fn new(api: std::sync::Arc<Api>, database_id: &str) -> Self {
+        let wait = api.timeouts().d1_wait;
         D1 {
             api,
             database_id: database_id.to_string(),
-            import_lock: tokio::sync::Mutex::new(()),
+            gate: tokio::sync::RwLock::new(()),
             poll_every: Duration::from_millis(200),
+            wait,
         }
     }
 
@@ -49,10 +77,29 @@ impl D1 {
         self.api.account_url(&format!("d1/database/{}/{action}", self.database_id))
     }
 
+    /// A `query` request; while another import or export (of another
+    /// process, or one a stopped run left behind) holds the database, D1
+    /// refuses it before running it, so it is sent again until the database
+    /// is free or [`Self::wait`] has passed.
+    async fn call_query(&self, what: &str, body: &Value) -> Result<Value> {
+        let _shared = self.gate.read().await;
+        let url = self.url("query");
+        let mut pacer = Pacer::new(self.poll_every, self.wait);
+        loop {
+            match self.api.call(what, Method::POST, &url, body).await {
+                Err(Error::Api { message, .. }) if d1_transfer::is_busy(&message) => {
+                    self.api.notify(&format!("{what}: D1 is busy with an import or export; waiting"));
+                    pacer.pause(what, &message).await?;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Runs `sql` (one or more `;`-separated statements) as one request,
     /// which D1 runs as one transaction.
     pub async fn query(&self, what: &str, sql: &str) -> Result<Applied> {
-        let result = self.api.call(what, Method::POST, &self.url("query"), &query_body(sql)).await?;
+        let result = self.call_query(what, &query_body(sql)).await?;
         let entries = result.as_array().cloned().unwrap_or_default();
         let rows_written =
             entries.iter().filter_map(|e| e.pointer("/meta/rows_written").and_then(Value::as_u64)).sum();
@@ -60,11 +107,13 @@ impl D1 {
         Ok(Applied { statements: entries.len() as u64, rows_written, changes })
     }
 
-    /// Runs one statement with `?N` parameters and returns its rows (JSON
-    /// objects by column name).
+    /// Runs one statement with `?N` parameters (sent as text, see
+    /// [`text_param`]) and returns its rows (JSON objects by column name).
     pub async fn select(&self, what: &str, sql: &str, params: &[Value]) -> Result<Vec<Value>> {
-        let body = json!({ "sql": sql, "params": params });
-        let result = self.api.call(what, Method::POST, &self.url("query"), &body).await?;
+        let params = params.iter().map(|p| text_param(what, p)).collect::<Result<Vec<_>>>()?;
+        let body =
+            if params.is_empty() { json!({ "sql": sql }) } else { json!({ "sql": sql, "params": params }) };
+        let result = self.call_query(what, &body).await?;
         Ok(result
             .as_array()
             .and_then(|a| a.last())
@@ -75,55 +124,21 @@ impl D1 {
     }
 
     /// Runs a whole SQL file through the import flow; returns when D1 says
-    /// it is complete. A failed import leaves the database as it was.
+    /// it is complete. A failed import leaves the database as it was. When
+    /// D1 no longer knows the import (its end was lost, e.g. with a dropped
+    /// answer), the file is run again: the files pgflare imports are
+    /// upserts, so a second run ends in the same rows.
     pub async fn import(&self, what: &str, sql: bytes::Bytes) -> Result<Applied> {
-        let _one_at_a_time = self.import_lock.lock().await;
+        let _alone = self.gate.write().await;
         let etag = hex::encode(Md5::digest(&sql));
         let url = self.url("import");
-        let init = self
-            .api
-            .call(
-                &format!("{what}: import init"),
-                Method::POST,
-                &url,
-                &json!({"action": "init", "etag": etag}),
-            )
-            .await?;
-        let mut state = if let Some(upload_url) = init.get("upload_url").and_then(Value::as_str) {
-            let filename = init.get("filename").and_then(Value::as_str).unwrap_or_default().to_string();
-            let (headers, _) = self
-                .api
-                .fetch(&format!("{what}: import upload"), Method::PUT, upload_url, Some(sql.clone()))
-                .await?;
-            let returned = headers
-                .get(reqwest::header::ETAG)
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.trim_matches('"').to_string())
-                .unwrap_or_default();
-            if returned != etag {
-                return Err(Error::Api {
-                    what: format!("{what}: import upload"),
-                    status: None,
-                    message: format!("the upload's ETag is `{returned}`, expected the file's MD5 `{etag}`"),
-                    hint: "the file was damaged in transit; run the command again".into(),
-                });
-            }
-            self.api
-                .call(
-                    &format!("{what}: import ingest"),
-                    Method::POST,
-                    &url,
-                    &json!({"action": "ingest", "filename": filename, "etag": etag}),
-                )
-                .await?
-        } else {
-            // D1 already has this exact file: it answers like a poll.
-            init
-        };
-        let (mut poll, started) = (self.poll_every, std::time::Instant::now());
+        let mut pacer = Pacer::new(self.poll_every, self.wait);
+        let mut lost = 0;
         loop {
-            match state.get("status").and_then(Value::as_str) {
-                Some("complete") => {
+            let first = self.import_begin(what, &sql, &etag, &url).await?;
+            let poll = |bm: &str| json!({"action": "poll", "current_bookmark": bm});
+            match self.follow(&format!("{what}: import poll"), &url, first, &mut pacer, &poll).await? {
+                Answer::Complete(state) => {
                     let r = state.get("result").cloned().unwrap_or(Value::Null);
                     return Ok(Applied {
                         statements: r.get("num_queries").and_then(Value::as_u64).unwrap_or(0),
@@ -131,69 +146,102 @@ impl D1 {
                         changes: 0,
                     });
                 }
-                Some("error") => {
-                    let message = state
-                        .get("error")
-                        .map(|e| e.as_str().map(str::to_string).unwrap_or_else(|| e.to_string()))
-                        .unwrap_or_else(|| "import failed".into());
-                    let hint = super::limits::shape_limit_hint(what, &message).unwrap_or_else(|| {
-                        "D1 refused the file and left the database as it was; the message above is SQLite's"
-                            .into()
-                    });
-                    return Err(Error::Api { what: what.to_string(), status: None, message, hint });
+                Answer::Busy(text) => {
+                    self.api.notify(&format!("{what}: {text} Waiting for the database"));
+                    pacer.pause(&format!("{what}: import"), &text).await?;
                 }
-                _ => {}
+                Answer::Gone(text) if lost < 2 => {
+                    lost += 1;
+                    self.api.notify(&format!("{what}: D1 answered \"{text}\" before the import's end was seen; running the file again (its statements are upserts)"));
+                }
+                other => return Err(import_failed(what, other)),
             }
-            waited_too_long(&format!("{what}: import"), started)?;
-            let bookmark = state.get("at_bookmark").cloned().unwrap_or(Value::Null);
-            tokio::time::sleep(poll).await;
-            // Polls count against the request budget: a long import must not
-            // spend it, so the interval grows to 5 s.
-            poll = (poll * 3 / 2).min(std::time::Duration::from_secs(5));
-            state = self
-                .api
-                .call(
-                    &format!("{what}: import poll"),
-                    Method::POST,
-                    &url,
-                    &json!({"action": "poll", "current_bookmark": bookmark}),
-                )
-                .await?;
+        }
+    }
+
+    /// `init` (and when D1 does not have the file yet, the upload and
+    /// `ingest`): the first answer about the import.
+    async fn import_begin(&self, what: &str, sql: &bytes::Bytes, etag: &str, url: &str) -> Result<Value> {
+        let init = json!({"action": "init", "etag": etag});
+        let init = self.api.call(&format!("{what}: import init"), Method::POST, url, &init).await?;
+        // D1 already has this exact file: it answers like a poll.
+        let Some(upload_url) = init.get("upload_url").and_then(Value::as_str) else { return Ok(init) };
+        let filename = init.get("filename").and_then(Value::as_str).unwrap_or_default().to_string();
+        let (headers, _) = self
+            .api
+            .fetch(&format!("{what}: import upload"), Method::PUT, upload_url, Some(sql.clone()))
+            .await?;
+        let returned = headers
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.trim_matches('"').to_string())
+            .unwrap_or_default();
+        if returned != etag {
+            return Err(Error::Api {
+                what: format!("{what}: import upload"),
+                status: None,
+                message: format!("the upload's ETag is `{returned}`, expected the file's MD5 `{etag}`"),
+                hint: "the file was damaged in transit; run the command again".into(),
+            });
+        }
+        let ingest = json!({"action": "ingest", "filename": filename, "etag": etag});
+        self.api.call(&format!("{what}: import ingest"), Method::POST, url, &ingest).await
+    }
+
+    /// Polls a job from its first answer until it is no longer running;
+    /// returns its last answer, read. It never polls without a bookmark.
+    async fn follow(
+        &self,
+        what: &str,
+        url: &str,
+        mut state: Value,
+        pacer: &mut Pacer,
+        poll: &dyn Fn(&str) -> Value,
+    ) -> Result<Answer> {
+        loop {
+            let Answer::Active(bookmark) = d1_transfer::read(&state) else {
+                return Ok(d1_transfer::read(&state));
+            };
+            pacer.pause(what, "still running").await?;
+            state = self.api.call(what, Method::POST, url, &poll(&bookmark)).await?;
         }
     }
 
     /// Exports the database as SQL (schema and rows, as `wrangler d1
     /// export` does) into `path`: start, poll until complete, then stream
-    /// the dump from its signed URL. Returns the bytes written.
+    /// the dump from its signed URL. Returns the bytes written. An export
+    /// D1 lost track of is started again (it only reads).
     pub async fn export_to(&self, what: &str, path: &std::path::Path) -> Result<u64> {
+        let _alone = self.gate.write().await;
         let url = self.url("export");
-        let mut state = self
-            .api
-            .call(&format!("{what}: export"), Method::POST, &url, &json!({"output_format": "polling"}))
-            .await?;
-        let (mut poll, started) = (self.poll_every, std::time::Instant::now());
-        loop {
-            match state.get("status").and_then(Value::as_str) {
-                Some("complete") => break,
-                Some("error") => {
+        let mut pacer = Pacer::new(self.poll_every, self.wait);
+        let mut lost = 0;
+        let state = loop {
+            let start = json!({"output_format": "polling"});
+            let first = self.api.call(&format!("{what}: export"), Method::POST, &url, &start).await?;
+            let poll = |bm: &str| json!({"output_format": "polling", "current_bookmark": bm});
+            match self.follow(&format!("{what}: export poll"), &url, first, &mut pacer, &poll).await? {
+                Answer::Complete(state) => break state,
+                Answer::Busy(text) => {
+                    self.api.notify(&format!("{what}: {text} Waiting for the database"));
+                    pacer.pause(&format!("{what}: export"), &text).await?;
+                }
+                Answer::Gone(_) if lost < 2 => lost += 1,
+                Answer::Failed(message) | Answer::Gone(message) | Answer::Malformed(message) => {
                     return Err(Error::Api {
                         what: format!("{what}: export"),
                         status: None,
-                        message: state
-                            .get("error")
-                            .map(|e| e.to_string())
-                            .unwrap_or_else(|| "export failed".into()),
-                        hint: "D1 could not export the database; run the command again later".into(),
+                        message,
+                        hint: "D1 could not export the database (the message above is Cloudflare's); \
+                               run the command again later"
+                            .into(),
                     })
                 }
-                _ => {}
+                Answer::Active(_) => {
+                    return Err(Error::Internal("an active export was left unpolled".into()))
+                }
             }
-            waited_too_long(&format!("{what}: export"), started)?;
-            tokio::time::sleep(poll).await;
-            poll = (poll * 3 / 2).min(std::time::Duration::from_secs(5));
-            let body = json!({"output_format": "polling", "current_bookmark": state.get("at_bookmark")});
-            state = self.api.call(&format!("{what}: export poll"), Method::POST, &url, &body).await?;
-        }
+        };
         let signed =
             state.pointer("/result/signed_url").and_then(Value::as_str).ok_or_else(|| Error::Api {
                 what: format!("{what}: export"),
@@ -205,22 +253,22 @@ impl D1 {
     }
 }
 
-/// An import or export still running after [`D1_WAIT`] is given up on
-/// (polling it for ever would hang the run): the error says so, and the
-/// rerun sends the range again (upserts: harmless).
-fn waited_too_long(what: &str, started: std::time::Instant) -> Result<()> {
-    if started.elapsed() < D1_WAIT {
-        return Ok(());
-    }
-    Err(Error::Api {
-        what: what.to_string(),
-        status: None,
-        message: format!("D1 has not finished it after {}", crate::timeouts::human(D1_WAIT)),
-        hint: "D1 may be overloaded or stuck on this database; run the command again later \
-               (finished ranges are not redone)"
-            .into(),
-    })
+/// The error of an import that ended without completing: Cloudflare's own
+/// text, and what to do.
+fn import_failed(what: &str, end: Answer) -> Error {
+    let message = match end {
+        Answer::Failed(t) | Answer::Busy(t) | Answer::Malformed(t) => t,
+        Answer::Gone(t) => format!("{t} (D1 no longer knows the import, twice: its end was never seen)"),
+        Answer::Complete(_) | Answer::Active(_) => "the import ended in an unexpected state".into(),
+    };
+    let hint = super::limits::shape_limit_hint(what, &message).unwrap_or_else(|| {
+        "D1 refused the file and left the database as it was; the message above is Cloudflare's".into()
+    });
+    Error::Api { what: what.to_string(), status: None, message, hint }
 }
+#[cfg(test)]
+#[path = "d1_tests.rs"]
+mod tests;
 
 /// The body of a `query` request running `sql`. D1 prepares a
 /// multi-statement `sql` as one text: each `sqlite3_prepare_v3` gets all
@@ -239,7 +287,7 @@ fn query_body(sql: &str) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+mod query_body_tests {
     use super::*;
     use proptest::prelude::*;
 

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod d1;
+mod d1_transfer;
 pub mod limits;
 pub mod ratelimit;
 pub mod retry;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::cli::EmulateArgs;
-use crate::emulator::{Emulator, EmulatorConfig, Faults};
+use crate::emulator::{Emulator, EmulatorConfig, Faults, TransferOptions};
 
 pub async fn run(args: EmulateArgs, json: bool) -> anyhow::Result<ExitCode> {
     let (rate_limit_requests, rate_limit_window) =
@@ -29,6 +29,11 @@ pub async fn run(args: EmulateArgs, json: bool) -> anyhow::Result<ExitCode> {
         },
         vectorize_delay: Duration::from_millis(args.vectorize_delay_ms),
         request_log: args.request_log,
+        d1_transfers: TransferOptions {
+            polls: args.transfer_polls,
+            failure: args.transfer_failure,
+            poll_timeout: args.transfer_poll_timeout,
+        },
     };
     let emu = Emulator::start(cfg).await?;
     // One write: a reader that takes the first line and closes the pipe

@@ -2,6 +2,17 @@
 //! create, list and show databases, and `query`/`raw` (one transaction per
 //! request, one result per statement). Import and export live in
 //! [`super::d1_import`]. SQLite work runs in `spawn_blocking`.
+//!
+//! Query bodies are held to the OpenAPI schema (cloudflare-python
+//! `types/d1/database_query_params.py`, workers-sdk
+//! `packages/miniflare/src/workers/local-explorer/generated/zod.gen.ts`
+//! `zD1BatchQuery`): `{sql, params?}` or `{batch: [{sql, params?}]}` with
+//! `params` an array of strings; anything else (a number or null among the
+//! params, an unknown field) is refused with HTTP 400 and code 10001, as
+//! Cloudflare's own local explorer refuses a body its schema does not allow
+//! (`local-explorer/common.ts` `validationHook`). While an import or
+//! export runs, queries on that database are refused (HTTP 400, code 7500,
+//! "Currently processing a long-running import." as observed).
 
 use std::collections::HashMap;
 use std::path::Path as FsPath;
@@ -18,8 +29,9 @@ use serde_json::{json, Value};
 
 use super::d1_exec::{Entry, Outcome};
 use super::d1_import::{self, Transfers};
+use super::d1_jobs::TransferOptions;
 use super::d1_store::{valid_id, Db, Store};
-use super::envelope::{ok, parse, ApiError};
+use super::envelope::{ok, parse, ApiError, CODE_SQL};
 use super::server::{DOWNLOAD_PREFIX, UPLOAD_PREFIX};
 use super::State as Shared;
 use crate::error::Result;
@@ -31,14 +43,20 @@ pub(crate) struct D1 {
 }
 
 impl D1 {
-    pub fn new(store: Store, data_dir: &FsPath) -> Result<D1> {
-        Ok(D1 { store: Arc::new(store), transfers: Transfers::new(data_dir)? })
+    pub fn new(store: Store, data_dir: &FsPath, opts: TransferOptions) -> Result<D1> {
+        Ok(D1 { store: Arc::new(store), transfers: Transfers::new(data_dir, opts)? })
     }
 
     /// The database of a path, or D1's 404.
     pub fn db(&self, id: &str) -> std::result::Result<Arc<Db>, ApiError> {
         valid_id(id).then(|| self.store.get(id)).flatten().ok_or_else(|| ApiError::no_database(id))
     }
+}
+
+/// A body the schema does not allow: HTTP 400, code 10001, the field's
+/// path in the message (workers-sdk `local-explorer/common.ts`).
+pub fn schema_error(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, 10001, message)
 }
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
@@ -63,12 +81,11 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("worker task failed: {e}")))?
 }
 
-/// The database list, paged as the SDKs read it: `page` (from 1) and
-/// `per_page`, with `result_info`. cloudflare-python's
-/// `SyncV4PagePaginationArray` (cloudflare/pagination.py) asks for page + 1
-/// until a page comes back empty and wrangler's `listDatabases`
-/// (packages/wrangler/src/d1/list.ts) until one is shorter than its
-/// `per_page` of 10: a list that ignores `page` makes both loop for ever.
+/// The database list, paged as the SDKs page it (cloudflare-python
+/// `pagination.py` `V4PagePaginationArray` asks for the next `page` until
+/// one comes back empty; wrangler `d1/list.ts` until one is short): `page`
+/// from 1, `per_page` 10..=10000 (the API reference's bounds; the default,
+/// not documented, is taken as the smallest), and `result_info`.
 /// Items hold the fields of cloudflare-python's
 /// `types/d1/database_list_response.py` (no size or table count: those are
 /// in the single database's answer, `types/d1/d1.py`).
@@ -76,13 +93,15 @@ async fn list(
     State(st): State<Arc<Shared>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> std::result::Result<Response, ApiError> {
-    let number = |key: &str, default: usize| match q.get(key) {
-        None => Ok(default),
-        Some(v) => v.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-            ApiError::bad_request(format!("`{key}` must be a whole number of at least 1, got {v:?}"))
-        }),
+    let number = |key: &str, default: usize, range: std::ops::RangeInclusive<usize>| {
+        let Some(text) = q.get(key) else { return Ok(default) };
+        text.parse::<usize>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| schema_error(format!("{key}: expected a number in {range:?}, received `{text}`")))
     };
-    let (page, per_page) = (number("page", 1)?, number("per_page", 1000)?.min(10_000));
+    let page = number("page", 1, 1..=usize::MAX)?;
+    let per_page = number("per_page", 10, 10..=10_000)?;
     let dbs: Vec<Arc<Db>> = st
         .d1
         .store
@@ -132,23 +151,45 @@ async fn show(
     State(st): State<Arc<Shared>>,
     Path((_, id)): Path<(String, String)>,
 ) -> std::result::Result<Response, ApiError> {
-    let db = st.d1.db(&id)?;
+    // wrangler looks a database up by name on this path (`d1/utils.ts`
+    // `getDatabaseByNameOrBinding`): a name answers like its id.
+    let by_name = st.d1.store.list().into_iter().find(|d| d.record.name == id);
+    let db = match by_name {
+        Some(db) => db,
+        None => st.d1.db(&id)?,
+    };
     Ok(ok(blocking(move || Ok(db.info())).await?))
 }
 
+/// One query of the schema: `sql` and optional `params`, all strings.
 #[derive(Deserialize)]
-struct QueryBody {
-    sql: Option<String>,
+#[serde(deny_unknown_fields)]
+struct SingleQuery {
+    sql: String,
     #[serde(default)]
-    params: Vec<Value>,
-    batch: Option<Vec<BatchEntry>>,
+    params: Vec<String>,
 }
 
 #[derive(Deserialize)]
-struct BatchEntry {
-    sql: String,
-    #[serde(default)]
-    params: Vec<Value>,
+#[serde(deny_unknown_fields)]
+struct BatchQuery {
+    batch: Vec<SingleQuery>,
+}
+
+/// The statements of a query body, or the schema's refusal.
+fn entries(body: &[u8]) -> std::result::Result<Vec<Entry>, ApiError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| schema_error(format!("body: {e}")))?;
+    let entry =
+        |q: SingleQuery| Entry { sql: q.sql, params: q.params.into_iter().map(Value::String).collect() };
+    if v.get("batch").is_some() {
+        let b: BatchQuery = serde_json::from_value(v).map_err(|e| schema_error(format!("batch: {e}")))?;
+        if b.batch.is_empty() {
+            return Err(schema_error("batch: expected at least one query"));
+        }
+        return Ok(b.batch.into_iter().map(entry).collect());
+    }
+    let q: SingleQuery = serde_json::from_value(v).map_err(|e| schema_error(format!("body: {e}")))?;
+    Ok(vec![entry(q)])
 }
 
 async fn query(
@@ -187,18 +228,10 @@ async fn raw(
 /// Parses a query/raw body and runs it as one transaction.
 async fn run(st: &Shared, id: &str, body: &[u8]) -> std::result::Result<Vec<Outcome>, ApiError> {
     let db = st.d1.db(id)?;
-    let body: QueryBody = parse(body)?;
-    let entries: Vec<Entry> = match (body.sql, body.batch) {
-        (Some(sql), None) => vec![Entry { sql, params: body.params }],
-        (None, Some(batch)) if !batch.is_empty() => {
-            batch.into_iter().map(|b| Entry { sql: b.sql, params: b.params }).collect()
-        }
-        _ => {
-            return Err(ApiError::bad_request(
-                "Give either `sql` (with optional `params`) or a non-empty `batch`",
-            ))
-        }
-    };
+    let entries = entries(body)?;
+    if let Some(kind) = st.d1.transfers.jobs.busy(&db.record.uuid) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, CODE_SQL, kind.busy()));
+    }
     blocking(move || db.lock().run_request(&entries).map_err(|e| ApiError::sql(e.0))).await
 }
 

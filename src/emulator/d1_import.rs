@@ -1,6 +1,7 @@
 //! D1's file import (what `wrangler d1 execute --remote --file` does) and
 //! export, with the field names wrangler reads (workers-sdk
-//! `packages/wrangler/src/d1/execute.ts`, `export.ts`, `types.ts`):
+//! `packages/wrangler/src/d1/execute.ts`, `export.ts`, `types.ts`), run as
+//! the asynchronous jobs of [`super::d1_jobs`]:
 //!
 //! - `init {etag}` -> `{success, filename, upload_url}`; when a file with
 //!   that MD5 was already uploaded to this database, the import starts at
@@ -9,14 +10,25 @@
 //! - `PUT upload_url` (no token) -> 200 with `ETag: "<md5>"`;
 //! - `ingest {filename, etag}` and `poll {current_bookmark}` ->
 //!   `{success, type: "import", at_bookmark, status, messages, errors}`, plus
-//!   `result {final_bookmark, num_queries, meta}` when complete, or `error`
-//!   (and `errors`) with SQLite's message when it failed.
+//!   `result {final_bookmark, num_queries, meta}` when complete; a failure
+//!   in the form [`FailureForm`] says;
+//! - export `{output_format: "polling", dump_options, current_bookmark}` ->
+//!   the same polling answers with `result {filename, signed_url}`.
+//!
+//! Bodies are checked against the OpenAPI schema's types (cloudflare-python
+//! `types/d1/database_import_params.py`: `init`, `ingest` and `poll` each
+//! with their required fields; `database_export_params.py`), unknown fields
+//! refused, the way Cloudflare's own local explorer refuses a body its
+//! schema does not allow (HTTP 400, code 10001: workers-sdk
+//! `packages/miniflare/src/workers/local-explorer/common.ts`
+//! `validationHook`). A poll without a bookmark is such a body.
 //!
 //! The import runs in a background task as one transaction; a failed file
-//! leaves the database unchanged. While it runs, other requests on that
-//! database wait for it (they queue on the database's connection) rather
-//! than fail; polls do not wait. Ingest waits up to a second before
-//! answering, as D1 does, so small files need no second round trip.
+//! leaves the database unchanged. A start while another job holds the
+//! database is refused as `{success: false, error}` (observed: "Currently
+//! processing a long-running export. Cannot start a new export until that
+//! completes or times out." printed by wrangler without an error code, so
+//! from its `PollingFailure` branch).
 
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Write};
@@ -35,21 +47,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
-use super::d1::{blocking, not_found_plain};
+use super::d1::{not_found_plain, schema_error};
 use super::d1_dump::{dump, DumpError, DumpOptions};
-use super::d1_exec::Meta;
+use super::d1_jobs::{Ended, FailureForm, Jobs, Kind, Seen, TransferOptions};
 use super::d1_store::Db;
-use super::envelope::{ok, parse, ApiError};
+use super::envelope::{ok, ApiError};
 use super::server::{DOWNLOAD_PREFIX, UPLOAD_PREFIX};
 use super::State as Shared;
 use crate::error::{Error, Result};
-
-#[derive(Clone)]
-enum ImportStatus {
-    Active,
-    Complete { final_bookmark: String, num_queries: u64, meta: Meta },
-    Error(String),
-}
 
 struct UploadSlot {
     db: String,
@@ -62,17 +67,16 @@ struct Uploaded {
     etag: String,
 }
 
-/// Uploads, imports and exports in flight or done (in memory: they do not
-/// survive a restart, like D1's short-lived signed URLs).
+/// Uploads, jobs and export files (in memory: they do not survive a
+/// restart, like D1's short-lived signed URLs).
 pub(crate) struct Transfers {
     dir: PathBuf,
     uploads: Mutex<HashMap<String, UploadSlot>>,
     /// (database id, filename) -> the uploaded file.
     files: Mutex<HashMap<(String, String), Uploaded>>,
-    imports: Arc<Mutex<HashMap<String, ImportStatus>>>,
-    /// Export download id -> dump file; export bookmark -> its answer.
-    exports: Mutex<HashMap<String, PathBuf>>,
-    export_answers: Mutex<HashMap<String, Value>>,
+    pub jobs: Arc<Jobs>,
+    /// Export download id -> dump file.
+    exports: Arc<Mutex<HashMap<String, PathBuf>>>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -80,16 +84,15 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Transfers {
-    pub fn new(data_dir: &FsPath) -> Result<Transfers> {
+    pub fn new(data_dir: &FsPath, opts: TransferOptions) -> Result<Transfers> {
         let dir = data_dir.join("transfers");
         std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
         Ok(Transfers {
             dir,
             uploads: Mutex::default(),
             files: Mutex::default(),
-            imports: Arc::default(),
-            exports: Mutex::default(),
-            export_answers: Mutex::default(),
+            jobs: Arc::new(Jobs::new(opts)),
+            exports: Arc::default(),
         })
     }
 }
@@ -115,12 +118,13 @@ fn origin(headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
+/// The import body: one of the schema's three actions, nothing else.
 #[derive(Deserialize)]
-pub struct ImportBody {
-    action: String,
-    etag: Option<String>,
-    filename: Option<String>,
-    current_bookmark: Option<String>,
+#[serde(tag = "action", rename_all = "lowercase", deny_unknown_fields)]
+enum ImportBody {
+    Init { etag: String },
+    Ingest { filename: String, etag: String },
+    Poll { current_bookmark: String },
 }
 
 pub async fn import(
@@ -130,28 +134,28 @@ pub async fn import(
     body: Bytes,
 ) -> std::result::Result<Response, ApiError> {
     let db = st.d1.db(&id)?;
-    let body: ImportBody = parse(&body)?;
+    let body: ImportBody =
+        serde_json::from_slice(&body).map_err(|e| schema_error(format!("import body: {e}")))?;
     let t = &st.d1.transfers;
-    match body.action.as_str() {
-        "init" => {
-            let etag = body.etag.filter(|e| e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit()));
-            let etag =
-                etag.ok_or_else(|| ApiError::bad_request("init needs `etag`: the MD5 (hex) of the file"))?;
+    match body {
+        ImportBody::Init { etag } => {
+            if !(etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())) {
+                return Err(schema_error("etag: expected the MD5 (32 hex digits) of the file"));
+            }
             let filename = format!("{}.sql", etag.to_ascii_lowercase());
             let done = locked(&t.files).get(&(id.clone(), filename.clone())).cloned();
             if let Some(up) = done.filter(|u| u.etag.eq_ignore_ascii_case(&etag)) {
-                let (bm, rx) = start_import(t, db, up.path);
-                return Ok(ok(poll_answer(t, &bm, Some(rx)).await));
+                return Ok(ok(start_import(t, db, up.path).await));
+            }
+            if let Some(kind) = t.jobs.busy(&id) {
+                return Ok(ok(refusal(&kind.busy())));
             }
             let upload_id = random_hex(16);
             locked(&t.uploads).insert(upload_id.clone(), UploadSlot { db: id, filename: filename.clone() });
             let upload_url = format!("{}{UPLOAD_PREFIX}{upload_id}", origin(&headers));
             Ok(ok(json!({ "success": true, "filename": filename, "upload_url": upload_url })))
         }
-        "ingest" => {
-            let (Some(filename), Some(etag)) = (body.filename, body.etag) else {
-                return Err(ApiError::bad_request("ingest needs `filename` and `etag` (from init)"));
-            };
+        ImportBody::Ingest { filename, etag } => {
             let up = locked(&t.files).get(&(id, filename.clone())).cloned().ok_or_else(|| {
                 ApiError::bad_request(format!("{filename} was not uploaded: PUT it to the upload_url first"))
             })?;
@@ -161,64 +165,73 @@ pub async fn import(
                     up.etag
                 )));
             }
-            let (bm, rx) = start_import(t, db, up.path);
-            Ok(ok(poll_answer(t, &bm, Some(rx)).await))
+            Ok(ok(start_import(t, db, up.path).await))
         }
-        "poll" => {
-            let bm = body
-                .current_bookmark
-                .ok_or_else(|| ApiError::bad_request("poll needs `current_bookmark`"))?;
-            Ok(ok(poll_answer(t, &bm, None).await))
-        }
-        other => {
-            Err(ApiError::bad_request(format!("unknown import action `{other}`: use init, ingest or poll")))
+        ImportBody::Poll { current_bookmark } => {
+            Ok(ok(answer(t, Kind::Import, &current_bookmark, t.jobs.poll(&current_bookmark, Kind::Import))))
         }
     }
 }
 
-/// Starts the import in a blocking task; the receiver fires when it ends.
-fn start_import(t: &Transfers, db: Arc<Db>, path: PathBuf) -> (String, tokio::sync::oneshot::Receiver<()>) {
+/// `{success: false, error}`: wrangler's `PollingFailure`.
+fn refusal(message: &str) -> Value {
+    json!({ "success": false, "error": message })
+}
+
+/// Starts the import in a blocking task and answers as its first poll
+/// (after waiting up to a second for it when no active answers are due,
+/// as D1 does: "The server delays before responding in case the file is
+/// quite small", execute.ts).
+async fn start_import(t: &Transfers, db: Arc<Db>, path: PathBuf) -> Value {
     let bm = bookmark();
-    locked(&t.imports).insert(bm.clone(), ImportStatus::Active);
-    let (imports, key) = (t.imports.clone(), bm.clone());
+    if let Err(kind) = t.jobs.start(&db.record.uuid, Kind::Import, &bm) {
+        return refusal(&kind.busy());
+    }
+    let (jobs, key) = (t.jobs.clone(), bm.clone());
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::task::spawn_blocking(move || {
-        let status = match std::fs::File::open(&path) {
+        let ended = match std::fs::File::open(&path) {
             Ok(f) => match db.lock().run_file(BufReader::new(f)) {
-                Ok((num_queries, meta)) => {
-                    ImportStatus::Complete { final_bookmark: bookmark(), num_queries, meta }
-                }
-                Err(e) => ImportStatus::Error(e.0),
+                Ok((num_queries, meta)) => Ended::Complete(
+                    json!({ "final_bookmark": bookmark(), "num_queries": num_queries, "meta": meta }),
+                ),
+                Err(e) => Ended::Failed(e.0),
             },
-            Err(e) => ImportStatus::Error(format!("reading the uploaded file: {e}")),
+            Err(e) => Ended::Failed(format!("reading the uploaded file: {e}")),
         };
-        locked(&imports).insert(key, status);
+        jobs.end(&key, ended);
         let _ = tx.send(());
     });
-    (bm, rx)
-}
-
-/// The poll answer of an import, after waiting up to a second for `done`.
-async fn poll_answer(t: &Transfers, bm: &str, done: Option<tokio::sync::oneshot::Receiver<()>>) -> Value {
-    if let Some(rx) = done {
+    if t.jobs.options().polls == 0 {
         let _ = tokio::time::timeout(Duration::from_secs(1), rx).await;
     }
-    let Some(status) = locked(&t.imports).get(bm).cloned() else {
-        return json!({ "success": false, "error": format!("Unknown bookmark {bm}: no import with it is known") });
-    };
-    let mut v = json!({ "success": true, "type": "import", "at_bookmark": bm, "messages": [], "errors": [] });
-    match status {
-        ImportStatus::Active => v["status"] = "active".into(),
-        ImportStatus::Complete { final_bookmark, num_queries, meta } => {
+    answer(t, Kind::Import, &bm, t.jobs.poll(&bm, Kind::Import))
+}
+
+/// A poll answer of a job, its failure in the configured form.
+fn answer(t: &Transfers, kind: Kind, bm: &str, seen: Seen) -> Value {
+    let mut v = json!({ "success": true, "type": kind.name(), "at_bookmark": bm, "messages": [] });
+    if kind == Kind::Import {
+        v["errors"] = json!([]);
+    }
+    match seen {
+        Seen::Unknown => return refusal(kind.nothing()),
+        Seen::Active => v["status"] = "active".into(),
+        Seen::Ended(Ended::Complete(result)) => {
             v["status"] = "complete".into();
-            v["result"] =
-                json!({ "final_bookmark": final_bookmark, "num_queries": num_queries, "meta": meta });
+            v["result"] = result;
         }
-        ImportStatus::Error(msg) => {
-            v["status"] = "error".into();
-            v["errors"] = json!([msg]);
-            v["error"] = msg.into();
-        }
+        Seen::Ended(Ended::Failed(msg)) => match (t.jobs.options().failure, kind) {
+            (FailureForm::Refusal, _) => return refusal(&msg),
+            (FailureForm::Wrangler, Kind::Import) => {
+                v["status"] = "error".into();
+                v["errors"] = json!([msg]);
+            }
+            (FailureForm::Wrangler | FailureForm::Schema, _) => {
+                v["status"] = "error".into();
+                v["error"] = msg.into();
+            }
+        },
     }
     v
 }
@@ -256,16 +269,24 @@ pub async fn upload(State(st): State<Arc<Shared>>, Path(id): Path<String>, body:
     (StatusCode::OK, [(header::ETAG, format!("\"{etag}\""))]).into_response()
 }
 
+/// The export body (cloudflare-python `types/d1/database_export_params.py`).
 #[derive(Deserialize)]
-pub struct ExportBody {
-    output_format: Option<String>,
+#[serde(deny_unknown_fields)]
+struct ExportBody {
+    output_format: OutputFormat,
     #[serde(default)]
     dump_options: DumpOptions,
     current_bookmark: Option<String>,
 }
 
-/// `POST export`: the dump is written at once, so the first answer is
-/// already `complete` (a poll with its bookmark answers the same).
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum OutputFormat {
+    Polling,
+}
+
+/// `POST export`: without a bookmark it starts an export (the dump is
+/// written by a background task), with one it polls it.
 pub async fn export(
     State(st): State<Arc<Shared>>,
     Path((_, id)): Path<(String, String)>,
@@ -273,60 +294,69 @@ pub async fn export(
     body: Bytes,
 ) -> std::result::Result<Response, ApiError> {
     let db = st.d1.db(&id)?;
-    let body: ExportBody = parse(&body)?;
-    let t = &st.d1.transfers;
-    if body.output_format.as_deref().is_some_and(|f| f != "polling") {
-        return Err(ApiError::bad_request("output_format must be \"polling\""));
+    let raw: Value = serde_json::from_slice(&body).map_err(|e| schema_error(format!("export body: {e}")))?;
+    // `current_bookmark: null` is not "absent": the schema types it as a
+    // string, and taking it for a new export would hide a client's bug.
+    if raw.get("current_bookmark").is_some_and(Value::is_null) {
+        return Err(schema_error("current_bookmark: expected a string, received null"));
     }
+    let body: ExportBody =
+        serde_json::from_value(raw).map_err(|e| schema_error(format!("export body: {e}")))?;
+    let OutputFormat::Polling = body.output_format;
+    let t = &st.d1.transfers;
     if let Some(bm) = &body.current_bookmark {
-        if let Some(answer) = locked(&t.export_answers).get(bm).cloned() {
-            return Ok(ok(answer));
-        }
+        return Ok(ok(answer(t, Kind::Export, bm, t.jobs.poll(bm, Kind::Export))));
+    }
+    let bm = bookmark();
+    if let Err(kind) = t.jobs.start(&id, Kind::Export, &bm) {
+        let msg = match kind {
+            Kind::Export => {
+                format!("{} Cannot start a new export until that completes or times out.", kind.busy())
+            }
+            Kind::Import => kind.busy(),
+        };
+        return Ok(ok(refusal(&msg)));
     }
     let download_id = random_hex(16);
     let path = t.dir.join(format!("export-{download_id}.sql"));
-    let (opts, file_path) = (body.dump_options, path.clone());
-    let refused = blocking(move || {
-        let file = std::fs::File::create(&file_path).map_err(|e| ApiError::internal(e.to_string()))?;
-        let mut out = BufWriter::new(file);
-        let conn = db.lock();
-        match conn
-            .with_internal(|c| Ok(dump(c, &opts, &mut out)))
-            .map_err(|e| ApiError::internal(e.to_string()))?
-        {
-            Err(DumpError::Refused(text)) => return Ok(Some(text)),
-            other => other.map_err(|e| ApiError::internal(format!("export: {e}")))?,
-        }
-        out.flush().map_err(|e| ApiError::internal(e.to_string())).map(|_| None)
-    })
-    .await?;
-    let bm = bookmark();
-    // What D1's export refuses is a failed export, the form wrangler reads
-    // (`ExportPollingResponse` with `status: "error"` and `error`, in
-    // workers-sdk `packages/wrangler/src/d1/types.ts` and `export.ts`).
-    if let Some(text) = refused {
-        let _ = std::fs::remove_file(&path);
-        let answer = json!({
-            "success": true, "type": "export", "at_bookmark": bm, "status": "error",
-            "error": text, "messages": [],
-        });
-        locked(&t.export_answers).insert(bm, answer.clone());
-        return Ok(ok(answer));
-    }
-    locked(&t.exports).insert(download_id.clone(), path);
-    let answer = json!({
-        "success": true,
-        "type": "export",
-        "at_bookmark": bm,
-        "status": "complete",
-        "messages": [],
-        "result": {
-            "filename": format!("{id}-{bm}.sql"),
-            "signed_url": format!("{}{DOWNLOAD_PREFIX}{download_id}", origin(&headers)),
-        },
+    let signed_url = format!("{}{DOWNLOAD_PREFIX}{download_id}", origin(&headers));
+    let (jobs, exports, key, opts) = (t.jobs.clone(), t.exports.clone(), bm.clone(), body.dump_options);
+    let filename = format!("{id}-{bm}.sql");
+    tokio::task::spawn_blocking(move || {
+        let ended = match write_dump(&db, &opts, &path) {
+            Ok(()) => {
+                locked(&exports).insert(download_id, path);
+                Ended::Complete(json!({ "filename": filename, "signed_url": signed_url }))
+            }
+            Err(e) => Ended::Failed(e),
+        };
+        jobs.end(&key, ended);
     });
-    locked(&t.export_answers).insert(bm, answer.clone());
-    Ok(ok(answer))
+    Ok(ok(answer(t, Kind::Export, &bm, t.jobs.poll(&bm, Kind::Export))))
+}
+
+/// Writes the dump of `db` to `path`. What D1's export refuses (a
+/// database with virtual tables, columns its unquoted SELECT cannot name:
+/// see [`super::d1_dump`] for the sources) ends the job as a failed export
+/// with D1's text.
+fn write_dump(db: &Db, opts: &DumpOptions, path: &FsPath) -> std::result::Result<(), String> {
+    let conn = db.lock();
+    conn.with_internal(|c| {
+        let file = match std::fs::File::create(path) {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(format!("export file: {e}"))),
+        };
+        let mut out = BufWriter::new(file);
+        let written = match dump(c, opts, &mut out) {
+            Err(DumpError::Refused(text)) => {
+                let _ = std::fs::remove_file(path);
+                return Ok(Err(text));
+            }
+            other => other.map_err(|e| e.to_string()).and_then(|()| out.flush().map_err(|e| e.to_string())),
+        };
+        Ok(written.map_err(|e| format!("export: {e}")))
+    })
+    .map_err(|e| e.to_string())?
 }
 
 /// `GET signed_url`: the dump (no token, like an R2 signed URL).

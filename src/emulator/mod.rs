@@ -7,7 +7,8 @@
 //! generator so retry code is tested reproducibly.
 //!
 //! - [`server`]: accept loop, faults, authentication, rate limit;
-//! - [`d1`]: the D1 endpoints (databases, query/raw, import, export);
+//! - [`d1`]: the D1 endpoints (databases, query/raw, import, export), with
+//!   [`d1_jobs`] (imports and exports as asynchronous jobs);
 //! - [`d1_exec`], [`d1_rules`], [`d1_dump`], [`d1_store`]: the SQLite side
 //!   (statements are split by [`crate::d1::split`]); [`js_number`]: integers
 //!   as D1's JavaScript hands them out (rounded past 2^53);
@@ -24,6 +25,7 @@ mod d1;
 mod d1_dump;
 mod d1_exec;
 mod d1_import;
+mod d1_jobs;
 mod d1_rules;
 mod d1_store;
 mod envelope;
@@ -46,6 +48,7 @@ use rand::SeedableRng;
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
+pub use d1_jobs::{FailureForm, TransferOptions};
 
 /// `meta.served_by` of every D1 answer.
 pub const SERVED_BY: &str = "pgflare-emulate";
@@ -70,6 +73,8 @@ pub struct EmulatorConfig {
     /// `--request-log`: one JSON line per request with its shape, no values
     /// (see [`request_log`]).
     pub request_log: Option<PathBuf>,
+    /// How D1 imports and exports run and fail.
+    pub d1_transfers: TransferOptions,
 }
 
 /// Debug without the token (configs end up in logs).
@@ -86,6 +91,7 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("faults", &self.faults)
             .field("vectorize_delay", &self.vectorize_delay)
             .field("request_log", &self.request_log)
+            .field("d1_transfers", &self.d1_transfers)
             .finish()
     }
 }
@@ -135,7 +141,7 @@ impl Emulator {
         let store = tokio::task::spawn_blocking(move || d1_store::Store::open(&data_dir, &ensure))
             .await
             .map_err(|e| Error::Internal(format!("opening the emulator's databases: {e}")))??;
-        let d1 = d1::D1::new(store, &cfg.data_dir)?;
+        let d1 = d1::D1::new(store, &cfg.data_dir, cfg.d1_transfers.clone())?;
         let (data_dir, delay) = (cfg.data_dir.clone(), cfg.vectorize_delay);
         let vectorize =
             tokio::task::spawn_blocking(move || vectorize_store::Vectorize::open(&data_dir, delay))

@@ -81,16 +81,12 @@ fn sqlite_select(
     use rusqlite::types::{Value as Sv, ValueRef};
     let err = |e| crate::sink::d1::sqlite::statement_error(what, sql, e);
     let mut st = conn.prepare(sql).map_err(err)?;
+    // Bound as text, as D1's API takes them: the SQL behaves the same on
+    // both sides (numeric affinity, `CAST` where there is none).
     let bound: Vec<Sv> = params
         .iter()
-        .map(|p| match p {
-            Value::Null => Sv::Null,
-            Value::Bool(b) => Sv::Integer(*b as i64),
-            Value::Number(n) => n.as_i64().map(Sv::Integer).unwrap_or(Sv::Real(n.as_f64().unwrap_or(0.0))),
-            Value::String(s) => Sv::Text(s.clone()),
-            other => Sv::Text(other.to_string()),
-        })
-        .collect();
+        .map(|p| crate::cloudflare::d1::text_param(what, p).map(Sv::Text))
+        .collect::<Result<_>>()?;
     let names: Vec<String> = st.column_names().iter().map(|s| s.to_string()).collect();
     let mut rows = st.query(rusqlite::params_from_iter(bound)).map_err(err)?;
     let mut out = Vec::new();
@@ -269,7 +265,7 @@ impl Store {
                     "taking the sync lease",
                     "INSERT INTO pgflare_sync_state (name, value, updated_at) VALUES ('lease', ?1, ?2) \
                      ON CONFLICT(name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at \
-                     WHERE json_extract(pgflare_sync_state.value, '$.expires_at') < ?3 \
+                     WHERE json_extract(pgflare_sync_state.value, '$.expires_at') < CAST(?3 AS INTEGER) \
                         OR json_extract(pgflare_sync_state.value, '$.holder') = ?4",
                     &[json!(text), json!(now()), json!(unix_now()), json!(me.holder)],
                 )

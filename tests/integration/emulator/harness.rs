@@ -176,3 +176,24 @@ pub async fn import(emu: &Emu, sql: &str) -> Value {
     }
     panic!("the import never finished: {answer}");
 }
+
+/// The wrangler export flow: start, then poll with the bookmark until it
+/// is no longer active. Returns the final answer (`result` of the envelope).
+pub async fn export(emu: &Emu, dump_options: Value) -> Value {
+    let url = emu.db_url(DB, "export");
+    let (status, v) =
+        emu.post(&url, json!({ "output_format": "polling", "dump_options": dump_options })).await;
+    assert_eq!(status, 200, "{v}");
+    let mut answer = v["result"].clone();
+    for _ in 0..100 {
+        assert_eq!(answer["success"], true, "{answer}");
+        if answer["status"] != "active" {
+            return answer;
+        }
+        let bm = answer["at_bookmark"].clone();
+        let body =
+            json!({ "output_format": "polling", "dump_options": dump_options, "current_bookmark": bm });
+        answer = emu.post(&url, body).await.1["result"].clone();
+    }
+    panic!("the export never finished: {answer}");
+}
