@@ -40,8 +40,9 @@ pub struct Cli {
           value_parser = crate::timeouts::parse_duration)]
     pub statement_timeout: std::time::Duration,
 
-    /// Longest wait for a Cloudflare API answer after sending a request
-    /// (the upload included), and between two parts of it.
+    /// Longest a Cloudflare API request may stand still: nothing of its
+    /// body sent, nothing of its answer received (a large transfer that
+    /// keeps moving is never cut short).
     #[arg(long, global = true, value_name = "DURATION", default_value = "2m",
           value_parser = crate::timeouts::parse_duration)]
     pub http_timeout: std::time::Duration,
