@@ -40,8 +40,9 @@ pub struct Cli {
           value_parser = crate::timeouts::parse_duration)]
     pub statement_timeout: std::time::Duration,
 
-    /// Longest wait for a Cloudflare API answer after sending a request
-    /// (the upload included), and between two parts of it.
+    /// Longest a Cloudflare API request may stand still: nothing of its
+    /// body sent, nothing of its answer received (a large transfer that
+    /// keeps moving is never cut short).
     #[arg(long, global = true, value_name = "DURATION", default_value = "2m",
           value_parser = crate::timeouts::parse_duration)]
     pub http_timeout: std::time::Duration,
@@ -231,10 +232,22 @@ pub struct EmulateArgs {
     #[arg(long = "d1-database", value_name = "ID")]
     pub d1_databases: Vec<String>,
 
-    /// Requests allowed per window per token, as REQUESTS/SECONDS
-    /// (Cloudflare's is 1200/300).
+    /// Requests allowed per window per user, as REQUESTS/SECONDS
+    /// (Cloudflare's is 1200/300). The request over it blocks every call
+    /// for a whole window (HTTP 429 with Retry-After), as Cloudflare does.
     #[arg(long, default_value = "1200/300", value_name = "REQUESTS/SECONDS")]
     pub rate_limit: String,
+
+    /// Read request bodies and write answers (import uploads, export
+    /// downloads, Vectorize upserts) at this many bytes per second, e.g.
+    /// 2MiB or 500K. Default: as fast as the machine goes.
+    #[arg(long, value_name = "BYTES/S", value_parser = crate::emulator::parse_bandwidth)]
+    pub bandwidth: Option<u64>,
+
+    /// Fraction (0..1) of D1 query/raw requests answered with D1's
+    /// internal error (HTTP 500, code 7500) without running.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub internal_error_rate: f64,
 
     /// Fraction (0..1) of API requests answered 500/502/503 without running.
     #[arg(long, default_value_t = 0.0, value_name = "P")]
@@ -398,7 +411,8 @@ pub struct LoadArgs {
     pub import_mib: usize,
 
     /// --target api: client-side request budget, REQUESTS/SECONDS
-    /// (Cloudflare allows 1200 per 300 s per token).
+    /// (default 1000/300: Cloudflare allows 1200 per 300 s per user, shared
+    /// with wrangler and the dashboard).
     #[arg(long, value_name = "N/SECONDS")]
     pub rate_limit: Option<String>,
 

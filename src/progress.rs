@@ -58,6 +58,12 @@ impl Progress {
         bar
     }
 
+    /// Whether bars are drawn (stderr is a terminal and output was not
+    /// turned off).
+    pub fn is_visible(&self) -> bool {
+        self.enabled
+    }
+
     /// Prints a line above the bars (or to stderr when they are hidden).
     pub fn println(&self, line: &str) {
         if self.enabled {

@@ -10,8 +10,10 @@
 //!   connected: until a statement's first answer, and between two
 //!   messages of a result or a COPY stream (an idle bound, not a cap on a
 //!   long COPY that keeps sending).
-//! - `http`: the longest wait for a Cloudflare API answer after sending a
-//!   request (the upload included), and between two parts of its body.
+//! - `http`: the longest a Cloudflare API request may stand still: no
+//!   piece of its body leaving, no byte of its answer arriving (not a cap
+//!   on a large transfer that keeps moving; a JSON call's answer also has
+//!   a cap of 4 of these, see `cloudflare::transfer`).
 //!
 //! Asynchronous work Cloudflare does after answering (a D1 import or
 //! export, Vectorize applying writes) is waited for by polling, each
@@ -36,8 +38,8 @@ impl Default for Timeouts {
     /// continents); 15 minutes of Postgres silence (a full scan for
     /// `inspect`'s checks or a planning quantile of a large table says
     /// nothing until it is done; a key range's COPY starts streaming within
-    /// seconds); 120 s for an API answer (D1 stops a query after 30 s; a
-    /// 100 MB Vectorize upsert needs about a minute at 15 Mbit/s).
+    /// seconds); 120 s of API silence (D1 stops a query after 30 s; a
+    /// silence of 2 minutes is a dead connection, not a slow one).
     fn default() -> Self {
         Timeouts {
             connect: Duration::from_secs(30),

@@ -4,17 +4,20 @@
 //! that says what to do. The token is only ever put in a header: no
 //! message, log or error can contain it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use futures::future::BoxFuture;
+use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+pub(crate) use super::failure::snippet;
+use super::failure::{check_token, classify, stalled, transport};
 use super::ratelimit::RateLimiter;
-use super::retry::{parse_retry_after, Failure, RetryPolicy};
+use super::retry::{Failure, RetryPolicy};
+use super::transfer::{with_body, Activity, JSON_ANSWER_FACTOR};
 use crate::error::{Error, Result};
-use crate::timeouts::human;
+use crate::progress::Progress;
 
 pub mod probe;
 
@@ -49,40 +52,69 @@ pub struct Api {
     http: reqwest::Client,
     settings: ApiSettings,
     limiter: RateLimiter,
-    on_retry: Arc<dyn Fn(&str) + Send + Sync>,
+    /// Where retry notices and waits are shown.
+    progress: Option<Progress>,
 }
 
 impl Api {
     pub fn new(settings: ApiSettings) -> Result<Self> {
         // reqwest is built without a default TLS provider: use ring, as sqlx does.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        // No total cap: an export download may run for long. reqwest's read
-        // timeout runs from sending the request (upload included) to the
-        // answer's head, then between two reads of its body.
+        check_token(&settings.token)?;
+        // Only the connection has a timeout here: what follows is bounded
+        // by silence ([`super::transfer`]), not by a total that a large
+        // upload or download at a slow pace would outlast.
         let http = reqwest::Client::builder()
             .connect_timeout(settings.timeouts.connect)
-            .read_timeout(settings.timeouts.http)
             .user_agent(concat!("pgflare/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
         let limiter = RateLimiter::new(settings.rate_limit_requests, settings.rate_limit_window);
-        Ok(Api { http, settings, limiter, on_retry: Arc::new(|_| {}) })
+        Ok(Api { http, settings, limiter, progress: None })
     }
 
-    /// Where retry notices go (the progress display).
-    pub fn with_retry_notices(mut self, f: Arc<dyn Fn(&str) + Send + Sync>) -> Self {
-        self.on_retry = f;
+    /// Shows retry notices, and long waits as a countdown, on `progress`.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
         self
     }
 
-    fn notice(&self, e: &Error, wait: Duration) {
-        (self.on_retry)(&format!("{e}; retrying in {:.1}s", wait.as_secs_f64()));
+    /// The wait before a retry, shown to the user.
+    fn wait(&self, e: &Error, wait: Duration) -> BoxFuture<'static, ()> {
+        super::wait::announce(self.progress.clone(), e.to_string(), wait)
+    }
+
+    /// Runs one attempt of a request: `send` builds and sends it with its
+    /// body tracked, `read` takes the answer; nothing may stay still for
+    /// `--http-timeout` (and a JSON answer has its cap).
+    async fn attempt<T>(
+        &self,
+        what: &str,
+        url: &str,
+        json_cap: bool,
+        send: impl FnOnce(&Activity) -> reqwest::RequestBuilder,
+        read: impl AsyncFnOnce(reqwest::Response, &Activity) -> std::result::Result<T, Failure>,
+    ) -> std::result::Result<T, Failure> {
+        let t = &self.settings.timeouts;
+        let activity = Activity::new();
+        let cap = json_cap.then(|| t.http * JSON_ANSWER_FACTOR);
+        let run = async {
+            let resp = send(&activity).send().await.map_err(|e| transport(t, what, e))?;
+            activity.touch();
+            read(resp, &activity).await
+        };
+        match activity.bound(run, t.http, t.connect, cap).await {
+            Ok(r) => r,
+            Err(stall) => Err(stalled(t, what, url, stall)),
+        }
     }
 
     /// Tells the user about a wait that is not a retry (a D1 database
     /// busy with an import), where retry notices go.
     pub fn notify(&self, message: &str) {
-        (self.on_retry)(message);
+        if let Some(p) = &self.progress {
+            p.println(message);
+        }
     }
 
     /// The bounds of this run.
@@ -111,29 +143,49 @@ impl Api {
     }
 
     async fn send(&self, what: &str, method: reqwest::Method, url: &str, body: Payload<'_>) -> Result<Value> {
-        let notice = |e: &Error, wait: Duration| self.notice(e, wait);
+        let wait = |e: &Error, d: Duration| self.wait(e, d);
         let product = Product::of(url);
+        // An NDJSON upsert is a transfer (up to 100 MB): no cap on its answer.
+        let (bytes, content_type, json_cap) = match &body {
+            Payload::Json(v) => {
+                let b = serde_json::to_vec(v).map_err(|e| Error::Internal(format!("{what}: {e}")))?;
+                (Some(bytes::Bytes::from(b)), "application/json", true)
+            }
+            // Bytes clones share the buffer: a retry resends without a copy.
+            Payload::Ndjson(b) => (Some(b.clone()), "application/x-ndjson", false),
+            Payload::None => (None, "", true),
+        };
         self.settings
             .retry
-            .run(
+            .run_waiting(
                 || async {
                     self.limiter.acquire().await;
-                    let mut req = self
-                        .http
-                        .request(method.clone(), url)
-                        .header(AUTHORIZATION, format!("Bearer {}", self.settings.token));
-                    req = match &body {
-                        Payload::Json(v) => req.json(v),
-                        // Bytes clones share the buffer: a retry resends without a copy.
-                        Payload::Ndjson(b) => {
-                            req.header(CONTENT_TYPE, "application/x-ndjson").body(b.clone())
-                        }
-                        Payload::None => req,
+                    let send = |activity: &Activity| {
+                        let req = self
+                            .http
+                            .request(method.clone(), url)
+                            .header(AUTHORIZATION, format!("Bearer {}", self.settings.token));
+                        let req = match bytes {
+                            Some(_) => req.header(CONTENT_TYPE, content_type),
+                            None => req,
+                        };
+                        with_body(req, bytes.as_ref(), activity)
                     };
-                    let resp = req.send().await.map_err(|e| transport(&self.settings.timeouts, what, e))?;
-                    envelope(&self.settings.timeouts, what, product, resp).await
+                    let read = async |resp: reqwest::Response, activity: &Activity| {
+                        let t = &self.settings.timeouts;
+                        let status = resp.status();
+                        let headers = resp.headers().clone();
+                        let text = read_text(resp, activity).await.map_err(|e| transport(t, what, e))?;
+                        envelope(what, product, status, &headers, &text)
+                    };
+                    let out = self.attempt(what, url, json_cap, send, read).await;
+                    if let Err(Failure::Transient { retry_after: Some(r), .. }) = &out {
+                        // A 429: Cloudflare refuses every call until then.
+                        self.limiter.hold(*r);
+                    }
+                    out
                 },
-                &notice,
+                &wait,
             )
             .await
     }
@@ -148,37 +200,54 @@ impl Api {
         url: &str,
         body: Option<bytes::Bytes>,
     ) -> Result<(HeaderMap, bytes::Bytes)> {
-        let notice = |e: &Error, wait: Duration| self.notice(e, wait);
+        let wait = |e: &Error, d: Duration| self.wait(e, d);
         self.settings
             .retry
-            .run(
+            .run_waiting(
                 || async {
-                    let mut req = self.http.request(method.clone(), url);
-                    if let Some(b) = &body {
-                        req = req.body(b.clone());
-                    }
-                    let resp = req.send().await.map_err(|e| transport(&self.settings.timeouts, what, e))?;
-                    let status = resp.status();
-                    let headers = resp.headers().clone();
-                    let bytes =
-                        resp.bytes().await.map_err(|e| transport(&self.settings.timeouts, what, e))?;
-                    if status.is_success() {
-                        Ok((headers, bytes))
-                    } else {
-                        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(500)]).to_string();
-                        Err(classify(
-                            what,
-                            status,
-                            &headers,
-                            text,
-                            "the upload/download URL refused the request",
-                        ))
-                    }
+                    let send = |activity: &Activity| {
+                        with_body(self.http.request(method.clone(), url), body.as_ref(), activity)
+                    };
+                    let read = async |resp: reqwest::Response, activity: &Activity| {
+                        let t = &self.settings.timeouts;
+                        let status = resp.status();
+                        let headers = resp.headers().clone();
+                        let bytes = read_bytes(resp, activity).await.map_err(|e| transport(t, what, e))?;
+                        if status.is_success() {
+                            Ok((headers, bytes))
+                        } else {
+                            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(500)]).to_string();
+                            Err(classify(
+                                what,
+                                status,
+                                &headers,
+                                text,
+                                "the upload/download URL refused the request",
+                            ))
+                        }
+                    };
+                    self.attempt(what, url, false, send, read).await
                 },
-                &notice,
+                &wait,
             )
             .await
     }
+}
+
+/// An answer's body, each piece received counted as progress.
+async fn read_bytes(resp: reqwest::Response, activity: &Activity) -> reqwest::Result<bytes::Bytes> {
+    let mut stream = resp.bytes_stream();
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+        out.extend_from_slice(&chunk?);
+        activity.touch();
+    }
+    Ok(out.freeze())
+}
+
+async fn read_text(resp: reqwest::Response, activity: &Activity) -> reqwest::Result<String> {
+    let bytes = read_bytes(resp, activity).await?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 enum Payload<'a> {
@@ -214,98 +283,60 @@ impl Api {
     /// the file again). No token is sent.
     pub async fn download_to(&self, what: &str, url: &str, path: &std::path::Path) -> Result<u64> {
         use tokio::io::AsyncWriteExt;
-        let notice = |e: &Error, wait: Duration| self.notice(e, wait);
+        let wait = |e: &Error, d: Duration| self.wait(e, d);
         self.settings
             .retry
-            .run(
+            .run_waiting(
                 || async {
-                    let resp = self
-                        .http
-                        .get(url)
-                        .send()
-                        .await
-                        .map_err(|e| transport(&self.settings.timeouts, what, e))?;
-                    let status = resp.status();
-                    if !status.is_success() {
-                        let headers = resp.headers().clone();
-                        let text = resp.text().await.unwrap_or_default();
-                        return Err(classify(
-                            what,
-                            status,
-                            &headers,
-                            snippet(&text),
-                            "the download URL refused",
-                        ));
-                    }
-                    let fatal = |e: std::io::Error| Failure::Fatal(Error::io(path)(e));
-                    let mut file = tokio::fs::File::create(path).await.map_err(fatal)?;
-                    let mut stream = resp.bytes_stream();
-                    let mut n = 0u64;
-                    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
-                        let chunk = chunk.map_err(|e| transport(&self.settings.timeouts, what, e))?;
-                        file.write_all(&chunk).await.map_err(fatal)?;
-                        n += chunk.len() as u64;
-                    }
-                    file.flush().await.map_err(fatal)?;
-                    Ok(n)
+                    let send = |activity: &Activity| {
+                        activity.sent();
+                        self.http.get(url)
+                    };
+                    let read = async |resp: reqwest::Response, activity: &Activity| {
+                        let t = &self.settings.timeouts;
+                        let status = resp.status();
+                        if !status.is_success() {
+                            let headers = resp.headers().clone();
+                            let text = read_text(resp, activity).await.unwrap_or_default();
+                            return Err(classify(
+                                what,
+                                status,
+                                &headers,
+                                snippet(&text),
+                                "the download URL refused",
+                            ));
+                        }
+                        let fatal = |e: std::io::Error| Failure::Fatal(Error::io(path)(e));
+                        let mut file = tokio::fs::File::create(path).await.map_err(fatal)?;
+                        let mut stream = resp.bytes_stream();
+                        let mut n = 0u64;
+                        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+                            let chunk = chunk.map_err(|e| transport(t, what, e))?;
+                            activity.touch();
+                            file.write_all(&chunk).await.map_err(fatal)?;
+                            n += chunk.len() as u64;
+                        }
+                        file.flush().await.map_err(fatal)?;
+                        Ok(n)
+                    };
+                    self.attempt(what, url, false, send, read).await
                 },
-                &notice,
+                &wait,
             )
             .await
     }
 }
 
-/// A request that got no answer: a failed or refused connection, or one of
-/// the run's bounds ran out (then the error says which, and the retry
-/// policy gives up sooner: a server that stays silent once usually does
-/// again).
-fn transport(t: &crate::timeouts::Timeouts, what: &str, e: reqwest::Error) -> Failure {
-    let server = e.url().map(|u| match (u.host_str(), u.port_or_known_default()) {
-        (Some(h), Some(p)) => format!("{h}:{p}"),
-        (Some(h), None) => h.to_string(),
-        _ => u.to_string(),
-    });
-    let server = server.unwrap_or_else(|| "the Cloudflare API".into());
-    let (message, timed_out) = if e.is_timeout() && e.is_connect() {
-        (format!("could not connect to {server} within {} (--connect-timeout)", human(t.connect)), true)
-    } else if e.is_timeout() {
-        (format!("no answer from {server} within {} (--http-timeout)", human(t.http)), true)
-    } else {
-        // reqwest errors show the URL; ours hold account and database
-        // ids, never the token, so they may be shown. The causes say
-        // what happened (`Connection refused`).
-        let mut text = format!("request failed: {e}");
-        let mut cause = std::error::Error::source(&e);
-        while let Some(c) = cause {
-            text.push_str(&format!(": {c}"));
-            cause = c.source();
-        }
-        (text, false)
-    };
-    Failure::Transient {
-        error: Error::Api {
-            what: what.to_string(),
-            status: None,
-            message,
-            hint: "the connection failed or the server did not answer in time; pgflare retries such \
-                   failures with backoff (a silent server a few times only)"
-                .into(),
-        },
-        retry_after: None,
-        timed_out,
-    }
-}
-
-async fn envelope(
-    timeouts: &crate::timeouts::Timeouts,
+// `Failure` is an `Error` with two small fields, returned once per answer.
+#[allow(clippy::result_large_err)]
+fn envelope(
     what: &str,
     product: Product,
-    resp: reqwest::Response,
+    status: StatusCode,
+    headers: &HeaderMap,
+    text: &str,
 ) -> std::result::Result<Value, Failure> {
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let text = resp.text().await.map_err(|e| transport(timeouts, what, e))?;
-    let parsed: Option<Value> = serde_json::from_str(&text).ok();
+    let parsed: Option<Value> = serde_json::from_str(text).ok();
     let success = parsed.as_ref().and_then(|v| v.get("success")).and_then(Value::as_bool);
     if status.is_success() && success != Some(false) {
         return match parsed {
@@ -314,7 +345,7 @@ async fn envelope(
                 error: Error::Api {
                     what: what.into(),
                     status: Some(status.as_u16()),
-                    message: format!("the answer is not JSON: {}", snippet(&text)),
+                    message: format!("the answer is not JSON: {}", snippet(text)),
                     hint: "a proxy may be in the way; check CLOUDFLARE_API_BASE_URL".into(),
                 },
                 retry_after: None,
@@ -332,7 +363,7 @@ async fn envelope(
             })
             .collect::<Vec<_>>()
             .join("; "),
-        _ => snippet(&text),
+        _ => snippet(text),
     };
     let fallback = match (status.as_u16(), product) {
         (400, Product::Vectorize) => {
@@ -347,39 +378,7 @@ async fn envelope(
         }),
         _ => String::new(),
     };
-    Err(classify(what, status, &headers, message, &fallback))
-}
-
-/// Decides whether a failed answer is worth another attempt, and what to tell the user.
-fn classify(what: &str, status: StatusCode, headers: &HeaderMap, message: String, fallback: &str) -> Failure {
-    let retry_after = headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
-    let transient = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
-    let hint = match status.as_u16() {
-        429 => "over Cloudflare's rate limit (1200 requests / 5 minutes per token); pgflare waits as Retry-After says".into(),
-        400 if message.contains("[6003]") || message.contains("[6111]") => {
-            "the Authorization header was refused: set CLOUDFLARE_API_TOKEN to an API token (not a global API key)".into()
-        }
-        401 | 403 => "the API token was refused: check CLOUDFLARE_API_TOKEN, that it has D1 (and Vectorize) edit permission, and CLOUDFLARE_ACCOUNT_ID".into(),
-        409 => "it conflicts with what exists (an index or metadata index of that name, perhaps created by an earlier attempt)".into(),
-        404 => "not found: check CLOUDFLARE_ACCOUNT_ID and the D1 database id / Vectorize index name (or the wrangler binding)".into(),
-        400 if !fallback.is_empty() => fallback.into(),
-        s if s >= 500 => "Cloudflare failed; pgflare retries with backoff".into(),
-        _ => if fallback.is_empty() { "unexpected answer".into() } else { fallback.into() },
-    };
-    let error = Error::Api { what: what.to_string(), status: Some(status.as_u16()), message, hint };
-    if transient {
-        Failure::Transient { error, retry_after, timed_out: false }
-    } else {
-        Failure::Fatal(error)
-    }
-}
-
-pub(crate) fn snippet(text: &str) -> String {
-    let t = text.trim();
-    match t.char_indices().nth(300) {
-        Some((i, _)) => format!("{}...", &t[..i]),
-        None => t.to_string(),
-    }
+    Err(classify(what, status, headers, message, &fallback))
 }
 
 #[cfg(test)]
@@ -387,9 +386,9 @@ mod tests {
     use super::*;
 
     async fn refusal(product: Product, body: &str) -> Error {
-        let resp = axum::http::Response::builder().status(400).body(body.to_string()).expect("response");
-        let timeouts = crate::timeouts::Timeouts::default();
-        match envelope(&timeouts, "reading keys of changed buckets of chunks", product, resp.into()).await {
+        let status = StatusCode::BAD_REQUEST;
+        match envelope("reading keys of changed buckets of chunks", product, status, &HeaderMap::new(), body)
+        {
             Err(Failure::Fatal(e)) => e,
             Err(Failure::Transient { error, .. }) => panic!("a 400 is not transient: {error}"),
             Ok(v) => panic!("a refusal answered {v}"),

@@ -29,6 +29,7 @@ async fn emulator(transfers: TransferOptions) -> (Emulator, tempfile::TempDir) {
         vectorize_delay: Duration::ZERO,
         d1_transfers: transfers,
         request_log: None,
+        bandwidth: None,
     };
     (Emulator::start(cfg).await.expect("emulator"), dir)
 }

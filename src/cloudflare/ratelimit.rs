@@ -1,5 +1,5 @@
 //! The client-side request budget: at most N requests in any sliding
-//! window (Cloudflare: 1200 per 5 minutes per token, all endpoints
+//! window (Cloudflare: 1200 per 5 minutes per user, all endpoints
 //! together). Hand-written rather than a token bucket crate because a
 //! bucket with a burst lets through up to twice the budget inside one
 //! window, and Cloudflare then blocks the token for minutes; a log of the
@@ -15,17 +15,44 @@ pub struct RateLimiter {
     requests: usize,
     window: Duration,
     sent: Mutex<VecDeque<Instant>>,
+    /// Until when Cloudflare said no call gets through (a 429's
+    /// `Retry-After`): every worker waits, not only the one refused.
+    held: std::sync::Mutex<Option<Instant>>,
 }
 
 impl RateLimiter {
     pub fn new(requests: u32, window: Duration) -> Self {
-        RateLimiter { requests: requests.max(1) as usize, window, sent: Mutex::new(VecDeque::new()) }
+        RateLimiter {
+            requests: requests.max(1) as usize,
+            window,
+            sent: Mutex::new(VecDeque::new()),
+            held: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Holds every request for `wait`: Cloudflare answered 429 and refuses
+    /// every call of the user until then (a refused call is wasted, and
+    /// counts as one of the retries of the request that made it).
+    pub fn hold(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if held.is_none_or(|h| h < until) {
+            *held = Some(until);
+        }
+    }
+
+    fn held_until(&self) -> Option<Instant> {
+        *self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Waits until one more request fits the budget, and counts it.
     pub async fn acquire(&self) {
         let mut sent = self.sent.lock().await;
         loop {
+            if let Some(until) = self.held_until().filter(|u| *u > Instant::now()) {
+                tokio::time::sleep_until(until).await;
+                continue;
+            }
             let now = Instant::now();
             while sent.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
                 sent.pop_front();
@@ -46,6 +73,25 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_budget_leaves_room_under_cloudflares_limit() {
+        // Cloudflare: 1200 per 5 minutes per user, shared with everything
+        // else on the account; a step over blocks every call for 5 minutes.
+        let d = crate::config::project::CloudflareSettings::default();
+        assert_eq!(d.rate_limit_window, Duration::from_secs(300));
+        assert!(d.rate_limit_requests <= 1000, "{} leaves no room for wrangler", d.rate_limit_requests);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_stops_every_request_until_it_ends() {
+        let limiter = RateLimiter::new(100, Duration::from_secs(10));
+        let start = Instant::now();
+        limiter.hold(Duration::from_secs(7));
+        limiter.hold(Duration::from_secs(3));
+        limiter.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(7), "the longer hold wins");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn never_more_than_the_budget_in_any_window() {

@@ -9,8 +9,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::future::BoxFuture;
 
 use crate::error::Error;
+use crate::timeouts::human;
 
 /// How one attempt failed.
 #[derive(Debug)]
@@ -29,8 +31,11 @@ pub struct RetryPolicy {
     pub attempts: usize,
     pub min_delay: Duration,
     pub max_delay: Duration,
-    /// Longest `Retry-After` we accept to wait; Cloudflare blocks for up to
-    /// 5 minutes after a burst over the rate limit.
+    /// Longest `Retry-After` we accept to wait; Cloudflare blocks every
+    /// call for 5 minutes after a request over its rate limit
+    /// (cloudflare-docs `fundamentals/api/reference/limits.mdx`), so 5.5
+    /// minutes covers its longest block; an answer asking for more stops
+    /// the run with what to do.
     pub max_retry_after: Duration,
     /// Attempts that got no answer within the bound, at most: each costs a
     /// whole `--http-timeout`, and a silent server usually stays silent,
@@ -56,8 +61,26 @@ impl RetryPolicy {
     /// `on_retry` hears about every wait (for progress messages).
     pub async fn run<T, F, Fut>(
         &self,
-        mut attempt: F,
+        attempt: F,
         on_retry: &(dyn Fn(&Error, Duration) + Sync),
+    ) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let wait = |e: &Error, d: Duration| -> BoxFuture<'static, ()> {
+            on_retry(e, d);
+            Box::pin(tokio::time::sleep(d))
+        };
+        self.run_waiting(attempt, &wait).await
+    }
+
+    /// [`RetryPolicy::run`], with `wait` doing the waiting between two
+    /// attempts (a countdown the user can see, for long waits).
+    pub async fn run_waiting<T, F, Fut>(
+        &self,
+        mut attempt: F,
+        wait: &(dyn Fn(&Error, Duration) -> BoxFuture<'static, ()> + Sync),
     ) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
@@ -86,16 +109,40 @@ impl RetryPolicy {
                     // backon's jitter adds up to the whole delay again: keep
                     // the documented maximum.
                     let backoff = backoff.min(self.max_delay);
-                    let wait = match retry_after {
-                        Some(r) if r > self.max_retry_after => return Err(gave_up(error, tries)),
+                    let pause = match retry_after {
+                        Some(r) if r > self.max_retry_after => {
+                            return Err(asks_too_long(error, r, self.max_retry_after))
+                        }
                         Some(r) => r.max(backoff),
                         None => backoff,
                     };
-                    on_retry(&error, wait);
-                    tokio::time::sleep(wait).await;
+                    wait(&error, pause).await;
                 }
             }
         }
+    }
+}
+
+/// The error when the server asks to wait longer than pgflare will.
+fn asks_too_long(error: Error, asked: Duration, most: Duration) -> Error {
+    match error {
+        Error::Api { what, status, message, .. } => Error::Api {
+            what,
+            status,
+            message: format!(
+                "{message} (Retry-After asks for {}, longer than pgflare waits: {})",
+                human(asked),
+                human(most)
+            ),
+            hint: format!(
+                "Cloudflare refuses every call of this user until then (its limit is 1200 requests \
+                 per 5 minutes per user, shared with wrangler, the dashboard and other tools). Run \
+                 the command again after {}: finished parts are not redone. If pgflare alone went \
+                 over, lower --rate-limit (or [cloudflare] rate_limit in pgflare.toml)",
+                human(asked)
+            ),
+        },
+        other => other,
     }
 }
 
@@ -254,6 +301,28 @@ mod tests {
         let waits = waits.lock().map(|w| w.clone()).unwrap_or_default();
         assert_eq!(waits.len(), 1);
         assert!(waits[0] >= Duration::from_millis(40));
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_beyond_the_maximum_stops_with_what_to_do() {
+        let calls = AtomicUsize::new(0);
+        let out: Result<(), Error> = quick()
+            .run(
+                || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Err(Failure::Transient {
+                        error: api("[971] Please wait"),
+                        retry_after: Some(Duration::from_secs(600)),
+                        timed_out: false,
+                    })
+                },
+                &|_, _| {},
+            )
+            .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "no attempt is made into the block");
+        let text = out.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains("Retry-After asks for 10 min, longer than pgflare waits: 1 s"), "{text}");
+        assert!(text.contains("Run the command again after 10 min"), "{text}");
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub async fn run(args: EmulateArgs, json: bool) -> anyhow::Result<ExitCode> {
             error_rate: args.fail_rate,
             drop_rate: args.drop_rate,
             latency: Duration::from_millis(args.latency_ms),
+            internal_error_rate: args.internal_error_rate,
             seed: args.seed.unwrap_or_else(rand::random),
         },
         vectorize_delay: Duration::from_millis(args.vectorize_delay_ms),
@@ -34,6 +35,7 @@ pub async fn run(args: EmulateArgs, json: bool) -> anyhow::Result<ExitCode> {
             failure: args.transfer_failure,
             poll_timeout: args.transfer_poll_timeout,
         },
+        bandwidth: args.bandwidth,
     };
     let emu = Emulator::start(cfg).await?;
     // One write: a reader that takes the first line and closes the pipe

@@ -29,18 +29,21 @@ pub async fn run(
     config::resolve::resolve_cloudflare(&mut project, &args.cloudflare)?;
     let source = config::source(args.project.database_url.as_deref(), &project, timeouts)?;
     let wants_vectors = project.tables.iter().any(|t| t.vector.is_some()) && !args.no_vectorize;
-    let vectorize = match (&project.cloudflare.vectorize_index, wants_vectors) {
-        (Some(index), true) => {
-            let api = crate::cloudflare::Api::new(super::api_settings(
-                &project,
-                args.rate_limit.as_deref(),
-                timeouts,
-            )?)?;
-            let notices = progress.clone();
-            let api = api.with_retry_notices(std::sync::Arc::new(move |m: &str| notices.println(m)));
-            Some(std::sync::Arc::new(crate::cloudflare::Vectorize::new(std::sync::Arc::new(api), index)))
+    // One client for D1 and Vectorize: they share the user's request budget.
+    let needs_api = (wants_vectors && project.cloudflare.vectorize_index.is_some())
+        || (args.sqlite.is_none() && project.cloudflare.d1.is_some());
+    let api = match needs_api {
+        true => {
+            let settings = super::api_settings(&project, args.rate_limit.as_deref(), timeouts)?;
+            Some(std::sync::Arc::new(crate::cloudflare::Api::new(settings)?.with_progress(progress.clone())))
         }
-        (None, true) => anyhow::bail!(
+        false => None,
+    };
+    let vectorize = match (&project.cloudflare.vectorize_index, wants_vectors, &api) {
+        (Some(index), true, Some(api)) => {
+            Some(std::sync::Arc::new(crate::cloudflare::Vectorize::new(api.clone(), index)))
+        }
+        (None, true, _) => anyhow::bail!(
             "pgflare.toml sends vectors but names no Vectorize index: pass --vectorize-index NAME (or \
              --wrangler FILE --vectorize-binding NAME), or --no-vectorize to verify D1 only"
         ),
@@ -52,7 +55,10 @@ pub async fn run(
         (None, Some(db)) => {
             let settings = super::api_settings(&project, args.rate_limit.as_deref(), timeouts)?;
             let location = format!("api:{}/accounts/{}/d1/database/{}", settings.base_url, settings.account_id, db.database_id);
-            let api = std::sync::Arc::new(crate::cloudflare::Api::new(settings)?);
+            let api = match &api {
+                Some(a) => a.clone(),
+                None => std::sync::Arc::new(crate::cloudflare::Api::new(settings)?.with_progress(progress.clone())),
+            };
             D1Target::Api {
                 d1: std::sync::Arc::new(crate::cloudflare::D1::new(api, &db.database_id)),
                 location,

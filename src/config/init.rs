@@ -179,7 +179,7 @@ const CLOUDFLARE: &str = "
 # vectorize_binding = \"VECTORIZE\"   # find index_name by binding...
 # vectorize_index = \"chunks\"        # ...or give it directly
 # account_id = \"...\"                # else CLOUDFLARE_ACCOUNT_ID or the wrangler file
-# rate_limit = { requests = 1200, window_seconds = 300 }   # Cloudflare's per-token budget
+# rate_limit = { requests = 1000, window_seconds = 300 }   # the default: Cloudflare allows 1200 per user, shared with wrangler and the dashboard
 
 [vectorize]
 # create_index = true          # create the index when missing (dimensions from the column)

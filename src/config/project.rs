@@ -167,6 +167,9 @@ pub struct CloudflareSettings {
     pub rate_limit_window: Duration,
 }
 
+/// pgflare's default request budget per 5 minutes (Cloudflare's: 1200).
+pub const DEFAULT_RATE_LIMIT_REQUESTS: u32 = 1000;
+
 impl Default for CloudflareSettings {
     fn default() -> Self {
         CloudflareSettings {
@@ -179,7 +182,12 @@ impl Default for CloudflareSettings {
             wrangler_env: None,
             d1_binding: None,
             vectorize_binding: None,
-            rate_limit_requests: 1200,
+            // Cloudflare allows 1200 per 5 minutes per user, for all of
+            // the user's tokens, wrangler and the dashboard together, and
+            // blocks every call for 5 minutes once over: 200 are left for
+            // whatever else uses the account meanwhile (README, "Retries
+            // and budget").
+            rate_limit_requests: DEFAULT_RATE_LIMIT_REQUESTS,
             rate_limit_window: Duration::from_secs(300),
         }
     }

@@ -38,6 +38,20 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, CODE_SQL, message)
     }
 
+    /// An internal D1 failure as the REST API reports it: HTTP 500 with the
+    /// SQL error code 7500 (observed; invalid SQL itself is HTTP 400 since
+    /// 2024-04-15, cloudflare-docs `d1/platform/changelog`, PR #13934) and
+    /// one of the retryable `D1_ERROR`s of cloudflare-docs
+    /// `d1/observability/debug-d1.mdx` ("Retry the operation"). The
+    /// request did not run.
+    pub fn d1_internal() -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            CODE_SQL,
+            "D1_ERROR: Internal error in D1 DB storage caused object to be reset.",
+        )
+    }
+
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, CODE_BAD_REQUEST, message)
     }

@@ -2,11 +2,12 @@
 //! REST API (`/client/v4`), so a migration can be rehearsed end to end and
 //! the D1 client tested without an account. It enforces what the real
 //! service enforces (D1's SQL rules and limits, one transaction per request,
-//! the bearer token, the account id, the per-token rate limit) and can
+//! authentication, the account id, the per-user rate limit) and can
 //! inject faults (5xx answers, dropped connections, latency) from a seeded
 //! generator so retry code is tested reproducibly.
 //!
-//! - [`server`]: accept loop, faults, authentication, rate limit;
+//! - [`server`]: accept loop, faults, authentication; [`rate_limit`]: the
+//!   per-user rate limit; [`throttle`]: the transfer bandwidth;
 //! - [`d1`]: the D1 endpoints (databases, query/raw, import, export), with
 //!   [`d1_jobs`] (imports and exports as asynchronous jobs);
 //! - [`d1_exec`], [`d1_rules`], [`d1_dump`], [`d1_store`]: the SQLite side
@@ -30,8 +31,10 @@ mod d1_rules;
 mod d1_store;
 mod envelope;
 mod js_number;
+mod rate_limit;
 mod request_log;
 mod server;
+mod throttle;
 mod token;
 mod vectorize;
 mod vectorize_mutations;
@@ -49,6 +52,8 @@ use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 pub use d1_jobs::{FailureForm, TransferOptions};
+
+pub use throttle::parse_bandwidth;
 
 /// `meta.served_by` of every D1 answer.
 pub const SERVED_BY: &str = "pgflare-emulate";
@@ -75,6 +80,9 @@ pub struct EmulatorConfig {
     pub request_log: Option<PathBuf>,
     /// How D1 imports and exports run and fail.
     pub d1_transfers: TransferOptions,
+    /// Bytes per second at which request bodies are read and answers
+    /// written (uploads and downloads included); `None`: as fast as it goes.
+    pub bandwidth: Option<u64>,
 }
 
 /// Debug without the token (configs end up in logs).
@@ -92,6 +100,7 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("vectorize_delay", &self.vectorize_delay)
             .field("request_log", &self.request_log)
             .field("d1_transfers", &self.d1_transfers)
+            .field("bandwidth", &self.bandwidth)
             .finish()
     }
 }
@@ -107,6 +116,9 @@ pub struct Faults {
     pub drop_rate: f64,
     /// Added before every API request is handled.
     pub latency: Duration,
+    /// Probability (0..1) of answering a D1 `query`/`raw` request with
+    /// D1's internal error (HTTP 500, code 7500) without running it.
+    pub internal_error_rate: f64,
     pub seed: u64,
 }
 
@@ -116,7 +128,8 @@ pub(crate) struct State {
     pub account_id: String,
     pub faults: Faults,
     pub rng: Mutex<rand::rngs::StdRng>,
-    pub rate: server::RateLimiter,
+    pub rate: rate_limit::RateLimiter,
+    pub bandwidth: Option<u64>,
     pub d1: d1::D1,
     pub vectorize: vectorize_store::Vectorize,
     pub request_log: Option<request_log::RequestLog>,
@@ -158,7 +171,8 @@ impl Emulator {
             account_id: cfg.account_id.clone(),
             rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(cfg.faults.seed)),
             faults: cfg.faults,
-            rate: server::RateLimiter::new(cfg.rate_limit_requests, cfg.rate_limit_window),
+            rate: rate_limit::RateLimiter::new(cfg.rate_limit_requests, cfg.rate_limit_window),
+            bandwidth: cfg.bandwidth,
             d1,
             vectorize,
             request_log,
@@ -211,6 +225,12 @@ fn validate(cfg: &EmulatorConfig) -> Result<()> {
     }
     if !(0.0..=1.0).contains(&cfg.faults.drop_rate) {
         return bad("--drop-rate", "must be between 0 and 1");
+    }
+    if !(0.0..=1.0).contains(&cfg.faults.internal_error_rate) {
+        return bad("--internal-error-rate", "must be between 0 and 1");
+    }
+    if cfg.bandwidth == Some(0) {
+        return bad("--bandwidth", "must be above zero");
     }
     if cfg.rate_limit_requests == 0 || cfg.rate_limit_window.is_zero() {
         return bad("--rate-limit", "needs at least 1 request per at least 1 second");

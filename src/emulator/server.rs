@@ -1,25 +1,37 @@
 //! The accept loop and what happens to every API request before a handler
-//! sees it, in this order: injected latency and 5xx faults, the bearer
-//! token, the per-token rate limit, the account id. After the handler, an
-//! injected drop closes the connection without an answer.
+//! sees it, in this order: injected latency and 5xx faults, the
+//! authentication headers, the per-user rate limit, the account id, an
+//! injected D1 internal error. After the handler, an injected drop closes
+//! the connection without an answer. With a bandwidth set, every request
+//! body is read and every answer written at that pace ([`super::throttle`]).
 //!
 //! The loop is hyper-util's rather than `axum::serve` because a dropped
 //! answer needs the service to fail: hyper then closes the connection
 //! without writing anything, which is what a client sees when a proxy dies.
 //!
-//! Status codes follow Cloudflare: a missing or malformed `Authorization`
-//! header is HTTP 400 with code 6003 "Invalid request headers" (its
-//! `error_chain` holds 6111 "Invalid format for Authorization header"); a
-//! wrong token is HTTP 403 with code 10000 "Authentication error" (what
-//! Cloudflare answers, e.g. terraform-provider-cloudflare#1533); an unknown
-//! account id is HTTP 404 with code 7003 "Could not route to ...".
+//! Authentication answers as Cloudflare's API does (all observed; the
+//! codes are not in Cloudflare's docs):
+//! - no `Authorization`, `X-Auth-Key` or `X-Auth-Email` header: HTTP 400,
+//!   code 9106 "Missing X-Auth-Key, X-Auth-Email or Authorization headers";
+//! - an `Authorization` header that is not `Bearer <token>` with a token of
+//!   bearer-token characters (RFC 6750 `b64token`): HTTP 400, code 6003
+//!   "Invalid request headers" whose `error_chain` holds 6111 "Invalid
+//!   format for Authorization header" (cloudflare/workers-sdk#5175,
+//!   jeessy2/ddns-go#916);
+//! - `X-Auth-Email`/`X-Auth-Key` (a global API key, which the emulator
+//!   does not know): HTTP 400, code 6003 with 6102 "Invalid format for
+//!   X-Auth-Email header" / 6103 "Invalid format for X-Auth-Key header"
+//!   (cloudflare/cloudflare-typescript#161, openwrt/packages#15714);
+//! - a well-formed token that is not the emulator's: HTTP 403, code 10000
+//!   "Authentication error" (terraform-provider-cloudflare#1533).
+//!
+//! An unknown account id is HTTP 404 with code 7003 "Could not route to ...".
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{header, HeaderValue, Request, Response, StatusCode};
+use axum::http::{header, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use hyper_util::rt::TokioIo;
 use rand::RngExt;
@@ -27,6 +39,7 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use super::envelope::ApiError;
+use super::throttle::Paced;
 use super::State;
 
 /// Paths served without token, faults or rate limit (they stand for R2
@@ -81,10 +94,14 @@ async fn handle(
     state: Arc<State>,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Body>, Dropped> {
-    let req = req.map(Body::new);
+    let paced = |body: Body| match state.bandwidth {
+        Some(rate) => Body::new(Paced::new(body, rate)),
+        None => body,
+    };
+    let req = req.map(|b| paced(Body::new(b)));
     let path = req.uri().path().to_string();
     if path.starts_with(UPLOAD_PREFIX) || path.starts_with(DOWNLOAD_PREFIX) {
-        return Ok(call(router, req).await);
+        return Ok(call(router, req).await.map(paced));
     }
     let roll = state.roll();
     if !state.faults.latency.is_zero() {
@@ -94,24 +111,12 @@ async fn handle(
         let e = ApiError::new(status, 10013, format!("Injected fault: HTTP {}", status.as_u16()));
         return Ok(e.into_response());
     }
-    let token = match bearer(&req) {
-        Ok(t) => t,
-        Err(e) => return Ok(e.into_response()),
-    };
-    if !constant_time_eq(token.as_bytes(), state.token.as_bytes()) {
-        return Ok(ApiError::new(StatusCode::FORBIDDEN, 10000, "Authentication error").into_response());
+    if let Err(e) = authenticate(&req, &state.token) {
+        return Ok(e.into_response());
     }
     let rate = state.rate.check(&state.token);
     if !rate.allowed {
-        let e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            971,
-            "Please wait and consider throttling your request speed",
-        );
-        let mut resp = e.into_response();
-        rate.headers(&mut resp);
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(rate.reset_secs));
-        return Ok(resp);
+        return Ok(rate.refusal());
     }
     if let Some(account) = path.strip_prefix("/client/v4/accounts/").and_then(|r| r.split('/').next()) {
         if account != state.account_id {
@@ -120,12 +125,20 @@ async fn handle(
             return Ok(e.into_response());
         }
     }
+    if roll.internal && is_d1_query(&path) {
+        return Ok(ApiError::d1_internal().into_response());
+    }
     let mut resp = call(router, req).await;
     rate.headers(&mut resp);
     if roll.drop {
         return Err(Dropped);
     }
-    Ok(resp)
+    Ok(resp.map(paced))
+}
+
+/// D1's `query` and `raw`: where the observed internal errors come from.
+fn is_d1_query(path: &str) -> bool {
+    path.contains("/d1/database/") && (path.ends_with("/query") || path.ends_with("/raw"))
 }
 
 async fn call(router: axum::Router, req: Request<Body>) -> Response<Body> {
@@ -135,19 +148,45 @@ async fn call(router: axum::Router, req: Request<Body>) -> Response<Body> {
     }
 }
 
-/// The token of `Authorization: Bearer <token>`.
-fn bearer(req: &Request<Body>) -> Result<&str, ApiError> {
-    let bad = || {
+/// Checks the authentication headers as Cloudflare does (module comment).
+fn authenticate(req: &Request<Body>, token: &str) -> Result<(), ApiError> {
+    let headers = req.headers();
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        let (email, key) = (headers.get("x-auth-email"), headers.get("x-auth-key"));
+        if email.is_none() && key.is_none() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                9106,
+                "Missing X-Auth-Key, X-Auth-Email or Authorization headers",
+            ));
+        }
+        let mut e = ApiError::new(StatusCode::BAD_REQUEST, 6003, "Invalid request headers");
+        if email.is_some() {
+            e = e.with_chain(6102, "Invalid format for X-Auth-Email header");
+        }
+        return Err(e.with_chain(6103, "Invalid format for X-Auth-Key header"));
+    };
+    let malformed = || {
         ApiError::new(StatusCode::BAD_REQUEST, 6003, "Invalid request headers")
             .with_chain(6111, "Invalid format for Authorization header")
     };
-    let value = req.headers().get(header::AUTHORIZATION).ok_or_else(bad)?;
-    let value = value.to_str().map_err(|_| bad())?;
-    let token = value.strip_prefix("Bearer ").map(str::trim).ok_or_else(bad)?;
-    if token.is_empty() {
-        return Err(bad());
+    let given = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(malformed)?;
+    if !is_b64token(given) {
+        return Err(malformed());
     }
-    Ok(token)
+    if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, 10000, "Authentication error"));
+    }
+    Ok(())
+}
+
+/// RFC 6750's `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+"
+/// / "/" ) *"="`. Cloudflare's own tokens are 40 of `[A-Za-z0-9_-]`; a
+/// token with a space, a quote or a line break in it (copied with its
+/// surroundings) is malformed.
+fn is_b64token(t: &str) -> bool {
+    let body = t.trim_end_matches('=');
+    !body.is_empty() && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -158,72 +197,24 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 struct Roll {
     error: Option<StatusCode>,
     drop: bool,
+    /// Answer a D1 query with an internal error (HTTP 500, code 7500).
+    internal: bool,
 }
 
 impl State {
-    /// Draws the same three numbers for every request, so a seed gives the
+    /// Draws the same four numbers for every request, so a seed gives the
     /// same fault sequence whatever the rates are.
     fn roll(&self) -> Roll {
         let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
         let (e, d, which): (f64, f64, usize) = (rng.random(), rng.random(), rng.random_range(0..3));
+        let i: f64 = rng.random();
         let status =
             [StatusCode::INTERNAL_SERVER_ERROR, StatusCode::BAD_GATEWAY, StatusCode::SERVICE_UNAVAILABLE]
                 [which];
-        Roll { error: (e < self.faults.error_rate).then_some(status), drop: d < self.faults.drop_rate }
-    }
-}
-
-/// A fixed window of `limit` requests per `window`, per token.
-pub(crate) struct RateLimiter {
-    limit: u32,
-    window: Duration,
-    windows: Mutex<HashMap<String, (Instant, u32)>>,
-}
-
-pub(crate) struct RateDecision {
-    allowed: bool,
-    limit: u32,
-    remaining: u32,
-    reset_secs: u64,
-    window_secs: u64,
-}
-
-impl RateDecision {
-    /// The IETF `RateLimit` headers Cloudflare sends.
-    fn headers(&self, resp: &mut Response<Body>) {
-        let h = resp.headers_mut();
-        let now = format!("\"default\";r={};t={}", self.remaining, self.reset_secs);
-        let policy = format!("\"default\";q={};w={}", self.limit, self.window_secs);
-        if let (Ok(now), Ok(policy)) = (HeaderValue::from_str(&now), HeaderValue::from_str(&policy)) {
-            h.insert("ratelimit", now);
-            h.insert("ratelimit-policy", policy);
-        }
-    }
-}
-
-impl RateLimiter {
-    pub fn new(limit: u32, window: Duration) -> RateLimiter {
-        RateLimiter { limit, window, windows: Mutex::new(HashMap::new()) }
-    }
-
-    fn check(&self, key: &str) -> RateDecision {
-        let now = Instant::now();
-        let mut map = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = map.entry(key.to_string()).or_insert((now, 0));
-        if now.duration_since(entry.0) >= self.window {
-            *entry = (now, 0);
-        }
-        let allowed = entry.1 < self.limit;
-        if allowed {
-            entry.1 += 1;
-        }
-        let left = self.window.saturating_sub(now.duration_since(entry.0));
-        RateDecision {
-            allowed,
-            limit: self.limit,
-            remaining: self.limit - entry.1,
-            reset_secs: left.as_secs_f64().ceil().max(1.0) as u64,
-            window_secs: self.window.as_secs().max(1),
+        Roll {
+            error: (e < self.faults.error_rate).then_some(status),
+            drop: d < self.faults.drop_rate,
+            internal: i < self.faults.internal_error_rate,
         }
     }
 }

@@ -231,9 +231,7 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     };
     // One client: D1 and Vectorize share the token's request budget.
     let api = match api_settings {
-        Some(s) => Some(Arc::new(
-            crate::cloudflare::Api::new(s)?.with_retry_notices(Arc::new(move |m: &str| notices.println(m))),
-        )),
+        Some(s) => Some(Arc::new(crate::cloudflare::Api::new(s)?.with_progress(notices))),
         None => None,
     };
     let target = opts.target.open(d1_mappings, api.clone())?;

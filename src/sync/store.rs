@@ -177,9 +177,9 @@ pub fn open_d1(
 ) -> Result<(Option<Arc<Api>>, D1Access)> {
     let notices = progress.clone();
     let api = match (&opts.target, &opts.vectorize) {
-        (Target::Api { settings, .. }, _) | (_, VectorTarget::Api { settings, .. }) => Some(Arc::new(
-            Api::new(settings.clone())?.with_retry_notices(Arc::new(move |m: &str| notices.println(m))),
-        )),
+        (Target::Api { settings, .. }, _) | (_, VectorTarget::Api { settings, .. }) => {
+            Some(Arc::new(Api::new(settings.clone())?.with_progress(notices)))
+        }
         _ => None,
     };
     let d1 = match &opts.target {

@@ -4,6 +4,8 @@
 
 pub(crate) mod harness;
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
 use harness::{export, import, py_rows, python, start, ACCOUNT, DB, TOKEN};
@@ -182,13 +184,35 @@ fn emulator_auth_routing_and_errors() {
         let v: Value = r.json().await.expect("json");
         assert_eq!(v["errors"][0], json!({ "code": 10000, "message": "Authentication error" }));
 
+        // No credentials at all: 9106 (observed on the real API).
         let r = emu.http.post(&url).json(&body).send().await.expect("send");
         assert_eq!(r.status().as_u16(), 400);
         let v: Value = r.json().await.expect("json");
+        assert_eq!(
+            v["errors"][0],
+            json!({ "code": 9106, "message": "Missing X-Auth-Key, X-Auth-Email or Authorization headers" })
+        );
+        // An Authorization header Cloudflare cannot read: 6003 with 6111.
+        let quoted = format!("Bearer \"{TOKEN}\"");
+        let spaced = format!("Bearer  {TOKEN}");
+        for value in [TOKEN, quoted.as_str(), spaced.as_str(), "Bearer "] {
+            let r =
+                emu.http.post(&url).header("Authorization", value).json(&body).send().await.expect("send");
+            assert_eq!(r.status().as_u16(), 400, "{value}");
+            let v: Value = r.json().await.expect("json");
+            assert_eq!(v["errors"][0]["code"], 6003, "{value}: {v}");
+            assert_eq!(
+                v["errors"][0]["error_chain"][0],
+                json!({ "code": 6111, "message": "Invalid format for Authorization header" }),
+                "{value}"
+            );
+        }
+        // A global API key (the emulator knows only its token): 6003 with 6102/6103.
+        let r = emu.http.post(&url).header("X-Auth-Email", "me@example.com").header("X-Auth-Key", "k");
+        let v: Value = r.json(&body).send().await.expect("send").json().await.expect("json");
         assert_eq!(v["errors"][0]["code"], 6003);
-        assert_eq!(v["errors"][0]["error_chain"][0]["code"], 6111);
-        let r = emu.http.post(&url).header("Authorization", TOKEN).json(&body).send().await.expect("send");
-        assert_eq!(r.status().as_u16(), 400, "no Bearer prefix");
+        assert_eq!(v["errors"][0]["error_chain"][0]["code"], 6102);
+        assert_eq!(v["errors"][0]["error_chain"][1]["code"], 6103);
 
         let other = url.replace(ACCOUNT, "someone-else");
         let (status, v) = emu.post(&other, body.clone()).await;
@@ -302,21 +326,74 @@ fn emulator_export_dump_replays_to_the_same_data() {
 
 #[test]
 fn emulator_rate_limit_answers_429_with_retry_after() {
-    let emu = start(&["--rate-limit", "3/60", "--json"]);
+    let emu = start(&["--rate-limit", "3/2", "--json"]);
     common::block_on(async {
+        let send = || async {
+            let r =
+                emu.http.post(emu.db_url(DB, "query")).bearer_auth(TOKEN).json(&json!({ "sql": "SELECT 1" }));
+            r.send().await.expect("send")
+        };
         for _ in 0..3 {
-            let (status, _) = emu.query(json!({ "sql": "SELECT 1" })).await;
-            assert_eq!(status, 200);
+            let r = send().await;
+            assert_eq!(r.status().as_u16(), 200);
+            assert!(r.headers().contains_key("ratelimit"));
         }
-        let r = emu.http.post(emu.db_url(DB, "query")).bearer_auth(TOKEN).json(&json!({ "sql": "SELECT 1" }));
-        let r = r.send().await.expect("send");
+        let t0 = std::time::Instant::now();
+        std::thread::sleep(Duration::from_millis(1200));
+        let r = send().await;
         assert_eq!(r.status().as_u16(), 429);
         let retry: u64 = r.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
-        assert!((1..=60).contains(&retry), "{retry}");
-        assert!(r.headers().contains_key("ratelimit-policy"));
+        assert_eq!(retry, 2, "blocked for a whole window from the request over the limit");
+        assert_eq!(r.headers()["ratelimit-policy"], "\"default\";q=3;w=2");
         let v: Value = r.json().await.expect("json");
         assert_eq!(v["errors"][0]["code"], 971);
+        // At 2.4 s the first three requests have left the window, but the
+        // block holds every call until 3.2 s (cloudflare-docs: "all API
+        // calls for the next five minutes will be blocked").
+        std::thread::sleep(Duration::from_millis(2400).saturating_sub(t0.elapsed()));
+        let r = send().await;
+        assert_eq!(r.status().as_u16(), 429, "still blocked");
+        std::thread::sleep(Duration::from_millis(3500).saturating_sub(t0.elapsed()));
+        assert_eq!(send().await.status().as_u16(), 200, "the block is over");
     });
+}
+
+#[test]
+fn emulator_bandwidth_paces_uploads_and_answers() {
+    let emu = start(&["--bandwidth", "256K"]);
+    common::block_on(async {
+        // A request of 512 KiB (one bound string): read at 256 KiB/s, about 2 s.
+        let blob = "x".repeat(512 * 1024);
+        let started = std::time::Instant::now();
+        let (status, v) = emu.query(json!({ "sql": "SELECT length(?) AS n", "params": [blob] })).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["result"][0]["results"][0]["n"], 512 * 1024);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(1900), "the upload was not paced: {took:?}");
+        // ... and the answer, which holds the string again, as much.
+        let started = std::time::Instant::now();
+        let (status, v) =
+            emu.query(json!({ "sql": "SELECT ? AS s", "params": ["y".repeat(100 * 1024)] })).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["result"][0]["results"][0]["s"].as_str().map(str::len), Some(100 * 1024));
+        assert!(started.elapsed() >= Duration::from_millis(700), "{:?}", started.elapsed());
+    });
+}
+
+#[test]
+fn emulator_internal_errors_are_http_500_with_code_7500_and_do_not_run() {
+    let emu = start(&["--internal-error-rate", "1.0"]);
+    common::block_on(async {
+        let (status, v) = emu.query(json!({ "sql": "CREATE TABLE t (a)" })).await;
+        assert_eq!(status, 500, "{v}");
+        assert_eq!(v["errors"][0]["code"], 7500);
+        assert!(v["errors"][0]["message"].as_str().is_some_and(|m| m.starts_with("D1_ERROR: ")), "{v}");
+    });
+    let tables = python(
+        "import sqlite3,sys\nprint(sqlite3.connect(sys.argv[1]).execute('SELECT count(*) FROM sqlite_master').fetchone()[0])",
+        &[&emu.sqlite_path(DB).display().to_string()],
+    );
+    assert_eq!(tables, "0", "the refused request did not run");
 }
 
 #[test]

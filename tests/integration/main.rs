@@ -33,6 +33,7 @@ mod sync_index;
 mod sync_limits;
 mod sync_vectors;
 mod timeouts;
+mod transport;
 mod vector_metadata;
 mod verify_cmd;
 mod verify_d1;

@@ -8,7 +8,7 @@
 use reqwest::header::{HeaderMap, AUTHORIZATION, RETRY_AFTER};
 use serde_json::Value;
 
-use super::{envelope, transport, Api, Product};
+use super::{envelope, read_text, transport, with_body, Activity, Api, Product};
 use crate::cloudflare::retry::{parse_retry_after, Failure};
 use crate::error::Error;
 
@@ -32,21 +32,28 @@ impl Api {
     /// `GET url` once (see the module comment).
     pub async fn probe(&self, what: &str, url: &str) -> std::result::Result<Probe, ProbeFailure> {
         self.limiter.acquire().await;
-        let sent = self
-            .http
-            .get(url)
-            .header(AUTHORIZATION, format!("Bearer {}", self.settings.token))
-            .send()
-            .await
-            .map_err(|e| transport(&self.settings.timeouts, what, e));
-        let resp = match sent {
-            Ok(r) => r,
-            Err(f) => return Err(failure(f, HeaderMap::new())),
+        // One attempt under the client's own bounds (connect, stall, the
+        // JSON answer's cap); the headers ride along with the answer.
+        let send = |activity: &Activity| {
+            let req = self.http.get(url).header(AUTHORIZATION, format!("Bearer {}", self.settings.token));
+            with_body(req, None, activity)
         };
-        let headers = resp.headers().clone();
-        match envelope(&self.settings.timeouts, what, Product::of(url), resp).await {
-            Ok(result) => Ok(Probe { result, headers }),
-            Err(f) => Err(failure(f, headers)),
+        let read = async |resp: reqwest::Response, activity: &Activity| {
+            let (status, headers) = (resp.status(), resp.headers().clone());
+            let text = read_text(resp, activity)
+                .await
+                .map_err(|e| (transport(&self.settings.timeouts, what, e), headers.clone()))?;
+            match envelope(what, Product::of(url), status, &headers, &text) {
+                Ok(result) => Ok(Ok(Probe { result, headers })),
+                Err(f) => Ok(Err(failure(f, headers))),
+            }
+        };
+        let attempt = self.attempt(what, url, true, send, async |resp, activity| {
+            read(resp, activity).await.or_else(|(f, h)| Ok(Err(failure(f, h))))
+        });
+        match attempt.await {
+            Ok(answer) => answer,
+            Err(f) => Err(failure(f, HeaderMap::new())),
         }
     }
 }

@@ -1,0 +1,75 @@
+//! Waiting before a retry where the user can see it. A short backoff is a
+//! line ("...; retrying in 1.2s"); a long one (Cloudflare's rate limit asks
+//! for up to 5 minutes) is a countdown, so a run that waits never looks
+//! hung: on a terminal a spinner line whose message counts down each
+//! second, otherwise a line now and then with the time left.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::time::Instant;
+
+use crate::progress::Progress;
+use crate::timeouts::human;
+
+/// Waits at least this long get a countdown rather than one line.
+pub const COUNTDOWN_FROM: Duration = Duration::from_secs(5);
+
+/// The wait before the next attempt, with `notice` said first.
+pub(crate) fn announce(progress: Option<Progress>, notice: String, wait: Duration) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let Some(progress) = progress else {
+            return tokio::time::sleep(wait).await;
+        };
+        if wait < COUNTDOWN_FROM {
+            progress.println(&format!("{notice}; retrying in {:.1}s", wait.as_secs_f64()));
+            return tokio::time::sleep(wait).await;
+        }
+        countdown(&progress, &notice, wait).await;
+    })
+}
+
+/// `notice`, then the time left until `wait` has passed.
+async fn countdown(progress: &Progress, notice: &str, wait: Duration) {
+    let end = Instant::now() + wait;
+    let until = chrono::Local::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+    progress.println(&format!(
+        "{notice}; waiting {} (until {}) before the next attempt",
+        human(wait),
+        until.format("%H:%M:%S")
+    ));
+    let left = || end.saturating_duration_since(Instant::now());
+    let spinner = progress.spinner("waiting");
+    // A line every fifth of the wait when there is no terminal (1 s to 30 s apart).
+    let every = (wait / 5).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let mut next_line = Instant::now() + every;
+    while !left().is_zero() {
+        let l = left();
+        spinner.set_message(format!("Cloudflare asked to wait: {} left", clock(l)));
+        if !progress.is_visible() && Instant::now() >= next_line && l >= Duration::from_secs(1) {
+            progress.println(&format!("  still waiting for Cloudflare: {} left", clock(l)));
+            next_line += every;
+        }
+        tokio::time::sleep(l.min(Duration::from_secs(1))).await;
+    }
+    spinner.finish_and_clear();
+    progress.println("  retrying now");
+}
+
+/// `4:05` (minutes and seconds left, rounded up).
+fn clock(d: Duration) -> String {
+    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_time_left_reads_as_a_clock() {
+        assert_eq!(clock(Duration::from_secs(245)), "4:05");
+        assert_eq!(clock(Duration::from_millis(59_100)), "1:00");
+        assert_eq!(clock(Duration::from_secs(9)), "0:09");
+    }
+}
