@@ -361,6 +361,15 @@ fn classify(what: &str, status: StatusCode, headers: &HeaderMap, message: String
     }
 }
 
+/// The Cloudflare error codes of an API error, read back from its message
+/// as [`envelope`] writes it (`[code] message; [code] message`): products
+/// say what went wrong with the code (Vectorize answers a missing index
+/// with HTTP 400 and code 3000), so callers decide on codes, not statuses.
+pub(crate) fn error_codes(e: &Error) -> Vec<u32> {
+    let Error::Api { message, .. } = e else { return Vec::new() };
+    message.split("; ").filter_map(|part| part.strip_prefix('[')?.split_once(']')?.0.parse().ok()).collect()
+}
+
 pub(crate) fn snippet(text: &str) -> String {
     let t = text.trim();
     match t.char_indices().nth(300) {
@@ -388,6 +397,15 @@ mod tests {
             Error::Api { hint, .. } => hint,
             other => panic!("not an API error: {other}"),
         }
+    }
+
+    #[tokio::test]
+    async fn error_codes_are_read_back_from_the_envelope() {
+        let body = r#"{"success":false,"errors":[{"code":3000,"message":"vectorize.index.not_found - Index name \"x\""},{"code":10000,"message":"a; [b]"}]}"#;
+        let e = refusal(Product::Vectorize, body).await;
+        assert_eq!(error_codes(&e), vec![3000, 10000], "{e}");
+        assert_eq!(error_codes(&refusal(Product::Vectorize, "not json").await), Vec::<u32>::new());
+        assert_eq!(error_codes(&Error::Internal("[3000] not an API error".into())), Vec::<u32>::new());
     }
 
     #[tokio::test]

@@ -11,7 +11,8 @@
 //! - [`d1_exec`], [`d1_rules`], [`sql_split`], [`d1_dump`], [`d1_store`]: the SQLite side;
 //! - [`vectorize`]: the Vectorize v2 endpoints, with [`vectorize_store`]
 //!   (SQLite per index), [`vectorize_mutations`] (the asynchronous write
-//!   queue), [`vectorize_upload`] (what an upload may hold) and
+//!   queue), [`vectorize_bodies`] (the JSON request types, strict),
+//!   [`vectorize_upload`] (what an upload may hold) and
 //!   [`vectorize_query`] (ranking, filters).
 //!
 //! A product adds a module with a `routes()` merged in [`router`] and its
@@ -27,6 +28,7 @@ mod envelope;
 mod server;
 pub(crate) mod sql_split;
 mod vectorize;
+mod vectorize_bodies;
 mod vectorize_mutations;
 mod vectorize_query;
 mod vectorize_store;

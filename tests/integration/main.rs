@@ -31,6 +31,7 @@ mod sync_limits;
 mod sync_vectors;
 mod timeouts;
 mod vector_metadata;
+mod vectorize_client;
 mod verify_cmd;
 mod verify_d1;
 mod verify_report;
