@@ -506,7 +506,7 @@ pub struct CheckArgs {
     pub queries: usize,
 
     /// Top-k of each parity query (Vectorize allows up to 100).
-    #[arg(long, default_value_t = 10, value_name = "K")]
+    #[arg(long, default_value_t = 10, value_name = "K", value_parser = parse_top_k)]
     pub k: usize,
 
     /// Parity passes when the mean recall@k is at least this (and every id
@@ -717,5 +717,15 @@ impl Cli {
             http: self.http_timeout,
             d1_wait: self.d1_wait,
         }
+    }
+}
+
+/// `verify --k`: refused before any work when Vectorize would refuse the
+/// queries (after the whole source was read for the exact top-k).
+fn parse_top_k(s: &str) -> std::result::Result<usize, String> {
+    let max = crate::cloudflare::limits::VECTORIZE_MAX_TOP_K;
+    match s.parse::<usize>() {
+        Ok(k) if (1..=max).contains(&k) => Ok(k),
+        _ => Err(format!("must be a whole number from 1 to {max} (Vectorize answers at most {max} matches)")),
     }
 }

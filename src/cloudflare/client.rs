@@ -366,6 +366,16 @@ fn envelope(
         _ => snippet(text),
     };
     let fallback = match (status.as_u16(), product) {
+        // Vectorize says an index is missing with code 3000 and HTTP 400,
+        // or deleted with 3005 and HTTP 410 (see cloudflare::vectorize).
+        (400, Product::Vectorize) if message.starts_with("[3000]") => {
+            "the Vectorize index does not exist: check the index name (--vectorize-index) and \
+             CLOUDFLARE_ACCOUNT_ID, or let pgflare create it (--create-index)"
+                .to_string()
+        }
+        (410, Product::Vectorize) => "the Vectorize index was deleted (Vectorize answers so for a while \
+                                      after a delete): create it again, or load into another index"
+            .to_string(),
         (400, Product::Vectorize) => {
             "Vectorize refused the request (the message says which vector and limit); fix the data or \
              the mapping (or set [vectorize] on_invalid = \"skip\") and run the command again"
@@ -379,6 +389,15 @@ fn envelope(
         _ => String::new(),
     };
     Err(classify(what, status, headers, message, &fallback))
+}
+
+/// The Cloudflare error codes of an API error, read back from its message
+/// as [`envelope`] writes it (`[code] message; [code] message`): products
+/// say what went wrong with the code (Vectorize answers a missing index
+/// with HTTP 400 and code 3000), so callers decide on codes, not statuses.
+pub(crate) fn error_codes(e: &Error) -> Vec<u32> {
+    let Error::Api { message, .. } = e else { return Vec::new() };
+    message.split("; ").filter_map(|part| part.strip_prefix('[')?.split_once(']')?.0.parse().ok()).collect()
 }
 
 #[cfg(test)]
@@ -400,6 +419,25 @@ mod tests {
             Error::Api { hint, .. } => hint,
             other => panic!("not an API error: {other}"),
         }
+    }
+
+    #[tokio::test]
+    async fn error_codes_are_read_back_from_the_envelope() {
+        let body = r#"{"success":false,"errors":[{"code":3000,"message":"vectorize.index.not_found - Index name \"x\""},{"code":10000,"message":"a; [b]"}]}"#;
+        let e = refusal(Product::Vectorize, body).await;
+        assert_eq!(error_codes(&e), vec![3000, 10000], "{e}");
+        assert_eq!(error_codes(&refusal(Product::Vectorize, "not json").await), Vec::<u32>::new());
+        assert_eq!(error_codes(&Error::Internal("[3000] not an API error".into())), Vec::<u32>::new());
+    }
+
+    /// Found with the issue-13 emulator: a write to an index deleted
+    /// mid-run answers HTTP 400, code 3000, and the hint said to fix the
+    /// data.
+    #[tokio::test]
+    async fn a_missing_vectorize_index_is_not_blamed_on_the_data() {
+        let body = r#"{"success":false,"errors":[{"code":3000,"message":"vectorize.index.not_found - Index name \"x\""}]}"#;
+        let e = refusal(Product::Vectorize, body).await;
+        assert!(hint(&e).contains("does not exist") && !hint(&e).contains("fix the data"), "{e}");
     }
 
     #[tokio::test]

@@ -82,6 +82,9 @@ pub const VECTORIZE_MAX_METADATA_INDEXES: usize = 10;
 pub const VECTORIZE_MAX_IDS_PER_CALL: usize = 100;
 /// Vectorize: ids per `get_by_ids` call.
 pub const VECTORIZE_MAX_GET_IDS: usize = 20;
+/// `topK` of a query without values or all metadata (docs
+/// `vectorize/reference/client-api.mdx`, "topK"; 20 with them).
+pub const VECTORIZE_MAX_TOP_K: usize = 100;
 
 /// One of D1's SQL limits as a SQLite run-time limit.
 pub struct SqlLimit {

@@ -107,155 +107,6 @@ impl Vectorize {
         self.api.account_url(&if action.is_empty() { base } else { format!("{base}/{action}") })
     }
 
-    /// The index's configuration, or `None` when it does not exist.
-    pub async fn config(&self) -> Result<Option<IndexConfig>> {
-        let what = format!("Vectorize index {}", self.index);
-        match self.get_index(&what).await? {
-            Some(v) => Ok(Some(parse(&what, v.get("config").cloned().unwrap_or(Value::Null))?)),
-            None => Ok(None),
-        }
-    }
-
-    /// When the index was created (`created_on`, empty when the answer has
-    /// none), or `None` when it does not exist: an index deleted and
-    /// created again under its name is another index, without its vectors.
-    pub async fn created_on(&self) -> Result<Option<String>> {
-        let what = format!("Vectorize index {}", self.index);
-        let index = self.get_index(&what).await?;
-        Ok(index.map(|v| v.get("created_on").and_then(Value::as_str).unwrap_or_default().to_string()))
-    }
-
-    /// `GET indexes/{name}`, or `None` when there is no such index.
-    async fn get_index(&self, what: &str) -> Result<Option<Value>> {
-        match self.api.get(what, &self.url("")).await {
-            Ok(v) => Ok(Some(v)),
-            Err(Error::Api { status: Some(404), .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Makes sure the index exists with `want`: creates it when missing and
-    /// `create` is set; an existing index with other dimensions or metric
-    /// is refused (its vectors could not be compared with the source's).
-    pub async fn ensure(&self, want: &IndexConfig, create: bool) -> Result<IndexConfig> {
-        let setting = format!("Vectorize index `{}`", self.index);
-        match self.config().await? {
-            Some(have) if have == *want => Ok(have),
-            Some(have) => Err(Error::Config {
-                setting,
-                // Load and sync both get here: name the settings, not the job.
-                message: format!(
-                    "exists with {} dimensions and metric {}, but pgflare.toml asks for {} dimensions (the \
-                     vector column's, or [vectorize] dimensions) and metric {}; use another index \
-                     (--vectorize-index), or make [vectorize] metric and the dimensions match",
-                    have.dimensions, have.metric, want.dimensions, want.metric
-                ),
-            }),
-            None if create => {
-                let what = format!("creating Vectorize index {}", self.index);
-                let body = json!({
-                    "name": self.index,
-                    "description": "created by pgflare load",
-                    "config": {"dimensions": want.dimensions, "metric": want.metric},
-                });
-                let url = self.api.account_url("vectorize/v2/indexes");
-                match self.api.call(&what, Method::POST, &url, &body).await {
-                    Ok(v) => parse(&what, v.get("config").cloned().unwrap_or(Value::Null)),
-                    // A create whose answer was lost is retried and meets
-                    // its own index: check that one instead.
-                    Err(Error::Api { status: Some(409), .. }) => Box::pin(self.ensure(want, false)).await,
-                    Err(e) => Err(e),
-                }
-            }
-            None => Err(Error::Config {
-                setting,
-                message: format!(
-                    "does not exist; create it (`wrangler vectorize create {} --dimensions {} --metric {}`) \
-                     or let pgflare create it: --create-index or [vectorize] create_index = true",
-                    self.index, want.dimensions, want.metric
-                ),
-            }),
-        }
-    }
-
-    /// Metadata indexes: property name -> type (`string`, `number`, `boolean`).
-    pub async fn metadata_indexes(&self) -> Result<Vec<(String, String)>> {
-        let what = format!("Vectorize index {}: metadata indexes", self.index);
-        let v = self.api.get(&what, &self.url("metadata_index/list")).await?;
-        let list = v.get("metadataIndexes").and_then(Value::as_array).cloned().unwrap_or_default();
-        Ok(list
-            .iter()
-            .filter_map(|m| {
-                let name = m.get("propertyName")?.as_str()?.to_string();
-                let ty = m.get("indexType")?.as_str()?.to_string();
-                Some((name, ty))
-            })
-            .collect())
-    }
-
-    /// Creates the metadata indexes that are missing; one with the same
-    /// name and another type is refused.
-    pub async fn ensure_metadata_indexes(&self, want: &[(String, String)]) -> Result<Vec<WriteTicket>> {
-        let have = self.metadata_indexes().await?;
-        let mut tickets = Vec::new();
-        for (name, ty) in want {
-            match have.iter().find(|(n, _)| n == name) {
-                Some((_, t)) if t == ty => {}
-                Some((_, t)) => {
-                    return Err(Error::Config {
-                        setting: format!("Vectorize index `{}`, metadata index `{name}`", self.index),
-                        // The property is a column or a typed JSON path: name both.
-                        message: format!(
-                            "exists as type {t}, but pgflare.toml makes property `{name}` a {ty} (the type of \
-                             the vector_metadata column, or the `type` of the vector_metadata_paths entry, of \
-                             that name); delete it (`wrangler vectorize delete-metadata-index {} --propertyName \
-                             {name}`) first, then load the vectors again (those written before a metadata index \
-                             exists are not filterable on it), or make the property a {t}",
-                            self.index
-                        ),
-                    });
-                }
-                None => {
-                    let what = format!("Vectorize index {}: creating metadata index {name}", self.index);
-                    let body = json!({"propertyName": name, "indexType": ty});
-                    let url = self.url("metadata_index/create");
-                    match self.write(&what, &url, Body::Json(body)).await {
-                        Ok(t) => tickets.push(t),
-                        // A create whose answer was lost was retried and met
-                        // itself: its mutation id is unknown, so wait until
-                        // the list shows it (listed means applied).
-                        Err(Error::Api { status: Some(409), .. }) => self.await_listed(name, ty).await?,
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-        }
-        Ok(tickets)
-    }
-
-    /// Polls the metadata-index list until `name` shows with type `ty`.
-    async fn await_listed(&self, name: &str, ty: &str) -> Result<()> {
-        let started = Instant::now();
-        let mut every = self.poll_every;
-        loop {
-            if self.metadata_indexes().await?.iter().any(|(n, t)| n == name && t == ty) {
-                return Ok(());
-            }
-            if started.elapsed() > Duration::from_secs(300) {
-                return Err(Error::Api {
-                    what: format!("Vectorize index {}: metadata index {name}", self.index),
-                    status: Some(409),
-                    message: format!("exists or is being created, but is not listed as {ty} after 300 s"),
-                    hint:
-                        "check it with `wrangler vectorize list-metadata-index`, then run the command again"
-                            .into(),
-                });
-            }
-            tokio::time::sleep(every).await;
-            every = (every * 3 / 2).min(Duration::from_secs(5));
-        }
-    }
-
     /// Upserts NDJSON lines (each a whole vector: values, metadata and
     /// namespace are replaced).
     pub async fn upsert(&self, what: &str, ndjson: bytes::Bytes) -> Result<WriteTicket> {
@@ -456,6 +307,10 @@ fn urlencoding(s: &str) -> String {
         })
         .collect()
 }
+
+#[path = "vectorize_index.rs"]
+mod index;
+pub use index::Absent;
 
 #[cfg(test)]
 #[path = "vectorize_tests.rs"]

@@ -16,7 +16,8 @@
 //! - [`request_log`]: `--request-log`, the shape of every request;
 //! - [`vectorize`]: the Vectorize v2 endpoints, with [`vectorize_store`]
 //!   (SQLite per index), [`vectorize_mutations`] (the asynchronous write
-//!   queue), [`vectorize_upload`] (what an upload may hold) and
+//!   queue), [`vectorize_bodies`] (the JSON request types, strict),
+//!   [`vectorize_upload`] (what an upload may hold) and
 //!   [`vectorize_query`] (ranking, filters).
 //!
 //! A product adds a module with a `routes()` merged in [`router`] and its
@@ -37,6 +38,7 @@ mod server;
 mod throttle;
 mod token;
 mod vectorize;
+mod vectorize_bodies;
 mod vectorize_mutations;
 mod vectorize_query;
 mod vectorize_store;

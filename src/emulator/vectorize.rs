@@ -12,28 +12,41 @@
 //! starting with a letter (they are also file names).
 //!
 //! Error codes, taken from Vectorize where its answers are known (observed
-//! messages quoted in public code), chosen in the same 40000s range where
-//! not:
+//! messages quoted in public code, summarised with their sources in
+//! /work/shared/reference/cloudflare.md, "Real-service behaviour"), chosen
+//! in the same 40000s range where not. Vectorize answers its refusals with
+//! HTTP 400 even for an unknown index (observed), so a client must read
+//! the code, not the status; where the status of a refusal is not known,
+//! the emulator answers 400 too, never the 404 or 409 a client might
+//! expect.
 //!
-//! | code  | HTTP        | when                                                        | source   |
-//! |-------|-------------|-------------------------------------------------------------|----------|
-//! | 3000  | 404         | unknown index (`vectorize.index.not_found`)                 | Vectorize |
-//! | 3002  | 409         | index name taken (`vectorize.index.duplicate_name`)         | Vectorize |
-//! | 40002 | 400         | invalid index name, dimensions, metric or preset            | chosen   |
-//! | 40006 | 400/404     | query vector of the wrong length; unknown `vectorId`        | Vectorize |
-//! | 40007 | 400         | over 20 ids (get_by_ids) or 100 ids (delete_by_ids)         | Vectorize |
-//! | 40008 | 400         | vector id empty or over 64 bytes                            | Vectorize |
-//! | 40009 | 400         | namespace over 64 bytes                                     | Vectorize |
-//! | 40012 | 400         | vector of the wrong length in an upload                     | Vectorize |
-//! | 40013 | 400         | invalid metadata (keys, value types, over 10 KiB)           | chosen   |
-//! | 40014 | 400         | over 5000 vectors in one request                            | chosen   |
-//! | 40015 | 413         | body over 100,000,000 bytes                                 | chosen   |
-//! | 40023 | 400         | an upload line that does not parse or has a wrong field     | Vectorize |
-//! | 40025 | 400         | topK out of 1..=100, or over 50 with values/all metadata    | Vectorize |
-//! | 40026 | 400         | a JSON body that does not parse                             | Vectorize |
-//! | 40027 | 400         | invalid filter, incl. a property without metadata index     | chosen   |
-//! | 40030 | 400/404/409 | metadata index refused (type, name, 10 max, duplicate)      | chosen   |
-//! | 40031 | 400         | list: count outside 1..=1000, or a cursor not from a listing | chosen   |
+//! | code  | HTTP | when                                                          | source   |
+//! |-------|------|---------------------------------------------------------------|----------|
+//! | 3000  | 400  | unknown index (`vectorize.index.not_found`)                   | observed |
+//! | 3002  | 400  | index name taken (`vectorize.index.duplicate_name`)           | observed (code) |
+//! | 3005  | 410  | index deleted lately (`vectorize.index.deleted`)              | observed |
+//! | 40002 | 400  | invalid index name, dimensions, metric or preset              | chosen   |
+//! | 40006 | 400  | query vector of the wrong length; unknown `vectorId`          | Vectorize |
+//! | 40007 | 400  | over 20 ids (get_by_ids) or 100 ids (delete_by_ids)           | observed |
+//! | 40008 | 400  | vector id empty or over 64 bytes                              | Vectorize |
+//! | 40009 | 400  | namespace over 64 bytes                                       | Vectorize |
+//! | 40012 | 400  | vector of the wrong length in an upload                       | Vectorize |
+//! | 40013 | 400  | invalid metadata (keys, value types, over 10 KiB)             | chosen   |
+//! | 40014 | 400  | over 5000 vectors in one request                              | chosen   |
+//! | 40015 | 413  | body over 100,000,000 bytes                                   | chosen   |
+//! | 40023 | 400  | an upload line that does not parse or has a wrong field       | Vectorize |
+//! | 40025 | 400  | topK out of 1..=100, or over 20 with values/all metadata      | Vectorize |
+//! | 40026 | 400  | a JSON body not sent as application/json, not parsing, or with a field its type lacks or of another type | observed ([`super::vectorize_bodies`]) |
+//! | 40027 | 400  | invalid filter, incl. a property without metadata index       | chosen   |
+//! | 40030 | 400  | metadata index refused (type, name, 10 max, duplicate, none)  | chosen   |
+//! | 40031 | 400  | list: count outside 1..=1000, or a cursor not from a listing  | chosen   |
+//!
+//! The index list is one page without `result_info`: the SDKs read it as a
+//! `SinglePage` (cloudflare-typescript `indexes.ts` `list`, cloudflare-go
+//! `vectorize/index.go` `List`, cloudflare-python
+//! `resources/vectorize/indexes/indexes.py`), and wrangler's
+//! `fetchListResult` (`packages/workers-utils/src/cfetch/index.ts`) asks
+//! for more only when `result_info.cursor` is set.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,18 +57,21 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::d1::blocking;
 use super::envelope::{ok, ApiError};
+use super::vectorize_bodies::{
+    json_body, CreateBody, Ids, MetadataIndexBody, MetadataIndexName, MetadataLevel, QueryBody,
+};
 use super::vectorize_query::{self as vq, IndexType, Metric};
-use super::vectorize_store::{now_ms, rfc3339, Index, IndexConfig, Matches, QueryPlan, WriteKind};
+use super::vectorize_store::{now_ms, rfc3339, Index, IndexConfig, Lookup, Matches, QueryPlan, WriteKind};
 use super::vectorize_upload::{check_property, ndjson_of, parse_vectors, read_upload};
 use super::State as Shared;
 
 pub const CODE_NO_INDEX: u32 = 3000;
 pub const CODE_DUPLICATE: u32 = 3002;
+pub const CODE_DELETED: u32 = 3005;
 pub const CODE_CONFIG: u32 = 40002;
 pub const CODE_QUERY: u32 = 40006;
 pub const CODE_TOO_MANY_IDS: u32 = 40007;
@@ -67,7 +83,6 @@ pub const CODE_TOO_MANY_VECTORS: u32 = 40014;
 pub const CODE_TOO_LARGE: u32 = 40015;
 pub const CODE_UPLOAD: u32 = 40023;
 pub const CODE_TOP_K: u32 = 40025;
-pub const CODE_JSON: u32 = 40026;
 pub const CODE_FILTER: u32 = 40027;
 pub const CODE_METADATA_INDEX: u32 = 40030;
 pub const CODE_LIST: u32 = 40031;
@@ -101,39 +116,30 @@ fn bad(code: u32, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, message)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| bad(CODE_JSON, format!("Failed to parse the request body as JSON: {e}")))
-}
-
+/// The live index of this name. An unknown name is HTTP 400, code 3000,
+/// `vectorize.index.not_found - Index name "x"` (observed; the SDKs map
+/// only a 404 to NotFound, cloudflare-python `_client.py`
+/// `_make_status_error`, so a client keyed on 404 misses it); a name
+/// deleted lately is HTTP 410, code 3005, `vectorize.index.deleted`
+/// (observed), for [`super::vectorize_store::DELETED_ANSWER_FOR`].
 fn index(st: &Shared, name: &str) -> Result<Arc<Index>, ApiError> {
-    st.vectorize.get(name).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            CODE_NO_INDEX,
-            format!("vectorize.index.not_found - Index name {name:?}"),
-        )
-    })
+    match st.vectorize.lookup(name) {
+        Lookup::Live(index) => Ok(index),
+        Lookup::Deleted => Err(ApiError::new(
+            StatusCode::GONE,
+            CODE_DELETED,
+            format!("vectorize.index.deleted - Index name {name:?} was deleted"),
+        )),
+        Lookup::Missing => {
+            Err(bad(CODE_NO_INDEX, format!("vectorize.index.not_found - Index name {name:?}")))
+        }
+    }
 }
 
 fn valid_name(name: &str) -> bool {
     name.len() <= 64
         && name.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-#[derive(Deserialize)]
-struct CreateBody {
-    name: String,
-    description: Option<String>,
-    config: CreateConfig,
-}
-
-#[derive(Deserialize)]
-struct CreateConfig {
-    dimensions: Option<Value>,
-    metric: Option<String>,
-    preset: Option<String>,
 }
 
 /// The model presets wrangler offers (`vectorize create --preset`).
@@ -147,8 +153,8 @@ fn preset(name: &str) -> Option<(u64, Metric)> {
     })
 }
 
-async fn create_index(State(st): State<Arc<Shared>>, body: Bytes) -> Answer {
-    let body: CreateBody = parse(&body)?;
+async fn create_index(State(st): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Answer {
+    let body: CreateBody = json_body(&headers, &body)?;
     if !valid_name(&body.name) {
         return Err(bad(
             CODE_CONFIG,
@@ -159,6 +165,9 @@ async fn create_index(State(st): State<Arc<Shared>>, body: Bytes) -> Answer {
         ));
     }
     let (dimensions, metric) = match (&body.config.preset, &body.config.dimensions, &body.config.metric) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(bad(CODE_CONFIG, "config holds either a preset or dimensions and metric, not both"))
+        }
         (Some(p), _, _) => preset(p).ok_or_else(|| bad(CODE_CONFIG, format!("unknown preset {p:?}")))?,
         (None, Some(d), Some(m)) => {
             let dims = d.as_u64().filter(|d| (1..=MAX_DIMENSIONS).contains(d)).ok_or_else(|| {
@@ -185,12 +194,10 @@ async fn create_index(State(st): State<Arc<Shared>>, body: Bytes) -> Answer {
     };
     let store = st.clone();
     let created = blocking(move || store.vectorize.create(config)).await?;
+    // Code and text observed (`vectorize.index.duplicate_name - Index name
+    // "x"`, code 3002); the status is not known: 400, as the unknown index.
     let index = created.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            CODE_DUPLICATE,
-            format!("vectorize.index.duplicate_name - Index name {:?} already exists", body.name),
-        )
+        bad(CODE_DUPLICATE, format!("vectorize.index.duplicate_name - Index name {:?}", body.name))
     })?;
     Ok(ok(index.config.json()))
 }
@@ -205,10 +212,11 @@ async fn get_index(State(st): State<Arc<Shared>>, Path((_, name)): Path<(String,
 
 async fn delete_index(State(st): State<Arc<Shared>>, Path((_, name)): Path<(String, String)>) -> Answer {
     index(&st, &name)?;
-    let store = st.clone();
-    let gone = blocking(move || Ok(store.vectorize.delete(&name))).await?;
+    let (store, name_) = (st.clone(), name.clone());
+    let gone = blocking(move || Ok(store.vectorize.delete(&name_))).await?;
     if !gone {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, CODE_NO_INDEX, "vectorize.index.not_found"));
+        // Deleted by a concurrent request between the two steps.
+        return Err(index(&st, &name).err().unwrap_or_else(|| ApiError::internal("index deleted twice")));
     }
     Ok(ok(Value::Null))
 }
@@ -263,18 +271,14 @@ async fn write(
     Ok(mutation_answer(mutation))
 }
 
-#[derive(Deserialize)]
-struct Ids {
-    ids: Vec<String>,
-}
-
 async fn get_by_ids(
     State(st): State<Arc<Shared>>,
     Path((_, name)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
     let index = index(&st, &name)?;
-    let Ids { ids } = parse(&body)?;
+    let Ids { ids } = json_body(&headers, &body)?;
     if ids.len() > MAX_GET_IDS {
         return Err(bad(
             CODE_TOO_MANY_IDS,
@@ -299,10 +303,11 @@ async fn get_by_ids(
 async fn delete_by_ids(
     State(st): State<Arc<Shared>>,
     Path((_, name)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
     let index = index(&st, &name)?;
-    let Ids { ids } = parse(&body)?;
+    let Ids { ids } = json_body(&headers, &body)?;
     if ids.is_empty() || ids.len() > MAX_DELETE_IDS {
         return Err(bad(
             CODE_TOO_MANY_IDS,
@@ -322,64 +327,19 @@ fn mutation_answer(mutation: String) -> Response {
     ok(json!({ "mutationId": mutation }))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct QueryBody {
-    vector: Option<Vec<f64>>,
-    vector_id: Option<String>,
-    top_k: Option<Value>,
-    return_values: Option<bool>,
-    return_metadata: Option<Value>,
-    filter: Option<Value>,
-    namespace: Option<String>,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum MetadataLevel {
-    None,
-    Indexed,
-    All,
-}
-
 async fn query(
     State(st): State<Arc<Shared>>,
     Path((_, name)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
     let index = index(&st, &name)?;
-    let q: QueryBody = parse(&body)?;
-    let level = match &q.return_metadata {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => MetadataLevel::None,
-        Some(Value::Bool(true)) => MetadataLevel::All,
-        Some(Value::String(s)) if s == "none" => MetadataLevel::None,
-        Some(Value::String(s)) if s == "indexed" => MetadataLevel::Indexed,
-        Some(Value::String(s)) if s == "all" => MetadataLevel::All,
-        Some(other) => {
-            return Err(bad(CODE_QUERY, format!("returnMetadata must be none, indexed or all, got {other}")))
-        }
-    };
+    let q: QueryBody = json_body(&headers, &body)?;
+    let level = q.level();
     let return_values = q.return_values.unwrap_or(false);
-    let top_k = match &q.top_k {
-        None => 5,
-        Some(v) => v
-            .as_u64()
-            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
-            .ok_or_else(|| bad(CODE_TOP_K, format!("topK must be a whole number, got {v}")))?,
-    };
-    if !(1..=100).contains(&top_k) {
-        return Err(bad(
-            CODE_TOP_K,
-            format!("topK must be from 1 to 100: max top K is 100, but got {top_k}"),
-        ));
-    }
-    if top_k > 50 && (return_values || level == MetadataLevel::All) {
-        return Err(bad(
-            CODE_TOP_K,
-            format!("with returnValues=true or returnMetadata=all, max top K is 50, but got {top_k}"),
-        ));
-    }
+    let top_k = q.top_k(CODE_TOP_K)?;
     if let Some(f) = &q.filter {
-        let size = f.to_string().len();
+        let size = serde_json::to_string(f).map_or(usize::MAX, |t| t.len());
         if size >= MAX_FILTER_BYTES {
             return Err(bad(
                 CODE_FILTER,
@@ -405,9 +365,9 @@ async fn query(
     let plan = QueryPlan {
         vector,
         vector_id: q.vector_id,
-        top_k: top_k as usize,
+        top_k,
         namespace: q.namespace,
-        filter: q.filter,
+        filter: q.filter.map(Value::Object),
     };
     let Matches { found, indexes } = blocking(move || index.query(&plan)).await?;
     let matches: Vec<Value> = found
@@ -483,22 +443,16 @@ async fn list_vectors(
     })))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MetadataIndexBody {
-    property_name: String,
-    index_type: Option<String>,
-}
-
 async fn create_metadata_index(
     State(st): State<Arc<Shared>>,
     Path((_, name)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
     let index = index(&st, &name)?;
-    let b: MetadataIndexBody = parse(&body)?;
+    let b: MetadataIndexBody = json_body(&headers, &body)?;
     check_property(&b.property_name).map_err(|e| bad(CODE_METADATA_INDEX, e))?;
-    let t = b.index_type.as_deref().and_then(IndexType::parse).ok_or_else(|| {
+    let t = IndexType::parse(&b.index_type).ok_or_else(|| {
         bad(
             CODE_METADATA_INDEX,
             format!("indexType must be string, number or boolean, got {:?}", b.index_type),
@@ -522,10 +476,11 @@ async fn list_metadata_indexes(
 async fn delete_metadata_index(
     State(st): State<Arc<Shared>>,
     Path((_, name)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
     let index = index(&st, &name)?;
-    let b: MetadataIndexBody = parse(&body)?;
+    let b: MetadataIndexName = json_body(&headers, &body)?;
     let mutation = blocking(move || index.delete_metadata_index(&b.property_name)).await?;
     Ok(ok(json!({ "mutationId": mutation })))
 }

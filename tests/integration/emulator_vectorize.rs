@@ -117,7 +117,7 @@ fn emulator_vectorize_index_lifecycle() {
         let dup = refused(
             post(&emu, "", json!({ "name": "docs", "config": { "dimensions": 3, "metric": "cosine" } }))
                 .await,
-            409,
+            400,
             3002,
         );
         assert!(dup.contains("vectorize.index.duplicate_name") && dup.contains("docs"), "{dup}");
@@ -152,9 +152,10 @@ fn emulator_vectorize_index_lifecycle() {
         assert_eq!(names, ["docs", "other"]);
         let (status, shown) = get(&emu, "/docs").await;
         assert_eq!((status, &shown["result"]), (200, &docs));
-        let msg = refused(get(&emu, "/nope").await, 404, 3000);
+        // HTTP 400, code 3000, as observed on Vectorize (not a 404).
+        let msg = refused(get(&emu, "/nope").await, 400, 3000);
         assert_eq!(msg, "vectorize.index.not_found - Index name \"nope\"");
-        refused(post(&emu, "/nope/query", json!({ "vector": [1, 2, 3] })).await, 404, 3000);
+        refused(post(&emu, "/nope/query", json!({ "vector": [1, 2, 3] })).await, 400, 3000);
 
         write(&emu, "docs", "upsert", &[json!({ "id": "a", "values": [1, 2, 3] })]).await;
         let file = emu.dir.path().join("vectorize/docs.sqlite");
@@ -164,12 +165,85 @@ fn emulator_vectorize_index_lifecycle() {
         let v: Value = r.json().await.expect("json");
         assert_eq!((v["success"].clone(), v["result"].clone()), (json!(true), Value::Null));
         assert!(!file.exists(), "the index's data is removed");
-        refused(get(&emu, "/docs").await, 404, 3000);
-        refused(send(&emu, "docs", "upsert", "{}".into()).await, 404, 3000);
+        // Deleted lately: HTTP 410, code 3005, as observed on Vectorize.
+        let msg = refused(get(&emu, "/docs").await, 410, 3005);
+        assert_eq!(msg, "vectorize.index.deleted - Index name \"docs\" was deleted");
+        refused(send(&emu, "docs", "upsert", "{}".into()).await, 410, 3005);
+        refused(post(&emu, "/docs/get_by_ids", json!({ "ids": ["a"] })).await, 410, 3005);
         let (_, list) = get(&emu, "").await;
         assert_eq!(list["result"].as_array().map(Vec::len), Some(1));
         create(&emu, "docs", 3, "cosine").await;
         assert_eq!(info(&emu, "docs").await["vectorCount"], 0, "a new index of the same name starts empty");
+    });
+}
+
+/// JSON bodies are read as their documented types (cloudflare-typescript
+/// `indexes.ts`, `metadata-index.ts`; wrangler `vectorize/types.ts`): sent
+/// as application/json (observed: 40026 otherwise), with no field the type
+/// lacks and none of another JSON type.
+#[test]
+fn emulator_vectorize_json_bodies_are_checked_against_their_types() {
+    let emu = start(&[]);
+    common::block_on(async {
+        create(&emu, "strict", 2, "cosine").await;
+        let raw = |tail: &str, ct: Option<&str>, body: &str| {
+            let mut r = emu.http.post(url(&emu, tail)).bearer_auth(TOKEN).body(body.to_string());
+            if let Some(ct) = ct {
+                r = r.header("content-type", ct);
+            }
+            async move {
+                let r = r.send().await.expect("request");
+                (r.status().as_u16(), r.json::<Value>().await.expect("JSON envelope"))
+            }
+        };
+        let body = r#"{"propertyName":"kind","indexType":"string"}"#;
+        let msg = refused(raw("/strict/metadata_index/create", None, body).await, 400, 40026);
+        assert!(msg.contains("Expected request with `Content-Type: application/json`"), "{msg}");
+        refused(raw("/strict/metadata_index/create", Some("text/plain"), body).await, 400, 40026);
+        let (status, v) =
+            raw("/strict/metadata_index/create", Some("application/json; charset=utf-8;"), body).await;
+        assert_eq!(status, 200, "wrangler's content type: {v}");
+
+        let cases = [
+            (
+                "",
+                json!({ "name": "x", "config": { "dimensions": 2, "metric": "cosine" }, "extra": 1 }),
+                "unknown field `extra`",
+            ),
+            (
+                "",
+                json!({ "name": "x", "config": { "dimensions": 2, "metric": "cosine", "m": 16 } }),
+                "unknown field `m`",
+            ),
+            ("", json!({ "name": 7, "config": { "dimensions": 2, "metric": "cosine" } }), "invalid type"),
+            ("/strict/query", json!({ "vector": [1, 0], "top_k": 3 }), "unknown field `top_k`"),
+            ("/strict/query", json!({ "vector": [1, 0], "topK": "3" }), "invalid type"),
+            (
+                "/strict/query",
+                json!({ "vector": [1, 0], "returnMetadata": true }),
+                "Failed to parse the request body",
+            ),
+            ("/strict/query", json!({ "vector": [1, 0], "returnValues": "yes" }), "invalid type"),
+            ("/strict/get_by_ids", json!({ "ids": [1, 2] }), "invalid type"),
+            ("/strict/get_by_ids", json!({ "id": ["a"] }), "unknown field `id`"),
+            ("/strict/delete_by_ids", json!({ "ids": ["a"], "namespace": "n" }), "unknown field `namespace`"),
+            ("/strict/metadata_index/create", json!({ "propertyName": "p" }), "missing field `indexType`"),
+            (
+                "/strict/metadata_index/delete",
+                json!({ "propertyName": "kind", "indexType": "string" }),
+                "unknown field `indexType`",
+            ),
+        ];
+        for (tail, body, expected) in cases {
+            let msg = refused(post(&emu, tail, body.clone()).await, 400, 40026);
+            assert!(msg.contains(expected), "{tail} {body}: {msg}");
+        }
+        let both =
+            json!({ "name": "x", "config": { "preset": "@cf/baai/bge-small-en-v1.5", "dimensions": 384 } });
+        refused(post(&emu, "", both).await, 400, 40002);
+        let (_, list) = get(&emu, "").await;
+        assert_eq!(list["result"].as_array().map(Vec::len), Some(1), "nothing refused was created: {list}");
+        assert!(list.get("result_info").is_none(), "one page, as the SDKs' SinglePage reads it: {list}");
     });
 }
 

@@ -407,57 +407,6 @@ fn a_load_killed_during_the_vectorize_upload_ends_exact() {
 }
 
 #[test]
-fn the_vectorize_client_upserts_waits_reads_and_deletes_in_batches() {
-    use pgflare::cloudflare::vectorize::IndexConfig;
-    use pgflare::cloudflare::{Api, ApiSettings, Vectorize};
-    let emu = Emulator::start(&["--vectorize-delay-ms", "200"]);
-    block_on(async {
-        let api = Api::new(ApiSettings {
-            base_url: emu.base_url.clone(),
-            account_id: emu.account.clone(),
-            token: emu.token.clone(),
-            rate_limit_requests: 1000,
-            rate_limit_window: Duration::from_secs(1),
-            retry: Default::default(),
-            timeouts: Default::default(),
-        })
-        .expect("client");
-        let v = Vectorize::new(std::sync::Arc::new(api), "client-test");
-        let want = IndexConfig { dimensions: 3, metric: "euclidean".into() };
-        let e = v.ensure(&want, false).await.expect_err("missing and not asked to create").to_string();
-        assert!(e.contains("does not exist") && e.contains("--create-index"), "{e}");
-        assert_eq!(v.ensure(&want, true).await.expect("created"), want);
-        let other = IndexConfig { dimensions: 3, metric: "cosine".into() };
-        let e = v.ensure(&other, true).await.expect_err("mismatch").to_string();
-        assert!(e.contains("exists with 3 dimensions and metric euclidean"), "{e}");
-
-        let lines: String =
-            (0..250).map(|i| format!("{{\"id\":\"v{i:03}\",\"values\":[{i},{},0.5]}}\n", i * 2)).collect();
-        let t = v.upsert("test upsert", lines.into()).await.expect("upsert");
-        let quiet = |_: &str| {};
-        v.wait_applied(t, Duration::from_secs(30), &quiet).await.expect("applied");
-        assert_eq!(v.info().await.expect("info").vector_count, Some(250));
-        let ids: Vec<String> = (0..45).map(|i| format!("v{i:03}")).collect();
-        let got = v.get_by_ids(&ids).await.expect("get_by_ids in batches of 20");
-        assert_eq!(got.iter().map(|g| g.id.clone()).collect::<Vec<_>>(), ids);
-        assert_eq!(got[7].values, vec![7.0, 14.0, 0.5]);
-        let m = v.query(&[7.0, 14.0, 0.5], 3, None).await.expect("query");
-        assert_eq!(m[0].id, "v007");
-        assert_eq!(m[0].score, 0.0, "euclidean distance to itself");
-
-        let doomed: Vec<String> = (0..150).map(|i| format!("v{i:03}")).collect();
-        let t = v
-            .delete_by_ids("test delete", &doomed)
-            .await
-            .expect("delete in batches of 100")
-            .expect("a write");
-        v.wait_applied(t, Duration::from_secs(30), &quiet).await.expect("applied");
-        let left = v.list_ids().await.expect("list");
-        assert_eq!(left, (150..250).map(|i| format!("v{i:03}")).collect::<Vec<_>>());
-    });
-}
-
-#[test]
 fn wrangler_upserts_the_loads_ndjson_files_unchanged() {
     let db = TestDb::new("vecwrangler");
     db.seed(250, 16);

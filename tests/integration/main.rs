@@ -35,6 +35,7 @@ mod sync_vectors;
 mod timeouts;
 mod transport;
 mod vector_metadata;
+mod vectorize_client;
 mod verify_cmd;
 mod verify_d1;
 mod verify_report;

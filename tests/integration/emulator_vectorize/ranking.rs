@@ -105,11 +105,14 @@ fn emulator_vectorize_exact_top_k_for_each_metric() {
         let q = |body: Value| post(&emu, "/m-cosine/query", body);
         let msg = refused(q(json!({ "vector": QUERY, "filter": { "free": "x" } })).await, 400, 40027);
         assert!(msg.contains("\"free\"") && msg.contains("no metadata index"), "{msg}");
-        let msg = refused(q(json!({ "vector": QUERY, "topK": 51, "returnValues": true })).await, 400, 40025);
-        assert!(msg.contains("max top K is 50, but got 51"), "{msg}");
-        refused(q(json!({ "vector": QUERY, "topK": 51, "returnMetadata": "all" })).await, 400, 40025);
+        // The documented limits (docs vectorize/reference/client-api.mdx, "topK").
+        let msg = refused(q(json!({ "vector": QUERY, "topK": 21, "returnValues": true })).await, 400, 40025);
+        assert!(msg.contains("max topK is 20, but got 21"), "{msg}");
+        refused(q(json!({ "vector": QUERY, "topK": 21, "returnMetadata": "all" })).await, 400, 40025);
+        let (status, v) = q(json!({ "vector": QUERY, "topK": 20, "returnValues": true })).await;
+        assert_eq!(status, 200, "{v}");
         let msg = refused(q(json!({ "vector": QUERY, "topK": 101 })).await, 400, 40025);
-        assert!(msg.contains("max top K is 100"), "{msg}");
+        assert!(msg.contains("from 1 to 100, got 101"), "{msg}");
         refused(q(json!({ "vector": QUERY, "topK": 0 })).await, 400, 40025);
         let msg = refused(q(json!({ "vector": [1.0, 0.5] })).await, 400, 40006);
         assert!(msg.contains("expected 3 dimensions, and got 2 dimensions"), "{msg}");
@@ -210,7 +213,8 @@ fn emulator_vectorize_limits_are_errors() {
         let msg = refused(post(&emu, "/lim/metadata_index/create", body).await, 400, 40030);
         assert!(msg.contains("10 metadata indexes"), "{msg}");
         let body = json!({ "propertyName": "p3", "indexType": "number" });
-        refused(post(&emu, "/lim/metadata_index/create", body).await, 409, 40030);
+        let msg = refused(post(&emu, "/lim/metadata_index/create", body).await, 400, 40030);
+        assert!(msg.contains("already exists"), "{msg}");
         let (status, _) = post(&emu, "/lim/metadata_index/delete", json!({ "propertyName": "p3" })).await;
         assert_eq!(status, 200);
         let (_, v) = get(&emu, "/lim/metadata_index/list").await;
