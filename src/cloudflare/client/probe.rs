@@ -40,17 +40,16 @@ impl Api {
         };
         let read = async |resp: reqwest::Response, activity: &Activity| {
             let (status, headers) = (resp.status(), resp.headers().clone());
-            let text = read_text(resp, activity)
-                .await
-                .map_err(|e| (transport(&self.settings.timeouts, what, e), headers.clone()))?;
-            match envelope(what, Product::of(url), status, &headers, &text) {
-                Ok(result) => Ok(Ok(Probe { result, headers })),
-                Err(f) => Ok(Err(failure(f, headers))),
-            }
+            let answer = match read_text(resp, activity).await {
+                Err(e) => Err(failure(transport(&self.settings.timeouts, what, e), headers)),
+                Ok(text) => match envelope(what, Product::of(url), status, &headers, &text) {
+                    Ok(result) => Ok(Probe { result, headers }),
+                    Err(f) => Err(failure(f, headers)),
+                },
+            };
+            Ok(answer)
         };
-        let attempt = self.attempt(what, url, true, send, async |resp, activity| {
-            read(resp, activity).await.or_else(|(f, h)| Ok(Err(failure(f, h))))
-        });
+        let attempt = self.attempt(what, url, true, send, read);
         match attempt.await {
             Ok(answer) => answer,
             Err(f) => Err(failure(f, HeaderMap::new())),
