@@ -8,7 +8,7 @@
 //!   `GET /accounts/{id}/tokens/verify` (cloudflare-python
 //!   `resources/user/tokens/tokens.py` and `resources/accounts/tokens/tokens.py`;
 //!   cloudflare-docs `fundamentals/api/troubleshooting.mdx`);
-//! - `GET /accounts/{id}/d1/database?per_page=1` (the account exists and
+//! - `GET /accounts/{id}/d1/database?per_page=10` (the account exists and
 //!   the token may use D1; cloudflare-go `d1/database.go` `List`);
 //! - `GET /accounts/{id}/d1/database/{uuid}` (`file_size`, `num_tables`;
 //!   cloudflare-go `d1/database.go` `Get`), `file_size` against D1's
@@ -180,7 +180,7 @@ fn failed(
 /// The account exists and the token may list its D1 databases.
 async fn account_reachable(api: &Api, account: &str) -> Check {
     let c = Check::named("cloudflare.account", Area::Cloudflare, "the account is reachable");
-    let url = api.account_url("d1/database?per_page=1");
+    let url = api.account_url("d1/database?per_page=10");
     match api.probe("listing the account's D1 databases", &url).await {
         Ok(_) => c.ok(format!("account {account}: the token may list its D1 databases")),
         Err(f) => {

@@ -85,7 +85,8 @@ def main():
 
     @step("d1 database list pages end (page, per_page, result_info)")
     def _():
-        first = d1.list(account_id=A, per_page=1)
+        # per_page is 10..=10000 in the API reference (the emulator refuses 1).
+        first = d1.list(account_id=A, per_page=10)
         for db in first.result:
             declared_only(db, "d1 list")
         seen, pages = [], 0
@@ -93,7 +94,7 @@ def main():
         # emulator that ignores `page` makes it loop for ever.
         for page in first.iter_pages():
             pages += 1
-            assert pages <= 20, "the SDK is still paging after 20 pages of per_page=1: `page` is ignored"
+            assert pages <= 20, "the SDK is still paging after 20 pages of per_page=10: `page` is ignored"
             seen += [d.uuid for d in page.result]
         assert database in seen, f"{database} not listed: {seen}"
         assert len(seen) == len(set(seen)), f"a database was listed twice across pages: {seen}"
