@@ -84,6 +84,18 @@ impl Api {
         super::wait::announce(self.progress.clone(), e.to_string(), wait)
     }
 
+    /// A wait for the client's own request budget, shown when it is long.
+    pub(super) fn budget_wait(&self, wait: Duration) -> BoxFuture<'static, ()> {
+        let s = &self.settings;
+        let notice = format!(
+            "the request budget is spent: {} requests per {} (--rate-limit; Cloudflare allows 1200 \
+             per 5 min per user, shared with wrangler and the dashboard)",
+            s.rate_limit_requests,
+            crate::timeouts::human(s.rate_limit_window)
+        );
+        super::wait::budget(self.progress.clone(), notice, wait)
+    }
+
     /// Runs one attempt of a request: `send` builds and sends it with its
     /// body tracked, `read` takes the answer; nothing may stay still for
     /// `--http-timeout` (and a JSON answer has its cap).
@@ -159,7 +171,7 @@ impl Api {
             .retry
             .run_waiting(
                 || async {
-                    self.limiter.acquire().await;
+                    self.limiter.acquire(|d| self.budget_wait(d)).await;
                     let send = |activity: &Activity| {
                         let req = self
                             .http

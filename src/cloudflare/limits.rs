@@ -78,7 +78,7 @@ pub const VECTORIZE_MAX_NAMESPACES_PER_INDEX: u64 = 50_000;
 pub const VECTORIZE_MAX_NAMESPACES_PER_INDEX_FREE: u64 = 1_000;
 /// Vectorize: metadata indexes per index.
 pub const VECTORIZE_MAX_METADATA_INDEXES: usize = 10;
-/// Vectorize: ids per `delete_by_ids` call (unconfirmed: strictest reading).
+/// Vectorize: ids per `delete_by_ids` call (observed: error 40007 over 100).
 pub const VECTORIZE_MAX_IDS_PER_CALL: usize = 100;
 /// Vectorize: ids per `get_by_ids` call.
 pub const VECTORIZE_MAX_GET_IDS: usize = 20;

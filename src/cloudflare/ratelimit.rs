@@ -8,6 +8,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -45,8 +47,10 @@ impl RateLimiter {
         *self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Waits until one more request fits the budget, and counts it.
-    pub async fn acquire(&self) {
+    /// Waits until one more request fits the budget, and counts it. A wait
+    /// for the budget is `wait(d)`, so that the caller can show it; a hold
+    /// is not (the refused request's retry notice already said so).
+    pub async fn acquire(&self, wait: impl Fn(Duration) -> BoxFuture<'static, ()>) {
         let mut sent = self.sent.lock().await;
         loop {
             if let Some(until) = self.held_until().filter(|u| *u > Instant::now()) {
@@ -62,9 +66,10 @@ impl RateLimiter {
                 return;
             }
             if let Some(oldest) = sent.front().copied() {
-                // Holding the lock while sleeping is the point: requests
-                // leave in order, none overtakes a waiting one.
-                tokio::time::sleep_until(oldest + self.window).await;
+                // Holding the lock while waiting is the point: requests
+                // leave in order, none overtakes a waiting one (and only
+                // one of the workers shows the wait).
+                wait((oldest + self.window).saturating_duration_since(now)).await;
             }
         }
     }
@@ -73,6 +78,10 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sleep(d: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(d))
+    }
 
     #[test]
     fn the_default_budget_leaves_room_under_cloudflares_limit() {
@@ -89,7 +98,7 @@ mod tests {
         let start = Instant::now();
         limiter.hold(Duration::from_secs(7));
         limiter.hold(Duration::from_secs(3));
-        limiter.acquire().await;
+        limiter.acquire(sleep).await;
         assert_eq!(start.elapsed(), Duration::from_secs(7), "the longer hold wins");
     }
 
@@ -99,7 +108,7 @@ mod tests {
         let start = Instant::now();
         let mut times = Vec::new();
         for _ in 0..12 {
-            limiter.acquire().await;
+            limiter.acquire(sleep).await;
             times.push(start.elapsed());
         }
         for (i, t) in times.iter().enumerate() {

@@ -37,6 +37,11 @@ pub struct IndexInfo {
     pub processed_up_to_datetime: Option<String>,
 }
 
+/// `get_by_ids` requests in flight at once (each answers at most 20
+/// vectors, about 170 KB at 1536 dimensions; the request budget still
+/// paces them).
+const GET_BY_IDS_IN_FLIGHT: usize = 4;
+
 /// A vector as `get_by_ids` returns it.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct StoredVector {
@@ -123,16 +128,22 @@ impl Vectorize {
         Ok(last)
     }
 
-    /// The vectors of `ids` that exist, 20 ids per request (Vectorize's limit).
+    /// The vectors of `ids` that exist, 20 ids per request (Vectorize's
+    /// limit), [`GET_BY_IDS_IN_FLIGHT`] requests at a time: one after the
+    /// other, verifying 20,000 vectors was 1,000 round trips end to end.
     pub async fn get_by_ids(&self, ids: &[String]) -> Result<Vec<StoredVector>> {
+        use futures::{StreamExt, TryStreamExt};
         let what = format!("Vectorize index {}: get_by_ids", self.index);
-        let mut out = Vec::new();
-        for chunk in ids.chunks(VECTORIZE_MAX_GET_IDS) {
-            let v =
-                self.api.call(&what, Method::POST, &self.url("get_by_ids"), &json!({ "ids": chunk })).await?;
-            out.extend(parse::<Vec<StoredVector>>(&what, v)?);
-        }
-        Ok(out)
+        let (what, url) = (&what, &self.url("get_by_ids"));
+        let pages: Vec<Vec<StoredVector>> = futures::stream::iter(ids.chunks(VECTORIZE_MAX_GET_IDS))
+            .map(|chunk| async move {
+                let v = self.api.call(what, Method::POST, url, &json!({ "ids": chunk })).await?;
+                parse::<Vec<StoredVector>>(what, v)
+            })
+            .buffered(GET_BY_IDS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        Ok(pages.into_iter().flatten().collect())
     }
 
     /// The `top_k` nearest ids to `vector`, best first.

@@ -25,12 +25,25 @@ pub(crate) fn announce(progress: Option<Progress>, notice: String, wait: Duratio
             progress.println(&format!("{notice}; retrying in {:.1}s", wait.as_secs_f64()));
             return tokio::time::sleep(wait).await;
         }
-        countdown(&progress, &notice, wait).await;
+        countdown(&progress, &notice, "Cloudflare", wait).await;
     })
 }
 
-/// `notice`, then the time left until `wait` has passed.
-async fn countdown(progress: &Progress, notice: &str, wait: Duration) {
+/// A wait for pgflare's own request budget (`--rate-limit`): no request
+/// failed, so no "retrying"; long ones get the same countdown, because
+/// spending the budget at the start of a big verify means minutes of
+/// silence otherwise (20,000 vectors are 1,000 `get_by_ids` calls).
+pub(crate) fn budget(progress: Option<Progress>, notice: String, wait: Duration) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        match progress {
+            Some(p) if wait >= COUNTDOWN_FROM => countdown(&p, &notice, "the request budget", wait).await,
+            _ => tokio::time::sleep(wait).await,
+        }
+    })
+}
+
+/// `notice`, then the time left until `wait` has passed (waiting for `whom`).
+async fn countdown(progress: &Progress, notice: &str, whom: &str, wait: Duration) {
     let end = Instant::now() + wait;
     let until = chrono::Local::now() + chrono::Duration::from_std(wait).unwrap_or_default();
     progress.println(&format!(
@@ -45,9 +58,9 @@ async fn countdown(progress: &Progress, notice: &str, wait: Duration) {
     let mut next_line = Instant::now() + every;
     while !left().is_zero() {
         let l = left();
-        spinner.set_message(format!("Cloudflare asked to wait: {} left", clock(l)));
+        spinner.set_message(format!("waiting for {whom}: {} left", clock(l)));
         if !progress.is_visible() && Instant::now() >= next_line && l >= Duration::from_secs(1) {
-            progress.println(&format!("  still waiting for Cloudflare: {} left", clock(l)));
+            progress.println(&format!("  still waiting for {whom}: {} left", clock(l)));
             next_line += every;
         }
         tokio::time::sleep(l.min(Duration::from_secs(1))).await;

@@ -7,7 +7,9 @@
 //! e.g. `/client/v4/accounts/{account}/d1/database/{db}/import`: no account
 //! or database id), the names of the query parameters, the content type
 //! without its multipart boundary, the body's *shape* and the answer's
-//! status. A shape keeps object keys and JSON types (`"string"`,
+//! status, the body's size in bytes and the milliseconds from the request's
+//! arrival to its answer (the upload included: a throttled transfer shows
+//! how long it took, tests/integration/realistic_api.rs). A shape keeps object keys and JSON types (`"string"`,
 //! `"number"`, `"boolean"`, `"null"`; an array becomes the sorted list of
 //! its distinct element shapes) and never a value; a body that is not JSON
 //! is `"bytes"`. NDJSON bodies (Vectorize uploads) and the `vectors` part
@@ -62,6 +64,7 @@ impl RequestLog {
 /// Vectorize's 100 MB upload), records its shape, and hands it on unchanged.
 pub(crate) async fn record(State(st): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let Some(log) = st.request_log.as_ref() else { return next.run(req).await };
+    let arrived = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let path = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_string());
     let content_type =
@@ -76,6 +79,11 @@ pub(crate) async fn record(State(st): State<Arc<Shared>>, req: Request, next: Ne
     // shape is "bytes" whatever it holds).
     let body = if path.as_deref().is_some_and(|p| p.starts_with(UPLOAD_PREFIX)) {
         line["body"] = json!("bytes");
+        line["bytes"] = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .into();
         body
     } else {
         let bytes = match axum::body::to_bytes(body, MAX_UPLOAD_BYTES + 1).await {
@@ -85,10 +93,12 @@ pub(crate) async fn record(State(st): State<Arc<Shared>>, req: Request, next: Ne
             Err(_) => axum::body::Bytes::new(),
         };
         line["body"] = body_shape(content_type.as_deref(), &bytes);
+        line["bytes"] = bytes.len().into();
         Body::from(bytes)
     };
     let resp = next.run(Request::from_parts(parts, body)).await;
     line["status"] = resp.status().as_u16().into();
+    line["ms"] = u64::try_from(arrived.elapsed().as_millis()).unwrap_or(u64::MAX).into();
     log.write(&line);
     resp
 }

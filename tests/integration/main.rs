@@ -25,6 +25,7 @@ mod load_vectorize;
 mod messages;
 mod migration_actions;
 mod partitioned;
+mod realistic_api;
 mod secrets;
 mod soft_delete;
 mod sync;

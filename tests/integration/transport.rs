@@ -179,6 +179,25 @@ fn a_rate_limit_block_is_waited_out_with_a_countdown() {
     assert!(err.contains("still waiting for Cloudflare: 0:0"), "a countdown: {err}");
 }
 
+/// pgflare's own budget (`--rate-limit`) made a verify of 20,000 vectors
+/// over the API (1,000 `get_by_ids` calls) sit silent for 5 minutes once
+/// it was spent: found by the 20,000-chunk run below.
+#[test]
+fn a_spent_request_budget_is_waited_out_with_a_countdown() {
+    let db = TestDb::new("budgetwait");
+    db.seed(300, 8);
+    let emu = Emulator::start(&[]);
+    let dir = temp_dir("budgetwait");
+    let state = dir.path().join("state");
+    let o = d1_load(&emu, &db, &state, &["--import-mib", "1", "--rate-limit", "4/6"]).output().expect("run");
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    let s: serde_json::Value = serde_json::from_str(&ok(o)).expect("json");
+    assert_eq!(s["complete"], true);
+    assert!(!err.contains("[971]"), "the budget kept the run under the server's limit: {err}");
+    assert!(err.contains("the request budget is spent: 4 requests per 6 s (--rate-limit"), "{err}");
+    assert!(err.contains("still waiting for the request budget: 0:0"), "a countdown: {err}");
+}
+
 #[test]
 fn a_rate_limit_block_longer_than_pgflare_waits_stops_with_what_to_do() {
     let db = TestDb::new("ratelong");

@@ -31,7 +31,7 @@ pub struct ProbeFailure {
 impl Api {
     /// `GET url` once (see the module comment).
     pub async fn probe(&self, what: &str, url: &str) -> std::result::Result<Probe, ProbeFailure> {
-        self.limiter.acquire().await;
+        self.limiter.acquire(|d| self.budget_wait(d)).await;
         // One attempt under the client's own bounds (connect, stall, the
         // JSON answer's cap); the headers ride along with the answer.
         let send = |activity: &Activity| {
