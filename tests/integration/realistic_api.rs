@@ -25,7 +25,7 @@ const BUDGET: [&str; 2] = ["--rate-limit", "1000/30"];
 /// Runs `c` to its end (at most `limit`), returning its output and duration.
 fn run_within(mut c: Command, limit: Duration) -> (Output, Duration) {
     let started = Instant::now();
-    let mut child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     let reader = std::thread::spawn(move || child.wait_with_output().expect("output"));
     while !reader.is_finished() {
         assert!(started.elapsed() < limit, "still running after {limit:?}");
