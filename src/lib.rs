@@ -34,6 +34,7 @@ pub mod cloudflare;
 pub mod commands;
 pub mod config;
 pub mod d1;
+pub mod digest;
 pub mod doctor;
 pub mod emulator;
 pub mod error;

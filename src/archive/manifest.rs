@@ -50,7 +50,7 @@ impl Default for DigestInfo {
     fn default() -> Self {
         DigestInfo {
             hash: "blake3".into(),
-            row_encoding: crate::verify::digest::ROW_ENCODING.into(),
+            row_encoding: crate::digest::ROW_ENCODING.into(),
             combine: "sum of 4 little-endian u64 lanes, wrapping".into(),
         }
     }

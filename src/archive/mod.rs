@@ -13,11 +13,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::digest::DigestSum;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::source::job::TableRead;
 use crate::source::{self, ReadOptions, Selection, Snapshot, Source, SplitOptions};
-use crate::verify::digest::DigestSum;
 use manifest::{DigestInfo, Manifest, ManifestTable, SourceInfo};
 pub use writer::ParquetConfig;
 

@@ -17,11 +17,11 @@ use serde::Serialize;
 
 use super::manifest::{Manifest, ManifestTable};
 use crate::batch::TableSpec;
+use crate::digest::buckets::{collect_rows, BucketSinks, Buckets, CollectSinks, RowMap, DEFAULT_BUCKETS};
+use crate::digest::{row_digests, DigestSum};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::source::{self, introspect, ReadOptions, Selection, Snapshot, Source, SplitOptions, TableJob};
-use crate::verify::buckets::{collect_rows, BucketSinks, Buckets, CollectSinks, RowMap, DEFAULT_BUCKETS};
-use crate::verify::digest::{row_digests, DigestSum};
 
 /// Differences listed per table before the rest are only counted.
 const LIST_LIMIT: usize = 100;

@@ -18,11 +18,11 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::batch::{TableBatch, TableSpec};
+use crate::digest::{row_digests, DigestSum};
 use crate::error::{Error, Result};
 use crate::sink::file::HashingFile;
 use crate::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::typemap::Kind;
-use crate::verify::digest::{row_digests, DigestSum};
 
 /// The Arrow schema of the archive's Parquet files: the table's, except
 /// that the elements of fixed-size lists (`vector(n)`, `halfvec(n)`) are
@@ -296,7 +296,7 @@ mod tests {
         assert_eq!(a.nulls(), b.nulls());
         assert!(b.is_null(1) && b.values().null_count() == 0);
         assert_eq!(a.values().to_data().buffers()[0].as_ptr(), b.values().to_data().buffers()[0].as_ptr());
-        let digests = crate::verify::digest::row_digests;
+        let digests = crate::digest::row_digests;
         assert_eq!(digests(&batch).expect("d"), digests(&out).expect("d"), "the manifest's digests hold");
     }
 }

@@ -7,8 +7,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::FileReport;
+use crate::digest::DigestSum;
 use crate::error::{Error, Result};
-use crate::verify::digest::DigestSum;
 
 pub struct HashingFile {
     path: PathBuf,

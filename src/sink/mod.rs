@@ -25,7 +25,7 @@ pub struct FileReport {
     pub bytes: u64,
     /// blake3 of the file's bytes, hex.
     pub blake3: String,
-    /// Combined digest of the rows in the file (see `verify::digest`), hex;
+    /// Combined digest of the rows in the file (see `digest`), hex;
     /// empty for files whose rows are not digested (Vectorize NDJSON).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub row_digest: String,

@@ -28,11 +28,11 @@ use serde_json::{json, Value};
 
 use super::store::D1Access;
 use crate::batch::{quote_ident, TableSpec};
+use crate::digest::DigestSum;
 use crate::error::{Error, Result};
 use crate::sink::d1::exact::{decode, exact_column};
 use crate::sink::d1::value::{d1_value, D1Value};
 use crate::typemap::Kind;
-use crate::verify::digest::DigestSum;
 
 /// How a key maps to its bucket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -32,13 +32,13 @@ use crate::batch::{TableBatch, TableSpec};
 use crate::cloudflare::vectorize::WriteTicket;
 use crate::cloudflare::Vectorize;
 use crate::config::project::OnInvalid;
+use crate::digest::vector::{vector_at, vector_digest, Vector};
 use crate::error::{Error, Result};
 use crate::sink::d1::list::ListPacker;
 use crate::sink::d1::value::push_quoted;
 use crate::sink::vectorize::ndjson::{id_text, Line, LineWriter};
 use crate::sink::vectorize::VectorMappings;
 use crate::sink::{BatchSink, SinkFactory, SinkReport};
-use crate::verify::vectors::{vector_at, vector_digest, Vector};
 
 /// Counts of one table's vectors in a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]

@@ -24,14 +24,14 @@ use super::ranges::{self, Scheme, Sums};
 use super::store::D1Access;
 use crate::batch::{quote_ident, TableSpec};
 use crate::config::mapping::D1Table;
+use crate::d1::read::read_table;
+use crate::digest::buckets::{bucket_of, Buckets};
+use crate::digest::pass::{d1_pass, D1Shape, Pass, Side, SourceSinks};
+use crate::digest::{key_bytes, row_digests};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::sink::SinkFactory;
 use crate::source::{read_all, Partition, ReadOptions, Source, TableJob};
-use crate::verify::buckets::{bucket_of, Buckets};
-use crate::verify::compare::{d1_pass, D1Shape, Pass, Side, SourceSinks};
-use crate::verify::d1_read::read_table;
-use crate::verify::digest::{key_bytes, row_digests};
 
 /// One table's sweep.
 pub struct SweepTable {
@@ -418,5 +418,5 @@ pub fn key_views(source: &TableSpec, d1: &D1Table) -> Result<(TableSpec, D1Table
 /// Buckets for a sweep: fewer for small tables (each differing bucket
 /// costs a drill-down), at most verify's default.
 pub fn buckets_for(rows: Option<u64>) -> usize {
-    (rows.unwrap_or(0) / 16).clamp(64, crate::verify::buckets::DEFAULT_BUCKETS as u64) as usize
+    (rows.unwrap_or(0) / 16).clamp(64, crate::digest::buckets::DEFAULT_BUCKETS as u64) as usize
 }

@@ -1,22 +1,15 @@
-//! Proving two copies of a table hold the same rows: the canonical row
-//! digest ([`digest`]), the bucketed comparison that finds every
-//! difference while reading only what differs ([`buckets`]), and D1 rows
-//! read back into the source's types so the digest applies to them
-//! ([`d1_read`]); the report `pgflare verify` writes ([`report`]), and
-//! its Markdown and self-contained HTML forms ([`render`]).
+//! The `verify` job: proving D1 and Vectorize hold the source's data. It
+//! runs the bucket engine of [`crate::digest`] over both sides (D1 read
+//! back by [`crate::d1::read`]), classifies the rows of differing buckets
+//! ([`compare`]), compares vectors ([`vectors`]) and query results
+//! ([`parity`]), and writes the report ([`report`]) in its Markdown and
+//! self-contained HTML forms ([`render`]).
 
-pub mod buckets;
 pub mod compare;
 pub mod d1_export;
-mod d1_floats;
-pub mod d1_read;
-pub mod digest;
 pub mod parity;
 pub mod pending;
 pub mod render;
 pub mod report;
 pub mod run;
 pub mod vectors;
-
-#[cfg(test)]
-mod digest_vectors;

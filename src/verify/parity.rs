@@ -15,8 +15,8 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use super::report::{QueryParity, QueryResult};
-use super::vectors::Vector;
 use crate::batch::{TableBatch, TableSpec};
+use crate::digest::vector::Vector;
 use crate::error::{Error, Result};
 use crate::sink::vectorize::ndjson::LineWriter;
 use crate::sink::vectorize::VectorMappings;
@@ -245,7 +245,7 @@ impl BatchSink for ParitySink {
     fn write(&mut self, batch: &TableBatch) -> Result<()> {
         let Some(w) = &self.writer else { return Ok(()) };
         let local = &mut self.local;
-        super::vectors::each_vector(w, batch, &mut |v| match local {
+        crate::digest::vector::each_vector(w, batch, &mut |v| match local {
             Collecting::Choose(c) => c.offer(&v),
             Collecting::Rank(t) => t.offer(&v),
         })

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use arrow::record_batch::RecordBatch;
 
+use crate::digest::key_display;
 use crate::error::{Error, Result};
 use crate::load::Prepared;
 use crate::sink::vectorize::ndjson::id_text;
@@ -28,7 +29,6 @@ use crate::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::source::{read_all, Partition, ReadOptions, Source, TableJob};
 use crate::sync::changes::{all_of, changed_after};
 use crate::sync::checkpoint::{snapshot_xmax, Checkpoint};
-use crate::verify::digest::key_display;
 
 /// One table's rows written after the checkpoint.
 #[derive(Clone, Debug, Default)]

@@ -9,15 +9,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::buckets::Buckets;
-use super::compare::{
-    classify, d1_pass_file, first_rows, mark_absent, sampled, D1Shape, Pass, Side, SourceSinks,
-};
+use super::compare::{classify, first_rows, mark_absent, sampled};
 use super::parity::{compare_query, summarize, Chooser, Collecting, Metric, ParitySinks, TopK};
 use super::report::{Difference, MAX_LISTED};
 use super::report::{Status, TableReport, Verdict, VerifyReport, FORMAT};
-use super::vectors::{self, difference, in_sample, vector_digest, ExpectSinks, Expected, Vector};
+use super::vectors::{self, difference, in_sample, ExpectSinks, Expected};
 use crate::config::project::Project;
+use crate::digest::buckets::Buckets;
+use crate::digest::pass::{d1_pass_file, D1Shape, Pass, Rows, Side, SourceSinks};
+use crate::digest::vector::{vector_digest, Vector};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::sink::SinkFactory;
@@ -359,8 +359,8 @@ fn d1_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4)
 }
 
-fn buckets_of(side: &Side, n: usize) -> super::buckets::Buckets {
-    side.buckets.clone().unwrap_or_else(|| super::buckets::Buckets::new(n))
+fn buckets_of(side: &Side, n: usize) -> crate::digest::buckets::Buckets {
+    side.buckets.clone().unwrap_or_else(|| crate::digest::buckets::Buckets::new(n))
 }
 
 type Compared = (Vec<Difference>, HashMap<String, Vector>, u64, Vec<String>);
@@ -459,11 +459,7 @@ fn open_d1(t: &D1Target) -> Result<rusqlite::Connection> {
 
 /// Takes the rows written after the sync checkpoint out of the comparison;
 /// returns how many of them differ (missing or changed in D1).
-fn set_aside(
-    pending: Option<&super::pending::Pending>,
-    source: &mut super::compare::Rows,
-    target: &mut super::compare::Rows,
-) -> u64 {
+fn set_aside(pending: Option<&super::pending::Pending>, source: &mut Rows, target: &mut Rows) -> u64 {
     let Some(p) = pending else { return 0 };
     let ids: Vec<Vec<u8>> =
         source.iter().filter(|(_, r)| p.d1_keys.contains(&r.key)).map(|(id, _)| id.clone()).collect();

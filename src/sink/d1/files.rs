@@ -12,10 +12,10 @@ use std::sync::Arc;
 use super::render::{D1Mappings, Renderer};
 use crate::batch::{TableBatch, TableSpec};
 use crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES;
+use crate::digest::{row_digests, DigestSum};
 use crate::error::{Error, Result};
 use crate::sink::file::HashingFile;
 use crate::sink::{BatchSink, SinkFactory, SinkReport};
-use crate::verify::digest::{row_digests, DigestSum};
 
 const FILE_HEADER: &str = "PRAGMA defer_foreign_keys = on;\n";
 
@@ -108,7 +108,7 @@ impl BatchSink for D1FilesSink {
         }
         let mut statements = Vec::new();
         self.renderer.render(b, &mut |s| statements.push(s))?;
-        // The manifest records each file's rows by digest (see verify::digest).
+        // The manifest records each file's rows by digest (see digest).
         let mut sum = DigestSum::default();
         row_digests(b)?.iter().for_each(|d| sum.add(d));
         let f = self.file()?;

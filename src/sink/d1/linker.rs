@@ -21,10 +21,10 @@ use super::render::D1Mapping;
 use super::sqlite::D1SqliteConfig;
 use crate::batch::TableSpec;
 use crate::cloudflare::D1;
+use crate::digest::DigestSum;
 use crate::error::{Error, Result};
 use crate::sink::file::HashingFile;
 use crate::sink::FileReport;
-use crate::verify::digest::DigestSum;
 
 /// Rows named per report when their link stays unset.
 pub const EXAMPLES: usize = 20;

@@ -12,8 +12,8 @@ use super::links::{Link, Placeholder};
 use super::sql::{StatementPacker, TableSql};
 use super::value::write_literal;
 use crate::batch::TableSpec;
+use crate::digest::key_display;
 use crate::error::{Error, Result};
-use crate::verify::digest::key_display;
 
 /// How one source table lands in D1.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,10 +11,10 @@ use super::ndjson::LineWriter;
 use super::{VectorMappings, VectorReport};
 use crate::batch::{TableBatch, TableSpec};
 use crate::cloudflare::limits::{VECTORIZE_MAX_UPLOAD_BYTES, VECTORIZE_MAX_VECTORS_PER_REQUEST};
+use crate::digest::DigestSum;
 use crate::error::{Error, Result};
 use crate::sink::file::HashingFile;
 use crate::sink::{BatchSink, SinkFactory, SinkReport};
-use crate::verify::digest::DigestSum;
 
 /// Settings of the Vectorize `files` target.
 #[derive(Clone, Debug)]

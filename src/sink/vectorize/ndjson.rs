@@ -17,9 +17,9 @@ use super::{Omitted, Rejected, VectorMapping, VectorReport, MAX_NAMED_REJECTS};
 use crate::batch::TableSpec;
 use crate::cloudflare::limits::{VECTORIZE_MAX_DIMS, VECTORIZE_MAX_ID_BYTES, VECTORIZE_MAX_NAMESPACE_BYTES};
 use crate::config::project::OnInvalid;
+use crate::digest::key_display;
 use crate::error::{Error, Result};
 use crate::sink::d1::value::{d1_value, push_json_array, D1Value};
-use crate::verify::digest::key_display;
 
 /// What became of one row.
 #[derive(Debug, PartialEq)]

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use arrow::record_batch::RecordBatch;
 
-use super::digest::{key_bytes, key_display, row_digests, DigestSum, RowDigest};
+use super::{key_bytes, key_display, row_digests, DigestSum, RowDigest};
 use crate::batch::{TableBatch, TableSpec};
 use crate::error::{Error, Result};
 use crate::sink::{BatchSink, SinkFactory, SinkReport};

@@ -28,8 +28,8 @@ use rusqlite::types::ValueRef;
 use serde_json::Value;
 
 #[cfg(test)]
-use super::d1_floats::scan_f32;
-use super::d1_floats::{append_floats, FloatScratch};
+use super::floats::scan_f32;
+use super::floats::{append_floats, FloatScratch};
 use crate::batch::{quote_ident, TableSpec};
 use crate::error::{Error, Result};
 

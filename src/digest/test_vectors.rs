@@ -15,8 +15,8 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
 use serde_json::Value;
 
-use super::digest::row_digests;
-use super::vectors::{vector_digest, Vector};
+use super::row_digests;
+use super::vector::{vector_digest, Vector};
 
 const FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/digest-vectors.json");
 

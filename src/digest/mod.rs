@@ -18,6 +18,13 @@
 //! Row digests of a set of rows are combined by adding them as four u64 LE
 //! lanes (wrapping), so order does not matter and buckets can be merged.
 
+pub mod buckets;
+pub mod pass;
+pub mod vector;
+
+#[cfg(test)]
+mod test_vectors;
+
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,

@@ -1,0 +1,327 @@
+//! One pass of the bucket engine over one side of a comparison, in D1's
+//! shape: the source batch projected to the D1 columns (in D1 order, the
+//! source types, [`crate::d1::read::target_form`]) or the D1 rows read back
+//! into those types ([`crate::d1::read::read_table`]). A `Sum` pass adds
+//! row digests into key buckets; a `Collect` pass keeps the rows (with
+//! their values) of the buckets that differ. verify compares two sides
+//! with it; sync's delete sweep finds the keys D1 holds and the source no
+//! longer has.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+
+use super::buckets::{bucket_of, identity, Buckets};
+use super::{field_digest, key_display, row_digests, RowDigest};
+use crate::batch::{TableBatch, TableSpec};
+use crate::config::mapping::D1Table;
+use crate::d1::read::{read_rows, read_table, rowid_span, table_exists, target_form, Unreadable};
+use crate::error::{Error, Result};
+use crate::sink::{BatchSink, SinkFactory, SinkReport};
+
+/// One table's D1 shape: the source columns that feed it and its spec.
+#[derive(Clone)]
+pub struct D1Shape {
+    /// Qualified source table name.
+    pub source: String,
+    pub table: D1Table,
+    schema: SchemaRef,
+}
+
+impl D1Shape {
+    pub fn new(source: &TableSpec, table: &D1Table) -> Self {
+        D1Shape { source: source.qualified(), table: table.clone(), schema: table.spec.arrow_schema() }
+    }
+
+    /// The source batch in D1's columns, order and names, in D1's form.
+    fn project(&self, batch: &RecordBatch, spec: &TableSpec) -> Result<RecordBatch> {
+        let mut cols = Vec::with_capacity(self.table.source_columns.len());
+        for c in &self.table.source_columns {
+            let i =
+                spec.columns.iter().position(|x| &x.name == c).ok_or_else(|| {
+                    Error::Internal(format!("column {c} of {} was not read", spec.qualified()))
+                })?;
+            cols.push(batch.column(i).clone());
+        }
+        target_form(&RecordBatch::try_new(self.schema.clone(), cols)?)
+    }
+
+    fn key(&self) -> Vec<usize> {
+        self.table.spec.key_indices()
+    }
+}
+
+/// A row of a differing bucket, with what the report needs.
+#[derive(Clone, Debug)]
+pub struct SeenRow {
+    pub key: String,
+    pub digest: RowDigest,
+    /// Per D1 column: the field digest and the value as text, shortened.
+    pub fields: Vec<(RowDigest, String)>,
+}
+
+pub type Rows = HashMap<Vec<u8>, SeenRow>;
+
+/// What a pass does with each (projected) batch.
+#[derive(Clone)]
+pub enum Pass {
+    /// Sum row digests per bucket.
+    Sum,
+    /// Keep the rows (with values) of these buckets.
+    Collect(Arc<BTreeSet<usize>>),
+}
+
+/// The per-table result of a pass over one side.
+#[derive(Default)]
+pub struct Side {
+    pub buckets: Option<Buckets>,
+    pub rows: Rows,
+}
+
+/// Runs one pass over a batch into `side`. `odd` are the D1 values of the
+/// batch that are not in pgflare's form (none on the source side): their
+/// rows get digests no faithful row has, so they differ, and the
+/// drill-down shows the stored value.
+pub fn absorb(
+    side: &mut Side,
+    batch: &RecordBatch,
+    key: &[usize],
+    n: usize,
+    pass: &Pass,
+    odd: &[Unreadable],
+) -> Result<()> {
+    let mut digests = row_digests(batch)?;
+    for u in odd {
+        if let Some(d) = digests.get_mut(u.row) {
+            *d = unreadable_digest(Some(d), u);
+        }
+    }
+    // Bucketed by the same identity in both passes (the key, or the
+    // digest when the table has none), so pass 2 finds pass 1's rows.
+    let id_of = |row: usize, d: &RowDigest| -> Result<Vec<u8>> {
+        let mut id = identity(batch, key, row, d)?;
+        for u in odd.iter().filter(|u| u.row == row && key.contains(&u.column)) {
+            // Unreadable keys stand for themselves, not for NULL.
+            id.extend_from_slice(&unreadable_digest(None, u));
+        }
+        Ok(id)
+    };
+    match pass {
+        Pass::Sum => {
+            let b = side.buckets.get_or_insert_with(|| Buckets::new(n));
+            for (row, d) in digests.iter().enumerate() {
+                b.add_row(&id_of(row, d)?, d);
+            }
+            Ok(())
+        }
+        Pass::Collect(wanted) => {
+            for (row, d) in digests.iter().enumerate() {
+                let id = id_of(row, d)?;
+                if !wanted.contains(&bucket_of(&id, n)) {
+                    continue;
+                }
+                let mut fields = Vec::with_capacity(batch.num_columns());
+                for (c, col) in batch.columns().iter().enumerate() {
+                    fields.push(match odd.iter().find(|u| u.row == row && u.column == c) {
+                        Some(u) => (unreadable_digest(None, u), shorten(&format!("unreadable: {}", u.found))),
+                        None => (field_digest(col, row)?, shown(col, row)),
+                    });
+                }
+                let mut shown_key = key_display(batch, key, row);
+                for u in odd.iter().filter(|u| u.row == row && key.contains(&u.column)) {
+                    shown_key.push_str(&format!(
+                        " ({} unreadable: {})",
+                        batch.schema().field(u.column).name(),
+                        u.found
+                    ));
+                }
+                side.rows.insert(id, SeenRow { key: shown_key, digest: *d, fields });
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A digest no faithful row or field can have: a marker, the stored value
+/// and its column, chained onto the row digest (`row`) when given.
+fn unreadable_digest(row: Option<&RowDigest>, u: &Unreadable) -> RowDigest {
+    let mut h = blake3::Hasher::new();
+    h.update(b"pgflare-unreadable-d1-value\0");
+    if let Some(d) = row {
+        h.update(d);
+    }
+    h.update(&(u.column as u64).to_le_bytes());
+    h.update(&(u.raw.len() as u64).to_le_bytes());
+    h.update(&u.raw);
+    *h.finalize().as_bytes()
+}
+
+fn shown(col: &arrow::array::ArrayRef, row: usize) -> String {
+    if col.is_null(row) {
+        return "NULL".into();
+    }
+    let text = match col.data_type() {
+        arrow::datatypes::DataType::FixedSizeBinary(16) => {
+            use arrow::array::AsArray;
+            uuid::Uuid::from_slice(col.as_fixed_size_binary().value(row))
+                .map(|u| u.to_string())
+                .unwrap_or_default()
+        }
+        _ => arrow::util::display::array_value_to_string(col, row).unwrap_or_else(|_| "?".into()),
+    };
+    shorten(&text)
+}
+
+/// At most ~120 characters, with the length said when cut.
+pub fn shorten(s: &str) -> String {
+    match s.char_indices().nth(120) {
+        Some((i, _)) => format!("{}… ({} chars)", &s[..i], s.chars().count()),
+        None => s.to_string(),
+    }
+}
+
+/// Sinks that run a pass over the source, per D1 shape.
+pub struct SourceSinks {
+    pub shapes: Arc<HashMap<String, D1Shape>>,
+    pub buckets: usize,
+    pub pass: Pass,
+    pub result: Arc<Mutex<HashMap<String, Side>>>,
+}
+
+struct SourceSink {
+    shape: D1Shape,
+    spec: Arc<TableSpec>,
+    buckets: usize,
+    pass: Pass,
+    local: Side,
+    result: Arc<Mutex<HashMap<String, Side>>>,
+}
+
+impl SinkFactory for SourceSinks {
+    fn open(&self, table: &Arc<TableSpec>, _: usize) -> Result<Box<dyn BatchSink>> {
+        let shape = self
+            .shapes
+            .get(&table.qualified())
+            .cloned()
+            .ok_or_else(|| Error::Internal(format!("no D1 shape for {}", table.qualified())))?;
+        Ok(Box::new(SourceSink {
+            shape,
+            spec: table.clone(),
+            buckets: self.buckets,
+            pass: self.pass.clone(),
+            local: Side::default(),
+            result: self.result.clone(),
+        }))
+    }
+}
+
+impl BatchSink for SourceSink {
+    fn write(&mut self, batch: &TableBatch) -> Result<()> {
+        let b = self.shape.project(&batch.batch, &self.spec)?;
+        absorb(&mut self.local, &b, &self.shape.key(), self.buckets, &self.pass, &[])
+    }
+
+    fn finish(self: Box<Self>) -> Result<SinkReport> {
+        let rows =
+            self.local.buckets.as_ref().map(|b| b.total().rows).unwrap_or(self.local.rows.len() as u64);
+        let mut all =
+            self.result.lock().map_err(|_| Error::Internal("a comparison worker panicked".into()))?;
+        let side = all.entry(self.shape.source.clone()).or_default();
+        if let Some(b) = &self.local.buckets {
+            side.buckets.get_or_insert_with(|| Buckets::new(b.len())).merge(b);
+        }
+        side.rows.extend(self.local.rows);
+        Ok(SinkReport { rows, ..SinkReport::default() })
+    }
+}
+
+/// One pass over a D1 table in a local SQLite file.
+pub fn d1_pass(conn: &rusqlite::Connection, shape: &D1Shape, buckets: usize, pass: &Pass) -> Result<Side> {
+    let mut side = Side::default();
+    if let Pass::Sum = pass {
+        side.buckets = Some(Buckets::new(buckets));
+    }
+    let key = shape.key();
+    read_table(conn, &shape.table.name, &shape.table.spec, 2048, &mut |b| {
+        absorb(&mut side, &b, &key, buckets, pass, &[])
+    })?;
+    Ok(side)
+}
+
+/// One pass over the D1 table of `shape` in the SQLite file `path`, read
+/// in up to `threads` rowid ranges on as many connections at once (parsing
+/// vectors back from JSON text is the cost, and it divides). `None` when
+/// the table does not exist. Values not in pgflare's form do not stop the
+/// read: their rows differ (see [`absorb`]).
+pub fn d1_pass_file(
+    path: &Path,
+    shape: &D1Shape,
+    buckets: usize,
+    pass: &Pass,
+    threads: usize,
+) -> Result<Option<Side>> {
+    let name = &shape.table.name;
+    let conn = open_read_only(path)?;
+    if !table_exists(&conn, name)? {
+        return Ok(None);
+    }
+    let ranges: Vec<Option<(i64, i64)>> = match rowid_span(&conn, name) {
+        Some((lo, hi)) if threads > 1 && hi > lo => {
+            // Equal rowid spans (i128: no overflow at the i64 ends).
+            let (lo, span, t) = (lo as i128, hi as i128 - lo as i128 + 1, threads as i128);
+            (0..t)
+                .map(|i| (lo + span * i / t, lo + span * (i + 1) / t - 1))
+                .filter(|(a, b)| a <= b)
+                .map(|(a, b)| Some((a as i64, b as i64)))
+                .collect()
+        }
+        _ => vec![None],
+    };
+    drop(conn);
+    let key = shape.key();
+    let results: Vec<Result<Side>> = std::thread::scope(|s| {
+        let readers: Vec<_> = ranges
+            .iter()
+            .map(|&range| {
+                let key = &key;
+                s.spawn(move || -> Result<Side> {
+                    let conn = open_read_only(path)?;
+                    let mut side = Side::default();
+                    if let Pass::Sum = pass {
+                        side.buckets = Some(Buckets::new(buckets));
+                    }
+                    read_rows(&conn, name, &shape.table.spec, 2048, range, &mut |b, odd| {
+                        absorb(&mut side, &b, key, buckets, pass, &odd)
+                    })?;
+                    Ok(side)
+                })
+            })
+            .collect();
+        readers
+            .into_iter()
+            .map(|r| {
+                r.join().unwrap_or_else(|_| Err(Error::Internal(format!("a reader of D1 {name} panicked"))))
+            })
+            .collect()
+    });
+    let mut all = Side::default();
+    for side in results {
+        let side = side?;
+        if let Some(b) = &side.buckets {
+            all.buckets.get_or_insert_with(|| Buckets::new(b.len())).merge(b);
+        }
+        all.rows.extend(side.rows);
+    }
+    Ok(Some(all))
+}
+
+fn open_read_only(path: &Path) -> Result<rusqlite::Connection> {
+    rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(Error::sqlite(format!("opening {}", path.display())))
+}
