@@ -12,7 +12,9 @@ Usage: scripts/deps.py [--files] [--dot]
 
 The parse is textual, on purpose: it reads `use crate::...` (brace groups
 included), inline `crate::a::b` paths and `super::` paths, after removing
-comments and string literals. `mod x;` lines are not dependencies.
+comments and string literals. `mod x;` lines are not dependencies. Test
+code is left out (`#[cfg(test)]` items and the files they declare): a
+test may use anything, the emulator above all.
 Standard library only, so that it runs anywhere `scripts/test.sh` does.
 """
 
@@ -123,10 +125,47 @@ def paths_in(text: str, here: list[str], is_dir_module: bool) -> set[tuple[str, 
     return found
 
 
+def without_tests(text: str) -> str:
+    """Drops `#[cfg(test)]` items: a `mod x { ... }` block or one line."""
+    out, i = [], 0
+    for m in re.finditer(r"#\[cfg\(test\)\]", text):
+        if m.start() < i:
+            continue
+        out.append(text[i:m.start()])
+        j = m.end()
+        brace, semi = text.find("{", j), text.find(";", j)
+        if semi >= 0 and (brace < 0 or semi < brace):
+            i = semi + 1
+            continue
+        depth, k = 0, brace
+        while k < len(text):
+            depth += text[k] == "{"
+            depth -= text[k] == "}"
+            k += 1
+            if depth == 0:
+                break
+        i = k
+    out.append(text[i:])
+    return "".join(out)
+
+
+def test_only_files() -> set:
+    """Files declared by `#[cfg(test)] mod x;`."""
+    found = set()
+    for path in SRC.rglob("*.rs"):
+        text = strip(path.read_text())
+        for m in re.finditer(r"#\[cfg\(test\)\]\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;", text):
+            base = path.parent if path.name in ("mod.rs", "lib.rs", "main.rs") else path.with_suffix("")
+            for cand in (base / f"{m.group(1)}.rs", base / m.group(1) / "mod.rs"):
+                found.add(cand.resolve())
+    return found
+
+
 def build():
     files = {}
+    tests = test_only_files()
     for path in sorted(SRC.rglob("*.rs")):
-        if path.relative_to(SRC).parts[0] == "bin":
+        if path.relative_to(SRC).parts[0] == "bin" or path.resolve() in tests:
             continue
         files[tuple(module_of(path))] = path
     # Which file defines a module path: the longest prefix that is a file.
@@ -138,7 +177,7 @@ def build():
 
     edges = {}
     for mod, path in files.items():
-        text = strip(path.read_text())
+        text = without_tests(strip(path.read_text()))
         is_dir = path.name in ("mod.rs", "lib.rs", "main.rs")
         # A non-mod file with children (`cli.rs` + `cli/`) is also a dir module
         # for `self::` but `super::` from it still means its parent.

@@ -9,7 +9,8 @@ use anyhow::Context;
 use super::{human_bytes, print_json};
 use crate::cli::{LoadArgs, LoadTarget, VectorizeMode};
 use crate::config;
-use crate::load::{self, LoadOptions, LoadSummary, Target, VectorTarget};
+use crate::load::{self, LoadOptions, LoadSummary};
+use crate::plan::{Target, VectorTarget};
 use crate::progress::Progress;
 
 pub async fn run(

@@ -13,7 +13,7 @@ use anyhow::Context;
 use super::print_json;
 use crate::cli::{SyncArgs, SyncTarget, SyncVectors};
 use crate::config;
-use crate::load::{Target, VectorTarget};
+use crate::plan::{Target, VectorTarget};
 use crate::progress::Progress;
 use crate::sync::{run_once, Outcome, SyncOptions, SyncSummary};
 

@@ -325,3 +325,35 @@ fn open_read_only(path: &Path) -> Result<rusqlite::Connection> {
     )
     .map_err(Error::sqlite(format!("opening {}", path.display())))
 }
+
+/// The key-only view of a table for a pass over keys only (sync's delete sweep, verify's pending rows): `(source spec, D1 table)`.
+pub fn key_views(source: &TableSpec, d1: &D1Table) -> Result<(TableSpec, D1Table)> {
+    if source.primary_key.is_empty() {
+        return Err(Error::Config {
+            setting: source.qualified(),
+            message: "has no primary key: rows deleted in the source cannot be found in D1; \
+                      declare primary_key in pgflare.toml or sync with --no-hard-deletes"
+                .into(),
+        });
+    }
+    // Columns in key order: deletes list key tuples in that order.
+    let mut src = source.clone();
+    src.columns = source.primary_key.iter().filter_map(|k| source.column(k).cloned()).collect();
+    let mut spec = d1.spec.clone();
+    spec.columns = d1.primary_key.iter().filter_map(|k| d1.spec.column(k).cloned()).collect();
+    let source_columns = spec
+        .columns
+        .iter()
+        .map(|c| {
+            d1.spec
+                .columns
+                .iter()
+                .position(|x| x.name == c.name)
+                .map(|i| d1.source_columns[i].clone())
+                .ok_or_else(|| {
+                    Error::Internal(format!("D1 key column {} of {} has no source column", c.name, d1.name))
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((src, D1Table { name: d1.name.clone(), spec, source_columns, primary_key: d1.primary_key.clone() }))
+}

@@ -5,13 +5,13 @@
 //! the index (digests of vectors sent, ids holding none: see
 //! `sync::held`), which the load's writes make stale.
 
-use super::target::OpenTarget;
 use super::{LoadOptions, Prepared, VectorTarget};
 use crate::cloudflare::Vectorize;
 use crate::error::Result;
+use crate::plan::target::OpenTarget;
 use crate::source::SnapshotInfo;
-use crate::sync::checkpoint::{Checkpoint, IndexRef, Position};
-use crate::sync::store::{files_state_path, D1Access, Store};
+use crate::state::checkpoint::{Checkpoint, IndexRef, Position};
+use crate::state::store::{files_state_path, D1Access, Store};
 
 /// Where sync keeps its state for this load's target.
 fn sync_d1(target: &OpenTarget, opts: &LoadOptions) -> Result<Option<D1Access>> {
@@ -35,7 +35,7 @@ fn sync_d1(target: &OpenTarget, opts: &LoadOptions) -> Result<Option<D1Access>> 
 pub(super) async fn forget_sync_records(target: &OpenTarget, opts: &LoadOptions) -> Result<()> {
     let Some(d1) = sync_d1(target, opts)? else { return Ok(()) };
     Store::D1(d1.clone()).prepare().await?;
-    crate::sync::held::forget_all(&d1).await
+    crate::state::held::forget_all(&d1).await
 }
 
 /// A finished load of every configured table into D1 (`sqlite` or `api`)
@@ -64,10 +64,11 @@ pub(super) async fn hand_over(
         return Ok(Some(store.describe()));
     }
     // D1's rows were (re)written: key buckets saved by earlier syncs no longer hold.
-    crate::sync::ranges::forget(&d1).await?;
-    let fp = crate::sync::fingerprint(prepared, &opts.project);
+    crate::state::ranges::forget(&d1).await?;
+    let fp = crate::state::fingerprint::fingerprint(prepared, &opts.project);
     let mut checkpoint = Checkpoint::new(&fp, Position::of(first)?, "load");
-    checkpoint.vectorize = Some(crate::sync::vectorize_fingerprint(prepared, &opts.project, sends));
+    checkpoint.vectorize =
+        Some(crate::state::fingerprint::vectorize_fingerprint(prepared, &opts.project, sends));
     checkpoint.vectorize_index = IndexRef::of(&opts.vectorize).filter(|_| sends);
     if let (Some(i), Some(v)) = (checkpoint.vectorize_index.as_mut(), index) {
         i.created_on = v.created_on().await?;

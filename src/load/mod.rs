@@ -9,11 +9,8 @@ pub mod checkpoint;
 mod hand_over;
 pub mod links;
 mod live;
-pub mod plan;
 pub mod report;
 pub mod state;
-pub mod target;
-pub mod vectors;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,14 +19,12 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use self::plan::TablePlan;
-pub use self::plan::{prepare, Prepared};
 use self::report::{column_widths, table_summaries, write_files_manifest};
 use self::state::{LoadState, PartitionState, StateFile, StateLock, TableState};
-pub use self::target::Target;
-pub use self::vectors::VectorTarget;
 use crate::config::project::Project;
 use crate::error::{Error, Result};
+use crate::plan::{self, prepare, target, vectors, Prepared, TablePlan};
+use crate::plan::{Target, VectorTarget};
 use crate::progress::Progress;
 use crate::sink::d1::render::{D1Mapping, D1Mappings};
 use crate::sink::vectorize::VectorReport;

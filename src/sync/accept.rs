@@ -1,19 +1,19 @@
 //! Whether the checkpoint a run found can go on with this run, and what
 //! the run records in it. Changes since the checkpoint's position are
 //! only enough when everything else is as it was: the tables and their D1
-//! mapping ([`super::fingerprint`]), what the vectors look like
-//! ([`super::vectorize_fingerprint`]) and the index that holds them. A
+//! mapping ([`crate::state::fingerprint::fingerprint`]), what the vectors look like
+//! ([`crate::state::fingerprint::vectorize_fingerprint`]) and the index that holds them. A
 //! run that differs is refused before it writes anything, naming what
 //! differs and the fix; running anyway would leave D1 or Vectorize
 //! silently behind the source.
 
-use super::checkpoint::{Checkpoint, IndexRef};
-use super::VECTORS_OFF;
 use crate::error::{Error, Result};
+use crate::state::checkpoint::{Checkpoint, IndexRef};
+use crate::state::fingerprint::VECTORS_OFF;
 
 /// What a run does with vectors, for [`accept`].
 pub struct RunVectors {
-    /// [`super::vectorize_fingerprint`] of the run: [`VECTORS_OFF`] when it
+    /// [`crate::state::fingerprint::vectorize_fingerprint`] of the run: [`VECTORS_OFF`] when it
     /// sends none.
     pub fingerprint: String,
     /// The index they go to (`None` for NDJSON files, or when off).
@@ -23,7 +23,7 @@ pub struct RunVectors {
     pub unnamed: bool,
 }
 
-/// Checks `checkpoint` against the run (`fingerprint`: [`super::fingerprint`]
+/// Checks `checkpoint` against the run (`fingerprint`: [`crate::state::fingerprint::fingerprint`]
 /// of its configuration) and records the run's vectors in it.
 pub fn accept(checkpoint: &mut Checkpoint, fingerprint: &str, run: RunVectors, setting: &str) -> Result<()> {
     let refused = |message: String| Error::Config { setting: setting.into(), message };
@@ -81,7 +81,7 @@ fn check_named(checkpoint: &Checkpoint) -> std::result::Result<(), String> {
 }
 
 /// Whether a checkpoint whose Vectorize side is `have` can go on with a
-/// run whose vectors are `want` (both from [`super::vectorize_fingerprint`]);
+/// run whose vectors are `want` (both from [`crate::state::fingerprint::vectorize_fingerprint`]);
 /// a checkpoint without one predates it and is taken as it is.
 fn check_vectorize(have: Option<&str>, want: &str) -> std::result::Result<(), String> {
     let message = match have {
@@ -145,7 +145,7 @@ fn check_index(have: Option<&IndexRef>, want: Option<&IndexRef>) -> std::result:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::checkpoint::Position;
+    use crate::state::checkpoint::Position;
 
     fn index(account: &str, name: &str) -> IndexRef {
         IndexRef { account_id: account.into(), name: name.into(), created_on: None }

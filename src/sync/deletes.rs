@@ -1,7 +1,7 @@
 //! Deleting rows from the targets: a batch of keys becomes `DELETE`
 //! statements for the D1 table (packed under D1's limits) and
 //! `delete_by_ids` for their vectors (those that may exist, see
-//! [`super::held`]), whose recorded digests go too. The
+//! [`crate::state::held`]), whose recorded digests go too. The
 //! keys come from the source (soft-deleted rows) or from D1 itself (rows
 //! the source no longer has, see [`super::sweep`]); either way they are
 //! typed values, rendered by the same literal writer as the load's upserts.
@@ -14,8 +14,6 @@ use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 
-use super::held::{may_hold, CHECK_STORED};
-use super::store::D1Access;
 use crate::batch::quote_ident;
 use crate::cloudflare::limits::{D1_MAX_STATEMENT_BYTES, D1_MAX_VALUES_PER_STATEMENT};
 use crate::cloudflare::Vectorize;
@@ -26,6 +24,8 @@ use crate::sink::d1::links::Link;
 use crate::sink::d1::list::ListPacker;
 use crate::sink::d1::value::{push_quoted, write_literal};
 use crate::sink::vectorize::ndjson::id_text;
+use crate::state::held::{may_hold, CHECK_STORED};
+use crate::state::store::D1Access;
 
 /// The vectors that go with deleted rows.
 #[derive(Clone)]
@@ -60,7 +60,7 @@ pub struct Deleter {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Deleted {
     pub rows: u64,
-    /// Vectors deleted: of ids that may hold one ([`super::held`]).
+    /// Vectors deleted: of ids that may hold one ([`crate::state::held`]).
     pub vectors: u64,
 }
 
@@ -363,7 +363,7 @@ mod tests {
             } else {
                 ("CREATE TABLE t (a INTEGER NOT NULL, b TEXT NOT NULL, PRIMARY KEY (a));", vec!["a"])
             };
-            c.execute("setup", &format!("{table}{}", crate::sync::store::STATE_DDL)).expect("setup");
+            c.execute("setup", &format!("{table}{}", crate::state::store::STATE_DDL)).expect("setup");
             let ids: Vec<String> = rows.iter().map(|(a, b)| format!("{a}:{b}")).collect();
             c.with_conn(|conn| {
                 let tx = conn.transaction().expect("tx");

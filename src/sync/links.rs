@@ -14,15 +14,15 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::checkpoint::Checkpoint;
 use super::sink::{record, Deferred};
-use super::store::Store;
 use crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES;
 use crate::error::{Error, Result};
-use crate::load::Prepared;
+use crate::plan::Prepared;
 use crate::sink::d1::link_spool::LinkSpool;
 use crate::sink::d1::linker::{self, LinkReport, LinkTarget};
 use crate::sink::d1::render::D1Mappings;
+use crate::state::checkpoint::Checkpoint;
+use crate::state::store::Store;
 
 /// The spool and the ranges waiting for the link step.
 pub struct SyncLinks {

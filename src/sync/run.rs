@@ -7,19 +7,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::accept::RunVectors;
-use super::changes::{all_of, changed_after, range_changes};
-use super::checkpoint::{now, snapshot_xmax, InProgress, IndexRef, Position, TableProgress};
 use super::deletes::{Deleter, VectorDeletes};
-use super::ranges::Scheme;
 use super::sink::{ChangedVectors, Counts, Recording, VectorCounts};
 use super::source_reads::{count_rows, int_bounds, read_keys};
-use super::store::{D1Access, Lease, Store};
 use super::summary::{add_deleted_vectors, SyncSummary, TableSync};
-use super::sweep::{buckets_for, key_views, sweep, KeySource, SweepTable};
+use super::sweep::{buckets_for, sweep, KeySource, SweepTable};
 use crate::cloudflare::{Api, Vectorize};
 use crate::config::project::Project;
+use crate::digest::pass::key_views;
 use crate::error::{Error, Result};
-use crate::load::{Target, VectorTarget};
+use crate::plan::{Target, VectorTarget};
 use crate::progress::Progress;
 use crate::sink::d1::render::D1Mappings;
 use crate::sink::vectorize::{Rejected, MAX_NAMED_REJECTS};
@@ -27,6 +24,10 @@ use crate::sink::SinkFactory;
 use crate::source::{
     partition, read_until, Partition, ReadOptions, Snapshot, Source, SplitOptions, TableJob,
 };
+use crate::state::changes::{all_of, changed_after, range_changes};
+use crate::state::checkpoint::{now, snapshot_xmax, InProgress, IndexRef, Position, TableProgress};
+use crate::state::ranges::Scheme;
+use crate::state::store::{D1Access, Lease, Store};
 use crate::typemap::Kind;
 
 pub struct SyncOptions {
@@ -62,7 +63,7 @@ pub async fn run_once(src: &Source, opts: &SyncOptions, progress: &Progress) -> 
     // host that does not answer) must leave the target untouched, no
     // SQLite file created and no lease row written.
     let mut lock = src.connect().await?;
-    super::store::refuse_missing_d1_file(&opts.target)?;
+    crate::state::store::refuse_missing_d1_file(&opts.target)?;
     // The source lock guards runners whose targets differ in name only
     // (e.g. one D1 reached by file and by API). Its key is the source's
     // first answer to a statement: a source that logs in and then says
@@ -73,7 +74,7 @@ pub async fn run_once(src: &Source, opts: &SyncOptions, progress: &Progress) -> 
         .fetch_one(&mut lock)
         .await
         .map_err(Error::db("hashing the sync lock key"))?;
-    let (api, d1) = super::store::open_d1(opts, progress)?;
+    let (api, d1) = crate::state::store::open_d1(&opts.target, &opts.vectorize, &opts.work_dir, progress)?;
     let store = Store::D1(d1.clone());
     store.prepare().await?;
     let me = Lease::mine(opts.lease_ttl);
@@ -112,7 +113,7 @@ pub async fn run_once(src: &Source, opts: &SyncOptions, progress: &Progress) -> 
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(ttl / 3).await;
-                me.expires_at = super::store::unix_now() + ttl.as_secs() as i64;
+                me.expires_at = crate::state::store::unix_now() + ttl.as_secs() as i64;
                 let _ = store.acquire(&me).await;
             }
         })
@@ -145,17 +146,21 @@ async fn run_locked(
     })?;
     let mut snapshot = Snapshot::export(src).await?;
     let vectors_on = !matches!(opts.vectorize, VectorTarget::Off);
-    let prepared = crate::load::prepare(&mut snapshot, &opts.project, &[], vectors_on).await?;
+    let prepared = crate::plan::prepare(&mut snapshot, &opts.project, &[], vectors_on).await?;
     let sends_vectors = vectors_on && !prepared.vectors.mappings.0.is_empty();
     let run_vectors = RunVectors {
-        fingerprint: super::vectorize_fingerprint(&prepared, &opts.project, sends_vectors),
+        fingerprint: crate::state::fingerprint::vectorize_fingerprint(
+            &prepared,
+            &opts.project,
+            sends_vectors,
+        ),
         index: match sends_vectors {
             true => IndexRef::asked(&opts.vectorize, api.clone()).await?,
             false => None,
         },
         unnamed: opts.vectors_unnamed,
     };
-    let fp = super::fingerprint(&prepared, &opts.project);
+    let fp = crate::state::fingerprint::fingerprint(&prepared, &opts.project);
     super::accept::accept(&mut checkpoint, &fp, run_vectors, &store.describe())?;
     let infos = &prepared.infos;
     let from = checkpoint.position.clone();
@@ -222,7 +227,7 @@ async fn run_locked(
     let vector_target = if vector_plan.mappings.0.is_empty() { VectorTarget::Off } else { vector_target };
     let deleted_ids = run_dir.as_ref().map(|r| r.join("vectorize").join("deleted-ids.txt"));
     let opened =
-        crate::load::vectors::open(&vector_target, &mut vector_plan, &opts.project.vectorize, api, progress)
+        crate::plan::vectors::open(&vector_target, &mut vector_plan, &opts.project.vectorize, api, progress)
             .await?;
     let index: Option<Arc<Vectorize>> = opened.as_ref().and_then(|o| o.index.clone());
     for (table, m) in &vector_plan.mappings.0 {

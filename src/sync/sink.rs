@@ -11,7 +11,7 @@
 //! as skipped, or stops the run under `fail`): its old vector would
 //! otherwise keep answering queries with stale data. Such a delete is
 //! sent, and counted, only for an id that may hold a vector
-//! ([`super::held`]). Digests are recorded only after Vectorize applied
+//! ([`crate::state::held`]). Digests are recorded only after Vectorize applied
 //! the write, so a kill in between means the vector is sent again, never
 //! that a change is skipped; a deleted vector's id is recorded as holding
 //! none ([`NO_VECTOR`]), so it is sent again once valid and not deleted
@@ -25,20 +25,18 @@ use std::time::Duration;
 
 use arrow::array::BooleanArray;
 
-use super::checkpoint::Checkpoint;
-use super::held::{is_vector_id, may_hold, recorded, CHECK_STORED, NO_VECTOR};
-use super::store::{D1Access, Store};
 use crate::batch::{TableBatch, TableSpec};
 use crate::cloudflare::vectorize::WriteTicket;
 use crate::cloudflare::Vectorize;
 use crate::config::project::OnInvalid;
 use crate::digest::vector::{vector_at, vector_digest, Vector};
 use crate::error::{Error, Result};
-use crate::sink::d1::list::ListPacker;
-use crate::sink::d1::value::push_quoted;
 use crate::sink::vectorize::ndjson::{id_text, Line, LineWriter};
 use crate::sink::vectorize::VectorMappings;
 use crate::sink::{BatchSink, SinkFactory, SinkReport};
+use crate::state::checkpoint::Checkpoint;
+use crate::state::held::{is_vector_id, may_hold, record_digests, recorded, CHECK_STORED, NO_VECTOR};
+use crate::state::store::{D1Access, Store};
 
 /// Counts of one table's vectors in a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -46,7 +44,7 @@ pub struct VectorCounts {
     pub sent: u64,
     pub unchanged: u64,
     /// Vectors deleted (embedding NULL, vector refused, row deleted): ids
-    /// that held one as far as sync knows ([`super::held`]); ids known to
+    /// that held one as far as sync knows ([`crate::state::held`]); ids known to
     /// hold none cost no request and are not counted.
     pub deleted: u64,
     /// Rows whose vector Vectorize would refuse (`on_invalid = "skip"`):
@@ -243,28 +241,6 @@ impl BatchSink for ChangedVectorSink {
     }
 }
 
-/// Appends the statements that record `(id, digest)` pairs (the last of
-/// an id wins), within D1's limits.
-pub fn record_digests(sql: &mut String, record: &[(String, String)]) {
-    let mut packer = ListPacker::new(
-        "INSERT INTO pgflare_vector_digests (id, digest) VALUES ",
-        " ON CONFLICT(id) DO UPDATE SET digest = excluded.digest;\n",
-    );
-    let mut tuple = String::new();
-    for (id, digest) in record {
-        tuple.clear();
-        tuple.push('(');
-        push_quoted(&mut tuple, id);
-        tuple.push_str(", ");
-        push_quoted(&mut tuple, digest);
-        tuple.push(')');
-        // Vectorize ids are at most 64 bytes, so a row always fits; one
-        // that did not would only mean its vector is sent again.
-        packer.push(&tuple, 2);
-    }
-    packer.finish().iter().for_each(|s| sql.push_str(s));
-}
-
 /// Records a range as done (at the run's horizon) once its sinks finished.
 pub struct Recording {
     pub inner: Arc<dyn SinkFactory>,
@@ -345,7 +321,7 @@ pub fn record(c: &mut Checkpoint, table: &str, partition: usize, horizon: u64) -
         })
         .ok_or_else(|| Error::Internal(format!("no range {partition} of {table} in the sync run")))?;
     *p = horizon;
-    c.written_at = super::checkpoint::now();
+    c.written_at = crate::state::checkpoint::now();
     Ok(())
 }
 
@@ -365,7 +341,7 @@ mod tests {
             let dir = tempfile::tempdir().expect("tempdir");
             let c = crate::sink::d1::sqlite::D1SqliteConfig::open(&dir.path().join("d.sqlite"), Default::default())
                 .expect("open");
-            c.execute("setup", crate::sync::store::STATE_DDL).expect("setup");
+            c.execute("setup", crate::state::store::STATE_DDL).expect("setup");
             let record: Vec<(String, String)> =
                 ids.iter().enumerate().map(|(i, id)| (id.clone(), format!("{i:064x}"))).collect();
             let mut sql = String::new();

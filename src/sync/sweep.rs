@@ -20,8 +20,6 @@ use arrow::array::UInt32Array;
 use arrow::record_batch::RecordBatch;
 
 use super::deletes::{Deleted, Deleter};
-use super::ranges::{self, Scheme, Sums};
-use super::store::D1Access;
 use crate::batch::{quote_ident, TableSpec};
 use crate::config::mapping::D1Table;
 use crate::d1::read::read_table;
@@ -32,6 +30,8 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::sink::SinkFactory;
 use crate::source::{read_all, Partition, ReadOptions, Source, TableJob};
+use crate::state::ranges::{self, Scheme, Sums};
+use crate::state::store::D1Access;
 
 /// One table's sweep.
 pub struct SweepTable {
@@ -381,38 +381,6 @@ async fn copy_keys(d1: &D1Access, table: &D1Table, dir: &Path) -> Result<PathBuf
         .map_err(Error::sqlite(ctx()))?;
     crate::sink::d1::copy::copy_table(api, &table.name, &names, &mut conn).await?;
     Ok(path)
-}
-
-/// The key-only view of a table for the sweep: `(source spec, D1 table)`.
-pub fn key_views(source: &TableSpec, d1: &D1Table) -> Result<(TableSpec, D1Table)> {
-    if source.primary_key.is_empty() {
-        return Err(Error::Config {
-            setting: source.qualified(),
-            message: "has no primary key: rows deleted in the source cannot be found in D1; \
-                      declare primary_key in pgflare.toml or sync with --no-hard-deletes"
-                .into(),
-        });
-    }
-    // Columns in key order: deletes list key tuples in that order.
-    let mut src = source.clone();
-    src.columns = source.primary_key.iter().filter_map(|k| source.column(k).cloned()).collect();
-    let mut spec = d1.spec.clone();
-    spec.columns = d1.primary_key.iter().filter_map(|k| d1.spec.column(k).cloned()).collect();
-    let source_columns = spec
-        .columns
-        .iter()
-        .map(|c| {
-            d1.spec
-                .columns
-                .iter()
-                .position(|x| x.name == c.name)
-                .map(|i| d1.source_columns[i].clone())
-                .ok_or_else(|| {
-                    Error::Internal(format!("D1 key column {} of {} has no source column", c.name, d1.name))
-                })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok((src, D1Table { name: d1.name.clone(), spec, source_columns, primary_key: d1.primary_key.clone() }))
 }
 
 /// Buckets for a sweep: fewer for small tables (each differing bucket

@@ -23,12 +23,12 @@ use arrow::record_batch::RecordBatch;
 
 use crate::digest::key_display;
 use crate::error::{Error, Result};
-use crate::load::Prepared;
+use crate::plan::Prepared;
 use crate::sink::vectorize::ndjson::id_text;
 use crate::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::source::{read_all, Partition, ReadOptions, Source, TableJob};
-use crate::sync::changes::{all_of, changed_after};
-use crate::sync::checkpoint::{snapshot_xmax, Checkpoint};
+use crate::state::changes::{all_of, changed_after};
+use crate::state::checkpoint::{snapshot_xmax, Checkpoint};
 
 /// One table's rows written after the checkpoint.
 #[derive(Clone, Debug, Default)]
@@ -65,7 +65,7 @@ pub async fn pending(
     let mut jobs = Vec::new();
     let mut schemas = HashMap::new();
     for (info, (_, d1)) in prepared.infos.iter().zip(&prepared.d1) {
-        let Ok((key_src, key_d1)) = crate::sync::sweep::key_views(&info.spec, d1) else { continue };
+        let Ok((key_src, key_d1)) = crate::digest::pass::key_views(&info.spec, d1) else { continue };
         schemas.insert(info.spec.qualified(), key_d1.spec.arrow_schema());
         // A parent restored from a soft delete makes its children pending
         // too. Too old to order (2^31 transactions without a sync): every row.

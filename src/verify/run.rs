@@ -70,7 +70,7 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut snapshot = Snapshot::export(src).await?;
     let prepared =
-        crate::load::prepare(&mut snapshot, &opts.project, &opts.only_tables, opts.vectorize.is_some())
+        crate::plan::prepare(&mut snapshot, &opts.project, &opts.only_tables, opts.vectorize.is_some())
             .await?;
     let vmaps = prepared.vectors.mappings.clone();
     let shapes: HashMap<String, D1Shape> = prepared

@@ -8,8 +8,8 @@
 //! show), and after `VACUUM FREEZE`.
 
 use pgflare::source::{in_progress, Snapshot, Source};
-use pgflare::sync::changes::{changed_after, changed_since};
-use pgflare::sync::checkpoint::{snapshot_xmax, snapshot_xmin, Position};
+use pgflare::state::changes::{changed_after, changed_since};
+use pgflare::state::checkpoint::{snapshot_xmax, snapshot_xmin, Position};
 use sqlx::{Connection, PgConnection};
 
 use crate::common::*;

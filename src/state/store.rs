@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use super::checkpoint::{now, Checkpoint};
 use crate::cloudflare::{Api, D1};
 use crate::error::{Error, Result};
-use crate::load::{Target, VectorTarget};
+use crate::plan::{Target, VectorTarget};
 use crate::sink::d1::render::D1Mappings;
 use crate::sink::d1::sqlite::D1SqliteConfig;
 
@@ -170,29 +170,31 @@ pub fn refuse_missing_d1_file(target: &Target) -> Result<()> {
     }
 }
 
-/// The API client (when a target needs one) and the D1 the state lives in.
+/// The API client (when a target needs one) and the D1 the state lives in
+/// (for the `files` target, a file under `work_dir`).
 pub fn open_d1(
-    opts: &super::SyncOptions,
+    target: &Target,
+    vectorize: &VectorTarget,
+    work_dir: &std::path::Path,
     progress: &crate::progress::Progress,
 ) -> Result<(Option<Arc<Api>>, D1Access)> {
     let notices = progress.clone();
-    let api = match (&opts.target, &opts.vectorize) {
+    let api = match (target, vectorize) {
         (Target::Api { settings, .. }, _) | (_, VectorTarget::Api { settings, .. }) => {
             Some(Arc::new(Api::new(settings.clone())?.with_progress(notices)))
         }
         _ => None,
     };
-    let d1 = match &opts.target {
+    let d1 = match target {
         Target::Sqlite { path } => D1Access::Sqlite(D1SqliteConfig::open(path, D1Mappings::default())?),
         Target::Api { database_id, .. } => match &api {
             Some(a) => D1Access::Api(Arc::new(D1::new(a.clone(), database_id))),
             None => return Err(Error::Internal("the api target has no client".into())),
         },
         // The files target keeps its state in a local SQLite file.
-        Target::Files { dir, .. } => D1Access::Sqlite(D1SqliteConfig::open(
-            &files_state_path(&opts.work_dir, dir),
-            D1Mappings::default(),
-        )?),
+        Target::Files { dir, .. } => {
+            D1Access::Sqlite(D1SqliteConfig::open(&files_state_path(work_dir, dir), D1Mappings::default())?)
+        }
     };
     Ok((api, d1))
 }
@@ -322,7 +324,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::sink::d1::render::D1Mappings;
-    use crate::sync::checkpoint::Position;
+    use crate::state::checkpoint::Position;
 
     fn sqlite_store(dir: &std::path::Path) -> Store {
         let c = D1SqliteConfig::open(&dir.join("d1.sqlite"), D1Mappings::default()).expect("open");

@@ -118,7 +118,7 @@ fn saved_sums_of_many_buckets_fit_in_one_d1_value() {
     // labels still fits D1's 2,000,000 bytes per value.
     let dir = tempfile::tempdir().expect("tempdir");
     let d1 = d1_with(dir.path(), "TEXT", &[]);
-    block_on(d1.execute("state", crate::sync::store::STATE_DDL)).expect("state table");
+    block_on(d1.execute("state", crate::state::store::STATE_DDL)).expect("state table");
     let mut sums = Sums::new();
     for i in 0..8192i64 {
         let mut d = DigestSum::default();

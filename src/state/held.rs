@@ -20,6 +20,8 @@ use super::store::D1Access;
 use crate::cloudflare::limits::VECTORIZE_MAX_ID_BYTES;
 use crate::cloudflare::Vectorize;
 use crate::error::Result;
+use crate::sink::d1::list::ListPacker;
+use crate::sink::d1::value::push_quoted;
 
 /// The record of an id that holds no vector: sync deleted it, or found
 /// none. Never a digest (those are 64 hex digits), so a vector written
@@ -100,6 +102,28 @@ pub async fn forget_all(d1: &D1Access) -> Result<()> {
     d1.execute("forgetting the digests of vectors sync sent", "DELETE FROM pgflare_vector_digests;").await
 }
 
+/// Appends the statements that record `(id, digest)` pairs (the last of
+/// an id wins), within D1's limits.
+pub fn record_digests(sql: &mut String, record: &[(String, String)]) {
+    let mut packer = ListPacker::new(
+        "INSERT INTO pgflare_vector_digests (id, digest) VALUES ",
+        " ON CONFLICT(id) DO UPDATE SET digest = excluded.digest;\n",
+    );
+    let mut tuple = String::new();
+    for (id, digest) in record {
+        tuple.clear();
+        tuple.push('(');
+        push_quoted(&mut tuple, id);
+        tuple.push_str(", ");
+        push_quoted(&mut tuple, digest);
+        tuple.push(')');
+        // Vectorize ids are at most 64 bytes, so a row always fits; one
+        // that did not would only mean its vector is sent again.
+        packer.push(&tuple, 2);
+    }
+    packer.finish().iter().for_each(|s| sql.push_str(s));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,13 +134,10 @@ mod tests {
         let c =
             crate::sink::d1::sqlite::D1SqliteConfig::open(&dir.path().join("d.sqlite"), Default::default())
                 .expect("open");
-        c.execute("setup", crate::sync::store::STATE_DDL).expect("setup");
+        c.execute("setup", crate::state::store::STATE_DDL).expect("setup");
         let mut sql = String::new();
         let record = |id: &str, d: &str| (id.to_string(), d.to_string());
-        super::super::sink::record_digests(
-            &mut sql,
-            &[record("sent", &"a".repeat(64)), record("deleted", NO_VECTOR)],
-        );
+        record_digests(&mut sql, &[record("sent", &"a".repeat(64)), record("deleted", NO_VECTOR)]);
         c.execute("record", &sql).expect("record");
         let d1 = D1Access::Sqlite(c);
         let ids: Vec<String> =

@@ -8,7 +8,12 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::vectors;
+pub mod target;
+pub mod vectors;
+
+pub use target::Target;
+pub use vectors::VectorTarget;
+
 use crate::config::mapping::{default_mapping, D1Table};
 use crate::config::project::{Project, TableMapping};
 use crate::error::{Error, Result};
@@ -78,16 +83,16 @@ pub struct TablePlan {
 /// Vectorize files or requests for `rows` rows over `ranges` ranges, at
 /// `per` vectors per file or request (each range ends on a part-full one;
 /// the API waits for each range's last write with ~2 `info` polls).
-pub fn estimate_vectors(target: &super::VectorTarget, rows: u64, ranges: usize, per: usize) -> (u64, u64) {
+pub fn estimate_vectors(target: &VectorTarget, rows: u64, ranges: usize, per: usize) -> (u64, u64) {
     let (ranges, per) = (ranges as u64, per.max(1) as u64);
     if ranges == 0 {
         return (0, 0);
     }
     let each = (rows / ranges).div_ceil(per).max(1);
     match target {
-        super::VectorTarget::Off => (0, 0),
-        super::VectorTarget::Files { .. } => (ranges * each, 0),
-        super::VectorTarget::Api { .. } => (0, ranges * (each + 2) + 2),
+        VectorTarget::Off => (0, 0),
+        VectorTarget::Files { .. } => (ranges * each, 0),
+        VectorTarget::Api { .. } => (0, ranges * (each + 2) + 2),
     }
 }
 
@@ -95,16 +100,16 @@ pub fn estimate_vectors(target: &super::VectorTarget, rows: u64, ranges: usize, 
 /// ranges, as the targets cut them (see `sink::d1::api`): per range, one
 /// import (init, ingest, ~2 polls: 4 requests) per `import_bytes` when the
 /// range holds at least `import_min`, else one `query` per `query_bytes`.
-pub fn estimate_output(target: &super::Target, sql_bytes: u64, ranges: usize) -> (u64, u64) {
+pub fn estimate_output(target: &Target, sql_bytes: u64, ranges: usize) -> (u64, u64) {
     let ranges = ranges as u64;
     if ranges == 0 {
         return (0, 0);
     }
     let per = sql_bytes / ranges;
     match target {
-        super::Target::Files { file_bytes, .. } => (ranges * per.div_ceil((*file_bytes).max(1)).max(1), 0),
-        super::Target::Sqlite { .. } => (0, 0),
-        super::Target::Api { import_bytes, query_bytes, .. } => {
+        Target::Files { file_bytes, .. } => (ranges * per.div_ceil((*file_bytes).max(1)).max(1), 0),
+        Target::Sqlite { .. } => (0, 0),
+        Target::Api { import_bytes, query_bytes, .. } => {
             let import_min = crate::sink::d1::api::import_min_bytes(*import_bytes) as u64;
             let each = if per >= import_min {
                 4 * per.div_ceil(*import_bytes as u64)

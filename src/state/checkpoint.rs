@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cloudflare::{Api, Vectorize};
 use crate::error::{Error, Result};
-use crate::load::VectorTarget;
+use crate::plan::VectorTarget;
 use crate::source::{Partition, SnapshotInfo};
 
 pub const FORMAT: &str = "pgflare-sync-state-v1";
