@@ -137,6 +137,9 @@ async fn create(State(st): State<Arc<Shared>>, body: Bytes) -> std::result::Resu
     let store = st.d1.store.clone();
     let info = blocking(move || match store.create(&body.name) {
         Ok(Some(db)) => Ok(db.info()),
+        // Source: cloudflare/workers-sdk `packages/wrangler/src/d1/create.ts` (code 7502 means "A
+        // database with that name already exists"); the real answer read "Internal error [code: 7502]"
+        // in workers-sdk PR #2143. Its HTTP status is not known: 400 is a guess.
         Ok(None) => {
             Err(ApiError::bad_request(format!("A database with the name {} already exists", body.name))
                 .with_code(7502))

@@ -3,7 +3,9 @@
 //! (integers, shortest round-trip reals, quoted text, `X'..'` BLOBs), so
 //! replaying the file into an empty SQLite gives back the same data.
 //! Like D1's export it starts with `PRAGMA defer_foreign_keys=TRUE;` so
-//! tables load in any order.
+//! tables load in any order. Source: cloudflare/workers-sdk
+//! `packages/miniflare/src/workers/d1/dumpSql.ts` (its first line; the file is "duplicated between
+//! miniflare and d1-workers").
 //!
 //! Like D1's export it also refuses what D1 refuses ([`DumpError::Refused`],
 //! answered as a failed export): a database with virtual tables
@@ -44,6 +46,8 @@ pub enum DumpError {
 }
 
 pub fn dump(conn: &Connection, opts: &DumpOptions, out: &mut impl Write) -> Result<(), DumpError> {
+    // Source: cloudflare/workers-sdk `packages/miniflare/src/workers/d1/dumpSql.ts` (its first
+    // `yield`).
     writeln!(out, "PRAGMA defer_foreign_keys=TRUE;")?;
     let wanted = |name: &str| opts.tables.is_empty() || opts.tables.iter().any(|t| t == name);
     // Shadow tables (of fts5/rtree) are rebuilt by inserting into their

@@ -87,7 +87,9 @@ impl D1Conn {
         let ctx = format!("open {}", path.display());
         let conn = Connection::open(path).map_err(Error::sqlite(&ctx))?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(Error::sqlite(&ctx))?;
-        // Foreign keys are always enforced on D1.
+        // Foreign keys are always enforced on D1. Source: cloudflare-docs
+        // `src/content/docs/d1/sql-api/foreign-keys.mdx` (as `PRAGMA foreign_keys = on` in every
+        // transaction; a query cannot change it).
         conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
             .map_err(Error::sqlite(&ctx))?;
         apply_d1_sql_limits(&conn).map_err(Error::sqlite(&ctx))?;
@@ -203,7 +205,9 @@ impl D1Conn {
     }
 
     /// Runs a whole SQL file (the import API) as one transaction; returns
-    /// the number of statements and the summed meta.
+    /// the number of statements and the summed meta. A failed file changes nothing.
+    /// Source: cloudflare/workers-sdk `packages/wrangler/src/d1/execute.ts` ("if the execution
+    /// fails to complete, your DB will return to its original state and you can safely retry").
     pub fn run_file(&mut self, reader: impl BufRead) -> std::result::Result<(u64, Meta), SqlError> {
         let started = Instant::now();
         let (n, mut meta) = self.transaction(|this| {
@@ -357,7 +361,9 @@ impl D1Conn {
 }
 
 /// A JSON param as D1 binds it: booleans become 0/1, objects and arrays
-/// are refused.
+/// are refused. (Over the REST API `params` are strings only, `d1.rs`.)
+/// Source: cloudflare-docs `src/content/docs/d1/worker-api/index.mdx` ("Type conversion": a
+/// Boolean is cast to an INTEGER, 1 for TRUE and 0 for FALSE).
 fn json_to_sql(v: &Value) -> std::result::Result<SqlValue, SqlError> {
     Ok(match v {
         Value::Null => SqlValue::Null,
@@ -378,6 +384,9 @@ fn json_to_sql(v: &Value) -> std::result::Result<SqlValue, SqlError> {
 }
 
 /// A SQLite value as D1 returns it; a BLOB is an array of byte numbers.
+/// Source: cloudflare-docs `src/content/docs/d1/worker-api/index.mdx` ("Type conversion": a
+/// BLOB reads back as an Array); observed: cloudflare/workers-sdk#8642 (an Array, not an
+/// ArrayBuffer).
 /// An INTEGER passes through a JavaScript number on its way out, so one
 /// beyond 2^53 comes back rounded ([`super::js_number`]).
 pub fn sql_to_json(v: ValueRef<'_>) -> Value {

@@ -24,7 +24,9 @@
 //! `validationHook`). A poll without a bookmark is such a body.
 //!
 //! The import runs in a background task as one transaction; a failed file
-//! leaves the database unchanged. A start while another job holds the
+//! leaves the database unchanged (Source: cloudflare/workers-sdk
+//! `packages/wrangler/src/d1/execute.ts`: "if the execution fails to complete, your DB will return
+//! to its original state and you can safely retry"). A start while another job holds the
 //! database is refused as `{success: false, error}` (observed: "Currently
 //! processing a long-running export. Cannot start a new export until that
 //! completes or times out." printed by wrangler without an error code, so

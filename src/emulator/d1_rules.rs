@@ -33,6 +33,9 @@ const TRANSACTION_REFUSED: &str = "BEGIN, COMMIT, ROLLBACK, SAVEPOINT and RELEAS
 
 /// Why D1 refuses this action of client SQL, or None to allow it.
 pub fn judge(action: &AuthAction<'_>) -> Option<String> {
+    // Source: cloudflare/workerd `src/workerd/api/sql.c++` `SqlStorageRegulator::isAllowedName`
+    // (a name starting `_cf_`, any case, is refused); cloudflare-docs
+    // `src/content/docs/d1/best-practices/import-export-data.mdx` (`_cf_KV` is reserved).
     let reserved = |kind: &str, name: &str| {
         name.get(..4)
             .is_some_and(|p| p.eq_ignore_ascii_case("_cf_"))
@@ -46,6 +49,8 @@ pub fn judge(action: &AuthAction<'_>) -> Option<String> {
                 format!("PRAGMA {name} is not allowed: D1 only allows {}", PRAGMA_ALLOWLIST.join(", "))
             })
         }
+        // Source: cloudflare/workerd `src/workerd/util/sqlite.c++` `isAuthorized` (SQLITE_ATTACH and
+        // SQLITE_DETACH denied: "We do not support attached databases").
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => Some("D1 refuses ATTACH and DETACH".into()),
         AuthAction::CreateTable { table_name } | AuthAction::CreateTempTable { table_name } => {
             reserved("table", table_name)
@@ -58,6 +63,10 @@ pub fn judge(action: &AuthAction<'_>) -> Option<String> {
         AuthAction::CreateView { view_name } | AuthAction::CreateTempView { view_name } => {
             reserved("view", view_name)
         }
+        // Source: cloudflare/workerd `src/workerd/util/sqlite.c++` `isAuthorized` SQLITE_CREATE_VTABLE
+        // (fts5, fts5vocab, rtree, rtree_i32 only); cloudflare-docs
+        // `src/content/partials/d1/d1-do-supported-sqlite-extensions.mdx`. Both also allow
+        // fts5vocab and rtree_i32, which this still refuses (a known gap, listed in the README).
         AuthAction::CreateVtable { table_name, module_name } => reserved("table", table_name).or_else(|| {
             let m = module_name.to_ascii_lowercase();
             (m != "fts5" && m != "rtree").then(|| {

@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 pub const CODE_SQL: u32 = 7500;
 /// A malformed request body (D1's "bad request" family).
 pub const CODE_BAD_REQUEST: u32 = 7400;
-/// Unknown database id.
+/// Unknown database id: HTTP 404, code 7404, "The database {id} could not be found".
+/// Source: cloudflare/workers-sdk `packages/miniflare/src/workers/local-explorer/resources/d1.ts`
+/// (`D1_ERROR_DATABASE_NOT_FOUND = 7404`, answered with HTTP 404 and that message).
 pub const CODE_NO_DATABASE: u32 = 7404;
 
 #[derive(Debug, Clone)]

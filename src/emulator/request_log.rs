@@ -13,7 +13,8 @@
 //! `"number"`, `"boolean"`, `"null"`; an array becomes the sorted list of
 //! its distinct element shapes) and never a value; a body that is not JSON
 //! is `"bytes"`. NDJSON bodies (Vectorize uploads) and the `vectors` part
-//! of a multipart body (what wrangler sends) are shaped line by line. No
+//! of a multipart body (what wrangler sends: workers-sdk `packages/wrangler/src/vectorize/insert.ts`,
+//! `upsert.ts`) are shaped line by line. No
 //! header other than the content type is read, so tokens never reach it.
 //!
 //! Requests refused before routing (authentication, rate limit, injected

@@ -26,6 +26,9 @@
 //!   "Authentication error" (terraform-provider-cloudflare#1533).
 //!
 //! An unknown account id is HTTP 404 with code 7003 "Could not route to ...".
+//! Source: cloudflare/wrangler-legacy#1598 (7003 "Could not route to /accounts/<id>/..., perhaps
+//! your object identifier is invalid?" then 7000 "No route for that URI"), cloudflare/workers-sdk#2100.
+//! That report shows HTTP 400 and 7000 as a second entry of `errors`, not 404 with an `error_chain`.
 
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
@@ -120,6 +123,7 @@ async fn handle(
     }
     if let Some(account) = path.strip_prefix("/client/v4/accounts/").and_then(|r| r.split('/').next()) {
         if account != state.account_id {
+            // Source: cloudflare/wrangler-legacy#1598, cloudflare/workers-sdk#2100 (see the module doc).
             let msg = format!("Could not route to {path}, perhaps your object identifier is invalid?");
             let e = ApiError::new(StatusCode::NOT_FOUND, 7003, msg).with_chain(7000, "No route for that URI");
             return Ok(e.into_response());
@@ -220,6 +224,8 @@ impl State {
 }
 
 /// Unknown paths: Cloudflare's answer for a URI it has no route for.
+/// Source: cloudflare/serverless-cloudflare-workers#32 (code 7000 "No route for that URI" for an
+/// endpoint that does not exist); Jazee6/cloudflare-ai-web#52 reports it with HTTP 400, not 404.
 pub(crate) async fn no_route() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, 7000, "No route for that URI")
 }

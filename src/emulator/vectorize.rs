@@ -6,10 +6,17 @@
 //! queue live in [`super::vectorize_store`], scoring and filters in
 //! [`super::vectorize_query`]. Every limit Vectorize documents is refused
 //! with a message naming the line, id and limit; nothing of a refused
-//! request is applied.
+//! request is applied. Source: cloudflare-docs `src/content/docs/vectorize/platform/limits.mdx`
+//! (1536 dimensions, 64-byte ids, namespaces and index names, 10KiB metadata, 5000 vectors per
+//! HTTP API batch, 100 MB upload, 10 metadata indexes) and
+//! `src/content/docs/vectorize/reference/metadata-filtering.mdx` (filter JSON under 2048 bytes).
 //!
 //! Index names: 1 to 64 characters of lowercase letters, digits and `-`,
-//! starting with a letter (they are also file names).
+//! starting with a letter (they are also file names). Source: cloudflare-docs
+//! `src/content/docs/vectorize/platform/limits.mdx` (name at most 64 bytes),
+//! `src/content/docs/vectorize/get-started/intro.mdx` (lowercase and/or numeric ASCII, starts
+//! with a letter, dashes instead of spaces; cloudflare/cloudflare-docs#11529: no uppercase, no
+//! leading digit).
 //!
 //! Error codes, taken from Vectorize where its answers are known (observed
 //! messages quoted in public code, summarised with their sources in
@@ -87,6 +94,9 @@ pub const CODE_FILTER: u32 = 40027;
 pub const CODE_METADATA_INDEX: u32 = 40030;
 pub const CODE_LIST: u32 = 40031;
 
+// Source: cloudflare-docs `src/content/docs/vectorize/platform/limits.mdx` (1536 dimensions);
+// the id counts are observed (see the table above); the filter size is
+// `src/content/docs/vectorize/reference/metadata-filtering.mdx` ("less than 2048 bytes").
 pub const MAX_DIMENSIONS: u64 = 1536;
 pub const MAX_GET_IDS: usize = 20;
 pub const MAX_DELETE_IDS: usize = 100;
@@ -143,6 +153,12 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// The model presets wrangler offers (`vectorize create --preset`).
+/// Source: cloudflare/workers-sdk `packages/wrangler/src/vectorize/create.ts` (`preset` choices),
+/// cloudflare-python `src/cloudflare/types/vectorize/index_create_params.py` (the same five);
+/// dimensions: cloudflare-docs `src/content/docs/vectorize/best-practices/create-indexes.mdx`
+/// (bge-base 768, ada-002 1536, embed-multilingual-v2.0 768),
+/// `content/workers-ai/models/bge-small-en-v1.5.md` (384), `bge-large-en-v1.5.md` (1024).
+/// The metric (cosine): none found; a guess (the strictest reading).
 fn preset(name: &str) -> Option<(u64, Metric)> {
     Some(match name {
         "@cf/baai/bge-small-en-v1.5" => (384, Metric::Cosine),
@@ -250,6 +266,10 @@ async fn write(
     kind: WriteKind,
 ) -> Answer {
     let index = index(&st, &name)?;
+    // Source: cloudflare-python `src/cloudflare/types/vectorize/index_upsert_params.py`,
+    // `index_insert_params.py` (`unparsable-behavior`: "error" or "discard", "Behavior for ndjson
+    // parse failures"). That discard skips the line and error refuses the request: none found; a
+    // guess (the strictest reading).
     let discard = match q.get("unparsable-behavior").map(String::as_str) {
         None | Some("error") => false,
         Some("discard") => true,
@@ -406,6 +426,9 @@ async fn info(State(st): State<Arc<Shared>>, Path((_, name)): Path<(String, Stri
         "dimensions": dims,
         "vectorCount": info.vector_count,
         "processedUpToDatetime": info.accepted_ms.map(rfc3339),
+        // Source: cloudflare/workerd `types/defines/vectorize.d.ts` `VectorizeIndexInfo` (the last
+        // mutation processed: "All changes before this mutation will be reflected in the index
+        // state"); cloudflare-python `src/cloudflare/types/vectorize/index_info_response.py`.
         "processedUpToMutation": info.mutation,
     })))
 }
@@ -416,6 +439,8 @@ async fn list_vectors(
     Query(q): Query<HashMap<String, String>>,
 ) -> Answer {
     let index = index(&st, &name)?;
+    // Source: cloudflare/workers-sdk `packages/wrangler/src/vectorize/listVectors.ts` (`--count`:
+    // "Maximum number of vectors to return (1-1000)"). The default 100: none found; a guess.
     let count = match q.get("count") {
         None => 100,
         Some(c) => c.parse::<usize>().ok().filter(|c| (1..=1000).contains(c)).ok_or_else(|| {
@@ -459,6 +484,8 @@ async fn create_metadata_index(
         )
     })?;
     let mutation = blocking(move || index.create_metadata_index(&b.property_name, t)).await?;
+    // Source: cloudflare-python `src/cloudflare/types/vectorize/indexes/metadata_index_create_response.py`
+    // (`mutationId`); wrangler `packages/wrangler/src/vectorize/client.ts` (`VectorizeAsyncMutation`).
     Ok(ok(json!({ "mutationId": mutation })))
 }
 
@@ -482,5 +509,7 @@ async fn delete_metadata_index(
     let index = index(&st, &name)?;
     let b: MetadataIndexName = json_body(&headers, &body)?;
     let mutation = blocking(move || index.delete_metadata_index(&b.property_name)).await?;
+    // Source: cloudflare-python `src/cloudflare/types/vectorize/indexes/metadata_index_delete_response.py`
+    // (`mutationId`); wrangler `packages/wrangler/src/vectorize/client.ts` (`VectorizeAsyncMutation`).
     Ok(ok(json!({ "mutationId": mutation })))
 }

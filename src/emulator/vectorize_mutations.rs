@@ -3,6 +3,10 @@
 //! payload, its vectors in `pending_vectors`), then applied once it is due,
 //! strictly in acceptance order, in the index's SQLite file. Applying is
 //! lazy: [`apply_due`] runs when a request reaches the index.
+//! Source: cloudflare-docs `src/content/docs/vectorize/reference/client-api.mdx` (writes are
+//! asynchronous, each answers a mutation identifier); cloudflare/workerd
+//! `types/defines/vectorize.d.ts` (`processedUpToMutation`: "All changes before this mutation will
+//! be reflected in the index state", so mutations apply in order).
 
 use std::collections::HashSet;
 

@@ -10,7 +10,9 @@
 //! - equal scores are ordered by id ascending (bytewise);
 //! - a filter condition only sees a property whose value has the metadata
 //!   index's type and was written after that index was created (Vectorize
-//!   indexes only vectors upserted after the index exists); an absent or
+//!   indexes only vectors upserted after the index exists. Source: cloudflare-docs
+//!   `src/content/docs/vectorize/reference/metadata-filtering.mdx`: "Vectors upserted before a
+//!   metadata index was created won't have their metadata contained in that index"); an absent or
 //!   unindexed value matches no operator, `$ne`/`$nin` included, except
 //!   `{"$eq": null}`, which matches exactly those;
 //! - a filter value whose type differs from the index's type is refused
@@ -23,6 +25,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 /// Bytes of a string value that a metadata index keeps (and compares).
+/// Source: cloudflare-docs `src/content/docs/vectorize/reference/metadata-filtering.mdx` ("the
+/// first 64B of the string data truncated on UTF-8 character boundaries"), `platform/limits.mdx`.
 pub const INDEXED_STRING_BYTES: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

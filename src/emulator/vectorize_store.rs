@@ -11,6 +11,10 @@
 //! what is due (reads and writes alike), so a read never sees a mutation
 //! before its time, and with no delay a read right after a write sees it.
 //! `info` reports the last applied mutation.
+//! Source: cloudflare-docs `src/content/docs/vectorize/reference/client-api.mdx` (inserts, upserts
+//! and deletes "are asynchronous" and return "a mutation identifier"); in order: cloudflare/workerd
+//! `types/defines/vectorize.d.ts` `VectorizeIndexInfo.processedUpToMutation` ("All changes before
+//! this mutation will be reflected in the index state").
 //!
 //! Queries scan the vectors table (no in-memory copy): memory stays flat
 //! whatever the index size, at the price of reading every BLOB per query,
@@ -33,7 +37,8 @@ use super::vectorize_mutations::{apply_due, enqueue, projected_metadata_indexes}
 use super::vectorize_query::{self as vq, Hit, IndexType, Indexed, Metric, Scorer};
 use crate::error::{Error, Result};
 
-/// Metadata indexes per Vectorize index.
+/// Metadata indexes per Vectorize index. Source: cloudflare-docs
+/// `src/content/docs/vectorize/platform/limits.mdx` ("Maximum metadata indexes per Vectorize index": 10).
 pub const MAX_METADATA_INDEXES: usize = 10;
 
 const SCHEMA: &str = "
@@ -79,8 +84,12 @@ impl IndexConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteKind {
     /// An existing id is kept as it is (first write wins).
+    /// Source: cloudflare-docs `src/content/docs/vectorize/best-practices/insert-vectors.mdx`
+    /// ("inserted twice ... the index would reflect the vector that was added first").
     Insert,
     /// The whole vector is replaced (values, metadata and namespace).
+    /// Source: cloudflare-docs `src/content/docs/vectorize/reference/client-api.mdx` ("the
+    /// upserted vector replaces the existing vector in full").
     Upsert,
 }
 

@@ -16,6 +16,8 @@ use super::vectorize::{
 };
 use super::vectorize_store::NewVector;
 
+// Source: cloudflare-docs `src/content/docs/vectorize/platform/limits.mdx` (64-byte ids and
+// namespace names, 5000 vectors per HTTP API batch, 100 MB upload, 10KiB metadata per vector).
 pub const MAX_ID_BYTES: usize = 64;
 pub const MAX_NAMESPACE_BYTES: usize = 64;
 pub const MAX_VECTORS_PER_REQUEST: usize = 5000;
@@ -23,6 +25,9 @@ pub const MAX_UPLOAD_BYTES: usize = 100_000_000;
 /// Serialized (compact JSON) metadata per vector.
 pub const MAX_METADATA_BYTES: usize = 10 * 1024;
 /// Property names of metadata indexes (the indexed part of a string too).
+/// Source: none found; a guess (the strictest reading). cloudflare-docs
+/// `src/content/docs/vectorize/reference/metadata-filtering.mdx` allows filter keys of up to 512
+/// characters, so this is stricter than the docs (README, known gaps).
 const MAX_PROPERTY_BYTES: usize = 64;
 
 fn bad(code: u32, message: impl Into<String>) -> ApiError {
@@ -56,6 +61,10 @@ pub async fn read_upload(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiEr
 
 /// The NDJSON of an upload: the body, or the `vectors` part of a
 /// multipart/form-data body (wrangler sends a file part `vectors.ndjson`).
+/// Source: cloudflare/workers-sdk `packages/wrangler/src/vectorize/insert.ts`, `upsert.ts`
+/// (`formData.append("vectors", new File([...], "vectors.ndjson"))`); cloudflare-docs
+/// `src/content/docs/vectorize/best-practices/insert-vectors.mdx` ("HTTP API":
+/// `files=dict(vectors=embeddings)`).
 pub fn ndjson_of<'a>(content_type: Option<&str>, body: &'a [u8]) -> Result<&'a [u8], ApiError> {
     let Some(ct) =
         content_type.filter(|c| c.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
@@ -210,7 +219,10 @@ fn vector_of(value: Value, line: usize, dims: usize) -> Result<NewVector, ApiErr
     Ok(NewVector { id, namespace, metadata, values })
 }
 
-/// Why a metadata key is refused, if it is. Kept apart from the client's
+/// Why a metadata key is refused, if it is.
+/// Source: cloudflare-docs `src/content/docs/vectorize/best-practices/insert-vectors.mdx`
+/// ("Metadata keys cannot be empty, contain the dot character, contain the double-quote
+/// character, or start with the dollar character"). Kept apart from the client's
 /// own check (`sink::vectorize::check_metadata_key`) on purpose: the
 /// emulator is the oracle the client's checks are tested against, and one
 /// shared function would make a wrong rule invisible to both.
@@ -232,6 +244,9 @@ fn key_problem(key: &str) -> Option<&'static str> {
 /// serialized; keys non-empty, without `.` or `"`, not starting with `$`;
 /// values strings, numbers, booleans, string arrays, or one level of object
 /// holding those. Returns its compact JSON text.
+/// Source: cloudflare/workerd `types/defines/vectorize.d.ts` (`VectorizeVectorMetadataValue =
+/// string | number | boolean | string[]`, or a `Record` of those: one level); the size:
+/// cloudflare-docs `src/content/docs/vectorize/platform/limits.mdx` (10KiB per vector).
 pub fn check_metadata(metadata: &Map<String, Value>) -> Result<String, String> {
     fn scalar_ok(v: &Value) -> bool {
         match v {
@@ -291,7 +306,9 @@ fn kind(v: &Value) -> &'static str {
 }
 
 /// Checks a metadata index's property name: a key, or `key.key` to reach
-/// one level into an object.
+/// one level into an object. Source: cloudflare-docs
+/// `src/content/docs/vectorize/reference/metadata-filtering.mdx` ("Keys define nesting with `.`";
+/// keys cannot be empty, contain `"` or start with `$`); one level: workerd's metadata type above.
 pub fn check_property(name: &str) -> Result<(), String> {
     let parts: Vec<&str> = name.split('.').collect();
     if parts.len() > 2 {
