@@ -154,9 +154,14 @@ def test_only_files() -> set:
     found = set()
     for path in SRC.rglob("*.rs"):
         text = strip(path.read_text())
-        for m in re.finditer(r"#\[cfg\(test\)\]\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;", text):
+        decl = r"#\[cfg\(test\)\]\s*((?:#\[[^\]]*\]\s*)*)(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;"
+        for m in re.finditer(decl, path.read_text()):
+            at = re.search(r'#\[path\s*=\s*"([^"]+)"\]', m.group(1))
+            if at:
+                found.add((path.parent / at.group(1)).resolve())
+                continue
             base = path.parent if path.name in ("mod.rs", "lib.rs", "main.rs") else path.with_suffix("")
-            for cand in (base / f"{m.group(1)}.rs", base / m.group(1) / "mod.rs"):
+            for cand in (base / f"{m.group(2)}.rs", base / m.group(2) / "mod.rs"):
                 found.add(cand.resolve())
     return found
 

@@ -3,9 +3,8 @@
 //! hint saying what to do. Connection strings are redacted before they can
 //! reach a message (see [`crate::redact`]).
 
+use serde::Serialize;
 use std::path::PathBuf;
-
-use crate::source::unsupported::{FixStyle, UnsupportedColumn};
 
 /// Result alias used across the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -83,6 +82,57 @@ pub enum Error {
     /// A worker thread or task died; the message says which.
     #[error("internal: {0}")]
     Internal(String),
+}
+
+/// A column pgflare cannot read as it is, and the two ways out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnsupportedColumn {
+    /// `schema.table`.
+    pub table: String,
+    pub column: String,
+    pub pg_type: String,
+    /// e.g. "type `interval` is not supported".
+    pub reason: String,
+    /// The type to read it as instead (e.g. `text`).
+    pub cast_to: String,
+    /// The fixes as flags: `--cast spans.took=text`, `--exclude spans.took`.
+    pub cast: String,
+    pub exclude: String,
+}
+
+/// How a refusal words its fixes: as flags (`inspect`, `archive`, `init`)
+/// or as pgflare.toml keys (`load`, `verify`, `sync`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FixStyle {
+    Flags,
+    Config,
+}
+
+impl UnsupportedColumn {
+    pub(crate) fn new(table: &str, column: &str, pg_type: &str, reason: String, cast_to: &str) -> Self {
+        let short = table.rsplit('.').next().unwrap_or(table);
+        UnsupportedColumn {
+            table: table.into(),
+            column: column.into(),
+            pg_type: pg_type.into(),
+            reason,
+            cast_to: cast_to.into(),
+            cast: format!("--cast {short}.{column}={cast_to}"),
+            exclude: format!("--exclude {short}.{column}"),
+        }
+    }
+
+    /// The fix in the words of the command that refuses.
+    pub fn fix(&self, style: FixStyle) -> String {
+        let short = self.table.rsplit('.').next().unwrap_or(&self.table);
+        match style {
+            FixStyle::Flags => format!("{} or {}", self.cast, self.exclude),
+            FixStyle::Config => format!(
+                "in pgflare.toml's [[tables]] entry `{short}`, casts = {{ {} = \"{}\" }}, or leave it out of d1_columns",
+                self.column, self.cast_to
+            ),
+        }
+    }
 }
 
 fn unsupported_text(columns: &[UnsupportedColumn], style: FixStyle) -> String {

@@ -40,6 +40,7 @@ pub mod emulator;
 pub mod error;
 pub mod holder;
 pub mod load;
+pub(crate) mod output;
 pub mod plan;
 pub mod progress;
 pub mod redact;

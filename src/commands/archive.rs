@@ -1,6 +1,6 @@
 //! `pgflare archive` and `pgflare archive verify`.
 
-use super::output::outln;
+use crate::output::outln;
 use std::process::ExitCode;
 
 use anyhow::Context;

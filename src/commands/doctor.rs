@@ -6,12 +6,12 @@
 
 use std::process::ExitCode;
 
-use super::output::outln;
 use super::print_json;
 use crate::cli::DoctorArgs;
 use crate::config;
 use crate::doctor::settings::{self, Resolved};
 use crate::doctor::{cloudflare, postgres, Area, Check, Report, Status};
+use crate::output::outln;
 
 pub async fn run(
     args: DoctorArgs,

@@ -5,7 +5,7 @@
 //! parsed back and checked against the catalog before anything is written,
 //! so what init writes is always accepted by `pgflare load`.
 
-use super::output::outln;
+use crate::output::outln;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

@@ -1,7 +1,7 @@
 //! `pgflare inspect`: what a user runs first. Per table: rows, size, the
 //! type mapping of every column, and the Cloudflare-fit findings.
 
-use super::output::outln;
+use crate::output::outln;
 use std::process::ExitCode;
 
 use serde::Serialize;

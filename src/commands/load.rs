@@ -1,7 +1,7 @@
 //! `pgflare load`: settings into a load plan, the load, and its summary
 //! for people or for `--json`.
 
-use super::output::outln;
+use crate::output::outln;
 use std::process::ExitCode;
 
 use anyhow::Context;

@@ -10,11 +10,10 @@ mod emulate;
 mod init;
 mod inspect;
 mod load;
-pub(crate) mod output;
 mod sync;
 mod verify;
 
-use output::outln;
+use crate::output::{self, outln};
 
 use std::process::ExitCode;
 

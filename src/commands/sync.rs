@@ -2,7 +2,7 @@
 //! a run every interval (`--every`), with signals turned into a clean
 //! stop, and each run's summary for people, for `--json`, and in a file.
 
-use super::output::{errln, outln};
+use crate::output::{errln, outln};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

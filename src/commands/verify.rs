@@ -1,7 +1,7 @@
 //! `pgflare verify`: settings into a verification, the comparison, the
 //! report files, and the exit code a pipeline gates on.
 
-use super::output::outln;
+use crate::output::outln;
 use std::process::ExitCode;
 
 use anyhow::Context;

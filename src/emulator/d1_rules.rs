@@ -31,6 +31,15 @@ const TRANSACTION_REFUSED: &str = "BEGIN, COMMIT, ROLLBACK, SAVEPOINT and RELEAS
     state.storage.transaction() or state.storage.transactionSync() APIs instead of the SQL BEGIN \
     TRANSACTION or SAVEPOINT statements\")";
 
+/// Pragmas workerd allows to be read (never set) besides the documented list.
+const READ_ONLY_PRAGMAS: &[&str] = &["page_size", "data_version"];
+
+/// The virtual table modules D1 allows (workerd `isAuthorized`).
+const VTABLE_MODULES: &[&str] = &["fts5", "fts5vocab", "rtree", "rtree_i32"];
+
+const TEMP_REFUSED: &str = "temporary tables, indexes, triggers and views are refused: D1's storage \
+    engine has no support for them";
+
 /// Why D1 refuses this action of client SQL, or None to allow it.
 pub fn judge(action: &AuthAction<'_>) -> Option<String> {
     // Source: cloudflare/workerd `src/workerd/api/sql.c++` `SqlStorageRegulator::isAllowedName`
@@ -43,8 +52,14 @@ pub fn judge(action: &AuthAction<'_>) -> Option<String> {
     };
     match *action {
         AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => Some(TRANSACTION_REFUSED.into()),
-        AuthAction::Pragma { pragma_name, .. } => {
+        AuthAction::Pragma { pragma_name, pragma_value } => {
             let name = pragma_name.to_ascii_lowercase();
+            // Source: cloudflare/workerd `src/workerd/util/sqlite.c++` `ALLOWED_PRAGMAS`: reading
+            // `page_size` and `data_version` (no argument) is allowed; the R*Tree module reads
+            // `page_size` when a table is created.
+            if pragma_value.is_none() && READ_ONLY_PRAGMAS.contains(&name.as_str()) {
+                return None;
+            }
             (!PRAGMA_ALLOWLIST.contains(&name.as_str())).then(|| {
                 format!("PRAGMA {name} is not allowed: D1 only allows {}", PRAGMA_ALLOWLIST.join(", "))
             })
@@ -52,25 +67,31 @@ pub fn judge(action: &AuthAction<'_>) -> Option<String> {
         // Source: cloudflare/workerd `src/workerd/util/sqlite.c++` `isAuthorized` (SQLITE_ATTACH and
         // SQLITE_DETACH denied: "We do not support attached databases").
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => Some("D1 refuses ATTACH and DETACH".into()),
-        AuthAction::CreateTable { table_name } | AuthAction::CreateTempTable { table_name } => {
-            reserved("table", table_name)
-        }
-        AuthAction::CreateIndex { index_name, .. } | AuthAction::CreateTempIndex { index_name, .. } => {
-            reserved("index", index_name)
-        }
-        AuthAction::CreateTrigger { trigger_name, .. }
-        | AuthAction::CreateTempTrigger { trigger_name, .. } => reserved("trigger", trigger_name),
-        AuthAction::CreateView { view_name } | AuthAction::CreateTempView { view_name } => {
-            reserved("view", view_name)
-        }
+        // Source: cloudflare/workerd `src/workerd/util/sqlite.c++` `isAuthorized`: every
+        // SQLITE_{CREATE,DROP}_TEMP_{TABLE,INDEX,TRIGGER,VIEW} is denied ("TODO(someday): Allow
+        // temporary tables ... our storage engine has no support for this").
+        AuthAction::CreateTempTable { .. }
+        | AuthAction::CreateTempIndex { .. }
+        | AuthAction::CreateTempTrigger { .. }
+        | AuthAction::CreateTempView { .. }
+        | AuthAction::DropTempTable { .. }
+        | AuthAction::DropTempIndex { .. }
+        | AuthAction::DropTempTrigger { .. }
+        | AuthAction::DropTempView { .. } => Some(TEMP_REFUSED.into()),
+        AuthAction::CreateTable { table_name } => reserved("table", table_name),
+        AuthAction::CreateIndex { index_name, .. } => reserved("index", index_name),
+        AuthAction::CreateTrigger { trigger_name, .. } => reserved("trigger", trigger_name),
+        AuthAction::CreateView { view_name } => reserved("view", view_name),
         // Source: cloudflare/workerd `src/workerd/util/sqlite.c++` `isAuthorized` SQLITE_CREATE_VTABLE
-        // (fts5, fts5vocab, rtree, rtree_i32 only); cloudflare-docs
-        // `src/content/partials/d1/d1-do-supported-sqlite-extensions.mdx`. Both also allow
-        // fts5vocab and rtree_i32, which this still refuses (a known gap, listed in the README).
+        // (fts5, fts5vocab, rtree, rtree_i32 only, any case); cloudflare-docs
+        // `src/content/partials/d1/d1-do-supported-sqlite-extensions.mdx`.
         AuthAction::CreateVtable { table_name, module_name } => reserved("table", table_name).or_else(|| {
             let m = module_name.to_ascii_lowercase();
-            (m != "fts5" && m != "rtree").then(|| {
-                format!("virtual table module {module_name} is not allowed: D1 allows fts5 and rtree")
+            (!VTABLE_MODULES.contains(&m.as_str())).then(|| {
+                format!(
+                    "virtual table module {module_name} is not allowed: D1 allows {}",
+                    VTABLE_MODULES.join(", ")
+                )
             })
         }),
         _ => None,

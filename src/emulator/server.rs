@@ -62,7 +62,7 @@ pub(crate) async fn serve(
                 Ok((stream, _)) => stream,
                 Err(e) => {
                     // Out of file descriptors and the like: wait, don't spin.
-                    crate::commands::output::err_line(format_args!("pgflare emulate: accept failed: {e}"));
+                    crate::output::err_line(format_args!("pgflare emulate: accept failed: {e}"));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }

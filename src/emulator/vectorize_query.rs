@@ -262,6 +262,13 @@ impl Filter {
         let Value::Object(fields) = filter else {
             return Err("the filter must be a JSON object".into());
         };
+        // Source: cloudflare-docs `src/content/docs/vectorize/reference/metadata-filtering.mdx`
+        // (a filter is a non-empty object).
+        if fields.is_empty() {
+            return Err(
+                "the filter must be a non-empty JSON object (leave it out to match every vector)".into()
+            );
+        }
         let mut conds = Vec::new();
         for (property, spec) in fields {
             let Some(index) = indexes.get(property).copied() else {
@@ -479,7 +486,6 @@ mod tests {
         let long = "é".repeat(40);
         let cut: String = long.chars().take(32).collect::<String>() + "zzz";
         assert!(passes(json!({ "kind": cut }), json!({ "kind": long }), 9), "strings compare on 64 bytes");
-        assert!(passes(json!({}), json!({}), 0));
     }
 
     #[test]
@@ -492,6 +498,7 @@ mod tests {
             (json!({ "o.flag": { "$lt": true } }), "does not apply to booleans"),
             (json!({ "kind": { "$in": "a" } }), "$in needs an array"),
             (json!([1]), "must be a JSON object"),
+            (json!({}), "must be a non-empty JSON object"),
         ];
         for (f, expected) in cases {
             let err = Filter::parse(&f, &indexes()).expect_err("refused");

@@ -135,7 +135,10 @@ fn emulator_enforces_d1_rules() {
             ("CREATE TABLE _CF_x (a)", "names starting with _cf_"),
             ("CREATE INDEX _cf_i ON p(id)", "names starting with _cf_"),
             ("ATTACH DATABASE 'other.db' AS o", "ATTACH"),
-            ("CREATE VIRTUAL TABLE v USING fts4(a)", "D1 allows fts5 and rtree"),
+            ("CREATE VIRTUAL TABLE v USING fts4(a)", "D1 allows fts5, fts5vocab, rtree, rtree_i32"),
+            // workerd's authorizer denies every temporary object.
+            ("CREATE TEMP TABLE t (a)", "temporary tables"),
+            ("CREATE TEMPORARY VIEW tv AS SELECT 1", "temporary tables"),
             (long.as_str(), "statement too long: 100010 bytes, D1 allows 100000"),
             (wide.as_str(), "too many columns on wide"),
             ("INSERT INTO c VALUES (1, 42)", "FOREIGN KEY constraint failed"),
@@ -167,6 +170,11 @@ fn emulator_enforces_d1_rules() {
         emu.ok("CREATE VIRTUAL TABLE docs USING fts5(body); INSERT INTO docs VALUES ('hello world')").await;
         let r = emu.ok("SELECT count(*) AS n FROM docs WHERE docs MATCH 'hello'").await;
         assert_eq!(r[0]["results"][0]["n"], 1);
+        emu.ok("CREATE VIRTUAL TABLE words USING fts5vocab(docs, row)").await;
+        emu.ok("CREATE VIRTUAL TABLE boxes USING rtree_i32(id, x0, x1)").await;
+        emu.ok("CREATE VIRTUAL TABLE places USING rtree(id, x0, x1)").await;
+        let msg = emu.refused(json!({ "sql": "PRAGMA page_size = 8192" })).await;
+        assert!(msg.contains("PRAGMA page_size is not allowed"), "read, never set: {msg}");
         let ok_cols = (0..100).map(|i| format!("c{i}")).collect::<Vec<_>>().join(", ");
         emu.ok(&format!("CREATE TABLE w100 ({ok_cols})")).await;
         let r = emu.ok("SELECT count(*) AS n FROM c").await;

@@ -56,7 +56,7 @@ pub fn err_line(args: std::fmt::Arguments<'_>) {
 /// `eprintln!` for commands: see [`err_line`].
 macro_rules! errln {
     ($($arg:tt)*) => {
-        $crate::commands::output::err_line(format_args!($($arg)*))
+        $crate::output::err_line(format_args!($($arg)*))
     };
 }
 pub(crate) use errln;
@@ -64,10 +64,10 @@ pub(crate) use errln;
 /// `println!` for command output: see [`line`].
 macro_rules! outln {
     () => {
-        $crate::commands::output::line(format_args!(""))
+        $crate::output::line(format_args!(""))
     };
     ($($arg:tt)*) => {
-        $crate::commands::output::line(format_args!($($arg)*))
+        $crate::output::line(format_args!($($arg)*))
     };
 }
 pub(crate) use outln;
