@@ -11,18 +11,27 @@
 //! verify: rows ─► canonical row digest ─► bucket sums ─► drill down ─► report
 //! ```
 //!
-//! - [`source`]: catalog, snapshot, partitions, COPY BINARY decoding, pgvector;
+//! The tree shows who may use whom (`scripts/deps.py` checks it): jobs
+//! are leaves over a shared middle and never import one another.
+//!
+//! - jobs: [`load`], [`sync`], [`verify`], [`archive`], [`doctor`];
+//! - the middle they share: [`plan`] (command line + environment +
+//!   pgflare.toml -> source, read settings, prepared tables, the D1 and
+//!   vector targets, D1 access), [`state`] (checkpoint, fingerprints,
+//!   store and lease, bucket sums, vector records, changes since),
+//!   [`digest`] (the canonical row and vector digests, the one bucket
+//!   engine and its passes), [`d1`] (statement splitter, read-back of D1
+//!   rows into the source's types);
+//! - the data path: [`source`] (catalog, snapshot, partitions, COPY BINARY
+//!   decoding, pgvector) -> [`batch`] (`TableSpec`, `TableBatch`) ->
+//!   [`sink`] (the shape every writer shares: D1, Vectorize, Parquet);
 //! - [`typemap`]: the one type table (Postgres -> Arrow -> D1 -> JSON);
-//! - [`batch`]: what travels (`TableSpec`, `TableBatch`);
-//! - [`sink`]: the shape every writer shares;
-//! - [`archive`]: the Parquet sink, the manifest, archive verification;
-//! - [`verify`]: the canonical row digest and bucketed comparison;
-//! - [`d1`]: what every speaker of D1's SQL shares (the statement splitter);
 //! - [`cloudflare`]: the D1 and Vectorize clients, their limits, retries;
-//! - [`doctor`]: read-only checks of a project's settings, source and account;
-//! - [`cli`], [`config`], [`commands`]: the command line on top.
+//! - [`config`]: the configuration files (pgflare.toml, wrangler);
+//! - [`cli`], [`commands`]: the command line on top; [`emulator`]: the
+//!   local Cloudflare API.
 
-// Output goes through `commands::output` (`outln!`, `errln!`), which ends
+// Output goes through `output` (`outln!`, `errln!`), which ends
 // quietly on a closed pipe (`pgflare inspect | head`) where `println!`
 // panics; the lint keeps every new line of output on that path.
 #![deny(clippy::print_stdout, clippy::print_stderr)]

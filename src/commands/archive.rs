@@ -17,8 +17,8 @@ pub async fn export(
     progress: &Progress,
     timeouts: crate::timeouts::Timeouts,
 ) -> anyhow::Result<ExitCode> {
-    let (source, selection, _) = config::source_and_selection(&args.source, timeouts)?;
-    let (read, split) = config::tuning(&args.tuning)?;
+    let (source, selection, _) = crate::plan::resolve::source_and_selection(&args.source, timeouts)?;
+    let (read, split) = crate::plan::resolve::tuning(&args.tuning)?;
     let dir = args.out.context("--out is required: the folder to write the archive to")?;
     let opts = ArchiveOptions {
         selection,
@@ -67,10 +67,10 @@ pub async fn verify(
     progress: &Progress,
     timeouts: crate::timeouts::Timeouts,
 ) -> anyhow::Result<ExitCode> {
-    let (read, _) = config::tuning(&args.tuning)?;
+    let (read, _) = crate::plan::resolve::tuning(&args.tuning)?;
     let source = if args.against_source || args.database_url.is_some() {
         let project = config::file::load_project_with(args.config.as_deref(), &|_| None)?;
-        Some(config::source(args.database_url.as_deref(), &project, timeouts)?)
+        Some(crate::plan::resolve::source(args.database_url.as_deref(), &project, timeouts)?)
     } else {
         None
     };

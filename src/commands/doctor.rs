@@ -44,7 +44,7 @@ async fn diagnose(args: &DoctorArgs, timeouts: crate::timeouts::Timeouts) -> Rep
         before.schema = s.clone();
     }
     let mut project = before.clone();
-    match config::resolve::resolve_cloudflare(&mut project, &args.cloudflare) {
+    match crate::plan::cloudflare::resolve_cloudflare(&mut project, &args.cloudflare) {
         Ok(w) => {
             settings::describe(&mut resolved, &before, &project, &args.cloudflare, w.as_ref());
             checks.extend(settings::checks(&resolved, &project));
@@ -57,10 +57,9 @@ async fn diagnose(args: &DoctorArgs, timeouts: crate::timeouts::Timeouts) -> Rep
             checks.push(problem("settings.wrangler", "wrangler file", &e));
         }
     }
-    let source =
-        config::source_url(args.project.database_url.as_deref(), &project).and_then(|(url, from)| {
-            Ok((crate::source::Source::parse_from(&url, &from)?.with_timeouts(timeouts), from))
-        });
+    let source = crate::plan::resolve::source_url(args.project.database_url.as_deref(), &project).and_then(
+        |(url, from)| Ok((crate::source::Source::parse_from(&url, &from)?.with_timeouts(timeouts), from)),
+    );
     let vectors = match source {
         Ok((source, from)) => {
             resolved.source = Some(source.display().to_string());

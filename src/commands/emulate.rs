@@ -12,7 +12,7 @@ use crate::emulator::{Emulator, EmulatorConfig, Faults, TransferOptions};
 
 pub async fn run(args: EmulateArgs, json: bool) -> anyhow::Result<ExitCode> {
     let (rate_limit_requests, rate_limit_window) =
-        crate::config::rate_limit("--rate-limit", &args.rate_limit)?;
+        crate::plan::resolve::rate_limit("--rate-limit", &args.rate_limit)?;
     let cfg = EmulatorConfig {
         listen: args.listen,
         data_dir: args.data_dir,

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::print_json;
 use crate::cli::InitArgs;
-use crate::config::{self, file, init, mapping};
+use crate::config::{file, init, mapping};
 use crate::error::Error;
 use crate::sink::d1::migration;
 use crate::source::introspect;
@@ -48,7 +48,7 @@ pub async fn run(
     let migration_path = migration_file(&args.migrations_dir)?;
     refuse_overwrite(&migration_path, args.force)?;
 
-    let (source, selection, _) = config::source_and_selection(&args.source, timeouts)?;
+    let (source, selection, _) = crate::plan::resolve::source_and_selection(&args.source, timeouts)?;
     let mut conn = source.connect().await?;
     let infos = introspect(&mut conn, &selection).await?;
     let order = migration::fk_order(&infos.iter().collect::<Vec<_>>());

@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use super::{human_bytes, print_json};
 use crate::cli::InspectArgs;
-use crate::config;
 use crate::config::project::OnInvalid;
 use crate::source::fit::{check_table, Finding, Severity};
 use crate::source::introspect::{introspect_lenient, FixStyle};
@@ -45,7 +44,7 @@ pub async fn run(
     json: bool,
     timeouts: crate::timeouts::Timeouts,
 ) -> anyhow::Result<ExitCode> {
-    let (source, selection, project) = config::source_and_selection(&args.source, timeouts)?;
+    let (source, selection, project) = crate::plan::resolve::source_and_selection(&args.source, timeouts)?;
     let mut conn = source.connect().await?;
     // Inspect informs: columns that cannot be read are listed with their fix,
     // not refused one at a time.

@@ -23,9 +23,9 @@ pub async fn run(
     if let Some(s) = &args.project.schema {
         project.schema = s.clone();
     }
-    config::resolve::resolve_cloudflare(&mut project, &args.cloudflare)?;
-    let source = config::source(args.project.database_url.as_deref(), &project, timeouts)?;
-    let (read, split) = config::tuning(&args.tuning)?;
+    crate::plan::cloudflare::resolve_cloudflare(&mut project, &args.cloudflare)?;
+    let source = crate::plan::resolve::source(args.project.database_url.as_deref(), &project, timeouts)?;
+    let (read, split) = crate::plan::resolve::tuning(&args.tuning)?;
     if let Some(p) = args.on_invalid_vector {
         project.vectorize.on_invalid = p;
     }

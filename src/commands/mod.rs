@@ -68,7 +68,7 @@ fn api_settings(
     use anyhow::Context;
     let cf = &project.cloudflare;
     let (requests, window) = match rate_limit {
-        Some(r) => crate::config::rate_limit("--rate-limit", r)?,
+        Some(r) => crate::plan::resolve::rate_limit("--rate-limit", r)?,
         None => (cf.rate_limit_requests, cf.rate_limit_window),
     };
     Ok(crate::cloudflare::ApiSettings {

@@ -30,9 +30,9 @@ pub async fn run(
     if let Some(s) = &args.schema {
         project.schema = s.clone();
     }
-    config::resolve::resolve_cloudflare(&mut project, &args.cloudflare)?;
-    let source = config::source(args.database_url.as_deref(), &project, timeouts)?;
-    let (read, split) = config::tuning(&args.tuning)?;
+    crate::plan::cloudflare::resolve_cloudflare(&mut project, &args.cloudflare)?;
+    let source = crate::plan::resolve::source(args.database_url.as_deref(), &project, timeouts)?;
+    let (read, split) = crate::plan::resolve::tuning(&args.tuning)?;
     let target = match args.target {
         SyncTarget::Sqlite => Target::Sqlite {
             path: super::load::sqlite_path(args.sqlite.as_ref(), &args.cloudflare, &project)?,

@@ -26,8 +26,8 @@ pub async fn run(
     if let Some(s) = &args.project.schema {
         project.schema = s.clone();
     }
-    config::resolve::resolve_cloudflare(&mut project, &args.cloudflare)?;
-    let source = config::source(args.project.database_url.as_deref(), &project, timeouts)?;
+    crate::plan::cloudflare::resolve_cloudflare(&mut project, &args.cloudflare)?;
+    let source = crate::plan::resolve::source(args.project.database_url.as_deref(), &project, timeouts)?;
     let wants_vectors = project.tables.iter().any(|t| t.vector.is_some()) && !args.no_vectorize;
     // One client for D1 and Vectorize: they share the user's request budget.
     let needs_api = (wants_vectors && project.cloudflare.vectorize_index.is_some())
@@ -49,7 +49,7 @@ pub async fn run(
         ),
         _ => None,
     };
-    let (read, split) = config::tuning(&args.tuning)?;
+    let (read, split) = crate::plan::resolve::tuning(&args.tuning)?;
     let d1 = match (&args.sqlite, &project.cloudflare.d1) {
         (Some(p), _) => D1Target::Sqlite(p.clone()),
         (None, Some(db)) => {

@@ -1,6 +1,6 @@
 //! Which settings doctor (and so every command given the same flags) ends
 //! up with, and where each came from. The precedence is the one of
-//! [`crate::config::resolve`]: flags, then the environment, then
+//! [`crate::plan::cloudflare`]: flags, then the environment, then
 //! pgflare.toml, then the wrangler file; this module only names the level
 //! that gave each value, by comparing the project before and after the
 //! wrangler file was read.

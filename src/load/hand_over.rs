@@ -8,10 +8,11 @@
 use super::{LoadOptions, Prepared, VectorTarget};
 use crate::cloudflare::Vectorize;
 use crate::error::Result;
+use crate::plan::access::D1Access;
 use crate::plan::target::OpenTarget;
 use crate::source::SnapshotInfo;
 use crate::state::checkpoint::{Checkpoint, IndexRef, Position};
-use crate::state::store::{files_state_path, D1Access, Store};
+use crate::state::store::{files_state_path, Store};
 
 /// Where sync keeps its state for this load's target.
 fn sync_d1(target: &OpenTarget, opts: &LoadOptions) -> Result<Option<D1Access>> {

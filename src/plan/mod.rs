@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+pub mod access;
+pub mod cloudflare;
+pub mod resolve;
 pub mod target;
 pub mod vectors;
 

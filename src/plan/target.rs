@@ -133,11 +133,11 @@ impl OpenTarget {
     }
 
     /// SQL access to the D1 database (not for files).
-    pub fn d1_access(&self) -> Option<crate::state::store::D1Access> {
+    pub fn d1_access(&self) -> Option<super::access::D1Access> {
         match self {
             OpenTarget::Files(_) => None,
-            OpenTarget::Sqlite(c) => Some(crate::state::store::D1Access::Sqlite(c.clone())),
-            OpenTarget::Api(c) => Some(crate::state::store::D1Access::Api(c.d1.clone())),
+            OpenTarget::Sqlite(c) => Some(super::access::D1Access::Sqlite(c.clone())),
+            OpenTarget::Api(c) => Some(super::access::D1Access::Api(c.d1.clone())),
         }
     }
 

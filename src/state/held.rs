@@ -16,10 +16,10 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{json, Value};
 
-use super::store::D1Access;
 use crate::cloudflare::limits::VECTORIZE_MAX_ID_BYTES;
 use crate::cloudflare::Vectorize;
 use crate::error::Result;
+use crate::plan::access::D1Access;
 use crate::sink::d1::list::ListPacker;
 use crate::sink::d1::value::push_quoted;
 

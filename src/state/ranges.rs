@@ -26,10 +26,10 @@ use rusqlite::types::Value as SqlValue;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::store::D1Access;
 use crate::batch::{quote_ident, TableSpec};
 use crate::digest::DigestSum;
 use crate::error::{Error, Result};
+use crate::plan::access::D1Access;
 use crate::sink::d1::exact::{decode, exact_column};
 use crate::sink::d1::value::{d1_value, D1Value};
 use crate::typemap::Kind;

@@ -19,13 +19,13 @@ use crate::cloudflare::limits::{D1_MAX_STATEMENT_BYTES, D1_MAX_VALUES_PER_STATEM
 use crate::cloudflare::Vectorize;
 use crate::digest::key_display;
 use crate::error::{Error, Result};
+use crate::plan::access::D1Access;
 use crate::sink::d1::link_sql::{unlink_overhead, unlink_sql};
 use crate::sink::d1::links::Link;
 use crate::sink::d1::list::ListPacker;
 use crate::sink::d1::value::{push_quoted, write_literal};
 use crate::sink::vectorize::ndjson::id_text;
 use crate::state::held::{may_hold, CHECK_STORED};
-use crate::state::store::D1Access;
 
 /// The vectors that go with deleted rows.
 #[derive(Clone)]

@@ -16,6 +16,7 @@ use crate::cloudflare::{Api, Vectorize};
 use crate::config::project::Project;
 use crate::digest::pass::key_views;
 use crate::error::{Error, Result};
+use crate::plan::access::D1Access;
 use crate::plan::{Target, VectorTarget};
 use crate::progress::Progress;
 use crate::sink::d1::render::D1Mappings;
@@ -27,7 +28,7 @@ use crate::source::{
 use crate::state::changes::{all_of, changed_after, range_changes};
 use crate::state::checkpoint::{now, snapshot_xmax, InProgress, IndexRef, Position, TableProgress};
 use crate::state::ranges::Scheme;
-use crate::state::store::{D1Access, Lease, Store};
+use crate::state::store::{Lease, Store};
 use crate::typemap::Kind;
 
 pub struct SyncOptions {

@@ -31,12 +31,13 @@ use crate::cloudflare::Vectorize;
 use crate::config::project::OnInvalid;
 use crate::digest::vector::{vector_at, vector_digest, Vector};
 use crate::error::{Error, Result};
+use crate::plan::access::D1Access;
 use crate::sink::vectorize::ndjson::{id_text, Line, LineWriter};
 use crate::sink::vectorize::VectorMappings;
 use crate::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::state::checkpoint::Checkpoint;
 use crate::state::held::{is_vector_id, may_hold, record_digests, recorded, CHECK_STORED, NO_VECTOR};
-use crate::state::store::{D1Access, Store};
+use crate::state::store::Store;
 
 /// Counts of one table's vectors in a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]

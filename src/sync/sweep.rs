@@ -27,11 +27,11 @@ use crate::digest::buckets::{bucket_of, Buckets};
 use crate::digest::pass::{d1_pass, D1Shape, Pass, Side, SourceSinks};
 use crate::digest::{key_bytes, row_digests};
 use crate::error::{Error, Result};
+use crate::plan::access::D1Access;
 use crate::progress::Progress;
 use crate::sink::SinkFactory;
 use crate::source::{read_all, Partition, ReadOptions, Source, TableJob};
 use crate::state::ranges::{self, Scheme, Sums};
-use crate::state::store::D1Access;
 
 /// One table's sweep.
 pub struct SweepTable {

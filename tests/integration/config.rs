@@ -8,8 +8,8 @@ use std::process::Command;
 
 use pgflare::cli::CloudflareArgs;
 use pgflare::config::file::{load_project_with, parse_project};
-use pgflare::config::resolve::resolve_cloudflare;
 use pgflare::config::wrangler::discover;
+use pgflare::plan::cloudflare::resolve_cloudflare;
 
 use crate::common::*;
 

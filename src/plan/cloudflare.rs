@@ -1,14 +1,14 @@
 //! Decides where the Cloudflare targets are, one precedence for every
 //! setting: command-line flags, then the environment (already applied by
-//! [`super::file::load_project`]), then `pgflare.toml`, then the wrangler
+//! [`crate::config::file::load_project`]), then `pgflare.toml`, then the wrangler
 //! file. A binding name is looked up in the wrangler file at the level it
 //! was given, so `--d1-binding DB` beats a `d1_database_id` in pgflare.toml.
 
 use std::path::PathBuf;
 
-use super::project::{D1Database, Project};
-use super::wrangler::{self, WranglerConfig};
 use crate::cli::CloudflareArgs;
+use crate::config::project::{D1Database, Project};
+use crate::config::wrangler::{self, WranglerConfig};
 use crate::error::{Error, Result};
 
 /// Applies `flags` over `project.cloudflare`, then fills what is still
