@@ -1,8 +1,10 @@
-//! What a load will do, decided before any row moves: the tables read
-//! and their D1 and Vectorize mappings ([`prepare`], which sync and verify
-//! share), the order tables load in and the foreign keys on a cycle
-//! written after the rows (`sink::d1::links::FkPlan`), and the estimates
-//! `--dry-run` prints.
+//! The resolved plan every job starts from, decided before any row moves:
+//! the settings from the command line, the environment and the config
+//! files ([`resolve`], [`cloudflare`]), the tables read and their D1 and
+//! Vectorize mappings ([`prepare`], shared by load, sync and verify), the
+//! order tables load in and the foreign keys on a cycle written after the
+//! rows (`sink::d1::links::FkPlan`), the estimates `--dry-run` prints, and
+//! where the rows and vectors go ([`target`], [`vectors`], [`access`]).
 
 use std::collections::BTreeMap;
 
