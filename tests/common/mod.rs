@@ -196,6 +196,54 @@ pub fn ok(o: Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// `pgflare init`'s config (and migrations) for the tables of `db`, in
+/// `dir`; returns the config's path.
+pub fn init_config(db: &TestDb, dir: &Path) -> String {
+    let config = dir.join("pgflare.toml");
+    let migrations = dir.join("migrations");
+    let (c, m) = (config.to_str().expect("path"), migrations.to_str().expect("path"));
+    ok(pgflare(db, &["init", "--out-config", c, "--migrations-dir", m]));
+    c.to_string()
+}
+
+/// Runs `c`, killing it once it has run for `limit`; returns its output and
+/// how long it ran. Its output is read while it runs, so a chatty command
+/// cannot fill a pipe and stall.
+pub fn run_for(mut c: Command, limit: std::time::Duration) -> (Output, std::time::Duration) {
+    use std::process::Stdio;
+    let started = std::time::Instant::now();
+    let mut child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|r| Box::new(r) as Box<dyn std::io::Read + Send>));
+    let err = drain(child.stderr.take().map(|r| Box::new(r) as Box<dyn std::io::Read + Send>));
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            break child.wait().expect("wait");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let output = Output { status, stdout: out.join().expect("stdout"), stderr: err.join().expect("stderr") };
+    (output, started.elapsed())
+}
+
+/// The lines of an emulator's `--request-log`.
+pub fn request_log(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).expect("request log");
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+}
+
 /// Runs one of the independent Python checkers (tests/py) in the venv.
 pub fn python(script: &str, args: &[&str], env_url: Option<&str>) -> Output {
     match env_url {

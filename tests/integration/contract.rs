@@ -7,7 +7,6 @@
 //! D1 import flow (init, upload, ingest, poll) and Vectorize upserts.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use serde_json::Value;
 
@@ -30,12 +29,6 @@ fn cloudflares_python_sdk_parses_every_answer_of_the_emulator() {
     assert!(o.status.success(), "the SDK refused answers of the emulator:\n{}", text(&o));
     let oks = out.lines().filter(|l| l.starts_with("ok ")).count();
     assert_eq!(oks, SDK_STEPS, "every step ran:\n{out}");
-}
-
-/// The request log's lines.
-fn log_lines(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).expect("request log");
-    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
 }
 
 /// The distinct (method, path, media type, body shape) of the lines whose
@@ -64,7 +57,7 @@ fn the_request_log_holds_shapes_never_values_or_tokens() {
         &emu,
         &["d1", "execute", "db1", "--remote", "--command", &format!("SELECT '{secret}' AS s")],
     );
-    let lines = log_lines(&log);
+    let lines = request_log(&log);
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(!text.contains(secret) && !text.contains(&emu.token) && !text.contains(&emu.account), "{text}");
     let q =
@@ -83,10 +76,8 @@ fn pgflare_and_wrangler_send_the_same_import_and_upsert_shapes() {
     // pgflare: a load through the API (D1 import, Vectorize upserts).
     let ours = dir.path().join("pgflare.jsonl");
     let emu = Emulator::start(&["--request-log", ours.to_str().expect("p")]);
-    let config = dir.path().join("pgflare.toml");
-    let migrations = dir.path().join("migrations");
-    let (c, m) = (config.to_str().expect("p"), migrations.to_str().expect("p"));
-    ok(pgflare(&db, &["init", "--out-config", c, "--migrations-dir", m]));
+    let config = init_config(&db, dir.path());
+    let c = config.as_str();
     let state = dir.path().join("state");
     let load = [
         "--json",
@@ -110,7 +101,7 @@ fn pgflare_and_wrangler_send_the_same_import_and_upsert_shapes() {
     let o = emu.command(&db).args(load).output().expect("run pgflare");
     let s: Value = serde_json::from_str(&ok(o)).expect("summary");
     assert_eq!(s["complete"], true, "{s:#}");
-    let pg_lines = log_lines(&ours);
+    let pg_lines = request_log(&ours);
 
     // wrangler: the same jobs, on an emulator of its own. Its SQL file is
     // one of the D1 files pgflare writes for wrangler; its NDJSON holds
@@ -148,7 +139,7 @@ fn pgflare_and_wrangler_send_the_same_import_and_upsert_shapes() {
     let w = |args: &[&str]| wrangler_remote(&project, &wemu, args);
     w(&["vectorize", "create", "chunks-index", "--dimensions", &dims, "--metric", "cosine"]);
     w(&["vectorize", "upsert", "chunks-index", "--file", file.to_str().expect("p")]);
-    let w_lines = log_lines(&theirs);
+    let w_lines = request_log(&theirs);
 
     // The import flow: the same requests with the same bodies.
     let import = ["/import", "/__upload/{id}"];

@@ -10,8 +10,7 @@
 //! the budget without making the test 5 minutes long.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -21,31 +20,6 @@ const TIMEOUTS: [&str; 4] = ["--http-timeout", "3s", "--connect-timeout", "3s"];
 /// The client's budget: pgflare's default share (1000 of Cloudflare's
 /// 1200), over the compressed window.
 const BUDGET: [&str; 2] = ["--rate-limit", "1000/30"];
-
-/// Runs `c` to its end (at most `limit`), returning its output and duration.
-fn run_within(mut c: Command, limit: Duration) -> (Output, Duration) {
-    let started = Instant::now();
-    let child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
-    let reader = std::thread::spawn(move || child.wait_with_output().expect("output"));
-    while !reader.is_finished() {
-        assert!(started.elapsed() < limit, "still running after {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (reader.join().expect("join"), started.elapsed())
-}
-
-fn init_config(db: &TestDb, dir: &Path) -> String {
-    let config = dir.join("pgflare.toml");
-    let migrations = dir.join("migrations");
-    let (c, m) = (config.to_str().expect("p"), migrations.to_str().expect("p"));
-    ok(pgflare(db, &["init", "--out-config", c, "--migrations-dir", m]));
-    c.to_string()
-}
-
-fn log_lines(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).expect("request log");
-    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
-}
 
 fn count(d1: &Path, table: &str) -> i64 {
     let c = rusqlite::Connection::open(d1).expect("open the emulator's D1 file");
@@ -76,14 +50,14 @@ fn twenty_thousand_chunks_load_and_verify_over_a_slow_strict_api() {
     load.args(TIMEOUTS).args(["--json", "load", "--config", &config, "--target", "api"]);
     load.args(["--d1-database-id", "db1", "--vectorize-index", "chunks-index", "--create-index"]);
     load.args(BUDGET).arg("--state-dir").arg(dir.path().join("state"));
-    let (o, took) = run_within(load, Duration::from_secs(600));
+    let (o, took) = run_for(load, Duration::from_secs(600));
     assert!(o.status.success(), "the load failed after {took:?}: {}", text(&o));
     let s: Value = serde_json::from_slice(&o.stdout).expect("load summary");
     assert_eq!(s["complete"], true, "{s:#}");
     eprintln!("load of 20,000 chunks over the slow API: {took:?}");
 
     // What the link and the jobs did, from the server's side.
-    let lines = log_lines(&log);
+    let lines = request_log(&log);
     let (bytes, ms) =
         (|l: &Value| l["bytes"].as_u64().unwrap_or(0), |l: &Value| l["ms"].as_u64().unwrap_or(0));
     let slowest = lines.iter().max_by_key(|l| ms(l)).expect("requests");
@@ -113,7 +87,7 @@ fn twenty_thousand_chunks_load_and_verify_over_a_slow_strict_api() {
     verify.args(TIMEOUTS).args(["--json", "verify", "--config", &config, "--d1-database-id", "db1"]);
     verify.args(["--vectorize-index", "chunks-index"]).args(BUDGET);
     verify.arg("--report-dir").arg(dir.path().join("report"));
-    let (o, took) = run_within(verify, Duration::from_secs(600));
+    let (o, took) = run_for(verify, Duration::from_secs(600));
     assert_eq!(o.status.code(), Some(0), "verify over the API after {took:?}: {}", text(&o));
     let r: Value = serde_json::from_slice(&o.stdout).expect("verify report");
     assert_eq!(r["verdict"]["status"], "consistent", "{:#}", r["verdict"]);
@@ -122,7 +96,7 @@ fn twenty_thousand_chunks_load_and_verify_over_a_slow_strict_api() {
     // allows in one window: the client paces them (a spent budget's wait is
     // shown: transport.rs), Cloudflare never has to refuse one.
     assert!(
-        !log_lines(&log).iter().any(|l| l["status"] == 429),
+        !request_log(&log).iter().any(|l| l["status"] == 429),
         "the client's budget kept every request under Cloudflare's limit"
     );
 

@@ -10,42 +10,10 @@
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-
-/// `pgflare init`'s config for the seeded tables.
-fn init_config(db: &TestDb, dir: &Path) -> String {
-    let config = dir.join("pgflare.toml");
-    let migrations = dir.join("migrations");
-    ok(pgflare(
-        db,
-        &[
-            "init",
-            "--out-config",
-            config.to_str().expect("p"),
-            "--migrations-dir",
-            migrations.to_str().expect("p"),
-        ],
-    ));
-    config.to_str().expect("p").to_string()
-}
-
-/// Runs `c`, killing it after `limit`; returns its output and how long it ran.
-fn run_for(mut c: Command, limit: Duration) -> (Output, Duration) {
-    let started = Instant::now();
-    let mut child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
-    loop {
-        if child.try_wait().expect("wait").is_some() || started.elapsed() > limit {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let o = child.wait_with_output().expect("output");
-    (o, started.elapsed())
-}
 
 /// `pgflare --json load --target api` of D1 only, into `state`.
 fn d1_load(emu: &Emulator, db: &TestDb, state: &Path, extra: &[&str]) -> Command {
