@@ -25,7 +25,7 @@ pub(crate) fn announce(progress: Option<Progress>, notice: String, wait: Duratio
             progress.println(&format!("{notice}; retrying in {:.1}s", wait.as_secs_f64()));
             return tokio::time::sleep(wait).await;
         }
-        countdown(&progress, &notice, "Cloudflare", wait).await;
+        countdown(&progress, &notice, &RETRY, wait).await;
     })
 }
 
@@ -36,20 +36,35 @@ pub(crate) fn announce(progress: Option<Progress>, notice: String, wait: Duratio
 pub(crate) fn budget(progress: Option<Progress>, notice: String, wait: Duration) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         match progress {
-            Some(p) if wait >= COUNTDOWN_FROM => countdown(&p, &notice, "the request budget", wait).await,
+            Some(p) if wait >= COUNTDOWN_FROM => countdown(&p, &notice, &BUDGET, wait).await,
             _ => tokio::time::sleep(wait).await,
         }
     })
 }
 
-/// `notice`, then the time left until `wait` has passed (waiting for `whom`).
-async fn countdown(progress: &Progress, notice: &str, whom: &str, wait: Duration) {
+/// How a countdown words what it waits for and what comes after.
+struct Wording {
+    whom: &'static str,
+    next: &'static str,
+    resume: &'static str,
+}
+
+/// After a refused request: Cloudflare asked for the wait.
+const RETRY: Wording = Wording { whom: "Cloudflare", next: "the next attempt", resume: "retrying now" };
+/// Before a request pgflare's own budget holds back: nothing failed.
+const BUDGET: Wording =
+    Wording { whom: "the request budget", next: "the next request", resume: "sending requests again" };
+
+/// `notice`, then the time left until `wait` has passed.
+async fn countdown(progress: &Progress, notice: &str, w: &Wording, wait: Duration) {
+    let whom = w.whom;
     let end = Instant::now() + wait;
     let until = chrono::Local::now() + chrono::Duration::from_std(wait).unwrap_or_default();
     progress.println(&format!(
-        "{notice}; waiting {} (until {}) before the next attempt",
+        "{notice}; waiting {} (until {}) before {}",
         human(wait),
-        until.format("%H:%M:%S")
+        until.format("%H:%M:%S"),
+        w.next
     ));
     let left = || end.saturating_duration_since(Instant::now());
     let spinner = progress.spinner("waiting");
@@ -66,7 +81,7 @@ async fn countdown(progress: &Progress, notice: &str, whom: &str, wait: Duration
         tokio::time::sleep(l.min(Duration::from_secs(1))).await;
     }
     spinner.finish_and_clear();
-    progress.println("  retrying now");
+    progress.println(&format!("  {}", w.resume));
 }
 
 /// `4:05` (minutes and seconds left, rounded up).

@@ -7,9 +7,9 @@ use sqlx::Row as _;
 
 use super::pooler::{self, Observed};
 use super::{Area, Check};
-use crate::config::project::{Project, TableMapping};
+use crate::config::project::Project;
 use crate::error::Error;
-use crate::source::introspect::{introspect_lenient, FixStyle, Selection};
+use crate::source::introspect::{introspect_lenient, FixStyle};
 use crate::source::{Source, SourceConn, TableInfo};
 
 /// The oldest server pgflare reads: the catalog queries use
@@ -53,7 +53,8 @@ pub async fn run(source: &Source, project: &Project, only: &[String]) -> Outcome
             return Outcome { checks, vectors: None };
         }
     }
-    let infos = match introspect_lenient(&mut conn, &selection(project, only)).await {
+    let selected = crate::plan::selection(project, only);
+    let infos = match async { introspect_lenient(&mut conn, &selected?).await }.await {
         Ok(infos) => infos,
         Err(e) => {
             let c = Check::named("postgres.tables", Area::Postgres, "the configured tables exist");
@@ -71,20 +72,6 @@ pub async fn run(source: &Source, project: &Project, only: &[String]) -> Outcome
     let (found, vectors) = vector_wants(project, &infos);
     checks.extend(found);
     Outcome { checks, vectors: Some(vectors) }
-}
-
-/// The tables a load of this project reads (as the load selects them).
-fn selection(project: &Project, only: &[String]) -> Selection {
-    let wanted = |m: &TableMapping| {
-        only.is_empty() || only.iter().any(|t| *t == m.table || *t == format!("{}.{}", m.schema, m.table))
-    };
-    let tables = if project.tables.is_empty() {
-        only.to_vec()
-    } else {
-        project.tables.iter().filter(|m| wanted(m)).map(|m| format!("{}.{}", m.schema, m.table)).collect()
-    };
-    let schema = if project.schema.is_empty() { "public".to_string() } else { project.schema.clone() };
-    Selection { schema, tables, ..Selection::default() }
 }
 
 /// Who is connected where, and the checks of server version, pgvector,

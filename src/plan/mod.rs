@@ -148,14 +148,10 @@ pub struct Prepared {
     pub live: crate::source::live::LiveRows,
 }
 
-/// Introspects the selected tables and maps each to D1; the columns read
-/// are only those D1 receives.
-pub async fn prepare(
-    snapshot: &mut Snapshot,
-    project: &Project,
-    only_tables: &[String],
-    vectors_on: bool,
-) -> Result<Prepared> {
+/// The tables a job reads, with pgflare.toml's casts: the configured ones
+/// (those `--table` names, when given), or with no `[[tables]]` the ones
+/// named. A `--table` that names no configured table is refused.
+pub fn selection(project: &Project, only_tables: &[String]) -> Result<Selection> {
     let wanted = |m: &crate::config::project::TableMapping| {
         only_tables.is_empty()
             || only_tables.iter().any(|t| *t == m.table || *t == format!("{}.{}", m.schema, m.table))
@@ -177,7 +173,18 @@ pub async fn prepare(
         });
     }
     let schema = if project.schema.is_empty() { "public".to_string() } else { project.schema.clone() };
-    let selection = Selection { schema, tables, casts, excludes: Vec::new() };
+    Ok(Selection { schema, tables, casts, excludes: Vec::new() })
+}
+
+/// Introspects the selected tables and maps each to D1; the columns read
+/// are only those D1 receives.
+pub async fn prepare(
+    snapshot: &mut Snapshot,
+    project: &Project,
+    only_tables: &[String],
+    vectors_on: bool,
+) -> Result<Prepared> {
+    let selection = selection(project, only_tables)?;
     let mut infos = introspect_lenient(snapshot.conn(), &selection).await?;
     // A column nothing reads may be of any type; the rest are refused
     // together, with the pgflare.toml keys that fix them.

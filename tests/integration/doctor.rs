@@ -364,3 +364,26 @@ fn the_emulator_verifies_tokens_as_cloudflare_does() {
     let (code, v) = get("accounts/someone-else/tokens/verify", &emu.token);
     assert_eq!((code, &v["errors"][0]["code"]), (404, &Value::from(7003)), "{v:#}");
 }
+
+/// doctor read the configured tables without pgflare.toml's `casts`, so a
+/// column the load reads through a cast (an `interval` as text) was a
+/// problem for doctor and fine for the load.
+#[test]
+fn doctor_reads_the_tables_with_the_casts_the_load_uses() {
+    let s = Stack::new("doctorcast");
+    s.db.exec("CREATE TABLE spans (id int PRIMARY KEY, took interval)");
+    let run = |toml: &str| {
+        let path = s.dir.path().join("casts.toml");
+        std::fs::write(&path, toml).expect("write");
+        let mut cmd = s.emu.command(&s.db);
+        cmd.args(["--json", "doctor", "--no-cloudflare", "--config", path.to_str().expect("p")]);
+        let o = cmd.output().expect("run pgflare doctor");
+        let out = text(&o);
+        let report: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("not JSON:\n{out}"));
+        (o.status.code(), report, out)
+    };
+    let r = run("[[tables]]\nname = \"spans\"\n");
+    assert_problem(&r, "postgres.column_types", &["spans", "took", "interval"]);
+    let r = run("[[tables]]\nname = \"spans\"\ncasts = { took = \"text\" }\n");
+    assert_eq!(status(&r.1, "postgres.column_types"), "ok", "{}", r.2);
+}

@@ -164,6 +164,7 @@ fn a_spent_request_budget_is_waited_out_with_a_countdown() {
     assert!(!err.contains("[971]"), "the budget kept the run under the server's limit: {err}");
     assert!(err.contains("the request budget is spent: 4 requests per 6 s (--rate-limit"), "{err}");
     assert!(err.contains("still waiting for the request budget: 0:0"), "a countdown: {err}");
+    assert!(err.contains("before the next request") && !err.contains("retrying"), "nothing failed: {err}");
 }
 
 #[test]
