@@ -7,19 +7,19 @@
 //! so one missing from an index that already holds vectors is a problem,
 //! while on an empty index the load creates it before the first vector.
 //!
-//! A missing index is recognised by Cloudflare's codes as well as by the
-//! HTTP status: 3000 `vectorize.index.not_found` (observed with HTTP 400
-//! as well as 404) and 3005 for a deleted one (HTTP 410); see
-//! /work/shared/reference/cloudflare.md "Real-service behaviour".
+//! A missing index is recognised by Cloudflare's codes, as the load
+//! recognises it ([`Absent`]): 3000 `vectorize.index.not_found` (observed
+//! with HTTP 400 as well as 404) and 3005 for a deleted one (HTTP 410); see
+//! the README's table of behaviours reproduced.
 
 use std::sync::Arc;
 
 use super::postgres::{first_line, VectorWant};
 use super::{Area, Check};
+use crate::cloudflare::vectorize::Absent;
 use crate::cloudflare::vectorize::IndexConfig;
 use crate::cloudflare::{Api, Vectorize};
 use crate::config::project::Project;
-use crate::error::Error;
 
 const TITLE: &str = "the Vectorize index matches pgflare.toml";
 
@@ -47,43 +47,61 @@ pub async fn checks(
     // takes an existing index's when neither says.
     let dims = wants.iter().find_map(|w| w.dims).or(project.vectorize.dimensions);
     let metric = &project.vectorize.metric;
-    let have = match v.config().await {
+    let have = match v.lookup().await {
         Ok(h) => h,
-        Err(e) if missing(&e) => None,
         Err(e) => {
             return vec![c.problem(format!("index {name}: {}", first_line(&e)), "run pgflare doctor again")]
         }
     };
-    let Some(have) = have else {
-        let dims_flag = dims.map_or("<dims>".to_string(), |d| d.to_string());
-        let create_cmd =
-            format!("wrangler vectorize create {name} --dimensions {dims_flag} --metric {metric}");
-        return vec![if create || project.vectorize.create_index {
-            c.warning(
-                format!("index {name} does not exist"),
-                format!("pgflare load will create it ({dims_flag} dimensions, metric {metric})"),
-            )
-        } else {
-            c.problem(
-                format!("index {name} does not exist"),
-                format!(
-                    "create it (`{create_cmd}`), or let pgflare load create it: --create-index or \
-                     [vectorize] create_index = true (and run doctor with --create-index)"
-                ),
-            )
-        }];
+    let have = match have {
+        Ok(have) => have,
+        Err(absent) => {
+            return vec![absent_index(
+                c,
+                name,
+                absent,
+                dims,
+                metric,
+                create || project.vectorize.create_index,
+            )]
+        }
     };
     let mut out = vec![compare(c, name, &have, dims, metric)];
     out.push(metadata(&v, name, wants).await);
     out
 }
 
-/// Whether an error says the index does not exist (or was deleted).
-fn missing(e: &Error) -> bool {
-    match e {
-        Error::Api { status: Some(404 | 410), .. } => true,
-        Error::Api { message, .. } => message.contains("[3000]") || message.contains("[3005]"),
-        _ => false,
+/// The check of an index that is not there: a warning when the load will
+/// create it, else a problem with the command that creates it.
+fn absent_index(
+    c: super::CheckBuilder,
+    name: &str,
+    absent: Absent,
+    dims: Option<u32>,
+    metric: &str,
+    creates: bool,
+) -> Check {
+    // A deleted index answers 3005 for a while (see `cloudflare::vectorize::Absent`):
+    // its vectors are gone, whatever a sync checkpoint says.
+    let gone = match absent {
+        Absent::Missing => format!("index {name} does not exist"),
+        Absent::Deleted => format!("index {name} was deleted (code 3005), with its vectors"),
+    };
+    {
+        let dims_flag = dims.map_or("<dims>".to_string(), |d| d.to_string());
+        let create_cmd =
+            format!("wrangler vectorize create {name} --dimensions {dims_flag} --metric {metric}");
+        if creates {
+            c.warning(gone, format!("pgflare load will create it ({dims_flag} dimensions, metric {metric})"))
+        } else {
+            c.problem(
+                gone,
+                format!(
+                    "create it (`{create_cmd}`), or let pgflare load create it: --create-index or \
+                     [vectorize] create_index = true (and run doctor with --create-index)"
+                ),
+            )
+        }
     }
 }
 

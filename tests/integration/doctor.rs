@@ -192,6 +192,19 @@ fn doctor_passes_on_the_demo_stack_and_finds_each_planted_cloudflare_problem() {
         let run = s.doctor(&["--d1-database-id", "db1", "--vectorize-index", name], &[]);
         assert_problem(&run, "cloudflare.vectorize_index", &[name, says, "cannot change"]);
     }
+    // An index deleted a moment ago answers 3005, not 3000: doctor says so.
+    block_on(async {
+        let url = format!("{}/accounts/{}/vectorize/v2/indexes/fewer", s.emu.base_url, s.emu.account);
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let r = reqwest::Client::new().delete(&url).bearer_auth(&s.emu.token).send().await.expect("delete");
+        assert!(r.status().is_success(), "delete: {}", r.status());
+    });
+    let run = s.doctor(&["--d1-database-id", "db1", "--vectorize-index", "fewer"], &[]);
+    assert_problem(
+        &run,
+        "cloudflare.vectorize_index",
+        &["fewer", "was deleted (code 3005)", "wrangler vectorize create"],
+    );
     // The loaded index loses its metadata index: its vectors are no longer filterable.
     s.post(
         "vectorize/v2/indexes/chunks/metadata_index/delete",
