@@ -210,8 +210,10 @@ async fn d1(api: &Api, project: &Project) -> Vec<Check> {
     let info = match api.probe(&format!("D1 database {id}"), &url).await {
         Ok(p) => p.result,
         Err(f) => {
+            // Code 7404 (HTTP 404): workers-sdk `packages/miniflare/src/workers/local-explorer/
+            // resources/d1.ts` `D1_ERROR_DATABASE_NOT_FOUND`.
             let missing = matches!(&f.error, Error::Api { status: Some(404), .. })
-                || matches!(&f.error, Error::Api { message, .. } if message.contains("[7404]"));
+                || crate::cloudflare::client::error_codes(&f.error).contains(&7404);
             let fix = if missing {
                 format!(
                     "create it (`wrangler d1 create <name>`) and put its id in the wrangler binding, or fix \
