@@ -79,10 +79,12 @@ def strip(text: str) -> str:
 
 def expand_use(tree: str) -> list[str]:
     """`a::{b, c::{d, e}}` -> ['a::b', 'a::c::d', 'a::c::e']."""
+    # `x as y` loses its alias first: without spaces `as` is not a word.
+    tree = re.sub(r"\s+as\s+\w+", "", tree)
     tree = re.sub(r"\s+", "", tree)
     m = re.match(r"^(.*?)\{(.*)\}$", tree)
     if not m:
-        return [re.sub(r"as\w+$", "", tree)]
+        return [tree]
     prefix, inner = m.group(1), m.group(2)
     parts, depth, cur = [], 0, ""
     for ch in inner:
@@ -97,10 +99,9 @@ def expand_use(tree: str) -> list[str]:
     return [p2 for p in parts if p for p2 in expand_use(prefix + p)]
 
 
-def paths_in(text: str, here: list[str], is_dir_module: bool) -> set[tuple[str, ...]]:
-    """Absolute module paths this file names."""
+def paths_in(text: str, here: list[str]) -> set[tuple[str, ...]]:
+    """Absolute module paths this file (module `here`) names."""
     found = set()
-    base_for_super = here if is_dir_module else here[:-1]
 
     def resolve(path: str):
         segs = [s for s in path.split("::") if s]
@@ -109,14 +110,15 @@ def paths_in(text: str, here: list[str], is_dir_module: bool) -> set[tuple[str, 
         if segs[0] == "crate":
             found.add(tuple(segs[1:]))
         elif segs[0] == "super":
-            base = list(base_for_super)
+            # `super` is the parent of this module, whether the module is
+            # `x.rs` or `x/mod.rs`.
+            base = list(here)
             while segs and segs[0] == "super":
                 base = base[:-1]
                 segs = segs[1:]
-            # `super::super` from a file module: base already dropped one.
             found.add(tuple(base + segs))
         elif segs[0] == "self":
-            found.add(tuple((here if is_dir_module else here) + segs[1:]))
+            found.add(tuple(here + segs[1:]))
 
     for m in re.finditer(r"\buse\s+((?:crate|super|self)\s*::[^;]*);", text):
         for p in expand_use(m.group(1)):
@@ -154,7 +156,6 @@ def test_only_files() -> set:
     """Files declared by `#[cfg(test)] mod x;`."""
     found = set()
     for path in SRC.rglob("*.rs"):
-        text = strip(path.read_text())
         decl = r"#\[cfg\(test\)\]\s*((?:#\[[^\]]*\]\s*)*)(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;"
         for m in re.finditer(decl, path.read_text()):
             at = re.search(r'#\[path\s*=\s*"([^"]+)"\]', m.group(1))
@@ -181,14 +182,21 @@ def build():
                 return mod[:k]
         return None
 
+    # A `#[path = "f.rs"] mod name;` file is module `name` of its declarer,
+    # whatever its file name says (its `super::` is the declarer's).
+    modules = {}
+    for mod, path in files.items():
+        for m in re.finditer(r'#\[path\s*=\s*"([^"]+)"\]\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;', path.read_text()):
+            target = (path.parent / m.group(1)).resolve()
+            for k, v in files.items():
+                if v.resolve() == target:
+                    modules[k] = mod + (m.group(2),)
+
     edges = {}
     for mod, path in files.items():
         text = without_tests(strip(path.read_text()))
-        is_dir = path.name in ("mod.rs", "lib.rs", "main.rs")
-        # A non-mod file with children (`cli.rs` + `cli/`) is also a dir module
-        # for `self::` but `super::` from it still means its parent.
         targets = set()
-        for p in paths_in(text, list(mod), is_dir):
+        for p in paths_in(text, list(modules.get(mod, mod))):
             f = file_for(p)
             if f is not None and f != mod:
                 targets.add(f)

@@ -70,10 +70,16 @@ pub async fn run(
         create_tables: !args.no_create_tables,
     };
     let summary = load::run(&source, &opts, progress).await?;
+    // The budget the requests are paced by (--rate-limit or its default).
+    let budget = opts.target.api_settings().or(match &opts.vectorize {
+        VectorTarget::Api { settings, .. } => Some(settings),
+        _ => None,
+    });
+    let budget = budget.map(|s| (s.rate_limit_requests, s.rate_limit_window));
     if json {
         print_json(&summary)?;
     } else {
-        print_human(&summary);
+        print_human(&summary, budget);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -140,7 +146,7 @@ pub(super) fn sqlite_path(
     Ok(config::wrangler_local::local_d1_file(&dir, &id))
 }
 
-fn print_human(s: &LoadSummary) {
+fn print_human(s: &LoadSummary, budget: Option<(u32, std::time::Duration)>) {
     if s.dry_run {
         outln!("plan for {} (nothing written):", s.target);
         for p in &s.plan {
@@ -167,10 +173,12 @@ fn print_human(s: &LoadSummary) {
             );
         }
         let requests: u64 = s.plan.iter().map(|p| p.estimated_requests + p.estimated_vector_requests).sum();
-        if requests > 0 {
+        if let Some((per, window)) = budget.filter(|_| requests > 0) {
             outln!(
-                "~{requests} API requests (+1 for the schema): at Cloudflare's 1200 per 5 minutes, at least {:.0} minutes",
-                ((requests + 1) as f64 / 1200.0 * 5.0).ceil()
+                "~{requests} API requests (+1 for the schema): at the request budget of {per} per {} \
+                 (--rate-limit), at least {}",
+                crate::timeouts::human(window),
+                crate::timeouts::human(window.mul_f64((requests + 1) as f64 / f64::from(per.max(1))))
             );
         }
         let pct = s.estimated_d1_bytes as f64 * 100.0 / s.d1_limit_bytes as f64;

@@ -52,19 +52,15 @@ pub async fn run(
     let (read, split) = crate::plan::resolve::tuning(&args.tuning)?;
     let d1 = match (&args.sqlite, &project.cloudflare.d1) {
         (Some(p), _) => D1Target::Sqlite(p.clone()),
-        (None, Some(db)) => {
-            let settings = super::api_settings(&project, args.rate_limit.as_deref(), timeouts)?;
-            let location = format!("api:{}/accounts/{}/d1/database/{}", settings.base_url, settings.account_id, db.database_id);
-            let api = match &api {
-                Some(a) => a.clone(),
-                None => std::sync::Arc::new(crate::cloudflare::Api::new(settings)?.with_progress(progress.clone())),
-            };
-            D1Target::Api {
-                d1: std::sync::Arc::new(crate::cloudflare::D1::new(api, &db.database_id)),
-                location,
+        // `needs_api` held: there is a client.
+        (None, Some(db)) => match &api {
+            Some(api) => D1Target::Api {
+                location: format!("api:{}", api.account_url(&format!("d1/database/{}", db.database_id))),
+                d1: std::sync::Arc::new(crate::cloudflare::D1::new(api.clone(), &db.database_id)),
                 work_dir: args.report_dir.join(".d1-export"),
-            }
-        }
+            },
+            None => anyhow::bail!("internal: a D1 database over the API without a client"),
+        },
         (None, None) => anyhow::bail!(
             "name the D1 database: --sqlite FILE for a local file, or --d1-database-id ID (or --wrangler FILE \
              --d1-binding NAME) to export it through the API"

@@ -147,9 +147,10 @@ pub fn read_rows(
     let mut scratch = FloatScratch::default();
     let mut odd = Vec::new();
     let mut n = 0;
-    while let Some(row) = rows.next().map_err(Error::sqlite(context()))? {
+    // Contexts are built only on failure (per row and per cell otherwise).
+    while let Some(row) = rows.next().map_err(|e| Error::sqlite(context())(e))? {
         for (i, b) in builders.iter_mut().enumerate() {
-            let v = row.get_ref(i).map_err(Error::sqlite(context()))?;
+            let v = row.get_ref(i).map_err(|e| Error::sqlite(context())(e))?;
             let dt = schema.field(i).data_type();
             if let Err(found) = append_sql(b.as_mut(), dt, v, &mut scratch) {
                 // Nothing of the value was appended: NULL holds its place.

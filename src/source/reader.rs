@@ -224,10 +224,11 @@ async fn read_partition(
             table.qualified()
         )))?;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(Error::db(format!(
-                "reading {} (partition {index}{read_through})",
-                table.qualified()
-            )))?;
+            // The context is built only on failure: this runs per CopyData
+            // message, which is per row.
+            let chunk = chunk.map_err(|e| {
+                Error::db(format!("reading {} (partition {index}{read_through})", table.qualified()))(e)
+            })?;
             if tx.send(chunk).await.is_err() {
                 break; // the decoder stopped; its error is the one to report
             }

@@ -30,8 +30,6 @@ pub struct Materialized {
     pub notes: Vec<String>,
 }
 
-/// pgflare's sync state, read for the checkpoint (pending rows).
-const STATE_TABLE: &str = "pgflare_sync_state";
 /// Numbers from this magnitude on may have been rounded by the export.
 const UNSAFE: &str = "9007199254740992.0";
 
@@ -46,7 +44,7 @@ pub async fn materialize(d1: &D1, dir: &Path, tables: &[String]) -> Result<Mater
         std::fs::remove_file(&db).map_err(Error::io(&db))?;
     }
     let mut wanted: Vec<String> = tables.to_vec();
-    wanted.push(STATE_TABLE.into());
+    wanted.push(crate::state::store::STATE_TABLE.into());
     // A dump that does not replay is one D1's rounding broke: two keys
     // rounded to the same value, or i64::MAX to 2^63 in an INTEGER
     // PRIMARY KEY.

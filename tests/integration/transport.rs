@@ -252,3 +252,19 @@ fn a_refused_token_names_the_permissions_it_needs() {
     assert!(all.contains("[10000] Authentication error"), "{all}");
     assert!(all.contains("Account > D1 > Edit") && all.contains("Account > Vectorize > Edit"), "{all}");
 }
+
+/// The dry run's estimate of the time the requests need is paced by the
+/// budget the run would use (`--rate-limit`), not by Cloudflare's 1200.
+#[test]
+fn the_dry_run_estimates_time_from_the_request_budget() {
+    let db = TestDb::new("dryrunbudget");
+    db.seed(300, 8);
+    let emu = Emulator::start(&[]);
+    let dir = temp_dir("dryrunbudget");
+    let mut c = emu.command(&db);
+    c.args(["load", "--target", "api", "--d1-database-id", "db1", "--dry-run", "--rate-limit", "10/60"])
+        .arg("--state-dir")
+        .arg(dir.path().join("state"));
+    let out = ok(c.output().expect("run"));
+    assert!(out.contains("at the request budget of 10 per 60 s (--rate-limit), at least"), "{out}");
+}

@@ -12,8 +12,10 @@
 //! would arrive rounded.
 //!
 //! Each answer is kept near [`PAGE_BYTES`] (the rows per page follow the
-//! size of the rows read so far), far below what one D1 answer may hold,
-//! and every page is at most [`MAX_PAGE_ROWS`] rows.
+//! size of the rows read so far) and every page is at most
+//! [`MAX_PAGE_ROWS`] rows. Neither is a documented D1 limit (D1 documents
+//! none for an answer's size): they are pgflare's choice, small enough
+//! that one answer is quick to move and to hold in memory.
 
 use serde_json::{json, Value};
 
@@ -60,6 +62,7 @@ pub async fn copy_table(
         columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", "),
         (1..=columns.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
     );
+    let names: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
     let (mut last, mut rows, mut copied): (Option<i64>, _, _) = (None, FIRST_PAGE_ROWS, 0u64);
     loop {
         let from = last.unwrap_or(i64::MIN).to_string();
@@ -69,7 +72,12 @@ pub async fn copy_table(
         {
             let mut st = tx.prepare(&insert).map_err(Error::sqlite(what()))?;
             for row in &page {
-                bytes += row.to_string().len();
+                // Every value is typed text: its length (plus a little for
+                // the JSON around it) is the row's size, without writing the
+                // row out again.
+                bytes += row
+                    .as_object()
+                    .map_or(0, |r| r.values().map(|v| v.as_str().map_or(8, |t| t.len() + 8)).sum());
                 let rowid =
                     row.get("pgflare_rowid").and_then(Value::as_str).and_then(|r| r.parse::<i64>().ok());
                 let rowid = rowid.ok_or_else(|| odd(table, "rowid", row.get("pgflare_rowid")))?;
@@ -81,13 +89,15 @@ pub async fn copy_table(
                     )));
                 }
                 last = Some(rowid);
-                let values = (0..columns.len())
-                    .map(|i| {
-                        let v = row.get(format!("c{i}")).unwrap_or(&Value::Null);
-                        decode(v).map_err(|found| odd(table, &columns[i], Some(&Value::String(found))))
+                let values = names
+                    .iter()
+                    .zip(columns)
+                    .map(|(n, c)| {
+                        let v = row.get(n).unwrap_or(&Value::Null);
+                        decode(v).map_err(|found| odd(table, c, Some(&Value::String(found))))
                     })
                     .collect::<Result<Vec<_>>>()?;
-                st.execute(rusqlite::params_from_iter(values)).map_err(Error::sqlite(what()))?;
+                st.execute(rusqlite::params_from_iter(values)).map_err(|e| Error::sqlite(what())(e))?;
             }
         }
         tx.commit().map_err(Error::sqlite(what()))?;
