@@ -85,14 +85,24 @@ impl D1 {
         let _shared = self.gate.read().await;
         let url = self.url("query");
         let mut pacer = Pacer::new(self.poll_every, self.wait);
+        let mut told = false;
         loop {
             match self.api.call(what, Method::POST, &url, body).await {
                 Err(Error::Api { message, .. }) if d1_transfer::is_busy(&message) => {
-                    self.api.notify(&format!("{what}: D1 is busy with an import or export; waiting"));
-                    pacer.pause(what, &message).await?;
+                    self.busy_notice(&mut told, what, "D1 is busy with an import or export.");
+                    d1_transfer::pause(&mut pacer, what, &message).await?;
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// Says once per wait that the database is held (a line per poll would
+    /// be hundreds of lines over `--d1-wait`, times the workers waiting).
+    fn busy_notice(&self, told: &mut bool, what: &str, text: &str) {
+        if !std::mem::replace(told, true) {
+            let wait = crate::timeouts::human(self.wait);
+            self.api.notify(&format!("{what}: {text} Waiting for the database (up to {wait}, --d1-wait)"));
         }
     }
 
@@ -133,7 +143,7 @@ impl D1 {
         let etag = hex::encode(Md5::digest(&sql));
         let url = self.url("import");
         let mut pacer = Pacer::new(self.poll_every, self.wait);
-        let mut lost = 0;
+        let (mut lost, mut told) = (0, false);
         loop {
             let first = self.import_begin(what, &sql, &etag, &url).await?;
             let poll = |bm: &str| json!({"action": "poll", "current_bookmark": bm});
@@ -147,8 +157,8 @@ impl D1 {
                     });
                 }
                 Answer::Busy(text) => {
-                    self.api.notify(&format!("{what}: {text} Waiting for the database"));
-                    pacer.pause(&format!("{what}: import"), &text).await?;
+                    self.busy_notice(&mut told, what, &text);
+                    d1_transfer::pause(&mut pacer, &format!("{what}: import"), &text).await?;
                 }
                 Answer::Gone(text) if lost < 2 => {
                     lost += 1;
@@ -202,7 +212,7 @@ impl D1 {
             let Answer::Active(bookmark) = d1_transfer::read(&state) else {
                 return Ok(d1_transfer::read(&state));
             };
-            pacer.pause(what, "still running").await?;
+            d1_transfer::pause(pacer, what, "still running").await?;
             state = self.api.call(what, Method::POST, url, &poll(&bookmark)).await?;
         }
     }
@@ -215,7 +225,7 @@ impl D1 {
         let _alone = self.gate.write().await;
         let url = self.url("export");
         let mut pacer = Pacer::new(self.poll_every, self.wait);
-        let mut lost = 0;
+        let (mut lost, mut told) = (0, false);
         let state = loop {
             let start = json!({"output_format": "polling"});
             let first = self.api.call(&format!("{what}: export"), Method::POST, &url, &start).await?;
@@ -223,8 +233,8 @@ impl D1 {
             match self.follow(&format!("{what}: export poll"), &url, first, &mut pacer, &poll).await? {
                 Answer::Complete(state) => break state,
                 Answer::Busy(text) => {
-                    self.api.notify(&format!("{what}: {text} Waiting for the database"));
-                    pacer.pause(&format!("{what}: export"), &text).await?;
+                    self.busy_notice(&mut told, what, &text);
+                    d1_transfer::pause(&mut pacer, &format!("{what}: export"), &text).await?;
                 }
                 Answer::Gone(_) if lost < 2 => lost += 1,
                 Answer::Failed(message) | Answer::Gone(message) | Answer::Malformed(message) => {

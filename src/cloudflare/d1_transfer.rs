@@ -15,8 +15,6 @@
 //! - anything else with an `at_bookmark` is still running (wrangler polls
 //!   again on every other status); without a bookmark it cannot be polled.
 
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -93,40 +91,20 @@ pub fn read(v: &Value) -> Answer {
     }
 }
 
-/// The growing pause between polls (and between attempts on a busy
-/// database): polls count against the request budget, so a long job must
-/// not spend it; from `first` up to 5 s.
-pub struct Pacer {
-    next: Duration,
-    pub deadline: Instant,
-    limit: Duration,
-}
+pub use super::wait::Pacer;
 
-impl Pacer {
-    pub fn new(first: Duration, limit: Duration) -> Pacer {
-        Pacer { next: first, deadline: Instant::now() + limit, limit }
-    }
-
-    /// Sleeps before the next poll, or fails when that would pass the deadline.
-    pub async fn pause(&mut self, what: &str, waiting_for: &str) -> Result<()> {
-        if Instant::now() + self.next > self.deadline {
-            return Err(Error::Api {
-                what: what.to_string(),
-                status: None,
-                message: format!(
-                    "{waiting_for}: D1 has not finished after {}",
-                    crate::timeouts::human(self.limit)
-                ),
-                hint: "D1 may be overloaded, or another import or export (perhaps of a run that was \
-                       stopped) holds the database; run the command again later (finished ranges are \
-                       not redone), or give it longer with --d1-wait"
-                    .into(),
-            });
-        }
-        tokio::time::sleep(self.next).await;
-        self.next = (self.next * 3 / 2).min(Duration::from_secs(5));
-        Ok(())
-    }
+/// The next pause of a D1 wait, or the error that says D1 has not
+/// finished `waiting_for` within `--d1-wait`.
+pub async fn pause(pacer: &mut Pacer, what: &str, waiting_for: &str) -> Result<()> {
+    pacer.pause().await.map_err(|limit| Error::Api {
+        what: what.to_string(),
+        status: None,
+        message: format!("{waiting_for}: D1 has not finished after {}", crate::timeouts::human(limit)),
+        hint: "D1 may be overloaded, or another import or export (perhaps of a run that was \
+               stopped) holds the database; run the command again later (finished ranges are \
+               not redone), or give it longer with --d1-wait"
+            .into(),
+    })
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 
 use super::client::Api;
 use super::limits::{VECTORIZE_MAX_GET_IDS, VECTORIZE_MAX_IDS_PER_CALL};
+use super::wait::Pacer;
 use crate::error::{Error, Result};
 
 /// An index's configuration.
@@ -234,8 +235,7 @@ impl Vectorize {
         timeout: Duration,
         on_wait: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<()> {
-        let started = Instant::now();
-        let mut every = self.poll_every;
+        let mut pacer = Pacer::new(self.poll_every, timeout);
         loop {
             if self.applied(t) {
                 return Ok(());
@@ -249,9 +249,9 @@ impl Vectorize {
                 // token's request budget with the upserts, so all waiters
                 // together poll no more often than one of them would.
                 let last = self.ledger.lock().ok().and_then(|l| l.last_poll);
-                if last.is_some_and(|p| p.elapsed() < every) {
+                if last.is_some_and(|p| p.elapsed() < pacer.every()) {
                     drop(one_poll);
-                    tokio::time::sleep(every).await;
+                    tokio::time::sleep(pacer.every()).await;
                     continue;
                 }
                 let info = self.info().await?;
@@ -269,13 +269,13 @@ impl Vectorize {
                 }
                 let behind = l.writes - l.applied_below;
                 drop(l);
-                if started.elapsed() >= timeout {
+                if pacer.expired() {
                     return Err(Error::Api {
                         what: format!("Vectorize index {}", self.index),
                         status: None,
                         message: format!(
                             "{behind} write(s) not applied after {:.0} s (processedUpToMutation is {})",
-                            timeout.as_secs_f64(),
+                            pacer.limit().as_secs_f64(),
                             info.processed_up_to_mutation.as_deref().unwrap_or("none")
                         ),
                         hint: "Vectorize applies writes asynchronously (usually within 2 minutes); run the \
@@ -286,11 +286,11 @@ impl Vectorize {
                 }
                 on_wait(&format!(
                     "waiting for Vectorize to apply {behind} write(s) ({:.0} s)",
-                    started.elapsed().as_secs_f64()
+                    pacer.elapsed().as_secs_f64()
                 ));
             }
-            tokio::time::sleep(every).await;
-            every = (every * 3 / 2).min(Duration::from_secs(5));
+            // Past the deadline the next pass polls once more and fails.
+            let _ = pacer.pause().await;
         }
     }
 }

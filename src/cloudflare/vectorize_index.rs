@@ -9,18 +9,23 @@
 //! not known. So the codes decide here, and a 404 / 409 still counts for
 //! any proxy or older API that answers with those.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::{parse, Body, IndexConfig, Vectorize, WriteTicket};
 use crate::cloudflare::client::error_codes;
+use crate::cloudflare::wait::Pacer;
 use crate::error::{Error, Result};
 
 const CODE_NOT_FOUND: u32 = 3000;
 const CODE_DUPLICATE_NAME: u32 = 3002;
 const CODE_DELETED: u32 = 3005;
+
+/// How long a metadata index said to exist may take to be listed (a guess:
+/// Vectorize documents no bound; its writes usually apply within minutes).
+const LISTED_WITHIN: Duration = Duration::from_secs(300);
 
 /// Why `GET indexes/{name}` found no index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,24 +218,24 @@ impl Vectorize {
 
     /// Polls the metadata-index list until `name` shows with type `ty`.
     async fn await_listed(&self, name: &str, ty: &str) -> Result<()> {
-        let started = Instant::now();
-        let mut every = self.poll_every;
+        let mut pacer = Pacer::new(self.poll_every, LISTED_WITHIN);
         loop {
             if self.metadata_indexes().await?.iter().any(|(n, t)| n == name && t == ty) {
                 return Ok(());
             }
-            if started.elapsed() > Duration::from_secs(300) {
+            if let Err(limit) = pacer.pause().await {
                 return Err(Error::Api {
                     what: format!("Vectorize index {}: metadata index {name}", self.index),
                     status: Some(409),
-                    message: format!("exists or is being created, but is not listed as {ty} after 300 s"),
+                    message: format!(
+                        "exists or is being created, but is not listed as {ty} after {}",
+                        crate::timeouts::human(limit)
+                    ),
                     hint:
                         "check it with `wrangler vectorize list-metadata-index`, then run the command again"
                             .into(),
                 });
             }
-            tokio::time::sleep(every).await;
-            every = (every * 3 / 2).min(Duration::from_secs(5));
         }
     }
 }

@@ -84,6 +84,58 @@ async fn countdown(progress: &Progress, notice: &str, w: &Wording, wait: Duratio
     progress.println(&format!("  {}", w.resume));
 }
 
+/// The longest pause between two polls.
+const MAX_POLL_EVERY: Duration = Duration::from_secs(5);
+
+/// The one poll pace of the Cloudflare clients (D1 import and export jobs,
+/// a D1 database busy with one, Vectorize writes being applied, a metadata
+/// index being listed): the first pause, then 1.5 times longer each time up
+/// to 5 s, never past the deadline.
+pub struct Pacer {
+    next: Duration,
+    started: Instant,
+    limit: Duration,
+}
+
+impl Pacer {
+    pub fn new(first: Duration, limit: Duration) -> Pacer {
+        Pacer { next: first, started: Instant::now(), limit }
+    }
+
+    /// The pause before the next poll.
+    pub fn every(&self) -> Duration {
+        self.next
+    }
+
+    /// How long the caller may wait in all.
+    pub fn limit(&self) -> Duration {
+        self.limit
+    }
+
+    /// Time since the wait began.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Whether the deadline has passed.
+    pub fn expired(&self) -> bool {
+        self.elapsed() >= self.limit
+    }
+
+    /// Sleeps before the next poll (at most until the deadline, so one last
+    /// poll comes at it); `Err(limit)` once the deadline has passed, for
+    /// the caller to say what did not finish.
+    pub async fn pause(&mut self) -> std::result::Result<(), Duration> {
+        let left = self.limit.saturating_sub(self.elapsed());
+        if left.is_zero() {
+            return Err(self.limit);
+        }
+        tokio::time::sleep(self.next.min(left)).await;
+        self.next = (self.next * 3 / 2).min(MAX_POLL_EVERY);
+        Ok(())
+    }
+}
+
 /// `4:05` (minutes and seconds left, rounded up).
 fn clock(d: Duration) -> String {
     let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
