@@ -85,6 +85,9 @@ pub const VECTORIZE_MAX_GET_IDS: usize = 20;
 /// `topK` of a query without values or all metadata (docs
 /// `vectorize/reference/client-api.mdx`, "topK"; 20 with them).
 pub const VECTORIZE_MAX_TOP_K: usize = 100;
+/// `topK` of a query with `returnValues` or `returnMetadata: "all"` (same
+/// source; 50 has been observed, the documented 20 is the stricter).
+pub const VECTORIZE_MAX_TOP_K_WITH_VALUES: usize = 20;
 
 /// One of D1's SQL limits as a SQLite run-time limit.
 pub struct SqlLimit {

@@ -29,11 +29,11 @@ use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use super::server::UPLOAD_PREFIX;
-use super::vectorize_upload::{ndjson_of, MAX_UPLOAD_BYTES};
+use super::vectorize_upload::{ndjson_of, read_upload};
 use super::State as Shared;
 use crate::error::{Error, Result};
 
@@ -87,11 +87,27 @@ pub(crate) async fn record(State(st): State<Arc<Shared>>, req: Request, next: Ne
             .into();
         body
     } else {
-        let bytes = match axum::body::to_bytes(body, MAX_UPLOAD_BYTES + 1).await {
+        // Read as the route would read it, so that logging changes no
+        // answer: a Vectorize upload with its own limit and errors, any
+        // other body up to the router's limit.
+        let read = match path.as_deref().is_some_and(|p| p.contains("/vectorize/")) {
+            true => read_upload(&parts.headers, body).await.map_err(IntoResponse::into_response),
+            // What the D1 handlers' `Bytes` extractor does (the router's
+            // body limit included), refusal and all.
+            false => {
+                use axum::extract::FromRequest;
+                let req = Request::from_parts(parts.clone(), body);
+                axum::body::Bytes::from_request(req, &()).await.map_err(IntoResponse::into_response)
+            }
+        };
+        let bytes = match read {
             Ok(b) => b,
-            // Over Vectorize's 100 MB or cut off: the handler refuses an
-            // empty body too.
-            Err(_) => axum::body::Bytes::new(),
+            Err(resp) => {
+                line["body"] = json!("unreadable");
+                line["status"] = resp.status().as_u16().into();
+                log.write(&line);
+                return resp;
+            }
         };
         line["body"] = body_shape(content_type.as_deref(), &bytes);
         line["bytes"] = bytes.len().into();
@@ -167,8 +183,17 @@ pub(crate) fn shape(v: &Value) -> Value {
 /// The distinct shapes, sorted by their JSON text (so the same kinds of
 /// elements give the same list whatever their order and number).
 fn distinct(shapes: impl Iterator<Item = Value>) -> Value {
-    let set: BTreeSet<String> = shapes.map(|s| s.to_string()).collect();
-    Value::Array(set.into_iter().filter_map(|s| serde_json::from_str(&s).ok()).collect())
+    // Few distinct shapes among many elements (a vector's 1536 numbers are
+    // one): compare values, and write text only to sort the few kept.
+    let mut kept: Vec<Value> = Vec::new();
+    for s in shapes {
+        if !kept.contains(&s) {
+            kept.push(s);
+        }
+    }
+    let mut keyed: Vec<(String, Value)> = kept.into_iter().map(|v| (v.to_string(), v)).collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    Value::Array(keyed.into_iter().map(|(_, v)| v).collect())
 }
 
 #[cfg(test)]

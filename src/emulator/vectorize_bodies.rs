@@ -115,8 +115,9 @@ impl<'de> Deserialize<'de> for MetadataLevel {
 /// limits page says the same). 50 has been observed with values; the
 /// emulator keeps the documented, stricter 20.
 pub const DEFAULT_TOP_K: u64 = 5;
-pub const MAX_TOP_K: u64 = 100;
-pub const MAX_TOP_K_WITH_VALUES_OR_METADATA: u64 = 20;
+const MAX_TOP_K: u64 = crate::cloudflare::limits::VECTORIZE_MAX_TOP_K as u64;
+const MAX_TOP_K_WITH_VALUES_OR_METADATA: u64 =
+    crate::cloudflare::limits::VECTORIZE_MAX_TOP_K_WITH_VALUES as u64;
 
 impl QueryBody {
     pub fn level(&self) -> MetadataLevel {

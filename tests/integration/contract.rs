@@ -176,3 +176,39 @@ fn pgflare_and_wrangler_send_the_same_import_and_upsert_shapes() {
         "wrangler's vector lines {theirs_up:#?} are not shapes pgflare sends {ours_up:#?}"
     );
 }
+
+/// Logging must not change an answer: with `--request-log`, an upload
+/// streamed without a length and over Vectorize's 100 MB was handed on
+/// empty, and refused as an empty body rather than as too large.
+#[test]
+fn the_request_log_leaves_an_oversized_upload_its_own_refusal() {
+    let dir = temp_dir("reqlogbig");
+    let log = dir.path().join("requests.jsonl");
+    let emu = Emulator::start(&["--request-log", log.to_str().expect("p")]);
+    let index = emu.vectorize("big");
+    let want = pgflare::cloudflare::vectorize::IndexConfig { dimensions: 4, metric: "cosine".into() };
+    block_on(index.ensure(&want, true)).expect("create the index");
+    let url = format!("{}/accounts/{}/vectorize/v2/indexes/big/upsert", emu.base_url, emu.account);
+    let (status, body) = block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // 101 chunks of 1,000,000 bytes, sent chunked (no Content-Length).
+        let chunks = futures::stream::iter(
+            (0..101).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 1_000_000]))),
+        );
+        let r = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(&emu.token)
+            .header("content-type", "application/x-ndjson")
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send()
+            .await
+            .expect("send");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    });
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("40015") && body.contains("100 MB"), "{body}");
+    let lines = request_log(&log);
+    let upsert =
+        lines.iter().find(|l| l["path"].as_str().is_some_and(|p| p.ends_with("/upsert"))).expect("line");
+    assert_eq!(upsert["status"], 413, "{upsert}");
+}
