@@ -155,11 +155,11 @@ async fn show(
     Path((_, id)): Path<(String, String)>,
 ) -> std::result::Result<Response, ApiError> {
     // wrangler looks a database up by name on this path (`d1/utils.ts`
-    // `getDatabaseByNameOrBinding`): a name answers like its id.
-    let by_name = st.d1.store.list().into_iter().find(|d| d.record.name == id);
-    let db = match by_name {
-        Some(db) => db,
-        None => st.d1.db(&id)?,
+    // `getDatabaseByNameOrBinding`, `getDatabaseInfoFromIdOrName`): an id
+    // first, else a name answers like its id.
+    let db = match st.d1.db(&id) {
+        Ok(db) => db,
+        Err(unknown) => st.d1.store.list().into_iter().find(|d| d.record.name == id).ok_or(unknown)?,
     };
     Ok(ok(blocking(move || Ok(db.info())).await?))
 }

@@ -220,13 +220,13 @@ pub async fn d1_keys(
             values.push(r.get("k").cloned().unwrap_or(Value::Null));
         }
     }
-    let odd = |v: &Value, what: &str| Error::Config {
+    let odd = |v: &str, what: &str| Error::Config {
         setting: format!("D1 table {d1_table}, column {}", col.name),
         message: format!("holds {v}, which is not {what} pgflare wrote; run `pgflare verify`"),
     };
     let values = values
         .iter()
-        .map(|v| decode(v).map_err(|found| odd(&Value::String(found), "a key")))
+        .map(|v| decode(v).map_err(|found| odd(&found, "a key")))
         .collect::<Result<Vec<SqlValue>>>()?;
     let array: ArrayRef = match col.ty.kind {
         Kind::Uuid => {
@@ -236,7 +236,7 @@ pub async fn d1_keys(
                     SqlValue::Text(s) => uuid::Uuid::parse_str(s).ok(),
                     _ => None,
                 };
-                let u = u.ok_or_else(|| odd(&json!(format!("{v:?}")), "a uuid"))?;
+                let u = u.ok_or_else(|| odd(&sql_text(v), "a uuid"))?;
                 b.append_value(u.as_bytes())?;
             }
             Arc::new(b.finish())
@@ -246,7 +246,7 @@ pub async fn d1_keys(
                 .iter()
                 .map(|v| match v {
                     SqlValue::Integer(i) => Ok(*i),
-                    other => Err(odd(&json!(format!("{other:?}")), "an integer")),
+                    other => Err(odd(&sql_text(other), "an integer")),
                 })
                 .collect::<Result<Vec<i64>>>()?;
             match kind {
@@ -257,6 +257,17 @@ pub async fn d1_keys(
         }
     };
     Ok(RecordBatch::try_new(key.arrow_schema(), vec![array])?)
+}
+
+/// A value as SQL would write it, for messages.
+fn sql_text(v: &SqlValue) -> String {
+    match v {
+        SqlValue::Null => "NULL".into(),
+        SqlValue::Integer(i) => i.to_string(),
+        SqlValue::Real(f) => f.to_string(),
+        SqlValue::Text(t) => format!("'{}'", t.replace('\'', "''")),
+        SqlValue::Blob(b) => format!("a BLOB of {} bytes", b.len()),
+    }
 }
 
 #[cfg(test)]
