@@ -56,7 +56,7 @@ impl D1 {
 /// A body the schema does not allow: HTTP 400, code 10001, the field's
 /// path in the message (workers-sdk `local-explorer/common.ts`).
 pub fn schema_error(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, 10001, message)
+    ApiError::bad(10001, message)
 }
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
@@ -233,7 +233,7 @@ async fn run(st: &Shared, id: &str, body: &[u8]) -> std::result::Result<Vec<Outc
     let db = st.d1.db(id)?;
     let entries = entries(body)?;
     if let Some(kind) = st.d1.transfers.jobs.busy(&db.record.uuid) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, CODE_SQL, kind.busy()));
+        return Err(ApiError::bad(CODE_SQL, kind.busy()));
     }
     blocking(move || db.lock().run_request(&entries).map_err(|e| ApiError::sql(e.0))).await
 }

@@ -54,6 +54,11 @@ impl ApiError {
         )
     }
 
+    /// HTTP 400 with `code`: how Cloudflare refuses most bad requests.
+    pub fn bad(code: u32, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, CODE_BAD_REQUEST, message)
     }

@@ -164,14 +164,14 @@ fn authenticate(req: &Request<Body>, token: &str) -> Result<(), ApiError> {
                 "Missing X-Auth-Key, X-Auth-Email or Authorization headers",
             ));
         }
-        let mut e = ApiError::new(StatusCode::BAD_REQUEST, 6003, "Invalid request headers");
+        let mut e = ApiError::bad(6003, "Invalid request headers");
         if email.is_some() {
             e = e.with_chain(6102, "Invalid format for X-Auth-Email header");
         }
         return Err(e.with_chain(6103, "Invalid format for X-Auth-Key header"));
     };
     let malformed = || {
-        ApiError::new(StatusCode::BAD_REQUEST, 6003, "Invalid request headers")
+        ApiError::bad(6003, "Invalid request headers")
             .with_chain(6111, "Invalid format for Authorization header")
     };
     let given = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(malformed)?;

@@ -122,10 +122,6 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
 
 type Answer = Result<Response, ApiError>;
 
-fn bad(code: u32, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, code, message)
-}
-
 /// The live index of this name. An unknown name is HTTP 400, code 3000,
 /// `vectorize.index.not_found - Index name "x"` (observed; the SDKs map
 /// only a 404 to NotFound, cloudflare-python `_client.py`
@@ -141,7 +137,7 @@ fn index(st: &Shared, name: &str) -> Result<Arc<Index>, ApiError> {
             format!("vectorize.index.deleted - Index name {name:?} was deleted"),
         )),
         Lookup::Missing => {
-            Err(bad(CODE_NO_INDEX, format!("vectorize.index.not_found - Index name {name:?}")))
+            Err(ApiError::bad(CODE_NO_INDEX, format!("vectorize.index.not_found - Index name {name:?}")))
         }
     }
 }
@@ -172,7 +168,7 @@ fn preset(name: &str) -> Option<(u64, Metric)> {
 async fn create_index(State(st): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Answer {
     let body: CreateBody = json_body(&headers, &body)?;
     if !valid_name(&body.name) {
-        return Err(bad(
+        return Err(ApiError::bad(
             CODE_CONFIG,
             format!(
                 "invalid index name {:?}: use 1 to 64 lowercase letters, digits and `-`, starting with a letter",
@@ -182,22 +178,30 @@ async fn create_index(State(st): State<Arc<Shared>>, headers: HeaderMap, body: B
     }
     let (dimensions, metric) = match (&body.config.preset, &body.config.dimensions, &body.config.metric) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
-            return Err(bad(CODE_CONFIG, "config holds either a preset or dimensions and metric, not both"))
+            return Err(ApiError::bad(
+                CODE_CONFIG,
+                "config holds either a preset or dimensions and metric, not both",
+            ))
         }
-        (Some(p), _, _) => preset(p).ok_or_else(|| bad(CODE_CONFIG, format!("unknown preset {p:?}")))?,
+        (Some(p), _, _) => {
+            preset(p).ok_or_else(|| ApiError::bad(CODE_CONFIG, format!("unknown preset {p:?}")))?
+        }
         (None, Some(d), Some(m)) => {
             let dims = d.as_u64().filter(|d| (1..=MAX_DIMENSIONS).contains(d)).ok_or_else(|| {
-                bad(
+                ApiError::bad(
                     CODE_CONFIG,
                     format!("config.dimensions must be an integer from 1 to {MAX_DIMENSIONS}, got {d}"),
                 )
             })?;
             let metric = Metric::parse(m).ok_or_else(|| {
-                bad(CODE_CONFIG, format!("config.metric must be cosine, euclidean or dot-product, got {m:?}"))
+                ApiError::bad(
+                    CODE_CONFIG,
+                    format!("config.metric must be cosine, euclidean or dot-product, got {m:?}"),
+                )
             })?;
             (dims, metric)
         }
-        _ => return Err(bad(CODE_CONFIG, "config needs dimensions and metric (or a preset)")),
+        _ => return Err(ApiError::bad(CODE_CONFIG, "config needs dimensions and metric (or a preset)")),
     };
     let now = rfc3339(now_ms());
     let config = IndexConfig {
@@ -213,7 +217,7 @@ async fn create_index(State(st): State<Arc<Shared>>, headers: HeaderMap, body: B
     // Code and text observed (`vectorize.index.duplicate_name - Index name
     // "x"`, code 3002); the status is not known: 400, as the unknown index.
     let index = created.ok_or_else(|| {
-        bad(CODE_DUPLICATE, format!("vectorize.index.duplicate_name - Index name {:?}", body.name))
+        ApiError::bad(CODE_DUPLICATE, format!("vectorize.index.duplicate_name - Index name {:?}", body.name))
     })?;
     Ok(ok(index.config.json()))
 }
@@ -274,7 +278,7 @@ async fn write(
         None | Some("error") => false,
         Some("discard") => true,
         Some(other) => {
-            return Err(bad(
+            return Err(ApiError::bad(
                 CODE_UPLOAD,
                 format!("unparsable-behavior must be error or discard, got {other:?}"),
             ))
@@ -300,7 +304,7 @@ async fn get_by_ids(
     let index = index(&st, &name)?;
     let Ids { ids } = json_body(&headers, &body)?;
     if ids.len() > MAX_GET_IDS {
-        return Err(bad(
+        return Err(ApiError::bad(
             CODE_TOO_MANY_IDS,
             format!("too many ids in payload; max id count is {MAX_GET_IDS}, got {}", ids.len()),
         ));
@@ -329,7 +333,7 @@ async fn delete_by_ids(
     let index = index(&st, &name)?;
     let Ids { ids } = json_body(&headers, &body)?;
     if ids.is_empty() || ids.len() > MAX_DELETE_IDS {
-        return Err(bad(
+        return Err(ApiError::bad(
             CODE_TOO_MANY_IDS,
             format!("too many ids in payload (or none); max id count is {MAX_DELETE_IDS}, got {}", ids.len()),
         ));
@@ -361,7 +365,7 @@ async fn query(
     if let Some(f) = &q.filter {
         let size = serde_json::to_string(f).map_or(usize::MAX, |t| t.len());
         if size >= MAX_FILTER_BYTES {
-            return Err(bad(
+            return Err(ApiError::bad(
                 CODE_FILTER,
                 format!("the filter is {size} bytes of JSON; it must be under {MAX_FILTER_BYTES}"),
             ));
@@ -370,17 +374,17 @@ async fn query(
     let dims = index.config.dimensions;
     let vector = match (&q.vector, &q.vector_id) {
         (Some(v), None) if v.len() != dims => {
-            return Err(bad(
+            return Err(ApiError::bad(
                 CODE_QUERY,
                 format!("invalid query vector, expected {dims} dimensions, and got {} dimensions", v.len()),
             ))
         }
         (Some(v), None) => Some(v.iter().map(|&f| f as f32).collect::<Vec<f32>>()),
         (None, Some(_)) => None,
-        _ => return Err(bad(CODE_QUERY, "give either `vector` or `vectorId`")),
+        _ => return Err(ApiError::bad(CODE_QUERY, "give either `vector` or `vectorId`")),
     };
     if vector.as_ref().is_some_and(|v| v.iter().any(|f| !f.is_finite())) {
-        return Err(bad(CODE_QUERY, "the query vector holds a value outside the float32 range"));
+        return Err(ApiError::bad(CODE_QUERY, "the query vector holds a value outside the float32 range"));
     }
     let plan = QueryPlan {
         vector,
@@ -444,7 +448,7 @@ async fn list_vectors(
     let count = match q.get("count") {
         None => 100,
         Some(c) => c.parse::<usize>().ok().filter(|c| (1..=1000).contains(c)).ok_or_else(|| {
-            bad(CODE_LIST, format!("count must be a whole number from 1 to 1000, got {c:?}"))
+            ApiError::bad(CODE_LIST, format!("count must be a whole number from 1 to 1000, got {c:?}"))
         })?,
     };
     // The cursor is the last id returned (hex): it stays valid for as long
@@ -452,7 +456,7 @@ async fn list_vectors(
     let after = match q.get("cursor").filter(|c| !c.is_empty()) {
         None => None,
         Some(c) => Some(hex::decode(c).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(|| {
-            bad(CODE_LIST, format!("cursor {c:?} was not returned by a listing of this emulator"))
+            ApiError::bad(CODE_LIST, format!("cursor {c:?} was not returned by a listing of this emulator"))
         })?),
     };
     let (ids, total, more) = blocking(move || index.list_ids(after.as_deref(), count)).await?;
@@ -476,9 +480,9 @@ async fn create_metadata_index(
 ) -> Answer {
     let index = index(&st, &name)?;
     let b: MetadataIndexBody = json_body(&headers, &body)?;
-    check_property(&b.property_name).map_err(|e| bad(CODE_METADATA_INDEX, e))?;
+    check_property(&b.property_name).map_err(|e| ApiError::bad(CODE_METADATA_INDEX, e))?;
     let t = IndexType::parse(&b.index_type).ok_or_else(|| {
-        bad(
+        ApiError::bad(
             CODE_METADATA_INDEX,
             format!("indexType must be string, number or boolean, got {:?}", b.index_type),
         )

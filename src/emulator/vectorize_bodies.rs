@@ -15,7 +15,7 @@
 //! emulator refuses it (stricter), so a misspelt field in a client shows
 //! here instead of being silently ignored there.
 
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -26,10 +26,6 @@ use super::envelope::ApiError;
 /// "Expected request with `Content-Type: application/json` [code: 40026]").
 pub const CODE_JSON: u32 = 40026;
 
-fn bad(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, CODE_JSON, message)
-}
-
 /// Parses the JSON body of a request into `T` (whose unknown fields are
 /// refused by `#[serde(deny_unknown_fields)]`). wrangler sends
 /// `application/json; charset=utf-8;`, the SDKs `application/json`.
@@ -37,12 +33,16 @@ pub fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media = content_type.split(';').next().unwrap_or("").trim();
     if !media.eq_ignore_ascii_case("application/json") {
-        return Err(bad(format!(
-            "Expected request with `Content-Type: application/json`, got {:?}",
-            if content_type.is_empty() { "none" } else { content_type }
-        )));
+        return Err(ApiError::bad(
+            CODE_JSON,
+            format!(
+                "Expected request with `Content-Type: application/json`, got {:?}",
+                if content_type.is_empty() { "none" } else { content_type }
+            ),
+        ));
     }
-    serde_json::from_slice(body).map_err(|e| bad(format!("Failed to parse the request body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad(CODE_JSON, format!("Failed to parse the request body: {e}")))
 }
 
 /// `POST indexes`: `IndexCreateParams`.
@@ -126,7 +126,7 @@ impl QueryBody {
 
     /// `topK`, checked against the limits above (code 40025, as Vectorize).
     pub fn top_k(&self, code: u32) -> Result<usize, ApiError> {
-        let refuse = |m: String| ApiError::new(StatusCode::BAD_REQUEST, code, m);
+        let refuse = |m: String| ApiError::bad(code, m);
         let k = match self.top_k {
             None => DEFAULT_TOP_K,
             Some(f) if f.fract() == 0.0 && f >= 1.0 && f <= MAX_TOP_K as f64 => f as u64,

@@ -30,10 +30,6 @@ pub const MAX_METADATA_BYTES: usize = 10 * 1024;
 /// characters, so this is stricter than the docs (README, known gaps).
 const MAX_PROPERTY_BYTES: usize = 64;
 
-fn bad(code: u32, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, code, message)
-}
-
 /// Reads an upload body, refusing one over Vectorize's 100 MB.
 pub async fn read_upload(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     let too_big = |size: &str| {
@@ -54,7 +50,7 @@ pub async fn read_upload(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiEr
         if e.to_string().contains("length limit") {
             too_big("over 100000000")
         } else {
-            bad(CODE_UPLOAD, format!("could not read the request body: {e}"))
+            ApiError::bad(CODE_UPLOAD, format!("could not read the request body: {e}"))
         }
     })
 }
@@ -77,9 +73,9 @@ pub fn ndjson_of<'a>(content_type: Option<&str>, body: &'a [u8]) -> Result<&'a [
         .find(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"))
         .map(|(_, v)| v.trim().trim_matches('"'))
         .filter(|b| !b.is_empty())
-        .ok_or_else(|| bad(CODE_UPLOAD, "multipart/form-data without a boundary"))?;
+        .ok_or_else(|| ApiError::bad(CODE_UPLOAD, "multipart/form-data without a boundary"))?;
     multipart_part(body, boundary, "vectors").ok_or_else(|| {
-        bad(
+        ApiError::bad(
             CODE_UPLOAD,
             "the multipart/form-data body has no part named `vectors` holding the NDJSON vectors",
         )
@@ -132,7 +128,7 @@ pub fn parse_vectors(ndjson: &[u8], dims: usize, discard: bool) -> Result<Vec<Ne
             Ok(v) => v,
             Err(_) if discard => continue,
             Err(e) => {
-                return Err(bad(
+                return Err(ApiError::bad(
                     CODE_UPLOAD,
                     format!(
                         "failed to parse upsert vectors request: line {line}: {e} \
@@ -142,7 +138,7 @@ pub fn parse_vectors(ndjson: &[u8], dims: usize, discard: bool) -> Result<Vec<Ne
             }
         };
         if out.len() == MAX_VECTORS_PER_REQUEST {
-            return Err(bad(
+            return Err(ApiError::bad(
                 CODE_TOO_MANY_VECTORS,
                 format!(
                     "line {line}: more than {MAX_VECTORS_PER_REQUEST} vectors in one request; \
@@ -153,41 +149,46 @@ pub fn parse_vectors(ndjson: &[u8], dims: usize, discard: bool) -> Result<Vec<Ne
         out.push(vector_of(value, line, dims)?);
     }
     if out.is_empty() {
-        return Err(bad(CODE_UPLOAD, "the request holds no vectors (one JSON object per line)"));
+        return Err(ApiError::bad(CODE_UPLOAD, "the request holds no vectors (one JSON object per line)"));
     }
     Ok(out)
 }
 
 fn vector_of(value: Value, line: usize, dims: usize) -> Result<NewVector, ApiError> {
     let Value::Object(mut m) = value else {
-        return Err(bad(CODE_UPLOAD, format!("line {line}: a vector must be a JSON object")));
+        return Err(ApiError::bad(CODE_UPLOAD, format!("line {line}: a vector must be a JSON object")));
     };
     let id = match m.remove("id") {
         Some(Value::String(id)) => id,
-        Some(_) => return Err(bad(CODE_UPLOAD, format!("line {line}: `id` must be a string"))),
-        None => return Err(bad(CODE_UPLOAD, format!("line {line}: the vector has no `id`"))),
+        Some(_) => return Err(ApiError::bad(CODE_UPLOAD, format!("line {line}: `id` must be a string"))),
+        None => return Err(ApiError::bad(CODE_UPLOAD, format!("line {line}: the vector has no `id`"))),
     };
     let at = format!("line {line}, id {id:?}");
     if id.is_empty() || id.len() > MAX_ID_BYTES {
-        return Err(bad(
+        return Err(ApiError::bad(
             CODE_ID,
             format!("{at}: id too long or empty; max is {MAX_ID_BYTES} bytes, got {} bytes", id.len()),
         ));
     }
     let Some(Value::Array(raw)) = m.remove("values") else {
-        return Err(bad(CODE_UPLOAD, format!("{at}: `values` must be an array of numbers")));
+        return Err(ApiError::bad(CODE_UPLOAD, format!("{at}: `values` must be an array of numbers")));
     };
     let mut values = Vec::with_capacity(raw.len());
     for (j, v) in raw.iter().enumerate() {
-        let f = v.as_f64().ok_or_else(|| bad(CODE_UPLOAD, format!("{at}: values[{j}] is not a number")))?;
+        let f = v
+            .as_f64()
+            .ok_or_else(|| ApiError::bad(CODE_UPLOAD, format!("{at}: values[{j}] is not a number")))?;
         let f32v = f as f32;
         if !f32v.is_finite() {
-            return Err(bad(CODE_UPLOAD, format!("{at}: values[{j}] = {v} is outside the float32 range")));
+            return Err(ApiError::bad(
+                CODE_UPLOAD,
+                format!("{at}: values[{j}] = {v} is outside the float32 range"),
+            ));
         }
         values.push(f32v);
     }
     if values.len() != dims {
-        return Err(bad(
+        return Err(ApiError::bad(
             CODE_DIMENSIONS,
             format!(
                 "{at}: invalid vector for id={id:?}, expected {dims} dimensions, and got {} dimensions",
@@ -198,7 +199,7 @@ fn vector_of(value: Value, line: usize, dims: usize) -> Result<NewVector, ApiErr
     let namespace = match m.remove("namespace") {
         None | Some(Value::Null) => None,
         Some(Value::String(ns)) if ns.len() > MAX_NAMESPACE_BYTES => {
-            return Err(bad(
+            return Err(ApiError::bad(
                 CODE_NAMESPACE,
                 format!(
                     "{at}: namespace too long; max is {MAX_NAMESPACE_BYTES} bytes, got {} bytes",
@@ -207,14 +208,16 @@ fn vector_of(value: Value, line: usize, dims: usize) -> Result<NewVector, ApiErr
             ))
         }
         Some(Value::String(ns)) => Some(ns),
-        Some(_) => return Err(bad(CODE_UPLOAD, format!("{at}: `namespace` must be a string"))),
+        Some(_) => return Err(ApiError::bad(CODE_UPLOAD, format!("{at}: `namespace` must be a string"))),
     };
     let metadata = match m.remove("metadata") {
         None | Some(Value::Null) => None,
         Some(Value::Object(meta)) => {
-            Some(check_metadata(&meta).map_err(|e| bad(CODE_METADATA, format!("{at}: {e}")))?)
+            Some(check_metadata(&meta).map_err(|e| ApiError::bad(CODE_METADATA, format!("{at}: {e}")))?)
         }
-        Some(_) => return Err(bad(CODE_METADATA, format!("{at}: `metadata` must be a JSON object"))),
+        Some(_) => {
+            return Err(ApiError::bad(CODE_METADATA, format!("{at}: `metadata` must be a JSON object")))
+        }
     };
     Ok(NewVector { id, namespace, metadata, values })
 }
