@@ -428,8 +428,7 @@ impl Index {
         let conn = self.session()?;
         let indexes = metadata_indexes(&conn)?;
         let filter = match &plan.filter {
-            Some(f) => vq::Filter::parse(f, &indexes)
-                .map_err(|m| ApiError::bad(CODE_FILTER, m))?,
+            Some(f) => vq::Filter::parse(f, &indexes).map_err(|m| ApiError::bad(CODE_FILTER, m))?,
             None => vq::Filter::default(),
         };
         let query = match (&plan.vector, &plan.vector_id) {
