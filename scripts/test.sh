@@ -8,7 +8,8 @@
 #   PGFLARE_PYTHON             the venv's python (has pyarrow)
 #   PGFLARE_WRANGLER           wrangler (npm), for its local D1
 #   PGFLARE_CHROMIUM           headless Chromium (apt), for the HTML report
-# and runs, in order: scripts/deps.py (no job imports another), cargo fmt --check, cargo clippy -D warnings and
+# and runs, in order: scripts/deps.py --files --cycles (no job imports another,
+# no cycle between folders or files outside the emulator), cargo fmt --check, cargo clippy -D warnings and
 # cargo test --all-targets (extra arguments go to cargo test). Postgres is
 # stopped at the end only if this script started it, also on failure.
 #
@@ -111,8 +112,8 @@ export PGFLARE_TEST_DATABASE_URL PGFLARE_PYTHON
 log "PGFLARE_TEST_DATABASE_URL=postgres://postgres:***@${PGFLARE_TEST_DATABASE_URL##*@}"
 log "PGFLARE_PYTHON=$PGFLARE_PYTHON"
 
-step "job imports"
-python3 scripts/deps.py >/dev/null || { python3 scripts/deps.py | sed -n '/job -> job/,/^$/p'; exit 1; }
+step "imports: no job imports another, no cycles"
+python3 scripts/deps.py --files --cycles >/dev/null || { python3 scripts/deps.py --files --cycles | sed -n '/job -> job/,$p'; exit 1; }
 
 step "cargo fmt"
 cargo fmt --all -- --check

@@ -48,6 +48,7 @@ pub mod doctor;
 pub mod emulator;
 pub mod error;
 pub mod holder;
+pub mod init;
 pub mod load;
 pub(crate) mod output;
 pub mod plan;

@@ -9,10 +9,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::batch::sink::FileReport;
 use crate::batch::TableSpec;
 use crate::error::{Error, Result};
-use crate::sink::FileReport;
-use crate::source::introspect::Constraint;
+use crate::source::table::Constraint;
 use crate::source::SnapshotInfo;
 
 pub const FORMAT: &str = "pgflare-archive";

@@ -87,7 +87,12 @@ pub fn read_parquet(path: &Path, mut each: impl FnMut(&RecordBatch, u64) -> Resu
     Ok(())
 }
 
-fn check_file(dir: &Path, table: &ManifestTable, f: &crate::sink::FileReport, buckets: usize) -> FileCheck {
+fn check_file(
+    dir: &Path,
+    table: &ManifestTable,
+    f: &crate::batch::sink::FileReport,
+    buckets: usize,
+) -> FileCheck {
     let name = table.spec.qualified();
     let path = dir.join(&f.path);
     let mut out = FileCheck {

@@ -17,11 +17,11 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::batch::{TableBatch, TableSpec};
 use crate::digest::{row_digests, DigestSum};
 use crate::error::{Error, Result};
 use crate::sink::file::HashingFile;
-use crate::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::typemap::Kind;
 
 /// The Arrow schema of the archive's Parquet files: the table's, except

@@ -213,6 +213,21 @@ pub fn shape_limit_hint(what: &str, message: &str) -> Option<String> {
     ))
 }
 
+/// Why `key` cannot be a Vectorize metadata key, if it cannot.
+pub fn check_metadata_key(key: &str) -> std::result::Result<(), &'static str> {
+    if key.is_empty() {
+        Err("metadata keys may not be empty")
+    } else if key.contains('.') {
+        Err("metadata keys may not contain `.`")
+    } else if key.contains('"') {
+        Err("metadata keys may not contain `\"`")
+    } else if key.starts_with('$') {
+        Err("metadata keys may not start with `$`")
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

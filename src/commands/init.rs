@@ -14,8 +14,9 @@ use serde::Serialize;
 
 use super::print_json;
 use crate::cli::InitArgs;
-use crate::config::{file, init, mapping};
+use crate::config::{file, mapping};
 use crate::error::Error;
+use crate::init;
 use crate::sink::d1::migration;
 use crate::source::introspect;
 
@@ -32,10 +33,10 @@ struct TableReport {
     vector: Option<String>,
     vector_metadata: Vec<String>,
     /// JSON paths proposed as top-level metadata properties.
-    vector_metadata_paths: Vec<crate::sink::vectorize::metadata::PathProperty>,
+    vector_metadata_paths: Vec<crate::config::vector_metadata::PathProperty>,
     vector_metadata_indexes: Vec<String>,
     /// What the json/jsonb columns hold (a sample), which the proposal is made from.
-    json_keys: Vec<crate::source::json_survey::JsonSurvey>,
+    json_keys: Vec<crate::init::survey::JsonSurvey>,
 }
 
 pub async fn run(
@@ -55,7 +56,7 @@ pub async fn run(
 
     let mut surveys = Vec::new();
     for info in &infos {
-        surveys.push(crate::source::json_survey::survey_table(&mut conn, info).await?);
+        surveys.push(crate::init::survey::survey_table(&mut conn, info).await?);
     }
     let mut suggested = Vec::new();
     for (n, &i) in order.iter().enumerate() {

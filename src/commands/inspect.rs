@@ -9,9 +9,10 @@ use serde::Serialize;
 use super::{human_bytes, print_json};
 use crate::cli::InspectArgs;
 use crate::config::project::OnInvalid;
+use crate::init::survey::{survey_table, JsonSurvey};
 use crate::source::fit::{check_table, Finding, Severity};
-use crate::source::introspect::{introspect_lenient, FixStyle};
-use crate::source::json_survey::{survey_table, JsonSurvey};
+use crate::source::introspect::introspect_lenient;
+use crate::source::unsupported::FixStyle;
 use crate::source::vector_fit::{self, VectorColumns, VectorSurvey};
 use crate::source::TableInfo;
 

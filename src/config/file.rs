@@ -15,8 +15,8 @@ use super::file_errors::{refuse_secrets, toml_error};
 use super::project::{
     ColumnMapping, D1Database, OnInvalid, Project, TableMapping, VectorizeSettings, DEFAULT_API_BASE_URL,
 };
+use crate::d1::check_name;
 use crate::error::{Error, Result};
-use crate::sink::d1::schema::check_name;
 
 /// The file `load_project(None)` looks for in the current folder.
 pub const DEFAULT_FILE: &str = "pgflare.toml";
@@ -349,7 +349,7 @@ fn table(at: &str, default_schema: &str, t: RawTable) -> Result<TableMapping> {
         }
     }
     for (j, m) in t.vector_metadata.iter().enumerate() {
-        if let Err(e) = crate::sink::vectorize::check_metadata_key(m) {
+        if let Err(e) = crate::cloudflare::limits::check_metadata_key(m) {
             return Err(bad(
                 &format!("vector_metadata[{j}]"),
                 format!("`{m}` cannot be a metadata key: {e}"),

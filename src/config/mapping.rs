@@ -3,9 +3,12 @@
 //! their D1 names, with their types, and the D1 key. This is where a typo
 //! in a column name is caught, with the table's real columns listed.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
-use super::project::{ColumnMapping, TableMapping};
+use super::project::{ColumnMapping, OnInvalid, TableMapping};
+use super::vector_metadata::JsonMetadata;
 use crate::batch::TableSpec;
 use crate::cloudflare::limits::D1_MAX_COLUMNS;
 use crate::error::{Error, Result};
@@ -84,7 +87,7 @@ pub fn d1_table(mapping: &TableMapping, info: &TableInfo) -> Result<D1Table> {
     let mut source_columns = Vec::new();
     for (m, k) in &columns {
         let col = must_exist(k.clone(), &m.source)?;
-        crate::sink::d1::schema::check_name("column", &m.d1).map_err(|e| reword(e, k.clone()))?;
+        crate::d1::check_name("column", &m.d1).map_err(|e| reword(e, k.clone()))?;
         if let Some(j) =
             d1_columns.iter().position(|c: &crate::batch::ColumnSpec| c.name.eq_ignore_ascii_case(&m.d1))
         {
@@ -175,7 +178,7 @@ pub fn vector_mapping(
     mapping: &TableMapping,
     info: &TableInfo,
     settings: &super::project::VectorizeSettings,
-) -> Result<Option<crate::sink::vectorize::VectorMapping>> {
+) -> Result<Option<crate::config::mapping::VectorMapping>> {
     let Some(vector) = &mapping.vector else { return Ok(None) };
     let spec = &info.spec;
     let key = |k: &str| format!("{}.{k}", mapping.setting);
@@ -279,7 +282,7 @@ pub fn vector_mapping(
             });
         }
     }
-    Ok(Some(crate::sink::vectorize::VectorMapping {
+    Ok(Some(crate::config::mapping::VectorMapping {
         vector: vector.clone(),
         id,
         namespace: mapping.vector_namespace.clone(),
@@ -310,6 +313,42 @@ fn reword(e: Error, setting: String) -> Error {
     match e {
         Error::Config { message, .. } => Error::Config { setting, message },
         other => other,
+    }
+}
+
+/// How one source table feeds Vectorize (source column names).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VectorMapping {
+    pub vector: String,
+    pub id: String,
+    pub namespace: Option<String>,
+    /// Whole columns; metadata keys are the column names.
+    pub metadata: Vec<String>,
+    /// JSON paths and spread json columns (top-level properties).
+    pub json: JsonMetadata,
+    /// The dimension every vector must have (the index's or the column's).
+    pub dims: Option<u32>,
+    pub on_invalid: OnInvalid,
+}
+
+/// Mappings by qualified source table name; tables without one send nothing.
+#[derive(Clone, Debug, Default)]
+pub struct VectorMappings(pub HashMap<String, VectorMapping>);
+
+impl VectorMappings {
+    pub fn get(&self, spec: &TableSpec) -> Option<&VectorMapping> {
+        self.0.get(&spec.qualified())
+    }
+}
+
+impl VectorMapping {
+    /// Every source column the vectors are made from.
+    pub fn columns(&self) -> Vec<&String> {
+        let mut out: Vec<&String> =
+            [&self.vector, &self.id].into_iter().chain(self.namespace.iter()).collect();
+        out.extend(&self.metadata);
+        out.extend(self.json.columns());
+        out
     }
 }
 
@@ -439,9 +478,9 @@ mod tests {
 
     #[test]
     fn json_metadata_columns_must_be_json_and_typed_paths_give_index_types() {
+        use crate::config::json_path::JsonPath;
         use crate::config::project::VectorizeSettings;
-        use crate::sink::vectorize::json_path::JsonPath;
-        use crate::sink::vectorize::metadata::{JsonMetadata, PathProperty};
+        use crate::config::vector_metadata::{JsonMetadata, PathProperty};
         let mut i = info();
         let mut meta = i.spec.columns[1].clone();
         (meta.name, meta.ty, meta.pg_type) = ("meta".into(), ColumnType::scalar(Kind::Jsonb), "jsonb".into());

@@ -6,10 +6,10 @@
 
 pub mod file;
 mod file_errors;
-pub mod init;
-pub mod init_json;
+pub mod json_path;
 pub mod mapping;
 pub mod project;
+pub mod toml_text;
 pub mod vector_metadata;
 pub mod wrangler;
 pub mod wrangler_local;

@@ -109,7 +109,7 @@ pub struct TableMapping {
     pub vector_metadata_indexes: Vec<String>,
     /// JSON paths as top-level properties, spread json columns, paths left
     /// out, and the separator of spread keys.
-    pub vector_json: crate::sink::vectorize::metadata::JsonMetadata,
+    pub vector_json: crate::config::vector_metadata::JsonMetadata,
     /// Columns read through a cast: (column, SQL type).
     pub casts: Vec<(String, String)>,
 }

@@ -13,11 +13,64 @@
 
 use std::collections::BTreeMap;
 
+use crate::config::json_path::JsonPath;
 use crate::error::{Error, Result};
-use crate::sink::vectorize::json_path::JsonPath;
-use crate::sink::vectorize::metadata::{JsonMetadata, PathProperty, DEFAULT_SEPARATOR};
+use serde::Serialize;
+
 use crate::source::TableInfo;
 use crate::typemap::{Kind, MetadataForm};
+
+/// The separator spread keys are joined with, unless configured.
+pub const DEFAULT_SEPARATOR: &str = "_";
+
+/// How json/jsonb columns feed metadata beyond whole columns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct JsonMetadata {
+    /// `vector_metadata_paths`, by property name.
+    pub paths: Vec<PathProperty>,
+    /// `vector_metadata_flatten`: columns whose object is spread.
+    pub flatten: Vec<String>,
+    /// `vector_metadata_omit`: paths left out (and what is below them).
+    pub omit: Vec<JsonPath>,
+    /// `vector_metadata_separator`.
+    pub separator: String,
+}
+
+impl Default for JsonMetadata {
+    fn default() -> Self {
+        JsonMetadata {
+            paths: Vec::new(),
+            flatten: Vec::new(),
+            omit: Vec::new(),
+            separator: DEFAULT_SEPARATOR.into(),
+        }
+    }
+}
+
+impl JsonMetadata {
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty() && self.flatten.is_empty() && self.omit.is_empty()
+    }
+
+    /// The json columns read for paths and spreading.
+    pub fn columns(&self) -> Vec<&String> {
+        let mut out: Vec<&String> = self.paths.iter().map(|p| &p.path.column).chain(&self.flatten).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// One JSON path sent as a top-level property.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PathProperty {
+    pub name: String,
+    pub path: JsonPath,
+    /// A declared type (string, number, boolean): values of another JSON
+    /// type are left out, and the property can have a metadata index.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub ty: Option<MetadataForm>,
+}
 
 /// The raw keys, as the TOML file has them.
 #[derive(Default)]
@@ -59,8 +112,8 @@ pub fn parse(at: &str, has_vector: bool, whole: &[String], raw: RawJsonKeys) -> 
     }
     let mut paths = Vec::new();
     for (name, v) in raw.paths {
-        let k = format!("vector_metadata_paths.{}", crate::config::init::toml_key(&name));
-        if let Err(e) = crate::sink::vectorize::check_metadata_key(&name) {
+        let k = format!("vector_metadata_paths.{}", crate::config::toml_text::toml_key(&name));
+        if let Err(e) = crate::cloudflare::limits::check_metadata_key(&name) {
             return Err(bad(&k, format!("`{name}` cannot be a metadata property: {e}")));
         }
         if whole.contains(&name) {
@@ -182,7 +235,7 @@ pub fn check_columns(setting: &str, json: &JsonMetadata, info: &TableInfo) -> Re
     };
     for p in &json.paths {
         check(
-            format!("{setting}.vector_metadata_paths.{}", crate::config::init::toml_key(&p.name)),
+            format!("{setting}.vector_metadata_paths.{}", crate::config::toml_text::toml_key(&p.name)),
             &p.path.column,
         )?;
     }

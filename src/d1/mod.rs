@@ -8,3 +8,16 @@
 mod floats;
 pub mod read;
 pub mod split;
+
+use crate::error::{Error, Result};
+
+/// Refuses a name D1 reserves.
+pub fn check_name(kind: &str, name: &str) -> Result<()> {
+    if name.to_ascii_lowercase().starts_with("_cf_") {
+        return Err(Error::Config {
+            setting: format!("D1 {kind} name"),
+            message: format!("`{name}` starts with _cf_, which D1 reserves; give it another name in D1"),
+        });
+    }
+    Ok(())
+}

@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use arrow::record_batch::RecordBatch;
 
 use super::{key_bytes, key_display, row_digests, DigestSum, RowDigest};
+use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::batch::{TableBatch, TableSpec};
 use crate::error::{Error, Result};
-use crate::sink::{BatchSink, SinkFactory, SinkReport};
 
 pub const DEFAULT_BUCKETS: usize = 4096;
 

@@ -16,11 +16,11 @@ use arrow::datatypes::SchemaRef;
 
 use super::buckets::{bucket_of, identity, Buckets};
 use super::{field_digest, key_display, row_digests, RowDigest};
+use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::batch::{TableBatch, TableSpec};
 use crate::config::mapping::D1Table;
 use crate::d1::read::{read_rows, read_table, rowid_span, table_exists, target_form, Unreadable};
 use crate::error::{Error, Result};
-use crate::sink::{BatchSink, SinkFactory, SinkReport};
 
 /// One table's D1 shape: the source columns that feed it and its spec.
 #[derive(Clone)]

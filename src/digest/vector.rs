@@ -7,10 +7,7 @@
 use serde_json::Value;
 
 use super::RowDigest;
-use crate::batch::TableBatch;
 use crate::cloudflare::vectorize::StoredVector;
-use crate::error::{Error, Result};
-use crate::sink::vectorize::ndjson::{Line, LineWriter};
 
 /// One vector as compared: what `load` sends, or what `get_by_ids` returns.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,18 +20,6 @@ pub struct Vector {
 }
 
 impl Vector {
-    fn from_line(line: &str) -> Result<Vector> {
-        let v: Value =
-            serde_json::from_str(line).map_err(|e| Error::Internal(format!("an NDJSON line: {e}")))?;
-        Ok(Vector {
-            id: v["id"].as_str().unwrap_or_default().to_string(),
-            // Filled from the batch by `each_vector`: lines for comparison carry no values.
-            values: Vec::new(),
-            namespace: v.get("namespace").and_then(Value::as_str).map(str::to_string),
-            metadata: v.get("metadata").cloned().unwrap_or(Value::Null),
-        })
-    }
-
     pub fn from_stored(s: &StoredVector) -> Vector {
         Vector {
             id: s.id.clone(),
@@ -117,37 +102,4 @@ pub fn canonical(v: &Value) -> String {
         other => write(other, &mut out),
     }
     out
-}
-
-/// Every vector `load` would send for the rows of `batch` (NULL vectors
-/// and rows the load's rules refuse are not expected in Vectorize). `w`
-/// is a [`LineWriter::for_comparison`]: the line gives id, namespace and
-/// metadata, the batch gives the values.
-pub fn each_vector(w: &LineWriter, batch: &TableBatch, f: &mut dyn FnMut(Vector)) -> Result<()> {
-    let mut line = String::new();
-    for row in 0..batch.batch.num_rows() {
-        if let (Line::Written, Some(v)) = vector_at(w, &batch.batch, row, &mut line)? {
-            f(v);
-        }
-    }
-    Ok(())
-}
-
-/// What becomes of one row: the line's fate and, when it is written, the
-/// vector `load` sends for it. `line` is scratch space.
-pub fn vector_at(
-    w: &LineWriter,
-    batch: &arrow::record_batch::RecordBatch,
-    row: usize,
-    line: &mut String,
-) -> Result<(Line, Option<Vector>)> {
-    line.clear();
-    match w.line(batch, row, line) {
-        Line::Written => {
-            let mut v = Vector::from_line(line)?;
-            v.values = w.values(batch, row);
-            Ok((Line::Written, Some(v)))
-        }
-        other => Ok((other, None)),
-    }
 }

@@ -9,7 +9,8 @@ use super::pooler::{self, Observed};
 use super::{Area, Check};
 use crate::config::project::Project;
 use crate::error::Error;
-use crate::source::introspect::{introspect_lenient, FixStyle};
+use crate::source::introspect::introspect_lenient;
+use crate::source::unsupported::FixStyle;
 use crate::source::{Source, SourceConn, TableInfo};
 
 /// The oldest server pgflare reads: the catalog queries use

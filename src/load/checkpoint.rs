@@ -11,11 +11,11 @@ use std::time::Duration;
 use indicatif::ProgressBar;
 
 use super::state::StateFile;
+use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::batch::{TableBatch, TableSpec};
 use crate::cloudflare::vectorize::WriteTicket;
 use crate::cloudflare::Vectorize;
 use crate::error::{Error, Result};
-use crate::sink::{BatchSink, SinkFactory, SinkReport};
 
 pub struct Checkpointing {
     pub inner: Arc<dyn SinkFactory>,

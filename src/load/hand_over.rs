@@ -67,9 +67,9 @@ pub(super) async fn hand_over(
     // D1's rows were (re)written: key buckets saved by earlier syncs no longer hold.
     crate::state::ranges::forget(&d1).await?;
     let fp = crate::state::fingerprint::fingerprint(prepared, &opts.project);
-    let mut checkpoint = Checkpoint::new(&fp, Position::of(first)?, "load");
+    let mut checkpoint = Checkpoint::new(&fp.current, Position::of(first)?, "load");
     checkpoint.vectorize =
-        Some(crate::state::fingerprint::vectorize_fingerprint(prepared, &opts.project, sends));
+        Some(crate::state::fingerprint::vectorize_fingerprint(prepared, &opts.project, sends).current);
     checkpoint.vectorize_index = IndexRef::of(&opts.vectorize).filter(|_| sends);
     if let (Some(i), Some(v)) = (checkpoint.vectorize_index.as_mut(), index) {
         i.created_on = v.created_on().await?;

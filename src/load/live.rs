@@ -1,5 +1,5 @@
 //! What a load leaves out because it is not live (soft-deleted, or below
-//! a soft-deleted parent: see `source::live`), and the foreign-key checks
+//! a soft-deleted parent: see `plan::live`), and the foreign-key checks
 //! that keep D1 from refusing a row halfway through: before anything is
 //! written, the tables whose conditions follow a cycle of several tables
 //! only once around are checked for rows whose parent is not written; and
@@ -11,7 +11,7 @@ use sqlx::Row as _;
 use super::Prepared;
 use crate::batch::{quote_ident, TableSpec};
 use crate::error::{Error, Result};
-use crate::source::live::{LiveRows, OrphanCheck};
+use crate::plan::live::{LiveRows, OrphanCheck};
 use crate::source::{Snapshot, TableInfo};
 
 /// Rows of one table left out of the targets.

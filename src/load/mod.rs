@@ -19,17 +19,18 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+pub use self::report::TableSummary;
 use self::report::{column_widths, table_summaries, write_files_manifest};
 use self::state::{LoadState, PartitionState, StateFile, StateLock, TableState};
+use crate::batch::sink::VectorReport;
 use crate::config::project::Project;
 use crate::error::{Error, Result};
 use crate::plan::{self, prepare, target, vectors, Prepared, TablePlan};
 use crate::plan::{Target, VectorTarget};
 use crate::progress::Progress;
-use crate::sink::d1::render::{D1Mapping, D1Mappings};
-use crate::sink::vectorize::VectorReport;
+use crate::sink::d1::render::D1Mappings;
 use crate::source::{partition, read_all, ReadOptions, Snapshot, SnapshotInfo, Source};
-use crate::source::{SplitOptions, TableInfo, TableJob};
+use crate::source::{SplitOptions, TableJob};
 
 pub struct LoadOptions {
     pub project: Project,
@@ -44,32 +45,6 @@ pub struct LoadOptions {
     pub restart: bool,
     pub dry_run: bool,
     pub create_tables: bool,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct TableSummary {
-    pub table: String,
-    pub d1_table: String,
-    /// Rows in the target from this load, all runs together.
-    pub rows: u64,
-    /// Rows written by this run.
-    pub rows_this_run: u64,
-    pub bytes: u64,
-    pub partitions: usize,
-    /// Ranges a previous run had finished, skipped now.
-    pub partitions_skipped: usize,
-    /// Rows left out because they are soft-deleted, and because a parent
-    /// (along the foreign keys, transitively) is: D1 would refuse them.
-    pub rows_soft_deleted: u64,
-    pub rows_hidden_by_deleted_parent: u64,
-    /// What went to Vectorize, all runs together (tables with a vector).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vectors: Option<VectorReport>,
-    /// Foreign keys on a cycle set after the rows (tables with links):
-    /// rows whose links were set, and those left unset because the row
-    /// they point at is not in D1.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub links: Option<crate::sink::d1::linker::LinkReport>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -115,12 +90,18 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     let vectors_to = vector_target.describe();
     // Only an index has metadata indexes and a metric (NDJSON files do not).
     let index = matches!(vector_target, VectorTarget::Api { .. }).then_some(&opts.project.vectorize);
-    let fingerprint =
-        fingerprint(&opts.target, vectors_to.as_deref(), infos, mappings, &prepared.vectors, index);
+    let fingerprint = crate::state::fingerprint::load_fingerprint(
+        &opts.target,
+        vectors_to.as_deref(),
+        infos,
+        mappings,
+        &prepared.vectors,
+        index,
+    );
     let state_path = opts.target.state_path(&opts.state_dir, vectors_to.as_deref());
     let previous = if opts.restart { None } else { StateFile::read(&state_path)? };
     if let Some(p) = &previous {
-        if p.fingerprint != fingerprint {
+        if !fingerprint.matches(&p.fingerprint) {
             return Err(Error::Config {
                 setting: "pgflare load".into(),
                 message: format!(
@@ -137,9 +118,13 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     let mut state = match previous {
         Some(mut s) => {
             s.runs += 1;
+            // A state written before the stable form now holds it.
+            s.fingerprint.clone_from(&fingerprint.current);
             s
         }
-        None => new_state(&mut snapshot, opts, vectors_to.as_deref(), &prepared, &fingerprint).await?,
+        None => {
+            new_state(&mut snapshot, opts, vectors_to.as_deref(), &prepared, &fingerprint.current).await?
+        }
     };
     let mut table_plans = Vec::new();
     let widths = if opts.dry_run { column_widths(&mut snapshot, infos).await? } else { BTreeMap::new() };
@@ -257,10 +242,10 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
         })
         .collect();
     let spool = links::spool(&state_path, &prepared, resumed)?;
-    let mut sinks_of: Vec<Arc<dyn crate::sink::SinkFactory>> = vec![target.sinks()];
-    sinks_of.extend(spool.clone().map(|s| Arc::new(s) as Arc<dyn crate::sink::SinkFactory>));
+    let mut sinks_of: Vec<Arc<dyn crate::batch::sink::SinkFactory>> = vec![target.sinks()];
+    sinks_of.extend(spool.clone().map(|s| Arc::new(s) as Arc<dyn crate::batch::sink::SinkFactory>));
     sinks_of.extend(opened_vectors.as_ref().map(|v| v.sinks.clone()));
-    let inner: Arc<dyn crate::sink::SinkFactory> = match sinks_of.len() {
+    let inner: Arc<dyn crate::batch::sink::SinkFactory> = match sinks_of.len() {
         1 => target.sinks(),
         _ => Arc::new(crate::sink::tee::Tee(sinks_of)),
     };
@@ -392,55 +377,4 @@ async fn new_state(
         complete: false,
         tables,
     })
-}
-
-fn fingerprint(
-    target: &Target,
-    vectors_to: Option<&str>,
-    infos: &[TableInfo],
-    mappings: &[D1Mapping],
-    plan: &vectors::VectorPlan,
-    index: Option<&crate::config::project::VectorizeSettings>,
-) -> String {
-    let vectors = &plan.mappings;
-    let mut h = blake3::Hasher::new();
-    h.update(target.describe().as_bytes());
-    if let Some(v) = vectors_to {
-        h.update(format!("\n{v}").as_bytes());
-    }
-    for (i, m) in infos.iter().zip(mappings) {
-        h.update(format!("\n{}>{}:{:?}:{:?}", i.spec.qualified(), m.table, m.columns, m.key).as_bytes());
-        // Rows are written differently when a table has links (tables
-        // without keep the fingerprint of earlier versions).
-        if !m.links.is_empty() {
-            h.update(format!(":links{:?}", m.links).as_bytes());
-        }
-        // What lands in Vectorize, not the policy for bad rows: a load that
-        // failed on one must resume with `skip`.
-        if let Some(v) = vectors.0.get(&i.spec.qualified()) {
-            h.update(
-                format!(":{}:{}:{:?}:{:?}:{:?}", v.vector, v.id, v.namespace, v.metadata, v.dims).as_bytes(),
-            );
-            // The JSON metadata mapping (added later: only when there is one,
-            // so states written before it stay valid).
-            if !v.json.is_empty() {
-                h.update(format!(":{:?}", v.json).as_bytes());
-            }
-        }
-    }
-    // Vectorize filters only on vectors written after their metadata index
-    // exists, and ranks by the index's metric: ranges loaded before a change
-    // would differ from the rest. Each only when set (the metric: when not
-    // the default), so states written before they counted stay valid.
-    if let Some(settings) = index {
-        let mut indexes = plan.metadata_indexes.clone();
-        indexes.sort();
-        if !indexes.is_empty() {
-            h.update(format!("\nmetadata indexes:{indexes:?}").as_bytes());
-        }
-        if settings.metric != crate::config::project::VectorizeSettings::default().metric {
-            h.update(format!("\nmetric:{}", settings.metric).as_bytes());
-        }
-    }
-    h.finalize().to_hex()[..32].to_string()
 }

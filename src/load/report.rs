@@ -5,12 +5,40 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
 use sqlx::Row as _;
 
 use super::state::LoadState;
-use super::TableSummary;
+use crate::batch::sink::VectorReport;
 use crate::error::{Error, Result};
 use crate::source::{Snapshot, TableInfo};
+
+/// One table's line of the load summary.
+#[derive(Clone, Debug, Serialize)]
+pub struct TableSummary {
+    pub table: String,
+    pub d1_table: String,
+    /// Rows in the target from this load, all runs together.
+    pub rows: u64,
+    /// Rows written by this run.
+    pub rows_this_run: u64,
+    pub bytes: u64,
+    pub partitions: usize,
+    /// Ranges a previous run had finished, skipped now.
+    pub partitions_skipped: usize,
+    /// Rows left out because they are soft-deleted, and because a parent
+    /// (along the foreign keys, transitively) is: D1 would refuse them.
+    pub rows_soft_deleted: u64,
+    pub rows_hidden_by_deleted_parent: u64,
+    /// What went to Vectorize, all runs together (tables with a vector).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vectors: Option<VectorReport>,
+    /// Foreign keys on a cycle set after the rows (tables with links):
+    /// rows whose links were set, and those left unset because the row
+    /// they point at is not in D1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub links: Option<crate::sink::d1::linker::LinkReport>,
+}
 
 /// Average text width of each D1 column over a sample of about 2,000 rows
 /// (`octet_length(col::text)`: close to what D1 stores, since D1 keeps
@@ -73,7 +101,7 @@ pub fn table_summaries(
             rows_soft_deleted: t.rows_soft_deleted,
             rows_hidden_by_deleted_parent: t.rows_hidden_by_deleted_parent,
             vectors: {
-                let mut v = crate::sink::vectorize::VectorReport::default();
+                let mut v = crate::batch::sink::VectorReport::default();
                 t.partitions.iter().for_each(|p| v.merge(p.vectors.clone()));
                 v.files.clear();
                 (!v.is_empty()).then_some(v)
@@ -137,7 +165,7 @@ pub fn write_files_manifest(
             .map(|t| {
                 let mut files: Vec<_> = t.partitions.iter().flat_map(|p| p.vectors.files.clone()).collect();
                 files.iter_mut().for_each(|f| f.path = format!("{prefix}/{}", f.path));
-                let sum = |f: fn(&crate::sink::vectorize::VectorReport) -> u64| {
+                let sum = |f: fn(&crate::batch::sink::VectorReport) -> u64| {
                     t.partitions.iter().map(|p| f(&p.vectors)).sum::<u64>()
                 };
                 serde_json::json!({

@@ -13,10 +13,10 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use crate::batch::sink::VectorReport;
+use crate::batch::sink::{FileReport, SinkReport};
 use crate::error::{Error, Result};
 use crate::sink::d1::linker::LinkReport;
-use crate::sink::vectorize::VectorReport;
-use crate::sink::{FileReport, SinkReport};
 use crate::source::partition::Partition;
 use crate::source::SnapshotInfo;
 
@@ -45,7 +45,7 @@ pub struct TableState {
     pub d1_table: String,
     pub partitions: Vec<PartitionState>,
     /// Rows left out at the first run's snapshot: soft-deleted, and below
-    /// a soft-deleted parent (see `source::live`).
+    /// a soft-deleted parent (see `plan::live`).
     #[serde(default)]
     pub rows_soft_deleted: u64,
     #[serde(default)]

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 pub mod access;
 pub mod cloudflare;
+pub mod live;
 pub mod resolve;
 pub mod target;
 pub mod vectors;
@@ -23,7 +24,8 @@ use crate::config::mapping::{default_mapping, D1Table};
 use crate::config::project::{Project, TableMapping};
 use crate::error::{Error, Result};
 use crate::sink::d1::render::D1Mapping;
-use crate::source::introspect::{introspect_lenient, refuse_unsupported, FixStyle};
+use crate::source::introspect::introspect_lenient;
+use crate::source::unsupported::{refuse_unsupported, FixStyle};
 use crate::source::{Selection, Snapshot, TableInfo};
 
 /// The D1 side of one introspected table: the configured mapping (or the
@@ -145,7 +147,7 @@ pub struct Prepared {
     pub fks: crate::sink::d1::links::FkPlan,
     pub vectors: vectors::VectorPlan,
     /// Which rows are live (soft deletes, cascading along foreign keys).
-    pub live: crate::source::live::LiveRows,
+    pub live: crate::plan::live::LiveRows,
 }
 
 /// The tables a job reads, with pgflare.toml's casts: the configured ones
@@ -235,6 +237,6 @@ pub async fn prepare(
     for (i, m) in mappings.iter_mut().enumerate() {
         m.links = fks.links(i);
     }
-    let live = crate::source::live::LiveRows::read(snapshot.conn(), project, &infos).await?;
+    let live = crate::plan::live::LiveRows::read(snapshot.conn(), project, &infos).await?;
     Ok(Prepared { infos, mappings, d1, fks, vectors, live })
 }

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::batch::sink::SinkFactory;
 use crate::cloudflare::{Api, ApiSettings, D1};
 use crate::error::{Error, Result};
 use crate::sink::d1::api::D1ApiConfig;
@@ -13,7 +14,6 @@ use crate::sink::d1::linker::LinkTarget;
 use crate::sink::d1::render::D1Mappings;
 use crate::sink::d1::sqlite::D1SqliteConfig;
 use crate::sink::d1::D1FilesConfig;
-use crate::sink::SinkFactory;
 
 /// The target chosen for a run.
 // One value per run: boxing the API settings would save nothing.

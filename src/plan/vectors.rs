@@ -8,15 +8,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::batch::sink::SinkFactory;
 use crate::cloudflare::vectorize::IndexConfig;
 use crate::cloudflare::{Api, Vectorize};
+use crate::config::mapping::VectorMappings;
 use crate::config::project::VectorizeSettings;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::sink::vectorize::api::VectorizeApiConfig;
 use crate::sink::vectorize::files::VectorizeFilesConfig;
-use crate::sink::vectorize::VectorMappings;
-use crate::sink::SinkFactory;
 use crate::source::fit::Finding;
 use crate::source::vector_fit;
 

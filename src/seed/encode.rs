@@ -1,8 +1,9 @@
 //! Rows to COPY text format, in pieces of bounded size.
 
 use super::format::{array_literal, push_copy_text, push_timestamp, push_vector, Micros};
-use super::gen::{self, ChunkIter, ChunkRow, DocumentIter, DocumentRow};
+use super::gen::{self, ChunkIter, DocumentIter};
 use super::rng::push_uuid;
+use super::rows::{ChunkRow, DocumentRow};
 use super::{SeedError, SeedParams, Table};
 
 /// Target size of one piece handed to the database or a writer.

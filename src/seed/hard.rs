@@ -4,8 +4,8 @@
 //! embeddings of these chunks follow the seed's topic centroids.
 
 use super::format::{Json, Micros, BASE_MICROS};
-use super::gen::{Centroids, ChunkRow, DocumentRow};
 use super::rng::{Rng, STREAM_HARD_EMB};
+use super::rows::{Centroids, ChunkRow, DocumentRow, TOPIC_COUNT};
 use super::text;
 
 /// Id of the document that owns every hard row.
@@ -156,9 +156,8 @@ pub(crate) fn chunk(i: usize, seed: u64, centroids: &Centroids) -> ChunkRow {
     let n = i + 1;
     let mut tags = Some(vec!["hard-row".to_owned()]);
     let mut metadata = Some(Json::obj([("case", Json::int(n as i64))]));
-    let mut embedding = Some(
-        centroids.embed(n % super::gen::TOPIC_COUNT, &mut Rng::for_stream(seed, STREAM_HARD_EMB, n as u64)),
-    );
+    let mut embedding =
+        Some(centroids.embed(n % TOPIC_COUNT, &mut Rng::for_stream(seed, STREAM_HARD_EMB, n as u64)));
     let content: String = match n {
         1 => String::new(),
         2 => "'".to_owned(),

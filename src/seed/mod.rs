@@ -32,19 +32,18 @@ mod hard;
 mod lang;
 mod load;
 mod rng;
+mod rows;
 #[cfg(test)]
 mod tests;
 mod text;
 
 pub use encode::{encode_chunk, encode_document, CopyEncoder, CHUNK_COLUMNS, DOCUMENT_COLUMNS, PIECE_BYTES};
 pub use format::{array_literal, copy_text, push_copy_text, Json, Micros, BASE_MICROS};
-pub use gen::{
-    chunks, documents, ChunkIter, ChunkRow, DocumentIter, DocumentRow, NOISE_SCALE, NULL_EMBEDDING_ONE_IN,
-    TOPIC_COUNT,
-};
+pub use gen::{chunks, documents, ChunkIter, DocumentIter, NULL_EMBEDDING_ONE_IN};
 pub use hard::{large_content, HARD_DOCUMENT_ID, HARD_ROW_IDS, LARGE_CONTENT_BYTES};
 pub use load::{load, SeedReport};
 pub use rng::{uuid_string, Rng};
+pub use rows::{ChunkRow, DocumentRow, NOISE_SCALE, TOPIC_COUNT};
 
 /// The schema template; `{{DIMS}}` stands for the embedding dimension.
 pub const SCHEMA_TEMPLATE: &str = include_str!("../../fixtures/schema.sql");

@@ -99,7 +99,7 @@ fn params_are_validated() {
 #[test]
 fn ordinary_embeddings_are_unit_norm_and_clustered() {
     let p = SeedParams { seed: 9, documents: 40, chunks: 800, dims: 256, hard_rows: false };
-    let centroids = gen::Centroids::new(p.seed, p.dims);
+    let centroids = super::rows::Centroids::new(p.seed, p.dims);
     let mut nulls = 0;
     let mut own = 0.0f64;
     let mut other = 0.0f64;

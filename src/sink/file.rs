@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::FileReport;
+use crate::batch::sink::FileReport;
 use crate::digest::DigestSum;
 use crate::error::{Error, Result};
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{BatchSink, SinkFactory, SinkReport};
+use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::batch::{TableBatch, TableSpec};
 use crate::error::Result;
 

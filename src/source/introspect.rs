@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 
 use super::conn::SourceConn;
-use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 
-use super::constraints::{self, ForeignKey, Index, SkippedIndex};
-pub use super::unsupported::{refuse_unsupported, FixStyle, UnsupportedColumn};
+use super::constraints;
+use super::table::{Constraint, TableInfo};
+use super::unsupported::{refuse_unsupported, FixStyle, UnsupportedColumn};
 use crate::batch::{quote_ident, ColumnSpec, TableSpec};
 use crate::error::{Error, Result};
 use crate::typemap::{self, ColumnType, PgTypeInfo};
@@ -26,38 +26,6 @@ pub struct Selection {
     pub casts: BTreeMap<String, String>,
     /// `table.column` names to leave out.
     pub excludes: Vec<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Constraint {
-    pub name: String,
-    /// `p` primary key, `u` unique, `f` foreign key, `c` check, `x` exclusion.
-    pub kind: String,
-    pub definition: String,
-}
-
-/// A table with everything `inspect` and `archive` report about it.
-#[derive(Clone, Debug, Serialize)]
-pub struct TableInfo {
-    #[serde(flatten)]
-    pub spec: TableSpec,
-    /// `pg_class.reltuples`; None when the table was never analyzed.
-    pub row_estimate: Option<u64>,
-    pub total_bytes: i64,
-    pub constraints: Vec<Constraint>,
-    pub indexes: Vec<String>,
-    pub ddl: String,
-    /// Structured forms of the above, for the D1 migration.
-    pub foreign_keys: Vec<ForeignKey>,
-    /// Column lists of UNIQUE constraints.
-    pub unique_keys: Vec<Vec<String>>,
-    /// Plain b-tree indexes (not backing a constraint).
-    pub btree_indexes: Vec<Index>,
-    /// Indexes that have no SQLite form (HNSW, GIN, expression, partial).
-    pub skipped_indexes: Vec<SkippedIndex>,
-    /// Columns that cannot be read as they are (left out of `spec`); a
-    /// command that reads them refuses with all of them at once.
-    pub unsupported: Vec<UnsupportedColumn>,
 }
 
 /// Finds the selected tables and describes them; refuses, all at once, the

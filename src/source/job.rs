@@ -8,9 +8,9 @@ use std::sync::Arc;
 use super::partition::{self, SplitOptions};
 use super::reader::{read_all, PartitionResult, ReadOptions, TableJob};
 use super::{introspect, Selection, Snapshot, SnapshotInfo, Source, TableInfo};
+use crate::batch::sink::{SinkFactory, SinkReport};
 use crate::error::Result;
 use crate::progress::Progress;
-use crate::sink::{SinkFactory, SinkReport};
 
 /// What a read produced, per table in selection order.
 pub struct Reading {

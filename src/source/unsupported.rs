@@ -3,7 +3,7 @@
 //! for `inspect`/`archive`/`init` or as pgflare.toml keys for the commands
 //! that read through a mapping, and refused all at once.
 
-use super::introspect::TableInfo;
+use super::table::TableInfo;
 use crate::error::{Error, Result};
 pub use crate::error::{FixStyle, UnsupportedColumn};
 

@@ -79,7 +79,7 @@ pub fn mapping<'a>(project: &'a Project, schema: &str, table: &str) -> Option<&'
 }
 
 // Which rows are live (soft deletes) is decided for load, sync and verify
-// alike in `source::live`.
+// alike in `plan::live`.
 
 /// Joins optional conditions with AND.
 pub fn all_of(parts: &[Option<String>]) -> Option<String> {

@@ -9,13 +9,13 @@
 
 use crate::error::{Error, Result};
 use crate::state::checkpoint::{Checkpoint, IndexRef};
-use crate::state::fingerprint::VECTORS_OFF;
+use crate::state::fingerprint::{Fingerprint, VECTORS_OFF};
 
 /// What a run does with vectors, for [`accept`].
 pub struct RunVectors {
     /// [`crate::state::fingerprint::vectorize_fingerprint`] of the run: [`VECTORS_OFF`] when it
     /// sends none.
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     /// The index they go to (`None` for NDJSON files, or when off).
     pub index: Option<IndexRef>,
     /// Vectors are off only because no index was named (`--vectorize
@@ -25,9 +25,14 @@ pub struct RunVectors {
 
 /// Checks `checkpoint` against the run (`fingerprint`: [`crate::state::fingerprint::fingerprint`]
 /// of its configuration) and records the run's vectors in it.
-pub fn accept(checkpoint: &mut Checkpoint, fingerprint: &str, run: RunVectors, setting: &str) -> Result<()> {
+pub fn accept(
+    checkpoint: &mut Checkpoint,
+    fingerprint: &Fingerprint,
+    run: RunVectors,
+    setting: &str,
+) -> Result<()> {
     let refused = |message: String| Error::Config { setting: setting.into(), message };
-    if fingerprint != checkpoint.fingerprint {
+    if !fingerprint.matches(&checkpoint.fingerprint) {
         return Err(refused(
             "the checkpoint was written for other tables, D1 columns, soft-delete columns or JSON metadata \
              mapping (vector_metadata_paths/_flatten/_omit) than pgflare.toml now has; changes since it \
@@ -36,7 +41,9 @@ pub fn accept(checkpoint: &mut Checkpoint, fingerprint: &str, run: RunVectors, s
                 .into(),
         ));
     }
-    let sends = run.fingerprint != VECTORS_OFF;
+    // A checkpoint written before the stable form holds it from now on.
+    checkpoint.fingerprint.clone_from(&fingerprint.current);
+    let sends = run.fingerprint.current != VECTORS_OFF;
     if run.unnamed && !sends {
         check_named(checkpoint).map_err(refused)?;
     }
@@ -52,7 +59,7 @@ pub fn accept(checkpoint: &mut Checkpoint, fingerprint: &str, run: RunVectors, s
         }
     }
     checkpoint.vectorize_index = index;
-    checkpoint.vectorize = Some(run.fingerprint);
+    checkpoint.vectorize = Some(run.fingerprint.current);
     Ok(())
 }
 
@@ -83,10 +90,10 @@ fn check_named(checkpoint: &Checkpoint) -> std::result::Result<(), String> {
 /// Whether a checkpoint whose Vectorize side is `have` can go on with a
 /// run whose vectors are `want` (both from [`crate::state::fingerprint::vectorize_fingerprint`]);
 /// a checkpoint without one predates it and is taken as it is.
-fn check_vectorize(have: Option<&str>, want: &str) -> std::result::Result<(), String> {
+fn check_vectorize(have: Option<&str>, want: &Fingerprint) -> std::result::Result<(), String> {
     let message = match have {
         None => return Ok(()),
-        Some(h) if h == want || want == VECTORS_OFF => return Ok(()),
+        Some(h) if want.matches(h) || want.current == VECTORS_OFF => return Ok(()),
         Some(VECTORS_OFF) => {
             "the last load or sync run left Vectorize out (--vectorize off, or no index named), so the index \
              misses the changes that run carried, which changes since the checkpoint would not cover: run \
@@ -174,12 +181,12 @@ mod tests {
     }
 
     fn refusal(c: &Checkpoint, r: RunVectors) -> Option<String> {
-        accept(&mut c.clone(), "f", r, "D1").err().map(|e| e.to_string())
+        accept(&mut c.clone(), &"f".into(), r, "D1").err().map(|e| e.to_string())
     }
 
     #[test]
     fn a_checkpoint_goes_on_only_with_the_vectors_it_was_written_for() {
-        let ok = |have: Option<&str>, want: &str| check_vectorize(have, want).is_ok();
+        let ok = |have: Option<&str>, want: &str| check_vectorize(have, &want.into()).is_ok();
         assert!(ok(None, "a"), "written before the mapping was recorded");
         assert!(ok(None, VECTORS_OFF));
         assert!(ok(Some("a"), "a"));
@@ -187,9 +194,9 @@ mod tests {
         assert!(ok(Some(VECTORS_OFF), VECTORS_OFF));
         assert!(!ok(Some("a"), "b"), "another mapping");
         assert!(!ok(Some(VECTORS_OFF), "a"), "vectors after a run without them");
-        let e = check_vectorize(Some(VECTORS_OFF), "a").err().unwrap_or_default();
+        let e = check_vectorize(Some(VECTORS_OFF), &"a".into()).err().unwrap_or_default();
         assert!(e.contains("--vectorize off") && e.contains("pgflare load --restart"), "{e}");
-        let other_tables = accept(&mut checkpoint(None, None), "g", run("a", None, false), "D1");
+        let other_tables = accept(&mut checkpoint(None, None), &"g".into(), run("a", None, false), "D1");
         assert!(other_tables.err().is_some_and(|e| e.to_string().contains("other tables")));
     }
 
@@ -207,9 +214,10 @@ mod tests {
         assert_eq!(refusal(&c, run(VECTORS_OFF, None, false)), None, "--vectorize off stays possible");
         // Recorded: the run's index, or none once Vectorize is left out.
         let mut legacy = checkpoint(Some("a"), None);
-        accept(&mut legacy, "f", run("a", Some(vi2.clone()), false), "D1").expect("a legacy checkpoint");
+        accept(&mut legacy, &"f".into(), run("a", Some(vi2.clone()), false), "D1")
+            .expect("a legacy checkpoint");
         assert_eq!(legacy.vectorize_index, Some(vi2));
-        accept(&mut legacy, "f", run(VECTORS_OFF, None, false), "D1").expect("off");
+        accept(&mut legacy, &"f".into(), run(VECTORS_OFF, None, false), "D1").expect("off");
         assert_eq!((legacy.vectorize.as_deref(), legacy.vectorize_index), (Some(VECTORS_OFF), None));
     }
 
@@ -225,7 +233,7 @@ mod tests {
         // Not known on one side: nothing to compare; the known time is kept.
         assert_eq!(refusal(&c, run("a", Some(created(&vi, Some(""))), false)), None);
         let mut c2 = c.clone();
-        accept(&mut c2, "f", run("a", Some(created(&vi, Some(""))), false), "D1").expect("accepted");
+        accept(&mut c2, &"f".into(), run("a", Some(created(&vi, Some(""))), false), "D1").expect("accepted");
         assert_eq!(c2.vectorize_index.and_then(|i| i.created_on).as_deref(), Some("t1"));
         let legacy = checkpoint(Some("a"), Some(vi.clone()));
         assert_eq!(refusal(&legacy, run("a", Some(created(&vi, Some("t2"))), false)), None);

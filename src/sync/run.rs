@@ -12,6 +12,8 @@ use super::sink::{ChangedVectors, Counts, Recording, VectorCounts};
 use super::source_reads::{count_rows, int_bounds, read_keys};
 use super::summary::{add_deleted_vectors, SyncSummary, TableSync};
 use super::sweep::{buckets_for, sweep, KeySource, SweepTable};
+use crate::batch::sink::SinkFactory;
+use crate::batch::sink::{Rejected, MAX_NAMED_REJECTS};
 use crate::cloudflare::{Api, Vectorize};
 use crate::config::project::Project;
 use crate::digest::pass::key_views;
@@ -20,8 +22,6 @@ use crate::plan::access::D1Access;
 use crate::plan::{Target, VectorTarget};
 use crate::progress::Progress;
 use crate::sink::d1::render::D1Mappings;
-use crate::sink::vectorize::{Rejected, MAX_NAMED_REJECTS};
-use crate::sink::SinkFactory;
 use crate::source::{
     partition, read_until, Partition, ReadOptions, Snapshot, Source, SplitOptions, TableJob,
 };

@@ -25,16 +25,17 @@ use std::time::Duration;
 
 use arrow::array::BooleanArray;
 
+use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::batch::{TableBatch, TableSpec};
 use crate::cloudflare::vectorize::WriteTicket;
 use crate::cloudflare::Vectorize;
+use crate::config::mapping::VectorMappings;
 use crate::config::project::OnInvalid;
-use crate::digest::vector::{vector_at, vector_digest, Vector};
+use crate::digest::vector::{vector_digest, Vector};
 use crate::error::{Error, Result};
 use crate::plan::access::D1Access;
+use crate::sink::vectorize::ndjson::vector_at;
 use crate::sink::vectorize::ndjson::{id_text, Line, LineWriter};
-use crate::sink::vectorize::VectorMappings;
-use crate::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::state::checkpoint::Checkpoint;
 use crate::state::held::{is_vector_id, may_hold, record_digests, recorded, CHECK_STORED, NO_VECTOR};
 use crate::state::store::Store;

@@ -5,9 +5,9 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::batch::sink::SinkFactory;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::sink::SinkFactory;
 use crate::source::{read_all, Partition, ReadOptions, Snapshot, Source, TableJob};
 
 /// Rows of `spec` meeting `filter`.
@@ -65,18 +65,22 @@ pub async fn read_keys(
 struct Collect(Arc<Mutex<Vec<arrow::record_batch::RecordBatch>>>);
 
 impl SinkFactory for Collect {
-    fn open(&self, _: &Arc<crate::batch::TableSpec>, _: usize) -> Result<Box<dyn crate::sink::BatchSink>> {
+    fn open(
+        &self,
+        _: &Arc<crate::batch::TableSpec>,
+        _: usize,
+    ) -> Result<Box<dyn crate::batch::sink::BatchSink>> {
         Ok(Box::new(Collect(self.0.clone())))
     }
 }
 
-impl crate::sink::BatchSink for Collect {
+impl crate::batch::sink::BatchSink for Collect {
     fn write(&mut self, batch: &crate::batch::TableBatch) -> Result<()> {
         self.0.lock().map_err(|_| Error::Internal("key reader poisoned".into()))?.push(batch.batch.clone());
         Ok(())
     }
 
-    fn finish(self: Box<Self>) -> Result<crate::sink::SinkReport> {
-        Ok(crate::sink::SinkReport::default())
+    fn finish(self: Box<Self>) -> Result<crate::batch::sink::SinkReport> {
+        Ok(crate::batch::sink::SinkReport::default())
     }
 }

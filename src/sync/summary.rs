@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::deletes::Deleted;
 use super::sink::VectorCounts;
 use super::sweep::SweepReport;
-use crate::sink::vectorize::Rejected;
+use crate::batch::sink::Rejected;
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct TableSync {
@@ -25,7 +25,7 @@ pub struct TableSync {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vectors: Option<VectorCounts>,
     /// Rows whose vector Vectorize would refuse (`on_invalid = "skip"`),
-    /// the first [`crate::sink::vectorize::MAX_NAMED_REJECTS`] with the reason.
+    /// the first [`crate::batch::sink::MAX_NAMED_REJECTS`] with the reason.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped_vectors: Vec<Rejected>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -20,6 +20,7 @@ use arrow::array::UInt32Array;
 use arrow::record_batch::RecordBatch;
 
 use super::deletes::{Deleted, Deleter};
+use crate::batch::sink::SinkFactory;
 use crate::batch::{quote_ident, TableSpec};
 use crate::config::mapping::D1Table;
 use crate::d1::read::read_table;
@@ -29,7 +30,6 @@ use crate::digest::{key_bytes, row_digests};
 use crate::error::{Error, Result};
 use crate::plan::access::D1Access;
 use crate::progress::Progress;
-use crate::sink::SinkFactory;
 use crate::source::{read_all, Partition, ReadOptions, Source, TableJob};
 use crate::state::ranges::{self, Scheme, Sums};
 
@@ -222,7 +222,7 @@ struct LabelSink {
 }
 
 impl SinkFactory for LabelSinks {
-    fn open(&self, _: &Arc<TableSpec>, _: usize) -> Result<Box<dyn crate::sink::BatchSink>> {
+    fn open(&self, _: &Arc<TableSpec>, _: usize) -> Result<Box<dyn crate::batch::sink::BatchSink>> {
         Ok(Box::new(LabelSink {
             scheme: self.scheme.clone(),
             schema: self.schema.clone(),
@@ -233,20 +233,20 @@ impl SinkFactory for LabelSinks {
     }
 }
 
-impl crate::sink::BatchSink for LabelSink {
+impl crate::batch::sink::BatchSink for LabelSink {
     fn write(&mut self, batch: &crate::batch::TableBatch) -> Result<()> {
         // Under D1's column names, so digests match D1's side.
         let b = RecordBatch::try_new(self.schema.clone(), batch.batch.columns().to_vec())?;
         self.local.absorb(&self.scheme, &b, self.wanted.as_deref())
     }
 
-    fn finish(self: Box<Self>) -> Result<crate::sink::SinkReport> {
+    fn finish(self: Box<Self>) -> Result<crate::batch::sink::SinkReport> {
         let mut out = self.out.lock().map_err(|_| Error::Internal("a key reader panicked".into()))?;
         for (k, s) in self.local.sums {
             out.sums.entry(k).or_default().merge(&s);
         }
         out.keys.extend(self.local.keys);
-        Ok(crate::sink::SinkReport::default())
+        Ok(crate::batch::sink::SinkReport::default())
     }
 }
 

@@ -15,12 +15,12 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use super::report::{QueryParity, QueryResult};
+use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::batch::{TableBatch, TableSpec};
+use crate::config::mapping::VectorMappings;
 use crate::digest::vector::Vector;
 use crate::error::{Error, Result};
 use crate::sink::vectorize::ndjson::LineWriter;
-use crate::sink::vectorize::VectorMappings;
-use crate::sink::{BatchSink, SinkFactory, SinkReport};
 
 /// A distance metric as Vectorize names it; scores as Vectorize reports them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -245,7 +245,7 @@ impl BatchSink for ParitySink {
     fn write(&mut self, batch: &TableBatch) -> Result<()> {
         let Some(w) = &self.writer else { return Ok(()) };
         let local = &mut self.local;
-        crate::digest::vector::each_vector(w, batch, &mut |v| match local {
+        crate::sink::vectorize::ndjson::each_vector(w, batch, &mut |v| match local {
             Collecting::Choose(c) => c.offer(&v),
             Collecting::Rank(t) => t.offer(&v),
         })

@@ -21,11 +21,11 @@ use std::sync::{Arc, Mutex};
 
 use arrow::record_batch::RecordBatch;
 
+use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::digest::key_display;
 use crate::error::{Error, Result};
 use crate::plan::Prepared;
 use crate::sink::vectorize::ndjson::id_text;
-use crate::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::source::{read_all, Partition, ReadOptions, Source, TableJob};
 use crate::state::changes::{all_of, changed_after};
 use crate::state::checkpoint::{snapshot_xmax, Checkpoint};

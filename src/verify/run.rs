@@ -14,13 +14,13 @@ use super::parity::{compare_query, summarize, Chooser, Collecting, Metric, Parit
 use super::report::{Difference, MAX_LISTED};
 use super::report::{Status, TableReport, Verdict, VerifyReport, FORMAT};
 use super::vectors::{self, difference, in_sample, ExpectSinks, Expected};
+use crate::batch::sink::SinkFactory;
 use crate::config::project::Project;
 use crate::digest::buckets::Buckets;
 use crate::digest::pass::{d1_pass_file, D1Shape, Pass, Rows, Side, SourceSinks};
 use crate::digest::vector::{vector_digest, Vector};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::sink::SinkFactory;
 use crate::source::{partition, read_all, ReadOptions, Snapshot, Source, SplitOptions, TableJob};
 
 /// Where the D1 side is read from.

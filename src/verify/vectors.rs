@@ -14,15 +14,16 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use super::report::{DiffKind, Difference, FieldDiff, TargetKind, TargetReport, MAX_LISTED};
+use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::batch::{TableBatch, TableSpec};
+use crate::config::mapping::VectorMappings;
 use crate::digest::buckets::bucket_of;
 use crate::digest::pass::shorten;
-use crate::digest::vector::{canonical, vector_at, vector_digest, Vector};
+use crate::digest::vector::{canonical, vector_digest, Vector};
 use crate::digest::RowDigest;
 use crate::error::{Error, Result};
+use crate::sink::vectorize::ndjson::vector_at;
 use crate::sink::vectorize::ndjson::{Line, LineWriter};
-use crate::sink::vectorize::VectorMappings;
-use crate::sink::{BatchSink, SinkFactory, SinkReport};
 
 /// What the source expects in Vectorize, per table: id -> digest, or
 /// (when `wanted` is set) the whole vectors of those ids; and the rows

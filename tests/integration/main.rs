@@ -35,6 +35,7 @@ mod sync_limits;
 mod sync_vectors;
 mod timeouts;
 mod transport;
+mod upgrade;
 mod vector_metadata;
 mod vectorize_client;
 mod verify_cmd;

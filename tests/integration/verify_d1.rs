@@ -7,11 +7,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use pgflare::batch::sink::{BatchSink, SinkFactory, SinkReport};
 use pgflare::batch::{TableBatch, TableSpec};
 use pgflare::d1::read::{read_table, target_form};
 use pgflare::digest::{key_display, row_digests};
 use pgflare::progress::Progress;
-use pgflare::sink::{BatchSink, SinkFactory, SinkReport};
 use pgflare::source::job::read_selection;
 use pgflare::source::{ReadOptions, Selection, Snapshot, Source, SplitOptions};
 

@@ -10,11 +10,11 @@
 use std::sync::Arc;
 
 use super::render::{D1Mappings, Renderer};
+use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::batch::{TableBatch, TableSpec};
 use crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES;
 use crate::cloudflare::D1;
 use crate::error::{Error, Result};
-use crate::sink::{BatchSink, SinkFactory, SinkReport};
 
 const FILE_HEADER: &str = "PRAGMA defer_foreign_keys = on;\n";
 

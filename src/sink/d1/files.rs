@@ -10,12 +10,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::render::{D1Mappings, Renderer};
+use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::batch::{TableBatch, TableSpec};
 use crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES;
 use crate::digest::{row_digests, DigestSum};
 use crate::error::{Error, Result};
 use crate::sink::file::HashingFile;
-use crate::sink::{BatchSink, SinkFactory, SinkReport};
 
 const FILE_HEADER: &str = "PRAGMA defer_foreign_keys = on;\n";
 

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use super::links::Link;
 use super::render::{D1Mapping, D1Mappings};
 use super::value::write_literal;
+use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::batch::{TableBatch, TableSpec};
 use crate::error::{Error, Result};
-use crate::sink::{BatchSink, SinkFactory, SinkReport};
 
 /// Where the link values of one run go.
 #[derive(Clone, Debug)]

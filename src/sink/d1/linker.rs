@@ -19,12 +19,12 @@ use serde::{Deserialize, Serialize};
 use super::link_sql::{LinkPacker, LinkSql, LinkStatement};
 use super::render::D1Mapping;
 use super::sqlite::D1SqliteConfig;
+use crate::batch::sink::FileReport;
 use crate::batch::TableSpec;
 use crate::cloudflare::D1;
 use crate::digest::DigestSum;
 use crate::error::{Error, Result};
 use crate::sink::file::HashingFile;
-use crate::sink::FileReport;
 
 /// Rows named per report when their link stays unset.
 pub const EXAMPLES: usize = 20;

@@ -12,9 +12,10 @@ use std::collections::BTreeSet;
 
 use crate::batch::quote_ident;
 use crate::config::mapping::D1Table;
+use crate::d1::check_name;
 use crate::error::Result;
 use crate::sink::d1::links::{d1_names, source_waves, D1ForeignKey, FkPlan, Placeholder, Role};
-use crate::sink::d1::schema::{check_name, column_line};
+use crate::sink::d1::schema::column_line;
 use crate::source::constraints::ForeignKey;
 use crate::source::TableInfo;
 

@@ -67,11 +67,11 @@ pub struct Renderer {
 
 impl Renderer {
     pub fn new(spec: &TableSpec, mapping: &D1Mapping, max_statement_bytes: usize) -> Result<Self> {
-        super::schema::check_name("table", &mapping.table)?;
+        crate::d1::check_name("table", &mapping.table)?;
         let mut source_index = Vec::new();
         let mut names = Vec::new();
         for (source, d1) in &mapping.columns {
-            super::schema::check_name("column", d1)?;
+            crate::d1::check_name("column", d1)?;
             let i = spec.columns.iter().position(|c| &c.name == source).ok_or_else(|| Error::Config {
                 setting: format!("D1 columns of {}", spec.qualified()),
                 message: format!("column `{source}` is not among the columns read"),

@@ -3,18 +3,7 @@
 //! starting with `_cf_` are refused: D1 reserves them.
 
 use crate::batch::{quote_ident, ColumnSpec, TableSpec};
-use crate::error::{Error, Result};
-
-/// Refuses a name D1 reserves.
-pub fn check_name(kind: &str, name: &str) -> Result<()> {
-    if name.to_ascii_lowercase().starts_with("_cf_") {
-        return Err(Error::Config {
-            setting: format!("D1 {kind} name"),
-            message: format!("`{name}` starts with _cf_, which D1 reserves; give it another name in D1"),
-        });
-    }
-    Ok(())
-}
+use crate::error::Result;
 
 /// One column of a D1 `CREATE TABLE`: name, type from the type table, NOT NULL.
 pub fn column_line(c: &ColumnSpec) -> String {
@@ -23,7 +12,7 @@ pub fn column_line(c: &ColumnSpec) -> String {
 
 /// `CREATE TABLE IF NOT EXISTS` for `spec` under the D1 name `d1_name`.
 pub fn create_table(spec: &TableSpec, d1_name: &str) -> Result<String> {
-    check_name("table", d1_name)?;
+    crate::d1::check_name("table", d1_name)?;
     let mut lines: Vec<String> = spec.columns.iter().map(column_line).collect();
     if !spec.primary_key.is_empty() {
         let keys = spec.primary_key.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ");
@@ -40,8 +29,8 @@ mod tests {
 
     #[test]
     fn reserved_names_are_refused() {
-        assert!(check_name("table", "_CF_kv").is_err());
-        assert!(check_name("table", "chunks").is_ok());
+        assert!(crate::d1::check_name("table", "_CF_kv").is_err());
+        assert!(crate::d1::check_name("table", "chunks").is_ok());
     }
 
     #[test]

@@ -13,11 +13,11 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 
 use super::render::{D1Mappings, Renderer};
+use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::batch::{TableBatch, TableSpec};
 use crate::cloudflare::limits::{apply_d1_sql_limits, shape_limit_hint, D1_MAX_STATEMENT_BYTES};
 use crate::d1::split::split;
 use crate::error::{Error, Result};
-use crate::sink::{BatchSink, SinkFactory, SinkReport};
 
 /// Settings and the open database of the `sqlite` target.
 #[derive(Clone)]

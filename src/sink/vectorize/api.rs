@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use super::files::Nothing;
 use super::ndjson::LineWriter;
-use super::{VectorMappings, VectorReport};
+use crate::batch::sink::VectorReport;
+use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::batch::{TableBatch, TableSpec};
 use crate::cloudflare::limits::VECTORIZE_MAX_UPLOAD_BYTES;
 use crate::cloudflare::Vectorize;
+use crate::config::mapping::VectorMappings;
 use crate::error::Result;
-use crate::sink::{BatchSink, SinkFactory, SinkReport};
 
 /// Settings of the Vectorize `api` target.
 #[derive(Clone)]

@@ -8,13 +8,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::ndjson::LineWriter;
-use super::{VectorMappings, VectorReport};
+use crate::batch::sink::VectorReport;
+use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::batch::{TableBatch, TableSpec};
 use crate::cloudflare::limits::{VECTORIZE_MAX_UPLOAD_BYTES, VECTORIZE_MAX_VECTORS_PER_REQUEST};
+use crate::config::mapping::VectorMappings;
 use crate::digest::DigestSum;
 use crate::error::{Error, Result};
 use crate::sink::file::HashingFile;
-use crate::sink::{BatchSink, SinkFactory, SinkReport};
 
 /// Settings of the Vectorize `files` target.
 #[derive(Clone, Debug)]
@@ -78,7 +79,7 @@ struct Out {
     dir: PathBuf,
     config: VectorizeFilesConfig,
     current: Option<(HashingFile, u64)>,
-    files: Vec<crate::sink::FileReport>,
+    files: Vec<crate::batch::sink::FileReport>,
 }
 
 impl Out {

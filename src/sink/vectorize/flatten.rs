@@ -14,8 +14,8 @@
 
 use serde_json::Value;
 
-use super::check_metadata_key;
-use super::json_path::JsonPath;
+use crate::cloudflare::limits::check_metadata_key;
+use crate::config::json_path::JsonPath;
 
 /// A value left out of a vector's metadata, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]

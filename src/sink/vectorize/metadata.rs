@@ -17,67 +17,15 @@
 
 use arrow::array::{Array, AsArray};
 use arrow::record_batch::RecordBatch;
-use serde::Serialize;
 use serde_json::Value;
 
 use super::flatten::{fit_budget, json_type, largest_member, strict_problem, Entry, Omission, Spread};
-use super::json_path::JsonPath;
 use crate::batch::TableSpec;
 use crate::cloudflare::limits::VECTORIZE_MAX_METADATA_BYTES;
+use crate::config::json_path::JsonPath;
+use crate::config::vector_metadata::{JsonMetadata, PathProperty};
 use crate::sink::d1::value::{d1_value, D1Value};
 use crate::typemap::MetadataForm;
-
-/// The separator spread keys are joined with, unless configured.
-pub const DEFAULT_SEPARATOR: &str = "_";
-
-/// How json/jsonb columns feed metadata beyond whole columns.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct JsonMetadata {
-    /// `vector_metadata_paths`, by property name.
-    pub paths: Vec<PathProperty>,
-    /// `vector_metadata_flatten`: columns whose object is spread.
-    pub flatten: Vec<String>,
-    /// `vector_metadata_omit`: paths left out (and what is below them).
-    pub omit: Vec<JsonPath>,
-    /// `vector_metadata_separator`.
-    pub separator: String,
-}
-
-impl Default for JsonMetadata {
-    fn default() -> Self {
-        JsonMetadata {
-            paths: Vec::new(),
-            flatten: Vec::new(),
-            omit: Vec::new(),
-            separator: DEFAULT_SEPARATOR.into(),
-        }
-    }
-}
-
-impl JsonMetadata {
-    pub fn is_empty(&self) -> bool {
-        self.paths.is_empty() && self.flatten.is_empty() && self.omit.is_empty()
-    }
-
-    /// The json columns read for paths and spreading.
-    pub fn columns(&self) -> Vec<&String> {
-        let mut out: Vec<&String> = self.paths.iter().map(|p| &p.path.column).chain(&self.flatten).collect();
-        out.sort();
-        out.dedup();
-        out
-    }
-}
-
-/// One JSON path sent as a top-level property.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct PathProperty {
-    pub name: String,
-    pub path: JsonPath,
-    /// A declared type (string, number, boolean): values of another JSON
-    /// type are left out, and the property can have a metadata index.
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    pub ty: Option<MetadataForm>,
-}
 
 /// Why a vector cannot be sent: the column, the JSON path inside it (when
 /// the fault is there) and the rule.
@@ -330,7 +278,7 @@ fn strict_json(name: &str, v: &Value) -> Result<(), Refusal> {
     };
     for (k, x) in map {
         let at = root.child(k);
-        if let Err(e) = super::check_metadata_key(k) {
+        if let Err(e) = crate::cloudflare::limits::check_metadata_key(k) {
             return Err(Refusal::at(name, Some(&at), format!("key `{}`: {e}", short(k))));
         }
         if x.is_object() {

@@ -13,11 +13,13 @@ use serde_json::Value;
 
 use super::flatten::Omission;
 use super::metadata::{MetadataWriter, Refusal};
-use super::{Omitted, Rejected, VectorMapping, VectorReport, MAX_NAMED_REJECTS};
-use crate::batch::TableSpec;
+use crate::batch::sink::{Omitted, Rejected, VectorReport, MAX_NAMED_REJECTS};
+use crate::batch::{TableBatch, TableSpec};
 use crate::cloudflare::limits::{VECTORIZE_MAX_DIMS, VECTORIZE_MAX_ID_BYTES, VECTORIZE_MAX_NAMESPACE_BYTES};
+use crate::config::mapping::VectorMapping;
 use crate::config::project::OnInvalid;
 use crate::digest::key_display;
+use crate::digest::vector::Vector;
 use crate::error::{Error, Result};
 use crate::sink::d1::value::{d1_value, push_json_array, D1Value};
 
@@ -299,4 +301,50 @@ fn short(s: &str) -> String {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),
     }
+}
+
+/// Every vector `load` would send for the rows of `batch` (NULL vectors
+/// and rows the load's rules refuse are not expected in Vectorize). `w`
+/// is a [`LineWriter::for_comparison`]: the line gives id, namespace and
+/// metadata, the batch gives the values.
+pub fn each_vector(w: &LineWriter, batch: &TableBatch, f: &mut dyn FnMut(Vector)) -> Result<()> {
+    let mut line = String::new();
+    for row in 0..batch.batch.num_rows() {
+        if let (Line::Written, Some(v)) = vector_at(w, &batch.batch, row, &mut line)? {
+            f(v);
+        }
+    }
+    Ok(())
+}
+
+/// What becomes of one row: the line's fate and, when it is written, the
+/// vector `load` sends for it. `line` is scratch space.
+pub fn vector_at(
+    w: &LineWriter,
+    batch: &arrow::record_batch::RecordBatch,
+    row: usize,
+    line: &mut String,
+) -> Result<(Line, Option<Vector>)> {
+    line.clear();
+    match w.line(batch, row, line) {
+        Line::Written => {
+            let mut v = vector_from_line(line)?;
+            v.values = w.values(batch, row);
+            Ok((Line::Written, Some(v)))
+        }
+        other => Ok((other, None)),
+    }
+}
+
+/// The id, namespace and metadata of a comparison line (its values come
+/// from the batch).
+fn vector_from_line(line: &str) -> Result<Vector> {
+    let v: Value = serde_json::from_str(line).map_err(|e| Error::Internal(format!("an NDJSON line: {e}")))?;
+    Ok(Vector {
+        id: v["id"].as_str().unwrap_or_default().to_string(),
+        // Filled from the batch by `each_vector`: lines for comparison carry no values.
+        values: Vec::new(),
+        namespace: v.get("namespace").and_then(Value::as_str).map(str::to_string),
+        metadata: v.get("metadata").cloned().unwrap_or(Value::Null),
+    })
 }

@@ -8,8 +8,9 @@ use arrow::record_batch::RecordBatch;
 use proptest::prelude::*;
 
 use super::ndjson::{Line, LineWriter};
-use super::{VectorMapping, VectorReport};
+use crate::batch::sink::VectorReport;
 use crate::batch::{ColumnSpec, TableSpec};
+use crate::config::mapping::VectorMapping;
 use crate::config::project::OnInvalid;
 use crate::typemap::{ColumnType, Kind};
 

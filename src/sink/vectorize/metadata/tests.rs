@@ -12,9 +12,10 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::super::flatten::{fit_budget, Entry, Omission, Spread};
-use super::super::json_path::JsonPath;
-use super::{JsonMetadata, MetadataWriter, PathProperty, Refusal};
+use super::{MetadataWriter, Refusal};
 use crate::batch::{ColumnSpec, TableSpec};
+use crate::config::json_path::JsonPath;
+use crate::config::vector_metadata::{JsonMetadata, PathProperty};
 use crate::typemap::{ColumnType, Kind, MetadataForm};
 
 fn spec() -> TableSpec {
@@ -220,7 +221,7 @@ proptest! {
         spread.add("", &JsonPath::column("m"), &doc, &mut out, &mut omitted);
         for e in &out {
             let key: String = serde_json::from_str(&e.key).expect("quoted key");
-            prop_assert!(super::super::check_metadata_key(&key).is_ok(), "{key:?}");
+            prop_assert!(crate::cloudflare::limits::check_metadata_key(&key).is_ok(), "{key:?}");
             let v: Value = serde_json::from_str(&e.text).expect("JSON value");
             prop_assert!(!v.is_object() && !v.is_null(), "{v}");
             if let Value::Array(items) = &v {

@@ -21,7 +21,7 @@
 use std::cell::Cell;
 use std::collections::BTreeSet;
 
-use super::conn::SourceConn;
+use crate::source::conn::SourceConn;
 
 use crate::batch::{quote_ident, ColumnSpec, TableSpec};
 use crate::config::project::Project;

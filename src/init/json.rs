@@ -1,6 +1,6 @@
 //! What `pgflare init` proposes for json/jsonb columns of a table that
 //! feeds Vectorize, from the key survey of a sample
-//! ([`crate::source::json_survey`]): each key path holding short scalars
+//! ([`super::survey`]): each key path holding short scalars
 //! of one type (or string arrays) in enough rows becomes a top-level
 //! property (`vector_metadata_paths`, typed, so it can be indexed), named
 //! by its keys joined with `_`; everything else is left out, and the TOML
@@ -8,10 +8,10 @@
 
 use std::fmt::Write as _;
 
-use super::init::{quote, toml_key};
-use crate::sink::vectorize::check_metadata_key;
-use crate::sink::vectorize::metadata::PathProperty;
-use crate::source::json_survey::{JsonSurvey, PathStats, LARGE_VALUE_BYTES};
+use super::survey::{JsonSurvey, PathStats, LARGE_VALUE_BYTES};
+use crate::cloudflare::limits::check_metadata_key;
+use crate::config::toml_text::{quote, toml_key};
+use crate::config::vector_metadata::PathProperty;
 use crate::typemap::MetadataForm;
 
 /// Properties proposed per table, at most.
@@ -202,8 +202,8 @@ pub fn paths_table(choices: &[Choice]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::survey::Surveyor;
     use super::*;
-    use crate::source::json_survey::Surveyor;
 
     #[test]
     fn langchain_keys_become_typed_properties_and_the_rest_is_explained() {

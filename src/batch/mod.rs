@@ -2,6 +2,8 @@
 //! table as pgflare will move it (columns already resolved through the type
 //! table), and [`TableBatch`], an Arrow record batch of that table's rows.
 
+pub mod sink;
+
 use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};

@@ -5,21 +5,21 @@
 //! Vectorize metadata (keys it refuses, nulls, arrays of non-strings,
 //! objects deeper than one level when the column goes whole, values that
 //! crowd or break the 10 KiB per vector). `inspect` prints it and `init`
-//! proposes a mapping from it ([`crate::config::init`]).
+//! proposes a mapping from it ([`crate::init`]).
 
 use std::collections::BTreeMap;
 
-use super::conn::SourceConn;
+use crate::source::conn::SourceConn;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::AssertSqlSafe;
 
 use crate::batch::quote_ident;
+use crate::cloudflare::limits::check_metadata_key;
 use crate::cloudflare::limits::VECTORIZE_MAX_METADATA_BYTES;
+use crate::config::json_path::JsonPath;
 use crate::error::{Error, Result};
-use crate::sink::vectorize::check_metadata_key;
 use crate::sink::vectorize::flatten::json_type;
-use crate::sink::vectorize::json_path::JsonPath;
 use crate::source::TableInfo;
 use crate::typemap::Kind;
 

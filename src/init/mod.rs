@@ -5,14 +5,18 @@
 //! key. The text is built by hand rather than serialized so it can carry
 //! those comments; `pgflare init` parses it back before writing it.
 
+pub mod json;
+pub mod survey;
+
 use std::fmt::Write as _;
 
-use super::project::{ColumnMapping, TableMapping};
 use crate::batch::ColumnSpec;
-use crate::sink::vectorize::metadata::{JsonMetadata, PathProperty};
-use crate::source::json_survey::JsonSurvey;
+use crate::config::project::{ColumnMapping, TableMapping};
+use crate::config::toml_text::{quote, toml_key};
+use crate::config::vector_metadata::{JsonMetadata, PathProperty};
 use crate::source::TableInfo;
 use crate::typemap::Kind;
+use survey::JsonSurvey;
 
 /// The mapping `init` suggests for one table (`surveys`: its json/jsonb
 /// columns' keys, for the JSON metadata proposal).
@@ -39,10 +43,10 @@ pub fn suggest(info: &TableInfo, setting: String, surveys: &[JsonSurvey]) -> Tab
         .map(|c| ColumnMapping { source: c.name.clone(), d1: c.name.clone() })
         .collect();
     let choices = match &vector {
-        Some(_) => super::init_json::propose(surveys, &vector_metadata),
+        Some(_) => json::propose(surveys, &vector_metadata),
         None => Vec::new(),
     };
-    let paths = super::init_json::properties(&choices);
+    let paths = json::properties(&choices);
     TableMapping {
         setting,
         schema: spec.schema.clone(),
@@ -53,11 +57,7 @@ pub fn suggest(info: &TableInfo, setting: String, surveys: &[JsonSurvey]) -> Tab
         d1_table: spec.name.clone(),
         d1_columns: Some(d1_columns),
         renames: Vec::new(),
-        vector_metadata_indexes: metadata_indexes(
-            spec,
-            &vector_metadata,
-            &super::init_json::common(&choices),
-        ),
+        vector_metadata_indexes: metadata_indexes(spec, &vector_metadata, &json::common(&choices)),
         vector,
         vector_metadata,
         vector_id: None,
@@ -133,20 +133,6 @@ fn short_varchar(pg_type: &str) -> bool {
     let n =
         pg_type.split_once('(').and_then(|(_, r)| r.strip_suffix(')')).and_then(|n| n.parse::<u32>().ok());
     n.is_some_and(|n| n <= 256)
-}
-
-/// A TOML basic string.
-pub fn quote(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
-}
-
-/// A TOML key: bare when it can be.
-pub fn toml_key(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        s.to_string()
-    } else {
-        quote(s)
-    }
 }
 
 fn array(items: &[String]) -> String {
@@ -268,9 +254,9 @@ pub fn config_toml(schema: &str, tables: &[(&TableInfo, &TableMapping, &[JsonSur
         }
         // Last: `[tables.vector_metadata_paths]` takes every key after it.
         if m.vector.is_some() && !surveys.is_empty() {
-            let choices = super::init_json::propose(surveys, &m.vector_metadata);
-            out.push_str(&super::init_json::comment(surveys, &choices));
-            out.push_str(&super::init_json::paths_table(&choices));
+            let choices = json::propose(surveys, &m.vector_metadata);
+            out.push_str(&json::comment(surveys, &choices));
+            out.push_str(&json::paths_table(&choices));
         }
     }
     out
