@@ -11,7 +11,7 @@ mod sync;
 mod verify;
 pub use doctor::DoctorArgs;
 pub use emulate::EmulateArgs;
-pub use sync::{SyncArgs, SyncTarget, SyncVectors};
+pub use sync::SyncArgs;
 use verify::parse_top_k;
 pub use verify::VerifyArgs;
 
@@ -216,10 +216,12 @@ pub enum Command {
     Emulate(EmulateArgs),
 }
 
-/// Which D1 target a load writes to.
+/// Where D1 rows go (`load` and `sync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LoadTarget {
-    /// SQL batch files (for `wrangler d1 execute --file`), with manifest.json.
+pub enum TargetKind {
+    /// SQL files for `wrangler d1 execute --file`: a load writes batch
+    /// files with manifest.json; a sync writes each run as
+    /// OUT/sync/NNNNNN/ to apply in order (its state is a local file).
     Files,
     /// A local SQLite file (e.g. wrangler's local D1 state).
     Sqlite,
@@ -270,7 +272,7 @@ pub struct LoadArgs {
 
     /// Where D1 rows go.
     #[arg(long, value_enum)]
-    pub target: LoadTarget,
+    pub target: TargetKind,
 
     /// Folder for --target files.
     #[arg(long, value_name = "DIR", required_if_eq("target", "files"))]
@@ -436,7 +438,7 @@ pub struct CheckArgs {
     pub tuning: TuningArgs,
 }
 
-/// Where `pgflare load` sends vectors.
+/// Where vectors go (`load` and `sync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum VectorizeMode {
     Auto,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CloudflareArgs, TuningArgs};
+use super::{CloudflareArgs, TargetKind, TuningArgs, VectorizeMode};
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
@@ -23,9 +23,12 @@ pub struct SyncArgs {
     pub schema: Option<String>,
 
     /// The D1 the load filled: a local SQLite file, the D1 API, or SQL
-    /// files (each run writes OUT/sync/NNNNNN/ to apply in order).
+    /// files: each run writes OUT/sync/NNNNNN/ to apply in order (the
+    /// upserts `<table>/part-*.sql`, parents first; `deletes.sql`, soft
+    /// deletes only: hard deletes need a D1 to compare with; for vectors
+    /// NDJSON files and `vectorize/deleted-ids.txt`).
     #[arg(long, value_enum)]
-    pub target: SyncTarget,
+    pub target: TargetKind,
 
     /// Folder for --target files: the load's --out.
     #[arg(long, value_name = "DIR", required_if_eq("target", "files"))]
@@ -40,9 +43,10 @@ pub struct SyncArgs {
     /// the Vectorize API when an index is configured (--vectorize-index,
     /// wrangler binding or pgflare.toml), else nowhere (refused while the
     /// checkpoint says an index follows the source); `api` requires an
-    /// index; `off` syncs D1 only.
-    #[arg(long, value_enum, default_value_t = SyncVectors::Auto)]
-    pub vectorize: SyncVectors,
+    /// index; `files` is `auto` with --target files (NDJSON in each run's
+    /// folder) and refused with the others; `off` syncs D1 only.
+    #[arg(long, value_enum, default_value_t = VectorizeMode::Auto)]
+    pub vectorize: VectorizeMode,
 
     /// Run once and exit (for cron, CI schedules, Kubernetes CronJobs).
     /// The default when --every is not given.
@@ -92,26 +96,4 @@ pub struct SyncArgs {
 
     #[command(flatten)]
     pub tuning: TuningArgs,
-}
-
-/// Which D1 a sync writes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SyncTarget {
-    /// A local SQLite file (the `sqlite` load target, wrangler's local D1).
-    Sqlite,
-    /// The Cloudflare D1 REST API.
-    Api,
-    /// SQL files like `load --target files` writes: per run the upserts
-    /// (`<table>/part-*.sql`, parents first), `deletes.sql` (soft deletes;
-    /// hard deletes need a D1 to compare with) and, for vectors, NDJSON
-    /// files and `vectorize/deleted-ids.txt`. The state is a local file.
-    Files,
-}
-
-/// Where `pgflare sync` sends vectors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SyncVectors {
-    Auto,
-    Api,
-    Off,
 }

@@ -80,7 +80,8 @@ async fn diagnose(args: &DoctorArgs, timeouts: crate::timeouts::Timeouts) -> Rep
         let c = Check::named("cloudflare.token", Area::Cloudflare, "the Cloudflare side");
         checks.push(c.skipped("--no-cloudflare"));
     } else {
-        let settings = super::api_settings(&project, None, timeouts).map_err(|e| e.to_string());
+        let settings =
+            crate::plan::targets::api_settings(&project, None, timeouts).map_err(|e| e.to_string());
         let inputs =
             cloudflare::Inputs { project: &project, settings, vectors, create_index: args.create_index };
         checks.extend(cloudflare::run(inputs).await);

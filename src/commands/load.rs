@@ -4,13 +4,11 @@
 use crate::output::outln;
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 use super::{human_bytes, print_json};
-use crate::cli::{LoadArgs, LoadTarget, VectorizeMode};
-use crate::config;
+use crate::cli::{LoadArgs, VectorizeMode};
 use crate::load::{self, LoadOptions, LoadSummary};
-use crate::plan::{Target, VectorTarget};
+use crate::plan::targets::{self, D1Flags, LoadVectorFlags, Opening, OpeningFlags};
+use crate::plan::VectorTarget;
 use crate::progress::Progress;
 
 pub async fn run(
@@ -19,35 +17,40 @@ pub async fn run(
     progress: &Progress,
     timeouts: crate::timeouts::Timeouts,
 ) -> anyhow::Result<ExitCode> {
-    let mut project = config::file::load_project(args.project.config.as_deref())?;
-    if let Some(s) = &args.project.schema {
-        project.schema = s.clone();
-    }
-    crate::plan::cloudflare::resolve_cloudflare(&mut project, &args.cloudflare)?;
-    let source = crate::plan::resolve::source(args.project.database_url.as_deref(), &project, timeouts)?;
-    let (read, split) = crate::plan::resolve::tuning(&args.tuning)?;
+    let Opening { mut project, source, read, split } = targets::open(
+        OpeningFlags {
+            config: args.project.config.as_deref(),
+            schema: args.project.schema.as_deref(),
+            database_url: args.project.database_url.as_deref(),
+            cloudflare: &args.cloudflare,
+            tuning: &args.tuning,
+        },
+        timeouts,
+    )?;
     if let Some(p) = args.on_invalid_vector {
         project.vectorize.on_invalid = p;
     }
     if args.create_index {
         project.vectorize.create_index = true;
     }
-    let target = match args.target {
-        LoadTarget::Files => Target::Files {
-            dir: args.out.clone().context("--out DIR is required with --target files")?,
-            file_bytes: args.file_size_mib.max(1) << 20,
-        },
-        LoadTarget::Sqlite => Target::Sqlite { path: sqlite_path(args.sqlite.as_ref(), &args.cloudflare, &project)? },
-        LoadTarget::Api => Target::Api {
-            settings: super::api_settings(&project, args.rate_limit.as_deref(), timeouts)?,
-            database_id: project.cloudflare.d1.as_ref().map(|d| d.database_id.clone()).context(
-                "no D1 database: pass --d1-database-id, or --wrangler FILE [--env NAME] --d1-binding NAME, or set d1_database_id in pgflare.toml",
-            )?,
-            import_bytes: args.import_mib.max(1) << 20,
-            query_bytes: 1 << 20,
-        },
+    let d1 = D1Flags {
+        kind: args.target,
+        out: args.out.as_deref(),
+        sqlite: args.sqlite.as_deref(),
+        rate_limit: args.rate_limit.as_deref(),
+        file_bytes: args.file_size_mib << 20,
+        import_bytes: args.import_mib << 20,
     };
-    let vectorize = vector_target(&args, &project, timeouts)?;
+    let target = targets::d1_target(&d1, &project, &args.cloudflare, timeouts)?;
+    let vectors = LoadVectorFlags {
+        mode: args.vectorize,
+        kind: args.target,
+        out: args.out.as_deref(),
+        vectorize_out: args.vectorize_out.as_deref(),
+        rate_limit: args.rate_limit.as_deref(),
+        tables: &args.project.tables,
+    };
+    let vectorize = targets::load_vectors(&vectors, &project, timeouts)?;
     if matches!(vectorize, VectorTarget::Off)
         && args.vectorize == VectorizeMode::Auto
         && project.tables.iter().any(|t| t.vector.is_some())
@@ -82,68 +85,6 @@ pub async fn run(
         print_human(&summary, budget);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Where vectors go: `--vectorize`, with `auto` following `--target`.
-/// Only tables with `vector` in pgflare.toml send any.
-fn vector_target(
-    args: &LoadArgs,
-    project: &crate::config::project::Project,
-    timeouts: crate::timeouts::Timeouts,
-) -> anyhow::Result<VectorTarget> {
-    let selected = |t: &&crate::config::project::TableMapping| {
-        args.project.tables.is_empty()
-            || args.project.tables.iter().any(|n| *n == t.table || *n == format!("{}.{}", t.schema, t.table))
-    };
-    let wanted = project.tables.iter().filter(selected).any(|t| t.vector.is_some());
-    let files_dir = || {
-        args.vectorize_out.clone().or_else(|| args.out.as_ref().map(|o| o.join("vectorize"))).context(
-            "--vectorize files needs --vectorize-out DIR (or --target files --out DIR, which puts them in DIR/vectorize)",
-        )
-    };
-    let api = || -> anyhow::Result<VectorTarget> {
-        let index = project.cloudflare.vectorize_index.clone().context(
-            "pgflare.toml sends vectors but names no Vectorize index: pass --vectorize-index NAME, or \
-             --wrangler FILE --vectorize-binding NAME, or set vectorize_index in pgflare.toml \
-             (or --vectorize off to load D1 only)",
-        )?;
-        Ok(VectorTarget::Api {
-            settings: super::api_settings(project, args.rate_limit.as_deref(), timeouts)?,
-            index,
-        })
-    };
-    Ok(match (args.vectorize, args.target) {
-        (_, _) if !wanted => VectorTarget::Off,
-        (VectorizeMode::Off, _) => VectorTarget::Off,
-        (VectorizeMode::Files, _) | (VectorizeMode::Auto, LoadTarget::Files) => {
-            VectorTarget::Files { dir: files_dir()? }
-        }
-        (VectorizeMode::Api, _) | (VectorizeMode::Auto, LoadTarget::Api) => api()?,
-        (VectorizeMode::Auto, LoadTarget::Sqlite) => match &args.vectorize_out {
-            Some(d) => VectorTarget::Files { dir: d.clone() },
-            None => VectorTarget::Off,
-        },
-    })
-}
-
-/// `--sqlite`, else wrangler's local file of the configured D1 database.
-pub(super) fn sqlite_path(
-    explicit: Option<&std::path::PathBuf>,
-    cloudflare: &crate::cli::CloudflareArgs,
-    project: &crate::config::project::Project,
-) -> anyhow::Result<std::path::PathBuf> {
-    if let Some(p) = explicit {
-        return Ok(p.clone());
-    }
-    let id = project.cloudflare.d1.as_ref().map(|d| d.database_id.clone()).context(
-        "--target sqlite needs --sqlite FILE, or a D1 database (--d1-database-id, or --wrangler FILE --d1-binding NAME) \
-         to find the file wrangler uses locally",
-    )?;
-    let dir = match project.cloudflare.wrangler.as_ref().or(cloudflare.wrangler.as_ref()) {
-        Some(w) => w.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
-        None => std::path::PathBuf::from("."),
-    };
-    Ok(config::wrangler_local::local_d1_file(&dir, &id))
 }
 
 fn print_human(s: &LoadSummary, budget: Option<(u32, std::time::Duration)>) {

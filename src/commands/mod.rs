@@ -58,34 +58,6 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The Cloudflare API settings from the resolved project (flags, env,
-/// pgflare.toml, wrangler file) and an optional `--rate-limit N/SECONDS`.
-fn api_settings(
-    project: &crate::config::project::Project,
-    rate_limit: Option<&str>,
-    timeouts: crate::timeouts::Timeouts,
-) -> anyhow::Result<crate::cloudflare::ApiSettings> {
-    use anyhow::Context;
-    let cf = &project.cloudflare;
-    let (requests, window) = match rate_limit {
-        Some(r) => crate::plan::resolve::rate_limit("--rate-limit", r)?,
-        None => (cf.rate_limit_requests, cf.rate_limit_window),
-    };
-    Ok(crate::cloudflare::ApiSettings {
-        base_url: cf.api_base_url.clone(),
-        account_id: cf.account_id.clone().context(
-            "no Cloudflare account id: set CLOUDFLARE_ACCOUNT_ID, pass --account-id, or put account_id in wrangler.jsonc",
-        )?,
-        token: cf.api_token.clone().context(
-            "no API token: set CLOUDFLARE_API_TOKEN (a token with D1 and Vectorize edit permission); pgflare never reads it from a file",
-        )?,
-        rate_limit_requests: requests,
-        rate_limit_window: window,
-        retry: crate::cloudflare::retry::RetryPolicy::default(),
-        timeouts,
-    })
-}
-
 /// Prints a value as pretty JSON on stdout.
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     outln!("{}", serde_json::to_string_pretty(value)?);

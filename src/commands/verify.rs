@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use super::print_json;
 use crate::cli::CheckArgs;
-use crate::config;
+use crate::plan::targets::{self, Opening, OpeningFlags};
 use crate::progress::Progress;
 use crate::verify::report::{kind_name, Status, VerifyReport};
 use crate::verify::run::{self, D1Target, VerifyOptions};
@@ -22,19 +22,23 @@ pub async fn run(
     if !(args.sample > 0.0 && args.sample <= 1.0) {
         anyhow::bail!("--sample: {} is not a fraction in (0, 1]", args.sample);
     }
-    let mut project = config::file::load_project(args.project.config.as_deref())?;
-    if let Some(s) = &args.project.schema {
-        project.schema = s.clone();
-    }
-    crate::plan::cloudflare::resolve_cloudflare(&mut project, &args.cloudflare)?;
-    let source = crate::plan::resolve::source(args.project.database_url.as_deref(), &project, timeouts)?;
+    let Opening { project, source, read, split } = targets::open(
+        OpeningFlags {
+            config: args.project.config.as_deref(),
+            schema: args.project.schema.as_deref(),
+            database_url: args.project.database_url.as_deref(),
+            cloudflare: &args.cloudflare,
+            tuning: &args.tuning,
+        },
+        timeouts,
+    )?;
     let wants_vectors = project.tables.iter().any(|t| t.vector.is_some()) && !args.no_vectorize;
     // One client for D1 and Vectorize: they share the user's request budget.
     let needs_api = (wants_vectors && project.cloudflare.vectorize_index.is_some())
         || (args.sqlite.is_none() && project.cloudflare.d1.is_some());
     let api = match needs_api {
         true => {
-            let settings = super::api_settings(&project, args.rate_limit.as_deref(), timeouts)?;
+            let settings = targets::api_settings(&project, args.rate_limit.as_deref(), timeouts)?;
             Some(std::sync::Arc::new(crate::cloudflare::Api::new(settings)?.with_progress(progress.clone())))
         }
         false => None,
@@ -49,7 +53,6 @@ pub async fn run(
         ),
         _ => None,
     };
-    let (read, split) = crate::plan::resolve::tuning(&args.tuning)?;
     let d1 = match (&args.sqlite, &project.cloudflare.d1) {
         (Some(p), _) => D1Target::Sqlite(p.clone()),
         // `needs_api` held: there is a client.

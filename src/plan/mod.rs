@@ -15,6 +15,7 @@ pub mod cloudflare;
 pub mod live;
 pub mod resolve;
 pub mod target;
+pub mod targets;
 pub mod vectors;
 
 pub use target::Target;

@@ -24,6 +24,7 @@ pub mod deletes;
 pub mod links;
 pub mod run;
 pub mod run_files;
+pub mod schedule;
 pub mod sink;
 pub mod source_reads;
 pub mod summary;
