@@ -9,9 +9,10 @@ use anyhow::Context;
 use super::print_json;
 use crate::cli::CheckArgs;
 use crate::plan::targets::{self, Opening, OpeningFlags};
+use crate::plan::Target;
 use crate::progress::Progress;
 use crate::verify::report::{kind_name, Status, VerifyReport};
-use crate::verify::run::{self, D1Target, VerifyOptions};
+use crate::verify::run::{self, VerifyOptions};
 
 pub async fn run(
     args: CheckArgs,
@@ -36,12 +37,15 @@ pub async fn run(
     // One client for D1 and Vectorize: they share the user's request budget.
     let needs_api = (wants_vectors && project.cloudflare.vectorize_index.is_some())
         || (args.sqlite.is_none() && project.cloudflare.d1.is_some());
-    let api = match needs_api {
-        true => {
-            let settings = targets::api_settings(&project, args.rate_limit.as_deref(), timeouts)?;
-            Some(std::sync::Arc::new(crate::cloudflare::Api::new(settings)?.with_progress(progress.clone())))
-        }
+    let settings = match needs_api {
+        true => Some(targets::api_settings(&project, args.rate_limit.as_deref(), timeouts)?),
         false => None,
+    };
+    let api = match &settings {
+        Some(s) => {
+            Some(std::sync::Arc::new(crate::cloudflare::Api::new(s.clone())?.with_progress(progress.clone())))
+        }
+        None => None,
     };
     let vectorize = match (&project.cloudflare.vectorize_index, wants_vectors, &api) {
         (Some(index), true, Some(api)) => {
@@ -53,18 +57,17 @@ pub async fn run(
         ),
         _ => None,
     };
-    let d1 = match (&args.sqlite, &project.cloudflare.d1) {
-        (Some(p), _) => D1Target::Sqlite(p.clone()),
+    let d1 = match (&args.sqlite, &project.cloudflare.d1, settings) {
+        (Some(p), _, _) => Target::Sqlite { path: p.clone() },
         // `needs_api` held: there is a client.
-        (None, Some(db)) => match &api {
-            Some(api) => D1Target::Api {
-                location: format!("api:{}", api.account_url(&format!("d1/database/{}", db.database_id))),
-                d1: std::sync::Arc::new(crate::cloudflare::D1::new(api.clone(), &db.database_id)),
-                work_dir: args.report_dir.join(".d1-export"),
-            },
-            None => anyhow::bail!("internal: a D1 database over the API without a client"),
+        (None, Some(db), Some(settings)) => Target::Api {
+            settings,
+            database_id: db.database_id.clone(),
+            import_bytes: 0,
+            query_bytes: 0,
         },
-        (None, None) => anyhow::bail!(
+        (None, Some(_), None) => anyhow::bail!("internal: a D1 database over the API without a client"),
+        (None, None, _) => anyhow::bail!(
             "name the D1 database: --sqlite FILE for a local file, or --d1-database-id ID (or --wrangler FILE \
              --d1-binding NAME) to export it through the API"
         ),
@@ -73,6 +76,8 @@ pub async fn run(
         project,
         only_tables: args.project.tables.clone(),
         d1,
+        api,
+        work_dir: args.report_dir.join(".d1-export"),
         read,
         split,
         buckets: args.buckets,

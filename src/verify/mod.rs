@@ -12,4 +12,5 @@ pub mod pending;
 pub mod render;
 pub mod report;
 pub mod run;
+pub mod run_vectors;
 pub mod vectors;
