@@ -11,6 +11,7 @@ use sqlx::Row as _;
 use super::state::LoadState;
 use crate::batch::sink::VectorReport;
 use crate::error::{Error, Result};
+use crate::plan::{self, TablePlan};
 use crate::source::{Snapshot, TableInfo};
 
 /// One table's line of the load summary.
@@ -182,4 +183,59 @@ pub fn write_files_manifest(
     let path = dir.join("manifest.json");
     let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
     std::fs::write(&path, text).map_err(Error::io(&path))
+}
+
+/// What `--dry-run` prints per table, in load order: rows, key ranges
+/// (done and to do), the estimated D1 size, and the files or requests the
+/// rest will take (D1 and Vectorize).
+pub async fn table_plans(
+    snapshot: &mut Snapshot,
+    opts: &super::LoadOptions,
+    prepared: &crate::plan::Prepared,
+    state: &LoadState,
+    vector_target: &crate::plan::VectorTarget,
+) -> Result<Vec<TablePlan>> {
+    let (infos, mappings) = (&prepared.infos, &prepared.mappings);
+    let widths = if opts.dry_run { column_widths(snapshot, infos).await? } else { BTreeMap::new() };
+    let mut plans = Vec::new();
+    for (w, wave) in prepared.fks.waves.iter().enumerate() {
+        for &i in wave {
+            let t = &state.tables[i];
+            let d1_bytes = plan::estimated_d1_bytes(
+                &infos[i],
+                &mappings[i],
+                widths.get(&t.table).unwrap_or(&BTreeMap::new()),
+            );
+            let todo = t.partitions.iter().filter(|p| !p.done).count();
+            let done_share = 1.0 - todo as f64 / t.partitions.len().max(1) as f64;
+            // SQL text is a little more than the stored text (quotes, separators, statement heads).
+            let sql_todo = (d1_bytes as f64 * 1.05 * (1.0 - done_share)) as u64;
+            let (files, requests) = plan::estimate_output(&opts.target, sql_todo, todo);
+            let vector_rows = match prepared.vectors.mappings.get(&infos[i].spec) {
+                Some(_) => (infos[i].row_estimate.unwrap_or(0) as f64 * (1.0 - done_share)) as u64,
+                None => 0,
+            };
+            let (vector_files, vector_requests) = match vector_rows {
+                0 => (0, 0),
+                n => {
+                    plan::estimate_vectors(vector_target, n, todo, opts.project.vectorize.vectors_per_request)
+                }
+            };
+            plans.push(TablePlan {
+                table: t.table.clone(),
+                d1_table: t.d1_table.clone(),
+                wave: w,
+                columns: mappings[i].columns.iter().map(|(_, d)| d.clone()).collect(),
+                rows_estimate: infos[i].row_estimate,
+                partitions: t.partitions.len(),
+                partitions_done: t.partitions.iter().filter(|p| p.done).count(),
+                estimated_d1_bytes: d1_bytes,
+                estimated_files: files,
+                estimated_requests: requests,
+                estimated_vector_files: vector_files,
+                estimated_vector_requests: vector_requests,
+            });
+        }
+    }
+    Ok(plans)
 }
