@@ -1,0 +1,1 @@
+//! Compliance cases of the API sinks (below).

@@ -1,0 +1,1 @@
+//! Compliance of the collectors (below).
