@@ -192,6 +192,29 @@ pub fn check(s: &mut dyn Subject) {
     // One batch, many batches and rolled files hold the same rows.
     assert!(results[1..].windows(2).all(|w| w[0] == w[1]), "{}: the split changes what is written", s.name());
     check_failure(s);
+    check_wrong_schema(s);
+}
+
+/// A batch that is not of the table's schema (two of its four columns) is
+/// an error, not a panic or a half-written row: the reader never sends one,
+/// so this guards the contract, not user input.
+fn check_wrong_schema(s: &mut dyn Subject) {
+    let ctx = format!("{}, a batch of another schema", s.name());
+    let factory = s.fresh(false);
+    let table = table();
+    let full = batch_of(&rows());
+    let narrow = full.project(&[0, 3]).expect("project");
+    let tb = TableBatch { table: table.clone(), partition: 0, batch: narrow };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut sink = factory.open(&table, 0)?;
+        sink.write(&tb)?;
+        sink.finish()
+    }));
+    match outcome {
+        Err(_) => panic!("{ctx}: the sink panicked"),
+        Ok(Ok(report)) => panic!("{ctx}: taken: {report:?}"),
+        Ok(Err(_)) => {}
+    }
 }
 
 /// A partition that fails half-way is not recorded, claims no file, and
