@@ -10,6 +10,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
 use crate::typemap::ColumnType;
 
 /// One column as pgflare moves it.
@@ -85,6 +86,45 @@ pub struct TableBatch {
     pub table: Arc<TableSpec>,
     pub partition: usize,
     pub batch: RecordBatch,
+}
+
+/// What a sink takes its batches to be: the table's columns, in order, of
+/// their types. Sinks find a value by its column's position in the spec,
+/// so a batch of another shape would land in the wrong columns or panic;
+/// [`BatchShape::check`] refuses it first. Only a pgflare bug can make
+/// one (the reader builds batches from the spec).
+#[derive(Clone, Debug)]
+pub struct BatchShape {
+    table: String,
+    schema: SchemaRef,
+}
+
+impl BatchShape {
+    pub fn of(spec: &TableSpec) -> Self {
+        BatchShape { table: spec.qualified(), schema: spec.arrow_schema() }
+    }
+
+    pub fn check(&self, batch: &RecordBatch) -> Result<()> {
+        let want = self.schema.fields();
+        let got = batch.schema_ref().fields();
+        let same = want.len() == got.len()
+            && want
+                .iter()
+                .zip(got)
+                .all(|(w, g)| w.name() == g.name() && w.data_type().equals_datatype(g.data_type()));
+        if same {
+            return Ok(());
+        }
+        let list = |f: &arrow::datatypes::Fields| {
+            f.iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect::<Vec<_>>().join(", ")
+        };
+        Err(Error::Internal(format!(
+            "table {}: a batch of ({}) reached a sink of ({})",
+            self.table,
+            list(got),
+            list(want)
+        )))
+    }
 }
 
 /// Quotes an SQL identifier the way Postgres and SQLite both accept:

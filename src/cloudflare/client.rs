@@ -34,6 +34,23 @@ pub struct ApiSettings {
     pub timeouts: crate::timeouts::Timeouts,
 }
 
+#[cfg(test)]
+impl ApiSettings {
+    /// For lib tests against a local server (the emulator's account
+    /// `acct`): a rate limit no test reaches, one retry.
+    pub fn for_tests(base_url: &str, token: &str) -> Self {
+        ApiSettings {
+            base_url: base_url.into(),
+            account_id: "acct".into(),
+            token: token.into(),
+            rate_limit_requests: 10_000,
+            rate_limit_window: Duration::from_secs(1),
+            retry: RetryPolicy { attempts: 2, ..RetryPolicy::default() },
+            timeouts: crate::timeouts::Timeouts::default(),
+        }
+    }
+}
+
 impl std::fmt::Debug for ApiSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiSettings")

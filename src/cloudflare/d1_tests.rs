@@ -10,39 +10,20 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::cloudflare::client::ApiSettings;
-use crate::cloudflare::retry::RetryPolicy;
-use crate::emulator::{Emulator, EmulatorConfig, FailureForm, Faults, TransferOptions};
+use crate::emulator::{Emulator, EmulatorConfig, FailureForm, TransferOptions};
 
 const TOKEN: &str = "d1-test-token";
 
 async fn emulator(transfers: TransferOptions) -> (Emulator, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = EmulatorConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: dir.path().to_path_buf(),
-        token: TOKEN.into(),
-        account_id: "acct".into(),
-        d1_databases: vec!["db1".into()],
-        rate_limit_requests: 10_000,
-        rate_limit_window: Duration::from_secs(1),
-        faults: Faults::default(),
-        vectorize_delay: Duration::ZERO,
-        d1_transfers: transfers,
-        request_log: None,
-        bandwidth: None,
-    };
+    let cfg = EmulatorConfig { d1_transfers: transfers, ..EmulatorConfig::for_tests(dir.path(), TOKEN) };
     (Emulator::start(cfg).await.expect("emulator"), dir)
 }
 
 fn client(emu: &Emulator, d1_wait: Duration) -> D1 {
     let settings = ApiSettings {
-        base_url: emu.base_url.clone(),
-        account_id: "acct".into(),
-        token: TOKEN.into(),
-        rate_limit_requests: 10_000,
-        rate_limit_window: Duration::from_secs(1),
-        retry: RetryPolicy { attempts: 2, ..RetryPolicy::default() },
         timeouts: crate::timeouts::Timeouts { d1_wait, ..Default::default() },
+        ..ApiSettings::for_tests(&emu.base_url, TOKEN)
     };
     D1::new(Arc::new(Api::new(settings).expect("api")), "db1")
 }

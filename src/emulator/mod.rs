@@ -87,6 +87,28 @@ pub struct EmulatorConfig {
     pub bandwidth: Option<u64>,
 }
 
+#[cfg(test)]
+impl EmulatorConfig {
+    /// For lib tests: a free local port, the D1 database `db1`, a rate
+    /// limit no test reaches, no faults, no delays.
+    pub fn for_tests(data_dir: &std::path::Path, token: &str) -> Self {
+        EmulatorConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.to_path_buf(),
+            token: token.into(),
+            account_id: "acct".into(),
+            d1_databases: vec!["db1".into()],
+            rate_limit_requests: 10_000,
+            rate_limit_window: Duration::from_secs(1),
+            faults: Faults::default(),
+            vectorize_delay: Duration::ZERO,
+            d1_transfers: TransferOptions::default(),
+            request_log: None,
+            bandwidth: None,
+        }
+    }
+}
+
 /// Debug without the token (configs end up in logs).
 impl std::fmt::Debug for EmulatorConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

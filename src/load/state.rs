@@ -226,10 +226,12 @@ fn write_atomic(path: &Path, state: &LoadState) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn state() -> LoadState {
+    /// A state of one undone partition of `public.t` (also used by the
+    /// sink compliance tests).
+    pub(crate) fn state() -> LoadState {
         LoadState {
             format: FORMAT.into(),
             target: "files:/tmp/x".into(),

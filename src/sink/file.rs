@@ -40,6 +40,23 @@ impl HashingFile {
     /// output folder, which report paths are relative to.
     pub fn finish(mut self, root: &Path, rows: u64, digest: &DigestSum) -> Result<FileReport> {
         self.out.flush().map_err(Error::io(&self.path))?;
+        // The report is a claim that this file is at its path with these
+        // bytes, and the load records the partition as done on it. An open
+        // handle keeps writing after its folder is removed (or the file is
+        // replaced), so look at the path itself.
+        let on_disk = std::fs::metadata(&self.path).map(|m| m.len());
+        if on_disk.as_ref().ok() != Some(&self.bytes) {
+            let found = match on_disk {
+                Ok(n) => format!("{n} bytes are there"),
+                Err(e) => e.to_string(),
+            };
+            let message = format!(
+                "was removed or changed while pgflare wrote it ({} bytes written, {found}); \
+                 leave the output folder alone during the run and run it again",
+                self.bytes
+            );
+            return Err(Error::io(&self.path)(std::io::Error::other(message)));
+        }
         let rel = self.path.strip_prefix(root).unwrap_or(&self.path);
         let path = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
         Ok(FileReport {

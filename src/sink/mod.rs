@@ -2,9 +2,14 @@
 //! API imports, [`vectorize`] writes vectors as NDJSON or API upserts,
 //! [`file`] the rolled output files both use, and [`tee`] feeds several
 //! sinks from one read. Every sink implements the contract in
-//! [`crate::batch::sink`].
+//! [`crate::batch::sink`]; [`compliance`] checks that each one keeps it.
 
 pub mod d1;
 pub mod file;
 pub mod tee;
 pub mod vectorize;
+
+#[cfg(test)]
+mod compliance;
+#[cfg(test)]
+pub(crate) mod test_table;

@@ -11,7 +11,7 @@ use arrow::record_batch::RecordBatch;
 use super::links::{Link, Placeholder};
 use super::sql::{StatementPacker, TableSql};
 use super::value::write_literal;
-use crate::batch::TableSpec;
+use crate::batch::{BatchShape, TableSpec};
 use crate::digest::key_display;
 use crate::error::{Error, Result};
 
@@ -63,6 +63,7 @@ pub struct Renderer {
     /// of the column whose value it takes, or `None` for NULL).
     placeholders: Vec<(usize, Option<usize>)>,
     max_statement_bytes: usize,
+    shape: BatchShape,
 }
 
 impl Renderer {
@@ -95,6 +96,7 @@ impl Renderer {
             key_index,
             placeholders,
             max_statement_bytes,
+            shape: BatchShape::of(spec),
         })
     }
 
@@ -102,6 +104,7 @@ impl Renderer {
     /// computed here: only the files target records them (its manifest),
     /// and the other targets should not pay for them.
     pub fn render(&self, batch: &RecordBatch, emit: &mut impl FnMut(String)) -> Result<()> {
+        self.shape.check(batch)?;
         if batch.num_rows() == 0 {
             return Ok(());
         }

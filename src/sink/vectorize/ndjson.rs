@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::flatten::Omission;
 use super::metadata::{MetadataWriter, Refusal};
 use crate::batch::sink::{Omitted, Rejected, VectorReport, MAX_NAMED_REJECTS};
-use crate::batch::{TableBatch, TableSpec};
+use crate::batch::{BatchShape, TableBatch, TableSpec};
 use crate::cloudflare::limits::{VECTORIZE_MAX_DIMS, VECTORIZE_MAX_ID_BYTES, VECTORIZE_MAX_NAMESPACE_BYTES};
 use crate::config::mapping::VectorMapping;
 use crate::config::project::OnInvalid;
@@ -50,6 +50,7 @@ pub struct LineWriter {
     /// the batch instead ([`LineWriter::values`]), so no float makes a
     /// round trip through text.
     values_as_text: bool,
+    shape: BatchShape,
 }
 
 impl LineWriter {
@@ -73,6 +74,7 @@ impl LineWriter {
             on_invalid: m.on_invalid,
             values_as_text: true,
             table: spec.qualified(),
+            shape: BatchShape::of(spec),
         })
     }
 
@@ -116,6 +118,7 @@ impl LineWriter {
         report: &mut VectorReport,
         emit: &mut dyn FnMut(&str) -> Result<()>,
     ) -> Result<()> {
+        self.shape.check(batch)?;
         let mut line = String::new();
         let mut omitted = Vec::new();
         for row in 0..batch.num_rows() {
