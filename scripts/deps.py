@@ -165,6 +165,11 @@ def test_only_files() -> set:
             base = path.parent if path.name in ("mod.rs", "lib.rs", "main.rs") else path.with_suffix("")
             for cand in (base / f"{m.group(2)}.rs", base / m.group(2) / "mod.rs"):
                 found.add(cand.resolve())
+    # The modules a test-only module declares are test-only too.
+    for f in list(found):
+        below = f.parent if f.name == "mod.rs" else f.with_suffix("")
+        if below.is_dir():
+            found.update(x.resolve() for x in below.rglob("*.rs"))
     return found
 
 

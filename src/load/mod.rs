@@ -87,7 +87,10 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
         if prepared.vectors.mappings.0.is_empty() { VectorTarget::Off } else { opts.vectorize.clone() };
     let opened = open_state(&mut snapshot, opts, &prepared, &vector_target).await?;
     let OpenedState { state, state_path, resumed } = opened;
-    let table_plans = report::table_plans(&mut snapshot, opts, &prepared, &state, &vector_target).await?;
+    let targets = (&opts.target, &vector_target);
+    let per_request = opts.project.vectorize.vectors_per_request;
+    let table_plans =
+        report::table_plans(&mut snapshot, opts.dry_run, targets, per_request, &prepared, &state).await?;
     let done_before: BTreeMap<String, usize> = state
         .tables
         .iter()

@@ -188,15 +188,18 @@ pub fn write_files_manifest(
 /// What `--dry-run` prints per table, in load order: rows, key ranges
 /// (done and to do), the estimated D1 size, and the files or requests the
 /// rest will take (D1 and Vectorize).
+/// Column widths are sampled for a dry run only (`sample_widths`).
 pub async fn table_plans(
     snapshot: &mut Snapshot,
-    opts: &super::LoadOptions,
+    sample_widths: bool,
+    targets: (&crate::plan::Target, &crate::plan::VectorTarget),
+    vectors_per_request: usize,
     prepared: &crate::plan::Prepared,
     state: &LoadState,
-    vector_target: &crate::plan::VectorTarget,
 ) -> Result<Vec<TablePlan>> {
     let (infos, mappings) = (&prepared.infos, &prepared.mappings);
-    let widths = if opts.dry_run { column_widths(snapshot, infos).await? } else { BTreeMap::new() };
+    let (target, vector_target) = targets;
+    let widths = if sample_widths { column_widths(snapshot, infos).await? } else { BTreeMap::new() };
     let mut plans = Vec::new();
     for (w, wave) in prepared.fks.waves.iter().enumerate() {
         for &i in wave {
@@ -210,16 +213,14 @@ pub async fn table_plans(
             let done_share = 1.0 - todo as f64 / t.partitions.len().max(1) as f64;
             // SQL text is a little more than the stored text (quotes, separators, statement heads).
             let sql_todo = (d1_bytes as f64 * 1.05 * (1.0 - done_share)) as u64;
-            let (files, requests) = plan::estimate_output(&opts.target, sql_todo, todo);
+            let (files, requests) = plan::estimate_output(target, sql_todo, todo);
             let vector_rows = match prepared.vectors.mappings.get(&infos[i].spec) {
                 Some(_) => (infos[i].row_estimate.unwrap_or(0) as f64 * (1.0 - done_share)) as u64,
                 None => 0,
             };
             let (vector_files, vector_requests) = match vector_rows {
                 0 => (0, 0),
-                n => {
-                    plan::estimate_vectors(vector_target, n, todo, opts.project.vectorize.vectors_per_request)
-                }
+                n => plan::estimate_vectors(vector_target, n, todo, vectors_per_request),
             };
             plans.push(TablePlan {
                 table: t.table.clone(),
