@@ -27,6 +27,7 @@ pub mod run_files;
 pub mod schedule;
 pub mod sink;
 pub mod source_reads;
+mod steps;
 pub mod summary;
 pub mod sweep;
 
