@@ -470,22 +470,18 @@ pub fn target_form(batch: &RecordBatch) -> Result<RecordBatch> {
 fn d1_form(col: &ArrayRef) -> Result<ArrayRef> {
     use arrow::array::{ListArray, PrimitiveArray};
     Ok(match col.data_type() {
-        // `+ 0.0` turns -0.0 into 0.0 and leaves every other value as it is.
+        // float32 -> float64 -> float32 is exact, so one rule serves both.
         DataType::Float32 => {
             let a = col.as_primitive::<Float32Type>();
             Arc::new(
                 a.iter()
-                    .map(|v| v.filter(|f| !f.is_nan()).map(|f| f + 0.0))
+                    .map(|v| v.and_then(|f| super::real(f64::from(f))).map(|f| f as f32))
                     .collect::<PrimitiveArray<Float32Type>>(),
             )
         }
         DataType::Float64 => {
             let a = col.as_primitive::<Float64Type>();
-            Arc::new(
-                a.iter()
-                    .map(|v| v.filter(|f| !f.is_nan()).map(|f| f + 0.0))
-                    .collect::<PrimitiveArray<Float64Type>>(),
-            )
+            Arc::new(a.iter().map(|v| v.and_then(super::real)).collect::<PrimitiveArray<Float64Type>>())
         }
         DataType::List(f)
             if matches!(f.data_type(), DataType::Float32 | DataType::Float64) && f.is_nullable() =>

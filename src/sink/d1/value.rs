@@ -57,7 +57,7 @@ pub fn d1_value(col: &dyn Array, row: usize) -> D1Value<'_> {
         DataType::Int16 => D1Value::Integer(col.as_primitive::<Int16Type>().value(row) as i64),
         DataType::Int32 => D1Value::Integer(col.as_primitive::<Int32Type>().value(row) as i64),
         DataType::Int64 => D1Value::Integer(col.as_primitive::<Int64Type>().value(row)),
-        // SQLite has no NaN: it would store NULL anyway, so say so.
+        // As D1 stores them (crate::d1::real): NaN as NULL, -0 as 0.
         DataType::Float32 => real(col.as_primitive::<Float32Type>().value(row) as f64),
         DataType::Float64 => real(col.as_primitive::<Float64Type>().value(row)),
         DataType::Binary => D1Value::Blob(col.as_binary::<i32>().value(row)),
@@ -67,11 +67,7 @@ pub fn d1_value(col: &dyn Array, row: usize) -> D1Value<'_> {
 }
 
 fn real(f: f64) -> D1Value<'static> {
-    if f.is_nan() {
-        D1Value::Null
-    } else {
-        D1Value::Real(f)
-    }
+    crate::d1::real(f).map_or(D1Value::Null, D1Value::Real)
 }
 
 /// The TEXT form of values that are not stored natively.
