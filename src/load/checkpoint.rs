@@ -11,20 +11,24 @@ use std::time::Duration;
 use indicatif::ProgressBar;
 
 use super::state::StateFile;
-use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
-use crate::batch::{TableBatch, TableSpec};
+use crate::batch::sink::SinkReport;
 use crate::cloudflare::vectorize::WriteTicket;
 use crate::cloudflare::Vectorize;
 use crate::error::{Error, Result};
+use crate::sink::recorded::{Recorded, Recorder};
 
-pub struct Checkpointing {
-    pub inner: Arc<dyn SinkFactory>,
+/// Records a finished range in the load state (after Vectorize applied
+/// its writes, when there is a `confirm`), and shows the bytes written.
+pub struct LoadRecorder {
     pub state: Arc<StateFile>,
     /// Bars by qualified table name.
     pub bars: Vec<(String, ProgressBar)>,
     pub bytes: Arc<std::sync::atomic::AtomicU64>,
     pub confirm: Option<Confirm>,
 }
+
+/// The load's sinks: every target behind the one recording wrapper.
+pub type Checkpointing = Recorded<LoadRecorder>;
 
 /// Waits for Vectorize to apply a range's writes before recording it.
 #[derive(Clone)]
@@ -55,47 +59,15 @@ impl Confirm {
     }
 }
 
-impl SinkFactory for Checkpointing {
-    fn open(&self, table: &Arc<TableSpec>, partition: usize) -> Result<Box<dyn BatchSink>> {
-        let name = table.qualified();
-        let bar = self.bars.iter().find(|(n, _)| *n == name).map(|(_, b)| b.clone());
-        Ok(Box::new(CheckpointSink {
-            inner: self.inner.open(table, partition)?,
-            state: self.state.clone(),
-            table: name,
-            partition,
-            bar,
-            bytes: self.bytes.clone(),
-            confirm: self.confirm.clone(),
-        }))
-    }
-}
-
-struct CheckpointSink {
-    inner: Box<dyn BatchSink>,
-    state: Arc<StateFile>,
-    table: String,
-    partition: usize,
-    bar: Option<ProgressBar>,
-    bytes: Arc<std::sync::atomic::AtomicU64>,
-    confirm: Option<Confirm>,
-}
-
-impl BatchSink for CheckpointSink {
-    fn write(&mut self, batch: &TableBatch) -> Result<()> {
-        self.inner.write(batch)
-    }
-
-    fn finish(self: Box<Self>) -> Result<SinkReport> {
-        let report = self.inner.finish()?;
+impl Recorder for LoadRecorder {
+    fn record(&self, table: &str, partition: usize, report: &SinkReport) -> Result<()> {
         let total = self.bytes.fetch_add(report.bytes, std::sync::atomic::Ordering::Relaxed) + report.bytes;
-        if let Some(bar) = &self.bar {
+        if let Some((_, bar)) = self.bars.iter().find(|(n, _)| n == table) {
             bar.set_message(format!("{} of SQL written", indicatif::HumanBytes(total)));
         }
         match (&self.confirm, report.vectors.pending_write) {
             (Some(c), Some(t)) => {
-                let (state, table, partition, r) =
-                    (self.state.clone(), self.table.clone(), self.partition, report.clone());
+                let (state, table, r) = (self.state.clone(), table.to_string(), report.clone());
                 let (index, timeout, status) = (c.index.clone(), c.timeout, c.status.clone());
                 let task = c.runtime.spawn(async move {
                     let show = move |m: &str| status.set_message(m.to_string());
@@ -106,9 +78,9 @@ impl BatchSink for CheckpointSink {
                     .lock()
                     .map_err(|_| Error::Internal("confirmation list poisoned".into()))?
                     .push(task);
+                Ok(())
             }
-            _ => self.state.partition_done(&self.table, self.partition, &report)?,
+            _ => self.state.partition_done(table, partition, report),
         }
-        Ok(report)
     }
 }

@@ -126,8 +126,8 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     let sinks = checkpointing_sinks(opts, &prepared, &targets, spool.clone(), &state, progress)?;
     let this_run = load_waves(src, &mut snapshot, opts, &prepared, &state, &sinks).await?;
     snapshot.release().await?;
-    sinks.bars.iter().for_each(|(_, b)| b.finish());
-    if let Some(c) = &sinks.confirm {
+    sinks.recorder.bars.iter().for_each(|(_, b)| b.finish());
+    if let Some(c) = &sinks.recorder.confirm {
         c.status.finish_and_clear();
     }
     if let Some(spool) = &spool {
@@ -285,13 +285,13 @@ fn checkpointing_sinks(
         waiting: Arc::default(),
         status: progress.spinner("vectorize"),
     });
-    Ok(Arc::new(checkpoint::Checkpointing {
-        inner,
+    let recorder = checkpoint::LoadRecorder {
         state: state.clone(),
         bars,
         bytes: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         confirm,
-    }))
+    };
+    Ok(Arc::new(checkpoint::Checkpointing { inner, recorder: Arc::new(recorder) }))
 }
 
 /// Reads the ranges not done yet, wave by wave (parents before children);
@@ -317,7 +317,7 @@ async fn load_waves(
                     .filter(|p| !p.done)
                     .map(|p| p.range.clone())
                     .collect(),
-                progress: sinks.bars[i].1.clone(),
+                progress: sinks.recorder.bars[i].1.clone(),
             })
             .filter(|j| !j.partitions.is_empty())
             .collect();
@@ -328,7 +328,7 @@ async fn load_waves(
         // Ranges whose writes Vectorize accepted are recorded once applied,
         // even when another range failed (the rerun then redoes less); the
         // read's own error is the one to report.
-        let applied = match &sinks.confirm {
+        let applied = match &sinks.recorder.confirm {
             Some(c) => c.drain().await,
             None => Ok(()),
         };

@@ -16,8 +16,8 @@
 //! that a change is skipped; a deleted vector's id is recorded as holding
 //! none ([`NO_VECTOR`]), so it is sent again once valid and not deleted
 //! again while it stays NULL.
-//! [`Recording`] advances the checkpoint of a key range once every sink
-//! finished it.
+//! [`CheckpointRecorder`] advances the checkpoint of a key range once every
+//! sink finished it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,6 +34,7 @@ use crate::config::project::OnInvalid;
 use crate::digest::vector::{vector_digest, Vector};
 use crate::error::{Error, Result};
 use crate::plan::access::D1Access;
+use crate::sink::recorded::{Recorded, Recorder};
 use crate::sink::vectorize::ndjson::vector_at;
 use crate::sink::vectorize::ndjson::{id_text, Line, LineWriter};
 use crate::state::checkpoint::Checkpoint;
@@ -243,9 +244,9 @@ impl BatchSink for ChangedVectorSink {
     }
 }
 
-/// Records a range as done (at the run's horizon) once its sinks finished.
-pub struct Recording {
-    pub inner: Arc<dyn SinkFactory>,
+/// Records a range as done (at the run's horizon) in the checkpoint, in
+/// D1, once its sinks finished ([`crate::sink::recorded`]).
+pub struct CheckpointRecorder {
     pub checkpoint: Arc<Mutex<Checkpoint>>,
     pub store: Store,
     pub horizon: u64,
@@ -253,6 +254,9 @@ pub struct Recording {
     /// Tables whose ranges the link step records instead (see `links`).
     pub deferred: Option<Deferred>,
 }
+
+/// A sync run's sinks: every target behind the one recording wrapper.
+pub type Recording = Recorded<CheckpointRecorder>;
 
 /// Ranges finished by the sinks but recorded only after the link step set
 /// their links: a run killed in between sends them again.
@@ -263,51 +267,19 @@ pub struct Deferred {
     pub finished: Arc<Mutex<Vec<(String, usize)>>>,
 }
 
-struct RecordingSink {
-    inner: Box<dyn BatchSink>,
-    table: String,
-    partition: usize,
-    checkpoint: Arc<Mutex<Checkpoint>>,
-    store: Store,
-    horizon: u64,
-    runtime: tokio::runtime::Handle,
-    deferred: Option<Deferred>,
-}
-
-impl SinkFactory for Recording {
-    fn open(&self, table: &Arc<TableSpec>, partition: usize) -> Result<Box<dyn BatchSink>> {
-        Ok(Box::new(RecordingSink {
-            inner: self.inner.open(table, partition)?,
-            table: table.qualified(),
-            partition,
-            checkpoint: self.checkpoint.clone(),
-            store: self.store.clone(),
-            horizon: self.horizon,
-            runtime: self.runtime.clone(),
-            deferred: self.deferred.clone().filter(|d| d.tables.contains(&table.qualified())),
-        }))
-    }
-}
-
-impl BatchSink for RecordingSink {
-    fn write(&mut self, batch: &TableBatch) -> Result<()> {
-        self.inner.write(batch)
-    }
-
-    fn finish(self: Box<Self>) -> Result<SinkReport> {
-        let report = self.inner.finish()?;
-        if let Some(d) = &self.deferred {
+impl Recorder for CheckpointRecorder {
+    fn record(&self, table: &str, partition: usize, _: &SinkReport) -> Result<()> {
+        if let Some(d) = self.deferred.as_ref().filter(|d| d.tables.contains(table)) {
             let mut finished =
                 d.finished.lock().map_err(|_| Error::Internal("deferred ranges poisoned".into()))?;
-            finished.push((self.table.clone(), self.partition));
-            return Ok(report);
+            finished.push((table.to_string(), partition));
+            return Ok(());
         }
         let poisoned = || Error::Internal("sync checkpoint poisoned".into());
         // Held while saving, so saves land in the order they were made.
         let mut c = self.checkpoint.lock().map_err(|_| poisoned())?;
-        record(&mut c, &self.table, self.partition, self.horizon)?;
-        self.runtime.block_on(self.store.write(&c))?;
-        Ok(report)
+        record(&mut c, table, partition, self.horizon)?;
+        self.runtime.block_on(self.store.write(&c))
     }
 }
 

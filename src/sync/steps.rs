@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use super::deletes::{Deleter, VectorDeletes};
 use super::links::SyncLinks;
-use super::sink::{ChangedVectors, Counts, Recording, VectorCounts};
+use super::sink::{ChangedVectors, CheckpointRecorder, Counts, Recording, VectorCounts};
 use super::source_reads::{count_rows, int_bounds, read_keys};
 use super::summary::{add_deleted_vectors, TableSync};
 use super::sweep::{buckets_for, sweep, KeySource, SweepTable};
@@ -196,14 +196,14 @@ impl Run<'_> {
             ])),
             None => d1_sinks,
         };
-        Arc::new(Recording {
-            inner,
+        let recorder = CheckpointRecorder {
             checkpoint: checkpoint.clone(),
             store: self.store.clone(),
             horizon: self.to.xmin(),
             runtime,
             deferred: t.links.as_ref().map(|l| l.deferred.clone()),
-        })
+        };
+        Arc::new(Recording { inner, recorder: Arc::new(recorder) })
     }
 
     /// Upserts the changed rows, parents first (a stop ends after the

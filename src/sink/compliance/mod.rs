@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::batch::{TableBatch, TableSpec};
-use crate::load::checkpoint::Checkpointing;
+use crate::load::checkpoint::{Checkpointing, LoadRecorder};
 use crate::load::state::StateFile;
 use crate::sink::test_table::{batch, spec, Row};
 
@@ -143,13 +143,13 @@ pub fn state(dir: &std::path::Path) -> Arc<StateFile> {
 
 /// The factory wrapped as the load wraps it.
 pub fn checkpointed(inner: Arc<dyn SinkFactory>, state: &Arc<StateFile>) -> Checkpointing {
-    Checkpointing {
-        inner,
+    let recorder = LoadRecorder {
         state: state.clone(),
         bars: Vec::new(),
         bytes: Arc::new(AtomicU64::new(0)),
         confirm: None,
-    }
+    };
+    Checkpointing { inner, recorder: Arc::new(recorder) }
 }
 
 /// Writes `plan` through `factory`; the report of each partition.
