@@ -22,6 +22,10 @@
 #   BENCH_DATABASE   database to seed and read (default pgflare_bench)
 #   BENCH_RESEED=1   seed again even when the marker matches
 #   BENCH_REPORT     file to write the report to (default BENCHMARKS.md)
+#   BENCH_BIN_DIR    a folder holding pgflare and pgflare-seed built already
+#                    (e.g. another commit's target/release, to compare two
+#                    versions on the same machine and data); nothing is built
+#   BENCH_COMMIT     the commit those binaries were built from (for the report)
 
 set -euo pipefail
 
@@ -71,8 +75,9 @@ PG2PARQUET_ROOT="$BENCH_DIR/pg2parquet"
 PG2PARQUET="$PG2PARQUET_ROOT/bin/pg2parquet"
 # cargo builds into $CARGO_TARGET_DIR when it is set; take the binaries from there.
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-PGFLARE="$TARGET_DIR/release/pgflare"
-SEED="$TARGET_DIR/release/pgflare-seed"
+BIN_DIR="${BENCH_BIN_DIR:-$TARGET_DIR/release}"
+PGFLARE="$BIN_DIR/pgflare"
+SEED="$BIN_DIR/pgflare-seed"
 GNU_TIME=/usr/bin/time
 
 # Per-run results of this invocation: name, run, seconds, peak RSS (KiB),
@@ -242,6 +247,11 @@ finish_pg2parquet_install() {
 }
 
 build_release() {
+    if [ -n "${BENCH_BIN_DIR:-}" ]; then
+        [ -x "$PGFLARE" ] && [ -x "$SEED" ] || die "BENCH_BIN_DIR=$BENCH_BIN_DIR holds no pgflare and pgflare-seed"
+        log "using the binaries in $BENCH_BIN_DIR (nothing built)"
+        return 0
+    fi
     log "cargo build --release --bins"
     (cd "$ROOT" && cargo build --release --bins) >&2 || die "cargo build --release --bins failed"
 }
@@ -293,7 +303,11 @@ collect_facts() {
         echo "marker=$(bpsql -d "$DB" -At -c "SELECT obj_description('public.$TABLE'::regclass, 'pg_class')")"
         echo "copy_bytes=$(bpsql -d "$DB" -c "COPY public.$TABLE TO STDOUT (FORMAT binary)" | wc -c)"
         echo "pgflare_version=$("$PGFLARE" --version 2>/dev/null || echo '?')"
-        echo "pgflare_commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' (+ uncommitted changes)')"
+        if [ -n "${BENCH_BIN_DIR:-}" ]; then
+            echo "pgflare_commit=${BENCH_COMMIT:-?} (binaries from $BENCH_BIN_DIR)"
+        else
+            echo "pgflare_commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' (+ uncommitted changes)')"
+        fi
         echo "pg2parquet_version=$("$PG2PARQUET" --version 2>/dev/null || echo '?')"
         echo "pgflare_zstd=$PGFLARE_ZSTD"
         echo "chunks=$CHUNKS"

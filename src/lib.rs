@@ -12,24 +12,27 @@
 //! ```
 //!
 //! The tree shows who may use whom (`scripts/deps.py` checks it): jobs
-//! are leaves over a shared middle and never import one another.
+//! are leaves over a shared middle and never import one another, and no
+//! two folders or files (outside the emulator) need each other.
 //!
-//! - jobs: [`load`], [`sync`], [`verify`], [`archive`], [`doctor`];
+//! - jobs: [`load`], [`sync`], [`verify`], [`archive`], [`init`],
+//!   [`doctor`]; each one's `run` reads as its steps;
 //! - the middle they share: [`plan`] (command line + environment +
-//!   pgflare.toml -> source, read settings, prepared tables, the D1 and
-//!   vector targets, D1 access), [`state`] (checkpoint, fingerprints,
-//!   store and lease, bucket sums, vector records, changes since),
-//!   [`digest`] (the canonical row and vector digests, the one bucket
-//!   engine and its passes), [`d1`] (statement splitter, read-back of D1
-//!   rows into the source's types);
+//!   pgflare.toml -> the opening every job shares, the D1 and vector
+//!   targets, prepared tables, which rows are live, D1 access), [`state`]
+//!   (checkpoint, fingerprints, store and lease, bucket sums, vector
+//!   records, changes since), [`digest`] (the canonical row and vector
+//!   digests, the bucket engine and its passes), [`d1`] (D1's float rule,
+//!   reserved names, statement splitter, read-back of D1 rows), [`config`]
+//!   (the configuration files and the mappings they define);
 //! - the data path: [`source`] (catalog, snapshot, partitions, COPY BINARY
-//!   decoding, pgvector) -> [`batch`] (`TableSpec`, `TableBatch`) ->
-//!   [`sink`] (the shape every writer shares: D1, Vectorize, Parquet);
+//!   decoding, pgvector) -> [`batch`] (`TableSpec`, `TableBatch`, and the
+//!   sink contract in [`batch::sink`]) -> [`sink`] (D1, Vectorize, the
+//!   rolled files, the one recording wrapper);
 //! - [`typemap`]: the one type table (Postgres -> Arrow -> D1 -> JSON);
 //! - [`cloudflare`]: the D1 and Vectorize clients, their limits, retries;
-//! - [`config`]: the configuration files (pgflare.toml, wrangler);
-//! - [`cli`], [`commands`]: the command line on top; [`emulator`]: the
-//!   local Cloudflare API.
+//! - [`cli`], [`commands`]: the command line on top (parse, call a job,
+//!   print); [`emulator`]: the local Cloudflare API.
 
 // Output goes through `output` (`outln!`, `errln!`), which ends
 // quietly on a closed pipe (`pgflare inspect | head`) where `println!`
