@@ -16,8 +16,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::manifest::{Manifest, ManifestTable};
+use crate::batch::collect::take;
 use crate::batch::TableSpec;
-use crate::digest::buckets::{collect_rows, BucketSinks, Buckets, CollectSinks, RowMap, DEFAULT_BUCKETS};
+use crate::digest::buckets::{bucket_sinks, collect_rows, collect_sinks, Buckets, RowMap, DEFAULT_BUCKETS};
 use crate::digest::{row_digests, DigestSum};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -319,9 +320,9 @@ async fn against_source(
             .collect::<Vec<_>>()
     };
     let sums = Arc::new(Mutex::new(HashMap::new()));
-    let sinks = Arc::new(BucketSinks { buckets: DEFAULT_BUCKETS, result: sums.clone() });
+    let sinks = Arc::new(bucket_sinks(DEFAULT_BUCKETS, sums.clone()));
     source::read_all(src, &snapshot.info.id, jobs(&specs, "source"), sinks, opts).await?;
-    let sums = std::mem::take(&mut *sums.lock().map_err(|_| Error::Internal("poisoned".into()))?);
+    let sums = take(&sums)?;
 
     let mut wanted: HashMap<String, BTreeSet<usize>> = HashMap::new();
     for (spec, _, _) in &specs {
@@ -342,12 +343,11 @@ async fn against_source(
     // Drill down: the rows of differing buckets, on both sides.
     let rows = Arc::new(Mutex::new(HashMap::new()));
     let wanted = Arc::new(wanted);
-    let sinks =
-        Arc::new(CollectSinks { buckets: DEFAULT_BUCKETS, wanted: wanted.clone(), result: rows.clone() });
+    let sinks = Arc::new(collect_sinks(DEFAULT_BUCKETS, wanted.clone(), rows.clone()));
     let drill: Vec<_> = specs.into_iter().filter(|(s, _, _)| wanted.contains_key(&s.qualified())).collect();
     source::read_all(src, &snapshot.info.id, jobs(&drill, "drill-down"), sinks, opts).await?;
     snapshot.release().await?;
-    let mut source_rows = std::mem::take(&mut *rows.lock().map_err(|_| Error::Internal("poisoned".into()))?);
+    let mut source_rows = take(&rows)?;
 
     for (spec, _, table) in drill {
         let name = spec.qualified();

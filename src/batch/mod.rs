@@ -2,6 +2,7 @@
 //! table as pgflare will move it (columns already resolved through the type
 //! table), and [`TableBatch`], an Arrow record batch of that table's rows.
 
+pub mod collect;
 pub mod sink;
 
 use std::sync::Arc;

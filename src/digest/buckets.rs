@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use arrow::record_batch::RecordBatch;
 
 use super::{key_bytes, key_display, row_digests, DigestSum, RowDigest};
-use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
-use crate::batch::{TableBatch, TableSpec};
-use crate::error::{Error, Result};
+use crate::batch::collect::{Collector, Collectors};
+use crate::batch::TableBatch;
+use crate::error::Result;
 
 pub const DEFAULT_BUCKETS: usize = 4096;
 
@@ -129,81 +129,65 @@ pub fn collect_rows(
     Ok(())
 }
 
-/// A sink that sums a table's rows into shared per-bucket digests.
-pub struct BucketSinks {
-    pub buckets: usize,
-    pub result: Arc<Mutex<HashMap<String, Buckets>>>,
-}
-
-/// A sink that remembers the rows of the wanted buckets.
-pub struct CollectSinks {
-    pub buckets: usize,
-    pub wanted: Arc<HashMap<String, BTreeSet<usize>>>,
-    pub result: Arc<Mutex<HashMap<String, RowMap>>>,
-}
-
-struct BucketSink {
-    table: Arc<TableSpec>,
+/// Sums a partition's rows into per-bucket digests, merged by table.
+pub struct BucketSink {
+    table: String,
     key: Vec<usize>,
     local: Buckets,
-    result: Arc<Mutex<HashMap<String, Buckets>>>,
 }
 
-struct CollectSink {
-    table: Arc<TableSpec>,
+/// Sinks that sum every table's rows into `result`, by qualified name.
+pub fn bucket_sinks(buckets: usize, result: Arc<Mutex<HashMap<String, Buckets>>>) -> Collectors<BucketSink> {
+    Collectors::new(result, move |table, _| {
+        Ok(BucketSink { table: table.qualified(), key: table.key_indices(), local: Buckets::new(buckets) })
+    })
+}
+
+impl Collector for BucketSink {
+    type Out = HashMap<String, Buckets>;
+
+    fn write(&mut self, batch: &TableBatch) -> Result<()> {
+        self.local.add_batch(&batch.batch, &self.key)
+    }
+
+    fn merge_into(self, out: &mut Self::Out) -> u64 {
+        let rows = self.local.total().rows;
+        out.entry(self.table).or_insert_with(|| Buckets::new(self.local.len())).merge(&self.local);
+        rows
+    }
+}
+
+/// Remembers a partition's rows that fall into the wanted buckets.
+pub struct CollectSink {
+    table: String,
     key: Vec<usize>,
     buckets: usize,
     wanted: BTreeSet<usize>,
     seen: u64,
     local: RowMap,
+}
+
+/// Sinks that keep the rows of the `wanted` buckets of each table.
+pub fn collect_sinks(
+    buckets: usize,
+    wanted: Arc<HashMap<String, BTreeSet<usize>>>,
     result: Arc<Mutex<HashMap<String, RowMap>>>,
-}
-
-fn poisoned() -> Error {
-    Error::Internal("a comparison worker panicked".into())
-}
-
-impl SinkFactory for BucketSinks {
-    fn open(&self, table: &Arc<TableSpec>, _partition: usize) -> Result<Box<dyn BatchSink>> {
-        Ok(Box::new(BucketSink {
-            table: table.clone(),
+) -> Collectors<CollectSink> {
+    Collectors::new(result, move |table, _| {
+        Ok(CollectSink {
+            table: table.qualified(),
             key: table.key_indices(),
-            local: Buckets::new(self.buckets),
-            result: self.result.clone(),
-        }))
-    }
-}
-
-impl BatchSink for BucketSink {
-    fn write(&mut self, batch: &TableBatch) -> Result<()> {
-        self.local.add_batch(&batch.batch, &self.key)
-    }
-
-    fn finish(self: Box<Self>) -> Result<SinkReport> {
-        let rows = self.local.total().rows;
-        let mut all = self.result.lock().map_err(|_| poisoned())?;
-        all.entry(self.table.qualified())
-            .or_insert_with(|| Buckets::new(self.local.len()))
-            .merge(&self.local);
-        Ok(SinkReport { rows, ..SinkReport::default() })
-    }
-}
-
-impl SinkFactory for CollectSinks {
-    fn open(&self, table: &Arc<TableSpec>, _partition: usize) -> Result<Box<dyn BatchSink>> {
-        Ok(Box::new(CollectSink {
-            table: table.clone(),
-            key: table.key_indices(),
-            buckets: self.buckets,
-            wanted: self.wanted.get(&table.qualified()).cloned().unwrap_or_default(),
+            buckets,
+            wanted: wanted.get(&table.qualified()).cloned().unwrap_or_default(),
             seen: 0,
             local: RowMap::new(),
-            result: self.result.clone(),
-        }))
-    }
+        })
+    })
 }
 
-impl BatchSink for CollectSink {
+impl Collector for CollectSink {
+    type Out = HashMap<String, RowMap>;
+
     fn write(&mut self, batch: &TableBatch) -> Result<()> {
         let partition = batch.partition;
         let base = self.seen;
@@ -214,9 +198,8 @@ impl BatchSink for CollectSink {
         Ok(())
     }
 
-    fn finish(self: Box<Self>) -> Result<SinkReport> {
-        let mut all = self.result.lock().map_err(|_| poisoned())?;
-        all.entry(self.table.qualified()).or_default().extend(self.local);
-        Ok(SinkReport { rows: self.seen, ..SinkReport::default() })
+    fn merge_into(self, out: &mut Self::Out) -> u64 {
+        out.entry(self.table).or_default().extend(self.local);
+        self.seen
     }
 }

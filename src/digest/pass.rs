@@ -16,7 +16,7 @@ use arrow::datatypes::SchemaRef;
 
 use super::buckets::{bucket_of, identity, Buckets};
 use super::{field_digest, key_display, row_digests, RowDigest};
-use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
+use crate::batch::collect::{Collector, Collectors};
 use crate::batch::{TableBatch, TableSpec};
 use crate::config::mapping::D1Table;
 use crate::d1::read::{read_rows, read_table, rowid_span, table_exists, target_form, Unreadable};
@@ -183,58 +183,49 @@ pub fn shorten(s: &str) -> String {
     }
 }
 
-/// Sinks that run a pass over the source, per D1 shape.
-pub struct SourceSinks {
-    pub shapes: Arc<HashMap<String, D1Shape>>,
-    pub buckets: usize,
-    pub pass: Pass,
-    pub result: Arc<Mutex<HashMap<String, Side>>>,
-}
-
-struct SourceSink {
+/// Runs a pass over one partition of the source, in its D1 shape.
+pub struct SourceSink {
     shape: D1Shape,
     spec: Arc<TableSpec>,
     buckets: usize,
     pass: Pass,
     local: Side,
-    result: Arc<Mutex<HashMap<String, Side>>>,
 }
 
-impl SinkFactory for SourceSinks {
-    fn open(&self, table: &Arc<TableSpec>, _: usize) -> Result<Box<dyn BatchSink>> {
-        let shape = self
-            .shapes
+/// Sinks that run `pass` over the source tables of `shapes` (by qualified
+/// name) and merge each table's side into `result`.
+pub fn source_sinks(
+    shapes: Arc<HashMap<String, D1Shape>>,
+    buckets: usize,
+    pass: Pass,
+    result: Arc<Mutex<HashMap<String, Side>>>,
+) -> Collectors<SourceSink> {
+    Collectors::new(result, move |table, _| {
+        let shape = shapes
             .get(&table.qualified())
             .cloned()
             .ok_or_else(|| Error::Internal(format!("no D1 shape for {}", table.qualified())))?;
-        Ok(Box::new(SourceSink {
-            shape,
-            spec: table.clone(),
-            buckets: self.buckets,
-            pass: self.pass.clone(),
-            local: Side::default(),
-            result: self.result.clone(),
-        }))
-    }
+        Ok(SourceSink { shape, spec: table.clone(), buckets, pass: pass.clone(), local: Side::default() })
+    })
 }
 
-impl BatchSink for SourceSink {
+impl Collector for SourceSink {
+    type Out = HashMap<String, Side>;
+
     fn write(&mut self, batch: &TableBatch) -> Result<()> {
         let b = self.shape.project(&batch.batch, &self.spec)?;
         absorb(&mut self.local, &b, &self.shape.key(), self.buckets, &self.pass, &[])
     }
 
-    fn finish(self: Box<Self>) -> Result<SinkReport> {
+    fn merge_into(self, out: &mut Self::Out) -> u64 {
         let rows =
             self.local.buckets.as_ref().map(|b| b.total().rows).unwrap_or(self.local.rows.len() as u64);
-        let mut all =
-            self.result.lock().map_err(|_| Error::Internal("a comparison worker panicked".into()))?;
-        let side = all.entry(self.shape.source.clone()).or_default();
+        let side = out.entry(self.shape.source.clone()).or_default();
         if let Some(b) = &self.local.buckets {
             side.buckets.get_or_insert_with(|| Buckets::new(b.len())).merge(b);
         }
         side.rows.extend(self.local.rows);
-        Ok(SinkReport { rows, ..SinkReport::default() })
+        rows
     }
 }
 

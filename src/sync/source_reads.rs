@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::batch::sink::SinkFactory;
+use crate::batch::collect::{take, Collector, Collectors};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::source::{read_all, Partition, ReadOptions, Snapshot, Source, TableJob};
@@ -56,31 +56,24 @@ pub async fn read_keys(
         partitions: vec![Partition { filter, ..Partition::whole() }],
         progress: progress.rows(&format!("soft deletes {}", spec.name), None),
     };
-    read_all(src, snapshot_id, vec![job], Arc::new(Collect(out.clone())), read).await?;
-    let batches =
-        std::mem::take(&mut *out.lock().map_err(|_| Error::Internal("key reader poisoned".into()))?);
-    Ok(batches)
+    let sinks = Arc::new(Collectors::new(out.clone(), |_, _| Ok(KeyBatches(Vec::new()))));
+    read_all(src, snapshot_id, vec![job], sinks, read).await?;
+    take(&out)
 }
 
-struct Collect(Arc<Mutex<Vec<arrow::record_batch::RecordBatch>>>);
+/// One partition's batches, kept as they are.
+struct KeyBatches(Vec<arrow::record_batch::RecordBatch>);
 
-impl SinkFactory for Collect {
-    fn open(
-        &self,
-        _: &Arc<crate::batch::TableSpec>,
-        _: usize,
-    ) -> Result<Box<dyn crate::batch::sink::BatchSink>> {
-        Ok(Box::new(Collect(self.0.clone())))
-    }
-}
+impl Collector for KeyBatches {
+    type Out = Vec<arrow::record_batch::RecordBatch>;
 
-impl crate::batch::sink::BatchSink for Collect {
     fn write(&mut self, batch: &crate::batch::TableBatch) -> Result<()> {
-        self.0.lock().map_err(|_| Error::Internal("key reader poisoned".into()))?.push(batch.batch.clone());
+        self.0.push(batch.batch.clone());
         Ok(())
     }
 
-    fn finish(self: Box<Self>) -> Result<crate::batch::sink::SinkReport> {
-        Ok(crate::batch::sink::SinkReport::default())
+    fn merge_into(self, out: &mut Self::Out) -> u64 {
+        out.extend(self.0);
+        0
     }
 }

@@ -20,12 +20,13 @@ use arrow::array::UInt32Array;
 use arrow::record_batch::RecordBatch;
 
 use super::deletes::{Deleted, Deleter};
+use crate::batch::collect::{take, Collector, Collectors};
 use crate::batch::sink::SinkFactory;
 use crate::batch::{quote_ident, TableSpec};
 use crate::config::mapping::D1Table;
 use crate::d1::read::read_table;
 use crate::digest::buckets::{bucket_of, Buckets};
-use crate::digest::pass::{d1_pass, D1Shape, Pass, Side, SourceSinks};
+use crate::digest::pass::{d1_pass, source_sinks, D1Shape, Pass, Side};
 use crate::digest::{key_bytes, row_digests};
 use crate::error::{Error, Result};
 use crate::plan::access::D1Access;
@@ -110,8 +111,11 @@ async fn ranged(
     let schema = t.d1.spec.arrow_schema();
     let run = |wanted: Option<Arc<HashSet<String>>>| {
         let out = Arc::new(Mutex::new(Labelled::default()));
-        let sinks: Arc<dyn SinkFactory> =
-            Arc::new(LabelSinks { scheme: scheme.clone(), schema: schema.clone(), wanted, out: out.clone() });
+        let (scheme, schema) = (scheme.clone(), schema.clone());
+        let sinks: Arc<dyn SinkFactory> = Arc::new(Collectors::new(out.clone(), move |_, _| {
+            let (scheme, schema, wanted) = (scheme.clone(), schema.clone(), wanted.clone());
+            Ok(LabelSink { scheme, schema, wanted, local: Labelled::default() })
+        }));
         (sinks, out)
     };
     let (sinks, out) = run(None);
@@ -206,47 +210,29 @@ impl Labelled {
     }
 }
 
-struct LabelSinks {
-    scheme: Scheme,
-    schema: arrow::datatypes::SchemaRef,
-    wanted: Option<Arc<HashSet<String>>>,
-    out: Arc<Mutex<Labelled>>,
-}
-
+/// One partition's labelled keys, under D1's column names.
 struct LabelSink {
     scheme: Scheme,
     schema: arrow::datatypes::SchemaRef,
     wanted: Option<Arc<HashSet<String>>>,
     local: Labelled,
-    out: Arc<Mutex<Labelled>>,
 }
 
-impl SinkFactory for LabelSinks {
-    fn open(&self, _: &Arc<TableSpec>, _: usize) -> Result<Box<dyn crate::batch::sink::BatchSink>> {
-        Ok(Box::new(LabelSink {
-            scheme: self.scheme.clone(),
-            schema: self.schema.clone(),
-            wanted: self.wanted.clone(),
-            local: Labelled::default(),
-            out: self.out.clone(),
-        }))
-    }
-}
+impl Collector for LabelSink {
+    type Out = Labelled;
 
-impl crate::batch::sink::BatchSink for LabelSink {
     fn write(&mut self, batch: &crate::batch::TableBatch) -> Result<()> {
         // Under D1's column names, so digests match D1's side.
         let b = RecordBatch::try_new(self.schema.clone(), batch.batch.columns().to_vec())?;
         self.local.absorb(&self.scheme, &b, self.wanted.as_deref())
     }
 
-    fn finish(self: Box<Self>) -> Result<crate::batch::sink::SinkReport> {
-        let mut out = self.out.lock().map_err(|_| Error::Internal("a key reader panicked".into()))?;
+    fn merge_into(self, out: &mut Labelled) -> u64 {
         for (k, s) in self.local.sums {
             out.sums.entry(k).or_default().merge(&s);
         }
         out.keys.extend(self.local.keys);
-        Ok(crate::batch::sink::SinkReport::default())
+        0
     }
 }
 
@@ -272,7 +258,7 @@ async fn full(
     // Pass 1: key-digest sums per bucket, both sides at once.
     let sums = Arc::new(Mutex::new(HashMap::new()));
     let sinks: Arc<dyn SinkFactory> =
-        Arc::new(SourceSinks { shapes: shapes.clone(), buckets, pass: Pass::Sum, result: sums.clone() });
+        Arc::new(source_sinks(shapes.clone(), buckets, Pass::Sum, sums.clone()));
     let (file, d1_shape) = (d1_file.clone(), shape.clone());
     let d1_side = tokio::task::spawn_blocking(move || -> Result<Side> {
         d1_pass(&open(&file)?, &d1_shape, buckets, &Pass::Sum)
@@ -301,7 +287,7 @@ async fn full(
     let wanted = Arc::new(differing);
     let rows = Arc::new(Mutex::new(HashMap::new()));
     let sinks: Arc<dyn SinkFactory> =
-        Arc::new(SourceSinks { shapes, buckets, pass: Pass::Collect(wanted.clone()), result: rows.clone() });
+        Arc::new(source_sinks(shapes, buckets, Pass::Collect(wanted.clone()), rows.clone()));
     read_all(src, snapshot_id, vec![job("drill-down keys")], sinks, read).await?;
     let src_rows = take(&rows)?.remove(&name).unwrap_or_default().rows;
     let (file, spec, d1_name) = (d1_file.clone(), t.d1.spec.clone(), t.d1.name.clone());
@@ -354,10 +340,6 @@ fn take_rows(batch: &RecordBatch, rows: &[u32]) -> Result<RecordBatch> {
 fn open(path: &Path) -> Result<rusqlite::Connection> {
     rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(Error::sqlite(format!("opening {} to read keys", path.display())))
-}
-
-fn take<T: Default>(m: &Mutex<T>) -> Result<T> {
-    Ok(std::mem::take(&mut *m.lock().map_err(|_| Error::Internal("a key reader panicked".into()))?))
 }
 
 /// Copies the key columns of a D1 table into `dir/<table>-keys.sqlite`

@@ -15,11 +15,11 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use super::report::{QueryParity, QueryResult};
-use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
-use crate::batch::{TableBatch, TableSpec};
+use crate::batch::collect::{Collector, Collectors};
+use crate::batch::TableBatch;
 use crate::config::mapping::VectorMappings;
 use crate::digest::vector::Vector;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::sink::vectorize::ndjson::LineWriter;
 
 /// A distance metric as Vectorize names it; scores as Vectorize reports them.
@@ -217,31 +217,31 @@ pub enum Collecting {
     Rank(TopK),
 }
 
-/// Sinks that run a parity pass over the vector table.
-pub struct ParitySinks {
-    pub mappings: VectorMappings,
-    pub make: Arc<dyn Fn() -> Collecting + Send + Sync>,
-    pub result: Arc<Mutex<Vec<Collecting>>>,
-}
-
-struct ParitySink {
+/// One partition's parity pass over the vector table.
+pub struct ParitySink {
     writer: Option<LineWriter>,
     local: Collecting,
-    result: Arc<Mutex<Vec<Collecting>>>,
 }
 
-impl SinkFactory for ParitySinks {
-    fn open(&self, table: &Arc<TableSpec>, _: usize) -> Result<Box<dyn BatchSink>> {
-        let writer = self
-            .mappings
+/// Sinks that run a parity pass (what `make` opens) over the vector table;
+/// every partition's collection lands in `result`.
+pub fn parity_sinks(
+    mappings: VectorMappings,
+    make: Arc<dyn Fn() -> Collecting + Send + Sync>,
+    result: Arc<Mutex<Vec<Collecting>>>,
+) -> Collectors<ParitySink> {
+    Collectors::new(result, move |table, _| {
+        let writer = mappings
             .get(table)
             .map(|m| LineWriter::new(table, m).map(LineWriter::for_comparison))
             .transpose()?;
-        Ok(Box::new(ParitySink { writer, local: (self.make)(), result: self.result.clone() }))
-    }
+        Ok(ParitySink { writer, local: make() })
+    })
 }
 
-impl BatchSink for ParitySink {
+impl Collector for ParitySink {
+    type Out = Vec<Collecting>;
+
     fn write(&mut self, batch: &TableBatch) -> Result<()> {
         let Some(w) = &self.writer else { return Ok(()) };
         let local = &mut self.local;
@@ -251,10 +251,9 @@ impl BatchSink for ParitySink {
         })
     }
 
-    fn finish(self: Box<Self>) -> Result<SinkReport> {
-        let mut all = self.result.lock().map_err(|_| Error::Internal("a parity worker panicked".into()))?;
-        all.push(self.local);
-        Ok(SinkReport::default())
+    fn merge_into(self, out: &mut Vec<Collecting>) -> u64 {
+        out.push(self.local);
+        0
     }
 }
 

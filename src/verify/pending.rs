@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use arrow::record_batch::RecordBatch;
 
-use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
+use crate::batch::collect::{take, Collector, Collectors};
 use crate::digest::key_display;
 use crate::error::{Error, Result};
 use crate::plan::Prepared;
@@ -77,37 +77,24 @@ pub async fn pending(
             progress: indicatif::ProgressBar::hidden(),
         });
     }
-    let sinks = Arc::new(Keys { schemas: Arc::new(schemas), out: out.clone() });
+    let sinks = Arc::new(Collectors::new(out.clone(), move |table, _| {
+        let schema = schemas.get(&table.qualified()).cloned();
+        Ok(KeySink { table: table.qualified(), schema, local: Pending::default() })
+    }));
     read_all(src, snapshot_id, jobs, sinks, read).await?;
-    let found =
-        std::mem::take(&mut *out.lock().map_err(|_| Error::Internal("pending keys poisoned".into()))?);
-    Ok(found)
+    take(&out)
 }
 
-struct Keys {
-    schemas: Arc<HashMap<String, arrow::datatypes::SchemaRef>>,
-    out: Arc<Mutex<HashMap<String, Pending>>>,
-}
-
+/// One partition's keys, as D1 and Vectorize differences name rows.
 struct KeySink {
     table: String,
     schema: Option<arrow::datatypes::SchemaRef>,
     local: Pending,
-    out: Arc<Mutex<HashMap<String, Pending>>>,
 }
 
-impl SinkFactory for Keys {
-    fn open(&self, table: &Arc<crate::batch::TableSpec>, _: usize) -> Result<Box<dyn BatchSink>> {
-        Ok(Box::new(KeySink {
-            table: table.qualified(),
-            schema: self.schemas.get(&table.qualified()).cloned(),
-            local: Pending::default(),
-            out: self.out.clone(),
-        }))
-    }
-}
+impl Collector for KeySink {
+    type Out = HashMap<String, Pending>;
 
-impl BatchSink for KeySink {
     fn write(&mut self, batch: &crate::batch::TableBatch) -> Result<()> {
         let Some(schema) = &self.schema else { return Ok(()) };
         // Under D1's names: the form D1 differences use.
@@ -122,11 +109,10 @@ impl BatchSink for KeySink {
         Ok(())
     }
 
-    fn finish(self: Box<Self>) -> Result<SinkReport> {
-        let mut out = self.out.lock().map_err(|_| Error::Internal("pending keys poisoned".into()))?;
+    fn merge_into(self, out: &mut Self::Out) -> u64 {
         let p = out.entry(self.table).or_default();
         p.d1_keys.extend(self.local.d1_keys);
         p.vector_ids.extend(self.local.vector_ids);
-        Ok(SinkReport::default())
+        0
     }
 }

@@ -13,12 +13,13 @@ use std::time::Instant;
 use super::compare::{classify, first_rows, mark_absent, sampled};
 use super::pending::Pending;
 use super::report::{Status, TableReport, TargetReport, Verdict, VerifyReport, FORMAT, MAX_LISTED};
-use super::vectors::{ExpectSinks, Expected};
+use super::vectors::{expect_sinks, Expected};
+use crate::batch::collect::take;
 use crate::batch::sink::SinkFactory;
 use crate::cloudflare::{Api, Vectorize};
 use crate::config::project::Project;
 use crate::digest::buckets::Buckets;
-use crate::digest::pass::{d1_pass_file, D1Shape, Pass, Rows, Side, SourceSinks};
+use crate::digest::pass::{d1_pass_file, source_sinks, D1Shape, Pass, Rows, Side};
 use crate::error::{Error, Result};
 use crate::plan::{Prepared, Target};
 use crate::progress::Progress;
@@ -219,20 +220,12 @@ impl<'a> Verification<'a> {
         let n = self.n;
         let sums = Arc::new(Mutex::new(HashMap::new()));
         let expected = Arc::new(Mutex::new(HashMap::new()));
-        let mut sinks: Arc<dyn SinkFactory> = Arc::new(SourceSinks {
-            shapes: self.shapes.clone(),
-            buckets: n,
-            pass: Pass::Sum,
-            result: sums.clone(),
-        });
+        let mut sinks: Arc<dyn SinkFactory> =
+            Arc::new(source_sinks(self.shapes.clone(), n, Pass::Sum, sums.clone()));
         let vmaps = &self.prepared.vectors.mappings;
         if !vmaps.0.is_empty() {
-            let expect = Arc::new(ExpectSinks {
-                mappings: vmaps.clone(),
-                wanted: None,
-                sample: self.vector_sample.clone(),
-                result: expected.clone(),
-            });
+            let expect =
+                Arc::new(expect_sinks(vmaps.clone(), None, self.vector_sample.clone(), expected.clone()));
             sinks = Arc::new(crate::sink::tee::Tee(vec![sinks, expect]));
         }
         let threads = d1_threads();
@@ -282,18 +275,11 @@ impl<'a> Verification<'a> {
     async fn drill_down(&self, wanted: &HashMap<String, BTreeSet<usize>>) -> Result<HashMap<String, Side>> {
         let rows = Arc::new(Mutex::new(HashMap::new()));
         for (name, set) in wanted {
-            let sinks: Arc<dyn SinkFactory> = Arc::new(SourceSinks {
-                shapes: Arc::new(
-                    self.shapes
-                        .iter()
-                        .filter(|(k, _)| *k == name)
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                ),
-                buckets: self.n,
-                pass: Pass::Collect(Arc::new(set.clone())),
-                result: rows.clone(),
-            });
+            let shapes: HashMap<String, D1Shape> =
+                self.shapes.iter().filter(|(k, _)| *k == name).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let pass = Pass::Collect(Arc::new(set.clone()));
+            let sinks: Arc<dyn SinkFactory> =
+                Arc::new(source_sinks(Arc::new(shapes), self.n, pass, rows.clone()));
             self.read(Some(name), "drill-down", sinks).await?;
         }
         take(&rows)
@@ -357,11 +343,6 @@ fn d1_threads() -> usize {
 
 fn buckets_of(side: &Side, n: usize) -> Buckets {
     side.buckets.clone().unwrap_or_else(|| Buckets::new(n))
-}
-
-fn take(m: &Arc<Mutex<HashMap<String, Side>>>) -> Result<HashMap<String, Side>> {
-    let mut g = m.lock().map_err(|_| Error::Internal("a comparison worker panicked".into()))?;
-    Ok(std::mem::take(&mut *g))
 }
 
 /// The D1 file, read-only; refused with the fix when it is not there.

@@ -7,14 +7,15 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::parity::{compare_query, summarize, Chooser, Collecting, Metric, ParitySinks, TopK};
+use super::parity::{compare_query, parity_sinks, summarize, Chooser, Collecting, Metric, TopK};
 use super::pending::Pending;
 use super::report::{Difference, QueryParity, TargetReport};
 use super::run::{open_d1, Verification};
-use super::vectors::{self, difference, in_sample, ExpectSinks, Expected};
+use super::vectors::{self, difference, expect_sinks, in_sample, Expected};
+use crate::batch::collect::take;
 use crate::batch::sink::SinkFactory;
 use crate::digest::vector::{vector_digest, Vector};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 impl Verification<'_> {
     /// Per vector table, its Vectorize report; rows written after D1's
@@ -30,7 +31,7 @@ impl Verification<'_> {
             return Ok(reports);
         };
         let (n, sample) = (self.n, &self.sample);
-        let mut expected = take_expected(expected)?;
+        let mut expected = take(expected)?;
         for (table, exp) in expected.iter_mut().filter(|(t, _)| vmaps.0.contains_key(*t)) {
             let (mut diffs, drill, listed, notes) = compare_vectors(index, exp, n, sample).await?;
             if !drill.is_empty() {
@@ -61,14 +62,11 @@ impl Verification<'_> {
     async fn drill_vectors(&self, table: &str, drill: &HashMap<String, Vector>) -> Result<Vec<Difference>> {
         let wanted = Arc::new(drill.keys().cloned().collect::<HashSet<_>>());
         let got = Arc::new(Mutex::new(HashMap::new()));
-        let sinks: Arc<dyn SinkFactory> = Arc::new(ExpectSinks {
-            mappings: self.prepared.vectors.mappings.clone(),
-            wanted: Some(wanted),
-            sample: self.vector_sample.clone(),
-            result: got.clone(),
-        });
+        let mappings = self.prepared.vectors.mappings.clone();
+        let sinks: Arc<dyn SinkFactory> =
+            Arc::new(expect_sinks(mappings, Some(wanted), self.vector_sample.clone(), got.clone()));
         self.read(Some(table), "vectors", sinks).await?;
-        let got = take_expected(&got)?;
+        let got = take(&got)?;
         let source = got.get(table).map(|e| &e.vectors);
         Ok(drill
             .iter()
@@ -140,20 +138,11 @@ impl Verification<'_> {
         make: Arc<dyn Fn() -> Collecting + Send + Sync>,
     ) -> Result<Vec<Collecting>> {
         let result = Arc::new(Mutex::new(Vec::new()));
-        let sinks: Arc<dyn SinkFactory> = Arc::new(ParitySinks {
-            mappings: self.prepared.vectors.mappings.clone(),
-            make,
-            result: result.clone(),
-        });
+        let mappings = self.prepared.vectors.mappings.clone();
+        let sinks: Arc<dyn SinkFactory> = Arc::new(parity_sinks(mappings, make, result.clone()));
         self.read(Some(table), label, sinks).await?;
-        let mut g = result.lock().map_err(|_| Error::Internal("parity".into()))?;
-        Ok(std::mem::take(&mut *g))
+        take(&result)
     }
-}
-
-fn take_expected(m: &Arc<Mutex<HashMap<String, Expected>>>) -> Result<HashMap<String, Expected>> {
-    let mut g = m.lock().map_err(|_| Error::Internal("a comparison worker panicked".into()))?;
-    Ok(std::mem::take(&mut *g))
 }
 
 type Compared = (Vec<Difference>, HashMap<String, Vector>, u64, Vec<String>);

@@ -14,14 +14,14 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use super::report::{DiffKind, Difference, FieldDiff, TargetKind, TargetReport, MAX_LISTED};
-use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
-use crate::batch::{TableBatch, TableSpec};
+use crate::batch::collect::{Collector, Collectors};
+use crate::batch::TableBatch;
 use crate::config::mapping::VectorMappings;
 use crate::digest::buckets::bucket_of;
 use crate::digest::pass::shorten;
 use crate::digest::vector::{canonical, vector_digest, Vector};
 use crate::digest::RowDigest;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::sink::vectorize::ndjson::vector_at;
 use crate::sink::vectorize::ndjson::{Line, LineWriter};
 
@@ -76,44 +76,44 @@ impl Skipped {
     }
 }
 
-/// Sinks that turn source rows into expected vectors.
-pub struct ExpectSinks {
-    pub mappings: VectorMappings,
-    /// `Some`: keep the vectors of these ids only (the drill-down).
-    pub wanted: Option<Arc<HashSet<String>>>,
-    /// The sampled buckets (of `buckets`): skipped rows outside them are not counted.
-    pub sample: Arc<(usize, std::collections::BTreeSet<usize>)>,
-    pub result: Arc<Mutex<HashMap<String, Expected>>>,
-}
-
-struct ExpectSink {
+/// The vectors one partition of the source should have in Vectorize.
+pub struct ExpectSink {
     writer: Option<LineWriter>,
     table: String,
     wanted: Option<Arc<HashSet<String>>>,
     sample: Arc<(usize, std::collections::BTreeSet<usize>)>,
     local: Expected,
-    result: Arc<Mutex<HashMap<String, Expected>>>,
 }
 
-impl SinkFactory for ExpectSinks {
-    fn open(&self, table: &Arc<TableSpec>, _: usize) -> Result<Box<dyn BatchSink>> {
-        let writer = self
-            .mappings
+/// Sinks that gather, per vector table, the digest of every vector the
+/// source expects in Vectorize and the rows the rules leave out; with
+/// `wanted`, the vectors of those ids only (the drill-down). `sample`: the
+/// sampled buckets (of `sample.0`), outside which skipped rows are not
+/// counted.
+pub fn expect_sinks(
+    mappings: VectorMappings,
+    wanted: Option<Arc<HashSet<String>>>,
+    sample: Arc<(usize, std::collections::BTreeSet<usize>)>,
+    result: Arc<Mutex<HashMap<String, Expected>>>,
+) -> Collectors<ExpectSink> {
+    Collectors::new(result, move |table, _| {
+        let writer = mappings
             .get(table)
             .map(|m| LineWriter::new(table, m).map(LineWriter::for_comparison))
             .transpose()?;
-        Ok(Box::new(ExpectSink {
+        Ok(ExpectSink {
             writer,
             table: table.qualified(),
-            wanted: self.wanted.clone(),
-            sample: self.sample.clone(),
+            wanted: wanted.clone(),
+            sample: sample.clone(),
             local: Expected::default(),
-            result: self.result.clone(),
-        }))
-    }
+        })
+    })
 }
 
-impl BatchSink for ExpectSink {
+impl Collector for ExpectSink {
+    type Out = HashMap<String, Expected>;
+
     fn write(&mut self, batch: &TableBatch) -> Result<()> {
         let Some(w) = &self.writer else { return Ok(()) };
         let (wanted, local) = (&self.wanted, &mut self.local);
@@ -144,14 +144,12 @@ impl BatchSink for ExpectSink {
         Ok(())
     }
 
-    fn finish(self: Box<Self>) -> Result<SinkReport> {
-        let mut all =
-            self.result.lock().map_err(|_| Error::Internal("a comparison worker panicked".into()))?;
-        let e = all.entry(self.table).or_default();
+    fn merge_into(self, out: &mut Self::Out) -> u64 {
+        let e = out.entry(self.table).or_default();
         e.digests.extend(self.local.digests);
         e.vectors.extend(self.local.vectors);
         e.skipped.merge(self.local.skipped);
-        Ok(SinkReport::default())
+        0
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use super::{batch_of, rows, run, split_plan, Plan};
 use crate::batch::sink::SinkFactory;
-use crate::digest::buckets::{BucketSinks, CollectSinks};
+use crate::digest::buckets::{bucket_sinks, collect_sinks};
 
 /// A fresh collector, and how to read its result once the run is over.
 type Fresh<R> = dyn Fn() -> (Arc<dyn SinkFactory>, Box<dyn Fn() -> R>);
@@ -40,7 +40,7 @@ fn check<R: PartialEq + std::fmt::Debug>(name: &str, empty: R, fresh: &Fresh<R>)
 fn digest_buckets_do_not_depend_on_the_batches() {
     check("bucket sums", Vec::new(), &|| {
         let result = Arc::new(Mutex::new(HashMap::new()));
-        let factory = Arc::new(BucketSinks { buckets: 16, result: result.clone() });
+        let factory = Arc::new(bucket_sinks(16, result.clone()));
         let read = move || {
             let all = result.lock().expect("lock");
             // Per table: the rows of each bucket, and the sums compared.
@@ -59,8 +59,7 @@ fn collected_rows_do_not_depend_on_the_batches() {
     check("rows of chosen buckets", BTreeMap::new(), &|| {
         let result = Arc::new(Mutex::new(HashMap::new()));
         let wanted = HashMap::from([("public.t".to_string(), BTreeSet::from([1, 5, 9]))]);
-        let factory =
-            Arc::new(CollectSinks { buckets: 16, wanted: Arc::new(wanted), result: result.clone() });
+        let factory = Arc::new(collect_sinks(16, Arc::new(wanted), result.clone()));
         // Where a row was read (`partition 1 row 3`) depends on the split
         // by design; what it is does not.
         let read = move || {
