@@ -17,16 +17,8 @@ pub async fn run(
     progress: &Progress,
     timeouts: crate::timeouts::Timeouts,
 ) -> anyhow::Result<ExitCode> {
-    let Opening { mut project, source, read, split } = targets::open(
-        OpeningFlags {
-            config: args.project.config.as_deref(),
-            schema: args.project.schema.as_deref(),
-            database_url: args.project.database_url.as_deref(),
-            cloudflare: &args.cloudflare,
-            tuning: &args.tuning,
-        },
-        timeouts,
-    )?;
+    let Opening { mut project, source, read, split } =
+        targets::open(OpeningFlags::of(&args.project, &args.cloudflare, &args.tuning), timeouts)?;
     if let Some(p) = args.on_invalid_vector {
         project.vectorize.on_invalid = p;
     }

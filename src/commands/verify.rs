@@ -23,16 +23,8 @@ pub async fn run(
     if !(args.sample > 0.0 && args.sample <= 1.0) {
         anyhow::bail!("--sample: {} is not a fraction in (0, 1]", args.sample);
     }
-    let Opening { project, source, read, split } = targets::open(
-        OpeningFlags {
-            config: args.project.config.as_deref(),
-            schema: args.project.schema.as_deref(),
-            database_url: args.project.database_url.as_deref(),
-            cloudflare: &args.cloudflare,
-            tuning: &args.tuning,
-        },
-        timeouts,
-    )?;
+    let Opening { project, source, read, split } =
+        targets::open(OpeningFlags::of(&args.project, &args.cloudflare, &args.tuning), timeouts)?;
     let wants_vectors = project.tables.iter().any(|t| t.vector.is_some()) && !args.no_vectorize;
     // One client for D1 and Vectorize: they share the user's request budget.
     let needs_api = (wants_vectors && project.cloudflare.vectorize_index.is_some())

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{CloudflareArgs, TargetKind, TuningArgs, VectorizeMode};
+use crate::cli::{CloudflareArgs, ProjectArgs, TargetKind, TuningArgs, VectorizeMode};
 use crate::cloudflare::ApiSettings;
 use crate::config::project::Project;
 use crate::error::{Error, Result};
@@ -30,6 +30,19 @@ pub struct OpeningFlags<'a> {
     pub database_url: Option<&'a str>,
     pub cloudflare: &'a CloudflareArgs,
     pub tuning: &'a TuningArgs,
+}
+
+impl<'a> OpeningFlags<'a> {
+    /// The flags of a command with the project arguments (`load`, `verify`).
+    pub fn of(project: &'a ProjectArgs, cloudflare: &'a CloudflareArgs, tuning: &'a TuningArgs) -> Self {
+        OpeningFlags {
+            config: project.config.as_deref(),
+            schema: project.schema.as_deref(),
+            database_url: project.database_url.as_deref(),
+            cloudflare,
+            tuning,
+        }
+    }
 }
 
 /// pgflare.toml (`--config`, else ./pgflare.toml) with `--schema` over it
