@@ -18,7 +18,8 @@ use serde::Serialize;
 use super::manifest::{Manifest, ManifestTable};
 use crate::batch::collect::take;
 use crate::batch::TableSpec;
-use crate::digest::buckets::{bucket_sinks, collect_rows, collect_sinks, Buckets, RowMap, DEFAULT_BUCKETS};
+use crate::digest::buckets::{Buckets, DEFAULT_BUCKETS};
+use crate::digest::pass::{absorb_at, table_sinks, Pass, Rows, Side};
 use crate::digest::{row_digests, DigestSum};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -320,15 +321,15 @@ async fn against_source(
             .collect::<Vec<_>>()
     };
     let sums = Arc::new(Mutex::new(HashMap::new()));
-    let sinks = Arc::new(bucket_sinks(DEFAULT_BUCKETS, sums.clone()));
+    let sinks = Arc::new(table_sinks(DEFAULT_BUCKETS, Pass::Sum, sums.clone()));
     source::read_all(src, &snapshot.info.id, jobs(&specs, "source"), sinks, opts).await?;
-    let sums = take(&sums)?;
+    let sums: HashMap<String, Side> = take(&sums)?;
 
     let mut wanted: HashMap<String, BTreeSet<usize>> = HashMap::new();
     for (spec, _, _) in &specs {
         let name = spec.qualified();
         let empty = Buckets::new(DEFAULT_BUCKETS);
-        let src_b = sums.get(&name).unwrap_or(&empty);
+        let src_b = sums.get(&name).and_then(|s| s.buckets.as_ref()).unwrap_or(&empty);
         let arc_b = archive.get(&name).unwrap_or(&empty);
         let diff = src_b.differing(arc_b);
         if !diff.is_empty() {
@@ -340,34 +341,32 @@ async fn against_source(
         return Ok(());
     }
 
-    // Drill down: the rows of differing buckets, on both sides.
-    let rows = Arc::new(Mutex::new(HashMap::new()));
-    let wanted = Arc::new(wanted);
-    let sinks = Arc::new(collect_sinks(DEFAULT_BUCKETS, wanted.clone(), rows.clone()));
+    // Drill down: the rows of differing buckets, on both sides, a table
+    // at a time.
     let drill: Vec<_> = specs.into_iter().filter(|(s, _, _)| wanted.contains_key(&s.qualified())).collect();
-    source::read_all(src, &snapshot.info.id, jobs(&drill, "drill-down"), sinks, opts).await?;
-    snapshot.release().await?;
-    let mut source_rows = take(&rows)?;
-
-    for (spec, _, table) in drill {
+    for (spec, parts, table) in drill {
         let name = spec.qualified();
-        let want = &wanted[&name];
+        let want = Pass::Collect(Arc::new(wanted[&name].clone()));
+        let rows = Arc::new(Mutex::new(HashMap::new()));
+        let sinks = Arc::new(table_sinks(DEFAULT_BUCKETS, want.clone(), rows.clone()));
+        let job = jobs(&[(spec.clone(), parts, table)], "drill-down");
+        source::read_all(src, &snapshot.info.id, job, sinks, opts).await?;
+        let from_source = take(&rows)?.remove(&name).unwrap_or_default().rows;
         let key = spec.key_indices();
-        let mut archived = RowMap::new();
+        let mut archived = Side::default();
         for f in &table.files {
             read_parquet(&dir.join(&f.path), |batch, first| {
-                collect_rows(batch, &key, DEFAULT_BUCKETS, want, &mut archived, |r| {
-                    format!("{}#{}", f.path, first + r as u64)
-                })
+                let at = |r: usize| format!("{}#{}", f.path, first + r as u64);
+                absorb_at(&mut archived, batch, &key, DEFAULT_BUCKETS, &want, &[], &at)
             })?;
         }
-        let from_source = source_rows.remove(&name).unwrap_or_default();
-        diff_rows(&name, &from_source, &archived, report);
+        diff_rows(&name, &from_source, &archived.rows, report);
     }
+    snapshot.release().await?;
     Ok(())
 }
 
-fn diff_rows(table: &str, source: &RowMap, archived: &RowMap, report: &mut VerifyReport) {
+fn diff_rows(table: &str, source: &Rows, archived: &Rows, report: &mut VerifyReport) {
     let mut found = Vec::new();
     let split = |loc: &str| -> (Option<String>, Option<u64>) {
         match loc.rsplit_once('#') {

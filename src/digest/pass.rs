@@ -57,10 +57,15 @@ impl D1Shape {
 /// A row of a differing bucket, with what the report needs.
 #[derive(Clone, Debug)]
 pub struct SeenRow {
+    /// The key as the report shows it (`id=7`), or for a table without
+    /// one `row digest` and the digest's first bytes.
     pub key: String,
     pub digest: RowDigest,
-    /// Per D1 column: the field digest and the value as text, shortened.
+    /// Per column: the field digest and the value as text, shortened.
     pub fields: Vec<(RowDigest, String)>,
+    /// Where the row lives on its side (`file.parquet#17`), when a side
+    /// says so; empty otherwise.
+    pub location: String,
 }
 
 pub type Rows = HashMap<Vec<u8>, SeenRow>;
@@ -92,6 +97,20 @@ pub fn absorb(
     n: usize,
     pass: &Pass,
     odd: &[Unreadable],
+) -> Result<()> {
+    absorb_at(side, batch, key, n, pass, odd, &|_| String::new())
+}
+
+/// [`absorb`], with where each row of the batch lives (`location(row)`)
+/// kept on the rows a `Collect` pass keeps.
+pub fn absorb_at(
+    side: &mut Side,
+    batch: &RecordBatch,
+    key: &[usize],
+    n: usize,
+    pass: &Pass,
+    odd: &[Unreadable],
+    location: &dyn Fn(usize) -> String,
 ) -> Result<()> {
     let mut digests = row_digests(batch)?;
     for u in odd {
@@ -130,7 +149,10 @@ pub fn absorb(
                         None => (field_digest(col, row)?, shown(col, row)),
                     });
                 }
-                let mut shown_key = key_display(batch, key, row);
+                let mut shown_key = match key.is_empty() {
+                    true => format!("row digest {}", hex::encode(&d[..8])),
+                    false => key_display(batch, key, row),
+                };
                 for u in odd.iter().filter(|u| u.row == row && key.contains(&u.column)) {
                     shown_key.push_str(&format!(
                         " ({} unreadable: {})",
@@ -138,7 +160,7 @@ pub fn absorb(
                         u.found
                     ));
                 }
-                side.rows.insert(id, SeenRow { key: shown_key, digest: *d, fields });
+                side.rows.insert(id, SeenRow { key: shown_key, digest: *d, fields, location: location(row) });
             }
             Ok(())
         }
@@ -183,17 +205,24 @@ pub fn shorten(s: &str) -> String {
     }
 }
 
-/// Runs a pass over one partition of the source, in its D1 shape.
+/// Runs a pass over one partition of the source: in its D1 shape (what D1
+/// should hold, for verify and the sweep), or as read (the archive, which
+/// holds the source's exact values).
 pub struct SourceSink {
-    shape: D1Shape,
+    shape: Option<D1Shape>,
     spec: Arc<TableSpec>,
+    /// Where the result goes (the qualified source name).
+    name: String,
+    key: Vec<usize>,
     buckets: usize,
     pass: Pass,
     local: Side,
+    /// Rows fed (the report's `rows`).
+    seen: u64,
 }
 
 /// Sinks that run `pass` over the source tables of `shapes` (by qualified
-/// name) and merge each table's side into `result`.
+/// name), in their D1 shape, and merge each table's side into `result`.
 pub fn source_sinks(
     shapes: Arc<HashMap<String, D1Shape>>,
     buckets: usize,
@@ -205,7 +234,38 @@ pub fn source_sinks(
             .get(&table.qualified())
             .cloned()
             .ok_or_else(|| Error::Internal(format!("no D1 shape for {}", table.qualified())))?;
-        Ok(SourceSink { shape, spec: table.clone(), buckets, pass: pass.clone(), local: Side::default() })
+        let (name, key) = (shape.source.clone(), shape.key());
+        Ok(SourceSink {
+            shape: Some(shape),
+            spec: table.clone(),
+            name,
+            key,
+            buckets,
+            pass: pass.clone(),
+            local: Side::default(),
+            seen: 0,
+        })
+    })
+}
+
+/// Sinks that run `pass` over tables as read (every column, the table's
+/// own key, exact values), merging each table's side into `result`.
+pub fn table_sinks(
+    buckets: usize,
+    pass: Pass,
+    result: Arc<Mutex<HashMap<String, Side>>>,
+) -> Collectors<SourceSink> {
+    Collectors::new(result, move |table, _| {
+        Ok(SourceSink {
+            shape: None,
+            spec: table.clone(),
+            name: table.qualified(),
+            key: table.key_indices(),
+            buckets,
+            pass: pass.clone(),
+            local: Side::default(),
+            seen: 0,
+        })
     })
 }
 
@@ -213,19 +273,23 @@ impl Collector for SourceSink {
     type Out = HashMap<String, Side>;
 
     fn write(&mut self, batch: &TableBatch) -> Result<()> {
-        let b = self.shape.project(&batch.batch, &self.spec)?;
-        absorb(&mut self.local, &b, &self.shape.key(), self.buckets, &self.pass, &[])
+        self.seen += batch.batch.num_rows() as u64;
+        match &self.shape {
+            Some(shape) => {
+                let b = shape.project(&batch.batch, &self.spec)?;
+                absorb(&mut self.local, &b, &self.key, self.buckets, &self.pass, &[])
+            }
+            None => absorb(&mut self.local, &batch.batch, &self.key, self.buckets, &self.pass, &[]),
+        }
     }
 
     fn merge_into(self, out: &mut Self::Out) -> u64 {
-        let rows =
-            self.local.buckets.as_ref().map(|b| b.total().rows).unwrap_or(self.local.rows.len() as u64);
-        let side = out.entry(self.shape.source.clone()).or_default();
+        let side = out.entry(self.name).or_default();
         if let Some(b) = &self.local.buckets {
             side.buckets.get_or_insert_with(|| Buckets::new(b.len())).merge(b);
         }
         side.rows.extend(self.local.rows);
-        rows
+        self.seen
     }
 }
 

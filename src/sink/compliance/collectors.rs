@@ -1,5 +1,6 @@
-//! The collectors that verify and sync run over a read (digest buckets,
-//! the rows of chosen buckets) are `SinkFactory`s too, but they write
+//! The collectors that verify, sync and archive run over a read (digest
+//! buckets, the rows of chosen buckets: the pass engine, here as read)
+//! are `SinkFactory`s too, but they write
 //! nothing: they accumulate into shared memory and their report only
 //! counts rows. So the file and failure checks do not apply; what does is
 //! that no input adds nothing, and that the result is the same whether
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use super::{batch_of, rows, run, split_plan, Plan};
 use crate::batch::sink::SinkFactory;
-use crate::digest::buckets::{bucket_sinks, collect_sinks};
+use crate::digest::pass::{table_sinks, Pass};
 
 /// A fresh collector, and how to read its result once the run is over.
 type Fresh<R> = dyn Fn() -> (Arc<dyn SinkFactory>, Box<dyn Fn() -> R>);
@@ -40,11 +41,12 @@ fn check<R: PartialEq + std::fmt::Debug>(name: &str, empty: R, fresh: &Fresh<R>)
 fn digest_buckets_do_not_depend_on_the_batches() {
     check("bucket sums", Vec::new(), &|| {
         let result = Arc::new(Mutex::new(HashMap::new()));
-        let factory = Arc::new(bucket_sinks(16, result.clone()));
+        let factory = Arc::new(table_sinks(16, Pass::Sum, result.clone()));
         let read = move || {
             let all = result.lock().expect("lock");
             // Per table: the rows of each bucket, and the sums compared.
-            let mut out: Vec<_> = all.iter().map(|(t, b)| (t.clone(), b.clone())).collect();
+            let mut out: Vec<_> =
+                all.iter().filter_map(|(t, s)| Some((t.clone(), s.buckets.clone()?))).collect();
             out.retain(|(_, b)| b.total().rows > 0);
             out.into_iter()
                 .map(|(t, b)| (t, (0..b.len()).map(|i| b.rows(i)).collect::<Vec<_>>(), b))
@@ -58,14 +60,14 @@ fn digest_buckets_do_not_depend_on_the_batches() {
 fn collected_rows_do_not_depend_on_the_batches() {
     check("rows of chosen buckets", BTreeMap::new(), &|| {
         let result = Arc::new(Mutex::new(HashMap::new()));
-        let wanted = HashMap::from([("public.t".to_string(), BTreeSet::from([1, 5, 9]))]);
-        let factory = Arc::new(collect_sinks(16, Arc::new(wanted), result.clone()));
+        let wanted = Pass::Collect(Arc::new(BTreeSet::from([1, 5, 9])));
+        let factory = Arc::new(table_sinks(16, wanted, result.clone()));
         // Where a row was read (`partition 1 row 3`) depends on the split
         // by design; what it is does not.
         let read = move || {
             let all = result.lock().expect("lock");
             all.values()
-                .flat_map(|m| m.iter().map(|(id, r)| (id.clone(), (r.digest, r.key.clone()))))
+                .flat_map(|s| s.rows.iter().map(|(id, r)| (id.clone(), (r.digest, r.key.clone()))))
                 .collect::<BTreeMap<_, _>>()
         };
         (factory, Box::new(read))
