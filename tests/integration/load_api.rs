@@ -8,13 +8,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-fn compare(db: &TestDb, sqlite: &Path) -> serde_json::Value {
-    let o = python("compare_d1.py", &[&db.url, sqlite.to_str().expect("p"), "documents", "chunks"], None);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
-    assert!(o.status.success(), "D1 differs from the source: {v:#}");
-    v
-}
-
 fn load_args<'a>(state: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     let mut a = vec![
         "--json",
@@ -42,7 +35,7 @@ fn api_load_equals_the_source() {
     let o = emu.command(&db).args(load_args(&state, &["--import-mib", "1"])).output().expect("run");
     let s: serde_json::Value = serde_json::from_str(&ok(o)).expect("json");
     assert_eq!(s["complete"], true);
-    let v = compare(&db, &emu.d1_file("db1"));
+    let v = assert_d1_matches(&db, &emu.d1_file("db1"), &["documents", "chunks"]);
     assert!(v["chunks"]["source_rows"].as_u64().expect("n") > 700);
 }
 
@@ -79,7 +72,7 @@ fn a_killed_api_load_run_again_ends_exact() {
     let skipped: u64 =
         s["tables"].as_array().expect("t").iter().map(|t| t["partitions_skipped"].as_u64().expect("n")).sum();
     assert!(skipped >= 1, "finished ranges are not loaded again: {s:#}");
-    compare(&db, &emu.d1_file("db1"));
+    assert_d1_matches(&db, &emu.d1_file("db1"), &["documents", "chunks"]);
 }
 
 #[test]
@@ -106,7 +99,7 @@ fn faults_and_a_tight_rate_limit_are_ridden_out() {
     // so dropped connections are likely but not asserted here (the kill test
     // and the emulator's own tests cover a write whose answer is lost).
     assert!(stderr.contains("HTTP 50"), "{stderr}");
-    compare(&db, &emu.d1_file("db1"));
+    assert_d1_matches(&db, &emu.d1_file("db1"), &["documents", "chunks"]);
 }
 
 #[test]

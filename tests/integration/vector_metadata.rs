@@ -84,18 +84,10 @@ fn load(emu: &Emulator, db: &TestDb, config: &Path, state: &Path, extra: &[&str]
 }
 
 fn http(emu: &Emulator, method: &str, path: &str, body: Option<Value>) -> Value {
-    let url = format!("{}/accounts/{}/vectorize/v2/indexes/vi{path}", emu.base_url, emu.account);
-    block_on(async {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let c = reqwest::Client::new();
-        let r = match (method, body) {
-            ("POST", Some(b)) => c.post(&url).json(&b),
-            _ => c.get(&url),
-        };
-        let v: Value = r.bearer_auth(&emu.token).send().await.expect("send").json().await.expect("json");
-        assert_eq!(v["success"], true, "{path}: {v:#}");
-        v["result"].clone()
-    })
+    let m = if method == "POST" { reqwest::Method::POST } else { reqwest::Method::GET };
+    let (_, v) = emu.request(m, &format!("vectorize/v2/indexes/vi{path}"), body.as_ref());
+    assert_eq!(v["success"], true, "{path}: {v:#}");
+    v["result"].clone()
 }
 
 /// The ids a filtered query returns, sorted.
@@ -146,10 +138,7 @@ fn langchain_metadata_maps_to_filterable_properties_and_stays_in_step() {
         let id: u64 = l["id"].as_str().expect("id").parse().expect("n");
         assert_eq!(l["metadata"], expected(id), "vector {id}");
     }
-    let schema = root().join("schemas/vectorize-ndjson.schema.json");
-    let f = out.join("vectorize/documents/part-00000-000.ndjson");
-    let o = python("validate_json.py", &[schema.to_str().expect("p"), f.to_str().expect("p")], None);
-    assert!(o.status.success(), "{}", text(&o));
+    assert_schema("vectorize-ndjson", &[&out.join("vectorize/documents/part-00000-000.ndjson")]);
 
     // Another mapping does not resume this load's state.
     let remapped = config_in(dir.path(), &MAPPED.replace("metadata.pdf.info", "metadata.pdf"));
