@@ -75,6 +75,17 @@ impl Emulator {
         c
     }
 
+    /// `pgflare --json load --target api` of D1 database [`DB`] only, in
+    /// 1 MiB partitions, its state in `state`, `extra` flags added.
+    pub fn d1_load(&self, db: &TestDb, state: &Path, extra: &[&str]) -> Command {
+        let mut c = self.command(db);
+        c.args(["--json", "load", "--target", "api", "--d1-database-id", DB, "--partition-mib", "1"])
+            .args(extra)
+            .arg("--state-dir")
+            .arg(state);
+        c
+    }
+
     /// wrangler (see [`super::wrangler_command`]) in `project`, its remote
     /// commands pointed here.
     pub fn wrangler(&self, project: &Path) -> Command {
@@ -103,9 +114,14 @@ impl Emulator {
 
     /// pgflare's API client pointed here, with a generous request budget.
     pub fn api(&self) -> std::sync::Arc<pgflare::cloudflare::Api> {
+        self.api_at(&self.base_url)
+    }
+
+    /// [`Self::api`] through `base_url` (a proxy in front of this emulator).
+    pub fn api_at(&self, base_url: &str) -> std::sync::Arc<pgflare::cloudflare::Api> {
         use pgflare::cloudflare::{Api, ApiSettings};
         let api = Api::new(ApiSettings {
-            base_url: self.base_url.clone(),
+            base_url: base_url.to_string(),
             account_id: self.account.clone(),
             token: self.token.clone(),
             rate_limit_requests: 1000,

@@ -154,18 +154,9 @@ fn assert_same(db: &TestDb, sqlite: &Path, dir: &Path) {
 
 static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// The load's state file (the folder also holds the links' spool).
-fn state_file(state: &Path) -> Option<std::path::PathBuf> {
-    std::fs::read_dir(state)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .find(|e| e.file_name().to_string_lossy().ends_with(".json"))
-        .map(|e| e.path())
-}
-
 /// The number of key ranges of each table in the load's state file.
 fn ranges(state: &Path) -> Vec<(String, usize)> {
-    let file = state_file(state).expect("a state file");
+    let file = load_state_file(state).expect("a state file");
     let st: serde_json::Value = serde_json::from_slice(&std::fs::read(file).expect("read")).expect("json");
     st["tables"]
         .as_array()
@@ -269,11 +260,17 @@ fn self_referencing_and_cyclic_tables_load_as_files_in_manifest_order_and_sync()
 
 /// Runs the load, SIGKILLs it as soon as its state file satisfies
 /// `until`; false when it ended by itself first.
-fn kill_when(emu: &Emulator, db: &TestDb, args: &[&str], state: &Path, until: impl Fn(&str) -> bool) -> bool {
-    let mut child = emu.command(db).args(args).stdout(std::process::Stdio::null()).spawn().expect("spawn");
+fn kill_when(
+    emu: &Emulator,
+    db: &TestDb,
+    extra: &[&str],
+    state: &Path,
+    until: impl Fn(&str) -> bool,
+) -> bool {
+    let mut child = emu.d1_load(db, state, extra).stdout(std::process::Stdio::null()).spawn().expect("spawn");
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(180) {
-        if state_file(state).and_then(|f| std::fs::read_to_string(f).ok()).is_some_and(|t| until(&t)) {
+        if load_state_file(state).and_then(|f| std::fs::read_to_string(f).ok()).is_some_and(|t| until(&t)) {
             break;
         }
         if child.try_wait().expect("try_wait").is_some() {
@@ -285,13 +282,6 @@ fn kill_when(emu: &Emulator, db: &TestDb, args: &[&str], state: &Path, until: im
     !child.wait().expect("wait").success()
 }
 
-fn api_args<'a>(state: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut a = vec!["--json", "load", "--target", "api", "--d1-database-id", "db1", "--partition-mib", "1"];
-    a.extend_from_slice(&["--state-dir", state, "--import-mib", "1", "--jobs", "3"]);
-    a.extend_from_slice(extra);
-    a
-}
-
 #[test]
 fn self_referencing_and_cyclic_tables_load_over_the_api_killed_and_rerun_then_sync() {
     let db = TestDb::new("fkapi");
@@ -299,17 +289,16 @@ fn self_referencing_and_cyclic_tables_load_over_the_api_killed_and_rerun_then_sy
     let emu = Emulator::start(&["--latency-ms", "100"]);
     let dir = temp_dir("fkapi");
     let state = dir.path().join("state");
-    let st = state.to_str().expect("p");
-    let args = api_args(st, &[]);
+    let extra = ["--import-mib", "1", "--jobs", "3"];
     // SIGKILL once a few ranges are confirmed, then again during the link
     // step (once a range is linked), then run to the end.
-    let killed = kill_when(&emu, &db, &args, &state, |t| t.matches("\"done\": true").count() >= 3);
+    let killed = kill_when(&emu, &db, &extra, &state, |t| t.matches("\"done\": true").count() >= 3);
     assert!(killed, "the first run must be killed, not end by itself");
     assert_several_ranges(&state);
-    let killed = kill_when(&emu, &db, &args, &state, |t| t.contains("\"linked\": true"));
+    let killed = kill_when(&emu, &db, &extra, &state, |t| t.contains("\"linked\": true"));
     assert!(killed, "the second run must be killed in its link step");
     let st: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state_file(&state).expect("state")).expect("read"))
+        serde_json::from_slice(&std::fs::read(load_state_file(&state).expect("state")).expect("read"))
             .expect("json");
     let ranges: Vec<&serde_json::Value> = st["tables"]
         .as_array()
@@ -325,7 +314,7 @@ fn self_referencing_and_cyclic_tables_load_over_the_api_killed_and_rerun_then_sy
         "killed before the last range was linked"
     );
 
-    let s = ok_json(emu.command(&db).args(&args).output().expect("rerun"));
+    let s = ok_json(emu.d1_load(&db, &state, &extra).output().expect("rerun"));
     assert_eq!(s["resumed"], true, "{s:#}");
     assert_eq!(s["complete"], true, "{s:#}");
     assert_same(&db, &emu.d1_file("db1"), dir.path());
@@ -356,7 +345,7 @@ fn a_link_to_a_row_a_resumed_load_lacks_is_left_unset_named_and_set_by_the_next_
     // Pretend the last range of pages was never loaded: the rerun reads it
     // at a new snapshot, where page 3000 points at a page that appeared
     // since in a range loaded before (page 0, in the first range).
-    let file = state_file(&state).expect("state file");
+    let file = load_state_file(&state).expect("state file");
     let mut s: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("json");
     s["complete"] = serde_json::Value::Bool(false);

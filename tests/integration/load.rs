@@ -11,7 +11,7 @@ fn load(db: &TestDb, state: &Path, args: &[&str]) -> serde_json::Value {
     let mut all =
         vec!["--json", "load", "--state-dir", state.to_str().expect("path"), "--partition-mib", "1"];
     all.extend_from_slice(args);
-    serde_json::from_str(&ok(pgflare(db, &all))).expect("summary JSON")
+    ok_json(pgflare(db, &all))
 }
 
 #[test]

@@ -15,18 +15,7 @@ const METADATA: &str = "document_id,chunk_index,token_count,tags,created_at,upda
 /// `pgflare init`'s config for the seeded tables, with `extra` lines in
 /// its `[vectorize]` section.
 fn init_config(db: &TestDb, dir: &Path, extra: &str) -> PathBuf {
-    let config = dir.join("pgflare.toml");
-    let migrations = dir.join("migrations");
-    ok(pgflare(
-        db,
-        &[
-            "init",
-            "--out-config",
-            config.to_str().expect("p"),
-            "--migrations-dir",
-            migrations.to_str().expect("p"),
-        ],
-    ));
+    let config = PathBuf::from(crate::common::init_config(db, dir));
     let text = std::fs::read_to_string(&config).expect("config");
     assert!(text.contains("\n[vectorize]\n"), "init writes a [vectorize] section");
     std::fs::write(&config, text.replace("\n[vectorize]\n", &format!("\n[vectorize]\n{extra}\n")))
@@ -68,7 +57,7 @@ fn ndjson_files_hold_every_vector_exactly_and_validate() {
             dir.path().join("state").to_str().expect("p"),
         ],
     );
-    let s: serde_json::Value = serde_json::from_str(&ok(o)).expect("summary");
+    let s: serde_json::Value = ok_json(o);
     let v = &table(&s, "public.chunks")["vectors"];
     let nulls = db.count("SELECT count(*)::text FROM chunks WHERE embedding IS NULL");
     assert!(nulls > 0, "the seed has NULL embeddings");
@@ -197,7 +186,7 @@ fn rows_vectorize_refuses_are_skipped_and_named_or_stop_the_load() {
 
     // skip: the other vectors load, the refused rows are named, D1 has every row.
     // The natural next step, the same command with `skip`, resumes that load.
-    let s: serde_json::Value = serde_json::from_str(&ok(run("skip", "state-fail"))).expect("summary");
+    let s: serde_json::Value = ok_json(run("skip", "state-fail"));
     let v = &table(&s, "public.items")["vectors"];
     assert_eq!(
         (v["written"].as_u64(), v["null"].as_u64(), v["skipped"].as_u64()),
@@ -304,7 +293,7 @@ fn api_load_fills_d1_and_vectorize_and_queries_agree_with_exact_cosine() {
     let (c, st) = (config.to_str().expect("p"), state.to_str().expect("p"));
     let o = emu.command(&db).args(api_args(c, st, &[])).output().expect("run");
     let stderr = String::from_utf8_lossy(&o.stderr).to_string();
-    let s: serde_json::Value = serde_json::from_str(&ok(o)).expect("summary");
+    let s: serde_json::Value = ok_json(o);
     assert_eq!(s["complete"], true);
     assert!(stderr.contains("retrying"), "the faults happened and were ridden out: {stderr}");
     assert!(!stderr.contains(&emu.token), "the token never reaches the output");
@@ -371,7 +360,7 @@ fn a_load_killed_during_the_vectorize_upload_ends_exact() {
     assert!(!child.wait().expect("wait").success(), "the load finished before it could be killed");
 
     let o = emu.command(&db).args(&args).output().expect("rerun");
-    let s: serde_json::Value = serde_json::from_str(&ok(o)).expect("summary");
+    let s: serde_json::Value = ok_json(o);
     assert_eq!(s["resumed"], true);
     let v = compare_api(&db, &emu, &["--config", c]);
     assert_eq!(v["listed"], v["source_vectors"], "no extra and none missing: {v:#}");

@@ -15,17 +15,7 @@ use crate::common::*;
 /// `init`'s pgflare.toml with `soft_delete = COLUMN` added to each
 /// `(table, column)`.
 fn config_with_soft_deletes(db: &TestDb, dir: &Path, soft: &[(&str, &str)]) -> PathBuf {
-    let config = dir.join("pgflare.toml");
-    ok(pgflare(
-        db,
-        &[
-            "init",
-            "--out-config",
-            config.to_str().expect("p"),
-            "--migrations-dir",
-            dir.join("migrations").to_str().expect("p"),
-        ],
-    ));
+    let config = PathBuf::from(init_config(db, dir));
     let mut text = std::fs::read_to_string(&config).expect("config");
     for (t, c) in soft {
         let at = format!("name = \"{t}\"");

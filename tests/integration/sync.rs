@@ -43,16 +43,7 @@ pub(crate) fn setup_with(
     let emu = Emulator::start(emu_flags);
     let dir = temp_dir(tag);
     let config = dir.path().join("pgflare.toml");
-    ok(pgflare(
-        &db,
-        &[
-            "init",
-            "--out-config",
-            config.to_str().expect("p"),
-            "--migrations-dir",
-            dir.path().join("migrations").to_str().expect("p"),
-        ],
-    ));
+    init_config(&db, dir.path());
     let text = std::fs::read_to_string(&config).expect("config");
     let text = text.replacen("name = \"chunks\"", "name = \"chunks\"\nsoft_delete = \"deleted_at\"", 1);
     let text = text.replace("\n[vectorize]\n", &format!("\n[vectorize]\n{vectorize}\n"));
@@ -66,7 +57,7 @@ pub(crate) fn setup_with(
         .args(["--partition-mib", "1", "--state-dir", state.to_str().expect("p")])
         .output()
         .expect("load");
-    let s: serde_json::Value = serde_json::from_str(&ok(o)).expect("load summary");
+    let s: serde_json::Value = ok_json(o);
     assert!(s["sync_checkpoint"].as_str().unwrap_or("").contains("pgflare_sync_state"), "{s:#}");
     Setup { db, emu, dir, config }
 }
@@ -423,16 +414,7 @@ fn the_files_target_writes_each_run_as_files_that_apply_in_order() {
     let dir = temp_dir("syncfiles");
     let (config, out, state) =
         (dir.path().join("pgflare.toml"), dir.path().join("out"), dir.path().join("state"));
-    ok(pgflare(
-        &db,
-        &[
-            "init",
-            "--out-config",
-            config.to_str().expect("p"),
-            "--migrations-dir",
-            dir.path().join("m").to_str().expect("p"),
-        ],
-    ));
+    init_config(&db, dir.path());
     let toml = std::fs::read_to_string(&config).expect("config");
     std::fs::write(
         &config,
@@ -450,11 +432,10 @@ fn the_files_target_writes_each_run_as_files_that_apply_in_order() {
         "UPDATE chunks SET content = 'edited', token_count = 99, updated_at = now() WHERE id = '{edited}';
          UPDATE chunks SET deleted_at = now() WHERE id = '{soft}';"
     ));
-    let s: serde_json::Value = serde_json::from_str(&ok(pgflare(
+    let s: serde_json::Value = ok_json(pgflare(
         &db,
         &["--json", "sync", "--config", c, "--target", "files", "--out", o, "--work-dir", st, "--once"],
-    )))
-    .expect("summary");
+    ));
     assert_eq!(chunks(&s)["rows_soft_deleted"].as_u64(), Some(1), "{s:#}");
     let run = out.join("sync").join("000001");
     let deleted_ids = std::fs::read_to_string(run.join("vectorize/deleted-ids.txt")).expect("deleted ids");

@@ -98,8 +98,7 @@ impl Items {
             .args(extra)
             .output()
             .expect("sync");
-        let v = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
-        (o.status.code(), v, text(&o))
+        outcome(o)
     }
 
     pub(crate) fn sync_ok(&self) -> serde_json::Value {
@@ -119,8 +118,7 @@ impl Items {
             .args(extra)
             .output()
             .expect("verify");
-        let v = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
-        (o.status.code(), v, text(&o))
+        outcome(o)
     }
 
     /// The ids among `ids` the index holds.

@@ -121,9 +121,7 @@ fn langchain_metadata_maps_to_filterable_properties_and_stays_in_step() {
     // With one: NDJSON files hold exactly the hand-made metadata.
     let config = config(dir.path(), MAPPED);
     let out = dir.path().join("files");
-    let s: Value =
-        serde_json::from_str(&ok(load_files(&db, &config, &out, &dir.path().join("state-files"), &[])))
-            .expect("summary");
+    let s: Value = ok_json(load_files(&db, &config, &out, &dir.path().join("state-files"), &[]));
     let v = &s["tables"][0]["vectors"];
     assert_eq!((v["written"].as_u64(), v["skipped"].as_u64()), (Some(6), Some(0)), "{s:#}");
     // pdf.info is left out of the five rows that have it, and said so.
@@ -193,7 +191,7 @@ fn langchain_metadata_maps_to_filterable_properties_and_stays_in_step() {
             .output()
             .expect("sync")
     };
-    let s: Value = serde_json::from_str(&ok(sync(&config))).expect("sync summary");
+    let s: Value = ok_json(sync(&config));
     let t =
         s["tables"].as_array().expect("tables").iter().find(|t| t["table"] == "public.documents").expect("t");
     assert_eq!(t["vectors"]["sent"].as_u64(), Some(1), "{s:#}");
@@ -249,13 +247,12 @@ fn llamaindex_node_content_is_named_when_too_big_and_mapped_out_otherwise() {
     );
     assert!(err.contains("Vectorize allows 10240 per vector"), "{err}");
 
-    let s: Value = serde_json::from_str(&ok(run(
+    let s: Value = ok_json(run(
         &write(
             "vector_metadata_flatten = [\"metadata\"]\nvector_metadata_omit = [\"metadata._node_content\"]\n",
         ),
         "mapped",
-    )))
-    .expect("summary");
+    ));
     assert_eq!(s["tables"][0]["vectors"]["metadata_omitted"].as_u64(), Some(4), "{s:#}");
     let ndjson =
         std::fs::read_to_string(dir.path().join("mapped/vectorize/docs/part-00000-000.ndjson")).expect("f");
@@ -272,7 +269,7 @@ fn inspect_surveys_json_keys_and_init_proposes_a_mapping_that_loads() {
     let db = TestDb::new("jsonsurvey");
     langchain(&db);
     llamaindex(&db);
-    let v: Value = serde_json::from_str(&ok(pgflare(&db, &["inspect", "--json"]))).expect("inspect json");
+    let v: Value = ok_json(pgflare(&db, &["inspect", "--json"]));
     let table = |name: &str| -> Value {
         v["tables"].as_array().expect("tables").iter().find(|t| t["name"] == name).cloned().expect(name)
     };
@@ -317,9 +314,7 @@ fn inspect_surveys_json_keys_and_init_proposes_a_mapping_that_loads() {
     let config = dir.path().join("pgflare.toml");
     let args = ["--json", "init", "--out-config", config.to_str().expect("p"), "--migrations-dir"];
     let migrations = dir.path().join("migrations");
-    let i: Value =
-        serde_json::from_str(&ok(pgflare(&db, &[&args[..], &[migrations.to_str().expect("p")]].concat())))
-            .expect("init json");
+    let i: Value = ok_json(pgflare(&db, &[&args[..], &[migrations.to_str().expect("p")]].concat()));
     let proposed = |name: &str| -> Vec<Value> {
         let t = i["tables"].as_array().expect("tables").iter().find(|t| t["table"] == name).expect(name);
         t["vector_metadata_paths"].as_array().expect("paths").clone()

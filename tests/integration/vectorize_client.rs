@@ -150,18 +150,7 @@ async fn losing_proxy(emu: &Emulator, lose: &'static str) -> String {
 
 /// pgflare's client on `index` through `base_url`.
 fn client_at(emu: &Emulator, base_url: &str, index: &str) -> pgflare::cloudflare::Vectorize {
-    use pgflare::cloudflare::{Api, ApiSettings, Vectorize};
-    let api = Api::new(ApiSettings {
-        base_url: base_url.to_string(),
-        account_id: emu.account.clone(),
-        token: emu.token.clone(),
-        rate_limit_requests: 1000,
-        rate_limit_window: Duration::from_secs(1),
-        retry: Default::default(),
-        timeouts: Default::default(),
-    })
-    .expect("client");
-    Vectorize::new(std::sync::Arc::new(api), index)
+    pgflare::cloudflare::Vectorize::new(emu.api_at(base_url), index)
 }
 
 /// The retry of a create whose answer was lost meets the index it made:

@@ -64,7 +64,7 @@ fn verify_counts_vectors_the_load_skipped_and_does_not_say_consistent() {
         .args(["--state-dir", state.to_str().expect("p")])
         .output()
         .expect("load");
-    let s: serde_json::Value = serde_json::from_str(&ok(load)).expect("load summary");
+    let s: serde_json::Value = ok_json(load);
     drop(other);
     let v = &s["tables"][0]["vectors"];
     assert_eq!((v["written"].as_u64(), v["skipped"].as_u64()), (Some(5), Some(5)), "{s:#}");
