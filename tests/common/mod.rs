@@ -1,8 +1,18 @@
 //! Shared helpers of the integration tests: a fresh database per test on
 //! the Postgres that `scripts/test.sh` starts (PGFLARE_TEST_DATABASE_URL),
-//! running the real binaries, and the independent Python readers.
+//! running the real binaries (here), the emulator ([`emulator`]), the
+//! independent Python readers ([`python`]) and the comparisons of outputs
+//! with the source ([`compare`]). Tests use these, not copies of them.
 
 #![allow(dead_code)]
+
+mod compare;
+mod emulator;
+mod python;
+
+pub use compare::*;
+pub use emulator::*;
+pub use python::*;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -77,6 +87,11 @@ impl TestDb {
                 sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut c).await.expect("query");
             v
         })
+    }
+
+    /// The number `sql` (any integer expression or query) gives.
+    pub fn count(&self, sql: &str) -> u64 {
+        self.query_one(&format!("SELECT ({sql})::text")).parse().expect("a count")
     }
 
     /// Seeds documents/chunks with the project's deterministic generator.
@@ -238,32 +253,6 @@ pub fn run_for(mut c: Command, limit: std::time::Duration) -> (Output, std::time
     (output, started.elapsed())
 }
 
-/// The lines of an emulator's `--request-log`.
-pub fn request_log(path: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(path).expect("request log");
-    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
-}
-
-/// Runs one of the independent Python checkers (tests/py) in the venv.
-pub fn python(script: &str, args: &[&str], env_url: Option<&str>) -> Output {
-    match env_url {
-        Some(u) => python_env(script, args, &[("DATABASE_URL", u)]),
-        None => python_env(script, args, &[]),
-    }
-}
-
-/// [`python`] with extra environment variables (e.g. an API token).
-pub fn python_env(script: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let py = std::env::var("PGFLARE_PYTHON")
-        .unwrap_or_else(|_| root().join(".venv/bin/python").display().to_string());
-    let mut cmd = Command::new(py);
-    cmd.arg(root().join("tests/py").join(script)).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run python (is the venv there? run scripts/test.sh)")
-}
-
 pub fn temp_dir(tag: &str) -> tempfile::TempDir {
     tempfile::Builder::new().prefix(&format!("pgflare-{tag}-")).tempdir().expect("temp dir")
 }
@@ -295,89 +284,12 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// A running `pgflare emulate`, killed when dropped.
-pub struct Emulator {
-    pub child: std::process::Child,
-    pub base_url: String,
-    pub data_dir: tempfile::TempDir,
-    pub token: String,
-    pub account: String,
-}
-
-impl Emulator {
-    /// Starts the emulator on a free port with `extra` flags and one D1 database `db1`.
-    pub fn start(extra: &[&str]) -> Emulator {
-        use std::io::BufRead;
-        let data_dir = temp_dir("emulator");
-        let (token, account) = ("emulator-test-token-8c1f".to_string(), "acct-test".to_string());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pgflare"))
-            .args(["--json", "emulate", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir.path())
-            .args(["--token", &token, "--account-id", &account, "--d1-database", "db1"])
-            .args(extra)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .expect("start pgflare emulate");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line).expect("first line of pgflare emulate");
-        let v: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|_| panic!("emulate printed `{line}`"));
-        let base_url = v["base_url"].as_str().expect("base_url").to_string();
-        Emulator { child, base_url, data_dir, token, account }
-    }
-
-    /// The SQLite file behind D1 database `id`.
-    pub fn d1_file(&self, id: &str) -> PathBuf {
-        self.data_dir.path().join("d1").join(format!("{id}.sqlite"))
-    }
-
-    /// `pgflare` with the Cloudflare environment pointing here.
-    pub fn command(&self, db: &TestDb) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_pgflare"));
-        c.env("DATABASE_URL", &db.url)
-            .env_remove("SUPABASE_DB_URL")
-            .env("CLOUDFLARE_API_BASE_URL", &self.base_url)
-            .env("CLOUDFLARE_ACCOUNT_ID", &self.account)
-            .env("CLOUDFLARE_API_TOKEN", &self.token);
-        c
-    }
-}
-
-impl Emulator {
-    /// pgflare's own Vectorize client on index `index` here, for planting
-    /// changes behind a load's back.
-    pub fn vectorize(&self, index: &str) -> pgflare::cloudflare::Vectorize {
-        pgflare::cloudflare::Vectorize::new(self.api(), index)
-    }
-
-    /// pgflare's own D1 client on database `id` here, for changing D1
-    /// behind a load's back the way another tool would (over the API).
-    pub fn d1(&self, id: &str) -> pgflare::cloudflare::D1 {
-        pgflare::cloudflare::D1::new(self.api(), id)
-    }
-
-    /// pgflare's API client pointed here, with a generous request budget.
-    pub fn api(&self) -> std::sync::Arc<pgflare::cloudflare::Api> {
-        use pgflare::cloudflare::{Api, ApiSettings};
-        let api = Api::new(ApiSettings {
-            base_url: self.base_url.clone(),
-            account_id: self.account.clone(),
-            token: self.token.clone(),
-            rate_limit_requests: 1000,
-            rate_limit_window: std::time::Duration::from_secs(1),
-            retry: Default::default(),
-            timeouts: Default::default(),
-        })
-        .expect("client");
-        std::sync::Arc::new(api)
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// wrangler (PGFLARE_WRANGLER) run in `project`, without telemetry or
+/// prompts; [`Emulator::wrangler`] points its remote commands at an emulator.
+pub fn wrangler_command(project: &Path) -> Command {
+    let bin = std::env::var("PGFLARE_WRANGLER")
+        .expect("PGFLARE_WRANGLER is not set: run the tests with scripts/test.sh, which installs wrangler");
+    let mut c = Command::new(bin);
+    c.current_dir(project).env("WRANGLER_SEND_METRICS", "false").env("CI", "true");
+    c
 }

@@ -27,10 +27,7 @@ fn every_type_survives_the_archive_bit_for_bit() {
 
     readers_match_the_source(&db, out.path());
 
-    let schema = root().join("schemas/archive-manifest.schema.json");
-    let manifest = out.path().join("manifest.json");
-    let v = python("validate_json.py", &[schema.to_str().expect("p"), manifest.to_str().expect("p")], None);
-    assert!(v.status.success(), "manifest does not match its schema\n{}", text(&v));
+    assert_schema("archive-manifest", &[&out.path().join("manifest.json")]);
 
     let verified =
         ok(pgflare(&db, &["archive", "verify", out.path().to_str().expect("p"), "--against-source"]));

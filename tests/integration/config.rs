@@ -13,14 +13,6 @@ use pgflare::plan::cloudflare::resolve_cloudflare;
 
 use crate::common::*;
 
-fn py(code: &str, args: &[&str]) -> String {
-    let python = std::env::var("PGFLARE_PYTHON")
-        .unwrap_or_else(|_| root().join(".venv/bin/python").display().to_string());
-    let o = Command::new(python).arg("-c").arg(code).args(args).output().expect("run python");
-    assert!(o.status.success(), "python failed\n{}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 /// Applies a migration to an empty SQLite database with foreign keys on and
 /// returns what SQLite says the schema is.
 const SQLITE_SCHEMA: &str = r#"
@@ -68,13 +60,11 @@ fn init_writes_a_config_that_parses_back_and_a_migration_sqlite_applies() {
 
     // ... and is valid against the published schema.
     let json_cfg = dir.path().join("cfg.json");
-    py(
+    python_code(
         "import json, sys, tomllib; json.dump(tomllib.load(open(sys.argv[1], 'rb')), open(sys.argv[2], 'w'))",
         &[cfg.to_str().expect("p"), json_cfg.to_str().expect("p")],
     );
-    let schema = root().join("schemas/pgflare-config.schema.json");
-    let o = python("validate_json.py", &[schema.to_str().expect("p"), json_cfg.to_str().expect("p")], None);
-    assert!(o.status.success(), "{}", text(&o));
+    assert_schema("pgflare-config", &[&json_cfg]);
 
     // The migration: wrangler's naming, nothing D1 refuses.
     let file = mig.join("0001_pgflare_initial.sql");
@@ -88,7 +78,7 @@ fn init_writes_a_config_that_parses_back_and_a_migration_sqlite_applies() {
     assert!(sql.contains("-- index documents_title_lower skipped: on an expression"), "{sql}");
 
     let s: serde_json::Value =
-        serde_json::from_str(&py(SQLITE_SCHEMA, &[file.to_str().expect("p")])).expect("schema json");
+        serde_json::from_str(&python_code(SQLITE_SCHEMA, &[file.to_str().expect("p")])).expect("schema json");
     assert_eq!(s["order"], serde_json::json!(["documents", "chunks"]));
     let chunks = &s["tables"]["chunks"];
     let names: Vec<&str> =

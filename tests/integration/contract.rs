@@ -99,7 +99,7 @@ fn pgflare_and_wrangler_send_the_same_import_and_upsert_shapes() {
         state.to_str().expect("p"),
     ];
     let o = emu.command(&db).args(load).output().expect("run pgflare");
-    let s: Value = serde_json::from_str(&ok(o)).expect("summary");
+    let s: Value = ok_json(o);
     assert_eq!(s["complete"], true, "{s:#}");
     let pg_lines = request_log(&ours);
 

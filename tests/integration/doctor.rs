@@ -72,13 +72,8 @@ impl Stack {
     }
 
     fn post(&self, path: &str, body: Value) {
-        let url = format!("{}/accounts/{}/{path}", self.emu.base_url, self.emu.account);
-        block_on(async {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let r = reqwest::Client::new().post(&url).bearer_auth(&self.emu.token).json(&body).send().await;
-            let r = r.expect("post");
-            assert!(r.status().is_success(), "{path}: {}", r.status());
-        });
+        let (status, v) = self.emu.request(reqwest::Method::POST, path, Some(&body));
+        assert!((200..300).contains(&status), "{path}: {status} {v}");
     }
 }
 
@@ -107,11 +102,7 @@ fn assert_problem(run: &(Option<i32>, Value, String), id: &str, parts: &[&str]) 
 }
 
 fn validate(dir: &std::path::Path, report: &Value) {
-    let f = dir.join("doctor.json");
-    std::fs::write(&f, report.to_string()).expect("write");
-    let schema = root().join("schemas/doctor.schema.json");
-    let o = python("validate_json.py", &[schema.to_str().expect("p"), f.to_str().expect("p")], None);
-    assert!(o.status.success(), "{}", text(&o));
+    assert_doc_schema("doctor", &report.to_string(), dir);
 }
 
 #[test]

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use harness::{export, import, py_rows, python, start, ACCOUNT, DB, TOKEN};
+use harness::{export, import};
 
-use crate::common;
+use crate::common::{self, py_rows, python_code, Emulator, ACCOUNT, DB, TOKEN};
 
 #[test]
 fn emulator_query_raw_and_database_endpoints() {
-    let emu = start(&[]);
+    let emu = Emulator::start(&[]);
     common::block_on(async {
         emu.ok("CREATE TABLE t (id INTEGER PRIMARY KEY, r REAL, s TEXT, b BLOB, n INTEGER)").await;
         let (status, v) = emu.query(json!({ "sql": "INSERT INTO t (id) VALUES (?)", "params": [] })).await;
@@ -58,7 +58,7 @@ fn emulator_query_raw_and_database_endpoints() {
         assert_eq!(r[1]["results"][0]["b"], 2);
 
         // Databases: create, show, list.
-        let url = format!("{}/accounts/{ACCOUNT}/d1/database", emu.base);
+        let url = format!("{}/accounts/{ACCOUNT}/d1/database", emu.base_url);
         let (status, v) = emu.post(&url, json!({ "name": "made" })).await;
         assert_eq!(status, 200, "{v}");
         let uuid = v["result"]["uuid"].as_str().expect("uuid").to_string();
@@ -80,14 +80,14 @@ fn emulator_query_raw_and_database_endpoints() {
     });
     // Independent reader: the committed rows are in the file.
     assert_eq!(
-        py_rows(&emu.sqlite_path(DB), "t"),
+        py_rows(&emu.d1_file(DB), "t"),
         r#"[[1, 2.5, "it's", "00ff10", null], [2, null, "two", null, null]]"#
     );
 }
 
 #[test]
 fn emulator_request_is_one_transaction() {
-    let emu = start(&[]);
+    let emu = Emulator::start(&[]);
     common::block_on(async {
         emu.ok("CREATE TABLE t (id INTEGER PRIMARY KEY)").await;
         let msg = emu
@@ -120,7 +120,7 @@ fn emulator_request_is_one_transaction() {
 
 #[test]
 fn emulator_enforces_d1_rules() {
-    let emu = start(&[]);
+    let emu = Emulator::start(&[]);
     common::block_on(async {
         emu.ok("CREATE TABLE p (id INTEGER PRIMARY KEY); CREATE TABLE c (id INTEGER PRIMARY KEY, p INTEGER REFERENCES p(id))")
             .await;
@@ -184,7 +184,7 @@ fn emulator_enforces_d1_rules() {
 
 #[test]
 fn emulator_auth_routing_and_errors() {
-    let emu = start(&[]);
+    let emu = Emulator::start(&[]);
     common::block_on(async {
         let url = emu.db_url(DB, "query");
         let body = json!({ "sql": "SELECT 1" });
@@ -241,7 +241,7 @@ fn emulator_auth_routing_and_errors() {
 
 #[test]
 fn emulator_import_flow() {
-    let emu = start(&[]);
+    let emu = Emulator::start(&[]);
     common::block_on(async {
         // Children before parents: fine with deferred foreign keys.
         let good = "PRAGMA defer_foreign_keys = on;\nCREATE TABLE p (id INTEGER PRIMARY KEY, s TEXT);\n\
@@ -271,9 +271,9 @@ fn emulator_import_flow() {
         let rules = import(&emu, "INSERT INTO p VALUES (4, 'y');\nBEGIN;\n").await;
         assert!(rules["errors"][0].as_str().is_some_and(|e| e.contains("SAVEPOINT")), "{rules}");
     });
-    let path = emu.sqlite_path(DB);
+    let path = emu.d1_file(DB);
     assert_eq!(py_rows(&path, "p"), r#"[[1, "a;\nb"], [2, "it's"]]"#, "failed imports left nothing behind");
-    let tables = python(
+    let tables = python_code(
         "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\n\
          print(','.join(r[0] for r in c.execute(\"SELECT name FROM sqlite_master WHERE type='table' ORDER BY name\")))",
         &[&path.display().to_string()],
@@ -285,7 +285,7 @@ fn emulator_import_flow() {
 fn emulator_export_dump_replays_to_the_same_data() {
     // Integers up to 2^53 - 1 only: beyond, D1's export rounds them like
     // JavaScript does (see `emulator::d1_dump`'s tests and `exact_ints`).
-    let emu = start(&[]);
+    let emu = Emulator::start(&[]);
     let dump = common::block_on(async {
         emu.ok(
             "CREATE TABLE p (id INTEGER PRIMARY KEY, s TEXT, r REAL, b BLOB, n); \
@@ -317,25 +317,25 @@ fn emulator_export_dump_replays_to_the_same_data() {
         dump
     });
     assert!(dump.starts_with("PRAGMA defer_foreign_keys=TRUE;"), "{dump}");
-    let dump_path = emu.dir.path().join("dump.sql");
+    let dump_path = emu.data_dir.path().join("dump.sql");
     std::fs::write(&dump_path, &dump).expect("write dump");
     // Replay into an empty database with Python and compare every value and
     // its storage class with the emulator's file.
-    let out = python(
+    let out = python_code(
         "import sqlite3,sys\nsrc=sqlite3.connect(sys.argv[1])\ndst=sqlite3.connect(':memory:')\n\
          dst.executescript(open(sys.argv[2],encoding='utf-8').read())\n\
          q=lambda c,t: c.execute('SELECT *, ' + ','.join('typeof(%s)' % n for n in [r[1] for r in c.execute('PRAGMA table_info(%s)' % t)]) + ' FROM %s ORDER BY 1' % t).fetchall()\n\
          same=all(q(src,t)==q(dst,t) for t in ('p','c'))\n\
          idx=dst.execute(\"SELECT count(*) FROM sqlite_master WHERE name='c_p'\").fetchone()[0]\n\
          print('same' if same and idx==1 and len(q(dst,'p'))==4 else 'different')",
-        &[&emu.sqlite_path(DB).display().to_string(), &dump_path.display().to_string()],
+        &[&emu.d1_file(DB).display().to_string(), &dump_path.display().to_string()],
     );
     assert_eq!(out, "same", "{dump}");
 }
 
 #[test]
 fn emulator_rate_limit_answers_429_with_retry_after() {
-    let emu = start(&["--rate-limit", "3/2", "--json"]);
+    let emu = Emulator::start(&["--rate-limit", "3/2", "--json"]);
     common::block_on(async {
         let send = || async {
             let r =
@@ -369,7 +369,7 @@ fn emulator_rate_limit_answers_429_with_retry_after() {
 
 #[test]
 fn emulator_bandwidth_paces_uploads_and_answers() {
-    let emu = start(&["--bandwidth", "256K"]);
+    let emu = Emulator::start(&["--bandwidth", "256K"]);
     common::block_on(async {
         // A request of 512 KiB (one bound string): read at 256 KiB/s, about 2 s.
         let blob = "x".repeat(512 * 1024);
@@ -391,42 +391,42 @@ fn emulator_bandwidth_paces_uploads_and_answers() {
 
 #[test]
 fn emulator_internal_errors_are_http_500_with_code_7500_and_do_not_run() {
-    let emu = start(&["--internal-error-rate", "1.0"]);
+    let emu = Emulator::start(&["--internal-error-rate", "1.0"]);
     common::block_on(async {
         let (status, v) = emu.query(json!({ "sql": "CREATE TABLE t (a)" })).await;
         assert_eq!(status, 500, "{v}");
         assert_eq!(v["errors"][0]["code"], 7500);
         assert!(v["errors"][0]["message"].as_str().is_some_and(|m| m.starts_with("D1_ERROR: ")), "{v}");
     });
-    let tables = python(
+    let tables = python_code(
         "import sqlite3,sys\nprint(sqlite3.connect(sys.argv[1]).execute('SELECT count(*) FROM sqlite_master').fetchone()[0])",
-        &[&emu.sqlite_path(DB).display().to_string()],
+        &[&emu.d1_file(DB).display().to_string()],
     );
     assert_eq!(tables, "0", "the refused request did not run");
 }
 
 #[test]
 fn emulator_injects_faults() {
-    let failing = start(&["--fail-rate", "1.0"]);
+    let failing = Emulator::start(&["--fail-rate", "1.0"]);
     common::block_on(async {
         let (status, v) = failing.query(json!({ "sql": "CREATE TABLE t (a)" })).await;
         assert!([500, 502, 503].contains(&status), "{status} {v}");
     });
     // Upload URLs are never faulted, and the failed request did nothing.
-    let tables = python(
+    let tables = python_code(
         "import sqlite3,sys\nprint(sqlite3.connect(sys.argv[1]).execute('SELECT count(*) FROM sqlite_master').fetchone()[0])",
-        &[&failing.sqlite_path(DB).display().to_string()],
+        &[&failing.d1_file(DB).display().to_string()],
     );
     assert_eq!(tables, "0");
 
-    let dropping = start(&["--drop-rate", "1.0", "--latency-ms", "20"]);
+    let dropping = Emulator::start(&["--drop-rate", "1.0", "--latency-ms", "20"]);
     common::block_on(async {
         let sql = json!({ "sql": "CREATE TABLE t (a); INSERT INTO t VALUES (42)" });
         let r = dropping.http.post(dropping.db_url(DB, "query")).bearer_auth(TOKEN).json(&sql).send().await;
         assert!(r.is_err(), "the connection must close without an answer: {r:?}");
     });
     // ... but the write happened (the client cannot know).
-    assert_eq!(py_rows(&dropping.sqlite_path(DB), "t"), "[[42]]");
+    assert_eq!(py_rows(&dropping.d1_file(DB), "t"), "[[42]]");
 }
 
 /// workerd's `SqliteDatabase::prepareSql` hands SQLite the whole text not
@@ -436,7 +436,7 @@ fn emulator_injects_faults() {
 /// parameters.
 #[test]
 fn a_multi_statement_sql_is_limited_as_a_whole_and_a_batch_is_not() {
-    let emu = start(&[]);
+    let emu = Emulator::start(&[]);
     common::block_on(async {
         emu.ok("CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT)").await;
         let statements: Vec<String> =

@@ -9,29 +9,27 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::emulator::harness::{self, start, Emu, ACCOUNT, TOKEN};
-
-use crate::common;
+use crate::common::{self, Emulator, ACCOUNT, TOKEN};
 use ranking::ranked;
 
 mod ranking;
 mod wrangler;
 
-fn url(emu: &Emu, tail: &str) -> String {
-    format!("{}/accounts/{ACCOUNT}/vectorize/v2/indexes{tail}", emu.base)
+fn url(emu: &Emulator, tail: &str) -> String {
+    format!("{}/accounts/{ACCOUNT}/vectorize/v2/indexes{tail}", emu.base_url)
 }
 
-async fn get(emu: &Emu, tail: &str) -> (u16, Value) {
+async fn get(emu: &Emulator, tail: &str) -> (u16, Value) {
     let r = emu.http.get(url(emu, tail)).bearer_auth(TOKEN).send().await.expect("request");
     (r.status().as_u16(), r.json().await.expect("JSON envelope"))
 }
 
-async fn post(emu: &Emu, tail: &str, body: Value) -> (u16, Value) {
+async fn post(emu: &Emulator, tail: &str, body: Value) -> (u16, Value) {
     emu.post(&url(emu, tail), body).await
 }
 
 /// POSTs NDJSON to `/{index}/{verb}{query}`.
-async fn send(emu: &Emu, index: &str, verb: &str, ndjson: String) -> (u16, Value) {
+async fn send(emu: &Emulator, index: &str, verb: &str, ndjson: String) -> (u16, Value) {
     let r = emu
         .http
         .post(url(emu, &format!("/{index}/{verb}")))
@@ -45,7 +43,7 @@ async fn send(emu: &Emu, index: &str, verb: &str, ndjson: String) -> (u16, Value
 }
 
 /// A write that must be accepted; returns its mutation id.
-async fn write(emu: &Emu, index: &str, verb: &str, lines: &[Value]) -> String {
+async fn write(emu: &Emulator, index: &str, verb: &str, lines: &[Value]) -> String {
     let text: Vec<String> = lines.iter().map(Value::to_string).collect();
     let (status, v) = send(emu, index, verb, text.join("\n")).await;
     assert_eq!(status, 200, "{v}");
@@ -65,26 +63,26 @@ fn refused(answer: (u16, Value), status: u16, code: u32) -> String {
     v["errors"][0]["message"].as_str().expect("message").to_string()
 }
 
-async fn create(emu: &Emu, name: &str, dims: usize, metric: &str) -> Value {
+async fn create(emu: &Emulator, name: &str, dims: usize, metric: &str) -> Value {
     let body = json!({ "name": name, "config": { "dimensions": dims, "metric": metric } });
     let (status, v) = post(emu, "", body).await;
     assert_eq!(status, 200, "{v}");
     v["result"].clone()
 }
 
-async fn metadata_index(emu: &Emu, index: &str, property: &str, t: &str) {
+async fn metadata_index(emu: &Emulator, index: &str, property: &str, t: &str) {
     let body = json!({ "propertyName": property, "indexType": t });
     let (status, v) = post(emu, &format!("/{index}/metadata_index/create"), body).await;
     assert_eq!(status, 200, "{v}");
 }
 
-async fn by_ids(emu: &Emu, index: &str, ids: &[&str]) -> Vec<Value> {
+async fn by_ids(emu: &Emulator, index: &str, ids: &[&str]) -> Vec<Value> {
     let (status, v) = post(emu, &format!("/{index}/get_by_ids"), json!({ "ids": ids })).await;
     assert_eq!(status, 200, "{v}");
     v["result"].as_array().expect("array").clone()
 }
 
-async fn info(emu: &Emu, index: &str) -> Value {
+async fn info(emu: &Emulator, index: &str) -> Value {
     let (status, v) = get(emu, &format!("/{index}/info")).await;
     assert_eq!(status, 200, "{v}");
     v["result"].clone()
@@ -101,7 +99,7 @@ fn f32_bits(values: &Value) -> Vec<u32> {
 
 #[test]
 fn emulator_vectorize_index_lifecycle() {
-    let emu = start(&[]);
+    let emu = Emulator::start(&[]);
     common::block_on(async {
         let body =
             json!({ "name": "docs", "description": "d", "config": { "dimensions": 3, "metric": "cosine" } });
@@ -158,7 +156,7 @@ fn emulator_vectorize_index_lifecycle() {
         refused(post(&emu, "/nope/query", json!({ "vector": [1, 2, 3] })).await, 400, 3000);
 
         write(&emu, "docs", "upsert", &[json!({ "id": "a", "values": [1, 2, 3] })]).await;
-        let file = emu.dir.path().join("vectorize/docs.sqlite");
+        let file = emu.data_dir.path().join("vectorize/docs.sqlite");
         assert!(file.exists());
         let r = emu.http.delete(url(&emu, "/docs")).bearer_auth(TOKEN).send().await.expect("delete");
         assert_eq!(r.status().as_u16(), 200);
@@ -183,7 +181,7 @@ fn emulator_vectorize_index_lifecycle() {
 /// lacks and none of another JSON type.
 #[test]
 fn emulator_vectorize_json_bodies_are_checked_against_their_types() {
-    let emu = start(&[]);
+    let emu = Emulator::start(&[]);
     common::block_on(async {
         create(&emu, "strict", 2, "cosine").await;
         let raw = |tail: &str, ct: Option<&str>, body: &str| {
@@ -249,7 +247,7 @@ fn emulator_vectorize_json_bodies_are_checked_against_their_types() {
 
 #[test]
 fn emulator_vectorize_float32_values_and_insert_vs_upsert() {
-    let emu = start(&[]);
+    let emu = Emulator::start(&[]);
     common::block_on(async {
         create(&emu, "vals", 4, "euclidean").await;
         let a_values = [0.1, 0.333_333_333_333_333_3, 1e-7, 123_456.789];
@@ -303,7 +301,7 @@ fn emulator_vectorize_float32_values_and_insert_vs_upsert() {
 
 #[test]
 fn emulator_vectorize_mutations_become_visible_after_the_delay() {
-    let emu = start(&["--vectorize-delay-ms", "400"]);
+    let emu = Emulator::start(&["--vectorize-delay-ms", "400"]);
     common::block_on(async {
         create(&emu, "slow", 2, "cosine").await;
         let m1 = write(&emu, "slow", "upsert", &[json!({ "id": "a", "values": [1, 2] })]).await;
@@ -330,7 +328,7 @@ fn emulator_vectorize_mutations_become_visible_after_the_delay() {
 
 #[test]
 fn emulator_vectorize_survives_a_restart() {
-    let mut emu = start(&["--vectorize-delay-ms", "300"]);
+    let mut emu = Emulator::start(&["--vectorize-delay-ms", "300"]);
     let (created, pending) = common::block_on(async {
         let created = create(&emu, "keep", 2, "dot-product").await;
         metadata_index(&emu, "keep", "kind", "string").await;
@@ -372,12 +370,12 @@ fn emulator_vectorize_survives_a_restart() {
 
 #[test]
 fn emulator_vectorize_requests_get_injected_faults() {
-    let emu = start(&["--fail-rate", "1"]);
+    let emu = Emulator::start(&["--fail-rate", "1"]);
     common::block_on(async {
         let (status, v) =
             post(&emu, "", json!({ "name": "f", "config": { "dimensions": 2, "metric": "cosine" } })).await;
         assert!([500, 502, 503].contains(&status), "{status} {v}");
         assert_eq!(v["errors"][0]["code"], 10013);
     });
-    assert!(!emu.dir.path().join("vectorize/f.sqlite").exists(), "the faulted request did nothing");
+    assert!(!emu.data_dir.path().join("vectorize/f.sqlite").exists(), "the faulted request did nothing");
 }

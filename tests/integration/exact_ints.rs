@@ -68,8 +68,7 @@ impl Big {
             .args(["--config", self.config.to_str().expect("p")])
             .output()
             .expect("pgflare");
-        let v = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
-        (o.status.code(), v, text(&o))
+        outcome(o)
     }
 
     fn load(&self) {
@@ -186,8 +185,7 @@ fn inspect_names_bigint_columns_whose_values_d1_json_would_round() {
         "CREATE TABLE small (id bigint PRIMARY KEY); INSERT INTO small VALUES (9007199254740991);",
         &[],
     );
-    let v: serde_json::Value =
-        serde_json::from_str(&ok(pgflare(&b.db, &["inspect", "--json"]))).expect("json");
+    let v: serde_json::Value = ok_json(pgflare(&b.db, &["inspect", "--json"]));
     let table = |name: &str| {
         v["tables"].as_array().expect("tables").iter().find(|t| t["name"] == name).cloned().expect(name)
     };

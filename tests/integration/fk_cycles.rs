@@ -136,10 +136,7 @@ fn change(db: &TestDb) {
 
 /// compare_d1.py (psycopg + sqlite3) on every table, then `pgflare verify`.
 fn assert_same(db: &TestDb, sqlite: &Path, dir: &Path) {
-    let mut args = vec![db.url.as_str(), sqlite.to_str().expect("p")];
-    args.extend_from_slice(&TABLES);
-    let o = python("compare_d1.py", &args, None);
-    assert!(o.status.success(), "D1 differs from the source: {}", text(&o));
+    assert_d1_matches(db, sqlite, &TABLES);
     let report = dir.join(format!("verify-{}", COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)));
     let o = pgflare(
         db,
@@ -157,18 +154,9 @@ fn assert_same(db: &TestDb, sqlite: &Path, dir: &Path) {
 
 static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// The load's state file (the folder also holds the links' spool).
-fn state_file(state: &Path) -> Option<std::path::PathBuf> {
-    std::fs::read_dir(state)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .find(|e| e.file_name().to_string_lossy().ends_with(".json"))
-        .map(|e| e.path())
-}
-
 /// The number of key ranges of each table in the load's state file.
 fn ranges(state: &Path) -> Vec<(String, usize)> {
-    let file = state_file(state).expect("a state file");
+    let file = load_state_file(state).expect("a state file");
     let st: serde_json::Value = serde_json::from_slice(&std::fs::read(file).expect("read")).expect("json");
     st["tables"]
         .as_array()
@@ -186,21 +174,13 @@ fn assert_several_ranges(state: &Path) {
     }
 }
 
-fn summary(o: std::process::Output) -> serde_json::Value {
-    serde_json::from_str(&ok(o)).expect("summary JSON")
-}
-
 /// One complete `sync --once` into the D1 file `d1`; its summary.
 fn sync_sqlite(db: &TestDb, d1: &str, dir: &Path) -> serde_json::Value {
     let work = dir.join("work");
     let args = ["--json", "sync", "--target", "sqlite", "--sqlite", d1, "--once", "--partition-mib", "1"];
-    let s = summary(pgflare(db, &[&args[..], &["--work-dir", work.to_str().expect("p")]].concat()));
+    let s = ok_json(pgflare(db, &[&args[..], &["--work-dir", work.to_str().expect("p")]].concat()));
     assert_eq!(s["complete"], true, "{s:#}");
     s
-}
-
-fn table<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    s["tables"].as_array().expect("tables").iter().find(|t| t["table"] == name).expect("table in summary")
 }
 
 #[test]
@@ -210,7 +190,7 @@ fn self_referencing_and_cyclic_tables_load_into_sqlite_and_sync() {
     let dir = temp_dir("fksqlite");
     let (state, sqlite) = (dir.path().join("state"), dir.path().join("d1.sqlite"));
     let (st, d1) = (state.to_str().expect("p"), sqlite.to_str().expect("p"));
-    let s = summary(pgflare(
+    let s = ok_json(pgflare(
         &db,
         &["--json", "load", "--target", "sqlite", "--sqlite", d1, "--state-dir", st, "--partition-mib", "1"],
     ));
@@ -222,11 +202,7 @@ fn self_referencing_and_cyclic_tables_load_into_sqlite_and_sync() {
     let s = sync_sqlite(&db, d1, dir.path());
     assert_eq!(table(&s, "public.tree")["rows_hard_deleted"].as_u64(), Some(20000), "{s:#}");
     assert_eq!(table(&s, "public.nods_page")["links"]["unresolved"].as_u64(), Some(0), "{s:#}");
-    let f = dir.path().join("sync-summary.json");
-    std::fs::write(&f, s.to_string()).expect("write");
-    let schema = root().join("schemas/sync-summary.schema.json");
-    let o = python("validate_json.py", &[schema.to_str().expect("p"), f.to_str().expect("p")], None);
-    assert!(o.status.success(), "{}", text(&o));
+    assert_doc_schema("sync-summary", &s.to_string(), dir.path());
     assert_same(&db, &sqlite, dir.path());
 }
 
@@ -238,25 +214,18 @@ fn self_referencing_and_cyclic_tables_load_as_files_in_manifest_order_and_sync()
     let (state, out) = (dir.path().join("state"), dir.path().join("out"));
     let (st, o) = (state.to_str().expect("p"), out.to_str().expect("p"));
     let args = ["--json", "load", "--target", "files", "--out", o, "--state-dir", st, "--partition-mib", "1"];
-    summary(pgflare(&db, &[&args[..], &["--file-size-mib", "1"]].concat()));
+    ok_json(pgflare(&db, &[&args[..], &["--file-size-mib", "1"]].concat()));
     assert_several_ranges(&state);
-    let schema = root().join("schemas/d1-files-manifest.schema.json");
-    let v = python(
-        "validate_json.py",
-        &[schema.to_str().expect("p"), out.join("manifest.json").to_str().expect("p")],
-        None,
-    );
-    assert!(v.status.success(), "{}", text(&v));
+    assert_schema("d1-files-manifest", &[&out.join("manifest.json")]);
     // An independent reader runs each file as D1 does (one transaction,
     // foreign keys checked at its end), in the manifest's order.
     let sqlite = dir.path().join("applied.sqlite");
-    let a = python("apply_d1_sql.py", &[sqlite.to_str().expect("p"), "-", o], None);
-    assert!(a.status.success(), "{}", text(&a));
+    apply_d1_sql(&sqlite, o);
     assert_same(&db, &sqlite, dir.path());
 
     // A sync run's folder applies after the load's.
     change(&db);
-    let s = summary(pgflare(
+    let s = ok_json(pgflare(
         &db,
         &[
             "--json",
@@ -274,13 +243,9 @@ fn self_referencing_and_cyclic_tables_load_as_files_in_manifest_order_and_sync()
     ));
     assert_eq!(s["complete"], true, "{s:#}");
     let run = out.join("sync").join("000001");
-    let a = python("apply_d1_sql.py", &[sqlite.to_str().expect("p"), "-", run.to_str().expect("p")], None);
-    assert!(a.status.success(), "{}", text(&a));
+    apply_d1_sql(&sqlite, &run);
     // Files see no D1, so only soft deletes travel: compare what must match.
-    let mut args = vec![db.url.as_str(), sqlite.to_str().expect("p")];
-    args.extend_from_slice(&["cycle_a", "cycle_b", "plain"]);
-    let c = python("compare_d1.py", &args, None);
-    assert!(c.status.success(), "{}", text(&c));
+    assert_d1_matches(&db, &sqlite, &["cycle_a", "cycle_b", "plain"]);
     let pages = rusqlite::Connection::open(&sqlite)
         .expect("open")
         .query_row(
@@ -295,11 +260,17 @@ fn self_referencing_and_cyclic_tables_load_as_files_in_manifest_order_and_sync()
 
 /// Runs the load, SIGKILLs it as soon as its state file satisfies
 /// `until`; false when it ended by itself first.
-fn kill_when(emu: &Emulator, db: &TestDb, args: &[&str], state: &Path, until: impl Fn(&str) -> bool) -> bool {
-    let mut child = emu.command(db).args(args).stdout(std::process::Stdio::null()).spawn().expect("spawn");
+fn kill_when(
+    emu: &Emulator,
+    db: &TestDb,
+    extra: &[&str],
+    state: &Path,
+    until: impl Fn(&str) -> bool,
+) -> bool {
+    let mut child = emu.d1_load(db, state, extra).stdout(std::process::Stdio::null()).spawn().expect("spawn");
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(180) {
-        if state_file(state).and_then(|f| std::fs::read_to_string(f).ok()).is_some_and(|t| until(&t)) {
+        if load_state_file(state).and_then(|f| std::fs::read_to_string(f).ok()).is_some_and(|t| until(&t)) {
             break;
         }
         if child.try_wait().expect("try_wait").is_some() {
@@ -311,13 +282,6 @@ fn kill_when(emu: &Emulator, db: &TestDb, args: &[&str], state: &Path, until: im
     !child.wait().expect("wait").success()
 }
 
-fn api_args<'a>(state: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut a = vec!["--json", "load", "--target", "api", "--d1-database-id", "db1", "--partition-mib", "1"];
-    a.extend_from_slice(&["--state-dir", state, "--import-mib", "1", "--jobs", "3"]);
-    a.extend_from_slice(extra);
-    a
-}
-
 #[test]
 fn self_referencing_and_cyclic_tables_load_over_the_api_killed_and_rerun_then_sync() {
     let db = TestDb::new("fkapi");
@@ -325,17 +289,16 @@ fn self_referencing_and_cyclic_tables_load_over_the_api_killed_and_rerun_then_sy
     let emu = Emulator::start(&["--latency-ms", "100"]);
     let dir = temp_dir("fkapi");
     let state = dir.path().join("state");
-    let st = state.to_str().expect("p");
-    let args = api_args(st, &[]);
+    let extra = ["--import-mib", "1", "--jobs", "3"];
     // SIGKILL once a few ranges are confirmed, then again during the link
     // step (once a range is linked), then run to the end.
-    let killed = kill_when(&emu, &db, &args, &state, |t| t.matches("\"done\": true").count() >= 3);
+    let killed = kill_when(&emu, &db, &extra, &state, |t| t.matches("\"done\": true").count() >= 3);
     assert!(killed, "the first run must be killed, not end by itself");
     assert_several_ranges(&state);
-    let killed = kill_when(&emu, &db, &args, &state, |t| t.contains("\"linked\": true"));
+    let killed = kill_when(&emu, &db, &extra, &state, |t| t.contains("\"linked\": true"));
     assert!(killed, "the second run must be killed in its link step");
     let st: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state_file(&state).expect("state")).expect("read"))
+        serde_json::from_slice(&std::fs::read(load_state_file(&state).expect("state")).expect("read"))
             .expect("json");
     let ranges: Vec<&serde_json::Value> = st["tables"]
         .as_array()
@@ -351,14 +314,14 @@ fn self_referencing_and_cyclic_tables_load_over_the_api_killed_and_rerun_then_sy
         "killed before the last range was linked"
     );
 
-    let s = summary(emu.command(&db).args(&args).output().expect("rerun"));
+    let s = ok_json(emu.d1_load(&db, &state, &extra).output().expect("rerun"));
     assert_eq!(s["resumed"], true, "{s:#}");
     assert_eq!(s["complete"], true, "{s:#}");
     assert_same(&db, &emu.d1_file("db1"), dir.path());
 
     change(&db);
     let work = dir.path().join("work");
-    let s = summary(
+    let s = ok_json(
         emu.command(&db)
             .args(["--json", "sync", "--target", "api", "--d1-database-id", "db1", "--once"])
             .args(["--partition-mib", "1", "--work-dir", work.to_str().expect("p")])
@@ -378,11 +341,11 @@ fn a_link_to_a_row_a_resumed_load_lacks_is_left_unset_named_and_set_by_the_next_
     let (st, d1) = (state.to_str().expect("p"), sqlite.to_str().expect("p"));
     let args =
         ["--json", "load", "--target", "sqlite", "--sqlite", d1, "--state-dir", st, "--partition-mib", "1"];
-    summary(pgflare(&db, &args));
+    ok_json(pgflare(&db, &args));
     // Pretend the last range of pages was never loaded: the rerun reads it
     // at a new snapshot, where page 3000 points at a page that appeared
     // since in a range loaded before (page 0, in the first range).
-    let file = state_file(&state).expect("state file");
+    let file = load_state_file(&state).expect("state file");
     let mut s: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("json");
     s["complete"] = serde_json::Value::Bool(false);
@@ -405,7 +368,7 @@ fn a_link_to_a_row_a_resumed_load_lacks_is_left_unset_named_and_set_by_the_next_
     drop(c);
     db.exec("INSERT INTO nods_page (id, path) VALUES (0, '/late'); UPDATE nods_page SET parent_page_id = 0 WHERE id = 3000;");
 
-    let s = summary(pgflare(&db, &args));
+    let s = ok_json(pgflare(&db, &args));
     assert_eq!(s["complete"], true, "{s:#}");
     let links = &table(&s, "public.nods_page")["links"];
     assert_eq!(links["unresolved"].as_u64(), Some(1), "{s:#}");

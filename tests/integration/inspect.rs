@@ -145,8 +145,7 @@ fn inspect_counts_vector_dimensions_and_namespaces_against_one_index() {
                   [[tables]]\nname = \"langchain_pg_embedding\"\nvector = \"embedding\"\n";
     std::fs::write(&config, tables).expect("config");
     let c = config.to_str().expect("p");
-    let v: serde_json::Value =
-        serde_json::from_str(&ok(pgflare(&db, &["inspect", "--json", "--config", c]))).expect("json");
+    let v: serde_json::Value = ok_json(pgflare(&db, &["inspect", "--json", "--config", c]));
     let table = |name: &str| {
         v["tables"].as_array().expect("tables").iter().find(|t| t["name"] == name).cloned().expect(name)
     };
@@ -186,11 +185,8 @@ fn inspect_counts_vector_dimensions_and_namespaces_against_one_index() {
     // The dimension chosen, the others skipped by the load: a note.
     std::fs::write(&config, format!("{tables}\n[vectorize]\ndimensions = 768\non_invalid = \"skip\"\n"))
         .expect("config");
-    let v: serde_json::Value = serde_json::from_str(&ok(pgflare(
-        &db,
-        &["inspect", "--json", "--config", c, "--table", "langchain_pg_embedding"],
-    )))
-    .expect("json");
+    let v: serde_json::Value =
+        ok_json(pgflare(&db, &["inspect", "--json", "--config", c, "--table", "langchain_pg_embedding"]));
     let mixed = v["tables"][0]["findings"]
         .as_array()
         .expect("f")

@@ -7,20 +7,11 @@ use std::path::Path;
 
 use crate::common::*;
 
-/// Runs compare_d1.py; returns (exit ok, JSON report).
-fn compare(db: &TestDb, sqlite: &Path, tables: &[&str]) -> (bool, serde_json::Value) {
-    let mut args = vec![db.url.as_str(), sqlite.to_str().expect("path")];
-    args.extend_from_slice(tables);
-    let o = python("compare_d1.py", &args, None);
-    let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("compare_d1.py: {}", text(&o)));
-    (o.status.success(), v)
-}
-
 fn load(db: &TestDb, state: &Path, args: &[&str]) -> serde_json::Value {
     let mut all =
         vec!["--json", "load", "--state-dir", state.to_str().expect("path"), "--partition-mib", "1"];
     all.extend_from_slice(args);
-    serde_json::from_str(&ok(pgflare(db, &all))).expect("summary JSON")
+    ok_json(pgflare(db, &all))
 }
 
 #[test]
@@ -36,7 +27,7 @@ fn load_to_sqlite_equals_the_source_and_a_rerun_loads_nothing() {
         .parse()
         .expect("n");
     assert_eq!(s["rows_this_run"].as_u64(), Some(source_rows));
-    let (same, report) = compare(&db, &sqlite, &["documents", "chunks"]);
+    let (same, report) = compare_d1(&db, &sqlite, &["documents", "chunks"]);
     assert!(same, "{report:#}");
     assert_eq!(
         report["chunks"]["d1_rows"].as_u64(),
@@ -53,7 +44,7 @@ fn load_to_sqlite_equals_the_source_and_a_rerun_loads_nothing() {
     )
     .expect("tamper");
     drop(c);
-    let (same, report) = compare(&db, &tampered, &["chunks"]);
+    let (same, report) = compare_d1(&db, &tampered, &["chunks"]);
     assert!(!same);
     assert_eq!(report["chunks"]["differences"][0]["key"], "00000000-0000-4000-8000-000000000003");
     assert_eq!(report["chunks"]["differences"][0]["column"], "content");
@@ -106,7 +97,7 @@ fn a_load_resumes_with_only_the_ranges_not_confirmed() {
     let total: u64 =
         s["tables"].as_array().expect("t").iter().map(|t| t["partitions"].as_u64().expect("n")).sum();
     assert_eq!(skipped, total - 1);
-    let (same, report) = compare(&db, &sqlite, &["documents", "chunks"]);
+    let (same, report) = compare_d1(&db, &sqlite, &["documents", "chunks"]);
     assert!(same, "{report:#}");
 }
 
@@ -127,13 +118,7 @@ fn load_to_files_applies_in_manifest_order_and_is_deterministic() {
         serde_json::from_slice(&std::fs::read(d.join("manifest.json")).expect("manifest")).expect("json")
     };
     let (ma, mb) = (manifest(&a), manifest(&b));
-    let schema = root().join("schemas/d1-files-manifest.schema.json");
-    let o = python(
-        "validate_json.py",
-        &[schema.to_str().expect("p"), a.join("manifest.json").to_str().expect("p")],
-        None,
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    assert_schema("d1-files-manifest", &[&a.join("manifest.json")]);
     assert_eq!(ma["tables"], mb["tables"], "same data, same files, same hashes");
     let order: Vec<&str> =
         ma["apply_order"].as_array().expect("order").iter().map(|v| v.as_str().expect("s")).collect();
@@ -143,12 +128,10 @@ fn load_to_files_applies_in_manifest_order_and_is_deterministic() {
     assert!(last_doc < first_chunk, "parents before children: {order:?}");
 
     let sqlite = dir.path().join("applied.sqlite");
-    let o = python("apply_d1_sql.py", &[sqlite.to_str().expect("p"), "-", a.to_str().expect("p")], None);
-    assert!(o.status.success(), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let v: serde_json::Value = serde_json::from_str(&apply_d1_sql(&sqlite, &a)).expect("json");
     assert!(v["max_statement_bytes"].as_u64().expect("max") <= 100_000);
     assert_eq!(v["transaction_statements"], 0);
-    let (same, report) = compare(&db, &sqlite, &["documents", "chunks"]);
+    let (same, report) = compare_d1(&db, &sqlite, &["documents", "chunks"]);
     assert!(same, "{report:#}");
 }
 
@@ -210,7 +193,7 @@ vector_metadata = ["document_id"]
         .expect("rows");
     assert_eq!(cols, ["id", "document_id", "chunk_index", "body", "tags"]);
     drop(c);
-    let (same, report) = compare(
+    let (same, report) = compare_d1(
         &db,
         &sqlite,
         &["documents", "chunks:passages:content=body:-embedding,metadata,token_count,created_at,updated_at"],

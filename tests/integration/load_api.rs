@@ -3,34 +3,9 @@
 //! again ends exact; injected 5xx errors, dropped connections and a tight
 //! rate limit are ridden out; a wrong token stops at once.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-
-fn compare(db: &TestDb, sqlite: &Path) -> serde_json::Value {
-    let o = python("compare_d1.py", &[&db.url, sqlite.to_str().expect("p"), "documents", "chunks"], None);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
-    assert!(o.status.success(), "D1 differs from the source: {v:#}");
-    v
-}
-
-fn load_args<'a>(state: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut a = vec![
-        "--json",
-        "load",
-        "--target",
-        "api",
-        "--d1-database-id",
-        "db1",
-        "--partition-mib",
-        "1",
-        "--state-dir",
-        state.to_str().expect("p"),
-    ];
-    a.extend_from_slice(extra);
-    a
-}
 
 #[test]
 fn api_load_equals_the_source() {
@@ -39,10 +14,10 @@ fn api_load_equals_the_source() {
     let emu = Emulator::start(&[]);
     let dir = temp_dir("loadapi");
     let state = dir.path().join("state");
-    let o = emu.command(&db).args(load_args(&state, &["--import-mib", "1"])).output().expect("run");
-    let s: serde_json::Value = serde_json::from_str(&ok(o)).expect("json");
+    let o = emu.d1_load(&db, &state, &["--import-mib", "1"]).output().expect("run");
+    let s: serde_json::Value = ok_json(o);
     assert_eq!(s["complete"], true);
-    let v = compare(&db, &emu.d1_file("db1"));
+    let v = assert_d1_matches(&db, &emu.d1_file("db1"), &["documents", "chunks"]);
     assert!(v["chunks"]["source_rows"].as_u64().expect("n") > 700);
 }
 
@@ -54,8 +29,9 @@ fn a_killed_api_load_run_again_ends_exact() {
     let emu = Emulator::start(&["--latency-ms", "150"]);
     let dir = temp_dir("loadkill");
     let state = dir.path().join("state");
-    let args = load_args(&state, &["--import-mib", "1", "--jobs", "2"]);
-    let mut child = emu.command(&db).args(&args).stdout(std::process::Stdio::null()).spawn().expect("spawn");
+    let extra = ["--import-mib", "1", "--jobs", "2"];
+    let mut child =
+        emu.d1_load(&db, &state, &extra).stdout(std::process::Stdio::null()).spawn().expect("spawn");
     // Kill once at least one range is confirmed (the state file says so).
     let started = Instant::now();
     loop {
@@ -73,13 +49,13 @@ fn a_killed_api_load_run_again_ends_exact() {
     let st: serde_json::Value = serde_json::from_slice(&std::fs::read(file).expect("read")).expect("json");
     assert_eq!(st["complete"], false, "killed mid-load");
 
-    let o = emu.command(&db).args(&args).output().expect("rerun");
-    let s: serde_json::Value = serde_json::from_str(&ok(o)).expect("json");
+    let o = emu.d1_load(&db, &state, &extra).output().expect("rerun");
+    let s: serde_json::Value = ok_json(o);
     assert_eq!(s["resumed"], true);
     let skipped: u64 =
         s["tables"].as_array().expect("t").iter().map(|t| t["partitions_skipped"].as_u64().expect("n")).sum();
     assert!(skipped >= 1, "finished ranges are not loaded again: {s:#}");
-    compare(&db, &emu.d1_file("db1"));
+    assert_d1_matches(&db, &emu.d1_file("db1"), &["documents", "chunks"]);
 }
 
 #[test]
@@ -91,13 +67,9 @@ fn faults_and_a_tight_rate_limit_are_ridden_out() {
     let dir = temp_dir("loadfaults");
     let state = dir.path().join("state");
     // The client's own budget is looser than the server's: 429s must happen and be waited out.
-    let o = emu
-        .command(&db)
-        .args(load_args(&state, &["--import-mib", "1", "--rate-limit", "1000/1"]))
-        .output()
-        .expect("run");
+    let o = emu.d1_load(&db, &state, &["--import-mib", "1", "--rate-limit", "1000/1"]).output().expect("run");
     let stderr = String::from_utf8_lossy(&o.stderr).to_string();
-    let s: serde_json::Value = serde_json::from_str(&ok(o)).expect("json");
+    let s: serde_json::Value = ok_json(o);
     assert_eq!(s["complete"], true);
     // The faults really happened and were retried.
     assert!(stderr.contains("HTTP 429") && stderr.contains("retrying"), "{stderr}");
@@ -106,7 +78,7 @@ fn faults_and_a_tight_rate_limit_are_ridden_out() {
     // so dropped connections are likely but not asserted here (the kill test
     // and the emulator's own tests cover a write whose answer is lost).
     assert!(stderr.contains("HTTP 50"), "{stderr}");
-    compare(&db, &emu.d1_file("db1"));
+    assert_d1_matches(&db, &emu.d1_file("db1"), &["documents", "chunks"]);
 }
 
 #[test]
@@ -118,12 +90,7 @@ fn a_wrong_token_stops_at_once_without_showing_it() {
     let state = dir.path().join("state");
     let wrong = "wrong-token-5d2a9e";
     let started = Instant::now();
-    let o = emu
-        .command(&db)
-        .env("CLOUDFLARE_API_TOKEN", wrong)
-        .args(load_args(&state, &[]))
-        .output()
-        .expect("run");
+    let o = emu.d1_load(&db, &state, &[]).env("CLOUDFLARE_API_TOKEN", wrong).output().expect("run");
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(started.elapsed() < Duration::from_secs(10), "no retry storm: {:?}", started.elapsed());
     let all = text(&o);
@@ -155,11 +122,7 @@ fn a_refused_batch_is_reported_with_sqlites_message_and_where() {
     assert!(status.is_success(), "{status}");
     let dir = temp_dir("loadrefused");
     let state = dir.path().join("state");
-    let o = emu
-        .command(&db)
-        .args(load_args(&state, &["--table", "documents", "--no-create-tables"]))
-        .output()
-        .expect("run");
+    let o = emu.d1_load(&db, &state, &["--table", "documents", "--no-create-tables"]).output().expect("run");
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("CHECK constraint failed"), "SQLite's message: {err}");

@@ -40,7 +40,7 @@ fn a_load_resumed_with_other_metadata_indexes_or_metric_is_refused() {
     assert_eq!(indexes, Vec::<(String, String)>::new());
     // The settings it was started with resume it.
     std::fs::write(&s.config, items_config("", base)).expect("config");
-    let r: serde_json::Value = serde_json::from_str(&ok(s.load(&[]))).expect("summary");
+    let r: serde_json::Value = ok_json(s.load(&[]));
     assert_eq!((r["resumed"].as_bool(), r["complete"].as_bool()), (Some(true), Some(true)), "{r:#}");
 }
 

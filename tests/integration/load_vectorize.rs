@@ -15,18 +15,7 @@ const METADATA: &str = "document_id,chunk_index,token_count,tags,created_at,upda
 /// `pgflare init`'s config for the seeded tables, with `extra` lines in
 /// its `[vectorize]` section.
 fn init_config(db: &TestDb, dir: &Path, extra: &str) -> PathBuf {
-    let config = dir.join("pgflare.toml");
-    let migrations = dir.join("migrations");
-    ok(pgflare(
-        db,
-        &[
-            "init",
-            "--out-config",
-            config.to_str().expect("p"),
-            "--migrations-dir",
-            migrations.to_str().expect("p"),
-        ],
-    ));
+    let config = PathBuf::from(crate::common::init_config(db, dir));
     let text = std::fs::read_to_string(&config).expect("config");
     assert!(text.contains("\n[vectorize]\n"), "init writes a [vectorize] section");
     std::fs::write(&config, text.replace("\n[vectorize]\n", &format!("\n[vectorize]\n{extra}\n")))
@@ -42,19 +31,6 @@ fn compare_vectors(db: &TestDb, target: &[&str], extra: &[&str], token: &str) ->
     let v =
         serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("compare_vectorize.py: {}", text(&o)));
     (o.status.success(), v)
-}
-
-fn table<'a>(summary: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    summary["tables"]
-        .as_array()
-        .expect("tables")
-        .iter()
-        .find(|t| t["table"] == name)
-        .expect("table in summary")
-}
-
-fn count(db: &TestDb, sql: &str) -> u64 {
-    db.query_one(sql).parse().expect("a count")
 }
 
 #[test]
@@ -81,14 +57,14 @@ fn ndjson_files_hold_every_vector_exactly_and_validate() {
             dir.path().join("state").to_str().expect("p"),
         ],
     );
-    let s: serde_json::Value = serde_json::from_str(&ok(o)).expect("summary");
+    let s: serde_json::Value = ok_json(o);
     let v = &table(&s, "public.chunks")["vectors"];
-    let nulls = count(&db, "SELECT count(*)::text FROM chunks WHERE embedding IS NULL");
+    let nulls = db.count("SELECT count(*)::text FROM chunks WHERE embedding IS NULL");
     assert!(nulls > 0, "the seed has NULL embeddings");
     assert_eq!(v["null"].as_u64(), Some(nulls), "{s:#}");
     assert_eq!(
         v["written"].as_u64(),
-        Some(count(&db, "SELECT count(*)::text FROM chunks WHERE embedding IS NOT NULL"))
+        Some(db.count("SELECT count(*)::text FROM chunks WHERE embedding IS NOT NULL"))
     );
     assert_eq!(v["skipped"], 0);
 
@@ -104,15 +80,9 @@ fn ndjson_files_hold_every_vector_exactly_and_validate() {
         assert!(text.lines().count() <= 100 && text.len() < 100_000_000, "{f:?}");
         assert!(text.ends_with('\n'));
     }
-    let mut args = vec![root().join("schemas/vectorize-ndjson.schema.json").to_str().expect("p").to_string()];
-    args.extend(files.iter().map(|f| f.to_str().expect("p").to_string()));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = python("validate_json.py", &refs, None);
-    assert!(o.status.success(), "{}", text(&o));
+    assert_schema("vectorize-ndjson", &files.iter().map(PathBuf::as_path).collect::<Vec<_>>());
     let manifest = out.join("manifest.json");
-    let schema = root().join("schemas/d1-files-manifest.schema.json");
-    let o = python("validate_json.py", &[schema.to_str().expect("p"), manifest.to_str().expect("p")], None);
-    assert!(o.status.success(), "{}", text(&o));
+    assert_schema("d1-files-manifest", &[&manifest]);
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).expect("m")).expect("json");
     let listed = m["vectorize"]["tables"][0]["files"].as_array().expect("files").len();
     assert_eq!(listed, files.len());
@@ -216,7 +186,7 @@ fn rows_vectorize_refuses_are_skipped_and_named_or_stop_the_load() {
 
     // skip: the other vectors load, the refused rows are named, D1 has every row.
     // The natural next step, the same command with `skip`, resumes that load.
-    let s: serde_json::Value = serde_json::from_str(&ok(run("skip", "state-fail"))).expect("summary");
+    let s: serde_json::Value = ok_json(run("skip", "state-fail"));
     let v = &table(&s, "public.items")["vectors"];
     assert_eq!(
         (v["written"].as_u64(), v["null"].as_u64(), v["skipped"].as_u64()),
@@ -300,15 +270,6 @@ fn compare_api(db: &TestDb, emu: &Emulator, extra: &[&str]) -> serde_json::Value
     v
 }
 
-fn compare_d1(db: &TestDb, emu: &Emulator) {
-    let o = python(
-        "compare_d1.py",
-        &[&db.url, emu.d1_file("db1").to_str().expect("p"), "documents", "chunks:::-embedding"],
-        None,
-    );
-    assert!(o.status.success(), "D1 differs from the source: {}", text(&o));
-}
-
 #[test]
 fn api_load_fills_d1_and_vectorize_and_queries_agree_with_exact_cosine() {
     let db = TestDb::new("vecapi");
@@ -332,7 +293,7 @@ fn api_load_fills_d1_and_vectorize_and_queries_agree_with_exact_cosine() {
     let (c, st) = (config.to_str().expect("p"), state.to_str().expect("p"));
     let o = emu.command(&db).args(api_args(c, st, &[])).output().expect("run");
     let stderr = String::from_utf8_lossy(&o.stderr).to_string();
-    let s: serde_json::Value = serde_json::from_str(&ok(o)).expect("summary");
+    let s: serde_json::Value = ok_json(o);
     assert_eq!(s["complete"], true);
     assert!(stderr.contains("retrying"), "the faults happened and were ridden out: {stderr}");
     assert!(!stderr.contains(&emu.token), "the token never reaches the output");
@@ -344,7 +305,7 @@ fn api_load_fills_d1_and_vectorize_and_queries_agree_with_exact_cosine() {
     let v = compare_api(&db, &emu, &["--config", c, "--topk", "10", "--queries", "5"]);
     assert_eq!(v["topk_queries"], 5);
     assert_eq!(v["null_vectors"].as_u64(), table(&s, "public.chunks")["vectors"]["null"].as_u64());
-    compare_d1(&db, &emu);
+    assert_d1_matches(&db, &emu.d1_file("db1"), &["documents", "chunks:::-embedding"]);
 
     // The index has the column's dimension and the init mapping's metadata indexes.
     let http = |path: &str| {
@@ -399,11 +360,11 @@ fn a_load_killed_during_the_vectorize_upload_ends_exact() {
     assert!(!child.wait().expect("wait").success(), "the load finished before it could be killed");
 
     let o = emu.command(&db).args(&args).output().expect("rerun");
-    let s: serde_json::Value = serde_json::from_str(&ok(o)).expect("summary");
+    let s: serde_json::Value = ok_json(o);
     assert_eq!(s["resumed"], true);
     let v = compare_api(&db, &emu, &["--config", c]);
     assert_eq!(v["listed"], v["source_vectors"], "no extra and none missing: {v:#}");
-    compare_d1(&db, &emu);
+    assert_d1_matches(&db, &emu.d1_file("db1"), &["documents", "chunks:::-embedding"]);
 }
 
 #[test]

@@ -53,16 +53,7 @@ fn a_set_null_with_a_column_list_or_a_set_default_never_changes_other_columns_in
     db.exec(SCHEMA);
     let dir = temp_dir("fkactions");
     let mig = dir.path().join("migrations");
-    ok(pgflare(
-        &db,
-        &[
-            "init",
-            "--out-config",
-            dir.path().join("pgflare.toml").to_str().expect("p"),
-            "--migrations-dir",
-            mig.to_str().expect("p"),
-        ],
-    ));
+    init_config(&db, dir.path());
     let sql = std::fs::read_to_string(mig.join("0001_pgflare_initial.sql")).expect("migration");
 
     let d1 = rusqlite::Connection::open_in_memory().expect("sqlite");

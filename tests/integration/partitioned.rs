@@ -34,7 +34,7 @@ fn a_partitioned_table_is_sized_and_split_by_its_partitions() {
     assert!(partitions_bytes > 5 << 20, "the test needs several MiB: {partitions_bytes}");
 
     let args = ["--json", "inspect", "--no-scan", "--table", "chunks", "--table", "plain_chunks"];
-    let v: serde_json::Value = serde_json::from_str(&ok(pgflare(&db, &args))).expect("inspect JSON");
+    let v: serde_json::Value = ok_json(pgflare(&db, &args));
     for t in v["tables"].as_array().expect("tables") {
         assert!(t["total_bytes"].as_u64().expect("bytes") >= partitions_bytes, "{t:#}");
         assert_eq!(t["row_estimate"].as_u64(), Some(3000), "{t:#}");

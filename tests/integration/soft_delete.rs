@@ -9,25 +9,13 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
-use super::sync::{table, Setup};
+use super::sync::Setup;
 use crate::common::*;
 
 /// `init`'s pgflare.toml with `soft_delete = COLUMN` added to each
 /// `(table, column)`.
 fn config_with_soft_deletes(db: &TestDb, dir: &Path, soft: &[(&str, &str)]) -> PathBuf {
-    let config = dir.join("pgflare.toml");
-    ok(pgflare(
-        db,
-        &[
-            "init",
-            "--out-config",
-            config.to_str().expect("p"),
-            "--migrations-dir",
-            dir.join("migrations").to_str().expect("p"),
-        ],
-    ));
+    let config = PathBuf::from(init_config(db, dir));
     let mut text = std::fs::read_to_string(&config).expect("config");
     for (t, c) in soft {
         let at = format!("name = \"{t}\"");
@@ -36,19 +24,6 @@ fn config_with_soft_deletes(db: &TestDb, dir: &Path, soft: &[(&str, &str)]) -> P
     }
     std::fs::write(&config, text).expect("write config");
     config
-}
-
-fn json_of(o: std::process::Output) -> Value {
-    serde_json::from_str(&ok(o)).expect("JSON summary")
-}
-
-fn sqlite_count(path: &Path, sql: &str) -> i64 {
-    let c = rusqlite::Connection::open(path).expect("open D1 file");
-    c.query_row(sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
-fn count(db: &TestDb, sql: &str) -> u64 {
-    db.query_one(&format!("SELECT ({sql})::text")).parse().expect("a count")
 }
 
 /// The documents/chunks seed, with `deleted_at` on documents only (chunks
@@ -73,7 +48,7 @@ fn a_soft_deleted_parent_hides_its_live_children_in_load_and_verify() {
     let db = seeded("sdload", 300, 4);
     let archived = document(&db, 0);
     db.exec(&format!("UPDATE documents SET deleted_at = now() WHERE id = '{archived}'"));
-    let hidden = count(&db, &format!("SELECT count(*) FROM chunks WHERE document_id = '{archived}'"));
+    let hidden = db.count(&format!("SELECT count(*) FROM chunks WHERE document_id = '{archived}'"));
     assert!(hidden > 0);
     let dir = temp_dir("sdload");
     let config = config_with_soft_deletes(&db, dir.path(), &[("documents", "deleted_at")]);
@@ -81,8 +56,8 @@ fn a_soft_deleted_parent_hides_its_live_children_in_load_and_verify() {
     let state = dir.path().join("state");
     let mut args = vec!["--json", "load", "--config", c, "--target", "sqlite"];
     args.extend(["--sqlite", sqlite.to_str().expect("p"), "--state-dir", state.to_str().expect("p")]);
-    let s = json_of(pgflare(&db, &args));
-    let total = count(&db, "SELECT count(*) FROM chunks");
+    let s = ok_json(pgflare(&db, &args));
+    let total = db.count("SELECT count(*) FROM chunks");
     let chunks = table(&s, "public.chunks");
     assert_eq!(chunks["rows"].as_u64(), Some(total - hidden), "{s:#}");
     assert_eq!(chunks["rows_hidden_by_deleted_parent"].as_u64(), Some(hidden), "{s:#}");
@@ -97,7 +72,7 @@ fn a_soft_deleted_parent_hides_its_live_children_in_load_and_verify() {
     let report = dir.path().join("report");
     let mut args = vec!["--json", "verify", "--config", c, "--sqlite", sqlite.to_str().expect("p")];
     args.extend(["--no-vectorize", "--report-dir", report.to_str().expect("p")]);
-    let v = json_of(pgflare(&db, &args));
+    let v = ok_json(pgflare(&db, &args));
     assert_eq!(v["verdict"]["status"], "consistent", "{v:#}");
 }
 
@@ -118,8 +93,8 @@ fn sync_removes_and_restores_the_children_of_a_soft_deleted_parent_and_counts_on
         .args(["--partition-mib", "1", "--state-dir", state.to_str().expect("p")])
         .output()
         .expect("load");
-    let loaded = json_of(o);
-    let hidden_at_load = count(&db, &format!("SELECT count(*) FROM chunks WHERE document_id = '{archived}'"));
+    let loaded = ok_json(o);
+    let hidden_at_load = db.count(&format!("SELECT count(*) FROM chunks WHERE document_id = '{archived}'"));
     assert_eq!(
         table(&loaded, "public.chunks")["rows_hidden_by_deleted_parent"].as_u64(),
         Some(hidden_at_load),
@@ -137,11 +112,10 @@ fn sync_removes_and_restores_the_children_of_a_soft_deleted_parent_and_counts_on
     // A document is archived (its chunks untouched), and the archived one
     // is touched (an edit of a row D1 never had).
     let doc = document(&s.db, 1);
-    let chunks_of_doc = count(&s.db, &format!("SELECT count(*) FROM chunks WHERE document_id = '{doc}'"));
-    let vectors_of_doc = count(
-        &s.db,
-        &format!("SELECT count(*) FROM chunks WHERE document_id = '{doc}' AND embedding IS NOT NULL"),
-    );
+    let chunks_of_doc = s.db.count(&format!("SELECT count(*) FROM chunks WHERE document_id = '{doc}'"));
+    let vectors_of_doc = s
+        .db
+        .count(&format!("SELECT count(*) FROM chunks WHERE document_id = '{doc}' AND embedding IS NOT NULL"));
     assert_eq!(of(&doc), chunks_of_doc);
     s.db.exec(&format!(
         "UPDATE documents SET deleted_at = now() WHERE id = '{doc}';
@@ -217,15 +191,12 @@ fn tree_live(db: &TestDb) -> (u64, u64, u64) {
     let live_folders = "WITH RECURSIVE dead(id) AS (SELECT id FROM folders WHERE deleted_at IS NOT NULL \
          UNION SELECT f.id FROM folders f JOIN dead ON f.parent_id = dead.id) \
          SELECT id FROM folders WHERE id NOT IN (SELECT id FROM dead)";
-    let folders = count(db, &format!("SELECT count(*) FROM ({live_folders}) f"));
-    let notes = count(db, &format!("SELECT count(*) FROM notes WHERE folder_id IN ({live_folders})"));
-    let lines = count(
-        db,
-        &format!(
-            "SELECT count(*) FROM lines WHERE NOT archived AND note_id IN \
+    let folders = db.count(&format!("SELECT count(*) FROM ({live_folders}) f"));
+    let notes = db.count(&format!("SELECT count(*) FROM notes WHERE folder_id IN ({live_folders})"));
+    let lines = db.count(&format!(
+        "SELECT count(*) FROM lines WHERE NOT archived AND note_id IN \
              (SELECT id FROM notes WHERE folder_id IN ({live_folders}))"
-        ),
-    );
+    ));
     (folders, notes, lines)
 }
 
@@ -242,7 +213,7 @@ fn soft_deletes_cascade_down_a_self_referencing_tree_and_through_tables_without_
         (config.to_str().expect("p"), dir.path().join("d1.sqlite"), dir.path().join("state"));
     let d1 = sqlite.to_str().expect("p");
     let st = state.to_str().expect("p");
-    let s = json_of(pgflare(
+    let s = ok_json(pgflare(
         &db,
         &["--json", "load", "--config", c, "--target", "sqlite", "--sqlite", d1, "--state-dir", st],
     ));
@@ -254,7 +225,7 @@ fn soft_deletes_cascade_down_a_self_referencing_tree_and_through_tables_without_
     assert_eq!(table(&s, "public.notes")["rows_hidden_by_deleted_parent"].as_u64(), Some(15), "{s:#}");
     let verify = |when: &str| {
         let report = dir.path().join(format!("report-{when}"));
-        let v = json_of(pgflare(
+        let v = ok_json(pgflare(
             &db,
             &[
                 "--json",
@@ -279,7 +250,7 @@ fn soft_deletes_cascade_down_a_self_referencing_tree_and_through_tables_without_
         let mut args = vec!["--json", "sync", "--config", c, "--target", "sqlite", "--sqlite", d1];
         args.extend(["--work-dir", st, "--once"]);
         args.extend(extra);
-        json_of(pgflare(&db, &args))
+        ok_json(pgflare(&db, &args))
     };
     let r = sync(&["--no-hard-deletes"]);
     let (folders, notes, lines) = tree_live(&db);

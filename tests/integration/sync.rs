@@ -7,7 +7,7 @@
 //! D1, not in the working folder.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use crate::common::*;
 
@@ -43,16 +43,7 @@ pub(crate) fn setup_with(
     let emu = Emulator::start(emu_flags);
     let dir = temp_dir(tag);
     let config = dir.path().join("pgflare.toml");
-    ok(pgflare(
-        &db,
-        &[
-            "init",
-            "--out-config",
-            config.to_str().expect("p"),
-            "--migrations-dir",
-            dir.path().join("migrations").to_str().expect("p"),
-        ],
-    ));
+    init_config(&db, dir.path());
     let text = std::fs::read_to_string(&config).expect("config");
     let text = text.replacen("name = \"chunks\"", "name = \"chunks\"\nsoft_delete = \"deleted_at\"", 1);
     let text = text.replace("\n[vectorize]\n", &format!("\n[vectorize]\n{vectorize}\n"));
@@ -66,7 +57,7 @@ pub(crate) fn setup_with(
         .args(["--partition-mib", "1", "--state-dir", state.to_str().expect("p")])
         .output()
         .expect("load");
-    let s: serde_json::Value = serde_json::from_str(&ok(o)).expect("load summary");
+    let s: serde_json::Value = ok_json(o);
     assert!(s["sync_checkpoint"].as_str().unwrap_or("").contains("pgflare_sync_state"), "{s:#}");
     Setup { db, emu, dir, config }
 }
@@ -86,7 +77,7 @@ impl Setup {
     pub(crate) fn sync(&self, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
         let work = tempfile::tempdir_in(self.dir.path()).expect("work dir");
         let o = self.sync_command(work.path(), &["--once"]).args(extra).output().expect("sync");
-        summary(o)
+        outcome(o)
     }
 
     pub(crate) fn verify(&self) -> (Option<i32>, serde_json::Value, String) {
@@ -99,7 +90,7 @@ impl Setup {
             .args(["--report-dir", report.to_str().expect("p"), "--queries", "3"])
             .output()
             .expect("verify");
-        summary(o)
+        outcome(o)
     }
 
     pub(crate) fn d1(&self) -> rusqlite::Connection {
@@ -116,19 +107,8 @@ impl Setup {
     }
 }
 
-fn summary(o: Output) -> (Option<i32>, serde_json::Value, String) {
-    let v = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
-    (o.status.code(), v, text(&o))
-}
-
 fn chunks(s: &serde_json::Value) -> &serde_json::Value {
     table(s, "public.chunks")
-}
-
-/// The summary entry of `name` (a qualified table name).
-pub(crate) fn table<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    let tables = s["tables"].as_array().expect("tables");
-    tables.iter().find(|t| t["table"] == name).unwrap_or_else(|| panic!("{name} in {s:#}"))
 }
 
 pub(crate) fn assert_consistent(s: &Setup) {
@@ -201,11 +181,7 @@ fn sync_carries_every_kind_of_change_and_resends_only_changed_vectors() {
         .expect("checkpoint row");
     let files = [("sync-checkpoint", cp.clone()), ("sync-summary", r.to_string())];
     for (schema, doc) in files {
-        let f = s.dir.path().join(format!("{schema}.json"));
-        std::fs::write(&f, doc).expect("write");
-        let schema = root().join(format!("schemas/{schema}.schema.json"));
-        let o = python("validate_json.py", &[schema.to_str().expect("p"), f.to_str().expect("p")], None);
-        assert!(o.status.success(), "{}", text(&o));
+        assert_doc_schema(schema, &doc, s.dir.path());
     }
     let cp: serde_json::Value = serde_json::from_str(&cp).expect("checkpoint json");
     assert_eq!(cp["format"], "pgflare-sync-state-v1");
@@ -347,7 +323,7 @@ fn sigterm_stops_cleanly_sigkill_loses_nothing_and_a_second_runner_is_refused() 
     let pid = first.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
     let o = first.wait_with_output().expect("wait");
-    let (code, r, out) = summary(o);
+    let (code, r, out) = outcome(o);
     assert_eq!(code, Some(0), "{out}");
     if r["complete"] == false {
         assert!(
@@ -438,16 +414,7 @@ fn the_files_target_writes_each_run_as_files_that_apply_in_order() {
     let dir = temp_dir("syncfiles");
     let (config, out, state) =
         (dir.path().join("pgflare.toml"), dir.path().join("out"), dir.path().join("state"));
-    ok(pgflare(
-        &db,
-        &[
-            "init",
-            "--out-config",
-            config.to_str().expect("p"),
-            "--migrations-dir",
-            dir.path().join("m").to_str().expect("p"),
-        ],
-    ));
+    init_config(&db, dir.path());
     let toml = std::fs::read_to_string(&config).expect("config");
     std::fs::write(
         &config,
@@ -465,11 +432,10 @@ fn the_files_target_writes_each_run_as_files_that_apply_in_order() {
         "UPDATE chunks SET content = 'edited', token_count = 99, updated_at = now() WHERE id = '{edited}';
          UPDATE chunks SET deleted_at = now() WHERE id = '{soft}';"
     ));
-    let s: serde_json::Value = serde_json::from_str(&ok(pgflare(
+    let s: serde_json::Value = ok_json(pgflare(
         &db,
         &["--json", "sync", "--config", c, "--target", "files", "--out", o, "--work-dir", st, "--once"],
-    )))
-    .expect("summary");
+    ));
     assert_eq!(chunks(&s)["rows_soft_deleted"].as_u64(), Some(1), "{s:#}");
     let run = out.join("sync").join("000001");
     let deleted_ids = std::fs::read_to_string(run.join("vectorize/deleted-ids.txt")).expect("deleted ids");
@@ -488,9 +454,7 @@ fn the_files_target_writes_each_run_as_files_that_apply_in_order() {
     // the manifests' order: the result equals the source.
     let sqlite = dir.path().join("d1.sqlite");
     for folder in [&out, &run] {
-        let o =
-            python("apply_d1_sql.py", &[sqlite.to_str().expect("p"), "-", folder.to_str().expect("p")], None);
-        assert!(o.status.success(), "{}", text(&o));
+        apply_d1_sql(&sqlite, folder);
     }
     let v = pgflare(
         &db,

@@ -7,7 +7,6 @@
 //! for ids that can hold a vector; a fresh load forgets the digests of
 //! vectors earlier syncs sent, which no longer say what the index holds.
 
-use super::sync::table;
 use super::sync_vectors::{items_config, Items};
 use crate::common::*;
 
@@ -24,15 +23,6 @@ fn stored_in(s: &Items, index: &str, ids: &[&str]) -> Vec<String> {
     let mut out: Vec<String> = got.into_iter().map(|v| v.id).collect();
     out.sort();
     out
-}
-
-fn delete_index(s: &Items, name: &str) {
-    let url = format!("{}/accounts/{}/vectorize/v2/indexes/{name}", s.emu.base_url, s.emu.account);
-    block_on(async {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let r = reqwest::Client::new().delete(&url).bearer_auth(&s.emu.token).send().await.expect("delete");
-        assert!(r.status().is_success(), "{}", r.status());
-    });
 }
 
 /// The last mutation index `vi` applied: unchanged when nothing was written.
@@ -78,7 +68,7 @@ fn sync_into_an_index_deleted_since_the_checkpoint_is_refused_even_when_created_
     s.sync_ok();
     assert_eq!(s.checkpoint()["vectorize_index"]["created_on"], created);
     // Deleted: refused, whatever `create_index` says.
-    delete_index(&s, "vi");
+    s.emu.delete_index("vi");
     std::fs::write(&s.config, items_config("create_index = true", "vector_metadata = [\"doc\"]"))
         .expect("config");
     let (code, _, out) = s.sync(&[]);

@@ -5,7 +5,8 @@
 //! (prefix buckets), integer keys (shifted buckets) and composite keys (the
 //! full sweep). Each run is followed by a clean `pgflare verify`.
 
-use super::sync::{assert_consistent, setup_with, table, Setup};
+use super::sync::{assert_consistent, setup_with, Setup};
+use crate::common::table;
 
 fn d1_count(s: &Setup, table: &str) -> i64 {
     s.d1().query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| r.get(0)).expect("count")

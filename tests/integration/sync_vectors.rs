@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 
-use super::sync::{setup_with, table};
+use super::sync::setup_with;
 use crate::common::*;
 
 /// A small `items` table mapped to Vectorize (3 dimensions), loaded into
@@ -98,8 +98,7 @@ impl Items {
             .args(extra)
             .output()
             .expect("sync");
-        let v = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
-        (o.status.code(), v, text(&o))
+        outcome(o)
     }
 
     pub(crate) fn sync_ok(&self) -> serde_json::Value {
@@ -119,8 +118,7 @@ impl Items {
             .args(extra)
             .output()
             .expect("verify");
-        let v = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
-        (o.status.code(), v, text(&o))
+        outcome(o)
     }
 
     /// The ids among `ids` the index holds.
@@ -325,11 +323,7 @@ fn sync_deletes_the_vector_of_a_row_that_became_invalid_and_sends_it_again_once_
     assert_eq!(reasons.len(), 2, "{r:#}");
     assert!(reasons.iter().any(|x| x.contains("ok1") && x.contains("10240")), "{reasons:?}");
     assert!(reasons.iter().any(|x| x.contains("ok2") && x.contains("4 dimensions")), "{reasons:?}");
-    let f = s.dir.path().join("sync-summary.json");
-    std::fs::write(&f, r.to_string()).expect("write");
-    let schema = root().join("schemas/sync-summary.schema.json");
-    let o = python("validate_json.py", &[schema.to_str().expect("p"), f.to_str().expect("p")], None);
-    assert!(o.status.success(), "{}", text(&o));
+    assert_doc_schema("sync-summary", &r.to_string(), s.dir.path());
     assert_eq!(s.stored(&["ok1", "ok2", "ok3"]), vec!["ok3".to_string()]);
     let digests: i64 = s
         .d1()

@@ -15,16 +15,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-/// `pgflare --json load --target api` of D1 only, into `state`.
-fn d1_load(emu: &Emulator, db: &TestDb, state: &Path, extra: &[&str]) -> Command {
-    let mut c = emu.command(db);
-    c.args(["--json", "load", "--target", "api", "--d1-database-id", "db1", "--partition-mib", "1"])
-        .args(extra)
-        .arg("--state-dir")
-        .arg(state);
-    c
-}
-
 fn api_load(emu: &Emulator, db: &TestDb, config: &str, state: &Path, extra: &[&str]) -> Command {
     let mut c = emu.command(db);
     c.args(["--json"])
@@ -137,10 +127,9 @@ fn a_rate_limit_block_is_waited_out_with_a_countdown() {
     let emu = Emulator::start(&["--rate-limit", "5/6"]);
     let dir = temp_dir("ratewait");
     let state = dir.path().join("state");
-    let o =
-        d1_load(&emu, &db, &state, &["--import-mib", "1", "--rate-limit", "1000/1"]).output().expect("run");
+    let o = emu.d1_load(&db, &state, &["--import-mib", "1", "--rate-limit", "1000/1"]).output().expect("run");
     let err = String::from_utf8_lossy(&o.stderr).to_string();
-    let s: serde_json::Value = serde_json::from_str(&ok(o)).expect("json");
+    let s: serde_json::Value = ok_json(o);
     assert_eq!(s["complete"], true);
     assert!(err.contains("[971]"), "the limit was hit: {err}");
     assert!(err.contains("before the next attempt"), "the wait is announced with its end: {err}");
@@ -157,9 +146,9 @@ fn a_spent_request_budget_is_waited_out_with_a_countdown() {
     let emu = Emulator::start(&[]);
     let dir = temp_dir("budgetwait");
     let state = dir.path().join("state");
-    let o = d1_load(&emu, &db, &state, &["--import-mib", "1", "--rate-limit", "4/6"]).output().expect("run");
+    let o = emu.d1_load(&db, &state, &["--import-mib", "1", "--rate-limit", "4/6"]).output().expect("run");
     let err = String::from_utf8_lossy(&o.stderr).to_string();
-    let s: serde_json::Value = serde_json::from_str(&ok(o)).expect("json");
+    let s: serde_json::Value = ok_json(o);
     assert_eq!(s["complete"], true);
     assert!(!err.contains("[971]"), "the budget kept the run under the server's limit: {err}");
     assert!(err.contains("the request budget is spent: 4 requests per 6 s (--rate-limit"), "{err}");
@@ -174,7 +163,7 @@ fn a_rate_limit_block_longer_than_pgflare_waits_stops_with_what_to_do() {
     let emu = Emulator::start(&["--rate-limit", "5/400"]);
     let dir = temp_dir("ratelong");
     let state = dir.path().join("state");
-    let c = d1_load(&emu, &db, &state, &["--rate-limit", "1000/1"]);
+    let c = emu.d1_load(&db, &state, &["--rate-limit", "1000/1"]);
     let (o, took) = run_for(c, Duration::from_secs(30));
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert_eq!(o.status.code(), Some(2), "{took:?}: {err}");
@@ -192,17 +181,12 @@ fn d1_internal_errors_are_retried_and_the_load_completes() {
     let emu = Emulator::start(&["--internal-error-rate", "0.3", "--seed", "11"]);
     let dir = temp_dir("d1internal");
     let state = dir.path().join("state");
-    let o = d1_load(&emu, &db, &state, &["--import-mib", "1"]).output().expect("run");
+    let o = emu.d1_load(&db, &state, &["--import-mib", "1"]).output().expect("run");
     let err = String::from_utf8_lossy(&o.stderr).to_string();
-    let s: serde_json::Value = serde_json::from_str(&ok(o)).expect("json");
+    let s: serde_json::Value = ok_json(o);
     assert_eq!(s["complete"], true);
     assert!(err.contains("[7500] D1_ERROR: Internal error") && err.contains("retrying"), "{err}");
-    let o = python(
-        "compare_d1.py",
-        &[&db.url, emu.d1_file("db1").to_str().expect("p"), "documents", "chunks"],
-        None,
-    );
-    assert!(o.status.success(), "D1 differs from the source: {}", text(&o));
+    assert_d1_matches(&db, &emu.d1_file("db1"), &["documents", "chunks"]);
 }
 
 /// A token pasted with its quotes or a line break: Cloudflare cannot read

@@ -84,18 +84,10 @@ fn load(emu: &Emulator, db: &TestDb, config: &Path, state: &Path, extra: &[&str]
 }
 
 fn http(emu: &Emulator, method: &str, path: &str, body: Option<Value>) -> Value {
-    let url = format!("{}/accounts/{}/vectorize/v2/indexes/vi{path}", emu.base_url, emu.account);
-    block_on(async {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let c = reqwest::Client::new();
-        let r = match (method, body) {
-            ("POST", Some(b)) => c.post(&url).json(&b),
-            _ => c.get(&url),
-        };
-        let v: Value = r.bearer_auth(&emu.token).send().await.expect("send").json().await.expect("json");
-        assert_eq!(v["success"], true, "{path}: {v:#}");
-        v["result"].clone()
-    })
+    let m = if method == "POST" { reqwest::Method::POST } else { reqwest::Method::GET };
+    let (_, v) = emu.request(m, &format!("vectorize/v2/indexes/vi{path}"), body.as_ref());
+    assert_eq!(v["success"], true, "{path}: {v:#}");
+    v["result"].clone()
 }
 
 /// The ids a filtered query returns, sorted.
@@ -129,9 +121,7 @@ fn langchain_metadata_maps_to_filterable_properties_and_stays_in_step() {
     // With one: NDJSON files hold exactly the hand-made metadata.
     let config = config(dir.path(), MAPPED);
     let out = dir.path().join("files");
-    let s: Value =
-        serde_json::from_str(&ok(load_files(&db, &config, &out, &dir.path().join("state-files"), &[])))
-            .expect("summary");
+    let s: Value = ok_json(load_files(&db, &config, &out, &dir.path().join("state-files"), &[]));
     let v = &s["tables"][0]["vectors"];
     assert_eq!((v["written"].as_u64(), v["skipped"].as_u64()), (Some(6), Some(0)), "{s:#}");
     // pdf.info is left out of the five rows that have it, and said so.
@@ -146,10 +136,7 @@ fn langchain_metadata_maps_to_filterable_properties_and_stays_in_step() {
         let id: u64 = l["id"].as_str().expect("id").parse().expect("n");
         assert_eq!(l["metadata"], expected(id), "vector {id}");
     }
-    let schema = root().join("schemas/vectorize-ndjson.schema.json");
-    let f = out.join("vectorize/documents/part-00000-000.ndjson");
-    let o = python("validate_json.py", &[schema.to_str().expect("p"), f.to_str().expect("p")], None);
-    assert!(o.status.success(), "{}", text(&o));
+    assert_schema("vectorize-ndjson", &[&out.join("vectorize/documents/part-00000-000.ndjson")]);
 
     // Another mapping does not resume this load's state.
     let remapped = config_in(dir.path(), &MAPPED.replace("metadata.pdf.info", "metadata.pdf"));
@@ -204,7 +191,7 @@ fn langchain_metadata_maps_to_filterable_properties_and_stays_in_step() {
             .output()
             .expect("sync")
     };
-    let s: Value = serde_json::from_str(&ok(sync(&config))).expect("sync summary");
+    let s: Value = ok_json(sync(&config));
     let t =
         s["tables"].as_array().expect("tables").iter().find(|t| t["table"] == "public.documents").expect("t");
     assert_eq!(t["vectors"]["sent"].as_u64(), Some(1), "{s:#}");
@@ -260,13 +247,12 @@ fn llamaindex_node_content_is_named_when_too_big_and_mapped_out_otherwise() {
     );
     assert!(err.contains("Vectorize allows 10240 per vector"), "{err}");
 
-    let s: Value = serde_json::from_str(&ok(run(
+    let s: Value = ok_json(run(
         &write(
             "vector_metadata_flatten = [\"metadata\"]\nvector_metadata_omit = [\"metadata._node_content\"]\n",
         ),
         "mapped",
-    )))
-    .expect("summary");
+    ));
     assert_eq!(s["tables"][0]["vectors"]["metadata_omitted"].as_u64(), Some(4), "{s:#}");
     let ndjson =
         std::fs::read_to_string(dir.path().join("mapped/vectorize/docs/part-00000-000.ndjson")).expect("f");
@@ -283,7 +269,7 @@ fn inspect_surveys_json_keys_and_init_proposes_a_mapping_that_loads() {
     let db = TestDb::new("jsonsurvey");
     langchain(&db);
     llamaindex(&db);
-    let v: Value = serde_json::from_str(&ok(pgflare(&db, &["inspect", "--json"]))).expect("inspect json");
+    let v: Value = ok_json(pgflare(&db, &["inspect", "--json"]));
     let table = |name: &str| -> Value {
         v["tables"].as_array().expect("tables").iter().find(|t| t["name"] == name).cloned().expect(name)
     };
@@ -328,9 +314,7 @@ fn inspect_surveys_json_keys_and_init_proposes_a_mapping_that_loads() {
     let config = dir.path().join("pgflare.toml");
     let args = ["--json", "init", "--out-config", config.to_str().expect("p"), "--migrations-dir"];
     let migrations = dir.path().join("migrations");
-    let i: Value =
-        serde_json::from_str(&ok(pgflare(&db, &[&args[..], &[migrations.to_str().expect("p")]].concat())))
-            .expect("init json");
+    let i: Value = ok_json(pgflare(&db, &[&args[..], &[migrations.to_str().expect("p")]].concat()));
     let proposed = |name: &str| -> Vec<Value> {
         let t = i["tables"].as_array().expect("tables").iter().find(|t| t["table"] == name).expect(name);
         t["vector_metadata_paths"].as_array().expect("paths").clone()

@@ -12,25 +12,10 @@ use serde_json::Value;
 
 use crate::common::*;
 
-fn delete_index(emu: &Emulator, name: &str) {
-    let url = format!("{}/accounts/{}/vectorize/v2/indexes/{name}", emu.base_url, emu.account);
-    block_on(async {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let r = reqwest::Client::new().delete(&url).bearer_auth(&emu.token).send().await.expect("delete");
-        assert!(r.status().is_success(), "{}", r.status());
-    });
-}
-
 /// What the emulator answers to `GET indexes/{name}`: status and first code.
 fn get_index_answer(emu: &Emulator, name: &str) -> (u16, Value) {
-    let url = format!("{}/accounts/{}/vectorize/v2/indexes/{name}", emu.base_url, emu.account);
-    block_on(async {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let r = reqwest::Client::new().get(&url).bearer_auth(&emu.token).send().await.expect("get");
-        let status = r.status().as_u16();
-        let v: Value = r.json().await.expect("envelope");
-        (status, v["errors"][0]["code"].clone())
-    })
+    let (status, v) = emu.request(reqwest::Method::GET, &format!("vectorize/v2/indexes/{name}"), None);
+    (status, v["errors"][0]["code"].clone())
 }
 
 /// Found by the issue-13 review: Vectorize answers a missing index with
@@ -61,7 +46,7 @@ fn a_deleted_index_answered_410_code_3005_is_missing_and_named_deleted() {
     let v = emu.vectorize("gone");
     let want = IndexConfig { dimensions: 3, metric: "euclidean".into() };
     block_on(v.ensure(&want, true)).expect("created");
-    delete_index(&emu, "gone");
+    emu.delete_index("gone");
     assert_eq!(get_index_answer(&emu, "gone"), (410, serde_json::json!(3005)), "as Vectorize answers");
     block_on(async {
         assert_eq!(v.config().await.expect("a deleted index is not an error"), None);
@@ -165,18 +150,7 @@ async fn losing_proxy(emu: &Emulator, lose: &'static str) -> String {
 
 /// pgflare's client on `index` through `base_url`.
 fn client_at(emu: &Emulator, base_url: &str, index: &str) -> pgflare::cloudflare::Vectorize {
-    use pgflare::cloudflare::{Api, ApiSettings, Vectorize};
-    let api = Api::new(ApiSettings {
-        base_url: base_url.to_string(),
-        account_id: emu.account.clone(),
-        token: emu.token.clone(),
-        rate_limit_requests: 1000,
-        rate_limit_window: Duration::from_secs(1),
-        retry: Default::default(),
-        timeouts: Default::default(),
-    })
-    .expect("client");
-    Vectorize::new(std::sync::Arc::new(api), index)
+    pgflare::cloudflare::Vectorize::new(emu.api_at(base_url), index)
 }
 
 /// The retry of a create whose answer was lost meets the index it made:

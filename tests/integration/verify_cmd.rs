@@ -26,8 +26,7 @@ fn verify(
     ];
     args.extend_from_slice(extra);
     let o = pgflare(db, &args);
-    let v = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
-    (o.status.code(), v, text(&o))
+    outcome(o)
 }
 
 fn target<'a>(r: &'a serde_json::Value, table: &str) -> &'a serde_json::Value {
@@ -149,7 +148,6 @@ fn verify_finds_exactly_the_planted_d1_divergences() {
 
 #[test]
 fn verify_finds_exactly_the_planted_vectorize_divergences() {
-    use pgflare::cloudflare::{Api, ApiSettings, Vectorize};
     let db = TestDb::new("verifyvec");
     // A transaction of another database runs across the seed and the load
     // (as when tests run in parallel): the planted divergences below must
@@ -158,17 +156,8 @@ fn verify_finds_exactly_the_planted_vectorize_divergences() {
     db.seed(400, 8);
     let emu = Emulator::start(&[]);
     let dir = temp_dir("verifyvec");
-    let (config, migrations) = (dir.path().join("pgflare.toml"), dir.path().join("migrations"));
-    ok(pgflare(
-        &db,
-        &[
-            "init",
-            "--out-config",
-            config.to_str().expect("p"),
-            "--migrations-dir",
-            migrations.to_str().expect("p"),
-        ],
-    ));
+    let config = dir.path().join("pgflare.toml");
+    init_config(&db, dir.path());
     let c = config.to_str().expect("p");
     let state = dir.path().join("state");
     let load = emu
@@ -207,8 +196,7 @@ fn verify_finds_exactly_the_planted_vectorize_divergences() {
             .args(["--report-dir", report.to_str().expect("p")])
             .output()
             .expect("verify");
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
-        (o.status.code(), v, text(&o))
+        outcome(o)
     };
     let (code, r, out) = run();
     assert_eq!(code, Some(0), "{out}");
@@ -250,17 +238,7 @@ fn verify_finds_exactly_the_planted_vectorize_divergences() {
 
     // Plant: one float one bit off, a metadata value, a dropped vector, an extra one.
     let _planted = block_on(async {
-        let api = Api::new(ApiSettings {
-            base_url: emu.base_url.clone(),
-            account_id: emu.account.clone(),
-            token: emu.token.clone(),
-            rate_limit_requests: 1000,
-            rate_limit_window: std::time::Duration::from_secs(1),
-            retry: Default::default(),
-            timeouts: Default::default(),
-        })
-        .expect("client");
-        let v = Vectorize::new(std::sync::Arc::new(api), "vi");
+        let v = emu.vectorize("vi");
         let ids = v.list_ids().await.expect("list");
         let got = v.get_by_ids(&ids[10..12]).await.expect("get");
         let mut bit =

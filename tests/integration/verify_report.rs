@@ -160,10 +160,6 @@ fn markdown_says_it_all_with_cells_intact() {
     assert!(!md.replace(r"\<", "").contains("<script") && !md.replace(r"\<", "").contains("<img"));
 }
 
-fn validate(schema: &Path, file: &Path) -> Output {
-    python("validate_json.py", &[&schema.display().to_string(), &file.display().to_string()], None)
-}
-
 #[test]
 fn json_matches_the_schema() {
     let dir = temp_dir("verify-report");
@@ -172,7 +168,7 @@ fn json_matches_the_schema() {
     let r = report();
     let json = serde_json::to_string_pretty(&r).expect("serialize");
     std::fs::write(&good, &json).expect("write report.json");
-    let out = validate(&schema, &good);
+    let out = validate_json(&schema, &[&good]);
     assert!(out.status.success(), "valid report rejected\n{}", text(&out));
     let back: VerifyReport = serde_json::from_str(&json).expect("read back");
     assert_eq!(back, r);
@@ -181,7 +177,7 @@ fn json_matches_the_schema() {
     v["verdict"]["status"] = "maybe".into();
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, serde_json::to_string_pretty(&v).expect("serialize")).expect("write bad.json");
-    let out = validate(&schema, &bad);
+    let out = validate_json(&schema, &[&bad]);
     assert_eq!(out.status.code(), Some(1), "a status `maybe` passed\n{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("$.verdict.status"), "{}", text(&out));
 }

@@ -11,7 +11,6 @@
 //! and what they print is checked, not only their exit status.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::common::*;
 
@@ -30,24 +29,10 @@ fn wrangler(project: &Path, args: &[&str]) -> std::process::Output {
     wrangler_command(project).args(args).output().expect("run wrangler")
 }
 
-fn wrangler_command(project: &Path) -> Command {
-    let bin = std::env::var("PGFLARE_WRANGLER")
-        .expect("PGFLARE_WRANGLER is not set: run the tests with scripts/test.sh, which installs wrangler");
-    let mut c = Command::new(bin);
-    c.current_dir(project).env("WRANGLER_SEND_METRICS", "false").env("CI", "true");
-    c
-}
-
 /// wrangler with its remote commands pointed at the emulator; asserts
 /// success and returns stdout.
 pub(crate) fn wrangler_remote(project: &Path, emu: &Emulator, args: &[&str]) -> String {
-    let o = wrangler_command(project)
-        .args(args)
-        .env("CLOUDFLARE_API_BASE_URL", &emu.base_url)
-        .env("CLOUDFLARE_API_TOKEN", &emu.token)
-        .env("CLOUDFLARE_ACCOUNT_ID", &emu.account)
-        .output()
-        .expect("run wrangler");
+    let o = emu.wrangler(project).args(args).output().expect("run wrangler");
     assert!(o.status.success(), "wrangler {args:?} failed: {}", text(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -114,9 +99,7 @@ fn wrangler_runs_the_load_files_unchanged_and_reads_a_sqlite_load() {
     let local =
         pgflare::config::wrangler_local::local_d1_file(&project, "00000000-0000-4000-8000-00000000d1d1");
     assert!(local.exists(), "wrangler's local D1 file is where pgflare computes it: {}", local.display());
-    let o =
-        python("compare_d1.py", &[&db.url, local.to_str().expect("p"), "documents", "chunks", "pages"], None);
-    assert!(o.status.success(), "{}", text(&o));
+    assert_d1_matches(&db, &local, &["documents", "chunks", "pages"]);
 
     // Straight into wrangler's local file of the second database.
     let wrangler_file = project.join("wrangler.jsonc");

@@ -4,15 +4,15 @@
 
 use serde_json::{json, Value};
 
-use super::harness::{self, import, start, ACCOUNT, DB, TOKEN};
-use crate::common;
+use super::harness::{self, import};
+use crate::common::{self, Emulator, ACCOUNT, DB, TOKEN};
 
 /// D1's imports and exports are jobs: `active` for some polls, the
 /// database refused to everything else meanwhile, the end answered once,
 /// a poll without a bookmark refused by the schema.
 #[test]
 fn emulator_transfers_are_asynchronous_and_hold_the_database() {
-    let emu = start(&["--transfer-polls", "3"]);
+    let emu = Emulator::start(&["--transfer-polls", "3"]);
     common::block_on(async {
         let url = emu.db_url(DB, "import");
         let sql = "CREATE TABLE t (id INTEGER PRIMARY KEY);\n";
@@ -66,7 +66,7 @@ fn emulator_transfers_are_asynchronous_and_hold_the_database() {
 #[test]
 fn emulator_failure_forms_and_the_export_of_a_virtual_table() {
     for (form, field) in [("wrangler", "error"), ("schema", "error"), ("refusal", "")] {
-        let emu = start(&["--transfer-failure", form, "--transfer-polls", "0"]);
+        let emu = Emulator::start(&["--transfer-failure", form, "--transfer-polls", "0"]);
         common::block_on(async {
             emu.ok("CREATE VIRTUAL TABLE docs USING fts5(body)").await;
             let (_, v) = emu.post(&emu.db_url(DB, "export"), json!({ "output_format": "polling" })).await;
@@ -104,7 +104,7 @@ fn emulator_failure_forms_and_the_export_of_a_virtual_table() {
 /// Request bodies are held to the OpenAPI schema (params are strings).
 #[test]
 fn emulator_refuses_bodies_the_schema_does_not_allow() {
-    let emu = start(&[]);
+    let emu = Emulator::start(&[]);
     common::block_on(async {
         let bad = [
             json!({ "sql": "SELECT ?1", "params": [1] }),
@@ -134,9 +134,9 @@ fn emulator_refuses_bodies_the_schema_does_not_allow() {
 /// empty (an emulator ignoring `page` makes their loops run for ever).
 #[test]
 fn emulator_pages_the_database_list() {
-    let emu = start(&[]);
+    let emu = Emulator::start(&[]);
     common::block_on(async {
-        let url = format!("{}/accounts/{ACCOUNT}/d1/database", emu.base);
+        let url = format!("{}/accounts/{ACCOUNT}/d1/database", emu.base_url);
         for i in 0..11 {
             let (status, v) = emu.post(&url, json!({ "name": format!("d{i:02}") })).await;
             assert_eq!(status, 200, "{v}");

@@ -4,9 +4,8 @@
 
 use serde_json::{json, Value};
 
-use super::harness::{start, Emu, TOKEN};
 use super::{by_ids, create, get, info, metadata_index, post, refused, send, url, write};
-use crate::common;
+use crate::common::{self, Emulator, TOKEN};
 
 const QUERY: [f64; 3] = [1.0, 0.5, 0.0];
 
@@ -46,7 +45,7 @@ fn expected(metric: &str, keep: impl Fn(&str) -> bool) -> Vec<(String, f64)> {
 }
 
 /// The (id, score) matches of a query that must succeed.
-pub(super) async fn ranked(emu: &Emu, index: &str, body: Value) -> Vec<(String, f64)> {
+pub(super) async fn ranked(emu: &Emulator, index: &str, body: Value) -> Vec<(String, f64)> {
     let (status, v) = post(emu, &format!("/{index}/query"), body.clone()).await;
     assert_eq!(status, 200, "{body}: {v}");
     let matches = v["result"]["matches"].as_array().expect("matches");
@@ -67,7 +66,7 @@ fn same(got: &[(String, f64)], want: &[(String, f64)]) {
 
 #[test]
 fn emulator_vectorize_exact_top_k_for_each_metric() {
-    let emu = start(&[]);
+    let emu = Emulator::start(&[]);
     common::block_on(async {
         // The hand-checked orders (euclidean has a tie, v1 = v3 = 0.5, broken by id).
         let order = |m| expected(m, |_| true).into_iter().map(|(i, _)| i).collect::<Vec<_>>().join(",");
@@ -135,7 +134,7 @@ fn emulator_vectorize_exact_top_k_for_each_metric() {
 
 #[test]
 fn emulator_vectorize_limits_are_errors() {
-    let emu = start(&[]);
+    let emu = Emulator::start(&[]);
     common::block_on(async {
         create(&emu, "lim", 2, "cosine").await;
         let line = |i: usize| json!({ "id": format!("x{i}"), "values": [1, 0] }).to_string();

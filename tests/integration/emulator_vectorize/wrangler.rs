@@ -3,17 +3,15 @@
 //! multipart request byte for byte.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{json, Value};
 
-use super::harness::{start, Emu, ACCOUNT, TOKEN};
 use super::{by_ids, create, f32_bits, get, refused, url, write};
-use crate::common;
+use crate::common::{self, Emulator, TOKEN};
 
 #[test]
 fn emulator_vectorize_list_pages_with_cursors() {
-    let emu = start(&[]);
+    let emu = Emulator::start(&[]);
     common::block_on(async {
         create(&emu, "many", 2, "euclidean").await;
         // A permutation of v00000..v02499, so storage order is not id order.
@@ -58,19 +56,12 @@ fn emulator_vectorize_list_pages_with_cursors() {
 
 /// Runs wrangler against the emulator in `home` (also its HOME); returns
 /// the JSON it prints.
-fn wrangler(home: &Path, emu: &Emu, args: &[&str]) -> Value {
-    let bin = std::env::var("PGFLARE_WRANGLER")
-        .expect("PGFLARE_WRANGLER is not set: run the tests with scripts/test.sh, which installs wrangler");
-    let o = Command::new(bin)
+fn wrangler(home: &Path, emu: &Emulator, args: &[&str]) -> Value {
+    let o = emu
+        .wrangler(home)
         .args(args)
-        .current_dir(home)
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env("CLOUDFLARE_API_BASE_URL", &emu.base)
-        .env("CLOUDFLARE_API_TOKEN", TOKEN)
-        .env("CLOUDFLARE_ACCOUNT_ID", ACCOUNT)
-        .env("WRANGLER_SEND_METRICS", "false")
-        .env("CI", "true")
         .output()
         .expect("run wrangler");
     let out = String::from_utf8_lossy(&o.stdout);
@@ -82,7 +73,7 @@ fn wrangler(home: &Path, emu: &Emu, args: &[&str]) -> Value {
 
 #[test]
 fn emulator_vectorize_takes_wranglers_multipart_upload() {
-    let emu = start(&[]);
+    let emu = Emulator::start(&[]);
     let home = common::temp_dir("wrangler-vectorize");
     let h = home.path();
     let args = ["vectorize", "create", "wv", "--dimensions", "3", "--metric", "euclidean", "--json"];

@@ -106,10 +106,6 @@ impl<'a> Flow<'a> {
     pub(super) fn excludes(&self) -> Vec<&'static str> {
         self.spec.exclude.iter().flat_map(|c| ["--exclude", c]).collect()
     }
-
-    pub(super) fn count(&self, sql: &str) -> u64 {
-        self.db.query_one(&format!("SELECT ({sql})::text")).parse().expect("a count")
-    }
 }
 
 /// A JSON object of counts as a map.

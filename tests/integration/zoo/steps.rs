@@ -55,7 +55,7 @@ impl Flow<'_> {
 
     /// Live rows of `t` in the source.
     fn live_rows(&self, t: &Table) -> u64 {
-        self.count(&format!("SELECT count(*) FROM {} WHERE {}", t.qualified, self.live(t)))
+        self.db.count(&format!("SELECT count(*) FROM {} WHERE {}", t.qualified, self.live(t)))
     }
 
     pub(super) fn inspect(&self, seeded: &BTreeMap<String, u64>) {
@@ -187,7 +187,7 @@ impl Flow<'_> {
         }
         let vt = self.vector_table();
         let (vector, live) = (vt.str("vector").expect("vector"), self.live_rows(&vt));
-        let nulls = self.count(&format!(
+        let nulls = self.db.count(&format!(
             "SELECT count(*) FROM {} WHERE \"{vector}\" IS NULL AND ({})",
             vt.qualified,
             self.live(&vt)
@@ -317,8 +317,7 @@ impl Flow<'_> {
         assert_eq!(code, Some(0), "load --target files\n{}", text(&o));
         assert_eq!(v["complete"], true, "{v:#}");
         let sqlite = self.path("files.sqlite");
-        let o = python("apply_d1_sql.py", &[&sqlite, "-", &out], None);
-        assert!(o.status.success(), "apply_d1_sql.py (the files in apply order)\n{}", text(&o));
+        apply_d1_sql(&sqlite, &out);
         self.verify_target("of the files", &["--sqlite", &sqlite, "--no-vectorize"]);
         self.compare_vectorize(&["--ndjson", &format!("{out}/vectorize")]);
         self.log("files");
@@ -362,7 +361,7 @@ impl Flow<'_> {
         assert_eq!(code, Some(0), "archive\n{}", text(&o));
         for t in v["tables"].as_array().expect("tables") {
             let name = t["table"].as_str().expect("t");
-            let rows = self.count(&format!("SELECT count(*) FROM {name}"));
+            let rows = self.db.count(&format!("SELECT count(*) FROM {name}"));
             assert_eq!(t["rows"].as_u64(), Some(rows), "archive of {name}: {t:#}");
         }
         let (code, v, o) = self.pgflare(&["archive", "verify", &out, "--against-source"]);
