@@ -6,6 +6,7 @@
 //! those comments; `pgflare init` parses it back before writing it.
 
 pub mod json;
+pub mod run;
 pub mod survey;
 
 use std::fmt::Write as _;
