@@ -7,10 +7,12 @@ use clap::{Args, Parser, Subcommand};
 
 mod doctor;
 mod emulate;
+mod restore;
 mod sync;
 mod verify;
 pub use doctor::DoctorArgs;
 pub use emulate::EmulateArgs;
+pub use restore::{RestoreArgs, RestoreTo};
 pub use sync::SyncArgs;
 use verify::parse_top_k;
 pub use verify::VerifyArgs;
@@ -100,6 +102,21 @@ pub enum Command {
     /// Example: pgflare archive --out ./archive && pgflare archive verify ./archive --against-source
     #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Archive(ArchiveCommand),
+
+    /// Restore a pgflare archive into D1: the way back when D1 must be
+    /// cleared and filled again from the final archive.
+    ///
+    /// The archive's files are checked against its manifest (size, blake3)
+    /// before anything is written; the rows go through the same D1 writers
+    /// as `pgflare load` (idempotent upserts: a rerun after a failure is
+    /// safe), every archived column but the vector column under its own
+    /// name, as `pgflare load` without a pgflare.toml. Then
+    /// `pgflare verify --sqlite FILE` (or over the API) against the source
+    /// proves it.
+    ///
+    /// Example: pgflare restore ./archive --to d1 --target sqlite --sqlite d1.sqlite
+    #[command(verbatim_doc_comment)]
+    Restore(RestoreArgs),
 
     /// The initial bulk load into D1 and Vectorize: every configured table
     /// read at one snapshot by parallel workers and written as idempotent

@@ -57,6 +57,7 @@ pub(crate) mod output;
 pub mod plan;
 pub mod progress;
 pub mod redact;
+pub mod restore;
 pub mod seed;
 pub mod sink;
 pub mod source;

@@ -3,7 +3,6 @@
 //! that proves what was written ([`manifest`]), and the verification that
 //! checks both later ([`verify`]).
 
-pub mod manifest;
 pub mod verify;
 pub mod writer;
 
@@ -16,9 +15,9 @@ use serde::Serialize;
 use crate::digest::DigestSum;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use crate::source::archive::manifest::{self, DigestInfo, Manifest, ManifestTable, SourceInfo};
 use crate::source::job::TableRead;
 use crate::source::{self, ReadOptions, Selection, Snapshot, Source, SplitOptions};
-use manifest::{DigestInfo, Manifest, ManifestTable, SourceInfo};
 pub use writer::ParquetConfig;
 
 /// Everything `pgflare archive` needs.
@@ -140,8 +139,11 @@ pub async fn export_at(
             partitions,
         });
         // The types in the files, which is what a reader of the archive sees.
-        let arrow_types =
-            writer::file_schema(&t.spec).fields().iter().map(|f| f.data_type().to_string()).collect();
+        let arrow_types = crate::source::archive::file_schema(&t.spec)
+            .fields()
+            .iter()
+            .map(|f| f.data_type().to_string())
+            .collect();
         out_tables.push(ManifestTable {
             arrow_types,
             rows: report.rows,
@@ -161,7 +163,11 @@ pub async fn export_at(
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         source: SourceInfo { url: src.display().to_string(), server_version: info.server_version.clone() },
         snapshot: info,
-        digest: DigestInfo::default(),
+        digest: DigestInfo {
+            hash: "blake3".into(),
+            row_encoding: crate::digest::ROW_ENCODING.into(),
+            combine: "sum of 4 little-endian u64 lanes, wrapping".into(),
+        },
         tables: out_tables,
     };
     manifest.write(dir)?;

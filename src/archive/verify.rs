@@ -10,12 +10,9 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use arrow::record_batch::RecordBatch;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::manifest::{Manifest, ManifestTable};
 use crate::batch::collect::take;
 use crate::batch::TableSpec;
 use crate::digest::buckets::{Buckets, DEFAULT_BUCKETS};
@@ -23,6 +20,8 @@ use crate::digest::pass::{absorb_at, table_sinks, Pass, Rows, Side};
 use crate::digest::{row_digests, DigestSum};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use crate::source::archive::manifest::{Manifest, ManifestTable};
+use crate::source::archive::read_parquet;
 use crate::source::{self, introspect, ReadOptions, Selection, Snapshot, Source, SplitOptions, TableJob};
 
 /// Differences listed per table before the rest are only counted.
@@ -72,23 +71,6 @@ fn problem(table: &str, file: Option<&str>, kind: &'static str, message: String)
     Problem { table: table.into(), file: file.map(str::to_string), row: None, key: None, kind, message }
 }
 
-/// Reads a Parquet file batch by batch; `each(batch, first_row)`.
-pub fn read_parquet(path: &Path, mut each: impl FnMut(&RecordBatch, u64) -> Result<()>) -> Result<()> {
-    let file = File::open(path).map_err(Error::io(path))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(Error::parquet(path))?
-        .with_batch_size(4096)
-        .build()
-        .map_err(Error::parquet(path))?;
-    let mut first = 0u64;
-    for batch in reader {
-        let batch = batch?;
-        each(&batch, first)?;
-        first += batch.num_rows() as u64;
-    }
-    Ok(())
-}
-
 fn check_file(
     dir: &Path,
     table: &ManifestTable,
@@ -126,7 +108,7 @@ fn check_file(
     }
     // Archives written before the files declared nullable vector elements
     // (see writer::file_schema) carry the table's own schema: both verify.
-    let expected = [super::writer::file_schema(&table.spec), table.spec.arrow_schema()];
+    let expected = [crate::source::archive::file_schema(&table.spec), table.spec.arrow_schema()];
     let key = table.spec.key_indices();
     let mut rows = 0u64;
     let mut digest = DigestSum::default();

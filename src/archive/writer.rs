@@ -10,8 +10,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, RecordBatch};
-use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -22,77 +21,8 @@ use crate::batch::{TableBatch, TableSpec};
 use crate::digest::{row_digests, DigestSum};
 use crate::error::{Error, Result};
 use crate::sink::file::HashingFile;
+use crate::source::archive::{file_schema, relabel};
 use crate::typemap::Kind;
-
-/// The Arrow schema of the archive's Parquet files: the table's, except
-/// that the elements of fixed-size lists (`vector(n)`, `halfvec(n)`) are
-/// declared nullable. They never hold a NULL (the source decoder makes them
-/// and the tests check); the declaration works around a polars bug:
-///
-/// polars 2.1 panics ("validity mask length must match the number of
-/// values") on a FixedSizeList column whose Parquet leaf is `required` and
-/// BYTE_STREAM_SPLIT-encoded when the column chunk has several data pages
-/// and only some of them hold NULL rows. Our files follow the format
-/// (parquet-format LogicalTypes.md, Lists: the element may be `required`;
-/// Encodings.md, BYTE_STREAM_SPLIT: one stream of the page's non-null
-/// values), pyarrow, DuckDB and arrow-rs read them, and a file pyarrow
-/// writes from the same data (fixed-size list, non-null items, NULL rows,
-/// BYTE_STREAM_SPLIT, several pages) makes polars panic the same way; with
-/// PLAIN, a single page, NULLs in every page, or an `optional` leaf it
-/// reads. The panic is polars' float decoder finalising a validity mask
-/// shorter than its values: a NULL fixed-size row still fills `n` child
-/// slots, so a page with NULL rows hands the required leaf a validity mask,
-/// which polars' BYTE_STREAM_SPLIT path appends, while a page without NULLs
-/// appends none because the leaf is not optional. An optional leaf always
-/// gets its bits. Declaring it optional costs no byte: the definition
-/// levels keep their 2-bit width (maximum 3 instead of 2) and their runs
-/// (measured identical on 3,022 1536-dim embeddings), where dropping
-/// BYTE_STREAM_SPLIT would have cost 9.5% of the vector bytes.
-pub fn file_schema(table: &TableSpec) -> SchemaRef {
-    let schema = table.arrow_schema();
-    let fields: Vec<FieldRef> = schema
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::FixedSizeList(item, n) if !item.is_nullable() => {
-                let item = Arc::new(Field::clone(item).with_nullable(true));
-                Arc::new(Field::clone(f).with_data_type(DataType::FixedSizeList(item, *n)))
-            }
-            _ => f.clone(),
-        })
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
-}
-
-/// `batch` (of the table's schema) under [`file_schema`]: the same buffers,
-/// fixed-size lists relabelled with their nullable element field.
-fn to_file_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(col, field)| match field.data_type() {
-            DataType::FixedSizeList(item, n) if col.data_type() != field.data_type() => {
-                let list = col.as_fixed_size_list_opt().ok_or_else(|| {
-                    Error::Internal(format!(
-                        "column {} is {}, not a fixed-size list",
-                        field.name(),
-                        col.data_type()
-                    ))
-                })?;
-                let relabelled = FixedSizeListArray::try_new(
-                    item.clone(),
-                    *n,
-                    list.values().clone(),
-                    list.nulls().cloned(),
-                )?;
-                Ok(Arc::new(relabelled) as ArrayRef)
-            }
-            _ => Ok(col.clone()),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
-}
 
 /// Settings of the Parquet archive sink.
 #[derive(Clone, Debug)]
@@ -203,7 +133,7 @@ impl BatchSink for ParquetSink {
         for d in row_digests(&batch.batch)? {
             f.digest.add(&d);
         }
-        let file_batch = to_file_batch(&batch.batch, &self.schema)?;
+        let file_batch = relabel(&batch.batch, &self.schema)?;
         f.writer.write(&file_batch).map_err(Error::parquet(&f.path))?;
         f.rows += batch.batch.num_rows() as u64;
         let size = f.writer.bytes_written() as u64 + f.writer.in_progress_size() as u64;
@@ -230,6 +160,8 @@ mod tests {
     use crate::source::pgvector::VectorBuilder;
     use crate::typemap::ColumnType;
     use arrow::array::Int64Array;
+    use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+    use arrow::datatypes::DataType;
 
     fn spec() -> TableSpec {
         let col = |name: &str, kind: Kind, dims: Option<u32>| ColumnSpec {
@@ -290,7 +222,7 @@ mod tests {
         let ids: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3]));
         let batch = RecordBatch::try_new(spec.arrow_schema(), vec![ids, v.finish()]).expect("batch");
         let schema = file_schema(&spec);
-        let out = to_file_batch(&batch, &schema).expect("relabel");
+        let out = relabel(&batch, &schema).expect("relabel");
         assert_eq!(out.schema(), schema);
         let (a, b) = (batch.column(1).as_fixed_size_list(), out.column(1).as_fixed_size_list());
         assert_eq!(a.nulls(), b.nulls());

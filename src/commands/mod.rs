@@ -10,6 +10,7 @@ mod emulate;
 mod init;
 mod inspect;
 mod load;
+mod restore;
 mod sync;
 mod verify;
 
@@ -52,6 +53,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
             None => archive::export(cmd.export, cli.json, &progress, t).await,
         },
         Command::Load(args) => load::run(args, cli.json, &progress, t).await,
+        Command::Restore(args) => restore::run(args, cli.json, &progress, t).await,
         Command::Verify(args) => verify::run(args, cli.json, &progress, t).await,
         Command::Sync(args) => sync::run(args, cli.json, &progress, t).await,
         Command::Doctor(args) => doctor::run(args, cli.json, t).await,

@@ -2,6 +2,7 @@
 //! shared by parallel workers, key-range partitions, and the COPY BINARY
 //! decoder that turns rows (pgvector included) into Arrow record batches.
 
+pub mod archive;
 pub mod conn;
 pub mod connect;
 pub mod constraints;

@@ -26,6 +26,7 @@ mod messages;
 mod migration_actions;
 mod partitioned;
 mod realistic_api;
+mod restore;
 mod secrets;
 mod soft_delete;
 mod sync;

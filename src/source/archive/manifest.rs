@@ -46,16 +46,6 @@ pub struct DigestInfo {
     pub combine: String,
 }
 
-impl Default for DigestInfo {
-    fn default() -> Self {
-        DigestInfo {
-            hash: "blake3".into(),
-            row_encoding: crate::digest::ROW_ENCODING.into(),
-            combine: "sum of 4 little-endian u64 lanes, wrapping".into(),
-        }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ManifestTable {
     #[serde(flatten)]
