@@ -97,3 +97,42 @@ fn a_damaged_archive_is_refused_before_anything_is_written() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("manifest"), "{}", text(&o));
     assert!(!d1.exists());
 }
+
+#[test]
+fn an_archive_restored_through_the_d1_api_verifies_over_the_api() {
+    let db = TestDb::new("restoreapi");
+    db.seed(200, 8);
+    let dir = temp_dir("restoreapi");
+    let out = dir.path().join("archive");
+    archive(&db, &out);
+    // The emulator behaves as the real service: transfers stay active for
+    // a few polls and bodies are strict.
+    let emu = Emulator::start(&["--transfer-polls", "2"]);
+    let o = emu
+        .command(&db)
+        .args(["--json", "restore", out.to_str().expect("p"), "--target", "api", "--d1-database-id", DB])
+        .output()
+        .expect("restore");
+    let s = ok_json(o);
+    assert_eq!(s["tables"].as_array().map(Vec::len), Some(2), "{s:#}");
+    // An independent reader of the emulator's D1 file, then verify over the API.
+    let source =
+        |t: &str| db.query_one(&format!("SELECT count(*)::text FROM {t}")).parse::<i64>().expect("n");
+    for t in ["chunks", "documents"] {
+        assert_eq!(sqlite_count(&emu.d1_file(DB), &format!("SELECT count(*) FROM {t}")), source(t), "{t}");
+    }
+    let report = dir.path().join("report");
+    let o = emu
+        .command(&db)
+        .args([
+            "verify",
+            "--d1-database-id",
+            DB,
+            "--no-vectorize",
+            "--report-dir",
+            report.to_str().expect("p"),
+        ])
+        .output()
+        .expect("verify");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
