@@ -12,7 +12,7 @@ mod sync;
 mod verify;
 pub use doctor::DoctorArgs;
 pub use emulate::EmulateArgs;
-pub use restore::{RestoreArgs, RestoreTo};
+pub use restore::RestoreArgs;
 pub use sync::SyncArgs;
 use verify::parse_top_k;
 pub use verify::VerifyArgs;
@@ -103,18 +103,18 @@ pub enum Command {
     #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Archive(ArchiveCommand),
 
-    /// Restore a pgflare archive into D1: the way back when D1 must be
-    /// cleared and filled again from the final archive.
+    /// Restore a pgflare archive into D1 and Vectorize: the way back when
+    /// they must be cleared and filled again from the final archive.
     ///
     /// The archive's files are checked against its manifest (size, blake3)
-    /// before anything is written; the rows go through the same D1 writers
-    /// as `pgflare load` (idempotent upserts: a rerun after a failure is
-    /// safe), every archived column but the vector column under its own
-    /// name, as `pgflare load` without a pgflare.toml. Then
-    /// `pgflare verify --sqlite FILE` (or over the API) against the source
-    /// proves it.
+    /// before anything is written; the rows go through the same writers as
+    /// `pgflare load`, mapped as it maps them (pgflare.toml, or every
+    /// column but a vector column under its own name), as idempotent
+    /// upserts: a rerun after a failure is safe. Vectors count as restored
+    /// once Vectorize applied them. Then `pgflare verify` against the
+    /// source proves it.
     ///
-    /// Example: pgflare restore ./archive --to d1 --target sqlite --sqlite d1.sqlite
+    /// Example: pgflare restore ./archive --target sqlite --sqlite d1.sqlite
     #[command(verbatim_doc_comment)]
     Restore(RestoreArgs),
 

@@ -5,15 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CloudflareArgs, TargetKind};
-
-/// What a restore writes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RestoreTo {
-    /// The D1 rows: every archived column but the vector column, under its
-    /// own name (what `pgflare load` sends without a pgflare.toml).
-    D1,
-}
+use super::{CloudflareArgs, TargetKind, VectorizeMode};
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -23,9 +15,12 @@ pub struct RestoreArgs {
     #[arg(value_name = "ARCHIVE")]
     pub archive: PathBuf,
 
-    /// What to restore.
-    #[arg(long, value_enum, default_value = "d1")]
-    pub to: RestoreTo,
+    /// pgflare.toml whose mapping the rows go through, as for `load`
+    /// (D1 columns and names, the vector column and its metadata). Default:
+    /// ./pgflare.toml when it exists, else every archived column but a
+    /// vector column under its own name.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     /// Where D1 rows go: SQL files, a local SQLite file, or the D1 API.
     #[arg(long, value_enum)]
@@ -48,7 +43,22 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub no_create_tables: bool,
 
-    /// --target api: client-side request budget, REQUESTS/SECONDS.
+    /// Where vectors go, as for `load` (tables with `vector` in
+    /// pgflare.toml): `auto` = NDJSON files in OUT/vectorize with --target
+    /// files, the Vectorize API with --target api, and with --target
+    /// sqlite NDJSON files in --vectorize-out if given, else nowhere.
+    #[arg(long, value_enum, default_value_t = VectorizeMode::Auto)]
+    pub vectorize: VectorizeMode,
+
+    /// Folder for --vectorize files (default: OUT/vectorize).
+    #[arg(long, value_name = "DIR")]
+    pub vectorize_out: Option<PathBuf>,
+
+    /// Create the Vectorize index when it does not exist.
+    #[arg(long)]
+    pub create_index: bool,
+
+    /// Client-side request budget of the API, REQUESTS/SECONDS.
     #[arg(long, value_name = "N/SECONDS")]
     pub rate_limit: Option<String>,
 

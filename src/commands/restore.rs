@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use super::print_json;
 use crate::cli::RestoreArgs;
 use crate::output::outln;
-use crate::plan::targets::{self, D1Flags};
+use crate::plan::targets::{self, D1Flags, LoadVectorFlags};
 use crate::progress::Progress;
 use crate::restore::{self, RestoreOptions};
 
@@ -16,11 +16,12 @@ pub async fn run(
     progress: &Progress,
     timeouts: crate::timeouts::Timeouts,
 ) -> anyhow::Result<ExitCode> {
-    // Where D1 is comes from flags, the environment, ./pgflare.toml's
-    // [cloudflare] and wrangler, as for load; its table mappings play no
-    // part: the D1 side is every archived column under its own name.
-    let mut project = crate::config::file::load_project(None)?;
+    // As for load: flags over the environment over pgflare.toml over wrangler.
+    let mut project = crate::config::file::load_project(args.config.as_deref())?;
     crate::plan::cloudflare::resolve_cloudflare(&mut project, &args.cloudflare)?;
+    if args.create_index {
+        project.vectorize.create_index = true;
+    }
     let d1 = D1Flags {
         kind: args.target,
         out: args.out.as_deref(),
@@ -29,11 +30,21 @@ pub async fn run(
         file_bytes: 64 << 20,
         import_bytes: 32 << 20,
     };
+    let vectors = LoadVectorFlags {
+        mode: args.vectorize,
+        kind: args.target,
+        out: args.out.as_deref(),
+        vectorize_out: args.vectorize_out.as_deref(),
+        rate_limit: args.rate_limit.as_deref(),
+        tables: &args.tables,
+    };
     let opts = RestoreOptions {
         dir: args.archive.clone(),
         target: targets::d1_target(&d1, &project, &args.cloudflare, timeouts)?,
+        vectorize: targets::load_vectors(&vectors, &project, timeouts)?,
         only_tables: args.tables.clone(),
         create_tables: !args.no_create_tables,
+        project,
     };
     let summary = restore::run(&opts, progress).await?;
     if json {

@@ -197,9 +197,26 @@ pub async fn prepare(
         Some(m) => m.reads(&u.column),
         None => true,
     })?;
+    let Mapped { mappings, d1, fks, vectors } = map_tables(project, &mut infos, vectors_on)?;
+    let live = crate::plan::live::LiveRows::read(snapshot.conn(), project, &infos).await?;
+    Ok(Prepared { infos, mappings, d1, fks, vectors, live })
+}
+
+/// The D1 and vector side of tables already described: what
+/// [`prepare`] does after introspection, and what a restore does with the
+/// tables an archive's manifest describes. The columns of `infos` are cut
+/// to those D1 or Vectorize receive (and the soft-delete column).
+pub struct Mapped {
+    pub mappings: Vec<D1Mapping>,
+    pub d1: Vec<(TableInfo, crate::config::mapping::D1Table)>,
+    pub fks: crate::sink::d1::links::FkPlan,
+    pub vectors: vectors::VectorPlan,
+}
+
+pub fn map_tables(project: &Project, infos: &mut [TableInfo], vectors_on: bool) -> Result<Mapped> {
     let (mut mappings, mut d1) = (Vec::new(), Vec::new());
     let mut vectors = vectors::VectorPlan::default();
-    for info in &mut infos {
+    for info in infos.iter_mut() {
         let configured =
             project.tables.iter().find(|m| m.schema == info.spec.schema && m.table == info.spec.name);
         let (table, m) = d1_table(configured, info)?;
@@ -238,6 +255,5 @@ pub async fn prepare(
     for (i, m) in mappings.iter_mut().enumerate() {
         m.links = fks.links(i);
     }
-    let live = crate::plan::live::LiveRows::read(snapshot.conn(), project, &infos).await?;
-    Ok(Prepared { infos, mappings, d1, fks, vectors, live })
+    Ok(Mapped { mappings, d1, fks, vectors })
 }

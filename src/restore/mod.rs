@@ -3,12 +3,15 @@
 //! Postgres ([`crate::source::archive`]): its files are checked against the
 //! manifest before anything is written, then read back as batches of the
 //! tables they came from and sent through the same D1 writers as `load`
-//! ([`crate::plan::Target`]), each file one partition. The D1 tables are
-//! what `load` makes without a pgflare.toml: every column but the vector
-//! column, under its own name, keyed as in the source.
+//! ([`crate::plan::Target`]) and Vectorize sinks, each file one partition,
+//! mapped as `load` maps them ([`crate::plan::map_tables`]): by the
+//! pgflare.toml when there is one, else every column but a vector column
+//! under its own name. A run ends once Vectorize applied its writes.
 //!
 //! Upserts make a rerun after a failure safe (it writes every row again);
-//! restore keeps no state of its own yet.
+//! restore keeps no state of its own yet. Soft-delete settings are refused:
+//! which archived rows are live would need the cascade `load` reads from
+//! Postgres.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,13 +20,14 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::batch::sink::{BatchSink, SinkFactory};
+use crate::batch::sink::{BatchSink, SinkFactory, SinkReport, VectorReport};
 use crate::batch::TableBatch;
-use crate::config::mapping::D1Table;
+use crate::cloudflare::vectorize::WriteTicket;
+use crate::config::project::Project;
 use crate::error::{Error, Result};
-use crate::plan::Target;
+use crate::plan::{Target, VectorTarget};
 use crate::progress::Progress;
-use crate::sink::d1::render::{D1Mapping, D1Mappings};
+use crate::sink::d1::render::D1Mappings;
 use crate::source::archive::manifest::{Manifest, ManifestTable};
 use crate::source::archive::{check_files, table_batches};
 use crate::source::TableInfo;
@@ -31,7 +35,10 @@ use crate::source::TableInfo;
 pub struct RestoreOptions {
     /// The archive folder.
     pub dir: PathBuf,
+    /// The mapping (and Vectorize settings), as for `load`.
+    pub project: Project,
     pub target: Target,
+    pub vectorize: VectorTarget,
     /// Only these tables (`name` or `schema.name`); empty = all.
     pub only_tables: Vec<String>,
     pub create_tables: bool,
@@ -43,6 +50,8 @@ pub struct RestoreSummary {
     pub target: String,
     /// The source snapshot the archive was read at.
     pub snapshot_taken_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vectorize: Option<String>,
     pub tables: Vec<TableRestored>,
     pub rows: u64,
     pub seconds: f64,
@@ -54,47 +63,66 @@ pub struct TableRestored {
     pub d1_table: String,
     pub rows: u64,
     pub files: usize,
+    /// What went to Vectorize (tables with a vector mapping).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vectors: Option<VectorReport>,
 }
 
 pub async fn run(opts: &RestoreOptions, progress: &Progress) -> Result<RestoreSummary> {
     let started = Instant::now();
     let manifest = Manifest::read(&opts.dir)?;
-    let tables = selected(&manifest, &opts.only_tables)?;
+    let tables = selected(&manifest, &opts.project, &opts.only_tables)?;
     check_files(&opts.dir, &manifest)?;
-    let d1: Vec<(TableInfo, D1Table, D1Mapping)> = tables
-        .iter()
-        .map(|t| {
-            let info = info_of(t);
-            let (table, mapping) = crate::plan::d1_table(None, &info)?;
-            Ok((info, table, mapping))
-        })
-        .collect::<Result<_>>()?;
-    let api = match &opts.target {
-        Target::Api { settings, .. } => {
+    let mut infos: Vec<TableInfo> = tables.iter().map(|t| info_of(t)).collect();
+    let vectors_on = !matches!(opts.vectorize, VectorTarget::Off);
+    let mapped = crate::plan::map_tables(&opts.project, &mut infos, vectors_on)?;
+    let vector_target =
+        if mapped.vectors.mappings.0.is_empty() { VectorTarget::Off } else { opts.vectorize.clone() };
+    let api = match (&opts.target, &vector_target) {
+        (Target::Api { settings, .. }, _) | (_, VectorTarget::Api { settings, .. }) => {
             Some(Arc::new(crate::cloudflare::Api::new(settings.clone())?.with_progress(progress.clone())))
         }
         _ => None,
     };
-    let mappings = D1Mappings(d1.iter().map(|(i, _, m)| (i.spec.qualified(), m.clone())).collect());
-    let target = opts.target.open(mappings, api)?;
+    let d1_mappings = D1Mappings(
+        infos.iter().zip(&mapped.mappings).map(|(i, m)| (i.spec.qualified(), m.clone())).collect(),
+    );
+    let target = opts.target.open(d1_mappings, api.clone())?;
+    let mut plan = mapped.vectors.clone();
+    let vectors =
+        crate::plan::vectors::open(&vector_target, &mut plan, &opts.project.vectorize, api, progress).await?;
     target.clear_previous_output()?;
     if opts.create_tables {
-        let pairs: Vec<(TableInfo, D1Table)> = d1.iter().map(|(i, t, _)| (i.clone(), t.clone())).collect();
-        target.apply_schema(&crate::sink::d1::migration::migration_sql(&pairs)?).await?;
+        target.apply_schema(&crate::sink::d1::migration::migration_sql(&mapped.d1)?).await?;
     }
+    let sinks: Arc<dyn SinkFactory> = match &vectors {
+        Some(v) => Arc::new(crate::sink::tee::Tee(vec![target.sinks(), v.sinks.clone()])),
+        None => target.sinks(),
+    };
     let mut restored = Vec::new();
-    for (t, (_, table, _)) in tables.iter().zip(&d1) {
-        let rows = write_table(&opts.dir, t, target.sinks(), progress).await?;
+    let mut last_write = None;
+    for (t, m) in tables.iter().zip(&mapped.mappings) {
+        let report = write_table(&opts.dir, t, sinks.clone(), progress).await?;
+        last_write = last_write.max(report.vectors.pending_write);
+        let has_vectors = plan.mappings.0.contains_key(&t.spec.qualified());
         restored.push(TableRestored {
             table: t.spec.qualified(),
-            d1_table: table.name.clone(),
-            rows,
+            d1_table: m.table.clone(),
+            rows: report.rows,
             files: t.files.len(),
+            vectors: has_vectors.then_some(report.vectors),
         });
+    }
+    // Done once Vectorize applied the last write (it applies them in order).
+    if let (Some(index), Some(t)) = (vectors.as_ref().and_then(|v| v.index.as_ref()), last_write) {
+        let status = progress.spinner("vectorize");
+        let show = move |m: &str| status.set_message(m.to_string());
+        index.wait_applied(WriteTicket(t), opts.project.vectorize.wait_timeout, &show).await?;
     }
     Ok(RestoreSummary {
         archive: opts.dir.display().to_string(),
         target: opts.target.describe(),
+        vectorize: vector_target.describe(),
         snapshot_taken_at: manifest.snapshot.taken_at.clone(),
         rows: restored.iter().map(|t| t.rows).sum(),
         tables: restored,
@@ -104,8 +132,26 @@ pub async fn run(opts: &RestoreOptions, progress: &Progress) -> Result<RestoreSu
 
 /// The archive's tables `only` names (all when empty); a name the archive
 /// does not hold is refused with the names it does.
-fn selected<'a>(manifest: &'a Manifest, only: &[String]) -> Result<Vec<&'a ManifestTable>> {
+fn selected<'a>(
+    manifest: &'a Manifest,
+    project: &Project,
+    only: &[String],
+) -> Result<Vec<&'a ManifestTable>> {
     let names = |t: &ManifestTable| [t.spec.name.clone(), t.spec.qualified()];
+    if let Some(m) = project.tables.iter().find(|m| m.soft_delete.is_some()) {
+        return Err(Error::Config {
+            setting: format!("{}.soft_delete", m.setting),
+            message: "restore does not yet filter soft-deleted rows (load reads which rows are live, \
+                      along foreign keys, from Postgres): restore with a pgflare.toml without soft_delete, \
+                      or none"
+                .into(),
+        });
+    }
+    // With [[tables]] in pgflare.toml, the configured ones (as load).
+    let configured = |t: &ManifestTable| {
+        project.tables.is_empty()
+            || project.tables.iter().any(|m| m.schema == t.spec.schema && m.table == t.spec.name)
+    };
     for o in only {
         if !manifest.tables.iter().any(|t| names(t).contains(o)) {
             let held: Vec<String> = manifest.tables.iter().map(|t| t.spec.qualified()).collect();
@@ -118,7 +164,7 @@ fn selected<'a>(manifest: &'a Manifest, only: &[String]) -> Result<Vec<&'a Manif
     Ok(manifest
         .tables
         .iter()
-        .filter(|t| only.is_empty() || only.iter().any(|o| names(t).contains(o)))
+        .filter(|t| configured(t) && (only.is_empty() || only.iter().any(|o| names(t).contains(o))))
         .collect())
 }
 
@@ -148,18 +194,18 @@ async fn write_table(
     t: &ManifestTable,
     sinks: Arc<dyn SinkFactory>,
     progress: &Progress,
-) -> Result<u64> {
+) -> Result<SinkReport> {
     let (dir, t) = (dir.to_path_buf(), t.clone());
     let bar = progress.rows(&t.spec.qualified(), Some(t.rows));
-    let task = tokio::task::spawn_blocking(move || -> Result<u64> {
+    let task = tokio::task::spawn_blocking(move || -> Result<SinkReport> {
         let spec = Arc::new(t.spec.clone());
         let mut open: BTreeMap<usize, Box<dyn BatchSink>> = BTreeMap::new();
-        let mut rows = 0;
+        let mut report = SinkReport::default();
         table_batches(&dir, &t, |partition, batch| {
             // Files come in order: a new partition finishes the one before.
             if !open.contains_key(&partition) {
                 if let Some((_, sink)) = open.pop_first() {
-                    rows += sink.finish()?.rows;
+                    report.merge(sink.finish()?);
                 }
                 open.insert(partition, sinks.open(&spec, partition)?);
             }
@@ -170,10 +216,10 @@ async fn write_table(
             }
         })?;
         if let Some((_, sink)) = open.pop_first() {
-            rows += sink.finish()?.rows;
+            report.merge(sink.finish()?);
         }
         bar.finish();
-        Ok(rows)
+        Ok(report)
     });
     task.await.map_err(|e| Error::Internal(format!("a restore worker died: {e}")))?
 }

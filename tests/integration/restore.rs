@@ -1,7 +1,8 @@
-//! `pgflare restore`: an archive back into D1. The rows restored are
-//! proven by `pgflare verify` against the source the archive was made
-//! from (row digests of both sides, every row), and by Python's sqlite3
-//! counting them; a damaged archive is refused before anything is written.
+//! `pgflare restore`: an archive back into D1 and Vectorize. What is
+//! restored is proven by `pgflare verify` against the source the archive
+//! was made from (row digests of both sides, every row and every vector),
+//! and by reading the D1 file directly; a damaged archive is refused
+//! before anything is written.
 
 use crate::common::*;
 
@@ -18,17 +19,7 @@ fn an_archive_restored_into_d1_verifies_against_its_source() {
     archive(&db, &out);
     let d1 = dir.path().join("d1.sqlite");
     let d1_arg = d1.to_str().expect("p");
-    let args = [
-        "--json",
-        "restore",
-        out.to_str().expect("p"),
-        "--to",
-        "d1",
-        "--target",
-        "sqlite",
-        "--sqlite",
-        d1_arg,
-    ];
+    let args = ["--json", "restore", out.to_str().expect("p"), "--target", "sqlite", "--sqlite", d1_arg];
     let s = ok_json(pgflare(&db, &args));
     let rows = |t: &str| db.query_one(&format!("SELECT count(*)::text FROM {t}")).parse::<u64>().expect("n");
     assert_eq!(s["rows"].as_u64(), Some(rows("chunks") + rows("documents")), "{s:#}");
@@ -99,23 +90,30 @@ fn a_damaged_archive_is_refused_before_anything_is_written() {
 }
 
 #[test]
-fn an_archive_restored_through_the_d1_api_verifies_over_the_api() {
+fn an_archive_restored_through_the_api_into_d1_and_vectorize_verifies_over_the_api() {
     let db = TestDb::new("restoreapi");
     db.seed(200, 8);
     let dir = temp_dir("restoreapi");
     let out = dir.path().join("archive");
     archive(&db, &out);
+    // The mapping load would use: D1 columns, the vector and its metadata.
+    let config = init_config(&db, dir.path());
     // The emulator behaves as the real service: transfers stay active for
-    // a few polls and bodies are strict.
+    // a few polls, bodies are strict, Vectorize applies writes later.
     let emu = Emulator::start(&["--transfer-polls", "2"]);
     let o = emu
         .command(&db)
-        .args(["--json", "restore", out.to_str().expect("p"), "--target", "api", "--d1-database-id", DB])
+        .args(["--json", "restore", out.to_str().expect("p"), "--config", &config, "--target", "api"])
+        .args(["--d1-database-id", DB, "--vectorize-index", "vi", "--create-index"])
         .output()
         .expect("restore");
     let s = ok_json(o);
-    assert_eq!(s["tables"].as_array().map(Vec::len), Some(2), "{s:#}");
-    // An independent reader of the emulator's D1 file, then verify over the API.
+    let vectors: u64 =
+        s["tables"].as_array().expect("tables").iter().filter_map(|t| t["vectors"]["written"].as_u64()).sum();
+    let with_vectors = db.query_one("SELECT count(*)::text FROM chunks WHERE embedding IS NOT NULL");
+    assert_eq!(vectors.to_string(), with_vectors, "{s:#}");
+    // An independent reader of the emulator's D1 file, then verify over the
+    // API: every row and every vector (values bit for bit, metadata).
     let source =
         |t: &str| db.query_one(&format!("SELECT count(*)::text FROM {t}")).parse::<i64>().expect("n");
     for t in ["chunks", "documents"] {
@@ -124,14 +122,8 @@ fn an_archive_restored_through_the_d1_api_verifies_over_the_api() {
     let report = dir.path().join("report");
     let o = emu
         .command(&db)
-        .args([
-            "verify",
-            "--d1-database-id",
-            DB,
-            "--no-vectorize",
-            "--report-dir",
-            report.to_str().expect("p"),
-        ])
+        .args(["--json", "verify", "--config", &config, "--d1-database-id", DB, "--vectorize-index", "vi"])
+        .args(["--report-dir", report.to_str().expect("p")])
         .output()
         .expect("verify");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
