@@ -13,7 +13,6 @@
 //! which archived rows are live would need the cascade `load` reads from
 //! Postgres.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -199,24 +198,26 @@ async fn write_table(
     let bar = progress.rows(&t.spec.qualified(), Some(t.rows));
     let task = tokio::task::spawn_blocking(move || -> Result<SinkReport> {
         let spec = Arc::new(t.spec.clone());
-        let mut open: BTreeMap<usize, Box<dyn BatchSink>> = BTreeMap::new();
+        // Files come in order: a new partition finishes the one before.
+        let mut open: Option<(usize, Box<dyn BatchSink>)> = None;
         let mut report = SinkReport::default();
         table_batches(&dir, &t, |partition, batch| {
-            // Files come in order: a new partition finishes the one before.
-            if !open.contains_key(&partition) {
-                if let Some((_, sink)) = open.pop_first() {
-                    report.merge(sink.finish()?);
+            if open.as_ref().is_some_and(|(p, _)| *p != partition) {
+                if let Some((_, done)) = open.take() {
+                    report.merge(done.finish()?);
                 }
-                open.insert(partition, sinks.open(&spec, partition)?);
+            }
+            if open.is_none() {
+                open = Some((partition, sinks.open(&spec, partition)?));
             }
             bar.inc(batch.num_rows() as u64);
-            match open.get_mut(&partition) {
-                Some(sink) => sink.write(&TableBatch { table: spec.clone(), partition, batch }),
+            match open.as_mut() {
+                Some((_, sink)) => sink.write(&TableBatch { table: spec.clone(), partition, batch }),
                 None => Err(Error::Internal("a restore partition without a sink".into())),
             }
         })?;
-        if let Some((_, sink)) = open.pop_first() {
-            report.merge(sink.finish()?);
+        if let Some((_, done)) = open.take() {
+            report.merge(done.finish()?);
         }
         bar.finish();
         Ok(report)
