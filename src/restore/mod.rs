@@ -21,14 +21,18 @@ use serde::Serialize;
 
 use crate::batch::sink::{BatchSink, SinkFactory, SinkReport, VectorReport};
 use crate::batch::TableBatch;
+use crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES;
 use crate::cloudflare::vectorize::WriteTicket;
 use crate::config::project::Project;
 use crate::error::{Error, Result};
 use crate::plan::{Target, VectorTarget};
 use crate::progress::Progress;
+use crate::sink::d1::link_spool::LinkSpool;
+use crate::sink::d1::linker::{self, LinkTarget};
 use crate::sink::d1::render::D1Mappings;
 use crate::source::archive::manifest::{Manifest, ManifestTable};
 use crate::source::archive::{check_files, table_batches};
+use crate::source::constraint_text;
 use crate::source::TableInfo;
 
 pub struct RestoreOptions {
@@ -72,7 +76,7 @@ pub async fn run(opts: &RestoreOptions, progress: &Progress) -> Result<RestoreSu
     let manifest = Manifest::read(&opts.dir)?;
     let tables = selected(&manifest, &opts.project, &opts.only_tables)?;
     check_files(&opts.dir, &manifest)?;
-    let mut infos: Vec<TableInfo> = tables.iter().map(|t| info_of(t)).collect();
+    let mut infos: Vec<TableInfo> = tables.iter().map(|t| info_of(t)).collect::<Result<_>>()?;
     let vectors_on = !matches!(opts.vectorize, VectorTarget::Off);
     let mapped = crate::plan::map_tables(&opts.project, &mut infos, vectors_on)?;
     let vector_target =
@@ -94,13 +98,25 @@ pub async fn run(opts: &RestoreOptions, progress: &Progress) -> Result<RestoreSu
     if opts.create_tables {
         target.apply_schema(&crate::sink::d1::migration::migration_sql(&mapped.d1)?).await?;
     }
-    let sinks: Arc<dyn SinkFactory> = match &vectors {
-        Some(v) => Arc::new(crate::sink::tee::Tee(vec![target.sinks(), v.sinks.clone()])),
-        None => target.sinks(),
-    };
+    // Foreign keys on a cycle: rows are written with a placeholder and
+    // their links kept in a spool, set once every table is in (as load).
+    let spool = mapped.fks.any_links().then(|| LinkSpool {
+        dir: std::env::temp_dir().join(format!("pgflare-restore-links-{}", std::process::id())),
+        mappings: d1_mappings_of(&infos, &mapped.mappings),
+        keep_nulls: false,
+    });
+    if let Some(s) = &spool {
+        LinkSpool::clear(&s.dir)?;
+    }
+    let mut sinks_of: Vec<Arc<dyn SinkFactory>> = vec![target.sinks()];
+    sinks_of.extend(spool.clone().map(|s| Arc::new(s) as Arc<dyn SinkFactory>));
+    sinks_of.extend(vectors.as_ref().map(|v| v.sinks.clone()));
+    let sinks: Arc<dyn SinkFactory> = Arc::new(crate::sink::tee::Tee(sinks_of));
     let mut restored = Vec::new();
     let mut last_write = None;
-    for (t, m) in tables.iter().zip(&mapped.mappings) {
+    // Parents first, so that D1's foreign keys never refuse a row.
+    let order: Vec<usize> = mapped.fks.waves.iter().flatten().copied().collect();
+    for (t, m) in order.iter().map(|&i| (tables[i], &mapped.mappings[i])) {
         let report = write_table(&opts.dir, t, sinks.clone(), progress).await?;
         last_write = last_write.max(report.vectors.pending_write);
         let has_vectors = plan.mappings.0.contains_key(&t.spec.qualified());
@@ -111,6 +127,10 @@ pub async fn run(opts: &RestoreOptions, progress: &Progress) -> Result<RestoreSu
             files: t.files.len(),
             vectors: has_vectors.then_some(report.vectors),
         });
+    }
+    if let Some(spool) = &spool {
+        set_links(&target.link_target(), spool, &infos, &mapped.mappings, &tables, progress).await?;
+        LinkSpool::clear(&spool.dir)?;
     }
     // Done once Vectorize applied the last write (it applies them in order).
     if let (Some(index), Some(t)) = (vectors.as_ref().and_then(|v| v.index.as_ref()), last_write) {
@@ -127,6 +147,34 @@ pub async fn run(opts: &RestoreOptions, progress: &Progress) -> Result<RestoreSu
         tables: restored,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+fn d1_mappings_of(infos: &[TableInfo], mappings: &[crate::sink::d1::render::D1Mapping]) -> D1Mappings {
+    D1Mappings(infos.iter().zip(mappings).map(|(i, m)| (i.spec.qualified(), m.clone())).collect())
+}
+
+/// Sets the links the spool kept, table by table and file by file.
+async fn set_links(
+    target: &LinkTarget,
+    spool: &LinkSpool,
+    infos: &[TableInfo],
+    mappings: &[crate::sink::d1::render::D1Mapping],
+    tables: &[&ManifestTable],
+    progress: &Progress,
+) -> Result<()> {
+    for ((info, mapping), t) in infos.iter().zip(mappings).zip(tables) {
+        if mapping.links.is_empty() {
+            continue;
+        }
+        let bar = progress.rows(&format!("links {}", info.spec.name), None);
+        for p in 0..t.files.len() {
+            let path = LinkSpool::path(&spool.dir, &info.spec, p);
+            let r = linker::apply(target, &path, &info.spec, mapping, p, D1_MAX_STATEMENT_BYTES).await?;
+            bar.inc(r.rows);
+        }
+        bar.finish();
+    }
+    Ok(())
 }
 
 /// The archive's tables `only` names (all when empty); a name the archive
@@ -167,23 +215,42 @@ fn selected<'a>(
         .collect())
 }
 
-/// The table as the archive describes it, for the D1 mapping and schema
-/// (its foreign keys and indexes are text in the manifest: the D1 tables
-/// get their keys, not those).
-fn info_of(t: &ManifestTable) -> TableInfo {
-    TableInfo {
+/// The table as the archive describes it, for the D1 mapping and schema:
+/// its foreign keys and unique constraints read back from the manifest's
+/// definitions (a foreign key this pgflare cannot read is refused by name).
+fn info_of(t: &ManifestTable) -> Result<TableInfo> {
+    let mut foreign_keys = Vec::new();
+    let mut unique_keys = Vec::new();
+    for c in &t.constraints {
+        match c.kind.as_str() {
+            "f" => foreign_keys.push(constraint_text::foreign_key(&c.name, &c.definition, &t.spec.schema).ok_or_else(
+                || Error::Manifest {
+                    path: "manifest.json".into(),
+                    message: format!(
+                        "table {}: cannot read the foreign key {} ({}); restore the other tables with --table",
+                        t.spec.qualified(),
+                        c.name,
+                        c.definition
+                    ),
+                },
+            )?),
+            "u" => unique_keys.extend(constraint_text::unique_columns(&c.definition)),
+            _ => {}
+        }
+    }
+    Ok(TableInfo {
         spec: t.spec.clone(),
         row_estimate: Some(t.rows),
         total_bytes: i64::try_from(t.bytes).unwrap_or(i64::MAX),
         constraints: t.constraints.clone(),
         indexes: t.indexes.clone(),
         ddl: t.ddl.clone(),
-        foreign_keys: Vec::new(),
-        unique_keys: Vec::new(),
+        foreign_keys,
+        unique_keys,
         btree_indexes: Vec::new(),
         skipped_indexes: Vec::new(),
         unsupported: Vec::new(),
-    }
+    })
 }
 
 /// Sends every file of `t` through `sinks`, a file per partition, on a

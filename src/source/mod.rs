@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod conn;
 pub mod connect;
+pub mod constraint_text;
 pub mod constraints;
 pub mod copy;
 pub mod decode;

@@ -19,7 +19,7 @@ const TABLES: [&str; 8] =
 
 /// The schema and rows. Every table is a few MiB, so `--partition-mib 1`
 /// gives it several key ranges.
-fn create(db: &TestDb) {
+pub(crate) fn create(db: &TestDb) {
     db.exec(
         "CREATE EXTENSION IF NOT EXISTS vector;
          -- supabase-community/nextjs-openai-doc-search, supabase/migrations/20230406025118_init.sql
