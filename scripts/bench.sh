@@ -592,6 +592,14 @@ main() {
         sh "$OUT_DIR/load.sqlite" "$BENCH_URL" "$PGFLARE" "$TABLE" "$OUT_DIR/load-state" ||
         die "pgflare load --target sqlite failed"
 
+    # The way back: the archive above into a new SQLite file, through the
+    # same D1 writers (the manifest check first). Compare with the load.
+    measure "pgflare restore --target sqlite (from the archive)" --out "$OUT_DIR/restore.sqlite" \
+        --note "the archive of pgflare archive above into a new SQLite file; files checked against the manifest first" \
+        -- sh -c 'rm -f "$1" && exec "$2" restore --quiet "$3" --table "$4" --target sqlite --sqlite "$1"' \
+        sh "$OUT_DIR/restore.sqlite" "$PGFLARE" "$OUT_DIR/pgflare" "$TABLE" ||
+        die "pgflare restore --target sqlite failed"
+
     # The realistic mapping (what `pgflare init` writes): the embedding goes
     # to Vectorize, D1 gets the other columns. Its physical limit is a raw
     # COPY of those same columns.
