@@ -25,6 +25,8 @@ use crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES;
 use crate::cloudflare::vectorize::WriteTicket;
 use crate::config::project::Project;
 use crate::error::{Error, Result};
+use crate::plan::target::OpenTarget;
+use crate::plan::vectors::{OpenVectors, VectorPlan};
 use crate::plan::{Target, VectorTarget};
 use crate::progress::Progress;
 use crate::sink::d1::link_spool::LinkSpool;
@@ -79,6 +81,65 @@ pub async fn run(opts: &RestoreOptions, progress: &Progress) -> Result<RestoreSu
     let mut infos: Vec<TableInfo> = tables.iter().map(|t| info_of(t)).collect::<Result<_>>()?;
     let vectors_on = !matches!(opts.vectorize, VectorTarget::Off);
     let mapped = crate::plan::map_tables(&opts.project, &mut infos, vectors_on)?;
+    let targets = open_targets(opts, &infos, &mapped, progress).await?;
+    let mut restored = Vec::new();
+    let mut last_write = None;
+    // Parents first, so that D1's foreign keys never refuse a row.
+    for &i in mapped.fks.waves.iter().flatten() {
+        let t = tables[i];
+        let report = write_table(&opts.dir, t, targets.sinks.clone(), progress).await?;
+        last_write = last_write.max(report.vectors.pending_write);
+        let has_vectors = targets.plan.mappings.0.contains_key(&t.spec.qualified());
+        restored.push(TableRestored {
+            table: t.spec.qualified(),
+            d1_table: mapped.mappings[i].table.clone(),
+            rows: report.rows,
+            files: t.files.len(),
+            vectors: has_vectors.then_some(report.vectors),
+        });
+    }
+    if let Some(spool) = &targets.spool {
+        set_links(&targets.d1.link_target(), spool, &infos, &mapped.mappings, &tables, progress).await?;
+        LinkSpool::clear(&spool.dir)?;
+    }
+    // Done once Vectorize applied the last write (it applies them in order).
+    if let (Some(index), Some(t)) = (targets.vectors.as_ref().and_then(|v| v.index.as_ref()), last_write) {
+        let status = progress.spinner("vectorize");
+        let show = move |m: &str| status.set_message(m.to_string());
+        index.wait_applied(WriteTicket(t), opts.project.vectorize.wait_timeout, &show).await?;
+    }
+    Ok(RestoreSummary {
+        archive: opts.dir.display().to_string(),
+        target: opts.target.describe(),
+        vectorize: targets.vector_target.describe(),
+        snapshot_taken_at: manifest.snapshot.taken_at.clone(),
+        rows: restored.iter().map(|t| t.rows).sum(),
+        tables: restored,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The opened targets of a restore and the sinks every file goes through.
+struct Targets {
+    d1: OpenTarget,
+    vector_target: VectorTarget,
+    plan: VectorPlan,
+    vectors: Option<OpenVectors>,
+    /// Foreign keys on a cycle: rows are written with a placeholder and
+    /// their links kept here, set once every table is in (as load).
+    spool: Option<LinkSpool>,
+    sinks: Arc<dyn SinkFactory>,
+}
+
+/// Opens D1 and Vectorize (one API client: they share the request
+/// budget), clears what an earlier restore left in files, applies the
+/// schema, and tees the writers.
+async fn open_targets(
+    opts: &RestoreOptions,
+    infos: &[TableInfo],
+    mapped: &crate::plan::Mapped,
+    progress: &Progress,
+) -> Result<Targets> {
     let vector_target =
         if mapped.vectors.mappings.0.is_empty() { VectorTarget::Off } else { opts.vectorize.clone() };
     let api = match (&opts.target, &vector_target) {
@@ -87,66 +148,27 @@ pub async fn run(opts: &RestoreOptions, progress: &Progress) -> Result<RestoreSu
         }
         _ => None,
     };
-    let d1_mappings = D1Mappings(
-        infos.iter().zip(&mapped.mappings).map(|(i, m)| (i.spec.qualified(), m.clone())).collect(),
-    );
-    let target = opts.target.open(d1_mappings, api.clone())?;
+    let d1 = opts.target.open(d1_mappings_of(infos, &mapped.mappings), api.clone())?;
     let mut plan = mapped.vectors.clone();
     let vectors =
         crate::plan::vectors::open(&vector_target, &mut plan, &opts.project.vectorize, api, progress).await?;
-    target.clear_previous_output()?;
+    d1.clear_previous_output()?;
     if opts.create_tables {
-        target.apply_schema(&crate::sink::d1::migration::migration_sql(&mapped.d1)?).await?;
+        d1.apply_schema(&crate::sink::d1::migration::migration_sql(&mapped.d1)?).await?;
     }
-    // Foreign keys on a cycle: rows are written with a placeholder and
-    // their links kept in a spool, set once every table is in (as load).
     let spool = mapped.fks.any_links().then(|| LinkSpool {
         dir: std::env::temp_dir().join(format!("pgflare-restore-links-{}", std::process::id())),
-        mappings: d1_mappings_of(&infos, &mapped.mappings),
+        mappings: d1_mappings_of(infos, &mapped.mappings),
         keep_nulls: false,
     });
     if let Some(s) = &spool {
         LinkSpool::clear(&s.dir)?;
     }
-    let mut sinks_of: Vec<Arc<dyn SinkFactory>> = vec![target.sinks()];
+    let mut sinks_of: Vec<Arc<dyn SinkFactory>> = vec![d1.sinks()];
     sinks_of.extend(spool.clone().map(|s| Arc::new(s) as Arc<dyn SinkFactory>));
     sinks_of.extend(vectors.as_ref().map(|v| v.sinks.clone()));
     let sinks: Arc<dyn SinkFactory> = Arc::new(crate::sink::tee::Tee(sinks_of));
-    let mut restored = Vec::new();
-    let mut last_write = None;
-    // Parents first, so that D1's foreign keys never refuse a row.
-    let order: Vec<usize> = mapped.fks.waves.iter().flatten().copied().collect();
-    for (t, m) in order.iter().map(|&i| (tables[i], &mapped.mappings[i])) {
-        let report = write_table(&opts.dir, t, sinks.clone(), progress).await?;
-        last_write = last_write.max(report.vectors.pending_write);
-        let has_vectors = plan.mappings.0.contains_key(&t.spec.qualified());
-        restored.push(TableRestored {
-            table: t.spec.qualified(),
-            d1_table: m.table.clone(),
-            rows: report.rows,
-            files: t.files.len(),
-            vectors: has_vectors.then_some(report.vectors),
-        });
-    }
-    if let Some(spool) = &spool {
-        set_links(&target.link_target(), spool, &infos, &mapped.mappings, &tables, progress).await?;
-        LinkSpool::clear(&spool.dir)?;
-    }
-    // Done once Vectorize applied the last write (it applies them in order).
-    if let (Some(index), Some(t)) = (vectors.as_ref().and_then(|v| v.index.as_ref()), last_write) {
-        let status = progress.spinner("vectorize");
-        let show = move |m: &str| status.set_message(m.to_string());
-        index.wait_applied(WriteTicket(t), opts.project.vectorize.wait_timeout, &show).await?;
-    }
-    Ok(RestoreSummary {
-        archive: opts.dir.display().to_string(),
-        target: opts.target.describe(),
-        vectorize: vector_target.describe(),
-        snapshot_taken_at: manifest.snapshot.taken_at.clone(),
-        rows: restored.iter().map(|t| t.rows).sum(),
-        tables: restored,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(Targets { d1, vector_target, plan, vectors, spool, sinks })
 }
 
 fn d1_mappings_of(infos: &[TableInfo], mappings: &[crate::sink::d1::render::D1Mapping]) -> D1Mappings {
