@@ -169,6 +169,12 @@ pub enum Command {
     /// key ranges being written, records them, and exits 0; SIGKILL at any
     /// moment loses nothing (the next run redoes unrecorded ranges).
     ///
+    /// With --target files (OUT: the load's --out) each run writes
+    /// OUT/sync/NNNNNN/ to apply in order: the upserts (<table>/part-*.sql,
+    /// parents first), deletes.sql (soft deletes only: hard deletes need a
+    /// D1 to compare with) and, for vectors, NDJSON files and
+    /// vectorize/deleted-ids.txt; its state is a local file.
+    ///
     /// Exit codes: 0 done, 2 error, 3 another runner holds the lease (its
     /// host, pid and start are printed).
     ///
@@ -246,6 +252,25 @@ pub enum TargetKind {
     Api,
 }
 
+/// Where D1 rows go, for the commands that write them (load, sync, restore).
+#[derive(Debug, Args)]
+pub struct D1TargetArgs {
+    /// Where D1 rows go: SQL files, a local SQLite file, or the D1 API.
+    #[arg(long, value_enum)]
+    pub target: TargetKind,
+
+    /// Folder for --target files (for sync: the load's --out).
+    #[arg(long, value_name = "DIR", required_if_eq("target", "files"))]
+    pub out: Option<PathBuf>,
+
+    /// SQLite file for --target sqlite (created when missing). Default:
+    /// the file `wrangler d1 execute --local` uses for the D1 database
+    /// (--d1-database-id or the wrangler binding), under the wrangler
+    /// project's `.wrangler/state/v3/d1/`, so a local Worker sees the rows.
+    #[arg(long, value_name = "FILE")]
+    pub sqlite: Option<PathBuf>,
+}
+
 /// Where the Cloudflare resources are; flags win over the environment,
 /// which wins over pgflare.toml, which wins over the wrangler file.
 #[derive(Debug, Args, Clone, Default)]
@@ -287,20 +312,8 @@ pub struct LoadArgs {
     #[command(flatten)]
     pub project: ProjectArgs,
 
-    /// Where D1 rows go.
-    #[arg(long, value_enum)]
-    pub target: TargetKind,
-
-    /// Folder for --target files.
-    #[arg(long, value_name = "DIR", required_if_eq("target", "files"))]
-    pub out: Option<PathBuf>,
-
-    /// SQLite file for --target sqlite (created when missing). Default:
-    /// the file `wrangler d1 execute --local` uses for the D1 database
-    /// (--d1-database-id or the wrangler binding), under the wrangler
-    /// project's `.wrangler/state/v3/d1/`, so a local Worker sees the rows.
-    #[arg(long, value_name = "FILE")]
-    pub sqlite: Option<PathBuf>,
+    #[command(flatten)]
+    pub d1: D1TargetArgs,
 
     /// Where the resumable state of each target is kept.
     #[arg(long, default_value = ".pgflare", value_name = "DIR")]

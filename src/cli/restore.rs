@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CloudflareArgs, TargetKind, VectorizeMode};
+use super::{CloudflareArgs, D1TargetArgs, VectorizeMode};
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -22,18 +22,8 @@ pub struct RestoreArgs {
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Where D1 rows go: SQL files, a local SQLite file, or the D1 API.
-    #[arg(long, value_enum)]
-    pub target: TargetKind,
-
-    /// Folder for --target files.
-    #[arg(long, value_name = "DIR", required_if_eq("target", "files"))]
-    pub out: Option<PathBuf>,
-
-    /// SQLite file for --target sqlite (created when missing). Default:
-    /// wrangler's local file of the configured D1 database.
-    #[arg(long, value_name = "FILE")]
-    pub sqlite: Option<PathBuf>,
+    #[command(flatten)]
+    pub d1: D1TargetArgs,
 
     /// Only this table of the archive (repeatable; `name` or `schema.name`).
     #[arg(long = "table", short = 't', value_name = "TABLE")]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CloudflareArgs, TargetKind, TuningArgs, VectorizeMode};
+use super::{CloudflareArgs, D1TargetArgs, TuningArgs, VectorizeMode};
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
@@ -22,22 +22,9 @@ pub struct SyncArgs {
     #[arg(long, value_name = "SCHEMA")]
     pub schema: Option<String>,
 
-    /// The D1 the load filled: a local SQLite file, the D1 API, or SQL
-    /// files: each run writes OUT/sync/NNNNNN/ to apply in order (the
-    /// upserts `<table>/part-*.sql`, parents first; `deletes.sql`, soft
-    /// deletes only: hard deletes need a D1 to compare with; for vectors
-    /// NDJSON files and `vectorize/deleted-ids.txt`).
-    #[arg(long, value_enum)]
-    pub target: TargetKind,
-
-    /// Folder for --target files: the load's --out.
-    #[arg(long, value_name = "DIR", required_if_eq("target", "files"))]
-    pub out: Option<PathBuf>,
-
-    /// SQLite file for --target sqlite. Default: wrangler's local file of
-    /// the configured D1 database, as for `pgflare load`.
-    #[arg(long, value_name = "FILE")]
-    pub sqlite: Option<PathBuf>,
+    /// The D1 the load filled.
+    #[command(flatten)]
+    pub d1: D1TargetArgs,
 
     /// Where vectors go: `auto` = NDJSON files with --target files, else
     /// the Vectorize API when an index is configured (--vectorize-index,

@@ -22,18 +22,11 @@ pub async fn run(
     if args.create_index {
         project.vectorize.create_index = true;
     }
-    let d1 = D1Flags {
-        kind: args.target,
-        out: args.out.as_deref(),
-        sqlite: args.sqlite.as_deref(),
-        rate_limit: args.rate_limit.as_deref(),
-        file_bytes: 64 << 20,
-        import_bytes: 32 << 20,
-    };
+    let d1 = D1Flags::of(&args.d1, args.rate_limit.as_deref(), 64 << 20, 32 << 20);
     let vectors = LoadVectorFlags {
         mode: args.vectorize,
-        kind: args.target,
-        out: args.out.as_deref(),
+        kind: args.d1.target,
+        out: args.d1.out.as_deref(),
         vectorize_out: args.vectorize_out.as_deref(),
         rate_limit: args.rate_limit.as_deref(),
         tables: &args.tables,

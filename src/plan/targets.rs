@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{CloudflareArgs, ProjectArgs, TargetKind, TuningArgs, VectorizeMode};
+use crate::cli::{CloudflareArgs, D1TargetArgs, ProjectArgs, TargetKind, TuningArgs, VectorizeMode};
 use crate::cloudflare::ApiSettings;
 use crate::config::project::Project;
 use crate::error::{Error, Result};
@@ -103,6 +103,25 @@ pub struct D1Flags<'a> {
     pub file_bytes: u64,
     /// `--target api`: SQL sent through D1's import flow in files of this size.
     pub import_bytes: usize,
+}
+
+impl<'a> D1Flags<'a> {
+    /// The flags of `d1` with the command's request budget and sizes.
+    pub fn of(
+        d1: &'a D1TargetArgs,
+        rate_limit: Option<&'a str>,
+        file_bytes: u64,
+        import_bytes: usize,
+    ) -> Self {
+        D1Flags {
+            kind: d1.target,
+            out: d1.out.as_deref(),
+            sqlite: d1.sqlite.as_deref(),
+            rate_limit,
+            file_bytes,
+            import_bytes,
+        }
+    }
 }
 
 /// Where D1 rows go.
