@@ -271,6 +271,27 @@ pub struct D1TargetArgs {
     pub sqlite: Option<PathBuf>,
 }
 
+/// Where vectors go, for the commands that send them as `load` does
+/// (load, restore).
+#[derive(Debug, Args)]
+pub struct VectorArgs {
+    /// Where vectors go (tables with a `vector` column in pgflare.toml):
+    /// `auto` = NDJSON files in OUT/vectorize with --target files, the
+    /// Vectorize API with --target api, and with --target sqlite NDJSON
+    /// files in --vectorize-out if given, else nowhere.
+    #[arg(long, value_enum, default_value_t = VectorizeMode::Auto)]
+    pub vectorize: VectorizeMode,
+
+    /// Folder for --vectorize files (default: OUT/vectorize).
+    #[arg(long, value_name = "DIR")]
+    pub vectorize_out: Option<PathBuf>,
+
+    /// Create the Vectorize index when it does not exist (dimensions from
+    /// the vector column, metric from [vectorize] metric, default cosine).
+    #[arg(long)]
+    pub create_index: bool,
+}
+
 /// Where the Cloudflare resources are; flags win over the environment,
 /// which wins over pgflare.toml, which wins over the wrangler file.
 #[derive(Debug, Args, Clone, Default)]
@@ -348,21 +369,8 @@ pub struct LoadArgs {
     #[arg(long, value_name = "N/SECONDS")]
     pub rate_limit: Option<String>,
 
-    /// Where vectors go (tables with a `vector` column in pgflare.toml):
-    /// `auto` = NDJSON files in OUT/vectorize with --target files, the
-    /// Vectorize API with --target api, and with --target sqlite NDJSON
-    /// files in --vectorize-out if given, else nowhere.
-    #[arg(long, value_enum, default_value_t = VectorizeMode::Auto)]
-    pub vectorize: VectorizeMode,
-
-    /// Folder for --vectorize files (default: OUT/vectorize).
-    #[arg(long, value_name = "DIR")]
-    pub vectorize_out: Option<PathBuf>,
-
-    /// Create the Vectorize index when it does not exist (dimensions from
-    /// the vector column, metric from [vectorize] metric, default cosine).
-    #[arg(long)]
-    pub create_index: bool,
+    #[command(flatten)]
+    pub vectors: VectorArgs,
 
     /// A row Vectorize would refuse (wrong dimension, id over 64 bytes,
     /// metadata over 10 KiB, bad metadata key, namespace over 64 bytes):

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CloudflareArgs, D1TargetArgs, VectorizeMode};
+use super::{CloudflareArgs, D1TargetArgs, VectorArgs};
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -33,20 +33,8 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub no_create_tables: bool,
 
-    /// Where vectors go, as for `load` (tables with `vector` in
-    /// pgflare.toml): `auto` = NDJSON files in OUT/vectorize with --target
-    /// files, the Vectorize API with --target api, and with --target
-    /// sqlite NDJSON files in --vectorize-out if given, else nowhere.
-    #[arg(long, value_enum, default_value_t = VectorizeMode::Auto)]
-    pub vectorize: VectorizeMode,
-
-    /// Folder for --vectorize files (default: OUT/vectorize).
-    #[arg(long, value_name = "DIR")]
-    pub vectorize_out: Option<PathBuf>,
-
-    /// Create the Vectorize index when it does not exist.
-    #[arg(long)]
-    pub create_index: bool,
+    #[command(flatten)]
+    pub vectors: VectorArgs,
 
     /// Client-side request budget of the API, REQUESTS/SECONDS.
     #[arg(long, value_name = "N/SECONDS")]

@@ -22,23 +22,17 @@ pub async fn run(
     if let Some(p) = args.on_invalid_vector {
         project.vectorize.on_invalid = p;
     }
-    if args.create_index {
+    if args.vectors.create_index {
         project.vectorize.create_index = true;
     }
     let d1 =
         D1Flags::of(&args.d1, args.rate_limit.as_deref(), args.file_size_mib << 20, args.import_mib << 20);
     let target = targets::d1_target(&d1, &project, &args.cloudflare, timeouts)?;
-    let vectors = LoadVectorFlags {
-        mode: args.vectorize,
-        kind: args.d1.target,
-        out: args.d1.out.as_deref(),
-        vectorize_out: args.vectorize_out.as_deref(),
-        rate_limit: args.rate_limit.as_deref(),
-        tables: &args.project.tables,
-    };
+    let vectors =
+        LoadVectorFlags::of(&args.vectors, &args.d1, args.rate_limit.as_deref(), &args.project.tables);
     let vectorize = targets::load_vectors(&vectors, &project, timeouts)?;
     if matches!(vectorize, VectorTarget::Off)
-        && args.vectorize == VectorizeMode::Auto
+        && args.vectors.vectorize == VectorizeMode::Auto
         && project.tables.iter().any(|t| t.vector.is_some())
     {
         progress.println(

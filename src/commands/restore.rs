@@ -19,18 +19,11 @@ pub async fn run(
     // As for load: flags over the environment over pgflare.toml over wrangler.
     let mut project = crate::config::file::load_project(args.config.as_deref())?;
     crate::plan::cloudflare::resolve_cloudflare(&mut project, &args.cloudflare)?;
-    if args.create_index {
+    if args.vectors.create_index {
         project.vectorize.create_index = true;
     }
     let d1 = D1Flags::of(&args.d1, args.rate_limit.as_deref(), 64 << 20, 32 << 20);
-    let vectors = LoadVectorFlags {
-        mode: args.vectorize,
-        kind: args.d1.target,
-        out: args.d1.out.as_deref(),
-        vectorize_out: args.vectorize_out.as_deref(),
-        rate_limit: args.rate_limit.as_deref(),
-        tables: &args.tables,
-    };
+    let vectors = LoadVectorFlags::of(&args.vectors, &args.d1, args.rate_limit.as_deref(), &args.tables);
     let opts = RestoreOptions {
         dir: args.archive.clone(),
         target: targets::d1_target(&d1, &project, &args.cloudflare, timeouts)?,

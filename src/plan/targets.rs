@@ -7,7 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{CloudflareArgs, D1TargetArgs, ProjectArgs, TargetKind, TuningArgs, VectorizeMode};
+use crate::cli::{
+    CloudflareArgs, D1TargetArgs, ProjectArgs, TargetKind, TuningArgs, VectorArgs, VectorizeMode,
+};
 use crate::cloudflare::ApiSettings;
 use crate::config::project::Project;
 use crate::error::{Error, Result};
@@ -196,6 +198,25 @@ pub struct LoadVectorFlags<'a> {
     pub rate_limit: Option<&'a str>,
     /// `--table` names (empty: every configured table).
     pub tables: &'a [String],
+}
+
+impl<'a> LoadVectorFlags<'a> {
+    /// The vector flags of `load` and `restore`.
+    pub fn of(
+        v: &'a VectorArgs,
+        d1: &'a D1TargetArgs,
+        rate_limit: Option<&'a str>,
+        tables: &'a [String],
+    ) -> Self {
+        LoadVectorFlags {
+            mode: v.vectorize,
+            kind: d1.target,
+            out: d1.out.as_deref(),
+            vectorize_out: v.vectorize_out.as_deref(),
+            rate_limit,
+            tables,
+        }
+    }
 }
 
 /// Where a load sends vectors: `--vectorize`, with `auto` following
