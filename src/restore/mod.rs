@@ -78,7 +78,10 @@ pub async fn run(opts: &RestoreOptions, progress: &Progress) -> Result<RestoreSu
     let manifest = Manifest::read(&opts.dir)?;
     let tables = selected(&manifest, &opts.project, &opts.only_tables)?;
     check_files(&opts.dir, &manifest)?;
-    let mut infos: Vec<TableInfo> = tables.iter().map(|t| info_of(t)).collect::<Result<_>>()?;
+    let mut infos: Vec<TableInfo> = tables
+        .iter()
+        .map(|t| info_of(t, &opts.dir.join(crate::source::archive::manifest::FILE_NAME)))
+        .collect::<Result<_>>()?;
     let vectors_on = !matches!(opts.vectorize, VectorTarget::Off);
     let mapped = crate::plan::map_tables(&opts.project, &mut infos, vectors_on)?;
     let targets = open_targets(opts, &infos, &mapped, progress).await?;
@@ -240,14 +243,14 @@ fn selected<'a>(
 /// The table as the archive describes it, for the D1 mapping and schema:
 /// its foreign keys and unique constraints read back from the manifest's
 /// definitions (a foreign key this pgflare cannot read is refused by name).
-fn info_of(t: &ManifestTable) -> Result<TableInfo> {
+fn info_of(t: &ManifestTable, manifest: &std::path::Path) -> Result<TableInfo> {
     let mut foreign_keys = Vec::new();
     let mut unique_keys = Vec::new();
     for c in &t.constraints {
         match c.kind.as_str() {
             "f" => foreign_keys.push(constraint_text::foreign_key(&c.name, &c.definition, &t.spec.schema).ok_or_else(
                 || Error::Manifest {
-                    path: "manifest.json".into(),
+                    path: manifest.to_path_buf(),
                     message: format!(
                         "table {}: cannot read the foreign key {} ({}); restore the other tables with --table",
                         t.spec.qualified(),
