@@ -480,6 +480,11 @@ for target, load_name in (("emulator D1 + Vectorize", "pgflare load --target api
         targets.append(f"- pgflare sync of 1% changed rows < 10% of the full load ({target}): {t:.3f} s "
                        f"({sy['median']:.3f} s minus the update's {up['median']:.3f} s) vs {lo['median']:.3f} s = "
                        f"{r * 100:.1f}% — {mark(r < 0.10)}; peak RSS {sy['rss']:.0f} MiB")
+rp, rr = stats("pgflare restore --target postgres (from the archive)"), stats("raw COPY FROM (binary stream into a new database)")
+if rp and rr:
+    r = rp["median"] / rr["median"]
+    targets.append(f"- pgflare restore --target postgres ≤ 2× a raw COPY FROM of the same table into a new database: "
+                   f"{rp['median']:.3f} s vs {rr['median']:.3f} s = {r:.2f}× — {mark(r <= 2.0)}; peak RSS {rp['rss']:.0f} MiB")
 ls = stats("pgflare load --target sqlite")
 if ls and base:
     targets.append(f"- pgflare load --target sqlite: {ls['median'] / base['median']:.2f}× raw COPY (no target set)")
@@ -599,6 +604,48 @@ main() {
         -- sh -c 'rm -f "$1" && exec "$2" restore --quiet "$3" --table "$4" --target sqlite --sqlite "$1"' \
         sh "$OUT_DIR/restore.sqlite" "$PGFLARE" "$OUT_DIR/pgflare" "$TABLE" ||
         die "pgflare restore --target sqlite failed"
+
+    # The way back to Postgres: the archive into a new database (types,
+    # table, rows by COPY BINARY, then keys and indexes; foreign keys to
+    # tables not restored are left out). Its physical limit is psql
+    # streaming the table's own binary COPY stream (saved once to a file)
+    # into a new database with the same table, then the same keys and
+    # indexes. Both recreate the target database first.
+    local rdb="${DB}_restore"
+    local restore_url="postgres://$PG_USER:$PGPASSWORD@$PG_HOST:$PG_PORT/$rdb"
+    local rpsql=(env LD_LIBRARY_PATH="$PSQL_LD" "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER")
+    bpsql -d "$DB" -c "COPY public.$TABLE TO STDOUT (FORMAT binary)" >"$OUT_DIR/$TABLE.copy" ||
+        die "saving the binary COPY stream failed"
+    {
+        echo 'CREATE EXTENSION IF NOT EXISTS vector;'
+        bpsql -d "$DB" -At -c "SELECT 'CREATE TABLE public.$TABLE (' || string_agg(quote_ident(attname) || ' ' || format_type(atttypid, atttypmod) || CASE WHEN attnotnull THEN ' NOT NULL' ELSE '' END, ', ' ORDER BY attnum) || ');' FROM pg_attribute WHERE attrelid = 'public.$TABLE'::regclass AND attnum > 0 AND NOT attisdropped"
+    } >"$OUT_DIR/restore-table.sql"
+    {
+        bpsql -d "$DB" -At -c "SELECT 'ALTER TABLE public.$TABLE ADD CONSTRAINT ' || quote_ident(conname) || ' ' || pg_get_constraintdef(oid) || ';' FROM pg_constraint WHERE conrelid = 'public.$TABLE'::regclass AND contype IN ('p', 'u', 'x', 'c') ORDER BY contype = 'p' DESC, conname"
+        bpsql -d "$DB" -At -c "SELECT pg_get_indexdef(i.indexrelid) || ';' FROM pg_index i WHERE i.indrelid = 'public.$TABLE'::regclass AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) ORDER BY 1"
+        echo "ANALYZE public.$TABLE;"
+    } >"$OUT_DIR/restore-keys.sql"
+    {
+        echo '# A new database, the table, its binary COPY stream, its keys and indexes (the raw restore).'
+        echo 'set -euo pipefail'
+        printf '%q ' "${rpsql[@]}" -d postgres -c "DROP DATABASE IF EXISTS $rdb WITH (FORCE)" -c "CREATE DATABASE $rdb"; echo
+        printf '%q ' "${rpsql[@]}" -d "$rdb" -f "$OUT_DIR/restore-table.sql"; echo
+        printf '%q ' "${rpsql[@]}" -d "$rdb" -c "COPY public.$TABLE FROM STDIN (FORMAT binary)"; printf '< %q\n' "$OUT_DIR/$TABLE.copy"
+        printf '%q ' "${rpsql[@]}" -d "$rdb" -f "$OUT_DIR/restore-keys.sql"; echo
+    } >"$OUT_DIR/raw-restore.sh"
+    {
+        echo '# A new database, then pgflare restore --target postgres into it.'
+        echo 'set -euo pipefail'
+        printf '%q ' "${rpsql[@]}" -d postgres -c "DROP DATABASE IF EXISTS $rdb WITH (FORCE)" -c "CREATE DATABASE $rdb"; echo
+        echo 'exec "$@"'
+    } >"$OUT_DIR/new-restore-db.sh"
+    measure "raw COPY FROM (binary stream into a new database)" \
+        --note "psql: a new database, CREATE TABLE, COPY FROM STDIN (FORMAT binary) of the table's saved binary stream, then its keys, indexes and ANALYZE" \
+        -- bash "$OUT_DIR/raw-restore.sh" || die "the raw restore failed"
+    measure "pgflare restore --target postgres (from the archive)" \
+        --note "a new database, then the archive of pgflare archive above: files checked, types and table, COPY BINARY (jobs 4), keys, indexes, ANALYZE" \
+        -- bash "$OUT_DIR/new-restore-db.sh" "$PGFLARE" restore --quiet "$OUT_DIR/pgflare" --target postgres \
+        --target-url "$restore_url" || die "pgflare restore --target postgres failed"
 
     # The realistic mapping (what `pgflare init` writes): the embedding goes
     # to Vectorize, D1 gets the other columns. Its physical limit is a raw

@@ -14,9 +14,10 @@ mod verify;
 pub use doctor::DoctorArgs;
 pub use emulate::EmulateArgs;
 pub use groups::{
-    CloudflareArgs, D1TargetArgs, ProjectArgs, SourceArgs, TargetKind, TuningArgs, VectorArgs, VectorizeMode,
+    CloudflareArgs, D1PlaceArgs, D1TargetArgs, ProjectArgs, SourceArgs, TargetKind, TuningArgs, VectorArgs,
+    VectorizeMode,
 };
-pub use restore::RestoreArgs;
+pub use restore::{PostgresTargetArgs, RestoreArgs, RestoreTarget};
 pub use sync::SyncArgs;
 use verify::parse_top_k;
 pub use verify::VerifyArgs;
@@ -107,18 +108,34 @@ pub enum Command {
     #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Archive(ArchiveCommand),
 
-    /// Restore a pgflare archive into D1 and Vectorize: the way back when
-    /// they must be cleared and filled again from the final archive.
+    /// Restore a pgflare archive into D1 and Vectorize (when they must be
+    /// cleared and filled again), or into a new Postgres database (the way
+    /// back to Supabase once the old database is gone).
     ///
     /// The archive's files are checked against its manifest (size, blake3)
-    /// before anything is written; the rows go through the same writers as
-    /// `pgflare load`, mapped as it maps them (pgflare.toml, or every
-    /// column but a vector column under its own name), as idempotent
+    /// before anything is written.
+    ///
+    /// Into D1 (--target files|sqlite|api) the rows go through the same
+    /// writers as `pgflare load`, mapped as it maps them (pgflare.toml, or
+    /// every column but a vector column under its own name), as idempotent
     /// upserts: a rerun after a failure is safe. Vectors count as restored
     /// once Vectorize applied them. Then `pgflare verify` against the
     /// source proves it.
     ///
-    /// Example: pgflare restore ./archive --target sqlite --sqlite d1.sqlite
+    /// Into Postgres (--target postgres --target-url URL) the tables come
+    /// back as the source had them: types, enums, domains, columns, keys,
+    /// constraints and indexes from the manifest, rows by COPY BINARY (every
+    /// value bit for bit), several files at once. The target must not hold
+    /// the archive's tables (unless --into-existing). A run that was killed
+    /// is finished by running it again: each file is copied in one
+    /// transaction with its record in the schema pgflare_restore, which the
+    /// finished run drops. Then `pgflare archive verify ARCHIVE
+    /// --database-url URL` proves every row equal.
+    ///
+    /// Examples:
+    ///   pgflare restore ./archive --target sqlite --sqlite d1.sqlite
+    ///   createdb rollback && pgflare restore ./archive --target postgres \
+    ///       --target-url postgres://me@localhost/rollback
     #[command(verbatim_doc_comment)]
     Restore(RestoreArgs),
 

@@ -29,6 +29,13 @@ pub struct D1TargetArgs {
     #[arg(long, value_enum)]
     pub target: TargetKind,
 
+    #[command(flatten)]
+    pub place: D1PlaceArgs,
+}
+
+/// Where exactly D1 rows go, for a --target of files or sqlite.
+#[derive(Debug, Args)]
+pub struct D1PlaceArgs {
     /// Folder for --target files (for sync: the load's --out).
     #[arg(long, value_name = "DIR", required_if_eq("target", "files"))]
     pub out: Option<PathBuf>,

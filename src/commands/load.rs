@@ -25,11 +25,21 @@ pub async fn run(
     if args.vectors.create_index {
         project.vectorize.create_index = true;
     }
-    let d1 =
-        D1Flags::of(&args.d1, args.rate_limit.as_deref(), args.file_size_mib << 20, args.import_mib << 20);
+    let d1 = D1Flags::of(
+        args.d1.target,
+        &args.d1.place,
+        args.rate_limit.as_deref(),
+        args.file_size_mib << 20,
+        args.import_mib << 20,
+    );
     let target = targets::d1_target(&d1, &project, &args.cloudflare, timeouts)?;
-    let vectors =
-        LoadVectorFlags::of(&args.vectors, &args.d1, args.rate_limit.as_deref(), &args.project.tables);
+    let vectors = LoadVectorFlags::of(
+        &args.vectors,
+        args.d1.target,
+        &args.d1.place,
+        args.rate_limit.as_deref(),
+        &args.project.tables,
+    );
     let vectorize = targets::load_vectors(&vectors, &project, timeouts)?;
     if matches!(vectorize, VectorTarget::Off)
         && args.vectors.vectorize == VectorizeMode::Auto

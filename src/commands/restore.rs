@@ -4,11 +4,11 @@
 use std::process::ExitCode;
 
 use super::print_json;
-use crate::cli::RestoreArgs;
+use crate::cli::{PostgresTargetArgs, RestoreArgs};
 use crate::output::outln;
 use crate::plan::targets::{self, D1Flags, LoadVectorFlags};
 use crate::progress::Progress;
-use crate::restore::{self, RestoreOptions};
+use crate::restore::{self, PgRestore, RestoreOptions, RestoreTo};
 
 pub async fn run(
     args: RestoreArgs,
@@ -22,22 +22,32 @@ pub async fn run(
     if args.vectors.create_index {
         project.vectorize.create_index = true;
     }
-    let d1 = D1Flags::of(&args.d1, args.rate_limit.as_deref(), 64 << 20, 32 << 20);
-    let vectors = LoadVectorFlags::of(&args.vectors, &args.d1, args.rate_limit.as_deref(), &args.tables);
-    let opts = RestoreOptions {
-        dir: args.archive.clone(),
-        target: targets::d1_target(&d1, &project, &args.cloudflare, timeouts)?,
-        vectorize: targets::load_vectors(&vectors, &project, timeouts)?,
-        only_tables: args.tables.clone(),
-        create_tables: !args.no_create_tables,
-        project,
+    let to = match args.target.d1() {
+        Some(kind) => {
+            let d1 = D1Flags::of(kind, &args.d1, args.rate_limit.as_deref(), 64 << 20, 32 << 20);
+            let vectors =
+                LoadVectorFlags::of(&args.vectors, kind, &args.d1, args.rate_limit.as_deref(), &args.tables);
+            RestoreTo::D1 {
+                target: targets::d1_target(&d1, &project, &args.cloudflare, timeouts)?,
+                vectorize: targets::load_vectors(&vectors, &project, timeouts)?,
+                create_tables: !args.no_create_tables,
+            }
+        }
+        None => RestoreTo::Postgres(postgres_target(&args.postgres, timeouts)?),
     };
+    let opts = RestoreOptions { dir: args.archive.clone(), only_tables: args.tables.clone(), to, project };
     let summary = restore::run(&opts, progress).await?;
     if json {
         print_json(&summary)?;
     } else {
         for t in &summary.tables {
-            outln!("{:24} -> {:20} {:>10} rows from {} files", t.table, t.d1_table, t.rows, t.files);
+            outln!("{:24} -> {:20} {:>10} rows from {} files", t.table, t.target_table, t.rows, t.files);
+        }
+        if summary.files_already_copied > 0 {
+            outln!("{} files were already copied by an interrupted run", summary.files_already_copied);
+        }
+        for l in &summary.left_out {
+            outln!("left out: {}\n  because {}", l.statement, l.reason);
         }
         outln!(
             "restored {} rows into {} in {:.1}s (the archive of the source's snapshot at {})",
@@ -48,4 +58,25 @@ pub async fn run(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Postgres target: `--target-url` (or $PGFLARE_TARGET_URL).
+fn postgres_target(
+    args: &PostgresTargetArgs,
+    timeouts: crate::timeouts::Timeouts,
+) -> anyhow::Result<PgRestore> {
+    let url =
+        args.target_url.as_deref().filter(|u| !u.is_empty()).ok_or_else(|| crate::error::Error::Config {
+            setting: "--target-url".into(),
+            message: "--target postgres needs the database to restore into: --target-url \
+                  postgres://USER:PASSWORD@HOST:PORT/DB (or $PGFLARE_TARGET_URL), e.g. a new database made \
+                  with createdb"
+                .into(),
+        })?;
+    Ok(PgRestore {
+        target: crate::source::Source::parse_from(url, "--target-url")?.with_timeouts(timeouts),
+        into_existing: args.into_existing,
+        jobs: args.jobs.max(1),
+        vector_indexes: !args.no_vector_indexes,
+    })
 }

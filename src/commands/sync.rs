@@ -34,12 +34,12 @@ pub async fn run(
         },
         timeouts,
     )?;
-    let d1 = D1Flags::of(&args.d1, args.rate_limit.as_deref(), 64 << 20, 32 << 20);
+    let d1 = D1Flags::of(args.d1.target, &args.d1.place, args.rate_limit.as_deref(), 64 << 20, 32 << 20);
     let target = targets::d1_target(&d1, &project, &args.cloudflare, timeouts)?;
     let (vectorize, vectors_unnamed) = targets::sync_vectors(
         args.vectorize,
         args.d1.target,
-        args.d1.out.as_deref(),
+        args.d1.place.out.as_deref(),
         args.rate_limit.as_deref(),
         &project,
         timeouts,

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::{
-    CloudflareArgs, D1TargetArgs, ProjectArgs, TargetKind, TuningArgs, VectorArgs, VectorizeMode,
+    CloudflareArgs, D1PlaceArgs, ProjectArgs, TargetKind, TuningArgs, VectorArgs, VectorizeMode,
 };
 use crate::cloudflare::ApiSettings;
 use crate::config::project::Project;
@@ -110,13 +110,14 @@ pub struct D1Flags<'a> {
 impl<'a> D1Flags<'a> {
     /// The flags of `d1` with the command's request budget and sizes.
     pub fn of(
-        d1: &'a D1TargetArgs,
+        kind: TargetKind,
+        d1: &'a D1PlaceArgs,
         rate_limit: Option<&'a str>,
         file_bytes: u64,
         import_bytes: usize,
     ) -> Self {
         D1Flags {
-            kind: d1.target,
+            kind,
             out: d1.out.as_deref(),
             sqlite: d1.sqlite.as_deref(),
             rate_limit,
@@ -204,13 +205,14 @@ impl<'a> LoadVectorFlags<'a> {
     /// The vector flags of `load` and `restore`.
     pub fn of(
         v: &'a VectorArgs,
-        d1: &'a D1TargetArgs,
+        kind: TargetKind,
+        d1: &'a D1PlaceArgs,
         rate_limit: Option<&'a str>,
         tables: &'a [String],
     ) -> Self {
         LoadVectorFlags {
             mode: v.vectorize,
-            kind: d1.target,
+            kind,
             out: d1.out.as_deref(),
             vectorize_out: v.vectorize_out.as_deref(),
             rate_limit,

@@ -1,52 +1,55 @@
-//! `pgflare restore`: a pgflare archive back into D1, the rollback path
-//! "clear D1 and restore it from the backup". The archive is a source like
-//! Postgres ([`crate::source::archive`]): its files are checked against the
-//! manifest before anything is written, then read back as batches of the
-//! tables they came from and sent through the same D1 writers as `load`
-//! ([`crate::plan::Target`]) and Vectorize sinks, each file one partition,
-//! mapped as `load` maps them ([`crate::plan::map_tables`]): by the
-//! pgflare.toml when there is one, else every column but a vector column
-//! under its own name. A run ends once Vectorize applied its writes.
-//!
-//! Upserts make a rerun after a failure safe (it writes every row again);
-//! restore keeps no state of its own yet. Soft-delete settings are refused:
-//! which archived rows are live would need the cascade `load` reads from
-//! Postgres.
+//! `pgflare restore`: a pgflare archive back into D1 and Vectorize ("clear
+//! D1 or the index and restore it from the backup", [`d1`]) or into a new
+//! Postgres ("go back to Supabase", [`postgres`]). The archive is a source
+//! like Postgres ([`crate::source::archive`]): its files are checked
+//! against the manifest before anything is written, then read back as
+//! batches of the tables they came from, each file one partition, and sent
+//! through the sinks `load` uses (D1, Vectorize) or the Postgres COPY sink.
+
+mod d1;
+mod postgres;
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::batch::sink::{BatchSink, SinkFactory, SinkReport, VectorReport};
-use crate::batch::TableBatch;
-use crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES;
-use crate::cloudflare::vectorize::WriteTicket;
+use crate::batch::sink::VectorReport;
 use crate::config::project::Project;
 use crate::error::{Error, Result};
-use crate::plan::target::OpenTarget;
-use crate::plan::vectors::{OpenVectors, VectorPlan};
 use crate::plan::{Target, VectorTarget};
 use crate::progress::Progress;
-use crate::sink::d1::link_spool::LinkSpool;
-use crate::sink::d1::linker::{self, LinkTarget};
-use crate::sink::d1::render::D1Mappings;
+use crate::sink::postgres::schema::LeftOut;
 use crate::source::archive::manifest::{Manifest, ManifestTable};
-use crate::source::archive::{check_files, table_batches};
-use crate::source::constraint_text;
-use crate::source::TableInfo;
+use crate::source::Source;
 
 pub struct RestoreOptions {
     /// The archive folder.
     pub dir: PathBuf,
     /// The mapping (and Vectorize settings), as for `load`.
     pub project: Project,
-    pub target: Target,
-    pub vectorize: VectorTarget,
     /// Only these tables (`name` or `schema.name`); empty = all.
     pub only_tables: Vec<String>,
-    pub create_tables: bool,
+    pub to: RestoreTo,
+}
+
+/// Where a restore writes.
+pub enum RestoreTo {
+    /// D1 (files, SQLite or the API) and Vectorize, mapped as `load` maps.
+    D1 { target: Target, vectorize: VectorTarget, create_tables: bool },
+    /// A Postgres database, tables as the source had them.
+    Postgres(PgRestore),
+}
+
+/// How to restore into Postgres.
+pub struct PgRestore {
+    pub target: Source,
+    /// Write into tables that already exist (else a target holding any
+    /// of the archive's tables is refused).
+    pub into_existing: bool,
+    /// Files copied at once.
+    pub jobs: usize,
+    /// Build hnsw and ivfflat indexes (else their statements are listed).
+    pub vector_indexes: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -59,13 +62,25 @@ pub struct RestoreSummary {
     pub vectorize: Option<String>,
     pub tables: Vec<TableRestored>,
     pub rows: u64,
+    /// Files an earlier, interrupted restore had already copied (Postgres).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub files_already_copied: usize,
+    /// Statements of the source's schema not run (Postgres): vector
+    /// indexes on request, foreign keys to tables the target lacks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<LeftOut>,
     pub seconds: f64,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct TableRestored {
     pub table: String,
-    pub d1_table: String,
+    /// The table written: the D1 table, or the Postgres table.
+    pub target_table: String,
     pub rows: u64,
     pub files: usize,
     /// What went to Vectorize (tables with a vector mapping).
@@ -74,142 +89,31 @@ pub struct TableRestored {
 }
 
 pub async fn run(opts: &RestoreOptions, progress: &Progress) -> Result<RestoreSummary> {
-    let started = Instant::now();
     let manifest = Manifest::read(&opts.dir)?;
-    let tables = selected(&manifest, &opts.project, &opts.only_tables)?;
-    check_files(&opts.dir, &manifest)?;
-    let mut infos: Vec<TableInfo> = tables
-        .iter()
-        .map(|t| info_of(t, &opts.dir.join(crate::source::archive::manifest::FILE_NAME)))
-        .collect::<Result<_>>()?;
-    let vectors_on = !matches!(opts.vectorize, VectorTarget::Off);
-    let mapped = crate::plan::map_tables(&opts.project, &mut infos, vectors_on)?;
-    let targets = open_targets(opts, &infos, &mapped, progress).await?;
-    let mut restored = Vec::new();
-    let mut last_write = None;
-    // Parents first, so that D1's foreign keys never refuse a row.
-    for &i in mapped.fks.waves.iter().flatten() {
-        let t = tables[i];
-        let report = write_table(&opts.dir, t, targets.sinks.clone(), progress).await?;
-        last_write = last_write.max(report.vectors.pending_write);
-        let has_vectors = targets.plan.mappings.0.contains_key(&t.spec.qualified());
-        restored.push(TableRestored {
-            table: t.spec.qualified(),
-            d1_table: mapped.mappings[i].table.clone(),
-            rows: report.rows,
-            files: t.files.len(),
-            vectors: has_vectors.then_some(report.vectors),
-        });
-    }
-    if let Some(spool) = &targets.spool {
-        set_links(&targets.d1.link_target(), spool, &infos, &mapped.mappings, &tables, progress).await?;
-        LinkSpool::clear(&spool.dir)?;
-    }
-    // Done once Vectorize applied the last write (it applies them in order).
-    if let (Some(index), Some(t)) = (targets.vectors.as_ref().and_then(|v| v.index.as_ref()), last_write) {
-        let status = progress.spinner("vectorize");
-        let show = move |m: &str| status.set_message(m.to_string());
-        index.wait_applied(WriteTicket(t), opts.project.vectorize.wait_timeout, &show).await?;
-    }
-    Ok(RestoreSummary {
-        archive: opts.dir.display().to_string(),
-        target: opts.target.describe(),
-        vectorize: targets.vector_target.describe(),
-        snapshot_taken_at: manifest.snapshot.taken_at.clone(),
-        rows: restored.iter().map(|t| t.rows).sum(),
-        tables: restored,
-        seconds: started.elapsed().as_secs_f64(),
-    })
-}
-
-/// The opened targets of a restore and the sinks every file goes through.
-struct Targets {
-    d1: OpenTarget,
-    vector_target: VectorTarget,
-    plan: VectorPlan,
-    vectors: Option<OpenVectors>,
-    /// Foreign keys on a cycle: rows are written with a placeholder and
-    /// their links kept here, set once every table is in (as load).
-    spool: Option<LinkSpool>,
-    sinks: Arc<dyn SinkFactory>,
-}
-
-/// Opens D1 and Vectorize (one API client: they share the request
-/// budget), clears what an earlier restore left in files, applies the
-/// schema, and tees the writers.
-async fn open_targets(
-    opts: &RestoreOptions,
-    infos: &[TableInfo],
-    mapped: &crate::plan::Mapped,
-    progress: &Progress,
-) -> Result<Targets> {
-    let vector_target =
-        if mapped.vectors.mappings.0.is_empty() { VectorTarget::Off } else { opts.vectorize.clone() };
-    let api = match (&opts.target, &vector_target) {
-        (Target::Api { settings, .. }, _) | (_, VectorTarget::Api { settings, .. }) => {
-            Some(Arc::new(crate::cloudflare::Api::new(settings.clone())?.with_progress(progress.clone())))
+    // Into Postgres the archive comes back as it is: pgflare.toml's
+    // mapping is D1's.
+    let mapped = matches!(opts.to, RestoreTo::D1 { .. });
+    let tables = selected(&manifest, mapped.then_some(&opts.project), &opts.only_tables)?;
+    crate::source::archive::check_files(&opts.dir, &manifest)?;
+    match &opts.to {
+        RestoreTo::D1 { target, vectorize, create_tables } => {
+            let to = d1::D1To { target, vectorize, create_tables: *create_tables };
+            d1::run(opts, &manifest, &tables, &to, progress).await
         }
-        _ => None,
-    };
-    let d1 = opts.target.open(d1_mappings_of(infos, &mapped.mappings), api.clone())?;
-    let mut plan = mapped.vectors.clone();
-    let vectors =
-        crate::plan::vectors::open(&vector_target, &mut plan, &opts.project.vectorize, api, progress).await?;
-    d1.clear_previous_output()?;
-    if opts.create_tables {
-        d1.apply_schema(&crate::sink::d1::migration::migration_sql(&mapped.d1)?).await?;
+        RestoreTo::Postgres(pg) => postgres::run(opts, &manifest, &tables, pg, progress).await,
     }
-    let spool = mapped.fks.any_links().then(|| LinkSpool {
-        dir: std::env::temp_dir().join(format!("pgflare-restore-links-{}", std::process::id())),
-        mappings: d1_mappings_of(infos, &mapped.mappings),
-        keep_nulls: false,
-    });
-    if let Some(s) = &spool {
-        LinkSpool::clear(&s.dir)?;
-    }
-    let mut sinks_of: Vec<Arc<dyn SinkFactory>> = vec![d1.sinks()];
-    sinks_of.extend(spool.clone().map(|s| Arc::new(s) as Arc<dyn SinkFactory>));
-    sinks_of.extend(vectors.as_ref().map(|v| v.sinks.clone()));
-    let sinks: Arc<dyn SinkFactory> = Arc::new(crate::sink::tee::Tee(sinks_of));
-    Ok(Targets { d1, vector_target, plan, vectors, spool, sinks })
-}
-
-fn d1_mappings_of(infos: &[TableInfo], mappings: &[crate::sink::d1::render::D1Mapping]) -> D1Mappings {
-    D1Mappings(infos.iter().zip(mappings).map(|(i, m)| (i.spec.qualified(), m.clone())).collect())
-}
-
-/// Sets the links the spool kept, table by table and file by file.
-async fn set_links(
-    target: &LinkTarget,
-    spool: &LinkSpool,
-    infos: &[TableInfo],
-    mappings: &[crate::sink::d1::render::D1Mapping],
-    tables: &[&ManifestTable],
-    progress: &Progress,
-) -> Result<()> {
-    for ((info, mapping), t) in infos.iter().zip(mappings).zip(tables) {
-        if mapping.links.is_empty() {
-            continue;
-        }
-        let bar = progress.rows(&format!("links {}", info.spec.name), None);
-        for p in 0..t.files.len() {
-            let path = LinkSpool::path(&spool.dir, &info.spec, p);
-            let r = linker::apply(target, &path, &info.spec, mapping, p, D1_MAX_STATEMENT_BYTES).await?;
-            bar.inc(r.rows);
-        }
-        bar.finish();
-    }
-    Ok(())
 }
 
 /// The archive's tables `only` names (all when empty); a name the archive
 /// does not hold is refused with the names it does.
 fn selected<'a>(
     manifest: &'a Manifest,
-    project: &Project,
+    project: Option<&Project>,
     only: &[String],
 ) -> Result<Vec<&'a ManifestTable>> {
     let names = |t: &ManifestTable| [t.spec.name.clone(), t.spec.qualified()];
+    let none = Project::default();
+    let project = project.unwrap_or(&none);
     if let Some(m) = project.tables.iter().find(|m| m.soft_delete.is_some()) {
         return Err(Error::Config {
             setting: format!("{}.soft_delete", m.setting),
@@ -238,81 +142,4 @@ fn selected<'a>(
         .iter()
         .filter(|t| configured(t) && (only.is_empty() || only.iter().any(|o| names(t).contains(o))))
         .collect())
-}
-
-/// The table as the archive describes it, for the D1 mapping and schema:
-/// its foreign keys and unique constraints read back from the manifest's
-/// definitions (a foreign key this pgflare cannot read is refused by name).
-fn info_of(t: &ManifestTable, manifest: &std::path::Path) -> Result<TableInfo> {
-    let mut foreign_keys = Vec::new();
-    let mut unique_keys = Vec::new();
-    for c in &t.constraints {
-        match c.kind.as_str() {
-            "f" => foreign_keys.push(constraint_text::foreign_key(&c.name, &c.definition, &t.spec.schema).ok_or_else(
-                || Error::Manifest {
-                    path: manifest.to_path_buf(),
-                    message: format!(
-                        "table {}: cannot read the foreign key {} ({}); restore the other tables with --table",
-                        t.spec.qualified(),
-                        c.name,
-                        c.definition
-                    ),
-                },
-            )?),
-            "u" => unique_keys.extend(constraint_text::unique_columns(&c.definition)),
-            _ => {}
-        }
-    }
-    Ok(TableInfo {
-        spec: t.spec.clone(),
-        row_estimate: Some(t.rows),
-        total_bytes: i64::try_from(t.bytes).unwrap_or(i64::MAX),
-        constraints: t.constraints.clone(),
-        indexes: t.indexes.clone(),
-        ddl: t.ddl.clone(),
-        foreign_keys,
-        unique_keys,
-        btree_indexes: Vec::new(),
-        skipped_indexes: Vec::new(),
-        unsupported: Vec::new(),
-    })
-}
-
-/// Sends every file of `t` through `sinks`, a file per partition, on a
-/// blocking thread (the writers block on the API client's runtime).
-async fn write_table(
-    dir: &std::path::Path,
-    t: &ManifestTable,
-    sinks: Arc<dyn SinkFactory>,
-    progress: &Progress,
-) -> Result<SinkReport> {
-    let (dir, t) = (dir.to_path_buf(), t.clone());
-    let bar = progress.rows(&t.spec.qualified(), Some(t.rows));
-    let task = tokio::task::spawn_blocking(move || -> Result<SinkReport> {
-        let spec = Arc::new(t.spec.clone());
-        // Files come in order: a new partition finishes the one before.
-        let mut open: Option<(usize, Box<dyn BatchSink>)> = None;
-        let mut report = SinkReport::default();
-        table_batches(&dir, &t, |partition, batch| {
-            if open.as_ref().is_some_and(|(p, _)| *p != partition) {
-                if let Some((_, done)) = open.take() {
-                    report.merge(done.finish()?);
-                }
-            }
-            if open.is_none() {
-                open = Some((partition, sinks.open(&spec, partition)?));
-            }
-            bar.inc(batch.num_rows() as u64);
-            match open.as_mut() {
-                Some((_, sink)) => sink.write(&TableBatch { table: spec.clone(), partition, batch }),
-                None => Err(Error::Internal("a restore partition without a sink".into())),
-            }
-        })?;
-        if let Some((_, done)) = open.take() {
-            report.merge(done.finish()?);
-        }
-        bar.finish();
-        Ok(report)
-    });
-    task.await.map_err(|e| Error::Internal(format!("a restore worker died: {e}")))?
 }

@@ -6,6 +6,7 @@
 
 pub mod d1;
 pub mod file;
+pub mod postgres;
 pub mod recorded;
 pub mod tee;
 pub mod vectorize;

@@ -135,6 +135,42 @@ impl SourceConn {
     }
 }
 
+/// What a `COPY ... FROM STDIN` is fed ([`SourceConn::copy_in`]): bytes,
+/// then `Done`.
+#[derive(Debug)]
+pub enum CopyChunk {
+    Data(Vec<u8>),
+    Done,
+}
+
+impl SourceConn {
+    /// Runs `statement` (a `COPY ... FROM STDIN`) and sends what `chunks`
+    /// yields, each send and the final answer bounded like any statement;
+    /// returns the rows Postgres copied. When the channel closes before
+    /// `Done` (the writer failed), the COPY is aborted, Postgres discards
+    /// its rows, and this fails.
+    pub async fn copy_in(
+        &mut self,
+        statement: &str,
+        chunks: &mut tokio::sync::mpsc::Receiver<CopyChunk>,
+    ) -> Result<u64, sqlx::Error> {
+        let bound = self.bound.clone();
+        let mut copy = bound.clone().run(self.conn.copy_in_raw(statement)).await?;
+        loop {
+            match chunks.recv().await {
+                Some(CopyChunk::Data(bytes)) => {
+                    bound.clone().run(async { copy.send(bytes).await.map(|_| ()) }).await?;
+                }
+                Some(CopyChunk::Done) => return bound.run(copy.finish()).await,
+                None => {
+                    bound.run(copy.abort("the pgflare writer stopped")).await?;
+                    return Err(sqlx::Error::Protocol("the COPY was aborted: its writer stopped".into()));
+                }
+            }
+        }
+    }
+}
+
 impl<'c> Executor<'c> for &'c mut SourceConn {
     type Database = Postgres;
 

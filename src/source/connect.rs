@@ -21,6 +21,9 @@ pub struct Source {
     options: PgConnectOptions,
     shown: String,
     timeouts: Timeouts,
+    /// The flag the URL came from, for hints (`--database-url`, or the
+    /// target of a restore).
+    setting: String,
 }
 
 impl std::fmt::Debug for Source {
@@ -57,7 +60,7 @@ impl Source {
             .application_name("pgflare")
             .statement_cache_capacity(0)
             .disable_statement_logging();
-        Ok(Source { options, shown: redact_url(url), timeouts: Timeouts::default() })
+        Ok(Source { options, shown: redact_url(url), timeouts: Timeouts::default(), setting: setting.into() })
     }
 
     /// The same source, waited for within `timeouts`.
@@ -98,9 +101,11 @@ impl Source {
             Ok(Err(e)) => {
                 return Err(Error::Source {
                     message: format!("cannot connect to {}: {}", self.shown, crate::error::pg_message(&e)),
-                    hint: "check --database-url / DATABASE_URL (on Supabase use the direct connection on \
-                           port 5432, not the pooler on 6543)"
-                        .into(),
+                    hint: format!(
+                        "check {} (on Supabase use the direct connection on port 5432, not the pooler \
+                         on 6543)",
+                        self.setting
+                    ),
                 })
             }
             Err(_) => {

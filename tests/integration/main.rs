@@ -27,6 +27,7 @@ mod migration_actions;
 mod partitioned;
 mod realistic_api;
 mod restore;
+mod restore_postgres;
 mod secrets;
 mod soft_delete;
 mod sync;

@@ -128,11 +128,24 @@ pub fn table_batches(
     table: &ManifestTable,
     mut each: impl FnMut(usize, RecordBatch) -> Result<()>,
 ) -> Result<()> {
-    let schema = table.spec.arrow_schema();
-    for (i, f) in table.files.iter().enumerate() {
-        read_parquet(&dir.join(&f.path), |batch, _| each(i, relabel(batch, &schema)?))?;
+    for i in 0..table.files.len() {
+        file_batches(dir, table, i, |batch| each(i, batch))?;
     }
     Ok(())
+}
+
+/// The file `index` of `table` read back as batches in the table's schema.
+pub fn file_batches(
+    dir: &Path,
+    table: &ManifestTable,
+    index: usize,
+    mut each: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
+    let schema = table.spec.arrow_schema();
+    let file = table.files.get(index).ok_or_else(|| {
+        Error::Internal(format!("{} has no file {index} in the manifest", table.spec.qualified()))
+    })?;
+    read_parquet(&dir.join(&file.path), |batch, _| each(relabel(batch, &schema)?))
 }
 
 /// Refuses an archive whose files are not the ones its manifest lists:

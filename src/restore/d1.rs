@@ -1,0 +1,252 @@
+//! `restore` into D1 and Vectorize: rows through the same D1 writers as
+//! `load` ([`crate::plan::Target`]) and vectors through its Vectorize
+//! sinks, mapped as `load` maps them ([`crate::plan::map_tables`]): by the
+//! pgflare.toml when there is one, else every column but a vector column
+//! under its own name. Tables are written parents first; keys on a cycle
+//! are set after every table is in, as `load` does. A run ends once
+//! Vectorize applied its writes.
+//!
+//! Upserts make a rerun after a failure safe (it writes every row again).
+//! Soft-delete settings are refused (by [`super::selected`]): which
+//! archived rows are live would need the cascade `load` reads from
+//! Postgres.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{RestoreOptions, RestoreSummary, TableRestored};
+use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
+use crate::batch::TableBatch;
+use crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES;
+use crate::cloudflare::vectorize::WriteTicket;
+use crate::error::{Error, Result};
+use crate::plan::target::OpenTarget;
+use crate::plan::vectors::{OpenVectors, VectorPlan};
+use crate::plan::{Target, VectorTarget};
+use crate::progress::Progress;
+use crate::sink::d1::link_spool::LinkSpool;
+use crate::sink::d1::linker::{self, LinkTarget};
+use crate::sink::d1::render::D1Mappings;
+use crate::source::archive::manifest::{Manifest, ManifestTable};
+use crate::source::archive::table_batches;
+use crate::source::constraint_text;
+use crate::source::TableInfo;
+
+/// What `restore` writes into, for D1.
+pub struct D1To<'a> {
+    pub target: &'a Target,
+    pub vectorize: &'a VectorTarget,
+    pub create_tables: bool,
+}
+
+pub async fn run(
+    opts: &RestoreOptions,
+    manifest: &Manifest,
+    tables: &[&ManifestTable],
+    to: &D1To<'_>,
+    progress: &Progress,
+) -> Result<RestoreSummary> {
+    let started = Instant::now();
+    let mut infos: Vec<TableInfo> = tables
+        .iter()
+        .map(|t| info_of(t, &opts.dir.join(crate::source::archive::manifest::FILE_NAME)))
+        .collect::<Result<_>>()?;
+    let vectors_on = !matches!(to.vectorize, VectorTarget::Off);
+    let mapped = crate::plan::map_tables(&opts.project, &mut infos, vectors_on)?;
+    let targets = open_targets(opts, to, &infos, &mapped, progress).await?;
+    let mut restored = Vec::new();
+    let mut last_write = None;
+    // Parents first, so that D1's foreign keys never refuse a row.
+    for &i in mapped.fks.waves.iter().flatten() {
+        let t = tables[i];
+        let report = write_table(&opts.dir, t, targets.sinks.clone(), progress).await?;
+        last_write = last_write.max(report.vectors.pending_write);
+        let has_vectors = targets.plan.mappings.0.contains_key(&t.spec.qualified());
+        restored.push(TableRestored {
+            table: t.spec.qualified(),
+            target_table: mapped.mappings[i].table.clone(),
+            rows: report.rows,
+            files: t.files.len(),
+            vectors: has_vectors.then_some(report.vectors),
+        });
+    }
+    if let Some(spool) = &targets.spool {
+        set_links(&targets.d1.link_target(), spool, &infos, &mapped.mappings, tables, progress).await?;
+        LinkSpool::clear(&spool.dir)?;
+    }
+    // Done once Vectorize applied the last write (it applies them in order).
+    if let (Some(index), Some(t)) = (targets.vectors.as_ref().and_then(|v| v.index.as_ref()), last_write) {
+        let status = progress.spinner("vectorize");
+        let show = move |m: &str| status.set_message(m.to_string());
+        index.wait_applied(WriteTicket(t), opts.project.vectorize.wait_timeout, &show).await?;
+    }
+    Ok(RestoreSummary {
+        archive: opts.dir.display().to_string(),
+        target: to.target.describe(),
+        vectorize: targets.vector_target.describe(),
+        snapshot_taken_at: manifest.snapshot.taken_at.clone(),
+        rows: restored.iter().map(|t| t.rows).sum(),
+        tables: restored,
+        files_already_copied: 0,
+        left_out: Vec::new(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The opened targets of a restore and the sinks every file goes through.
+struct Targets {
+    d1: OpenTarget,
+    vector_target: VectorTarget,
+    plan: VectorPlan,
+    vectors: Option<OpenVectors>,
+    /// Foreign keys on a cycle: rows are written with a placeholder and
+    /// their links kept here, set once every table is in (as load).
+    spool: Option<LinkSpool>,
+    sinks: Arc<dyn SinkFactory>,
+}
+
+/// Opens D1 and Vectorize (one API client: they share the request
+/// budget), clears what an earlier restore left in files, applies the
+/// schema, and tees the writers.
+async fn open_targets(
+    opts: &RestoreOptions,
+    to: &D1To<'_>,
+    infos: &[TableInfo],
+    mapped: &crate::plan::Mapped,
+    progress: &Progress,
+) -> Result<Targets> {
+    let vector_target =
+        if mapped.vectors.mappings.0.is_empty() { VectorTarget::Off } else { to.vectorize.clone() };
+    let api = match (to.target, &vector_target) {
+        (Target::Api { settings, .. }, _) | (_, VectorTarget::Api { settings, .. }) => {
+            Some(Arc::new(crate::cloudflare::Api::new(settings.clone())?.with_progress(progress.clone())))
+        }
+        _ => None,
+    };
+    let d1 = to.target.open(d1_mappings_of(infos, &mapped.mappings), api.clone())?;
+    let mut plan = mapped.vectors.clone();
+    let vectors =
+        crate::plan::vectors::open(&vector_target, &mut plan, &opts.project.vectorize, api, progress).await?;
+    d1.clear_previous_output()?;
+    if to.create_tables {
+        d1.apply_schema(&crate::sink::d1::migration::migration_sql(&mapped.d1)?).await?;
+    }
+    let spool = mapped.fks.any_links().then(|| LinkSpool {
+        dir: std::env::temp_dir().join(format!("pgflare-restore-links-{}", std::process::id())),
+        mappings: d1_mappings_of(infos, &mapped.mappings),
+        keep_nulls: false,
+    });
+    if let Some(s) = &spool {
+        LinkSpool::clear(&s.dir)?;
+    }
+    let mut sinks_of: Vec<Arc<dyn SinkFactory>> = vec![d1.sinks()];
+    sinks_of.extend(spool.clone().map(|s| Arc::new(s) as Arc<dyn SinkFactory>));
+    sinks_of.extend(vectors.as_ref().map(|v| v.sinks.clone()));
+    let sinks: Arc<dyn SinkFactory> = Arc::new(crate::sink::tee::Tee(sinks_of));
+    Ok(Targets { d1, vector_target, plan, vectors, spool, sinks })
+}
+
+fn d1_mappings_of(infos: &[TableInfo], mappings: &[crate::sink::d1::render::D1Mapping]) -> D1Mappings {
+    D1Mappings(infos.iter().zip(mappings).map(|(i, m)| (i.spec.qualified(), m.clone())).collect())
+}
+
+/// Sets the links the spool kept, table by table and file by file.
+async fn set_links(
+    target: &LinkTarget,
+    spool: &LinkSpool,
+    infos: &[TableInfo],
+    mappings: &[crate::sink::d1::render::D1Mapping],
+    tables: &[&ManifestTable],
+    progress: &Progress,
+) -> Result<()> {
+    for ((info, mapping), t) in infos.iter().zip(mappings).zip(tables) {
+        if mapping.links.is_empty() {
+            continue;
+        }
+        let bar = progress.rows(&format!("links {}", info.spec.name), None);
+        for p in 0..t.files.len() {
+            let path = LinkSpool::path(&spool.dir, &info.spec, p);
+            let r = linker::apply(target, &path, &info.spec, mapping, p, D1_MAX_STATEMENT_BYTES).await?;
+            bar.inc(r.rows);
+        }
+        bar.finish();
+    }
+    Ok(())
+}
+
+/// The table as the archive describes it, for the D1 mapping and schema:
+/// its foreign keys and unique constraints read back from the manifest's
+/// definitions (a foreign key this pgflare cannot read is refused by name).
+fn info_of(t: &ManifestTable, manifest: &std::path::Path) -> Result<TableInfo> {
+    let mut foreign_keys = Vec::new();
+    let mut unique_keys = Vec::new();
+    for c in &t.constraints {
+        match c.kind.as_str() {
+            "f" => foreign_keys.push(constraint_text::foreign_key(&c.name, &c.definition, &t.spec.schema).ok_or_else(
+                || Error::Manifest {
+                    path: manifest.to_path_buf(),
+                    message: format!(
+                        "table {}: cannot read the foreign key {} ({}); restore the other tables with --table",
+                        t.spec.qualified(),
+                        c.name,
+                        c.definition
+                    ),
+                },
+            )?),
+            "u" => unique_keys.extend(constraint_text::unique_columns(&c.definition)),
+            _ => {}
+        }
+    }
+    Ok(TableInfo {
+        spec: t.spec.clone(),
+        row_estimate: Some(t.rows),
+        total_bytes: i64::try_from(t.bytes).unwrap_or(i64::MAX),
+        constraints: t.constraints.clone(),
+        indexes: t.indexes.clone(),
+        ddl: t.ddl.clone(),
+        foreign_keys,
+        unique_keys,
+        btree_indexes: Vec::new(),
+        skipped_indexes: Vec::new(),
+        unsupported: Vec::new(),
+    })
+}
+
+/// Sends every file of `t` through `sinks`, a file per partition, on a
+/// blocking thread (the writers block on the API client's runtime).
+async fn write_table(
+    dir: &std::path::Path,
+    t: &ManifestTable,
+    sinks: Arc<dyn SinkFactory>,
+    progress: &Progress,
+) -> Result<SinkReport> {
+    let (dir, t) = (dir.to_path_buf(), t.clone());
+    let bar = progress.rows(&t.spec.qualified(), Some(t.rows));
+    let task = tokio::task::spawn_blocking(move || -> Result<SinkReport> {
+        let spec = Arc::new(t.spec.clone());
+        // Files come in order: a new partition finishes the one before.
+        let mut open: Option<(usize, Box<dyn BatchSink>)> = None;
+        let mut report = SinkReport::default();
+        table_batches(&dir, &t, |partition, batch| {
+            if open.as_ref().is_some_and(|(p, _)| *p != partition) {
+                if let Some((_, done)) = open.take() {
+                    report.merge(done.finish()?);
+                }
+            }
+            if open.is_none() {
+                open = Some((partition, sinks.open(&spec, partition)?));
+            }
+            bar.inc(batch.num_rows() as u64);
+            match open.as_mut() {
+                Some((_, sink)) => sink.write(&TableBatch { table: spec.clone(), partition, batch }),
+                None => Err(Error::Internal("a restore partition without a sink".into())),
+            }
+        })?;
+        if let Some((_, done)) = open.take() {
+            report.merge(done.finish()?);
+        }
+        bar.finish();
+        Ok(report)
+    });
+    task.await.map_err(|e| Error::Internal(format!("a restore worker died: {e}")))?
+}
