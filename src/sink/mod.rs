@@ -1,7 +1,8 @@
 //! The sinks: where batches go. [`d1`] writes rows as D1 SQL, SQLite or
 //! API imports, [`vectorize`] writes vectors as NDJSON or API upserts,
 //! [`file`] the rolled output files both use, and [`tee`] feeds several
-//! sinks from one read. Every sink implements the contract in
+//! sinks from one read; [`postgres`] encodes batches for Postgres's COPY
+//! FROM, for a restore into Postgres. Every sink implements the contract in
 //! [`crate::batch::sink`]; [`compliance`] checks that each one keeps it.
 
 pub mod d1;

@@ -23,9 +23,9 @@ use crate::error::{Error, Result};
 use crate::typemap::{ColumnType, Kind};
 
 /// Microseconds between 1970-01-01 and Postgres's epoch 2000-01-01.
-const PG_EPOCH_US: i64 = 946_684_800_000_000;
+pub(crate) const PG_EPOCH_US: i64 = 946_684_800_000_000;
 /// Days between 1970-01-01 and 2000-01-01.
-const PG_EPOCH_DAYS: i32 = 10_957;
+pub(crate) const PG_EPOCH_DAYS: i32 = 10_957;
 
 /// A value that did not decode: what went wrong and what to do.
 struct FieldError {

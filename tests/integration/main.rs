@@ -25,6 +25,7 @@ mod load_vectorize;
 mod messages;
 mod migration_actions;
 mod partitioned;
+mod pg_copy_in;
 mod realistic_api;
 mod restore;
 mod restore_postgres;
