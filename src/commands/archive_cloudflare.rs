@@ -69,30 +69,7 @@ pub async fn run(
             )?,
         ),
     };
-    let wants_vectors = project.tables.iter().any(|t| t.vector.is_some()) && !args.no_vectorize;
-    let api = match wants_vectors || args.sqlite.is_none() {
-        true => {
-            let settings = targets::api_settings(&project, args.rate_limit.as_deref(), timeouts)?;
-            Some(Arc::new(Api::new(settings)?.with_progress(progress.clone())))
-        }
-        false => None,
-    };
-    let vectorize = match (&project.cloudflare.vectorize_index, wants_vectors, &api) {
-        (Some(index), true, Some(api)) => Some(Arc::new(Vectorize::new(api.clone(), index))),
-        (None, true, _) => anyhow::bail!(
-            "pgflare.toml sends vectors but names no Vectorize index: pass --vectorize-index NAME (or \
-             --wrangler FILE --vectorize-binding NAME), or --no-vectorize to archive D1 only"
-        ),
-        _ => None,
-    };
-    let d1 = match (&args.sqlite, &project.cloudflare.d1, &api) {
-        (Some(p), _, _) => D1At::File(p.clone()),
-        (None, Some(db), Some(api)) => D1At::Api(Arc::new(D1::new(api.clone(), &db.database_id))),
-        _ => anyhow::bail!(
-            "name the D1 database: --sqlite FILE for a local file, or --d1-database-id ID (or --wrangler FILE \
-             --d1-binding NAME) to export it through the API"
-        ),
-    };
+    let (d1, vectorize) = where_cloudflare_is(&args, &project, progress, timeouts)?;
     let (read, _) = crate::plan::resolve::tuning(&args.tuning)?;
     // The default work folder goes when this ends, whatever happens.
     let temp = match &args.work_dir {
@@ -127,6 +104,42 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
+/// D1 (a local file, or the database over the API) and the Vectorize
+/// index (when pgflare.toml sends vectors and --no-vectorize is not
+/// given), on one API client: they share the user's request budget.
+fn where_cloudflare_is(
+    args: &ArchiveArgs,
+    project: &crate::config::project::Project,
+    progress: &Progress,
+    timeouts: crate::timeouts::Timeouts,
+) -> anyhow::Result<(D1At, Option<Arc<Vectorize>>)> {
+    let wants_vectors = project.tables.iter().any(|t| t.vector.is_some()) && !args.no_vectorize;
+    let api = match wants_vectors || args.sqlite.is_none() {
+        true => {
+            let settings = targets::api_settings(project, args.rate_limit.as_deref(), timeouts)?;
+            Some(Arc::new(Api::new(settings)?.with_progress(progress.clone())))
+        }
+        false => None,
+    };
+    let vectorize = match (&project.cloudflare.vectorize_index, wants_vectors, &api) {
+        (Some(index), true, Some(api)) => Some(Arc::new(Vectorize::new(api.clone(), index))),
+        (None, true, _) => anyhow::bail!(
+            "pgflare.toml sends vectors but names no Vectorize index: pass --vectorize-index NAME (or \
+             --wrangler FILE --vectorize-binding NAME), or --no-vectorize to archive D1 only"
+        ),
+        _ => None,
+    };
+    let d1 = match (&args.sqlite, &project.cloudflare.d1, &api) {
+        (Some(p), _, _) => D1At::File(p.clone()),
+        (None, Some(db), Some(api)) => D1At::Api(Arc::new(D1::new(api.clone(), &db.database_id))),
+        _ => anyhow::bail!(
+            "name the D1 database: --sqlite FILE for a local file, or --d1-database-id ID (or --wrangler FILE \
+             --d1-binding NAME) to export it through the API"
+        ),
+    };
+    Ok((d1, vectorize))
+}
+
 /// A folder of this run's own, removed when dropped.
 struct TempDir(std::path::PathBuf);
 
@@ -141,7 +154,7 @@ fn print_human(s: &CloudflareSummary) {
         outln!("{:24} {:>10} rows  {:>4} files  {:>10}", t.table, t.rows, t.files, human_bytes(t.bytes));
     }
     let d1 = &s.d1;
-    let at = d1.export_bookmark.as_ref().or(d1.bookmark_after.as_ref()).map(|b| format!(" at bookmark {b}"));
+    let at = cloudflare::read_point(d1).map(|b| format!(" at bookmark {b}"));
     let what = match (&d1.database_id, &d1.sqlite_file) {
         (Some(id), _) => format!(
             "D1 database {} ({id}){}",

@@ -203,10 +203,13 @@ fn announce(
         );
         let vectors =
             index.map(|(v, _, n)| format!(", {n} vectors of index {}", v.index())).unwrap_or_default();
+        let bound = match floor.is_zero() {
+            true => "within it".to_string(),
+            false => format!("it makes this take at least {}", crate::timeouts::human(floor)),
+        };
         progress.println(&format!(
-            "reading Cloudflare{vectors}: about {total} API requests (budget {per} per {}: at least {})",
-            crate::timeouts::human(window),
-            crate::timeouts::human(floor)
+            "reading Cloudflare{vectors}: about {total} API requests (budget {per} per {}: {bound})",
+            crate::timeouts::human(window)
         ));
     }
     total
@@ -280,7 +283,7 @@ fn manifest_of(
     };
     let mut url = format!("cloudflare: {d1}");
     let server_version = format!("Cloudflare D1 (SQLite {})", r.sqlite_version);
-    let id = r.export_bookmark.clone().or(r.bookmark_after.clone()).or(r.bookmark_before.clone());
+    let id = read_point(r);
     let snapshot = SnapshotInfo {
         id: id.unwrap_or_else(|| r.read_by.clone()),
         txid_snapshot: String::new(),
@@ -305,6 +308,16 @@ fn manifest_of(
     manifest.cloudflare =
         Some(CloudflareRead { d1: local.read.clone(), vectorize, definitions, notes: notes.clone() });
     Ok(manifest)
+}
+
+/// The D1 state the archive holds: the Time Travel bookmark when it did
+/// not move during the read (a bookmark `time_travel/restore` takes), else
+/// the export's own, else whichever was read.
+pub fn read_point(r: &D1Read) -> Option<String> {
+    match (&r.bookmark_before, &r.bookmark_after) {
+        (Some(b), Some(a)) if a == b => Some(a.clone()),
+        _ => r.export_bookmark.clone().or(r.bookmark_after.clone()).or(r.bookmark_before.clone()),
+    }
 }
 
 /// What the side table and the vector column mean for this archive.

@@ -288,7 +288,7 @@ pub fn write_side(
         Ok(())
     })?;
     flush(&mut rows)?;
-    drop(flush);
+    // `flush` borrows the sink until its last use above.
     Ok((TableSpec::clone(&spec), sink.finish()?))
 }
 

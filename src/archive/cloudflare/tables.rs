@@ -16,6 +16,8 @@ use crate::source::archive::manifest::Manifest;
 use crate::source::{Snapshot, Source, TableInfo};
 
 /// Where the table definitions come from.
+// One value per run: boxing the source would save nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Definitions {
     /// The source Postgres (read at a snapshot, released at once).
     Live(Source),
