@@ -72,7 +72,8 @@ fn an_api_load_archived_from_cloudflare_verifies_and_equals_the_source() {
     let db = TestDb::new("cfarc");
     let emu = Emulator::start(&["--vectorize-delay-ms", "200"]);
     let dir = temp_dir("cfarc");
-    let config = loaded(&db, &emu, dir.path(), 300, 8);
+    // More than one `list` page (1,000 ids).
+    let config = loaded(&db, &emu, dir.path(), 1100, 8);
     let out = dir.path().join("cf-archive");
     let o = archive_cf(&db, &emu, &config, &out, &[]);
     let stderr = String::from_utf8_lossy(&o.stderr).to_string();
@@ -265,6 +266,65 @@ fn a_local_d1_file_of_every_type_archives_with_definitions_from_an_archive() {
         python("compare_archive.py", &["--archive", out.to_str().expect("p"), "--d1-form"], Some(&db.url));
     assert!(cmp.status.success(), "an independent reader differs\n{}", text(&cmp));
     assert!(String::from_utf8_lossy(&cmp.stdout).contains(" 0 differences"), "{}", text(&cmp));
+
+    // Restored into a new D1 file, it is what the load wrote: verify, which
+    // expects D1's forms, finds it consistent with the source.
+    let restored = dir.path().join("restored.sqlite");
+    let r_arg = restored.to_str().expect("p");
+    ok(pgflare(&db, &["restore", out.to_str().expect("p"), "--target", "sqlite", "--sqlite", r_arg]));
+    let report = dir.path().join("report");
+    let o = pgflare(&db, &["verify", "--sqlite", r_arg, "--report-dir", report.to_str().expect("p")]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+/// Vectors with an id column that is not the key and a namespace: each
+/// goes back to the row with that id, and one moved to another namespace
+/// on Cloudflare is kept as it is in the side table.
+#[test]
+fn namespaced_vectors_with_their_own_ids_find_their_rows() {
+    let db = TestDb::new("cfns");
+    db.exec(
+        "CREATE EXTENSION IF NOT EXISTS vector;
+         CREATE TABLE items (id bigint PRIMARY KEY, tenant text NOT NULL, slug text NOT NULL UNIQUE,
+                             body text, e vector(3));
+         INSERT INTO items SELECT i, 't' || (i % 3), 'item-' || i, 'body ' || i,
+                                  ('[' || i || ',-0,' || (i::float4 / 7) || ']')::vector
+           FROM generate_series(1, 60) i;
+         UPDATE items SET e = NULL WHERE id = 5;",
+    );
+    let dir = temp_dir("cfns");
+    let config = dir.path().join("pgflare.toml");
+    let toml = "[[tables]]\nname = \"items\"\nvector = \"e\"\nvector_id = \"slug\"\n\
+                vector_namespace = \"tenant\"\nvector_metadata = [\"body\"]\n";
+    std::fs::write(&config, toml).expect("config");
+    let c = config.to_str().expect("p");
+    let emu = Emulator::start(&[]);
+    let state = dir.path().join("state");
+    let mut load = emu.d1_load(&db, &state, &["--config", c, "--vectorize-index", INDEX, "--create-index"]);
+    ok_json(load.output().expect("load"));
+    block_on(async {
+        let v = emu.vectorize(INDEX);
+        let line =
+            r#"{"id":"item-7","values":[7,-0.0,2],"namespace":"elsewhere","metadata":{"body":"body 7"}}"#;
+        let t = v.upsert("plant", bytes::Bytes::from(format!("{line}\n"))).await.expect("upsert");
+        v.wait_applied(t, std::time::Duration::from_secs(30), &|_| {}).await.expect("applied");
+    });
+    let out = dir.path().join("cf-archive");
+    let s = ok_json(archive_cf(&db, &emu, c, &out, &[]));
+    assert_eq!(s["vectorize"]["set_aside"]["namespace_differs"], 1, "{s:#}");
+    assert_eq!(s["vectorize"]["rows_without_vector"], 1, "{s:#}");
+    let rows = py_table(&out, "items", "id");
+    assert_eq!(rows["7"]["e"], serde_json::json!([7f32.to_bits(), (-0.0f32).to_bits(), 2f32.to_bits()]));
+    assert!(rows["5"]["e"].is_null());
+    let side = py_table(&out, "_vectorize", "id");
+    let planted = (side["item-7"]["namespace"].as_str(), side["item-7"]["reason"].as_str());
+    assert_eq!(planted, (Some("elsewhere"), Some("namespace_differs")));
+    // Row 7's values changed on Cloudflare; every other row is the source's.
+    let o = pgflare(&db, &["--json", "archive", "verify", out.to_str().expect("p"), "--against-source"]);
+    let r: Value = serde_json::from_slice(&o.stdout).expect("report");
+    let keys: Vec<&str> =
+        r["problems"].as_array().expect("problems").iter().filter_map(|p| p["key"].as_str()).collect();
+    assert_eq!(keys, ["id=7"], "{r:#}");
 }
 
 #[test]
