@@ -7,7 +7,8 @@
 //! guessed: [`read_table`] stops with table, column, key and what was
 //! found; [`read_rows`] (what verify uses) reads on and hands the value
 //! over as [`Unreadable`], so that it becomes one difference, not the end
-//! of the run.
+//! of the run; [`read_ordered`] does the same in key order (what the
+//! archive of Cloudflare reads, so the same D1 gives the same files).
 //!
 //! The source side goes through [`target_form`] first: what the D1 mapping
 //! cannot keep (NaN, which SQLite stores as NULL; -0.0 in a REAL column,

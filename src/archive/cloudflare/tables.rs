@@ -94,7 +94,12 @@ pub async fn resolve(
 ) -> Result<(Vec<CfTable>, String)> {
     match definitions {
         Definitions::Live(src) => {
-            let mut snapshot = Snapshot::export(src).await?;
+            let mut snapshot = Snapshot::export(src).await.map_err(|e| Error::Source {
+                message: format!(
+                    "the tables' definitions are read from the source Postgres, which failed: {e}"
+                ),
+                hint: "once the source is gone, pass --like ARCHIVE_DIR (an archive of it) instead".into(),
+            })?;
             let prepared = crate::plan::prepare(&mut snapshot, project, only, vectors_on).await;
             snapshot.release().await?;
             let p = prepared?;
