@@ -114,6 +114,18 @@ fn an_api_load_archived_from_cloudflare_verifies_and_equals_the_source() {
 
     // Independent readers, value by value, vectors bit for bit.
     crate::archive::readers_match_the_source(&db, &out);
+    // The same Cloudflare state gives the same bytes.
+    let again = dir.path().join("again");
+    ok_json(archive_cf(&db, &emu, &config, &again, &[]));
+    let hashes = |m: &Value| -> Vec<Value> {
+        m["tables"]
+            .as_array()
+            .expect("tables")
+            .iter()
+            .flat_map(|t| t["files"].as_array().expect("f").clone())
+            .collect()
+    };
+    assert_eq!(hashes(&manifest(&again)), hashes(&m), "files, sizes, blake3 and digests");
 
     // Restored into a fresh D1 file, it verifies against the source.
     let d1 = dir.path().join("restored.sqlite");

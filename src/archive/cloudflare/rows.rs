@@ -52,6 +52,7 @@ pub fn write_table(
         _ => None,
     };
     let mut without = 0u64;
+    let batch_rows = batch_rows_for(t, batch_rows);
     read_ordered(&conn, &t.d1.name, &t.d1.spec, batch_rows, &t.d1.primary_key, &mut |batch, odd| {
         if let Some(u) = odd.first() {
             // The local copy is ours and was checked: only a pgflare bug gets here.
@@ -65,6 +66,15 @@ pub fn write_table(
         sink.write(&TableBatch { table: spec.clone(), partition: 0, batch: out })
     })?;
     Ok((sink.finish()?, without))
+}
+
+/// Rows per batch: `batch_rows`, fewer for wide vectors, so that a batch
+/// stays near 2 MiB of vector data as the source reader's do (8,192 rows
+/// of 1536 dimensions would be 48 MiB, and the peak a multiple of it).
+fn batch_rows_for(t: &CfTable, batch_rows: usize) -> usize {
+    let floats: u32 = t.spec.columns.iter().filter_map(|c| c.ty.dims).sum();
+    let per_row = floats as usize * 4 + 256;
+    batch_rows.min((2 << 20) / per_row).max(64)
 }
 
 /// The D1 batch's column holding source column `name`.
