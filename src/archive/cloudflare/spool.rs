@@ -19,8 +19,11 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::source::archive::manifest::VectorizeRead;
 
-/// Ids fetched per step (4 `get_by_ids` requests in flight).
-const STEP: usize = 4 * VECTORIZE_MAX_GET_IDS;
+/// Ids fetched per step: 25 `get_by_ids` requests, 4 in flight at a time
+/// (the client's pace); the progress line moves once a step. Measured on
+/// the emulator (5,000 x 1536, debug build): steps of 4 requests and of 25
+/// both took 28 s, as long as `verify` takes to read the same vectors.
+const STEP: usize = 25 * VECTORIZE_MAX_GET_IDS;
 /// Ids per `list` page (its most).
 const PER_PAGE: u64 = 1000;
 
