@@ -185,6 +185,7 @@ fn changes_made_on_cloudflare_are_what_the_archive_holds() {
     assert!(notes.contains("export failed") && notes.contains("Virtual Tables"), "{notes}");
     let aside = &s["vectorize"]["set_aside"];
     assert_eq!((aside["no_row"].as_u64(), aside["metadata_differs"].as_u64()), (Some(1), Some(1)), "{s:#}");
+    assert_schema("archive-manifest", &[&out.join("manifest.json")]);
     let o = verify_archive(&db, &out, false);
     assert!(o.status.success(), "the archive is intact: {}", text(&o));
     // A second implementation of the row digest agrees, side table included.
