@@ -104,6 +104,20 @@ pub async fn run(opts: &CloudflareOptions, progress: &Progress) -> Result<(Manif
     for f in ["d1-export.sqlite", "d1-file-copy.sqlite", "vectorize-spool.sqlite"] {
         let _ = std::fs::remove_file(opts.work_dir.join(f));
     }
+    let summary = summarize(opts, started, requests, &local, &tables, &written, notes);
+    Ok((manifest, summary))
+}
+
+/// What the run says: per table, the side table, the reads.
+fn summarize(
+    opts: &CloudflareOptions,
+    started: Instant,
+    requests: u64,
+    local: &LocalD1,
+    tables: &[CfTable],
+    written: &Written,
+    notes: Vec<String>,
+) -> CloudflareSummary {
     let summaries: Vec<TableSummary> = tables
         .iter()
         .zip(&written.tables)
@@ -115,8 +129,8 @@ pub async fn run(opts: &CloudflareOptions, progress: &Progress) -> Result<(Manif
             partitions: 1,
         })
         .collect();
-    let summary = CloudflareSummary {
-        out: dir.display().to_string(),
+    CloudflareSummary {
+        out: opts.parquet.dir.display().to_string(),
         rows: summaries.iter().map(|s| s.rows).sum(),
         bytes: summaries.iter().map(|s| s.bytes).sum::<u64>()
             + written.side.as_ref().map_or(0, |s| s.2.bytes),
@@ -127,8 +141,7 @@ pub async fn run(opts: &CloudflareOptions, progress: &Progress) -> Result<(Manif
         tables: summaries,
         side_rows: written.side.as_ref().map_or(0, |s| s.2.rows),
         notes,
-    };
-    Ok((manifest, summary))
+    }
 }
 
 /// The index of the vector table (when one table sends vectors): it
