@@ -5,12 +5,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod archive;
 mod doctor;
 mod emulate;
 mod groups;
 mod restore;
 mod sync;
 mod verify;
+pub use archive::{ArchiveArgs, ArchiveCommand, ArchiveFrom, ArchiveSub};
 pub use doctor::DoctorArgs;
 pub use emulate::EmulateArgs;
 pub use groups::{
@@ -102,10 +104,15 @@ pub enum Command {
     Inspect(InspectArgs),
 
     /// Export tables to Parquet with a manifest that proves the archive
-    /// matches the source (the final archive before decommissioning).
+    /// matches the source (the final archive before decommissioning); with
+    /// --from cloudflare, what D1 and Vectorize hold, in the same layout
+    /// (the full rollback, after Cloudflare took writes).
     ///
-    /// Example: pgflare archive --out ./archive && pgflare archive verify ./archive --against-source
-    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    /// Examples:
+    ///   pgflare archive --out ./archive && pgflare archive verify ./archive --against-source
+    ///   pgflare archive --from cloudflare --out ./cf-archive --d1-database-id ID --vectorize-index chunks
+    ///   pgflare archive --from cloudflare --out ./cf-archive --like ./archive --sqlite d1.sqlite
+    #[command(verbatim_doc_comment, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Archive(ArchiveCommand),
 
     /// Restore a pgflare archive into D1 and Vectorize (when they must be
@@ -415,55 +422,6 @@ pub struct InspectArgs {
     /// every row once).
     #[arg(long)]
     pub no_scan: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct ArchiveCommand {
-    #[command(subcommand)]
-    pub verify: Option<ArchiveSub>,
-
-    #[command(flatten)]
-    pub export: ArchiveArgs,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ArchiveSub {
-    /// Re-read an archive and prove it against its manifest: sizes, blake3
-    /// of every file, schemas, row counts and row digests. With
-    /// --against-source, also compare it row by row with the source and
-    /// name the file, row and key of every difference.
-    ///
-    /// Exit code: 0 verified, 1 differences found, 2 could not verify.
-    Verify(VerifyArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct ArchiveArgs {
-    #[command(flatten)]
-    pub source: SourceArgs,
-
-    /// Output folder: must be empty or not exist (see --overwrite).
-    #[arg(long, short, value_name = "DIR", required = true)]
-    pub out: Option<PathBuf>,
-
-    /// Replace the archive already in --out.
-    #[arg(long)]
-    pub overwrite: bool,
-
-    #[command(flatten)]
-    pub tuning: TuningArgs,
-
-    /// Start a new Parquet file past this size.
-    #[arg(long, default_value_t = 256, value_name = "MIB")]
-    pub file_size_mib: u64,
-
-    /// Cut row groups at about this size (readers like 32-128 MiB).
-    #[arg(long, default_value_t = 32, value_name = "MIB")]
-    pub row_group_mib: usize,
-
-    /// zstd level: 1 is fast, 22 is small.
-    #[arg(long, default_value_t = 1, value_name = "LEVEL")]
-    pub zstd_level: i32,
 }
 
 impl Cli {

@@ -1,8 +1,10 @@
 //! The final archive export: every selected table, read at one snapshot by
 //! parallel workers, written as Parquet (see [`writer`]) with a manifest
 //! that proves what was written ([`manifest`]), and the verification that
-//! checks both later ([`verify`]).
+//! checks both later ([`verify`]). [`cloudflare`] archives the other side,
+//! D1 and Vectorize, in the same layout with the same manifest.
 
+pub mod cloudflare;
 pub mod verify;
 pub mod writer;
 
@@ -54,7 +56,7 @@ pub struct ArchiveSummary {
 /// Refuses an output folder that holds something `overwrite` does not
 /// allow replacing; writes nothing (that waits until the source has been
 /// read enough to know the archive can be made: [`prepare_out`]).
-fn check_out(dir: &Path, overwrite: bool) -> Result<()> {
+pub(crate) fn check_out(dir: &Path, overwrite: bool) -> Result<()> {
     if dir.exists() && !overwrite && std::fs::read_dir(dir).map_err(Error::io(dir))?.next().is_some() {
         return Err(Error::Config {
             setting: "--out".into(),
@@ -69,7 +71,7 @@ fn check_out(dir: &Path, overwrite: bool) -> Result<()> {
 
 /// Prepares the output folder: it must be empty, or hold a pgflare archive
 /// that `overwrite` allows us to replace.
-fn prepare_out(dir: &Path, overwrite: bool) -> Result<()> {
+pub(crate) fn prepare_out(dir: &Path, overwrite: bool) -> Result<()> {
     check_out(dir, overwrite)?;
     if dir.exists() {
         let entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -89,6 +91,64 @@ fn prepare_out(dir: &Path, overwrite: bool) -> Result<()> {
         }
     }
     std::fs::create_dir_all(dir).map_err(Error::io(dir))
+}
+
+/// A table's manifest entry from what its files' sink reported; `schema`
+/// is its constraints, indexes and DDL.
+pub fn manifest_table(
+    spec: crate::batch::TableSpec,
+    report: crate::batch::sink::SinkReport,
+    schema: (Vec<crate::source::table::Constraint>, Vec<String>, String),
+) -> Result<ManifestTable> {
+    let mut digest = DigestSum::default();
+    for f in &report.files {
+        let one = DigestSum::from_hex(&f.row_digest)
+            .ok_or_else(|| Error::Internal(format!("bad row digest for {}", f.path)))?;
+        digest.merge(&one);
+    }
+    // The types in the files, which is what a reader of the archive sees.
+    let arrow_types = crate::source::archive::file_schema(&spec)
+        .fields()
+        .iter()
+        .map(|f| f.data_type().to_string())
+        .collect();
+    let (constraints, indexes, ddl) = schema;
+    Ok(ManifestTable {
+        arrow_types,
+        rows: report.rows,
+        bytes: report.bytes,
+        row_digest: digest.hex(),
+        files: report.files,
+        constraints,
+        indexes,
+        ddl,
+        spec,
+        omitted_columns: Vec::new(),
+    })
+}
+
+/// A manifest of `tables`, read from `source` at `snapshot`, made now.
+pub fn new_manifest(
+    source: SourceInfo,
+    snapshot: crate::source::SnapshotInfo,
+    tables: Vec<ManifestTable>,
+) -> Manifest {
+    Manifest {
+        format: manifest::FORMAT.into(),
+        format_version: manifest::FORMAT_VERSION,
+        pgflare_version: env!("CARGO_PKG_VERSION").into(),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        source,
+        snapshot,
+        digest: DigestInfo {
+            hash: "blake3".into(),
+            row_encoding: crate::digest::ROW_ENCODING.into(),
+            combine: "sum of 4 little-endian u64 lanes, wrapping".into(),
+        },
+        tables,
+        side_tables: Vec::new(),
+        cloudflare: None,
+    }
 }
 
 /// Exports the selection at a new snapshot.
@@ -125,12 +185,6 @@ pub async fn export_at(
     let mut out_tables = Vec::new();
     let mut summaries = Vec::new();
     for TableRead { info: t, partitions, report } in reading.tables {
-        let mut digest = DigestSum::default();
-        for f in &report.files {
-            let one = DigestSum::from_hex(&f.row_digest)
-                .ok_or_else(|| Error::Internal(format!("bad row digest for {}", f.path)))?;
-            digest.merge(&one);
-        }
         summaries.push(TableSummary {
             table: t.spec.qualified(),
             rows: report.rows,
@@ -138,38 +192,10 @@ pub async fn export_at(
             bytes: report.bytes,
             partitions,
         });
-        // The types in the files, which is what a reader of the archive sees.
-        let arrow_types = crate::source::archive::file_schema(&t.spec)
-            .fields()
-            .iter()
-            .map(|f| f.data_type().to_string())
-            .collect();
-        out_tables.push(ManifestTable {
-            arrow_types,
-            rows: report.rows,
-            bytes: report.bytes,
-            row_digest: digest.hex(),
-            files: report.files,
-            constraints: t.constraints,
-            indexes: t.indexes,
-            ddl: t.ddl,
-            spec: t.spec,
-        });
+        out_tables.push(manifest_table(t.spec, report, (t.constraints, t.indexes, t.ddl))?);
     }
-    let manifest = Manifest {
-        format: manifest::FORMAT.into(),
-        format_version: manifest::FORMAT_VERSION,
-        pgflare_version: env!("CARGO_PKG_VERSION").into(),
-        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        source: SourceInfo { url: src.display().to_string(), server_version: info.server_version.clone() },
-        snapshot: info,
-        digest: DigestInfo {
-            hash: "blake3".into(),
-            row_encoding: crate::digest::ROW_ENCODING.into(),
-            combine: "sum of 4 little-endian u64 lanes, wrapping".into(),
-        },
-        tables: out_tables,
-    };
+    let source = SourceInfo { url: src.display().to_string(), server_version: info.server_version.clone() };
+    let manifest = new_manifest(source, info, out_tables);
     manifest.write(dir)?;
     let summary = ArchiveSummary {
         out: dir.display().to_string(),

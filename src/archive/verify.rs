@@ -1,5 +1,6 @@
-//! `pgflare archive verify`: proves an archive against its manifest and,
-//! when a source is given, against the source row by row. Offline, every
+//! `pgflare archive verify`: proves an archive (of Postgres or of
+//! Cloudflare) against its manifest and, when a source is given, against
+//! the source row by row. Offline, every
 //! file's size, blake3, schema, row count and row digest are checked (files
 //! in parallel). Against the source, the table is read at a fresh snapshot
 //! and compared by primary-key buckets; only differing buckets are read
@@ -162,7 +163,9 @@ pub async fn verify(
     let manifest = Manifest::read(dir)?;
     let mut report = VerifyReport { archive: dir.display().to_string(), ..VerifyReport::default() };
     let mut archive_buckets: HashMap<String, Buckets> = HashMap::new();
-    for table in &manifest.tables {
+    // Side tables (an archive of Cloudflare's `_vectorize`) are checked
+    // like the others; only the source's tables are compared with it.
+    for table in manifest.tables.iter().chain(&manifest.side_tables) {
         let name = table.spec.qualified();
         let bar = progress.rows(&format!("{name} (archive)"), Some(table.rows));
         let checks: Vec<FileCheck> = table

@@ -146,6 +146,13 @@ impl Api {
         }
     }
 
+    /// The request budget: requests that may go now (`None` while one
+    /// waits for it), and its size, per window.
+    pub fn budget(&self) -> (Option<usize>, u32, Duration) {
+        let s = &self.settings;
+        (self.limiter.left(), s.rate_limit_requests, s.rate_limit_window)
+    }
+
     /// The bounds of this run.
     pub fn timeouts(&self) -> crate::timeouts::Timeouts {
         self.settings.timeouts

@@ -73,6 +73,11 @@ impl D1 {
         &self.database_id
     }
 
+    /// The client it calls through (its request budget is the user's).
+    pub fn api(&self) -> &std::sync::Arc<Api> {
+        &self.api
+    }
+
     fn url(&self, action: &str) -> String {
         self.api.account_url(&format!("d1/database/{}/{action}", self.database_id))
     }
@@ -219,9 +224,10 @@ impl D1 {
 
     /// Exports the database as SQL (schema and rows, as `wrangler d1
     /// export` does) into `path`: start, poll until complete, then stream
-    /// the dump from its signed URL. Returns the bytes written. An export
-    /// D1 lost track of is started again (it only reads).
-    pub async fn export_to(&self, what: &str, path: &std::path::Path) -> Result<u64> {
+    /// the dump from its signed URL. Returns the bytes written and the
+    /// export's `at_bookmark`. An export D1 lost track of is started again
+    /// (it only reads).
+    pub async fn export_to(&self, what: &str, path: &std::path::Path) -> Result<Exported> {
         let _alone = self.gate.write().await;
         let url = self.url("export");
         let mut pacer = Pacer::new(self.poll_every, self.wait);
@@ -259,8 +265,46 @@ impl D1 {
                 message: format!("the finished export has no signed_url: {state}"),
                 hint: "check CLOUDFLARE_API_BASE_URL points at the Cloudflare API".into(),
             })?;
-        self.api.download_to(&format!("{what}: export download"), signed, path).await
+        let bytes = self.api.download_to(&format!("{what}: export download"), signed, path).await?;
+        let at_bookmark = state.get("at_bookmark").and_then(Value::as_str).map(str::to_string);
+        Ok(Exported { bytes, at_bookmark })
     }
+
+    /// The database's own description (`GET d1/database/{id}`: `uuid`,
+    /// `name`, `version`, `num_tables`, `file_size`; cloudflare-go
+    /// `d1/database.go` `Get`).
+    pub async fn database(&self) -> Result<Value> {
+        let what = format!("D1 database {}", self.database_id);
+        self.api.get(&what, &self.api.account_url(&format!("d1/database/{}", self.database_id))).await
+    }
+
+    /// The database's current Time Travel bookmark (`GET
+    /// d1/database/{id}/time_travel/bookmark` -> `{bookmark}`:
+    /// cloudflare-typescript `src/resources/d1/database/time-travel.ts`
+    /// `getBookmark`). Bookmarks name a state of the database and sort
+    /// from oldest to newest (cloudflare-docs `d1/reference/time-travel`),
+    /// so two equal bookmarks around a read prove nothing was written
+    /// during it.
+    pub async fn bookmark(&self) -> Result<String> {
+        let what = format!("D1 database {}: Time Travel bookmark", self.database_id);
+        let v = self.api.get(&what, &self.url("time_travel/bookmark")).await?;
+        v.get("bookmark").and_then(Value::as_str).map(str::to_string).ok_or_else(|| Error::Api {
+            what,
+            status: None,
+            message: format!("the answer has no bookmark: {}", super::client::snippet(&v.to_string())),
+            hint: "check CLOUDFLARE_API_BASE_URL points at the Cloudflare API".into(),
+        })
+    }
+}
+
+/// What an export gave: the dump's size and the Time Travel bookmark of
+/// the state it holds (`at_bookmark`, "the current time-travel bookmark
+/// for your D1 ... will not change for the duration of the export task":
+/// cloudflare-python `types/d1/database_export_response.py`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exported {
+    pub bytes: u64,
+    pub at_bookmark: Option<String>,
 }
 
 /// The error of an import that ended without completing: Cloudflare's own

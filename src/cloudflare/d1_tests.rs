@@ -87,7 +87,8 @@ async fn an_export_polled_through_its_active_answers_downloads_the_dump() {
     let path = dir.path().join("dump.sql");
     let n = d1.export_to("verify", &path).await.expect("export");
     let dump = std::fs::read_to_string(&path).expect("dump");
-    assert_eq!(n, dump.len() as u64);
+    assert_eq!(n.bytes, dump.len() as u64);
+    assert!(n.at_bookmark.is_some(), "an export names the state it holds");
     assert!(dump.contains("INSERT INTO") && dump.contains("7"), "{dump}");
 }
 

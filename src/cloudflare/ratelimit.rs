@@ -43,6 +43,18 @@ impl RateLimiter {
         }
     }
 
+    /// Requests that may go out now without waiting (`None` while a
+    /// request holds the log, e.g. one waiting for the budget).
+    pub fn left(&self) -> Option<usize> {
+        if self.held_until().is_some_and(|u| u > Instant::now()) {
+            return Some(0);
+        }
+        let sent = self.sent.try_lock().ok()?;
+        let now = Instant::now();
+        let in_window = sent.iter().filter(|t| now.duration_since(**t) < self.window).count();
+        Some(self.requests.saturating_sub(in_window))
+    }
+
     fn held_until(&self) -> Option<Instant> {
         *self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -75,6 +87,16 @@ impl RateLimiter {
     }
 }
 
+/// How long `remaining` more requests take when `left` of them may go at
+/// once and then `requests` per `window`, each taking `per_request` (the
+/// pace seen so far): whichever bound is slower, the budget or the pace.
+pub fn eta(remaining: u64, left: u64, requests: u32, window: Duration, per_request: Duration) -> Duration {
+    let paced = per_request.mul_f64(remaining as f64);
+    let over = remaining.saturating_sub(left);
+    let budget = window.mul_f64(over as f64 / f64::from(requests.max(1)));
+    paced.max(budget)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +112,29 @@ mod tests {
         let d = crate::config::project::CloudflareSettings::default();
         assert_eq!(d.rate_limit_window, Duration::from_secs(300));
         assert!(d.rate_limit_requests <= 1000, "{} leaves no room for wrangler", d.rate_limit_requests);
+    }
+
+    #[test]
+    fn the_eta_is_bound_by_the_budget_once_it_is_spent() {
+        let (w, fast) = (Duration::from_secs(300), Duration::from_millis(10));
+        // 100 requests with 1000 left: the pace decides.
+        assert_eq!(eta(100, 1000, 1000, w, fast), Duration::from_secs(1));
+        // 3000 with 1000 left: two more windows' worth of budget.
+        assert_eq!(eta(3000, 1000, 1000, w, fast), Duration::from_secs(600));
+        assert_eq!(eta(0, 0, 1000, w, fast), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn left_counts_what_the_window_still_allows() {
+        let limiter = RateLimiter::new(5, Duration::from_secs(10));
+        assert_eq!(limiter.left(), Some(5));
+        limiter.acquire(sleep).await;
+        limiter.acquire(sleep).await;
+        assert_eq!(limiter.left(), Some(3));
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(limiter.left(), Some(5));
+        limiter.hold(Duration::from_secs(3));
+        assert_eq!(limiter.left(), Some(0), "a 429's hold lets nothing through");
     }
 
     #[tokio::test(start_paused = true)]

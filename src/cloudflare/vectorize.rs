@@ -108,6 +108,11 @@ impl Vectorize {
         &self.index
     }
 
+    /// The client it calls through (its request budget is the user's).
+    pub fn api(&self) -> &Arc<Api> {
+        &self.api
+    }
+
     fn url(&self, action: &str) -> String {
         let base = format!("vectorize/v2/indexes/{}", self.index);
         self.api.account_url(&if action.is_empty() { base } else { format!("{base}/{action}") })
@@ -159,12 +164,25 @@ impl Vectorize {
         parse(&what, v.get("matches").cloned().unwrap_or(Value::Array(Vec::new())))
     }
 
-    /// Every vector id, in the order `list` pages them. A listing that
-    /// does not advance (a cursor handed out twice, or a truncated page
-    /// without ids) is an error, not an endless loop.
+    /// Every vector id, in the order `list` pages them.
     pub async fn list_ids(&self) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        self.list_pages(&mut |page| {
+            ids.extend(page);
+            Ok(())
+        })
+        .await?;
+        Ok(ids)
+    }
+
+    /// Lists every vector id, a page (up to 1,000 ids, `list`'s most) at a
+    /// time into `each`, so that an index of millions is never held whole;
+    /// returns how many ids were listed. A listing that does not advance
+    /// (a cursor handed out twice, or a truncated page without ids) is an
+    /// error, not an endless loop.
+    pub async fn list_pages(&self, each: &mut (dyn FnMut(Vec<String>) -> Result<()> + Send)) -> Result<u64> {
         let what = format!("Vectorize index {}: list", self.index);
-        let (mut ids, mut cursor) = (Vec::new(), None::<String>);
+        let (mut listed, mut cursor) = (0u64, None::<String>);
         let mut seen = std::collections::HashSet::new();
         loop {
             let mut url = format!("{}?count=1000", self.url("list"));
@@ -173,19 +191,22 @@ impl Vectorize {
             }
             let v = self.api.get(&what, &url).await?;
             let page = v.get("vectors").and_then(Value::as_array).cloned().unwrap_or_default();
-            ids.extend(page.iter().filter_map(|x| x.get("id")?.as_str().map(str::to_string)));
+            let empty = page.is_empty();
+            let ids: Vec<String> =
+                page.iter().filter_map(|x| x.get("id")?.as_str().map(str::to_string)).collect();
+            listed += ids.len() as u64;
+            each(ids)?;
             let more = v.get("isTruncated").and_then(Value::as_bool).unwrap_or(false);
             cursor = v.get("nextCursor").and_then(Value::as_str).map(str::to_string);
-            let Some(next) = cursor.as_ref().filter(|_| more) else { return Ok(ids) };
-            if page.is_empty() || !seen.insert(next.clone()) {
+            let Some(next) = cursor.as_ref().filter(|_| more) else { return Ok(listed) };
+            if empty || !seen.insert(next.clone()) {
                 return Err(Error::Api {
                     what,
                     status: None,
                     message: format!(
-                        "the listing does not advance after {} ids: the index answered a truncated page \
+                        "the listing does not advance after {listed} ids: the index answered a truncated page \
                          {} (cursor {next:?})",
-                        ids.len(),
-                        if page.is_empty() { "without ids" } else { "with a cursor it had already given" }
+                        if empty { "without ids" } else { "with a cursor it had already given" }
                     ),
                     hint: "run the command again later; if it persists, the index is being rebuilt or \
                            CLOUDFLARE_API_BASE_URL does not point at Cloudflare's API"

@@ -1,4 +1,5 @@
-//! `pgflare archive` and `pgflare archive verify`.
+//! `pgflare archive` (from Postgres, or from Cloudflare) and `pgflare
+//! archive verify`.
 
 use crate::output::outln;
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use anyhow::Context;
 
 use super::{human_bytes, print_json, EXIT_DIFFERENCES};
 use crate::archive::{self, verify, ArchiveOptions, ParquetConfig};
-use crate::cli::{ArchiveArgs, VerifyArgs};
+use crate::cli::{ArchiveArgs, ArchiveFrom, VerifyArgs};
 use crate::config;
 use crate::progress::Progress;
 
@@ -17,6 +18,12 @@ pub async fn export(
     progress: &Progress,
     timeouts: crate::timeouts::Timeouts,
 ) -> anyhow::Result<ExitCode> {
+    if args.from == ArchiveFrom::Cloudflare {
+        return super::archive_cloudflare::run(args, json, progress, timeouts).await;
+    }
+    if let Some(flag) = super::archive_cloudflare::cloudflare_only(&args) {
+        anyhow::bail!("{flag} reads Cloudflare: add --from cloudflare (or leave it out to archive Postgres)");
+    }
     let (source, selection, _) = crate::plan::resolve::source_and_selection(&args.source, timeouts)?;
     let (read, split) = crate::plan::resolve::tuning(&args.tuning)?;
     let dir = args.out.context("--out is required: the folder to write the archive to")?;

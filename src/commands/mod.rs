@@ -5,6 +5,7 @@
 //! state folder) 3 ([`sync::EXIT_BUSY`]).
 
 mod archive;
+mod archive_cloudflare;
 mod doctor;
 mod emulate;
 mod init;

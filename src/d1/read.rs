@@ -7,7 +7,8 @@
 //! guessed: [`read_table`] stops with table, column, key and what was
 //! found; [`read_rows`] (what verify uses) reads on and hands the value
 //! over as [`Unreadable`], so that it becomes one difference, not the end
-//! of the run.
+//! of the run; [`read_ordered`] does the same in key order (what the
+//! archive of Cloudflare reads, so the same D1 gives the same files).
 //!
 //! The source side goes through [`target_form`] first: what the D1 mapping
 //! cannot keep (NaN, which SQLite stores as NULL; -0.0 in a REAL column,
@@ -23,7 +24,7 @@ use arrow::array::{
     Int64Builder, ListBuilder, RecordBatch, StringBuilder, Time64MicrosecondBuilder,
     TimestampMicrosecondBuilder,
 };
-use arrow::datatypes::{DataType, Float32Type, Float64Type, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use rusqlite::types::ValueRef;
 use serde_json::Value;
 
@@ -126,20 +127,55 @@ pub fn read_rows(
     rowids: Option<(i64, i64)>,
     each: &mut dyn FnMut(RecordBatch, Vec<Unreadable>) -> Result<()>,
 ) -> Result<()> {
-    let cols = spec.columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
     // No ORDER BY: every reader of these batches is order-independent
     // (digest sums, maps by key), and ordering by a TEXT primary key walks
     // its index and fetches each row by rowid, which is slower than the
     // table scan for wide rows.
-    let range = if rowids.is_some() { " WHERE rowid BETWEEN ?1 AND ?2" } else { "" };
-    let sql = format!("SELECT {cols} FROM {}{range}", quote_ident(name));
+    let scan = match rowids {
+        Some((a, b)) => Scan { tail: " WHERE rowid BETWEEN ?1 AND ?2".into(), params: vec![a, b] },
+        None => Scan { tail: String::new(), params: Vec::new() },
+    };
+    read_scan(conn, name, spec, batch_rows, &scan, each)
+}
+
+/// [`read_rows`] of the whole table in the order of the columns `order`
+/// (D1 names, e.g. the key): what an archive of D1 reads, so that the same
+/// D1 gives the same files.
+pub fn read_ordered(
+    conn: &rusqlite::Connection,
+    name: &str,
+    spec: &TableSpec,
+    batch_rows: usize,
+    order: &[String],
+    each: &mut dyn FnMut(RecordBatch, Vec<Unreadable>) -> Result<()>,
+) -> Result<()> {
+    let tail = match order.is_empty() {
+        true => String::new(),
+        false => format!(" ORDER BY {}", order.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")),
+    };
+    read_scan(conn, name, spec, batch_rows, &Scan { tail, params: Vec::new() }, each)
+}
+
+/// What follows `SELECT cols FROM table` and its parameters.
+struct Scan {
+    tail: String,
+    params: Vec<i64>,
+}
+
+fn read_scan(
+    conn: &rusqlite::Connection,
+    name: &str,
+    spec: &TableSpec,
+    batch_rows: usize,
+    scan: &Scan,
+    each: &mut dyn FnMut(RecordBatch, Vec<Unreadable>) -> Result<()>,
+) -> Result<()> {
+    let cols = spec.columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
+    let sql = format!("SELECT {cols} FROM {}{}", quote_ident(name), scan.tail);
     let context = || format!("reading D1 table {name}");
     let mut stmt = conn.prepare(&sql).map_err(Error::sqlite(context()))?;
-    let mut rows = match rowids {
-        Some((a, b)) => stmt.query([a, b]),
-        None => stmt.query([]),
-    }
-    .map_err(Error::sqlite(context()))?;
+    let mut rows =
+        stmt.query(rusqlite::params_from_iter(scan.params.iter())).map_err(Error::sqlite(context()))?;
     let schema = spec.arrow_schema();
     let new_builders =
         || schema.fields().iter().map(|f| arrow::array::make_builder(f.data_type(), batch_rows));
@@ -423,96 +459,12 @@ fn txt<'a>(v: &Scalar<'a>) -> Option<&'a str> {
     }
 }
 
-/// `-12.340` at scale 3 -> -12340.
-fn decimal(t: Option<&str>, scale: i8) -> Option<i128> {
-    let t = t?;
-    let (neg, digits) = match t.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, t),
-    };
-    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    let scale = scale.max(0) as usize;
-    if frac.len() > scale || int.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let v: i128 = format!("{int}{frac:0<scale$}").parse().ok()?;
-    Some(if neg { -v } else { v })
-}
-
-fn date(t: Option<&str>) -> Option<i32> {
-    let d = chrono::NaiveDate::parse_from_str(t?, "%Y-%m-%d").ok()?;
-    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
-    i32::try_from((d - epoch).num_days()).ok()
-}
-
-fn time(t: Option<&str>) -> Option<i64> {
-    let t = chrono::NaiveTime::parse_from_str(t?, "%H:%M:%S%.6f").ok()?;
-    let midnight = chrono::NaiveTime::from_hms_opt(0, 0, 0)?;
-    (t - midnight).num_microseconds()
-}
-
-fn timestamp(t: Option<&str>, zoned: bool) -> Option<i64> {
-    let t = t?;
-    let body = if zoned { t.strip_suffix('Z')? } else { t };
-    let ts = chrono::NaiveDateTime::parse_from_str(body, "%Y-%m-%dT%H:%M:%S%.6f").ok()?;
-    Some(ts.and_utc().timestamp_micros())
-}
-
-/// The source batch as D1 can hold it: NaN floats become NULL (SQLite has
-/// no NaN), -0.0 becomes 0.0 (SQLite stores a whole REAL as an integer),
-/// and non-finite floats inside arrays become null elements (JSON has no
-/// Infinity). Everything else D1 keeps exactly.
-pub fn target_form(batch: &RecordBatch) -> Result<RecordBatch> {
-    let columns = batch.columns().iter().map(|c| d1_form(c)).collect::<Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new(batch.schema(), columns)?)
-}
-
-fn d1_form(col: &ArrayRef) -> Result<ArrayRef> {
-    use arrow::array::{ListArray, PrimitiveArray};
-    Ok(match col.data_type() {
-        // float32 -> float64 -> float32 is exact, so one rule serves both.
-        DataType::Float32 => {
-            let a = col.as_primitive::<Float32Type>();
-            Arc::new(
-                a.iter()
-                    .map(|v| v.and_then(|f| super::real(f64::from(f))).map(|f| f as f32))
-                    .collect::<PrimitiveArray<Float32Type>>(),
-            )
-        }
-        DataType::Float64 => {
-            let a = col.as_primitive::<Float64Type>();
-            Arc::new(a.iter().map(|v| v.and_then(super::real)).collect::<PrimitiveArray<Float64Type>>())
-        }
-        DataType::List(f)
-            if matches!(f.data_type(), DataType::Float32 | DataType::Float64) && f.is_nullable() =>
-        {
-            let l = col.as_list::<i32>();
-            let values = finite_only(l.values())?;
-            Arc::new(ListArray::try_new(f.clone(), l.offsets().clone(), values, l.nulls().cloned())?)
-        }
-        _ => col.clone(),
-    })
-}
-
-fn finite_only(values: &ArrayRef) -> Result<ArrayRef> {
-    use arrow::array::PrimitiveArray;
-    Ok(match values.data_type() {
-        DataType::Float32 => Arc::new(
-            values
-                .as_primitive::<Float32Type>()
-                .iter()
-                .map(|v| v.filter(|f| f.is_finite()))
-                .collect::<PrimitiveArray<Float32Type>>(),
-        ),
-        _ => Arc::new(
-            values
-                .as_primitive::<Float64Type>()
-                .iter()
-                .map(|v| v.filter(|f| f.is_finite()))
-                .collect::<PrimitiveArray<Float64Type>>(),
-        ),
-    })
-}
+#[path = "read/form.rs"]
+mod form;
+pub use form::target_form;
+#[path = "read/parse.rs"]
+mod parse;
+use parse::{date, decimal, time, timestamp};
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,8 @@
 //! The D1 endpoints under `/client/v4/accounts/{account}/d1/database`:
 //! create, list and show databases, and `query`/`raw` (one transaction per
 //! request, one result per statement). Import and export live in
-//! [`super::d1_import`]. SQLite work runs in `spawn_blocking`.
+//! [`super::d1_import`], the Time Travel bookmark in
+//! [`super::d1_time_travel`]. SQLite work runs in `spawn_blocking`.
 //!
 //! Query bodies are held to the OpenAPI schema (cloudflare-python
 //! `types/d1/database_query_params.py`, workers-sdk
@@ -68,6 +69,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route(&format!("{DB}/{{db}}/raw"), post(raw))
         .route(&format!("{DB}/{{db}}/import"), post(d1_import::import))
         .route(&format!("{DB}/{{db}}/export"), post(d1_import::export))
+        .route(&format!("{DB}/{{db}}/time_travel/bookmark"), get(super::d1_time_travel::bookmark))
         .route(&format!("{UPLOAD_PREFIX}{{id}}"), put(d1_import::upload))
         .route(&format!("{DOWNLOAD_PREFIX}{{id}}"), get(d1_import::download))
 }

@@ -30,6 +30,7 @@ mod d1_import;
 mod d1_jobs;
 mod d1_rules;
 mod d1_store;
+mod d1_time_travel;
 mod envelope;
 mod js_number;
 mod rate_limit;

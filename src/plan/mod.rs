@@ -3,8 +3,9 @@
 //! files ([`resolve`], [`cloudflare`]), the tables read and their D1 and
 //! Vectorize mappings ([`prepare`], shared by load, sync and verify), the
 //! order tables load in and the foreign keys on a cycle written after the
-//! rows (`sink::d1::links::FkPlan`), the estimates `--dry-run` prints, and
-//! where the rows and vectors go ([`target`], [`vectors`], [`access`]).
+//! rows (`sink::d1::links::FkPlan`), the estimates `--dry-run` prints,
+//! where the rows and vectors go ([`target`], [`vectors`], [`access`]), and
+//! a remote D1 made local for reading ([`d1_export`], verify and archive).
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,7 @@ use serde::Serialize;
 
 pub mod access;
 pub mod cloudflare;
+pub mod d1_export;
 pub mod live;
 pub mod resolve;
 pub mod target;

@@ -6,7 +6,6 @@
 //! self-contained HTML forms ([`render`]).
 
 pub mod compare;
-pub mod d1_export;
 pub mod parity;
 pub mod pending;
 pub mod render;

@@ -197,8 +197,10 @@ impl<'a> Verification<'a> {
                     .clone()
                     .ok_or_else(|| Error::Internal("D1 over the API without a client".into()))?;
                 let d1 = crate::cloudflare::D1::new(api, database_id);
-                let names: Vec<String> = self.shapes.values().map(|s| s.table.name.clone()).collect();
-                let m = super::d1_export::materialize(&d1, &self.opts.work_dir, &names).await?;
+                let mut names: Vec<String> = self.shapes.values().map(|s| s.table.name.clone()).collect();
+                // pgflare's sync state too: verify reads the checkpoint from it.
+                names.push(crate::state::store::STATE_TABLE.into());
+                let m = crate::plan::d1_export::materialize(&d1, &self.opts.work_dir, &names).await?;
                 for n in &m.notes {
                     self.progress.println(&format!("note: {n}"));
                 }

@@ -15,7 +15,7 @@ use crate::wrangler::{remote_project, wrangler_remote};
 
 /// The steps sdk_contract.py reports with `ok`: a step that silently did
 /// not run fails the test too.
-const SDK_STEPS: usize = 14;
+const SDK_STEPS: usize = 15;
 
 #[test]
 fn cloudflares_python_sdk_parses_every_answer_of_the_emulator() {

@@ -6,6 +6,7 @@
 mod common;
 
 mod archive;
+mod archive_cloudflare;
 mod archive_exclusions;
 mod config;
 mod consistency;

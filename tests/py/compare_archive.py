@@ -129,6 +129,19 @@ def load_source(cat, vals):
     return v  # timestamps, time, date: text of an integer
 
 
+def d1_form(cat, v):
+    """A source value (normal form) as D1 holds it (see --d1-form)."""
+    if v is None or cat not in ("f4", "f8", "f4[]", "f8[]"):
+        return v
+    w = 32 if cat.startswith("f4") else 64
+    exp = (1 << (w - 1)) - (1 << (23 if w == 32 else 52))  # exponent bits all ones
+    frac = (1 << (23 if w == 32 else 52)) - 1
+    nan = lambda b: (b & exp) == exp and (b & frac) != 0
+    if cat in ("f4", "f8"):
+        return None if nan(v) else 0 if v == 1 << (w - 1) else v
+    return [None if b is None or (b & exp) == exp else b for b in v]
+
+
 def load_parquet(cat, arr):
     """One Parquet column (a pyarrow Array) to the normal form; a str says why it cannot be compared."""
     t = arr.type
@@ -245,7 +258,7 @@ def read_tables(files, readers, report):
     return tables
 
 
-def compare_table(conn, archive, entry, readers):
+def compare_table(conn, archive, entry, readers, d1=False):
     """Prints the differences of one table for every reader; returns (number of differences, source rows)."""
     schema, name, columns, pk = entry["schema"], entry["name"], entry["columns"], list(entry["primary_key"])
     qname, diffs = f"{schema}.{name}", []
@@ -300,6 +313,8 @@ def compare_table(conn, archive, entry, readers):
         src.execute(sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(exprs), sql.Identifier(schema, name)))
         for seen, row in enumerate(src, 1):
             source = {n: load_source(cats[n], row[slices[n]]) for n in cats}
+            if d1:
+                source = {n: d1_form(cats[n], v) for n, v in source.items()}
             for view in views:
                 view.match(source, report)
     for view in views:
@@ -313,6 +328,8 @@ def main():
     ap.add_argument("--database-url", default=os.environ.get("DATABASE_URL"), help="source (default: $DATABASE_URL)")
     ap.add_argument("--archive", required=True, type=Path, help="archive folder (holds manifest.json)")
     ap.add_argument("--table", action="append", default=[], help="only this table (name or schema.name); repeatable")
+    ap.add_argument("--d1-form", action="store_true",
+                    help="compare with the source as D1 holds it (an archive made from Cloudflare)")
     ap.add_argument("--reader", action="append", choices=archive_readers.READERS, default=[],
                     help="read the files with this reader only (repeatable; default: all of them)")
     args = ap.parse_args()
@@ -334,7 +351,7 @@ def main():
     conn.isolation_level, conn.read_only = psycopg.IsolationLevel.REPEATABLE_READ, True
     try:
         with conn:
-            results = [compare_table(conn, args.archive, entry, readers) for entry in tables]
+            results = [compare_table(conn, args.archive, entry, readers, args.d1_form) for entry in tables]
     except psycopg.Error as e:
         usage_error(f"database error: {e}")
     diffs, rows = sum(r[0] for r in results), sum(r[1] for r in results)

@@ -173,6 +173,17 @@ def main():
         assert "CREATE TABLE contract_t" in text, text[:300]
         assert text.count("INSERT INTO") == 3 and "contract_import" not in text, text[:600]
 
+    @step("d1 time travel: the current bookmark names the state, and moves with a write")
+    def _():
+        first = declared_only(d1.time_travel.get_bookmark(database, account_id=A), "time travel bookmark")
+        again = d1.time_travel.get_bookmark(database, account_id=A)
+        assert first.bookmark and first.bookmark == again.bookmark, (first, again)
+        d1.query(database, account_id=A, sql="INSERT INTO contract_t VALUES (?, ?, ?)", params=["9", "n9", "1"])
+        after = d1.time_travel.get_bookmark(database, account_id=A)
+        # Bookmarks sort from oldest to newest (cloudflare-docs d1/reference/time-travel).
+        assert after.bookmark > first.bookmark, (first, after)
+        d1.query(database, account_id=A, sql="DELETE FROM contract_t WHERE id = ?", params=["9"])
+
     dims = 4
     vectors = [
         {"id": "v1", "values": [1.0, 0.0, 0.0, 0.0], "metadata": {"kind": "a", "n": 1}},

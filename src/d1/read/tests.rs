@@ -4,6 +4,7 @@
 use super::*;
 use crate::batch::ColumnSpec;
 use crate::typemap::{ColumnType, Kind};
+use arrow::datatypes::Float32Type;
 use proptest::prelude::*;
 
 /// What the scanner gives for `s` as a whole element, in std's terms.

@@ -2,8 +2,11 @@
 //! layout every reader and the writer share ([`file_schema`], [`relabel`]),
 //! and its Parquet files read back as batches of the table they came from
 //! ([`table_batches`]), after their bytes are checked against the manifest
-//! ([`check_files`]). `archive verify` and `restore` read archives here;
-//! the archive job writes them.
+//! ([`check_files`]), and its tables described as introspection would
+//! describe them ([`table_info`]). `archive verify`, `restore` and the
+//! archive of Cloudflare (which takes its table definitions from a
+//! Postgres archive once Postgres is gone) read archives here; the archive
+//! job writes them.
 
 pub mod manifest;
 
@@ -176,4 +179,45 @@ pub fn check_files(dir: &Path, manifest: &Manifest) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The table as the archive describes it, as introspection would (for a
+/// D1 mapping and schema): its foreign keys and unique constraints read
+/// back from the manifest's definitions; one this pgflare cannot read is
+/// refused by name. `manifest` is the manifest's path, for the message.
+pub fn table_info(t: &ManifestTable, manifest: &Path) -> Result<crate::source::TableInfo> {
+    use crate::source::constraint_text;
+    let mut foreign_keys = Vec::new();
+    let mut unique_keys = Vec::new();
+    for c in &t.constraints {
+        match c.kind.as_str() {
+            "f" => {
+                let fk = constraint_text::foreign_key(&c.name, &c.definition, &t.spec.schema);
+                foreign_keys.push(fk.ok_or_else(|| Error::Manifest {
+                    path: manifest.to_path_buf(),
+                    message: format!(
+                        "table {}: cannot read the foreign key {} ({}); leave the table out with --table",
+                        t.spec.qualified(),
+                        c.name,
+                        c.definition
+                    ),
+                })?)
+            }
+            "u" => unique_keys.extend(constraint_text::unique_columns(&c.definition)),
+            _ => {}
+        }
+    }
+    Ok(crate::source::TableInfo {
+        spec: t.spec.clone(),
+        row_estimate: Some(t.rows),
+        total_bytes: i64::try_from(t.bytes).unwrap_or(i64::MAX),
+        constraints: t.constraints.clone(),
+        indexes: t.indexes.clone(),
+        ddl: t.ddl.clone(),
+        foreign_keys,
+        unique_keys,
+        btree_indexes: Vec::new(),
+        skipped_indexes: Vec::new(),
+        unsupported: Vec::new(),
+    })
 }

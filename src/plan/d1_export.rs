@@ -1,4 +1,5 @@
-//! A remote D1 database made local for verification: exported through the
+//! A remote D1 database made local for reading (verify compares it, the
+//! Cloudflare archive copies it): exported through the
 //! D1 API (`export`, the flow `wrangler d1 export` uses), streamed to a
 //! file, and replayed statement by statement into a fresh SQLite file, which
 //! is then read like any local D1 file. The dump is never held in memory:
@@ -12,7 +13,7 @@
 //! through exact paged queries ([`crate::sink::d1::copy`]). And when D1
 //! refuses the export (a database with virtual tables, a column named
 //! `index`: workers-sdk issues 6305, 6675) or it fails otherwise, the
-//! tables verify needs are all read that way. Either is said in the notes.
+//! tables asked for are all read that way. Either is said in the notes.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -28,13 +29,17 @@ use crate::sink::d1::copy::copy_table;
 pub struct Materialized {
     pub path: PathBuf,
     pub notes: Vec<String>,
+    /// Whether the rows came from D1's export (else from paged queries).
+    pub by_export: bool,
+    /// The export's `at_bookmark` (the state the dump holds).
+    pub export_bookmark: Option<String>,
 }
 
 /// Numbers from this magnitude on may have been rounded by the export.
 const UNSAFE: &str = "9007199254740992.0";
 
-/// Makes D1 tables `tables` (and pgflare's sync state) local under `dir`:
-/// through the export, or through paged queries when the export fails.
+/// Makes D1 tables `tables` local under `dir`: through the export, or
+/// through paged queries when the export fails.
 pub async fn materialize(d1: &D1, dir: &Path, tables: &[String]) -> Result<Materialized> {
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
     let dump = dir.join("d1-export.sql");
@@ -43,14 +48,15 @@ pub async fn materialize(d1: &D1, dir: &Path, tables: &[String]) -> Result<Mater
     if db.exists() {
         std::fs::remove_file(&db).map_err(Error::io(&db))?;
     }
-    let mut wanted: Vec<String> = tables.to_vec();
-    wanted.push(crate::state::store::STATE_TABLE.into());
+    let wanted: Vec<String> = tables.to_vec();
     // A dump that does not replay is one D1's rounding broke: two keys
     // rounded to the same value, or i64::MAX to 2^63 in an INTEGER
     // PRIMARY KEY.
+    let mut export_bookmark = None;
     let exported = match d1.export_to(&what, &dump).await {
         Err(e) => Err(format!("D1's export failed ({})", export_error(&e))),
-        Ok(_) => {
+        Ok(x) => {
+            export_bookmark = x.at_bookmark;
             let (d, s) = (dump.clone(), db.clone());
             tokio::task::spawn_blocking(move || replay(&d, &s))
                 .await
@@ -70,7 +76,7 @@ pub async fn materialize(d1: &D1, dir: &Path, tables: &[String]) -> Result<Mater
         }
         let n = by_queries(d1, &db, &wanted).await?;
         let note = format!("{why}; its {n} tables were read through paged queries instead");
-        return Ok(Materialized { path: db, notes: vec![note] });
+        return Ok(Materialized { path: db, notes: vec![note], by_export: false, export_bookmark: None });
     }
     let mut conn = open(&db)?;
     let mut reread = Vec::new();
@@ -92,7 +98,7 @@ pub async fn materialize(d1: &D1, dir: &Path, tables: &[String]) -> Result<Mater
             reread.join(", ")
         )],
     };
-    Ok(Materialized { path: db, notes })
+    Ok(Materialized { path: db, notes, by_export: true, export_bookmark })
 }
 
 /// The export's own error text (Cloudflare's message), without pgflare's hint.
