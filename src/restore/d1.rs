@@ -28,8 +28,7 @@ use crate::sink::d1::link_spool::LinkSpool;
 use crate::sink::d1::linker::{self, LinkTarget};
 use crate::sink::d1::render::D1Mappings;
 use crate::source::archive::manifest::{Manifest, ManifestTable};
-use crate::source::archive::table_batches;
-use crate::source::constraint_text;
+use crate::source::archive::{table_batches, table_info};
 use crate::source::TableInfo;
 
 /// What `restore` writes into, for D1.
@@ -49,7 +48,7 @@ pub async fn run(
     let started = Instant::now();
     let mut infos: Vec<TableInfo> = tables
         .iter()
-        .map(|t| info_of(t, &opts.dir.join(crate::source::archive::manifest::FILE_NAME)))
+        .map(|t| table_info(t, &opts.dir.join(crate::source::archive::manifest::FILE_NAME)))
         .collect::<Result<_>>()?;
     let vectors_on = !matches!(to.vectorize, VectorTarget::Off);
     let mapped = crate::plan::map_tables(&opts.project, &mut infos, vectors_on)?;
@@ -172,44 +171,6 @@ async fn set_links(
         bar.finish();
     }
     Ok(())
-}
-
-/// The table as the archive describes it, for the D1 mapping and schema:
-/// its foreign keys and unique constraints read back from the manifest's
-/// definitions (a foreign key this pgflare cannot read is refused by name).
-fn info_of(t: &ManifestTable, manifest: &std::path::Path) -> Result<TableInfo> {
-    let mut foreign_keys = Vec::new();
-    let mut unique_keys = Vec::new();
-    for c in &t.constraints {
-        match c.kind.as_str() {
-            "f" => foreign_keys.push(constraint_text::foreign_key(&c.name, &c.definition, &t.spec.schema).ok_or_else(
-                || Error::Manifest {
-                    path: manifest.to_path_buf(),
-                    message: format!(
-                        "table {}: cannot read the foreign key {} ({}); restore the other tables with --table",
-                        t.spec.qualified(),
-                        c.name,
-                        c.definition
-                    ),
-                },
-            )?),
-            "u" => unique_keys.extend(constraint_text::unique_columns(&c.definition)),
-            _ => {}
-        }
-    }
-    Ok(TableInfo {
-        spec: t.spec.clone(),
-        row_estimate: Some(t.rows),
-        total_bytes: i64::try_from(t.bytes).unwrap_or(i64::MAX),
-        constraints: t.constraints.clone(),
-        indexes: t.indexes.clone(),
-        ddl: t.ddl.clone(),
-        foreign_keys,
-        unique_keys,
-        btree_indexes: Vec::new(),
-        skipped_indexes: Vec::new(),
-        unsupported: Vec::new(),
-    })
 }
 
 /// Sends every file of `t` through `sinks`, a file per partition, on a

@@ -17,7 +17,7 @@ const INDEX: &str = "cf-index";
 
 /// Seeds `db`, writes init's pgflare.toml in `dir`, loads it into the
 /// emulator's D1 and Vectorize; returns the config's path.
-fn loaded(db: &TestDb, emu: &Emulator, dir: &Path, chunks: usize, dims: usize) -> String {
+pub(crate) fn loaded(db: &TestDb, emu: &Emulator, dir: &Path, chunks: usize, dims: usize) -> String {
     db.seed(chunks, dims);
     let config = init_config(db, dir);
     let state = dir.join("state");
@@ -30,7 +30,13 @@ fn loaded(db: &TestDb, emu: &Emulator, dir: &Path, chunks: usize, dims: usize) -
 }
 
 /// `pgflare archive --from cloudflare` of the emulator's D1 and index.
-fn archive_cf(db: &TestDb, emu: &Emulator, config: &str, out: &Path, extra: &[&str]) -> std::process::Output {
+pub(crate) fn archive_cf(
+    db: &TestDb,
+    emu: &Emulator,
+    config: &str,
+    out: &Path,
+    extra: &[&str],
+) -> std::process::Output {
     emu.command(db)
         .args(["--json", "archive", "--from", "cloudflare", "--config", config, "--out"])
         .arg(out)

@@ -255,3 +255,45 @@ impl Drop for LockHolder {
         }
     }
 }
+
+#[test]
+fn a_cloudflare_archive_comes_back_into_postgres_with_the_d1_columns_and_the_vectors() {
+    use crate::archive_cloudflare::{archive_cf, loaded};
+    let source = TestDb::new("rpgcf");
+    let emu = Emulator::start(&[]);
+    let dir = temp_dir("rpgcf");
+    let config = loaded(&source, &emu, dir.path(), 300, 8);
+    let out = dir.path().join("cf-archive");
+    ok_json(archive_cf(&source, &emu, &config, &out, &[]));
+    ok(pgflare(&source, &["archive", "verify", out.to_str().expect("p")]));
+    let target = TestDb::new("rpgcf_to");
+    ok_json(pgflare(&source, &restore_args(&out, &target, &[])));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).expect("manifest"))
+            .expect("json");
+    for t in manifest["tables"].as_array().expect("tables") {
+        let name = t["name"].as_str().expect("name");
+        // The columns D1 held (and the vector rebuilt from Vectorize), as
+        // Postgres prints them on both sides.
+        let cols: Vec<String> = t["columns"]
+            .as_array()
+            .expect("columns")
+            .iter()
+            .map(|c| format!("\"{}\"", c["name"].as_str().expect("column")))
+            .collect();
+        assert!(name != "chunks" || cols.contains(&"\"embedding\"".to_string()), "{t:#}");
+        let rows = |db: &TestDb| {
+            db.query_one(&format!(
+                "SELECT string_agg(row({})::text, E'\\n' ORDER BY id) FROM {name}",
+                cols.join(", ")
+            ))
+        };
+        assert_eq!(rows(&target), rows(&source), "{name}");
+    }
+    let verified = ok(pgflare(&target, &["archive", "verify", out.to_str().expect("p"), "--against-source"]));
+    // Its side table (_vectorize, vectors set aside) counts as a table.
+    assert!(
+        verified.contains("OK: 3 tables") && verified.contains("match the manifest and the source"),
+        "{verified}"
+    );
+}
