@@ -597,6 +597,8 @@ fn wrong_arrow_types_and_missing_oids_are_errors_not_panics() {
 /// `cargo test --release --lib encode_throughput -- --ignored --nocapture`.
 #[test]
 #[ignore]
+// A measurement run by hand (`--ignored --nocapture`): it prints its numbers.
+#[allow(clippy::print_stdout)]
 fn encode_throughput() {
     use Kind::*;
     let table = spec(
