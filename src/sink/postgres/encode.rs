@@ -444,27 +444,35 @@ impl Vectors<'_> {
             }
         }
         let width = if self.half { 2 } else { 4 };
-        out.reserve(8 + width * values.len());
         out.extend_from_slice(&((4 + width * values.len()) as i32).to_be_bytes());
         out.extend_from_slice(&dim.to_be_bytes());
         out.extend_from_slice(&[0, 0]);
-        for (k, x) in values.iter().enumerate() {
-            if !x.is_finite() {
-                return Err(refuse(format!(
-                    "vector element {} is {x}; pgvector refuses NaN and infinity",
-                    k + 1
-                )));
-            }
-            if self.half {
+        // CheckElement first, in a pass of its own, then the elements are
+        // written into place: vectors are most of a RAG table's bytes, and
+        // this way the float4 copy is a plain byte swap.
+        if let Some(k) = values.iter().position(|x| !x.is_finite()) {
+            return Err(refuse(format!(
+                "vector element {} is {}; pgvector refuses NaN and infinity",
+                k + 1,
+                values[k]
+            )));
+        }
+        let body = out.len();
+        out.resize(body + width * values.len(), 0);
+        let body = &mut out[body..];
+        if self.half {
+            for (k, (x, slot)) in values.iter().zip(body.chunks_exact_mut(2)).enumerate() {
                 // The archive holds halfvec elements widened to float32,
                 // which is exact; narrowing must be too.
                 let h = half::f16::from_f32(*x);
                 if h.to_f32().to_bits() != x.to_bits() {
                     return Err(refuse(format!("halfvec element {} ({x:e}) is not a float16 value", k + 1)));
                 }
-                out.extend_from_slice(&h.to_be_bytes());
-            } else {
-                out.extend_from_slice(&x.to_bits().to_be_bytes());
+                slot.copy_from_slice(&h.to_be_bytes());
+            }
+        } else {
+            for (x, slot) in values.iter().zip(body.chunks_exact_mut(4)) {
+                slot.copy_from_slice(&x.to_bits().to_be_bytes());
             }
         }
         Ok(())
