@@ -545,5 +545,5 @@ fn key_text(table: &TableSpec, key: &[usize], batch: &RecordBatch, row: usize, o
 }
 
 #[cfg(test)]
-#[path = "encode_tests.rs"]
+#[path = "encode_tests/mod.rs"]
 mod tests;
