@@ -104,9 +104,11 @@ impl SinkFactory for PgCopy {
         let encoder = CopyEncoder::new(table.clone(), oids)?;
         let (tx, rx) = mpsc::channel(2);
         let statement = copy_statement(table);
-        let task = self.handle.spawn(copy_task(self.target.clone(), statement, rx, name, file));
+        let task =
+            self.handle.spawn(copy_task(self.target.clone(), statement, rx, name.clone(), file.clone()));
         let mut buf = Vec::with_capacity(CHUNK_BYTES + (CHUNK_BYTES >> 2));
         buf.extend_from_slice(HEADER);
+        let what = format!("{} (archive file {})", name, file.path);
         Ok(Box::new(PgCopySink {
             tx,
             task: Some(task),
@@ -115,6 +117,7 @@ impl SinkFactory for PgCopy {
             buf,
             rows: 0,
             bytes: 0,
+            what,
         }))
     }
 }
@@ -127,8 +130,9 @@ fn copy_statement(table: &TableSpec) -> String {
 
 /// One partition's transaction: the COPY, the ledger record, the commit.
 /// Durability of the commit is relaxed (`synchronous_commit off`): a
-/// server crash can lose the last commits, but rows and record together,
-/// so a rerun copies those files again.
+/// server crash can lose the last commits, but never leaves a transaction
+/// half applied (Postgres docs, "Asynchronous Commit", wal-async-commit):
+/// rows and record go together, so a rerun copies those files again.
 async fn copy_task(
     target: Source,
     statement: String,
@@ -158,6 +162,8 @@ struct PgCopySink {
     buf: Vec<u8>,
     rows: u64,
     bytes: u64,
+    /// The table and file, for messages.
+    what: String,
 }
 
 impl PgCopySink {
@@ -203,8 +209,8 @@ impl BatchSink for PgCopySink {
             self.handle.block_on(task).map_err(|e| Error::Internal(format!("a COPY task died: {e}")))??;
         if copied != self.rows {
             return Err(Error::Internal(format!(
-                "Postgres copied {copied} rows, pgflare sent {}",
-                self.rows
+                "{}: Postgres copied {copied} rows, pgflare sent {}",
+                self.what, self.rows
             )));
         }
         Ok(SinkReport { rows: copied, bytes: self.bytes, ..SinkReport::default() })
