@@ -9,6 +9,7 @@ mod archive;
 mod doctor;
 mod emulate;
 mod groups;
+mod reconcile;
 mod restore;
 mod sync;
 mod verify;
@@ -19,6 +20,7 @@ pub use groups::{
     CloudflareArgs, D1PlaceArgs, D1TargetArgs, ProjectArgs, SourceArgs, TargetKind, TuningArgs, VectorArgs,
     VectorizeMode,
 };
+pub use reconcile::{ReconcileArgs, ReconcileInto};
 pub use restore::{PostgresTargetArgs, RestoreArgs, RestoreTarget};
 pub use sync::SyncArgs;
 use verify::parse_top_k;
@@ -145,6 +147,28 @@ pub enum Command {
     ///       --target-url postgres://me@localhost/rollback
     #[command(verbatim_doc_comment)]
     Restore(RestoreArgs),
+
+    /// Write what Cloudflare changed back into Postgres: the full
+    /// rollback after Cloudflare took writes. D1 and Vectorize are read
+    /// into an archive of Cloudflare (as `archive --from cloudflare`; or
+    /// --from-archive DIR), compared with the live Postgres by the digests
+    /// verify uses, and what differs is written in one transaction: rows
+    /// Cloudflare added are inserted, rows it changed updated (text,
+    /// metadata, and the vector column from Vectorize's values), rows it
+    /// deleted deleted (parents first, children first). Only the columns
+    /// Cloudflare holds are written; the others keep their values.
+    ///
+    /// The run ends by comparing again: exit 0 when Postgres now holds
+    /// Cloudflare's rows, 1 when differences remain. A kill at any moment
+    /// leaves Postgres as it was or fully written; run it again. Stop the
+    /// writers of Postgres first (during the rollout it is read-only).
+    ///
+    /// Examples:
+    ///   CLOUDFLARE_API_TOKEN=... pgflare reconcile --into postgres --dry-run \
+    ///       --d1-database-id ID --vectorize-index chunks
+    ///   pgflare reconcile --into postgres --from-archive ./cf-archive
+    #[command(verbatim_doc_comment)]
+    Reconcile(ReconcileArgs),
 
     /// The initial bulk load into D1 and Vectorize: every configured table
     /// read at one snapshot by parallel workers and written as idempotent

@@ -56,6 +56,7 @@ pub mod load;
 pub(crate) mod output;
 pub mod plan;
 pub mod progress;
+pub mod reconcile;
 pub mod redact;
 pub mod restore;
 pub mod seed;

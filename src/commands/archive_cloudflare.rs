@@ -69,7 +69,12 @@ pub async fn run(
             )?,
         ),
     };
-    let (d1, vectorize) = where_cloudflare_is(&args, &project, progress, timeouts)?;
+    let at = CloudflareAt {
+        sqlite: args.sqlite.as_deref(),
+        no_vectorize: args.no_vectorize,
+        rate_limit: args.rate_limit.as_deref(),
+    };
+    let (d1, vectorize) = where_cloudflare_is(&at, &project, progress, timeouts)?;
     let (read, _) = crate::plan::resolve::tuning(&args.tuning)?;
     // The default work folder goes when this ends, whatever happens.
     let temp = match &args.work_dir {
@@ -104,19 +109,26 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The flags that say where Cloudflare's side is read from.
+pub(super) struct CloudflareAt<'a> {
+    pub sqlite: Option<&'a std::path::Path>,
+    pub no_vectorize: bool,
+    pub rate_limit: Option<&'a str>,
+}
+
 /// D1 (a local file, or the database over the API) and the Vectorize
 /// index (when pgflare.toml sends vectors and --no-vectorize is not
 /// given), on one API client: they share the user's request budget.
-fn where_cloudflare_is(
-    args: &ArchiveArgs,
+pub(super) fn where_cloudflare_is(
+    at: &CloudflareAt,
     project: &crate::config::project::Project,
     progress: &Progress,
     timeouts: crate::timeouts::Timeouts,
 ) -> anyhow::Result<(D1At, Option<Arc<Vectorize>>)> {
-    let wants_vectors = project.tables.iter().any(|t| t.vector.is_some()) && !args.no_vectorize;
-    let api = match wants_vectors || args.sqlite.is_none() {
+    let wants_vectors = project.tables.iter().any(|t| t.vector.is_some()) && !at.no_vectorize;
+    let api = match wants_vectors || at.sqlite.is_none() {
         true => {
-            let settings = targets::api_settings(project, args.rate_limit.as_deref(), timeouts)?;
+            let settings = targets::api_settings(project, at.rate_limit, timeouts)?;
             Some(Arc::new(Api::new(settings)?.with_progress(progress.clone())))
         }
         false => None,
@@ -129,8 +141,8 @@ fn where_cloudflare_is(
         ),
         _ => None,
     };
-    let d1 = match (&args.sqlite, &project.cloudflare.d1, &api) {
-        (Some(p), _, _) => D1At::File(p.clone()),
+    let d1 = match (at.sqlite, &project.cloudflare.d1, &api) {
+        (Some(p), _, _) => D1At::File(p.to_path_buf()),
         (None, Some(db), Some(api)) => D1At::Api(Arc::new(D1::new(api.clone(), &db.database_id))),
         _ => anyhow::bail!(
             "name the D1 database: --sqlite FILE for a local file, or --d1-database-id ID (or --wrangler FILE \
@@ -141,7 +153,7 @@ fn where_cloudflare_is(
 }
 
 /// A folder of this run's own, removed when dropped.
-struct TempDir(std::path::PathBuf);
+pub(super) struct TempDir(pub(super) std::path::PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -149,7 +161,7 @@ impl Drop for TempDir {
     }
 }
 
-fn print_human(s: &CloudflareSummary) {
+pub(super) fn print_human(s: &CloudflareSummary) {
     for t in &s.tables {
         outln!("{:24} {:>10} rows  {:>4} files  {:>10}", t.table, t.rows, t.files, human_bytes(t.bytes));
     }

@@ -11,6 +11,7 @@ mod emulate;
 mod init;
 mod inspect;
 mod load;
+mod reconcile;
 mod restore;
 mod sync;
 mod verify;
@@ -55,6 +56,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Load(args) => load::run(args, cli.json, &progress, t).await,
         Command::Restore(args) => restore::run(args, cli.json, &progress, t).await,
+        Command::Reconcile(args) => reconcile::run(args, cli.json, &progress, t).await,
         Command::Verify(args) => verify::run(args, cli.json, &progress, t).await,
         Command::Sync(args) => sync::run(args, cli.json, &progress, t).await,
         Command::Doctor(args) => doctor::run(args, cli.json, t).await,

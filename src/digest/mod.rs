@@ -19,6 +19,7 @@
 //! lanes (wrapping), so order does not matter and buckets can be merged.
 
 pub mod buckets;
+pub mod keep;
 pub mod pass;
 pub mod vector;
 

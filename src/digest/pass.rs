@@ -37,7 +37,7 @@ impl D1Shape {
     }
 
     /// The source batch in D1's columns, order and names, in D1's form.
-    fn project(&self, batch: &RecordBatch, spec: &TableSpec) -> Result<RecordBatch> {
+    pub(super) fn project(&self, batch: &RecordBatch, spec: &TableSpec) -> Result<RecordBatch> {
         let mut cols = Vec::with_capacity(self.table.source_columns.len());
         for c in &self.table.source_columns {
             let i =
@@ -49,7 +49,7 @@ impl D1Shape {
         target_form(&RecordBatch::try_new(self.schema.clone(), cols)?)
     }
 
-    fn key(&self) -> Vec<usize> {
+    pub(super) fn key(&self) -> Vec<usize> {
         self.table.spec.key_indices()
     }
 }

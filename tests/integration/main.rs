@@ -28,6 +28,7 @@ mod migration_actions;
 mod partitioned;
 mod pg_copy_in;
 mod realistic_api;
+mod reconcile;
 mod restore;
 mod restore_postgres;
 mod secrets;

@@ -62,7 +62,7 @@ impl PgCopy {
 /// The element type of each array column of `spec` as the target declares
 /// it (through domains: a domain over an array, or an array of a domain,
 /// whose element is the domain itself).
-async fn element_oids_of(conn: &mut SourceConn, spec: &TableSpec) -> Result<Vec<Option<u32>>> {
+pub async fn element_oids_of(conn: &mut SourceConn, spec: &TableSpec) -> Result<Vec<Option<u32>>> {
     let rows = sqlx::query(
         "WITH RECURSIVE base(attname, oid, depth) AS (
              SELECT a.attname::text, a.atttypid, 0 FROM pg_attribute a

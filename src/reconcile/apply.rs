@@ -1,0 +1,308 @@
+//! Writing the changes into the live Postgres, all in one transaction: a
+//! kill at any moment leaves Postgres as it was or fully reconciled, and
+//! a rerun finds what is left. Per table, the archive's rows go into a
+//! temporary table by `COPY ... FROM STDIN (FORMAT binary)` (the restore's
+//! encoder, so values are bit-exact), then one `UPDATE ... FROM` and one
+//! `INSERT ... SELECT ... WHERE NOT EXISTS` write them, parents first; the
+//! keys to delete go the same way into a `DELETE ... USING`, children
+//! first. One statement per table and kind: Postgres checks foreign keys
+//! at the end of each statement, so a tree of self-referencing rows goes
+//! in (or out) whole. Before anything is written, [`check`] refuses what
+//! would fail halfway (a column gone or of another type, a NOT NULL column
+//! Cloudflare does not hold and that has no default).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use tokio::sync::mpsc;
+
+use super::compare::{Changes, Compared};
+use crate::batch::{quote_ident, TableSpec};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::sink::postgres::copy::element_oids_of;
+use crate::sink::postgres::encode::{CopyEncoder, HEADER, TRAILER};
+use crate::source::conn::CopyChunk;
+use crate::source::{Source, SourceConn};
+
+/// Bytes per COPY message.
+const CHUNK: usize = 1 << 20;
+
+/// A column of the live table, as the catalog describes it.
+#[derive(Clone, Debug)]
+pub struct LiveColumn {
+    pub name: String,
+    pub ty: String,
+    not_null: bool,
+    has_default: bool,
+    /// `GENERATED ALWAYS AS (...) STORED`: computed, never written.
+    generated: bool,
+    identity: bool,
+}
+
+/// The live columns of every table, by qualified name.
+pub type LiveColumns = HashMap<String, Vec<LiveColumn>>;
+
+pub async fn live_columns(conn: &mut SourceConn, spec: &TableSpec) -> Result<Vec<LiveColumn>> {
+    let rows: Vec<(String, String, bool, bool, String, String)> = sqlx::query_as(
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atthasdef,
+                a.attgenerated::text, a.attidentity::text
+           FROM pg_attribute a
+          WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
+          ORDER BY a.attnum",
+    )
+    .bind(spec.sql_name())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(Error::db(format!("reading the columns of {}", spec.qualified())))?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, ty, not_null, has_default, generated, identity)| LiveColumn {
+            name,
+            ty,
+            not_null,
+            has_default,
+            generated: !generated.is_empty(),
+            identity: !identity.is_empty(),
+        })
+        .collect())
+}
+
+/// Refuses, before anything is written, what would fail halfway.
+pub fn check(t: &Compared, live: &[LiveColumn], changes: &Changes) -> Result<()> {
+    let table = t.spec.qualified();
+    for c in &t.spec.columns {
+        let Some(l) = live.iter().find(|l| l.name == c.name) else {
+            return Err(Error::Config {
+                setting: format!("table {table}, column {}", c.name),
+                message: "Cloudflare holds this column but the Postgres table no longer has it: restore the \
+                          column (ALTER TABLE ... ADD COLUMN) or reconcile into a copy of the old schema"
+                    .into(),
+            });
+        };
+        if c.cast.is_none() && l.ty != c.pg_type {
+            return Err(Error::Config {
+                setting: format!("table {table}, column {}", c.name),
+                message: format!(
+                    "is {} in Postgres but {} in the archive of Cloudflare (the type load mapped): change \
+                     the column back, or reconcile into a copy of the old schema",
+                    l.ty, c.pg_type
+                ),
+            });
+        }
+    }
+    if changes.inserts > 0 {
+        let held = |n: &str| t.spec.columns.iter().any(|c| c.name == n);
+        if let Some(l) = live
+            .iter()
+            .find(|l| l.not_null && !l.has_default && !l.generated && !l.identity && !held(&l.name))
+        {
+            let key = changes.first.get("insert").and_then(|k| k.first()).cloned().unwrap_or_default();
+            return Err(Error::Value {
+                table: table.clone(),
+                column: l.name.clone(),
+                key,
+                message: format!(
+                    "is NOT NULL without a default, and Cloudflare does not hold it: the {} rows Cloudflare \
+                     added cannot be inserted",
+                    changes.inserts
+                ),
+                hint: format!(
+                    "give it a default (ALTER TABLE {} ALTER COLUMN {} SET DEFAULT ...), or map it to D1 \
+                     (pgflare.toml d1_columns) before the next load",
+                    t.spec.sql_name(),
+                    quote_ident(&l.name)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes `changes` (in `order`: parents first) in one transaction.
+pub async fn apply(
+    src: &Source,
+    tables: &[Compared<'_>],
+    changes: &[Changes],
+    live: &LiveColumns,
+    disable_triggers: bool,
+    progress: &Progress,
+) -> Result<()> {
+    let bar = progress.spinner("reconcile");
+    let mut conn = src.connect().await?;
+    exec(&mut conn, "BEGIN ISOLATION LEVEL READ COMMITTED", "starting the transaction").await?;
+    if disable_triggers {
+        // pg_restore --disable-triggers' way: user triggers (and foreign
+        // key checks) do not fire; the values written are the archive's.
+        exec(&mut conn, "SET LOCAL session_replication_role = replica", "--disable-triggers").await?;
+    }
+    for (i, (t, c)) in tables.iter().zip(changes).enumerate() {
+        if c.upserts.is_empty() {
+            continue;
+        }
+        bar.set_message(format!("{}: {} inserts, {} updates", t.spec.qualified(), c.inserts, c.updates));
+        let cols = &live[&t.spec.qualified()];
+        upsert(&mut conn, t, &c.upserts, cols, i).await?;
+    }
+    for (i, (t, c)) in tables.iter().zip(changes).enumerate().rev() {
+        if c.deletes.is_empty() {
+            continue;
+        }
+        bar.set_message(format!("{}: {} deletes", t.spec.qualified(), c.deleted));
+        delete(&mut conn, t, &c.deletes, i).await?;
+    }
+    bar.set_message("committing");
+    exec(&mut conn, "COMMIT", "committing the reconciliation").await?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+async fn upsert(
+    conn: &mut SourceConn,
+    t: &Compared<'_>,
+    rows: &[RecordBatch],
+    live: &[LiveColumn],
+    i: usize,
+) -> Result<()> {
+    let (spec, target) = (&t.spec, t.spec.sql_name());
+    let stage = format!("pgflare_reconcile_{i}");
+    let select: Vec<String> = spec
+        .columns
+        .iter()
+        .map(|c| match &c.cast {
+            Some(cast) => format!("{0}::{cast} AS {0}", quote_ident(&c.name)),
+            None => quote_ident(&c.name),
+        })
+        .collect();
+    let sql = format!(
+        "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {} FROM {target} WITH NO DATA",
+        select.join(", ")
+    );
+    exec(conn, &sql, &format!("staging the rows of {}", spec.qualified())).await?;
+    copy(conn, &stage, spec.clone(), rows).await?;
+
+    // The value of a column from the stage, in the live column's type.
+    let ty = |n: &str| live.iter().find(|l| l.name == n).map(|l| l.ty.clone()).unwrap_or_default();
+    let value = |n: &str| match spec.column(n).and_then(|c| c.cast.as_ref()) {
+        Some(_) => format!("s.{}::{}", quote_ident(n), ty(n)),
+        None => format!("s.{}", quote_ident(n)),
+    };
+    let generated = |n: &str| live.iter().any(|l| l.name == n && l.generated);
+    let written: Vec<&str> = spec.columns.iter().map(|c| c.name.as_str()).filter(|n| !generated(n)).collect();
+    let key: Vec<&str> = spec.primary_key.iter().map(String::as_str).collect();
+    let matches = |alias: &str| {
+        key.iter()
+            .map(|k| format!("{alias}.{0} = {1}", quote_ident(k), value(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let set: Vec<String> = written
+        .iter()
+        .filter(|n| !key.contains(n))
+        .map(|n| format!("{} = {}", quote_ident(n), value(n)))
+        .collect();
+    if !set.is_empty() {
+        let sql =
+            format!("UPDATE {target} AS t SET {} FROM {stage} AS s WHERE {}", set.join(", "), matches("t"));
+        exec(conn, &sql, &format!("updating {}", spec.qualified())).await?;
+    }
+    let names: Vec<String> = written.iter().map(|n| quote_ident(n)).collect();
+    let values: Vec<String> = written.iter().map(|n| value(n)).collect();
+    let sql = format!(
+        "INSERT INTO {target} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {stage} AS s \
+         WHERE NOT EXISTS (SELECT 1 FROM {target} AS x WHERE {})",
+        names.join(", "),
+        values.join(", "),
+        matches("x")
+    );
+    exec(conn, &sql, &format!("inserting into {}", spec.qualified())).await?;
+    advance_sequences(conn, spec, &written).await
+}
+
+/// A serial or identity column given values by hand: its sequence moves
+/// past the largest, so the service's next insert in Postgres does not
+/// collide with a row Cloudflare added.
+async fn advance_sequences(conn: &mut SourceConn, spec: &TableSpec, written: &[&str]) -> Result<()> {
+    for col in written {
+        let seq: Option<String> = sqlx::query_scalar("SELECT pg_get_serial_sequence($1, $2)")
+            .bind(spec.sql_name())
+            .bind(col)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(Error::db(format!("looking up the sequence of {}.{col}", spec.qualified())))?;
+        let Some(seq) = seq else { continue };
+        // pg_get_serial_sequence returns the name quoted as SQL needs it.
+        let sql = format!(
+            "SELECT setval($1::regclass, x.m) FROM (SELECT max({})::int8 AS m FROM {}) x, {seq} q \
+             WHERE x.m IS NOT NULL AND (x.m > q.last_value OR NOT q.is_called)",
+            quote_ident(col),
+            spec.sql_name()
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&seq)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(Error::db(format!("advancing the sequence {seq}")))?;
+    }
+    Ok(())
+}
+
+async fn delete(conn: &mut SourceConn, t: &Compared<'_>, keys: &[RecordBatch], i: usize) -> Result<()> {
+    let (spec, target) = (&t.spec, t.spec.sql_name());
+    let mut key_spec = (**spec).clone();
+    key_spec.columns = spec.primary_key.iter().filter_map(|k| spec.column(k).cloned()).collect();
+    let stage = format!("pgflare_reconcile_delete_{i}");
+    let cols: Vec<String> = key_spec.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    let sql = format!(
+        "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {} FROM {target} WITH NO DATA",
+        cols.join(", ")
+    );
+    exec(conn, &sql, &format!("staging the keys to delete from {}", spec.qualified())).await?;
+    copy(conn, &stage, Arc::new(key_spec), keys).await?;
+    let on: Vec<String> = cols.iter().map(|c| format!("t.{c} = d.{c}")).collect();
+    let sql = format!("DELETE FROM {target} AS t USING {stage} AS d WHERE {}", on.join(" AND "));
+    exec(conn, &sql, &format!("deleting from {}", spec.qualified())).await
+}
+
+/// `COPY stage FROM STDIN (FORMAT binary)` of `rows` (of `spec`'s schema).
+async fn copy(conn: &mut SourceConn, stage: &str, spec: Arc<TableSpec>, rows: &[RecordBatch]) -> Result<()> {
+    let mut oid_spec = (*spec).clone();
+    oid_spec.schema = "pg_temp".into();
+    oid_spec.name = stage.to_string();
+    let oids = element_oids_of(conn, &oid_spec).await?;
+    let cols: Vec<String> = spec.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    let statement = format!("COPY {stage} ({}) FROM STDIN (FORMAT binary)", cols.join(", "));
+    let (tx, mut rx) = mpsc::channel(2);
+    let (rows, what) = (rows.to_vec(), spec.qualified());
+    // The encoder runs on its own thread while the connection sends.
+    let encode = tokio::task::spawn_blocking(move || -> Result<u64> {
+        let mut enc = CopyEncoder::new(spec, oids)?;
+        let mut buf = HEADER.to_vec();
+        for b in &rows {
+            enc.encode(b, &mut buf)?;
+            if buf.len() >= CHUNK && tx.blocking_send(CopyChunk::Data(std::mem::take(&mut buf))).is_err() {
+                return Ok(enc.rows());
+            }
+        }
+        buf.extend_from_slice(TRAILER);
+        let _ = tx.blocking_send(CopyChunk::Data(buf));
+        let _ = tx.blocking_send(CopyChunk::Done);
+        Ok(enc.rows())
+    });
+    let copied = conn.copy_in(&statement, &mut rx).await;
+    let encoded = encode.await.map_err(|e| Error::Internal(format!("the encoder of {what} died: {e}")))??;
+    let copied = copied.map_err(Error::db(format!("copying the rows of {what} into Postgres")))?;
+    if copied != encoded {
+        return Err(Error::Internal(format!("{what}: {encoded} rows encoded, Postgres copied {copied}")));
+    }
+    Ok(())
+}
+
+async fn exec(conn: &mut SourceConn, sql: &str, what: &str) -> Result<()> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut *conn)
+        .await
+        .map_err(Error::db(what.to_string()))?;
+    Ok(())
+}
