@@ -20,17 +20,20 @@ use crate::batch::collect::{Collector, Collectors};
 use crate::batch::{TableBatch, TableSpec};
 use crate::error::{Error, Result};
 
-/// One kept row: where it is among the kept batches, its digest in the
-/// compared form, and its key as a person reads it.
+/// One kept row: where it is among the kept batches, its digest and field
+/// digests in the compared form, and its key as a person reads it.
 #[derive(Clone, Debug)]
 pub struct KeptRow {
     pub digest: RowDigest,
+    pub fields: Vec<RowDigest>,
     pub key: String,
     batch: usize,
     row: usize,
 }
 
-/// The rows of one side's chosen buckets, by identity.
+/// The rows of one side's chosen buckets, by identity: their digests, and
+/// what the caller chose to keep of their values (the key columns, say:
+/// memory per row stays small however wide the rows are).
 #[derive(Default)]
 pub struct Kept {
     batches: Vec<RecordBatch>,
@@ -39,9 +42,9 @@ pub struct Kept {
 
 impl Kept {
     /// Keeps the rows of `batch` whose identity falls into `wanted` (of
-    /// `n` buckets). `compared` is the same rows in the form both sides are
-    /// compared in (digests and identity are taken from it); `batch` is
-    /// what is kept.
+    /// `n` buckets). `compared` is the rows in the form both sides are
+    /// compared in (digests and identity are taken from it); `batch`
+    /// (the same rows, any columns) is what is kept of their values.
     pub fn absorb(
         &mut self,
         batch: &RecordBatch,
@@ -61,7 +64,9 @@ impl Kept {
             let keep = wanted.contains(&bucket_of(&id, n));
             mask.push(keep);
             if keep {
-                picked.push((id, *d, key_display(compared, key, row)));
+                let fields =
+                    compared.columns().iter().map(|c| field_digest(c, row)).collect::<Result<_>>()?;
+                picked.push((id, *d, fields, key_display(compared, key, row)));
             }
         }
         if picked.is_empty() {
@@ -69,8 +74,8 @@ impl Kept {
         }
         let at = self.batches.len();
         self.batches.push(filter_record_batch(batch, &BooleanArray::from(mask))?);
-        for (row, (id, digest, key)) in picked.into_iter().enumerate() {
-            self.rows.insert(id, KeptRow { digest, key, batch: at, row });
+        for (row, (id, digest, fields, key)) in picked.into_iter().enumerate() {
+            self.rows.insert(id, KeptRow { digest, fields, key, batch: at, row });
         }
         Ok(())
     }
@@ -82,18 +87,6 @@ impl Kept {
             r.batch += offset;
             (id, r)
         }));
-    }
-
-    /// The field digests of the kept row `id`, in the form `form` gives
-    /// (for naming the columns that differ).
-    pub fn field_digests(
-        &self,
-        id: &[u8],
-        form: impl Fn(&RecordBatch) -> Result<RecordBatch>,
-    ) -> Result<Option<Vec<RowDigest>>> {
-        let Some(r) = self.rows.get(id) else { return Ok(None) };
-        let one = form(&self.batches[r.batch].slice(r.row, 1))?;
-        Ok(Some(one.columns().iter().map(|c| field_digest(c, 0)).collect::<Result<_>>()?))
     }
 
     /// The kept rows whose identity `pick` chooses, as batches (none for
@@ -117,8 +110,8 @@ impl Kept {
     }
 }
 
-/// Keeps, per source table, the rows of `wanted` buckets in the D1 shape
-/// of `shapes` (the compared form is also what is kept).
+/// Keeps, per source table, the rows of `wanted` buckets compared in the
+/// D1 shape of `shapes`, their key columns kept.
 pub struct KeepSink {
     shape: D1Shape,
     spec: Arc<TableSpec>,
@@ -159,7 +152,7 @@ impl Collector for KeepSink {
     fn write(&mut self, batch: &TableBatch) -> Result<()> {
         self.seen += batch.batch.num_rows() as u64;
         let b = self.shape.project(&batch.batch, &self.spec)?;
-        self.local.absorb(&b, &b, &self.key, self.n, &self.wanted)
+        self.local.absorb(&b.project(&self.key)?, &b, &self.key, self.n, &self.wanted)
     }
 
     fn merge_into(self, out: &mut Self::Out) -> u64 {

@@ -11,18 +11,23 @@
 //! would fail halfway (a column gone or of another type, a NOT NULL column
 //! Cloudflare does not hold and that has no default).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
 use tokio::sync::mpsc;
 
 use super::compare::{Changes, Compared};
 use crate::batch::{quote_ident, TableSpec};
+use crate::d1::read::target_form;
+use crate::digest::key_bytes;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::sink::postgres::copy::element_oids_of;
 use crate::sink::postgres::encode::{CopyEncoder, HEADER, TRAILER};
+use crate::source::archive::file_batches;
 use crate::source::conn::CopyChunk;
 use crate::source::{Source, SourceConn};
 
@@ -123,6 +128,7 @@ pub fn check(t: &Compared, live: &[LiveColumn], changes: &Changes) -> Result<()>
 /// Writes `changes` (in `order`: parents first) in one transaction.
 pub async fn apply(
     src: &Source,
+    archive: &Path,
     tables: &[Compared<'_>],
     changes: &[Changes],
     live: &LiveColumns,
@@ -143,7 +149,7 @@ pub async fn apply(
         }
         bar.set_message(format!("{}: {} inserts, {} updates", t.spec.qualified(), c.inserts, c.updates));
         let cols = &live[&t.spec.qualified()];
-        upsert(&mut conn, t, &c.upserts, cols, i).await?;
+        upsert(&mut conn, archive, t, c.upserts.clone(), cols, i).await?;
     }
     for (i, (t, c)) in tables.iter().zip(changes).enumerate().rev() {
         if c.deletes.is_empty() {
@@ -160,8 +166,9 @@ pub async fn apply(
 
 async fn upsert(
     conn: &mut SourceConn,
+    archive: &Path,
     t: &Compared<'_>,
-    rows: &[RecordBatch],
+    ids: Arc<HashSet<Vec<u8>>>,
     live: &[LiveColumn],
     i: usize,
 ) -> Result<()> {
@@ -180,7 +187,25 @@ async fn upsert(
         select.join(", ")
     );
     exec(conn, &sql, &format!("staging the rows of {}", spec.qualified())).await?;
-    copy(conn, &stage, spec.clone(), rows).await?;
+    let (dir, table, key) = (archive.to_path_buf(), t.table.clone(), spec.key_indices());
+    copy(conn, &stage, spec.clone(), move |each| {
+        // The archive's rows of `ids`, read again (identities as compared).
+        for f in 0..table.files.len() {
+            file_batches(&dir, &table, f, |batch| {
+                let compared = target_form(&batch)?;
+                let mut mask = Vec::with_capacity(batch.num_rows());
+                for row in 0..batch.num_rows() {
+                    mask.push(ids.contains(&key_bytes(&compared, &key, row)?));
+                }
+                match mask.iter().any(|m| *m) {
+                    true => each(&filter_record_batch(&batch, &BooleanArray::from(mask))?),
+                    false => Ok(()),
+                }
+            })?;
+        }
+        Ok(())
+    })
+    .await?;
 
     // The value of a column from the stage, in the live column's type.
     let ty = |n: &str| live.iter().find(|l| l.name == n).map(|l| l.ty.clone()).unwrap_or_default();
@@ -259,14 +284,20 @@ async fn delete(conn: &mut SourceConn, t: &Compared<'_>, keys: &[RecordBatch], i
         cols.join(", ")
     );
     exec(conn, &sql, &format!("staging the keys to delete from {}", spec.qualified())).await?;
-    copy(conn, &stage, Arc::new(key_spec), keys).await?;
+    let keys = keys.to_vec();
+    copy(conn, &stage, Arc::new(key_spec), move |each| keys.iter().try_for_each(each)).await?;
     let on: Vec<String> = cols.iter().map(|c| format!("t.{c} = d.{c}")).collect();
     let sql = format!("DELETE FROM {target} AS t USING {stage} AS d WHERE {}", on.join(" AND "));
     exec(conn, &sql, &format!("deleting from {}", spec.qualified())).await
 }
 
-/// `COPY stage FROM STDIN (FORMAT binary)` of `rows` (of `spec`'s schema).
-async fn copy(conn: &mut SourceConn, stage: &str, spec: Arc<TableSpec>, rows: &[RecordBatch]) -> Result<()> {
+/// `COPY stage FROM STDIN (FORMAT binary)` of the batches `produce` hands
+/// over (of `spec`'s schema), encoded on a thread of their own while the
+/// connection sends: at most a few MiB are in flight.
+async fn copy<F>(conn: &mut SourceConn, stage: &str, spec: Arc<TableSpec>, produce: F) -> Result<()>
+where
+    F: FnOnce(&mut dyn FnMut(&RecordBatch) -> Result<()>) -> Result<()> + Send + 'static,
+{
     let mut oid_spec = (*spec).clone();
     oid_spec.schema = "pg_temp".into();
     oid_spec.name = stage.to_string();
@@ -274,29 +305,40 @@ async fn copy(conn: &mut SourceConn, stage: &str, spec: Arc<TableSpec>, rows: &[
     let cols: Vec<String> = spec.columns.iter().map(|c| quote_ident(&c.name)).collect();
     let statement = format!("COPY {stage} ({}) FROM STDIN (FORMAT binary)", cols.join(", "));
     let (tx, mut rx) = mpsc::channel(2);
-    let (rows, what) = (rows.to_vec(), spec.qualified());
-    // The encoder runs on its own thread while the connection sends.
+    let what = spec.qualified();
     let encode = tokio::task::spawn_blocking(move || -> Result<u64> {
         let mut enc = CopyEncoder::new(spec, oids)?;
         let mut buf = HEADER.to_vec();
-        for b in &rows {
+        produce(&mut |b| {
             enc.encode(b, &mut buf)?;
-            if buf.len() >= CHUNK && tx.blocking_send(CopyChunk::Data(std::mem::take(&mut buf))).is_err() {
-                return Ok(enc.rows());
+            if buf.len() >= CHUNK {
+                tx.blocking_send(CopyChunk::Data(std::mem::take(&mut buf))).map_err(|_| gone())?;
             }
-        }
+            Ok(())
+        })?;
         buf.extend_from_slice(TRAILER);
-        let _ = tx.blocking_send(CopyChunk::Data(buf));
-        let _ = tx.blocking_send(CopyChunk::Done);
+        tx.blocking_send(CopyChunk::Data(buf)).map_err(|_| gone())?;
+        tx.blocking_send(CopyChunk::Done).map_err(|_| gone())?;
         Ok(enc.rows())
     });
     let copied = conn.copy_in(&statement, &mut rx).await;
-    let encoded = encode.await.map_err(|e| Error::Internal(format!("the encoder of {what} died: {e}")))??;
-    let copied = copied.map_err(Error::db(format!("copying the rows of {what} into Postgres")))?;
-    if copied != encoded {
-        return Err(Error::Internal(format!("{what}: {encoded} rows encoded, Postgres copied {copied}")));
+    drop(rx);
+    let encoded = encode.await.map_err(|e| Error::Internal(format!("the encoder of {what} died: {e}")))?;
+    match (copied, encoded) {
+        // The COPY failed first: its error says why (the encoder only saw it stop).
+        (Err(e), Ok(_)) | (Err(e), Err(Error::Internal(_))) => {
+            Err(Error::db(format!("copying the rows of {what} into Postgres"))(e))
+        }
+        (_, Err(e)) => Err(e),
+        (Ok(copied), Ok(encoded)) if copied != encoded => {
+            Err(Error::Internal(format!("{what}: {encoded} rows encoded, Postgres copied {copied}")))
+        }
+        (Ok(_), Ok(_)) => Ok(()),
     }
-    Ok(())
+}
+
+fn gone() -> Error {
+    Error::Internal("the COPY stopped taking rows".into())
 }
 
 async fn exec(conn: &mut SourceConn, sql: &str, what: &str) -> Result<()> {

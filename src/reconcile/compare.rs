@@ -9,7 +9,7 @@
 //! are inserts, rows whose digests differ updates (the archive's values),
 //! rows only Postgres has deletes (their keys).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -59,8 +59,10 @@ impl Compared<'_> {
 #[derive(Default)]
 pub struct Changes {
     pub table: String,
-    /// The archive's rows to insert or update (the archive's columns).
-    pub upserts: Vec<RecordBatch>,
+    /// The identities (key bytes) of the archive's rows to insert or
+    /// update: [`super::apply`] reads them from the archive again as it
+    /// writes, so memory holds keys and digests, not rows.
+    pub upserts: Arc<HashSet<Vec<u8>>>,
     /// The keys (key columns) of the Postgres rows to delete.
     pub deletes: Vec<RecordBatch>,
     pub inserts: u64,
@@ -156,7 +158,10 @@ fn archive_rows(dir: &Path, t: &Compared, n: usize, wanted: &BTreeSet<usize>) ->
     let mut kept = Kept::default();
     let key = t.spec.key_indices();
     for i in 0..t.table.files.len() {
-        file_batches(dir, t.table, i, |batch| kept.absorb(&batch, &target_form(&batch)?, &key, n, wanted))?;
+        file_batches(dir, t.table, i, |batch| {
+            let compared = target_form(&batch)?;
+            kept.absorb(&compared.project(&key)?, &compared, &key, n, wanted)
+        })?;
     }
     Ok(kept)
 }
@@ -172,7 +177,7 @@ fn classify(name: &str, spec: &TableSpec, archived: &Kept, live: &Kept) -> Resul
             keys.pop_last();
         }
     };
-    let mut upsert = BTreeSet::new();
+    let mut upsert = HashSet::new();
     for (id, a) in &archived.rows {
         match live.rows.get(id) {
             None => {
@@ -184,11 +189,7 @@ fn classify(name: &str, spec: &TableSpec, archived: &Kept, live: &Kept) -> Resul
                 c.updates += 1;
                 note("update", &a.key);
                 upsert.insert(id.clone());
-                let (fa, fs) =
-                    (archived.field_digests(id, target_form)?, live.field_digests(id, target_form)?);
-                for (col, (x, y)) in
-                    spec.columns.iter().zip(fa.unwrap_or_default().iter().zip(&fs.unwrap_or_default()))
-                {
+                for (col, (x, y)) in spec.columns.iter().zip(a.fields.iter().zip(&s.fields)) {
                     if x != y {
                         *c.columns.entry(col.name.clone()).or_default() += 1;
                     }
@@ -205,10 +206,8 @@ fn classify(name: &str, spec: &TableSpec, archived: &Kept, live: &Kept) -> Resul
             delete.insert(id.clone());
         }
     }
-    c.upserts = archived.select(|id| upsert.contains(id))?;
-    let key = spec.key_indices();
-    c.deletes =
-        live.select(|id| delete.contains(id))?.iter().map(|b| b.project(&key)).collect::<Result<_, _>>()?;
+    c.upserts = Arc::new(upsert);
+    c.deletes = live.select(|id| delete.contains(id))?;
     c.first = first.into_iter().map(|(k, v)| (k, v.into_iter().map(|k| k.0).collect())).collect();
     Ok(c)
 }

@@ -97,7 +97,7 @@ pub async fn run(src: &Source, opts: &ReconcileOptions, progress: &Progress) -> 
     }
     let write = !opts.dry_run && changes.iter().any(|c| !c.is_empty());
     if write {
-        apply::apply(src, &tables, &changes, &live, opts.disable_triggers, progress).await?;
+        apply::apply(src, &opts.archive, &tables, &changes, &live, opts.disable_triggers, progress).await?;
     }
     notes.extend(side_note(&manifest));
     Ok(ReconcileSummary {
