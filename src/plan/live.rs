@@ -218,6 +218,13 @@ impl LiveRows {
         and(parts)
     }
 
+    /// The soft-delete column of `table`: its name, and whether it is a
+    /// boolean (`true` = deleted) rather than a mark that is NULL while live.
+    pub fn soft_column(&self, table: &TableSpec) -> Option<(String, bool)> {
+        let n = self.node(table)?;
+        self.nodes[n].soft.as_ref().map(|s| (s.name.clone(), s.boolean))
+    }
+
     /// The rows of `table` that are soft-deleted themselves.
     pub fn soft_deleted(&self, table: &TableSpec) -> Option<String> {
         let n = self.node(table)?;

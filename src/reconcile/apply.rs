@@ -151,12 +151,25 @@ pub async fn apply(
         let cols = &live[&t.spec.qualified()];
         upsert(&mut conn, archive, t, c.upserts.clone(), cols, i).await?;
     }
-    for (i, (t, c)) in tables.iter().zip(changes).enumerate().rev() {
-        if c.deletes.is_empty() {
-            continue;
+    // Rows Cloudflare deleted: staged, then soft-deleted where the table
+    // has a soft-delete column (parents first), then deleted where it has
+    // none (children first), unless a parent's soft delete just hid them.
+    let mut staged = Vec::new();
+    for (i, (t, c)) in tables.iter().zip(changes).enumerate() {
+        if !c.deletes.is_empty() {
+            bar.set_message(format!("{}: {} deletes", t.spec.qualified(), c.deleted));
+            staged.push((t, stage_keys(&mut conn, t, &c.deletes, i).await?));
         }
-        bar.set_message(format!("{}: {} deletes", t.spec.qualified(), c.deleted));
-        delete(&mut conn, t, &c.deletes, i).await?;
+    }
+    for (t, stage) in &staged {
+        if let Some(soft) = &t.soft {
+            soft_delete(&mut conn, t, stage, soft).await?;
+        }
+    }
+    for (t, stage) in staged.iter().rev() {
+        if t.soft.is_none() {
+            delete(&mut conn, t, stage).await?;
+        }
     }
     bar.set_message("committing");
     exec(&mut conn, "COMMIT", "committing the reconciliation").await?;
@@ -222,11 +235,15 @@ async fn upsert(
             .collect::<Vec<_>>()
             .join(" AND ")
     };
-    let set: Vec<String> = written
+    let mut set: Vec<String> = written
         .iter()
         .filter(|n| !key.contains(n))
         .map(|n| format!("{} = {}", quote_ident(n), value(n)))
         .collect();
+    // A row Postgres marked deleted that Cloudflare holds is live again.
+    if let Some((soft, boolean)) = t.soft.as_ref().filter(|(s, _)| spec.column(s).is_none()) {
+        set.push(format!("{} = {}", quote_ident(soft), if *boolean { "false" } else { "NULL" }));
+    }
     if !set.is_empty() {
         let sql =
             format!("UPDATE {target} AS t SET {} FROM {stage} AS s WHERE {}", set.join(", "), matches("t"));
@@ -273,7 +290,14 @@ async fn advance_sequences(conn: &mut SourceConn, spec: &TableSpec, written: &[&
     Ok(())
 }
 
-async fn delete(conn: &mut SourceConn, t: &Compared<'_>, keys: &[RecordBatch], i: usize) -> Result<()> {
+/// The keys of the rows to delete from `t`, copied into a temporary table
+/// (its name returned).
+async fn stage_keys(
+    conn: &mut SourceConn,
+    t: &Compared<'_>,
+    keys: &[RecordBatch],
+    i: usize,
+) -> Result<String> {
     let (spec, target) = (&t.spec, t.spec.sql_name());
     let mut key_spec = (**spec).clone();
     key_spec.columns = spec.primary_key.iter().filter_map(|k| spec.column(k).cloned()).collect();
@@ -286,9 +310,41 @@ async fn delete(conn: &mut SourceConn, t: &Compared<'_>, keys: &[RecordBatch], i
     exec(conn, &sql, &format!("staging the keys to delete from {}", spec.qualified())).await?;
     let keys = keys.to_vec();
     copy(conn, &stage, Arc::new(key_spec), move |each| keys.iter().try_for_each(each)).await?;
-    let on: Vec<String> = cols.iter().map(|c| format!("t.{c} = d.{c}")).collect();
-    let sql = format!("DELETE FROM {target} AS t USING {stage} AS d WHERE {}", on.join(" AND "));
-    exec(conn, &sql, &format!("deleting from {}", spec.qualified())).await
+    Ok(stage)
+}
+
+/// `target.k = d.k AND ...` over the key columns.
+fn key_match(t: &Compared<'_>, target: &str) -> String {
+    let on: Vec<String> =
+        t.spec.primary_key.iter().map(|k| format!("{target}.{0} = d.{0}", quote_ident(k))).collect();
+    on.join(" AND ")
+}
+
+/// Marks the staged rows deleted, as the service on Postgres did: `now()`
+/// in a timestamp column, `true` in a boolean one.
+async fn soft_delete(
+    conn: &mut SourceConn,
+    t: &Compared<'_>,
+    stage: &str,
+    soft: &(String, bool),
+) -> Result<()> {
+    let target = t.spec.sql_name();
+    let mark = if soft.1 { "true" } else { "now()" };
+    let sql = format!(
+        "UPDATE {target} SET {} = {mark} FROM {stage} AS d WHERE {}",
+        quote_ident(&soft.0),
+        key_match(t, &target)
+    );
+    exec(conn, &sql, &format!("soft-deleting rows of {}", t.spec.qualified())).await
+}
+
+/// Deletes the staged rows that are still live (a row a parent's soft
+/// delete now hides stays, hidden, as the service would have left it).
+async fn delete(conn: &mut SourceConn, t: &Compared<'_>, stage: &str) -> Result<()> {
+    let target = t.spec.sql_name();
+    let live = t.live.as_ref().map(|l| format!(" AND ({l})")).unwrap_or_default();
+    let sql = format!("DELETE FROM {target} USING {stage} AS d WHERE {}{live}", key_match(t, &target));
+    exec(conn, &sql, &format!("deleting from {}", t.spec.qualified())).await
 }
 
 /// `COPY stage FROM STDIN (FORMAT binary)` of the batches `produce` hands

@@ -41,6 +41,11 @@ pub struct Compared<'m> {
     pub parts: Vec<Partition>,
     /// Qualified names of the tables its foreign keys reference.
     pub parents: Vec<String>,
+    /// Which rows of the live table count (pgflare.toml's soft deletes,
+    /// along foreign keys), as a condition on the table (by its SQL name).
+    pub live: Option<String>,
+    /// The table's own soft-delete column, and whether it is a boolean.
+    pub soft: Option<(String, bool)>,
 }
 
 impl Compared<'_> {

@@ -150,7 +150,8 @@ async fn resolve<'m>(
         let filter = prepared.live.live(&info.spec);
         parts.iter_mut().for_each(|p| p.filter = filter.clone());
         let parents = info.foreign_keys.iter().map(|f| format!("{}.{}", f.ref_schema, f.ref_table)).collect();
-        tables.push(Compared { table: t, spec, parts, parents });
+        let soft = prepared.live.soft_column(&info.spec);
+        tables.push(Compared { table: t, spec, parts, parents, live: filter, soft });
     }
     Ok(parents_first(tables))
 }

@@ -451,3 +451,91 @@ impl Drop for RowLock {
         }
     }
 }
+
+/// With soft deletes in pgflare.toml, the way back is the service's own:
+/// a document Cloudflare deleted is marked deleted in Postgres (its chunks
+/// stay, hidden by it, as the service left them), a document Postgres had
+/// marked deleted and Cloudflare holds again is live again, and a chunk
+/// (no soft-delete column) Cloudflare deleted is deleted.
+#[test]
+fn soft_deletes_come_back_as_soft_deletes() {
+    use crate::soft_delete::{config_with_soft_deletes, seeded};
+    let db = seeded("reconsoft", 120, 4);
+    let docs =
+        ids(&db, "SELECT document_id AS id FROM chunks GROUP BY document_id ORDER BY document_id LIMIT 2");
+    let (undeleted, deleted) = (&docs[0], &docs[1]);
+    let lone = db.query_one(&format!(
+        "SELECT min(id::text) FROM chunks WHERE document_id NOT IN ('{undeleted}', '{deleted}')"
+    ));
+    db.exec(&format!("UPDATE documents SET deleted_at = '2024-05-01T00:00:00Z' WHERE id = '{undeleted}'"));
+    let dir = temp_dir("reconsoft");
+    let config = config_with_soft_deletes(&db, dir.path(), &[("documents", "deleted_at")]);
+    let c = config.to_str().expect("p");
+    let sqlite = dir.path().join("d1.sqlite");
+    let d1 = sqlite.to_str().expect("p");
+    let state = dir.path().join("state");
+    let load = ["--json", "load", "--config", c, "--target", "sqlite", "--sqlite", d1, "--state-dir"];
+    ok_json(pgflare(&db, &[&load[..], &[state.to_str().expect("p")]].concat()));
+    // Cloudflare takes the writes (made in Postgres, synced, undone).
+    db.exec(
+        "CREATE TABLE documents_before AS SELECT * FROM documents;
+         CREATE TABLE chunks_before AS SELECT * FROM chunks",
+    );
+    db.exec(&format!(
+        "UPDATE documents SET deleted_at = NULL WHERE id = '{undeleted}';
+         DELETE FROM chunks WHERE document_id = '{deleted}' OR id = '{lone}';
+         DELETE FROM documents WHERE id = '{deleted}';"
+    ));
+    ok_json(pgflare(&db, &["--json", "sync", "--config", c, "--target", "sqlite", "--sqlite", d1, "--once"]));
+    db.exec(
+        "DELETE FROM chunks; DELETE FROM documents;
+         INSERT INTO documents SELECT * FROM documents_before;
+         INSERT INTO chunks SELECT * FROM chunks_before;
+         DROP TABLE documents_before, chunks_before",
+    );
+    let chunks_of = |doc: &str| db.count(&format!("SELECT count(*) FROM chunks WHERE document_id = '{doc}'"));
+    let (hidden, total) = (chunks_of(deleted), db.count("SELECT count(*) FROM chunks"));
+
+    let run = |extra: &[&str]| {
+        let base =
+            ["--json", "reconcile", "--into", "postgres", "--config", c, "--sqlite", d1, "--no-vectorize"];
+        pgflare(&db, &[&base[..], extra].concat())
+    };
+    let s = ok_json(run(&["--dry-run"]));
+    let d = table(&s["reconcile"], "public.documents");
+    assert_eq!((d["inserts"].as_u64(), d["deletes"].as_u64()), (Some(1), Some(1)), "{s:#}");
+    let ch = table(&s["reconcile"], "public.chunks");
+    assert_eq!(ch["inserts"].as_u64(), Some(chunks_of(undeleted)), "the chunks it hid come back: {s:#}");
+    assert_eq!(ch["deletes"].as_u64(), Some(hidden + 1), "{s:#}");
+    let s = ok_json(run(&[]));
+    assert_eq!(s["remaining"], 0, "{s:#}");
+    let one = |sql: &str| db.query_one(sql);
+    assert_eq!(
+        one(&format!("SELECT (deleted_at IS NULL)::text FROM documents WHERE id = '{undeleted}'")),
+        "true"
+    );
+    assert_eq!(
+        one(&format!("SELECT (deleted_at IS NOT NULL)::text FROM documents WHERE id = '{deleted}'")),
+        "true"
+    );
+    assert_eq!(chunks_of(deleted), hidden, "hidden by their document, not deleted");
+    assert_eq!(one(&format!("SELECT count(*)::text FROM chunks WHERE id = '{lone}'")), "0");
+    assert_eq!(db.count("SELECT count(*) FROM chunks"), total - 1);
+    // verify agrees.
+    let report = dir.path().join("report");
+    let v = ok_json(pgflare(
+        &db,
+        &[
+            "--json",
+            "verify",
+            "--config",
+            c,
+            "--sqlite",
+            d1,
+            "--no-vectorize",
+            "--report-dir",
+            report.to_str().expect("p"),
+        ],
+    ));
+    assert_eq!(v["verdict"]["status"], "consistent", "{v:#}");
+}

@@ -14,7 +14,7 @@ use crate::common::*;
 
 /// `init`'s pgflare.toml with `soft_delete = COLUMN` added to each
 /// `(table, column)`.
-fn config_with_soft_deletes(db: &TestDb, dir: &Path, soft: &[(&str, &str)]) -> PathBuf {
+pub(crate) fn config_with_soft_deletes(db: &TestDb, dir: &Path, soft: &[(&str, &str)]) -> PathBuf {
     let config = PathBuf::from(init_config(db, dir));
     let mut text = std::fs::read_to_string(&config).expect("config");
     for (t, c) in soft {
@@ -28,7 +28,7 @@ fn config_with_soft_deletes(db: &TestDb, dir: &Path, soft: &[(&str, &str)]) -> P
 
 /// The documents/chunks seed, with `deleted_at` on documents only (chunks
 /// have no soft-delete column of their own: the common case).
-fn seeded(tag: &str, chunks: usize, dims: usize) -> TestDb {
+pub(crate) fn seeded(tag: &str, chunks: usize, dims: usize) -> TestDb {
     let db = TestDb::new(tag);
     db.seed(chunks, dims);
     db.exec("ALTER TABLE documents ADD COLUMN deleted_at timestamptz");
