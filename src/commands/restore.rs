@@ -41,7 +41,17 @@ pub async fn run(
         print_json(&summary)?;
     } else {
         for t in &summary.tables {
-            outln!("{:24} -> {:20} {:>10} rows from {} files", t.table, t.target_table, t.rows, t.files);
+            let left = match t.not_live {
+                0 => String::new(),
+                n => format!(" ({n} not live left out: soft-deleted, or below a soft-deleted parent)"),
+            };
+            outln!(
+                "{:24} -> {:20} {:>10} rows from {} files{left}",
+                t.table,
+                t.target_table,
+                t.rows,
+                t.files
+            );
         }
         if summary.files_already_copied > 0 {
             outln!("{} files were already copied by an interrupted run", summary.files_already_copied);

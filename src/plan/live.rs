@@ -74,11 +74,20 @@ fn qualified(at: &str, col: &str) -> String {
 
 /// A foreign key from one migrated table to another.
 #[derive(Clone, Debug)]
-struct Edge {
+pub(super) struct Edge {
     name: String,
-    columns: Vec<String>,
-    parent: usize,
-    ref_columns: Vec<String>,
+    pub(super) columns: Vec<String>,
+    pub(super) parent: usize,
+    pub(super) ref_columns: Vec<String>,
+}
+
+/// One table of the graph, as [`super::live_archive`] walks it.
+pub(super) struct NodeView<'a> {
+    pub(super) spec: &'a TableSpec,
+    /// The soft-delete column, and whether it is a boolean.
+    pub(super) soft: Option<(&'a String, bool)>,
+    /// The foreign keys a soft delete cascades along.
+    pub(super) cascades: &'a [Edge],
 }
 
 #[derive(Clone, Debug)]
@@ -216,6 +225,19 @@ impl LiveRows {
             gen.ancestors(n, at, &Base::Deleted, &mut vec![n], true).into_iter().map(|e| format!("NOT {e}")),
         );
         and(parts)
+    }
+
+    /// The tables, their soft-delete columns and the foreign keys hiding
+    /// cascades along (parents by index into the same list).
+    pub(super) fn graph(&self) -> Vec<NodeView<'_>> {
+        self.nodes
+            .iter()
+            .map(|n| NodeView {
+                spec: &n.spec,
+                soft: n.soft.as_ref().map(|s| (&s.name, s.boolean)),
+                cascades: &n.cascades,
+            })
+            .collect()
     }
 
     /// The soft-delete column of `table`: its name, and whether it is a
@@ -463,4 +485,4 @@ fn and(parts: Vec<String>) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -15,6 +15,7 @@ pub mod access;
 pub mod cloudflare;
 pub mod d1_export;
 pub mod live;
+pub mod live_archive;
 pub mod resolve;
 pub mod target;
 pub mod targets;

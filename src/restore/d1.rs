@@ -7,19 +7,27 @@
 //! Vectorize applied its writes.
 //!
 //! Upserts make a rerun after a failure safe (it writes every row again).
-//! Soft-delete settings are refused (by [`super::selected`]): which
-//! archived rows are live would need the cascade `load` reads from
-//! Postgres.
+//! With pgflare.toml's soft deletes, the rows `load` would leave out
+//! (marked deleted, or below a deleted parent) are found in the archive
+//! itself ([`crate::plan::live_archive`]) and left out too.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
+
+use arrow::array::{BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
 
 use super::{RestoreOptions, RestoreSummary, TableRestored};
 use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::batch::TableBatch;
 use crate::cloudflare::limits::D1_MAX_STATEMENT_BYTES;
 use crate::cloudflare::vectorize::WriteTicket;
+use crate::digest::buckets::identity;
+use crate::digest::row_digests;
 use crate::error::{Error, Result};
+use crate::plan::live::LiveRows;
+use crate::plan::live_archive::Hidden;
 use crate::plan::target::OpenTarget;
 use crate::plan::vectors::{OpenVectors, VectorPlan};
 use crate::plan::{Target, VectorTarget};
@@ -50,6 +58,7 @@ pub async fn run(
         .iter()
         .map(|t| table_info(t, &opts.dir.join(crate::source::archive::manifest::FILE_NAME)))
         .collect::<Result<_>>()?;
+    let hidden = Arc::new(hidden_rows(opts, manifest)?);
     let vectors_on = !matches!(to.vectorize, VectorTarget::Off);
     let mapped = crate::plan::map_tables(&opts.project, &mut infos, vectors_on)?;
     let targets = open_targets(opts, to, &infos, &mapped, progress).await?;
@@ -58,7 +67,8 @@ pub async fn run(
     // Parents first, so that D1's foreign keys never refuse a row.
     for &i in mapped.fks.waves.iter().flatten() {
         let t = tables[i];
-        let report = write_table(&opts.dir, t, targets.sinks.clone(), progress).await?;
+        let (report, not_live) =
+            write_table(&opts.dir, t, targets.sinks.clone(), hidden.clone(), progress).await?;
         last_write = last_write.max(report.vectors.pending_write);
         let has_vectors = targets.plan.mappings.0.contains_key(&t.spec.qualified());
         restored.push(TableRestored {
@@ -66,6 +76,7 @@ pub async fn run(
             target_table: mapped.mappings[i].table.clone(),
             rows: report.rows,
             files: t.files.len(),
+            not_live,
             vectors: has_vectors.then_some(report.vectors),
         });
     }
@@ -175,16 +186,38 @@ async fn set_links(
 
 /// Sends every file of `t` through `sinks`, a file per partition, on a
 /// blocking thread (the writers block on the API client's runtime).
+/// Which archived rows are not live under pgflare.toml's soft deletes,
+/// read from the archive (every table of it: a parent outside `--table`
+/// still hides its children).
+fn hidden_rows(opts: &RestoreOptions, manifest: &Manifest) -> Result<Hidden> {
+    let path = opts.dir.join(crate::source::archive::manifest::FILE_NAME);
+    let all: Vec<TableInfo> = manifest.tables.iter().map(|t| table_info(t, &path)).collect::<Result<_>>()?;
+    let live = LiveRows::new(&opts.project, &all.iter().collect::<Vec<_>>());
+    crate::plan::live_archive::hidden_rows(&live, &mut |spec, each| match manifest
+        .tables
+        .iter()
+        .find(|t| t.spec.qualified() == spec.qualified())
+    {
+        Some(t) => table_batches(&opts.dir, t, |_, batch| each(&batch)),
+        None => Ok(()),
+    })
+}
+
+/// Writes the archived rows of `t` but the `hidden` ones; returns what the
+/// sinks wrote and how many rows were left out.
 async fn write_table(
     dir: &std::path::Path,
     t: &ManifestTable,
     sinks: Arc<dyn SinkFactory>,
+    hidden: Arc<Hidden>,
     progress: &Progress,
-) -> Result<SinkReport> {
+) -> Result<(SinkReport, u64)> {
     let (dir, t) = (dir.to_path_buf(), t.clone());
     let bar = progress.rows(&t.spec.qualified(), Some(t.rows));
-    let task = tokio::task::spawn_blocking(move || -> Result<SinkReport> {
+    let task = tokio::task::spawn_blocking(move || -> Result<(SinkReport, u64)> {
         let spec = Arc::new(t.spec.clone());
+        let (hidden, key) = (hidden.of(&spec.qualified()), spec.key_indices());
+        let mut not_live = 0u64;
         // Files come in order: a new partition finishes the one before.
         let mut open: Option<(usize, Box<dyn BatchSink>)> = None;
         let mut report = SinkReport::default();
@@ -198,6 +231,14 @@ async fn write_table(
                 open = Some((partition, sinks.open(&spec, partition)?));
             }
             bar.inc(batch.num_rows() as u64);
+            let batch = match hidden {
+                Some(h) => {
+                    let (kept, left) = leave_out(batch, &key, h)?;
+                    not_live += left;
+                    kept
+                }
+                None => batch,
+            };
             match open.as_mut() {
                 Some((_, sink)) => sink.write(&TableBatch { table: spec.clone(), partition, batch }),
                 None => Err(Error::Internal("a restore partition without a sink".into())),
@@ -207,7 +248,21 @@ async fn write_table(
             report.merge(done.finish()?);
         }
         bar.finish();
-        Ok(report)
+        Ok((report, not_live))
     });
     task.await.map_err(|e| Error::Internal(format!("a restore worker died: {e}")))?
+}
+
+/// `batch` without the rows whose identity is in `hidden`, and how many.
+fn leave_out(batch: RecordBatch, key: &[usize], hidden: &HashSet<Vec<u8>>) -> Result<(RecordBatch, u64)> {
+    let digests = row_digests(&batch)?;
+    let mut mask = Vec::with_capacity(batch.num_rows());
+    for (row, d) in digests.iter().enumerate() {
+        mask.push(!hidden.contains(&identity(&batch, key, row, d)?));
+    }
+    let left = mask.iter().filter(|m| !**m).count() as u64;
+    match left {
+        0 => Ok((batch, 0)),
+        _ => Ok((filter_record_batch(&batch, &BooleanArray::from(mask))?, left)),
+    }
 }

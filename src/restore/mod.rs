@@ -83,6 +83,11 @@ pub struct TableRestored {
     pub target_table: String,
     pub rows: u64,
     pub files: usize,
+    /// Archived rows left out because they are not live: soft-deleted
+    /// themselves, or below a soft-deleted parent (pgflare.toml's
+    /// `soft_delete`, as `load` leaves them out).
+    #[serde(skip_serializing_if = "no_rows")]
+    pub not_live: u64,
     /// What went to Vectorize (tables with a vector mapping).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vectors: Option<VectorReport>,
@@ -114,15 +119,6 @@ fn selected<'a>(
     let names = |t: &ManifestTable| [t.spec.name.clone(), t.spec.qualified()];
     let none = Project::default();
     let project = project.unwrap_or(&none);
-    if let Some(m) = project.tables.iter().find(|m| m.soft_delete.is_some()) {
-        return Err(Error::Config {
-            setting: format!("{}.soft_delete", m.setting),
-            message: "restore does not yet filter soft-deleted rows (load reads which rows are live, \
-                      along foreign keys, from Postgres): restore with a pgflare.toml without soft_delete, \
-                      or none"
-                .into(),
-        });
-    }
     // With [[tables]] in pgflare.toml, the configured ones (as load).
     let configured = |t: &ManifestTable| {
         project.tables.is_empty()
@@ -142,4 +138,8 @@ fn selected<'a>(
         .iter()
         .filter(|t| configured(t) && (only.is_empty() || only.iter().any(|o| names(t).contains(o))))
         .collect())
+}
+
+fn no_rows(n: &u64) -> bool {
+    *n == 0
 }

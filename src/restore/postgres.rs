@@ -78,6 +78,7 @@ pub async fn run(
             target_table: t.spec.qualified(),
             rows: t.rows,
             files: t.files.len(),
+            not_live: 0,
             vectors: None,
         })
         .collect::<Vec<_>>();

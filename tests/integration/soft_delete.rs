@@ -320,3 +320,52 @@ fn a_cycle_soft_deleted_deeper_than_pgflare_follows_is_refused_before_anything_i
     assert!(out.contains("public.books") && out.contains("id=2") && out.contains("public.authors"), "{out}");
     assert!(!sqlite.exists(), "nothing was written: {out}");
 }
+
+/// A restore into D1 leaves out what `load` leaves out, found in the
+/// archive alone (the archive holds every row, soft-deleted ones too):
+/// rows marked deleted, a subtree of the self-referencing tree, the notes
+/// of hidden folders (no soft-delete column of their own) and the lines
+/// below them; the counts are `tree_live`'s, computed independently, and
+/// verify against the source agrees.
+#[test]
+fn a_restore_into_d1_leaves_out_the_rows_load_leaves_out_from_the_archive_alone() {
+    let db = TestDb::new("sdrestore");
+    db.exec(TREE);
+    db.exec("UPDATE folders SET deleted_at = now() WHERE id = 2; ANALYZE");
+    let dir = temp_dir("sdrestore");
+    let config =
+        config_with_soft_deletes(&db, dir.path(), &[("folders", "deleted_at"), ("lines", "archived")]);
+    let c = config.to_str().expect("p");
+    let (archive, sqlite) = (dir.path().join("archive"), dir.path().join("d1.sqlite"));
+    let (arc, d1) = (archive.to_str().expect("p"), sqlite.to_str().expect("p"));
+    ok_json(pgflare(&db, &["--json", "archive", "--config", c, "--out", arc]));
+    let s = ok_json(pgflare(
+        &db,
+        &["--json", "restore", arc, "--config", c, "--target", "sqlite", "--sqlite", d1],
+    ));
+    let (folders, notes, lines) = tree_live(&db);
+    let in_d1 = |t: &str| sqlite_count(&sqlite, &format!("SELECT count(*) FROM {t}")) as u64;
+    assert_eq!((in_d1("folders"), in_d1("notes"), in_d1("lines")), (folders, notes, lines), "{s:#}");
+    let all = |t: &str| db.count(&format!("SELECT count(*) FROM {t}"));
+    for (t, live) in [("folders", folders), ("notes", notes), ("lines", lines)] {
+        let r = table(&s, &format!("public.{t}"));
+        assert_eq!(r["not_live"].as_u64().unwrap_or(0), all(t) - live, "{t}: {s:#}");
+        assert_eq!(r["rows"].as_u64(), Some(live), "{t}: {s:#}");
+    }
+    let report = dir.path().join("report");
+    let v = ok_json(pgflare(
+        &db,
+        &[
+            "--json",
+            "verify",
+            "--config",
+            c,
+            "--sqlite",
+            d1,
+            "--no-vectorize",
+            "--report-dir",
+            report.to_str().expect("p"),
+        ],
+    ));
+    assert_eq!(v["verdict"]["status"], "consistent", "{v:#}");
+}

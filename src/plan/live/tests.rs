@@ -6,7 +6,7 @@ use crate::config::project::TableMapping;
 use crate::source::constraints::ForeignKey;
 use crate::typemap::ColumnType;
 
-fn table(name: &str, cols: &[(&str, Kind)], fks: &[(&str, &str, &str)]) -> TableInfo {
+pub(crate) fn table(name: &str, cols: &[(&str, Kind)], fks: &[(&str, &str, &str)]) -> TableInfo {
     let columns = cols
         .iter()
         .map(|(c, k)| ColumnSpec {
@@ -49,7 +49,7 @@ fn table(name: &str, cols: &[(&str, Kind)], fks: &[(&str, &str, &str)]) -> Table
     }
 }
 
-fn project(soft: &[(&str, &str)]) -> Project {
+pub(crate) fn project(soft: &[(&str, &str)]) -> Project {
     Project {
         tables: soft
             .iter()
