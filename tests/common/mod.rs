@@ -9,10 +9,12 @@
 mod compare;
 mod emulator;
 mod python;
+mod session;
 
 pub use compare::*;
 pub use emulator::*;
 pub use python::*;
+pub use session::*;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -218,7 +218,7 @@ fn a_reconcile_killed_while_writing_leaves_postgres_as_it_was_and_a_rerun_finish
 
     // Another session holds the row the update must write: the reconcile
     // waits inside its transaction (documents already inserted), is killed.
-    let holder = RowLock::new(&db, &format!("SELECT 1 FROM chunks WHERE id = '{edited}' FOR UPDATE"));
+    let holder = SessionLock::new(&db, &format!("SELECT 1 FROM chunks WHERE id = '{edited}' FOR UPDATE"));
     let mut child = emu
         .command(&db)
         .args(["--json", "reconcile", "--into", "postgres", "--config", &config, "--from-archive"])
@@ -414,44 +414,6 @@ fn trees_sequences_and_triggers_come_back_right() {
     );
 }
 
-/// A session holding the locks `sql` takes (in an open transaction) until dropped.
-struct RowLock {
-    release: std::sync::mpsc::Sender<()>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl RowLock {
-    fn new(db: &TestDb, sql: &str) -> RowLock {
-        let (url, sql) = (db.url.clone(), sql.to_string());
-        let (release, wait) = std::sync::mpsc::channel::<()>();
-        let (locked, is_locked) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            block_on(async move {
-                use sqlx::Connection as _;
-                let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("BEGIN; {sql}")))
-                    .execute(&mut c)
-                    .await
-                    .expect("lock");
-                let _ = locked.send(());
-                let _ = tokio::task::spawn_blocking(move || wait.recv()).await;
-                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut c).await;
-            })
-        });
-        is_locked.recv_timeout(Duration::from_secs(60)).expect("the lock was taken");
-        RowLock { release, thread: Some(thread) }
-    }
-}
-
-impl Drop for RowLock {
-    fn drop(&mut self) {
-        let _ = self.release.send(());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// With soft deletes in pgflare.toml, the way back is the service's own:
 /// a document Cloudflare deleted is marked deleted in Postgres (its chunks
 /// stay, hidden by it, as the service left them), a document Postgres had
@@ -522,20 +484,6 @@ fn soft_deletes_come_back_as_soft_deletes() {
     assert_eq!(one(&format!("SELECT count(*)::text FROM chunks WHERE id = '{lone}'")), "0");
     assert_eq!(db.count("SELECT count(*) FROM chunks"), total - 1);
     // verify agrees.
-    let report = dir.path().join("report");
-    let v = ok_json(pgflare(
-        &db,
-        &[
-            "--json",
-            "verify",
-            "--config",
-            c,
-            "--sqlite",
-            d1,
-            "--no-vectorize",
-            "--report-dir",
-            report.to_str().expect("p"),
-        ],
-    ));
+    let v = verify_d1_file(&db, c, d1, &dir.path().join("report"));
     assert_eq!(v["verdict"]["status"], "consistent", "{v:#}");
 }

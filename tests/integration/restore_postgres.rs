@@ -184,7 +184,11 @@ fn a_restore_killed_while_copying_is_finished_by_the_next_run_with_nothing_twice
     // one file is copied last: files go largest first): the restore then
     // waits inside that COPY (or, if it was quicker, before adding a key),
     // with files of chunks committed or in flight.
-    let holder = LockHolder::new(&target, "documents");
+    let holder = SessionLock::when(
+        &target,
+        "SELECT to_regclass('documents') IS NOT NULL",
+        "LOCK TABLE documents IN ACCESS EXCLUSIVE MODE",
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     // Stopped once a file is in and the restore waits for the lock.
     let waiting = "SELECT (count(*) > 0 AND (SELECT count(*) FROM pgflare_restore.files) > 0)::text \
@@ -207,53 +211,6 @@ fn a_restore_killed_while_copying_is_finished_by_the_next_run_with_nothing_twice
     let s = ok_json(pgflare(&source, &restore_args(&out, &target, &[])));
     assert!(s["files_already_copied"].as_u64().unwrap_or(0) >= 1, "{s:#}");
     assert_restored(&source, &target, &out, &[("documents", "id"), ("chunks", "id")]);
-}
-
-/// A session that holds `ACCESS EXCLUSIVE` on a table of the target (once
-/// the table exists) until dropped.
-struct LockHolder {
-    release: std::sync::mpsc::Sender<()>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl LockHolder {
-    fn new(db: &TestDb, table: &str) -> LockHolder {
-        let (url, table) = (db.url.clone(), table.to_string());
-        let (release, wait) = std::sync::mpsc::channel::<()>();
-        let (locked, is_locked) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            block_on(async move {
-                use sqlx::Connection as _;
-                let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
-                let exists = format!("SELECT to_regclass('{table}') IS NOT NULL");
-                let deadline = Instant::now() + Duration::from_secs(60);
-                while !sqlx::query_scalar::<_, bool>(sqlx::AssertSqlSafe(exists.clone()))
-                    .fetch_one(&mut c)
-                    .await
-                    .expect("poll")
-                {
-                    assert!(Instant::now() < deadline, "the restore never created {table}");
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-                let lock = format!("BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE");
-                sqlx::raw_sql(sqlx::AssertSqlSafe(lock)).execute(&mut c).await.expect("lock");
-                let _ = locked.send(());
-                let _ = tokio::task::spawn_blocking(move || wait.recv()).await;
-                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut c).await;
-            })
-        });
-        is_locked.recv_timeout(Duration::from_secs(90)).expect("the lock was taken");
-        LockHolder { release, thread: Some(thread) }
-    }
-}
-
-impl Drop for LockHolder {
-    fn drop(&mut self) {
-        let _ = self.release.send(());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 #[test]

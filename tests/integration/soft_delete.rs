@@ -352,20 +352,6 @@ fn a_restore_into_d1_leaves_out_the_rows_load_leaves_out_from_the_archive_alone(
         assert_eq!(r["not_live"].as_u64().unwrap_or(0), all(t) - live, "{t}: {s:#}");
         assert_eq!(r["rows"].as_u64(), Some(live), "{t}: {s:#}");
     }
-    let report = dir.path().join("report");
-    let v = ok_json(pgflare(
-        &db,
-        &[
-            "--json",
-            "verify",
-            "--config",
-            c,
-            "--sqlite",
-            d1,
-            "--no-vectorize",
-            "--report-dir",
-            report.to_str().expect("p"),
-        ],
-    ));
+    let v = verify_d1_file(&db, c, d1, &dir.path().join("report"));
     assert_eq!(v["verdict"]["status"], "consistent", "{v:#}");
 }
