@@ -336,26 +336,9 @@ fn trees_sequences_and_triggers_come_back_right() {
         + db.count(
             "SELECT count(*) FROM nodes WHERE parent_id IN (SELECT id FROM nodes WHERE parent_id = 2)",
         );
-    let run = |extra: &[&str]| {
-        pgflare(
-            &db,
-            &[
-                &[
-                    "--json",
-                    "reconcile",
-                    "--into",
-                    "postgres",
-                    "--table",
-                    "nodes",
-                    "--sqlite",
-                    d1,
-                    "--no-vectorize",
-                ],
-                extra,
-            ]
-            .concat(),
-        )
-    };
+    let base =
+        ["--json", "reconcile", "--into", "postgres", "--table", "nodes", "--sqlite", d1, "--no-vectorize"];
+    let run = |extra: &[&str]| pgflare(&db, &[&base[..], extra].concat());
     let s = ok_json(run(&["--dry-run"]));
     let t = table(&s["reconcile"], "public.nodes");
     assert_eq!(
@@ -365,20 +348,7 @@ fn trees_sequences_and_triggers_come_back_right() {
     );
     assert!(s["reconcile"]["notes"].to_string().contains("nodes_stamp"), "the trigger is named: {s:#}");
     // For people: the counts, the first keys, the trigger, nothing written.
-    let human = ok(pgflare(
-        &db,
-        &[
-            "reconcile",
-            "--into",
-            "postgres",
-            "--table",
-            "nodes",
-            "--sqlite",
-            d1,
-            "--no-vectorize",
-            "--dry-run",
-        ],
-    ));
+    let human = ok(pgflare(&db, &[&base[1..], &["--dry-run"]].concat()));
     for line in [
         "public.nodes",
         "3 inserts",
