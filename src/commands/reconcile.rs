@@ -24,48 +24,15 @@ pub async fn run(
     progress: &Progress,
     timeouts: crate::timeouts::Timeouts,
 ) -> anyhow::Result<ExitCode> {
-    let Opening { project, source, read, split } =
-        targets::open(OpeningFlags::of(&args.project, &args.cloudflare, &args.tuning), timeouts)?;
+    let opening = targets::open(OpeningFlags::of(&args.project, &args.cloudflare, &args.tuning), timeouts)?;
     // This run's own folder (the D1 copy, the vector spool, and the
     // archive unless --keep names one) goes when this ends.
     let temp = TempDir(std::env::temp_dir().join(format!("pgflare-reconcile-{}", std::process::id())));
     let archive = match &args.from_archive {
         Some(dir) => dir.clone(),
-        None => {
-            let at = CloudflareAt {
-                sqlite: args.sqlite.as_deref(),
-                no_vectorize: args.no_vectorize,
-                rate_limit: args.rate_limit.as_deref(),
-            };
-            let (d1, vectorize) = where_cloudflare_is(&at, &project, progress, timeouts)?;
-            let dir = args.keep.clone().unwrap_or_else(|| temp.0.join("cloudflare"));
-            let opts = CloudflareOptions {
-                project: project.clone(),
-                only_tables: args.project.tables.clone(),
-                definitions: Definitions::Live(source.clone()),
-                d1,
-                vectorize,
-                work_dir: temp.0.join("work"),
-                parquet: ParquetConfig {
-                    dir: dir.clone(),
-                    file_bytes: 256 << 20,
-                    row_group_bytes: 32 << 20,
-                    zstd_level: 1,
-                },
-                overwrite: false,
-                batch_rows: read.batch_rows,
-            };
-            let (_, read_summary) = cloudflare::run(&opts, progress)
-                .await
-                .context("reading Cloudflare's side into an archive")?;
-            // The archive's own summary names its folder: only worth
-            // printing when the folder stays.
-            if !json && args.keep.is_some() {
-                super::archive_cloudflare::print_human(&read_summary);
-            }
-            dir
-        }
+        None => read_cloudflare(&args, &opening, &temp, json, progress, timeouts).await?,
     };
+    let Opening { project, source, read, split } = opening;
     let mut opts = ReconcileOptions {
         archive,
         project,
@@ -98,6 +65,50 @@ pub async fn run(
         0 => ExitCode::SUCCESS,
         _ => ExitCode::from(EXIT_DIFFERENCES),
     })
+}
+
+/// Reads D1 and Vectorize into an archive of Cloudflare (in `--keep DIR`,
+/// or this run's temporary folder); returns its folder.
+async fn read_cloudflare(
+    args: &ReconcileArgs,
+    opening: &Opening,
+    temp: &TempDir,
+    json: bool,
+    progress: &Progress,
+    timeouts: crate::timeouts::Timeouts,
+) -> anyhow::Result<std::path::PathBuf> {
+    let at = CloudflareAt {
+        sqlite: args.sqlite.as_deref(),
+        no_vectorize: args.no_vectorize,
+        rate_limit: args.rate_limit.as_deref(),
+    };
+    let (project, source) = (&opening.project, &opening.source);
+    let (d1, vectorize) = where_cloudflare_is(&at, project, progress, timeouts)?;
+    let dir = args.keep.clone().unwrap_or_else(|| temp.0.join("cloudflare"));
+    let opts = CloudflareOptions {
+        project: project.clone(),
+        only_tables: args.project.tables.clone(),
+        definitions: Definitions::Live(source.clone()),
+        d1,
+        vectorize,
+        work_dir: temp.0.join("work"),
+        parquet: ParquetConfig {
+            dir: dir.clone(),
+            file_bytes: 256 << 20,
+            row_group_bytes: 32 << 20,
+            zstd_level: 1,
+        },
+        overwrite: false,
+        batch_rows: opening.read.batch_rows,
+    };
+    let (_, read) =
+        cloudflare::run(&opts, progress).await.context("reading Cloudflare's side into an archive")?;
+    // The archive's own summary names its folder: only worth printing
+    // when the folder stays.
+    if !json && args.keep.is_some() {
+        super::archive_cloudflare::print_human(&read);
+    }
+    Ok(dir)
 }
 
 fn print_human(s: &ReconcileSummary, check: Option<&ReconcileSummary>) {
