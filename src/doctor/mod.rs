@@ -23,6 +23,7 @@ pub mod cloudflare;
 mod index;
 mod pooler;
 pub mod postgres;
+pub mod replication;
 pub mod settings;
 
 use serde::Serialize;

@@ -54,6 +54,13 @@ pub async fn run(source: &Source, project: &Project, only: &[String]) -> Outcome
             return Outcome { checks, vectors: None };
         }
     }
+    match super::replication::checks(&mut conn).await {
+        Ok(found) => checks.extend(found),
+        Err(e) => {
+            let c = Check::named("postgres.replication_slots", Area::Postgres, "read the replication slots");
+            checks.push(c.problem(first_line(&e), hint(&e)));
+        }
+    }
     let selected = crate::plan::selection(project, only);
     let infos = match async { introspect_lenient(&mut conn, &selected?).await }.await {
         Ok(infos) => infos,

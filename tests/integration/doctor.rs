@@ -391,3 +391,31 @@ fn doctor_reads_the_tables_with_the_casts_the_load_uses() {
     let r = run("[[tables]]\nname = \"spans\"\ncasts = { took = \"text\" }\n");
     assert_eq!(status(&r.1, "postgres.column_types"), "ok", "{}", r.2);
 }
+
+/// A logical replication slot in the source's database is listed (name,
+/// plugin, whether anyone reads it, the WAL it keeps), and the role's
+/// privilege to create one is said; slots of other databases are not this
+/// source's.
+#[test]
+fn doctor_lists_the_replication_slots_of_the_source_and_the_privilege_to_make_one() {
+    let s = Stack::new("doctorslot");
+    let slot = format!("pgflare_doctor_{}", std::process::id());
+    s.db.exec(&format!("SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')"));
+    // The database cannot be dropped while it has a slot: drop it whatever happens.
+    struct Dropped<'a>(&'a TestDb, String);
+    impl Drop for Dropped<'_> {
+        fn drop(&mut self) {
+            let (db, sql) = (self.0, format!("SELECT pg_drop_replication_slot('{}')", self.1));
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.exec(&sql)));
+        }
+    }
+    let _dropped = Dropped(&s.db, slot.clone());
+    s.db.exec("UPDATE chunks SET content = content || ' again'");
+    let (_, r, out) = s.doctor(&["--no-cloudflare"], &[]);
+    let found = check(&r, "postgres.replication_slots")["found"].as_str().unwrap_or_default().to_string();
+    assert!(found.contains(&format!("{slot} (pgoutput, inactive, keeps ")), "{out}");
+    assert_eq!(status(&r, "postgres.replication_slots"), "ok", "well under 1 GiB: {out}");
+    assert_eq!(check(&r, "postgres.replication_privilege")["found"], "yes: superuser", "{out}");
+    assert_eq!(status(&r, "postgres.replication_slot_room"), "info", "{out}");
+    validate(s.dir.path(), &r);
+}
