@@ -82,6 +82,15 @@ async fn read_cloudflare(
         no_vectorize: args.no_vectorize,
         rate_limit: args.rate_limit.as_deref(),
     };
+    if let Some(dir) = &args.keep {
+        if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+            anyhow::bail!(
+                "--keep {}: the folder is not empty; name an empty or new folder, or pass it to \
+                 --from-archive to write back the archive of Cloudflare already in it",
+                dir.display()
+            );
+        }
+    }
     let (project, source) = (&opening.project, &opening.source);
     let (d1, vectorize) = where_cloudflare_is(&at, project, progress, timeouts)?;
     let dir = args.keep.clone().unwrap_or_else(|| temp.0.join("cloudflare"));

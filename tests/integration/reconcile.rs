@@ -339,6 +339,13 @@ fn trees_sequences_and_triggers_come_back_right() {
     let base =
         ["--json", "reconcile", "--into", "postgres", "--table", "nodes", "--sqlite", d1, "--no-vectorize"];
     let run = |extra: &[&str]| pgflare(&db, &[&base[..], extra].concat());
+    // A --keep folder that holds something is refused before anything is read.
+    let full = dir.path().join("full");
+    std::fs::create_dir_all(&full).expect("mkdir");
+    std::fs::write(full.join("x"), "x").expect("write");
+    let o = run(&["--dry-run", "--keep", full.to_str().expect("p")]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("is not empty") && text(&o).contains("--from-archive"), "{}", text(&o));
     let s = ok_json(run(&["--dry-run"]));
     let t = table(&s["reconcile"], "public.nodes");
     assert_eq!(
