@@ -464,3 +464,51 @@ fn soft_deletes_come_back_as_soft_deletes() {
     let v = verify_d1_file(&db, c, d1, &dir.path().join("report"));
     assert_eq!(v["verdict"]["status"], "consistent", "{v:#}");
 }
+
+/// A row Cloudflare added cannot go into Postgres when a NOT NULL column
+/// without a default is not on Cloudflare (pgflare.toml left it out of D1):
+/// refused before anything is written, naming table, column and key, with
+/// the fix; with a default, the row goes in and the column takes it.
+#[test]
+fn a_not_null_column_cloudflare_does_not_hold_refuses_the_inserts_before_writing() {
+    let db = TestDb::new("reconnn");
+    db.exec(
+        "CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL, owner text NOT NULL);
+         INSERT INTO notes SELECT g, 'note ' || g, 'me' FROM generate_series(1, 20) g;",
+    );
+    let dir = temp_dir("reconnn");
+    let config = dir.path().join("pgflare.toml");
+    std::fs::write(&config, "[[tables]]\nname = \"notes\"\nd1_columns = [\"id\", \"body\"]\n")
+        .expect("write");
+    let (c, sqlite) = (config.to_str().expect("p"), dir.path().join("d1.sqlite"));
+    let d1 = sqlite.to_str().expect("p");
+    let state = dir.path().join("state");
+    let load = ["--json", "load", "--config", c, "--target", "sqlite", "--sqlite", d1, "--state-dir"];
+    ok_json(pgflare(&db, &[&load[..], &[state.to_str().expect("p")]].concat()));
+    let conn = rusqlite::Connection::open(&sqlite).expect("open");
+    conn.execute_batch("INSERT INTO notes (id, body) VALUES (21, 'written on Cloudflare'); UPDATE notes SET body = 'edited' WHERE id = 1;").expect("edit D1");
+    drop(conn);
+    let run = || {
+        let args =
+            ["--json", "reconcile", "--into", "postgres", "--config", c, "--sqlite", d1, "--no-vectorize"];
+        pgflare(&db, &args)
+    };
+    let o = run();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    for part in ["public.notes", "owner", "id=21", "NOT NULL without a default", "SET DEFAULT"] {
+        assert!(text(&o).contains(part), "{part}: {}", text(&o));
+    }
+    assert_eq!(db.query_one("SELECT body FROM notes WHERE id = 1"), "note 1", "nothing was written");
+    db.exec("ALTER TABLE notes ALTER COLUMN owner SET DEFAULT 'cloudflare'");
+    let s = ok_json(run());
+    assert_eq!(s["remaining"], 0, "{s:#}");
+    assert_eq!(
+        db.query_one("SELECT body || ' ' || owner FROM notes WHERE id = 21"),
+        "written on Cloudflare cloudflare"
+    );
+    assert_eq!(
+        db.query_one("SELECT body || ' ' || owner FROM notes WHERE id = 1"),
+        "edited me",
+        "a column Cloudflare does not hold keeps its value"
+    );
+}
