@@ -125,7 +125,8 @@ pub fn check(t: &Compared, live: &[LiveColumn], changes: &Changes) -> Result<()>
     Ok(())
 }
 
-/// Writes `changes` (in `order`: parents first) in one transaction.
+/// Writes `changes` (one per table of `tables`, which come parents first)
+/// in one transaction.
 pub async fn apply(
     src: &Source,
     archive: &Path,
@@ -220,6 +221,23 @@ async fn upsert(
     })
     .await?;
 
+    let (update, insert, written) = statements(t, live, &stage);
+    if let Some(sql) = update {
+        exec(conn, &sql, &format!("updating {}", spec.qualified())).await?;
+    }
+    exec(conn, &insert, &format!("inserting into {}", spec.qualified())).await?;
+    advance_sequences(conn, spec, &written).await
+}
+
+/// The `UPDATE ... FROM stage` (none when only key columns are written)
+/// and the `INSERT ... SELECT ... WHERE NOT EXISTS` of the staged rows,
+/// and the columns they write (generated columns are computed, not written).
+fn statements<'s>(
+    t: &'s Compared<'_>,
+    live: &[LiveColumn],
+    stage: &str,
+) -> (Option<String>, String, Vec<&'s str>) {
+    let (spec, target) = (&t.spec, t.spec.sql_name());
     // The value of a column from the stage, in the live column's type.
     let ty = |n: &str| live.iter().find(|l| l.name == n).map(|l| l.ty.clone()).unwrap_or_default();
     let value = |n: &str| match spec.column(n).and_then(|c| c.cast.as_ref()) {
@@ -244,22 +262,19 @@ async fn upsert(
     if let Some((soft, boolean)) = t.soft.as_ref().filter(|(s, _)| spec.column(s).is_none()) {
         set.push(format!("{} = {}", quote_ident(soft), if *boolean { "false" } else { "NULL" }));
     }
-    if !set.is_empty() {
-        let sql =
-            format!("UPDATE {target} AS t SET {} FROM {stage} AS s WHERE {}", set.join(", "), matches("t"));
-        exec(conn, &sql, &format!("updating {}", spec.qualified())).await?;
-    }
+    let update = (!set.is_empty()).then(|| {
+        format!("UPDATE {target} AS t SET {} FROM {stage} AS s WHERE {}", set.join(", "), matches("t"))
+    });
     let names: Vec<String> = written.iter().map(|n| quote_ident(n)).collect();
     let values: Vec<String> = written.iter().map(|n| value(n)).collect();
-    let sql = format!(
+    let insert = format!(
         "INSERT INTO {target} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {stage} AS s \
          WHERE NOT EXISTS (SELECT 1 FROM {target} AS x WHERE {})",
         names.join(", "),
         values.join(", "),
         matches("x")
     );
-    exec(conn, &sql, &format!("inserting into {}", spec.qualified())).await?;
-    advance_sequences(conn, spec, &written).await
+    (update, insert, written)
 }
 
 /// A serial or identity column given values by hand: its sequence moves
