@@ -57,7 +57,12 @@ pub async fn run(
         (None, false) => summary.differences(),
     };
     if json {
-        print_json(&serde_json::json!({ "reconcile": summary, "check": check, "remaining": remaining }))?;
+        print_json(&serde_json::json!({
+            "format": reconcile::FORMAT,
+            "reconcile": summary,
+            "check": check,
+            "remaining": remaining
+        }))?;
     } else {
         print_human(&summary, check.as_ref());
     }

@@ -26,6 +26,9 @@ use crate::source::archive::manifest::Manifest;
 use crate::source::{partition, ReadOptions, Snapshot, Source, SplitOptions};
 use compare::{Changes, Compared};
 
+/// The `format` of `pgflare --json reconcile` (schemas/reconcile-summary.schema.json).
+pub const FORMAT: &str = "pgflare-reconcile-v1";
+
 pub struct ReconcileOptions {
     /// The archive of Cloudflare to write back (`archive --from cloudflare`).
     pub archive: PathBuf,

@@ -121,6 +121,7 @@ fn what_cloudflare_changed_comes_back_into_postgres_and_verify_is_clean() {
     let o = reconcile(&db, &emu, &config, &["--dry-run", "--keep", keep.to_str().expect("p")]);
     assert!(!text(&o).contains(&emu.token), "no secret in the output");
     let s = ok_json(o);
+    assert_doc_schema("reconcile-summary", &s.to_string(), dir.path());
     let plan = &s["reconcile"];
     assert_eq!(plan["written"], false, "{s:#}");
     let d = table(plan, "public.documents");
@@ -154,6 +155,7 @@ fn what_cloudflare_changed_comes_back_into_postgres_and_verify_is_clean() {
         (Some(true), Some(0)),
         "{s:#}"
     );
+    assert_doc_schema("reconcile-summary", &s.to_string(), dir.path());
     let one = |sql: &str| db.query_one(sql);
     assert_eq!(one(&format!("SELECT content FROM chunks WHERE id = '{edited}'")), "edited on cloudflare");
     assert_eq!(one(&format!("SELECT content FROM chunks WHERE id = '{raw_edit}'")), "edited by a worker");
@@ -374,6 +376,7 @@ fn trees_sequences_and_triggers_come_back_right() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let s: Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(s["remaining"], 1, "{s:#}");
+    assert_doc_schema("reconcile-summary", &s.to_string(), dir.path());
     assert_eq!(table(&s["check"], "public.nodes")["columns_updated"]["updated_at"], 1, "{s:#}");
     // Without triggers, Postgres holds exactly D1's rows.
     let s = ok_json(run(&["--disable-triggers"]));
