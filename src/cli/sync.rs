@@ -47,6 +47,44 @@ pub struct SyncArgs {
     #[arg(long, value_name = "DURATION")]
     pub every: Option<String>,
 
+    /// Follow the source continuously through logical replication: a
+    /// replication slot and a publication (both named --slot, created on
+    /// the first start) stream every committed change, applied seconds
+    /// later in commit order. The first start (and the first after a
+    /// load) makes one polling run so nothing before the slot is missed.
+    /// Needs the direct connection (not a pooler), wal_level=logical and a
+    /// role with REPLICATION; runs until SIGTERM/SIGINT. See the README:
+    /// "Following the source".
+    #[arg(long, conflicts_with_all = ["once", "every"])]
+    pub follow: bool,
+
+    /// The replication slot and publication --follow reads through (and
+    /// --drop-slot removes): lower-case letters, digits, underscores.
+    #[arg(long, default_value = "pgflare", value_name = "NAME")]
+    pub slot: String,
+
+    /// Drop the replication slot and publication named by --slot and exit
+    /// (at decommission, or to stop keeping WAL for a follower that will
+    /// not return). The follower must be stopped.
+    #[arg(long, conflicts_with_all = ["once", "every", "follow"])]
+    pub drop_slot: bool,
+
+    /// --follow: warn when the slot keeps more WAL than this on the
+    /// source (a follower that is stopped or behind makes Postgres keep
+    /// WAL, which can fill its disk). Bytes, or with KB/MB/GB (x1000) or
+    /// KiB/MiB/GiB (x1024).
+    #[arg(long, default_value = "1GiB", value_name = "SIZE")]
+    pub max_retained_wal: String,
+
+    /// --follow: how often the status is printed (--json: one JSON line
+    /// `pgflare-follow-status-v1`; otherwise the progress line).
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub status_every: String,
+
+    /// --follow: stop after this long (for tests and measurements).
+    #[arg(long, value_name = "DURATION", hide = true)]
+    pub follow_for: Option<String>,
+
     /// Random share of --every by which each start moves, in percent.
     #[arg(long, default_value_t = 10, value_name = "PERCENT")]
     pub jitter: u8,

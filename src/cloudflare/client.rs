@@ -153,6 +153,11 @@ impl Api {
         (self.limiter.left(), s.rate_limit_requests, s.rate_limit_window)
     }
 
+    /// Requests sent since the start (retries included).
+    pub fn requests_sent(&self) -> u64 {
+        self.limiter.total()
+    }
+
     /// The bounds of this run.
     pub fn timeouts(&self) -> crate::timeouts::Timeouts {
         self.settings.timeouts

@@ -17,6 +17,9 @@ pub struct RateLimiter {
     requests: usize,
     window: Duration,
     sent: Mutex<VecDeque<Instant>>,
+    /// Requests let through since the start, for callers that pace
+    /// themselves (`sync --follow`).
+    total: std::sync::atomic::AtomicU64,
     /// Until when Cloudflare said no call gets through (a 429's
     /// `Retry-After`): every worker waits, not only the one refused.
     held: std::sync::Mutex<Option<Instant>>,
@@ -28,6 +31,7 @@ impl RateLimiter {
             requests: requests.max(1) as usize,
             window,
             sent: Mutex::new(VecDeque::new()),
+            total: std::sync::atomic::AtomicU64::new(0),
             held: std::sync::Mutex::new(None),
         }
     }
@@ -55,6 +59,11 @@ impl RateLimiter {
         Some(self.requests.saturating_sub(in_window))
     }
 
+    /// Requests let through since the start.
+    pub fn total(&self) -> u64 {
+        self.total.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn held_until(&self) -> Option<Instant> {
         *self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -75,6 +84,7 @@ impl RateLimiter {
             }
             if sent.len() < self.requests {
                 sent.push_back(now);
+                self.total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return;
             }
             if let Some(oldest) = sent.front().copied() {

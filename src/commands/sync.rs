@@ -12,8 +12,10 @@ use super::print_json;
 use crate::cli::SyncArgs;
 use crate::plan::targets::{self, D1Flags, Opening, OpeningFlags};
 use crate::progress::Progress;
+use crate::sync::follow::{parse_size, FollowOptions, FollowStatus, Followed};
 use crate::sync::schedule::{self, Ended, Schedule};
 use crate::sync::{SyncOptions, SyncSummary};
+use crate::timeouts::parse_duration;
 
 /// Exit code when another runner holds the lease or the source lock.
 pub const EXIT_BUSY: u8 = 3;
@@ -44,6 +46,17 @@ pub async fn run(
         &project,
         timeouts,
     )?;
+    if args.drop_slot {
+        let dropped = crate::sync::follow::drop_slot(&source, &args.slot).await?;
+        if json {
+            print_json(&serde_json::json!({ "format": "pgflare-drop-slot-v1", "dropped": dropped }))?;
+        } else if dropped.is_empty() {
+            outln!("pgflare sync --drop-slot: no replication slot or publication named {}", args.slot);
+        } else {
+            outln!("pgflare sync --drop-slot: dropped {}", dropped.join(" and "));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let schedule = Schedule::parse(args.every.as_deref(), args.jitter)?;
     let signals = schedule::watch_signals(progress)?;
     let opts = SyncOptions {
@@ -58,12 +71,85 @@ pub async fn run(
         lease_ttl: Duration::from_secs(args.lease_seconds.max(30)),
         stop: signals.stop.clone(),
     };
+    if args.follow {
+        return follow(&source, &opts, &args, json, progress).await;
+    }
     let report = |s: &SyncSummary| report(s, json, args.summary.as_deref());
     match schedule::run_scheduled(&source, &opts, schedule, &signals, progress, report).await? {
         Ended::Stopped => Ok(ExitCode::SUCCESS),
         Ended::Busy(who) => {
             errln!("pgflare sync: not running: {who}; exiting with code {EXIT_BUSY}");
             Ok(ExitCode::from(EXIT_BUSY))
+        }
+    }
+}
+
+async fn follow(
+    source: &crate::source::Source,
+    opts: &SyncOptions,
+    args: &SyncArgs,
+    json: bool,
+    progress: &Progress,
+) -> anyhow::Result<ExitCode> {
+    let setting = |flag: &str, message: String| crate::error::Error::Config { setting: flag.into(), message };
+    let fo = FollowOptions {
+        slot: args.slot.clone(),
+        max_retained_wal: parse_size(&args.max_retained_wal).map_err(|m| setting("--max-retained-wal", m))?,
+        status_every: parse_duration(&args.status_every).map_err(|m| setting("--status-every", m))?,
+        max_delay: Duration::from_millis(500),
+        stop_after: args
+            .follow_for
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|m| setting("--follow-for", m))?,
+    };
+    let mut status = |s: &FollowStatus| {
+        if json {
+            if let Ok(line) = serde_json::to_string(s) {
+                outln!("{line}");
+            }
+        }
+    };
+    match crate::sync::follow::follow(source, opts, &fo, progress, &mut status).await? {
+        Followed::Busy(who) => {
+            errln!("pgflare sync --follow: not running: {who}; exiting with code {EXIT_BUSY}");
+            Ok(ExitCode::from(EXIT_BUSY))
+        }
+        Followed::Stopped(s) => {
+            if let Some(f) = args.summary.as_deref() {
+                std::fs::write(f, serde_json::to_vec_pretty(&s)?)
+                    .with_context(|| format!("writing {}", f.display()))?;
+            }
+            if json {
+                outln!("{}", serde_json::to_string(&s)?);
+            } else {
+                if let Some(h) = &s.handover {
+                    outln!(
+                        "hand-over: one polling run upserted {} rows and deleted {}",
+                        h.rows_upserted,
+                        h.rows_deleted
+                    );
+                }
+                let a = &s.applied;
+                outln!(
+                    "sync --follow stopped: {} transactions applied in {} flushes ({} rows upserted, {} deleted, {} \
+                     soft-deleted, {} below a soft-deleted parent); the targets hold everything up to {} (slot {}); \
+                     lag p50 {:.2}s, p95 {:.2}s, max {:.2}s",
+                    s.transactions,
+                    s.flushes,
+                    a.rows_upserted,
+                    a.rows_deleted,
+                    a.rows_soft_deleted,
+                    a.rows_hidden_by_deleted_parent,
+                    s.to_lsn,
+                    s.slot,
+                    s.lag.p50_seconds,
+                    s.lag.p95_seconds,
+                    s.lag.max_seconds
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -24,6 +24,9 @@ pub struct Source {
     /// The flag the URL came from, for hints (`--database-url`, or the
     /// target of a restore).
     setting: String,
+    /// The URL as given, for the replication connection (a protocol sqlx
+    /// does not speak); never shown.
+    raw: std::sync::Arc<str>,
 }
 
 impl std::fmt::Debug for Source {
@@ -60,7 +63,13 @@ impl Source {
             .application_name("pgflare")
             .statement_cache_capacity(0)
             .disable_statement_logging();
-        Ok(Source { options, shown: redact_url(url), timeouts: Timeouts::default(), setting: setting.into() })
+        Ok(Source {
+            options,
+            shown: redact_url(url),
+            timeouts: Timeouts::default(),
+            setting: setting.into(),
+            raw: url.into(),
+        })
     }
 
     /// The same source, waited for within `timeouts`.
@@ -86,6 +95,17 @@ impl Source {
             user: self.options.get_username().to_string(),
             socket: self.options.get_socket().is_some(),
         }
+    }
+
+    /// The URL as given, credentials included: only for opening the
+    /// replication connection ([`super::wal::slot::replication_config`]).
+    pub(crate) fn raw_url(&self) -> &str {
+        &self.raw
+    }
+
+    /// The bounds every wait on this source keeps.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
     }
 
     /// The URL with its password masked, for messages and manifests.

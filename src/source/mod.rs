@@ -21,6 +21,7 @@ pub mod snapshot;
 pub mod table;
 pub mod unsupported;
 pub mod vector_fit;
+pub mod wal;
 
 pub use conn::SourceConn;
 pub use connect::Source;

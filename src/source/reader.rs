@@ -169,10 +169,25 @@ async fn read_partition(
     bar: &ProgressBar,
     opts: ReadOptions,
 ) -> Result<PartitionResult> {
-    let sql = format!("COPY ({}) TO STDOUT (FORMAT binary)", select_sql(&table, partition));
+    let sql = select_sql(&table, partition);
+    read_sql(conn, table, &sql, partition.index, sinks, bar, opts).await
+}
+
+/// Streams the rows of `select` (whose columns are `table`'s, in order,
+/// as [`select_sql`] writes them) through the decoder thread into the
+/// sink of partition `index`.
+pub async fn read_sql(
+    conn: &mut SourceConn,
+    table: Arc<TableSpec>,
+    select: &str,
+    index: usize,
+    sinks: Arc<dyn SinkFactory>,
+    bar: &ProgressBar,
+    opts: ReadOptions,
+) -> Result<PartitionResult> {
+    let sql = format!("COPY ({select}) TO STDOUT (FORMAT binary)");
     // 64 CopyData messages (usually one row each) in flight per worker.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-    let index = partition.index;
     let decoder = {
         let (table, bar) = (table.clone(), bar.clone());
         std::thread::Builder::new()

@@ -46,12 +46,30 @@ const SESSION_SETUP: &str =
 
 impl Snapshot {
     pub async fn export(source: &Source) -> Result<Snapshot> {
+        Self::export_from(source, None).await
+    }
+
+    /// [`Snapshot::export`] of the data as snapshot `import` sees it (a
+    /// replication slot's exported snapshot, see
+    /// [`super::wal::slot::create_slot`]): the coordinator adopts it and
+    /// exports it again, so that the workers join a snapshot that lives as
+    /// long as the coordinator's transaction, not the slot's session.
+    pub async fn export_from(source: &Source, import: Option<&str>) -> Result<Snapshot> {
         let mut conn = source.connect().await?;
         sqlx::raw_sql(SESSION_SETUP).execute(&mut conn).await.map_err(Error::db("setting up the session"))?;
         sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut conn)
             .await
             .map_err(Error::db("starting the snapshot transaction"))?;
+        if let Some(id) = import {
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+                return Err(Error::Internal(format!("unexpected snapshot id {id:?}")));
+            }
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET TRANSACTION SNAPSHOT '{id}'")))
+                .execute(&mut conn)
+                .await
+                .map_err(Error::db("adopting the replication slot's snapshot"))?;
+        }
         let row = sqlx::query(
             "SELECT pg_export_snapshot(), pg_current_snapshot()::text,
                     CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END,

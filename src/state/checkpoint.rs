@@ -50,6 +50,23 @@ pub struct Checkpoint {
     /// it completed, so the next run does not send them again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_progress: Option<InProgress>,
+    /// `sync --follow`: the replication slot and the position in the WAL
+    /// the targets hold every change up to. Absent until a follower
+    /// started; a load (which starts a new history) leaves it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow: Option<FollowPosition>,
+}
+
+/// Where a follower is in the source's WAL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowPosition {
+    pub slot: String,
+    /// Every transaction that committed at or before this LSN is in the
+    /// targets (Postgres's `16/B374D848` form).
+    pub lsn: String,
+    /// Commit time of the last transaction applied (UTC), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_at: Option<String>,
 }
 
 /// A Vectorize index: its account and name (an index of the same name in
@@ -206,6 +223,7 @@ impl Checkpoint {
             vectorize: None,
             vectorize_index: None,
             in_progress: None,
+            follow: None,
         }
     }
 

@@ -21,13 +21,14 @@
 
 pub mod accept;
 pub mod deletes;
+pub mod follow;
 pub mod links;
 pub mod run;
 pub mod run_files;
 pub mod schedule;
 pub mod sink;
 pub mod source_reads;
-mod steps;
+pub(crate) mod steps;
 pub mod summary;
 pub mod sweep;
 

@@ -49,6 +49,37 @@ pub enum Outcome {
 }
 
 pub async fn run_once(src: &Source, opts: &SyncOptions, progress: &Progress) -> Result<Outcome> {
+    let held = match hold(src, opts, progress).await? {
+        Holding::Held(h) => h,
+        Holding::Busy(who) => return Ok(Outcome::Busy(who)),
+    };
+    let result = run_locked(src, opts, progress, &held.store, &held.d1, held.api.clone()).await;
+    let released = held.release().await;
+    let summary = result?;
+    released?;
+    Ok(Outcome::Done(Box::new(summary)))
+}
+
+/// The runner's lease in the target and the source's advisory lock, held
+/// (and the lease renewed) until [`Held::release`].
+pub(super) struct Held {
+    pub(super) store: Store,
+    pub(super) d1: D1Access,
+    pub(super) api: Option<Arc<Api>>,
+    me: Lease,
+    lock: crate::source::SourceConn,
+    key: i64,
+    renew: tokio::task::JoinHandle<()>,
+}
+
+pub(super) enum Holding {
+    Held(Box<Held>),
+    /// Who holds it instead.
+    Busy(String),
+}
+
+/// Takes the lease and the lock (see [`run_once`]'s steps 1).
+pub(super) async fn hold(src: &Source, opts: &SyncOptions, progress: &Progress) -> Result<Holding> {
     // The source first: a run that cannot reach it (a wrong password, a
     // host that does not answer) must leave the target untouched, no
     // SQLite file created and no lease row written.
@@ -69,7 +100,7 @@ pub async fn run_once(src: &Source, opts: &SyncOptions, progress: &Progress) -> 
     store.prepare().await?;
     let me = Lease::mine(opts.lease_ttl);
     if let Some(holder) = store.acquire(&me).await? {
-        return Ok(Outcome::Busy(format!(
+        return Ok(Holding::Busy(format!(
             "the sync lease in {} is held by {}",
             store.describe(),
             holder.describe()
@@ -91,7 +122,7 @@ pub async fn run_once(src: &Source, opts: &SyncOptions, progress: &Progress) -> 
         .await
         .ok()
         .flatten();
-        return Ok(Outcome::Busy(format!(
+        return Ok(Holding::Busy(format!(
             "the source's advisory lock for this target is held by backend pid {} (another pgflare sync)",
             pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
         )));
@@ -108,17 +139,23 @@ pub async fn run_once(src: &Source, opts: &SyncOptions, progress: &Progress) -> 
             }
         })
     };
-    let result = run_locked(src, opts, progress, &store, &d1, api).await;
-    renew.abort();
-    let released = store.release(&me).await;
-    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)").bind(key).execute(&mut lock).await;
-    let summary = result?;
-    released?;
-    unlocked.map_err(Error::db("releasing the sync advisory lock"))?;
-    Ok(Outcome::Done(Box::new(summary)))
+    Ok(Holding::Held(Box::new(Held { store, d1, api, me, lock, key, renew })))
 }
 
-async fn run_locked(
+impl Held {
+    /// Gives the lease and the lock back.
+    pub(super) async fn release(mut self) -> Result<()> {
+        self.renew.abort();
+        let released = self.store.release(&self.me).await;
+        let unlocked =
+            sqlx::query("SELECT pg_advisory_unlock($1)").bind(self.key).execute(&mut self.lock).await;
+        released?;
+        unlocked.map_err(Error::db("releasing the sync advisory lock"))?;
+        Ok(())
+    }
+}
+
+pub(super) async fn run_locked(
     src: &Source,
     opts: &SyncOptions,
     progress: &Progress,
@@ -207,7 +244,7 @@ async fn run_locked(
 /// Refuses the checkpoint when this run differs from it in what changes
 /// since it would not cover ([`super::accept`]), and records the run's
 /// vectors in it.
-async fn accept_run(
+pub(super) async fn accept_run(
     opts: &SyncOptions,
     store: &Store,
     prepared: &Prepared,

@@ -77,3 +77,21 @@ impl Collector for KeyBatches {
         0
     }
 }
+
+/// The key batches `select` returns (its columns are `spec`'s, in order),
+/// read on `conn` outside any exported snapshot (the follower's
+/// statements, each its own snapshot).
+pub async fn keys_by_sql(
+    conn: &mut crate::source::SourceConn,
+    spec: &crate::batch::TableSpec,
+    select: &str,
+    read: ReadOptions,
+    progress: &Progress,
+) -> Result<Vec<arrow::record_batch::RecordBatch>> {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let sinks = Arc::new(Collectors::new(out.clone(), |_, _| Ok(KeyBatches(Vec::new()))));
+    let bar = progress.rows(&format!("keys {}", spec.name), None);
+    crate::source::reader::read_sql(conn, Arc::new(spec.clone()), select, 0, sinks, &bar, read).await?;
+    bar.finish_and_clear();
+    take(&out)
+}

@@ -69,6 +69,13 @@ pub(super) struct Upserts {
     linked: HashMap<String, crate::sink::d1::linker::LinkReport>,
 }
 
+impl RunTargets {
+    /// Whether a table has foreign keys on a cycle, set after the upserts.
+    pub(crate) fn has_links(&self) -> bool {
+        self.links.is_some()
+    }
+}
+
 impl Run<'_> {
     /// The key ranges of this run: a stopped run's (each at its own
     /// horizon), or new ones in the checkpoint. Returns whether resumed.
@@ -176,6 +183,21 @@ impl Run<'_> {
     /// of them have it.
     fn recording_sinks(&self, t: &RunTargets, checkpoint: &Arc<Mutex<Checkpoint>>) -> Arc<dyn SinkFactory> {
         let runtime = tokio::runtime::Handle::current();
+        let inner = self.upsert_sinks(t);
+        let recorder = CheckpointRecorder {
+            checkpoint: checkpoint.clone(),
+            store: self.store.clone(),
+            horizon: self.to.xmin(),
+            runtime,
+            deferred: t.links.as_ref().map(|l| l.deferred.clone()),
+        };
+        Arc::new(Recording { inner, recorder: Arc::new(recorder) })
+    }
+
+    /// The sinks upserted rows go through: D1 (and the link spool), and
+    /// the vectors that changed.
+    pub(super) fn upsert_sinks(&self, t: &RunTargets) -> Arc<dyn SinkFactory> {
+        let runtime = tokio::runtime::Handle::current();
         let d1_sinks: Arc<dyn SinkFactory> = match &t.links {
             Some(l) => Arc::new(crate::sink::tee::Tee(vec![t.d1.sinks(), Arc::new(l.spool.clone())])),
             None => t.d1.sinks(),
@@ -196,14 +218,7 @@ impl Run<'_> {
             ])),
             None => d1_sinks,
         };
-        let recorder = CheckpointRecorder {
-            checkpoint: checkpoint.clone(),
-            store: self.store.clone(),
-            horizon: self.to.xmin(),
-            runtime,
-            deferred: t.links.as_ref().map(|l| l.deferred.clone()),
-        };
-        Arc::new(Recording { inner, recorder: Arc::new(recorder) })
+        inner
     }
 
     /// Upserts the changed rows, parents first (a stop ends after the
@@ -328,14 +343,14 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn delete_table(
+    /// The key columns of table `i` (source and D1 view) and what deletes
+    /// its rows and their vectors.
+    pub(super) fn deleter(
         &self,
-        snapshot: &mut Snapshot,
         t: &RunTargets,
         i: usize,
-        table: &mut TableSync,
-    ) -> Result<()> {
-        let (prepared, opts) = (&self.prepared, self.opts);
+    ) -> Result<(crate::batch::TableSpec, crate::config::mapping::D1Table, Deleter)> {
+        let prepared = &self.prepared;
         let info = &prepared.infos[i];
         let d1t = &prepared.d1[i].1;
         let (key_src, key_d1) = key_views(&info.spec, d1t)?;
@@ -350,11 +365,24 @@ impl Run<'_> {
                     index: t.index.clone(),
                     ids_out: t.deleted_ids.clone(),
                     id_column: 0,
-                    timeout: opts.project.vectorize.wait_timeout,
+                    timeout: self.opts.project.vectorize.wait_timeout,
                 }),
                 _ => None,
             },
         };
+        Ok((key_src, key_d1, deleter))
+    }
+
+    async fn delete_table(
+        &self,
+        snapshot: &mut Snapshot,
+        t: &RunTargets,
+        i: usize,
+        table: &mut TableSync,
+    ) -> Result<()> {
+        let (prepared, opts) = (&self.prepared, self.opts);
+        let info = &prepared.infos[i];
+        let (key_src, key_d1, deleter) = self.deleter(t, i)?;
         // Rows below a parent soft-deleted since the checkpoint go first
         // (their own rows did not change), then the table's own soft
         // deletes: within a self-referencing table, children before their

@@ -120,6 +120,12 @@ impl Drop for TestDb {
         let _ = std::thread::spawn(move || {
             block_on(async move {
                 if let Ok(mut c) = PgConnection::connect(&admin).await {
+                    // A database with a logical replication slot cannot be
+                    // dropped (followers' tests leave theirs).
+                    let slots = format!(
+                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{name}'"
+                    );
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(slots)).execute(&mut c).await;
                     let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
                     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
                 }

@@ -17,6 +17,7 @@ mod emulator;
 mod emulator_vectorize;
 mod exact_ints;
 mod fk_cycles;
+mod follow;
 mod guards;
 mod inspect;
 mod load;
