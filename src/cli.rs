@@ -317,6 +317,15 @@ pub struct LoadArgs {
     #[arg(long)]
     pub no_create_tables: bool,
 
+    /// Make the replication slot (and publication) `sync --follow --slot
+    /// NAME` reads through, and load from the slot's own snapshot: the
+    /// follower then starts exactly where the load ends, with no polling
+    /// run in between. A slot of that name is dropped and made again (a
+    /// resumed load keeps the first run's). Needs what --follow needs:
+    /// the direct connection, wal_level=logical, REPLICATION.
+    #[arg(long, value_name = "NAME")]
+    pub slot: Option<String>,
+
     /// --target files: start a new file past this size.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub file_size_mib: u64,

@@ -61,6 +61,7 @@ pub async fn run(
         restart: args.restart,
         dry_run: args.dry_run,
         create_tables: !args.no_create_tables,
+        slot: args.slot.clone(),
     };
     let summary = load::run(&source, &opts, progress).await?;
     // The budget the requests are paced by (--rate-limit or its default).

@@ -10,7 +10,6 @@ use crate::cloudflare::Vectorize;
 use crate::error::Result;
 use crate::plan::access::D1Access;
 use crate::plan::target::OpenTarget;
-use crate::source::SnapshotInfo;
 use crate::state::checkpoint::{Checkpoint, IndexRef, Position};
 use crate::state::store::{files_state_path, Store};
 
@@ -47,7 +46,7 @@ pub(super) async fn hand_over(
     target: &OpenTarget,
     prepared: &Prepared,
     opts: &LoadOptions,
-    first: &SnapshotInfo,
+    done: &super::state::LoadState,
     resumed: bool,
     index: Option<&Vectorize>,
 ) -> Result<Option<String>> {
@@ -67,7 +66,10 @@ pub(super) async fn hand_over(
     // D1's rows were (re)written: key buckets saved by earlier syncs no longer hold.
     crate::state::ranges::forget(&d1).await?;
     let fp = crate::state::fingerprint::fingerprint(prepared, &opts.project);
-    let mut checkpoint = Checkpoint::new(&fp.current, Position::of(first)?, "load");
+    let mut checkpoint = Checkpoint::new(&fp.current, Position::of(&done.first_snapshot)?, "load");
+    // `load --slot`: the follower starts at the slot's consistent point,
+    // which is the first run's snapshot.
+    checkpoint.follow = done.follow.clone();
     checkpoint.vectorize =
         Some(crate::state::fingerprint::vectorize_fingerprint(prepared, &opts.project, sends).current);
     checkpoint.vectorize_index = IndexRef::of(&opts.vectorize).filter(|_| sends);

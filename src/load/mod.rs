@@ -31,6 +31,7 @@ use crate::progress::Progress;
 use crate::sink::d1::render::D1Mappings;
 use crate::source::{partition, read_all, ReadOptions, Snapshot, SnapshotInfo, Source};
 use crate::source::{SplitOptions, TableJob};
+use crate::state::checkpoint::FollowPosition;
 
 pub struct LoadOptions {
     pub project: Project,
@@ -45,6 +46,9 @@ pub struct LoadOptions {
     pub restart: bool,
     pub dry_run: bool,
     pub create_tables: bool,
+    /// `--slot`: read from a new replication slot's snapshot, so that
+    /// `sync --follow` starts where the load ends ([`slot_start`]).
+    pub slot: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -85,7 +89,15 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     let prepared = prepare(&mut snapshot, &opts.project, &opts.only_tables, vectors_on).await?;
     let vector_target =
         if prepared.vectors.mappings.0.is_empty() { VectorTarget::Off } else { opts.vectorize.clone() };
-    let opened = open_state(&mut snapshot, opts, &prepared, &vector_target).await?;
+    let mut opened = open_state(&mut snapshot, opts, &prepared, &vector_target).await?;
+    if let (Some(slot), false, false) = (&opts.slot, opened.resumed, opts.dry_run) {
+        // A fresh load: read from the slot's snapshot instead.
+        snapshot.release().await?;
+        let (snap, position) = slot_start(src, slot, &prepared).await?;
+        snapshot = snap;
+        opened = open_state(&mut snapshot, opts, &prepared, &vector_target).await?;
+        opened.state.follow = Some(position);
+    }
     let OpenedState { state, state_path, resumed } = opened;
     let targets = (&opts.target, &vector_target);
     let per_request = opts.project.vectorize.vectors_per_request;
@@ -136,7 +148,7 @@ pub async fn run(src: &Source, opts: &LoadOptions, progress: &Progress) -> Resul
     let done = state.snapshot()?;
     let index = targets.vectors.as_ref().and_then(|v| v.index.as_deref());
     summary.sync_checkpoint =
-        hand_over::hand_over(&targets.d1, &prepared, opts, &done.first_snapshot, resumed, index).await?;
+        hand_over::hand_over(&targets.d1, &prepared, opts, &done, resumed, index).await?;
     if let target::OpenTarget::Files(c) = &targets.d1 {
         let vectors_dir = targets.vectors.as_ref().and_then(|v| v.files_dir.as_deref());
         write_files_manifest(&c.dir, &done, &prepared.fks.waves, vectors_dir)?;
@@ -159,6 +171,37 @@ struct OpenedState {
     state: LoadState,
     state_path: PathBuf,
     resumed: bool,
+}
+
+/// Makes the replication slot `slot` (and its publication) and returns
+/// a snapshot of the data as of the slot's consistent point, with the
+/// position `sync --follow` starts from. A slot of that name is dropped
+/// first (a previous load's); one in use is refused.
+async fn slot_start(src: &Source, slot: &str, prepared: &Prepared) -> Result<(Snapshot, FollowPosition)> {
+    use crate::source::wal::slot as wal;
+    wal::check_slot_name(slot)?;
+    let mut conn = src.connect().await?;
+    let tables: Vec<&crate::batch::TableSpec> = prepared.infos.iter().map(|i| &i.spec).collect();
+    wal::check_ready(src, &mut conn, &tables).await?;
+    wal::drop_slot(&mut conn, slot).await?;
+    // The publication first: the slot decodes with the catalog as of
+    // each change.
+    wal::ensure_publication(&mut conn, slot, &tables).await?;
+    let cfg = wal::replication_config(src, slot, slot)?;
+    let (created, session) = wal::create_slot(cfg, src.timeouts().connect, true).await?;
+    let id =
+        created.snapshot.clone().ok_or_else(|| Error::Internal("the slot exported no snapshot".into()))?;
+    // The coordinator adopts the slot's snapshot and exports its own, so
+    // the slot's session (which must stay idle while its snapshot is
+    // imported) can close.
+    let snapshot = Snapshot::export_from(src, Some(&id)).await?;
+    drop(session);
+    let position = FollowPosition {
+        slot: slot.to_string(),
+        lsn: created.consistent_point.to_string(),
+        committed_at: None,
+    };
+    Ok((snapshot, position))
 }
 
 async fn open_state(
@@ -393,5 +436,6 @@ async fn new_state(
         runs: 1,
         complete: false,
         tables,
+        follow: None,
     })
 }

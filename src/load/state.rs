@@ -36,6 +36,10 @@ pub struct LoadState {
     pub runs: u32,
     pub complete: bool,
     pub tables: Vec<TableState>,
+    /// `load --slot`: the replication slot made with the first run's
+    /// snapshot and its consistent point, handed to the sync checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow: Option<crate::state::checkpoint::FollowPosition>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -245,6 +249,7 @@ pub(crate) mod tests {
                 taken_at: "now".into(),
                 server_version: "18".into(),
             },
+            follow: None,
             runs: 1,
             complete: false,
             tables: vec![TableState {

@@ -75,7 +75,7 @@ fn stop(mut child: Child) -> (serde_json::Value, String) {
 
 /// One second of the writer's work: about `rate` rows in small
 /// transactions of every kind.
-fn write_second(db: &TestDb, round: u32, rate: u32) {
+fn write_second(url: &str, round: u32, rate: u32) {
     let n = (rate / 10).max(1); // ten kinds of statement per second
     let sql = format!(
         "BEGIN; INSERT INTO chunks (id, document_id, chunk_index, content, token_count, tags, metadata, embedding, created_at, updated_at) \
@@ -92,7 +92,12 @@ fn write_second(db: &TestDb, round: u32, rate: u32) {
            WHERE id IN (SELECT id FROM chunks WHERE deleted_at IS NULL ORDER BY md5(id::text || '{round}d') LIMIT {n});
          DELETE FROM chunks WHERE id IN (SELECT id FROM chunks ORDER BY md5(id::text || '{round}e') LIMIT {n});"
     );
-    db.exec(&sql);
+    let url = url.to_string();
+    block_on(async move {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await.expect("write");
+    });
 }
 
 #[test]
@@ -123,7 +128,7 @@ fn a_follower_keeps_up_with_a_steady_writer_through_sigkills_and_verify_is_clean
     let kills = [4u32, 11, 19, 27, 33];
     for round in 0..seconds {
         let t = Instant::now();
-        write_second(&s.db, round, 200);
+        write_second(&s.db.url, round, 200);
         if kills.contains(&round) {
             if let Ok(Some(_)) = child.try_wait() {
                 let o = child.wait_with_output().expect("wait");
@@ -261,4 +266,37 @@ fn a_pooler_url_is_refused_before_connecting() {
     assert!(!o.status.success());
     assert!(err.contains("pooler") && err.contains("direct connection"), "{err}");
     assert!(!err.contains("secret"), "{err}");
+}
+
+#[test]
+fn a_load_from_the_slots_snapshot_hands_over_to_the_follower_without_a_polling_run() {
+    let s = crate::sync::setup_unloaded("followslot", 1500, 16, &[], "", "");
+    let slot = slot("l");
+    // Writes go on while the load reads from the slot's snapshot, and
+    // while the follower starts.
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let (url, writing) = (s.db.url.clone(), writing.clone());
+        std::thread::spawn(move || {
+            let mut round = 100;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                write_second(&url, round, 100);
+                round += 1;
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    let loaded = s.load(&["--slot", &slot]);
+    assert!(loaded["complete"] == true, "{loaded:#}");
+    let work = tempfile::tempdir_in(s.dir.path()).expect("work");
+    let child = follower(&s, work.path(), &slot);
+    std::thread::sleep(Duration::from_secs(8));
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    writer.join().expect("writer");
+    let end = lsn(&s.db.query_one("SELECT pg_current_wal_lsn()::text")).expect("lsn");
+    assert!(wait_for(90, || follow_lsn(&s).is_some_and(|l| l >= end)), "the follower caught up");
+    let (summary, err) = stop(child);
+    assert!(summary["handover"].is_null(), "no polling run was needed: {summary:#}\n{err}");
+    assert!(summary["transactions"].as_u64() > Some(0), "{summary:#}");
+    assert_consistent(&s);
 }

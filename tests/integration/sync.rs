@@ -34,6 +34,20 @@ pub(crate) fn setup_with(
     vectorize: &str,
     extra_sql: &str,
 ) -> Setup {
+    let s = setup_unloaded(tag, chunks, dims, emu_flags, vectorize, extra_sql);
+    s.load(&[]);
+    s
+}
+
+/// [`setup_with`] without the load: D1 and Vectorize are empty.
+pub(crate) fn setup_unloaded(
+    tag: &str,
+    chunks: usize,
+    dims: usize,
+    emu_flags: &[&str],
+    vectorize: &str,
+    extra_sql: &str,
+) -> Setup {
     let db = TestDb::new(tag);
     db.seed(chunks, dims);
     db.exec("ALTER TABLE chunks ADD COLUMN deleted_at timestamptz");
@@ -49,17 +63,26 @@ pub(crate) fn setup_with(
     let text = text.replace("\n[vectorize]\n", &format!("\n[vectorize]\n{vectorize}\n"));
     assert!(text.contains("soft_delete"), "{text}");
     std::fs::write(&config, text).expect("write config");
-    let state = dir.path().join("load-state");
-    let o = emu
-        .command(&db)
-        .args(["--json", "load", "--config", config.to_str().expect("p"), "--target", "api"])
-        .args(["--d1-database-id", "db1", "--vectorize-index", "vi", "--create-index"])
-        .args(["--partition-mib", "1", "--state-dir", state.to_str().expect("p")])
-        .output()
-        .expect("load");
-    let s: serde_json::Value = ok_json(o);
-    assert!(s["sync_checkpoint"].as_str().unwrap_or("").contains("pgflare_sync_state"), "{s:#}");
     Setup { db, emu, dir, config }
+}
+
+impl Setup {
+    /// Loads D1 and Vectorize through the emulator (`extra`: more flags).
+    pub(crate) fn load(&self, extra: &[&str]) -> serde_json::Value {
+        let state = self.dir.path().join("load-state");
+        let o = self
+            .emu
+            .command(&self.db)
+            .args(["--json", "load", "--config", self.config.to_str().expect("p"), "--target", "api"])
+            .args(["--d1-database-id", "db1", "--vectorize-index", "vi", "--create-index"])
+            .args(["--partition-mib", "1", "--state-dir", state.to_str().expect("p")])
+            .args(extra)
+            .output()
+            .expect("load");
+        let s: serde_json::Value = ok_json(o);
+        assert!(s["sync_checkpoint"].as_str().unwrap_or("").contains("pgflare_sync_state"), "{s:#}");
+        s
+    }
 }
 
 impl Setup {
