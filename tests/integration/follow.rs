@@ -56,6 +56,21 @@ fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// Waits until the follower's checkpoint reaches `end`; on failure shows
+/// what the follower said.
+fn caught_up(s: &Setup, mut child: Child, end: u64) -> Child {
+    if !wait_for(120, || follow_lsn(s).is_some_and(|l| l >= end)) {
+        let _ = child.kill();
+        let o = child.wait_with_output().expect("wait");
+        panic!(
+            "the follower did not catch up to {end:X} (at {:?}): {}",
+            follow_lsn(s).map(|l| format!("{l:X}")),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    child
+}
+
 /// Stops the follower with SIGTERM and returns its last JSON line (the
 /// summary) and its stderr.
 fn stop(mut child: Child) -> (serde_json::Value, String) {
@@ -90,7 +105,10 @@ fn write_second(url: &str, round: u32, rate: u32) {
            WHERE id IN (SELECT id FROM chunks WHERE deleted_at IS NULL ORDER BY md5(id::text || '{round}c') LIMIT {n});
          UPDATE chunks SET deleted_at = now() \
            WHERE id IN (SELECT id FROM chunks WHERE deleted_at IS NULL ORDER BY md5(id::text || '{round}d') LIMIT {n});
-         DELETE FROM chunks WHERE id IN (SELECT id FROM chunks ORDER BY md5(id::text || '{round}e') LIMIT {n});"
+         DELETE FROM chunks WHERE id IN (SELECT id FROM chunks ORDER BY md5(id::text || '{round}e') LIMIT {n});
+         UPDATE chunks SET id = gen_random_uuid() \
+           WHERE id IN (SELECT id FROM chunks WHERE content NOT LIKE 'toasted%' ORDER BY md5(id::text || '{round}f') LIMIT 1);
+         UPDATE chunks SET metadata = jsonb_build_object('toast', {round}) WHERE content LIKE 'toasted%';"
     );
     let url = url.to_string();
     block_on(async move {
@@ -103,6 +121,12 @@ fn write_second(url: &str, round: u32, rate: u32) {
 #[test]
 fn a_follower_keeps_up_with_a_steady_writer_through_sigkills_and_verify_is_clean() {
     let s = setup_with("follow", 3000, 16, &[], "", "");
+    // Values Postgres keeps out of line (TOAST): an update that leaves
+    // them alone does not send them, and they must not become NULL.
+    s.db.exec(
+        "UPDATE chunks SET content = 'toasted ' || (SELECT string_agg(md5(g::text || random()::text), '') \
+           FROM generate_series(1, 400) g) WHERE id IN (SELECT id FROM chunks ORDER BY id LIMIT 3)",
+    );
     let work = tempfile::tempdir_in(s.dir.path()).expect("work");
     let mut child = follower(&s, work.path(), &slot("w"));
     assert!(wait_for(120, || follow_lsn(&s).is_some()), "the follower made its slot and handed over");
@@ -144,12 +168,7 @@ fn a_follower_keeps_up_with_a_steady_writer_through_sigkills_and_verify_is_clean
     }
     long.join().expect("the long transaction");
     let end = lsn(&s.db.query_one("SELECT pg_current_wal_lsn()::text")).expect("lsn");
-    let caught_up = wait_for(90, || follow_lsn(&s).is_some_and(|l| l >= end));
-    if !caught_up {
-        let _ = child.kill();
-        let o = child.wait_with_output().expect("wait");
-        panic!("the follower did not catch up: {}", String::from_utf8_lossy(&o.stderr));
-    }
+    let child = caught_up(&s, child, end);
     let (summary, err) = stop(child);
     eprintln!("follower summary after the last restart: {summary:#}\n{err}");
     assert_eq!(summary["format"], "pgflare-follow-summary-v1", "{summary:#}");
@@ -294,9 +313,39 @@ fn a_load_from_the_slots_snapshot_hands_over_to_the_follower_without_a_polling_r
     writing.store(false, std::sync::atomic::Ordering::Relaxed);
     writer.join().expect("writer");
     let end = lsn(&s.db.query_one("SELECT pg_current_wal_lsn()::text")).expect("lsn");
-    assert!(wait_for(90, || follow_lsn(&s).is_some_and(|l| l >= end)), "the follower caught up");
+    let child = caught_up(&s, child, end);
     let (summary, err) = stop(child);
     assert!(summary["handover"].is_null(), "no polling run was needed: {summary:#}\n{err}");
     assert!(summary["transactions"].as_u64() > Some(0), "{summary:#}");
     assert_consistent(&s);
+}
+
+#[test]
+fn literals_read_back_exactly_in_postgres_under_either_string_setting() {
+    use proptest::strategy::{Strategy, ValueTree};
+    let db = TestDb::new("literal");
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let texts = proptest::collection::vec("\\PC{0,40}|[\\\\'\"eE{}$ ]{0,12}", 300)
+        .new_tree(&mut runner)
+        .expect("strings")
+        .current();
+    for setting in ["on", "off"] {
+        let mut sql = String::from("SELECT ARRAY[");
+        for (i, t) in texts.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            pgflare::source::wal::rows::push_literal(&mut sql, t, "text");
+        }
+        sql.push_str("]::text[]");
+        let url = db.url.clone();
+        let got: Vec<String> = block_on(async move {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
+            let set = format!("SET standard_conforming_strings = {setting}");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(set)).execute(&mut c).await.expect("set");
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut c).await.expect("literals")
+        });
+        assert_eq!(got, texts, "standard_conforming_strings = {setting}");
+    }
 }

@@ -1,7 +1,10 @@
-//! Applying merged changes to the targets, as a sync run does: upserts
-//! parents first through the run's sinks (D1, and Vectorize for the
-//! vectors that changed), then deletes children first (rows deleted, rows
-//! soft-deleted, rows below a soft-deleted parent). Rows go through the
+//! Applying merged changes to the targets: deletes children first (rows
+//! deleted, rows soft-deleted, rows below a soft-deleted parent), then
+//! upserts parents first through the run's sinks (D1, and Vectorize for
+//! the vectors that changed). Deletes go first because a flush holds the
+//! source's state at its last commit: a key that changed (`UPDATE ... SET
+//! id`) or a unique value that moved to another row must leave D1 before
+//! the row that now holds it arrives, or D1's UNIQUE constraint refuses it. Rows go through the
 //! bulk readers' decoder ([`crate::source::wal::rows`]); statements are
 //! cut so that none carries more than [`MAX_SQL`] bytes of values.
 //!
@@ -114,13 +117,6 @@ impl Applier<'_> {
                 hidden.insert(t, found);
             }
         }
-        for wave in &prepared.fks.waves {
-            for &t in wave {
-                if let Some(rows) = upserts.get(&t).filter(|r| !r.is_empty()) {
-                    applied.rows_upserted += self.upsert(t, rows).await?;
-                }
-            }
-        }
         for wave in prepared.fks.waves.iter().rev() {
             for &t in wave {
                 for (keys, count) in [
@@ -133,6 +129,13 @@ impl Applier<'_> {
                         *count += rows;
                         applied.vectors_deleted += vectors;
                     }
+                }
+            }
+        }
+        for wave in &prepared.fks.waves {
+            for &t in wave {
+                if let Some(rows) = upserts.get(&t).filter(|r| !r.is_empty()) {
+                    applied.rows_upserted += self.upsert(t, rows).await?;
                 }
             }
         }
