@@ -79,7 +79,7 @@ pub fn judge(o: &Observed) -> Check {
         return c.warning(
             format!("{}:{} is Supabase's pooler in session mode (user {})", url.host, url.port, url.user),
             format!(
-                "load, verify and archive work through it; syncs by logical replication (planned) need the \
+                "load, verify and archive work through it; `sync --follow` (logical replication) needs the \
                  direct connection: {DIRECT_FIX}"
             ),
         );

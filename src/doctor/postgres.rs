@@ -129,11 +129,11 @@ async fn server(conn: &mut SourceConn, source: &Source) -> crate::Result<(String
     let c =
         Check::named("postgres.wal_level", Area::Postgres, "wal_level (for syncs by logical replication)");
     out.push(if wal == "logical" {
-        c.info("logical: a sync by logical replication (planned) could stream changes")
+        c.info("logical: `pgflare sync --follow` can stream changes")
     } else {
         c.info(format!(
-            "{wal}: `pgflare sync` finds changes by transaction id and does not need it; a sync by logical \
-             replication (planned) would need wal_level = logical (Supabase has it)"
+            "{wal}: `pgflare sync --once/--every` finds changes by transaction id and does not need it; \
+             `sync --follow` needs wal_level = logical (Supabase has it)"
         ))
     });
     Ok((format!("user {user}, database {database}"), out))
@@ -235,12 +235,19 @@ fn table_checks(
             "apply the fix given per column",
         )
     });
-    let c = Check::named(
-        "postgres.replica_identity",
-        Area::Postgres,
-        "replica identity (for syncs by logical replication)",
-    );
-    out.push(c.info(identity.join("; ")));
+    let c = Check::named("postgres.replica_identity", Area::Postgres, "replica identity (for sync --follow)");
+    let unfit: Vec<&String> = identity.iter().filter(|i| i.contains("could not be replicated")).collect();
+    out.push(if unfit.is_empty() {
+        c.info(identity.join("; "))
+    } else {
+        c.warning(
+            format!(
+                "{}: `sync --follow` refuses these tables (polling with --once/--every works)",
+                unfit.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; ")
+            ),
+            "add a primary key, or ALTER TABLE <table> REPLICA IDENTITY FULL",
+        )
+    });
     out
 }
 

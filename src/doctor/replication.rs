@@ -88,9 +88,8 @@ fn privilege(superuser: bool, replication: bool) -> Check {
         (true, _) => c.info("yes: superuser"),
         (false, true) => c.info("yes: REPLICATION"),
         (false, false) => c.info(
-            "no: `pgflare sync` finds changes by transaction id and does not need it; a sync by logical \
-             replication (planned) would need ALTER ROLE <this role> REPLICATION (on Supabase the postgres \
-             role has it)",
+            "no: `pgflare sync --once/--every` finds changes by transaction id and does not need it; \
+             `sync --follow` needs ALTER ROLE <this role> REPLICATION (on Supabase the postgres role has it)",
         ),
     }
 }
@@ -101,8 +100,8 @@ fn room(max: i32, used: i32) -> Check {
         c.info(format!("{used} of max_replication_slots = {max} in use"))
     } else {
         c.info(format!(
-            "all {max} replication slots are in use: a sync by logical replication (planned) would need \
-             max_replication_slots raised (a restart) or an unused slot dropped"
+            "all {max} replication slots are in use: `sync --follow` needs max_replication_slots raised \
+             (a restart) or an unused slot dropped"
         ))
     }
 }
