@@ -133,15 +133,14 @@ async fn follow(
                 }
                 let a = &s.applied;
                 outln!(
-                    "sync --follow stopped: {} transactions applied in {} flushes ({} rows upserted, {} deleted, {} \
-                     soft-deleted, {} below a soft-deleted parent); the targets hold everything up to {} (slot {}); \
+                    "sync --follow stopped: {} transactions applied in {} flushes ({} rows upserted, {} deleted \
+                     (also soft deletes), {} Cloudflare requests); the targets hold everything up to {} (slot {}); \
                      lag p50 {:.2}s, p95 {:.2}s, max {:.2}s",
                     s.transactions,
                     s.flushes,
                     a.rows_upserted,
                     a.rows_deleted,
-                    a.rows_soft_deleted,
-                    a.rows_hidden_by_deleted_parent,
+                    s.requests,
                     s.to_lsn,
                     s.slot,
                     s.lag.p50_seconds,

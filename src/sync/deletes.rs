@@ -25,7 +25,7 @@ use crate::sink::d1::links::Link;
 use crate::sink::d1::list::ListPacker;
 use crate::sink::d1::value::{push_quoted, write_literal};
 use crate::sink::vectorize::ndjson::id_text;
-use crate::state::held::{may_hold, CHECK_STORED};
+use crate::state::held::may_hold;
 
 /// The vectors that go with deleted rows.
 #[derive(Clone)]
@@ -36,6 +36,10 @@ pub struct VectorDeletes {
     /// Column of the key batch holding the vector id.
     pub id_column: usize,
     pub timeout: Duration,
+    /// Ids without a recorded digest looked up in the index before a
+    /// delete (at most; the rest are deleted unseen): [`crate::state::held::CHECK_STORED`]
+    /// for a polling run, 0 for `sync --follow`, which spares requests.
+    pub check_stored: usize,
 }
 
 /// Deletes rows of one D1 table (and their vectors) by key.
@@ -94,7 +98,7 @@ impl Deleter {
         // Only ids that may hold one are sent, and counted (`held`).
         let mut deleted = 0;
         if let (Some(v), false) = (&self.vectors, ids.is_empty()) {
-            let mut budget = CHECK_STORED;
+            let mut budget = v.check_stored;
             let held = may_hold(&self.d1, v.index.as_deref(), &ids, &mut budget).await?;
             if !held.is_empty() {
                 let what = format!("deleting {} vectors of {}", held.len(), self.d1_table);

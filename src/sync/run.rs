@@ -185,6 +185,7 @@ pub(super) async fn run_locked(
         from: checkpoint.position.clone(),
         to: Position::of(&snapshot.info)?,
         xmax: snapshot_xmax(&snapshot.info.txid_snapshot)?,
+        check_stored: crate::state::held::CHECK_STORED,
         prepared,
     };
     let resumed = run.plan_ranges(&mut snapshot, &mut checkpoint).await?;

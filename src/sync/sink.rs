@@ -68,6 +68,10 @@ pub struct ChangedVectors {
     pub timeout: Duration,
     pub runtime: tokio::runtime::Handle,
     pub counts: Counts,
+    /// How many stored vectors a range may fetch to compare
+    /// ([`CHECK_STORED`] for a polling run; `sync --follow`, which knows
+    /// the row changed and must spare requests, fetches none).
+    pub check_stored: usize,
 }
 
 struct ChangedVectorSink {
@@ -115,7 +119,7 @@ impl SinkFactory for ChangedVectors {
             runtime: self.runtime.clone(),
             counts: self.counts.clone(),
             local: VectorCounts::default(),
-            checked: 0,
+            checked: CHECK_STORED.saturating_sub(self.check_stored),
             learned: Vec::new(),
             sent: Vec::new(),
             nulls: Vec::new(),

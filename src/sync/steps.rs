@@ -45,6 +45,8 @@ pub(super) struct Run<'a> {
     pub(super) from: Position,
     pub(super) to: Position,
     pub(super) xmax: u64,
+    /// Stored vectors a range may fetch to compare (see [`ChangedVectors`]).
+    pub(super) check_stored: usize,
 }
 
 /// The opened targets of a run.
@@ -214,6 +216,7 @@ impl Run<'_> {
                     timeout: self.opts.project.vectorize.wait_timeout,
                     runtime: runtime.clone(),
                     counts: t.counts.clone(),
+                    check_stored: self.check_stored,
                 }),
             ])),
             None => d1_sinks,
@@ -366,6 +369,7 @@ impl Run<'_> {
                     ids_out: t.deleted_ids.clone(),
                     id_column: 0,
                     timeout: self.opts.project.vectorize.wait_timeout,
+                    check_stored: self.check_stored,
                 }),
                 _ => None,
             },

@@ -37,9 +37,9 @@ const MAX_SQL: usize = 4 << 20;
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct Applied {
     pub rows_upserted: u64,
+    /// Rows removed from D1: deleted in the source, soft-deleted, or below
+    /// a soft-deleted parent (rows D1 did not hold are not counted).
     pub rows_deleted: u64,
-    pub rows_soft_deleted: u64,
-    pub rows_hidden_by_deleted_parent: u64,
     pub vectors_deleted: u64,
 }
 
@@ -47,8 +47,6 @@ impl Applied {
     pub fn add(&mut self, o: Applied) {
         self.rows_upserted += o.rows_upserted;
         self.rows_deleted += o.rows_deleted;
-        self.rows_soft_deleted += o.rows_soft_deleted;
-        self.rows_hidden_by_deleted_parent += o.rows_hidden_by_deleted_parent;
         self.vectors_deleted += o.vectors_deleted;
     }
 }
@@ -82,8 +80,10 @@ impl Applier<'_> {
     pub(in crate::sync) async fn apply(&mut self, p: &Pending) -> Result<Applied> {
         let prepared = &self.run.prepared;
         let mut upserts: BTreeMap<usize, Vec<(&Key, &Vec<Value>)>> = BTreeMap::new();
+        // Every kind of delete of a table in one list: one round of
+        // requests per table and flush (the budget is Cloudflare's).
         let mut deletes: BTreeMap<usize, Vec<Key>> = BTreeMap::new();
-        let mut soft_deleted: BTreeMap<usize, Vec<Key>> = BTreeMap::new();
+        let mut soft_deletes = false;
         for (&t, rows) in &p.tables {
             let spec = &prepared.infos[t].spec;
             let soft = prepared.live.soft_column(spec);
@@ -100,8 +100,9 @@ impl Applier<'_> {
                             Some((Some(Value::Text(_)), false)) => true,
                             _ => false,
                         };
+                        soft_deletes |= gone;
                         match gone {
-                            true => soft_deleted.entry(t).or_default().push(k.clone()),
+                            true => deletes.entry(t).or_default().push(k.clone()),
                             false => upserts.entry(t).or_default().push((k, values)),
                         }
                     }
@@ -109,26 +110,19 @@ impl Applier<'_> {
             }
         }
         let mut applied = Applied::default();
-        let mut hidden: BTreeMap<usize, Vec<Key>> = BTreeMap::new();
         for (&t, rows) in upserts.iter_mut() {
             let found = self.hidden_by_parent(t, rows).await?;
             if !found.is_empty() {
                 rows.retain(|(k, _)| !found.contains(k));
-                hidden.insert(t, found);
+                deletes.entry(t).or_default().extend(found);
             }
         }
         for wave in prepared.fks.waves.iter().rev() {
             for &t in wave {
-                for (keys, count) in [
-                    (hidden.get(&t), &mut applied.rows_hidden_by_deleted_parent),
-                    (soft_deleted.get(&t), &mut applied.rows_soft_deleted),
-                    (deletes.get(&t), &mut applied.rows_deleted),
-                ] {
-                    if let Some(keys) = keys.filter(|k| !k.is_empty()) {
-                        let (rows, vectors) = self.delete(t, keys).await?;
-                        *count += rows;
-                        applied.vectors_deleted += vectors;
-                    }
+                if let Some(keys) = deletes.get(&t).filter(|k| !k.is_empty()) {
+                    let (rows, vectors) = self.delete(t, keys).await?;
+                    applied.rows_deleted += rows;
+                    applied.vectors_deleted += vectors;
                 }
             }
         }
@@ -139,9 +133,9 @@ impl Applier<'_> {
                 }
             }
         }
-        if !soft_deleted.is_empty() {
+        if soft_deletes {
             let (rows, vectors) = self.below_soft_deleted(&p.xids).await?;
-            applied.rows_hidden_by_deleted_parent += rows;
+            applied.rows_deleted += rows;
             applied.vectors_deleted += vectors;
         }
         Ok(applied)

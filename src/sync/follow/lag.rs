@@ -52,6 +52,8 @@ pub struct FollowSummary {
     pub transactions: u64,
     /// Times changes were applied (each ends with a checkpoint).
     pub flushes: u64,
+    /// Cloudflare API requests the flushes sent (0 for `--target sqlite`).
+    pub requests: u64,
     #[serde(flatten)]
     pub applied: Applied,
     pub lag: LagStats,

@@ -79,6 +79,7 @@ pub(super) async fn run(
         from: checkpoint.position.clone(),
         to: checkpoint.position.clone(),
         xmax: 0,
+        check_stored: 0,
         prepared,
     };
     let targets = run.open_targets(checkpoint.runs, held.api.clone()).await?;
@@ -112,6 +113,7 @@ pub(super) async fn run(
         last_commit_time: None,
         api: held.api.clone(),
         not_before: None,
+        requests: 0,
     };
     let stopped_by = if opts.stop.load(Ordering::Relaxed) {
         Ok(())
@@ -132,6 +134,7 @@ pub(super) async fn run(
         handover: start.handover,
         transactions: f.transactions,
         flushes: f.flushes,
+        requests: f.requests,
         applied: f.applied,
         lag: f.delays.stats(),
         retained_wal_bytes: retained,
@@ -175,6 +178,8 @@ struct Follower<'a> {
     transactions: u64,
     flushes: u64,
     last_commit_time: Option<i64>,
+    /// Cloudflare requests sent by the flushes.
+    requests: u64,
     /// The API client (to pace flushes to its request budget), if any.
     api: Option<std::sync::Arc<crate::cloudflare::Api>>,
     /// No flush before this (the request budget's pace); stopping flushes anyway.
@@ -267,9 +272,7 @@ impl Follower<'_> {
             },
             transactions: self.transactions,
             rows_upserted: self.applied.rows_upserted,
-            rows_deleted: self.applied.rows_deleted
-                + self.applied.rows_soft_deleted
-                + self.applied.rows_hidden_by_deleted_parent,
+            rows_deleted: self.applied.rows_deleted,
         }
     }
 
@@ -398,7 +401,9 @@ impl Follower<'_> {
         // The next flush waits as long as this one's requests take to
         // come back into the budget's share.
         if let (Some(api), Some(before)) = (&self.api, sent_before) {
-            let used = api.requests_sent().saturating_sub(before) as f64;
+            let used = api.requests_sent().saturating_sub(before);
+            self.requests += used;
+            let used = used as f64;
             let (_, requests, window) = api.budget();
             let pace = window.mul_f64(used / (f64::from(requests.max(1)) * BUDGET_SHARE));
             self.not_before = Some(started + pace);
