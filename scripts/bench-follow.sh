@@ -437,10 +437,15 @@ assert s["format"] == "pgflare-follow-summary-v1", s' "$out" ||
         die "the follower's last line is not its summary (see $out)"
 }
 
-# A field of the last JSON line of FILE (a dotted path).
+# A field of the JSON document in FILE (pretty-printed, as sync --once
+# writes it) or of its last line (the follower's summary); a dotted path.
 json_field() {
     "$VENV/bin/python" -c 'import json, sys
-v = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+text = open(sys.argv[1]).read().strip()
+try:
+    v = json.loads(text)
+except ValueError:
+    v = json.loads(text.splitlines()[-1])
 for k in sys.argv[2].split("."):
     v = v.get(k) if isinstance(v, dict) else None
 print("" if v is None else v)' "$1" "$2"

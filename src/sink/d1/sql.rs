@@ -37,10 +37,24 @@ impl TableSql {
                 .filter(|i| !key.contains(i) && !linked.contains(i))
                 .map(|i| format!("{c} = excluded.{c}", c = cols[i]))
                 .collect();
+            // A row D1 already holds as it is is not written again (`WHERE
+            // ... IS NOT ...`): D1 counts and bills rows written, and a sync
+            // that re-sends a row whose D1 columns did not change (only a
+            // column D1 does not receive did) then costs nothing.
+            let updated: Vec<usize> =
+                (0..cols.len()).filter(|i| !key.contains(i) && !linked.contains(i)).collect();
+            let now: Vec<String> =
+                updated.iter().map(|&i| format!("{}.{}", quote_ident(table), cols[i])).collect();
+            let new: Vec<String> = updated.iter().map(|&i| format!("excluded.{}", cols[i])).collect();
             if sets.is_empty() {
                 format!(" ON CONFLICT ({keys}) DO NOTHING;\n")
             } else {
-                format!(" ON CONFLICT ({keys}) DO UPDATE SET {};\n", sets.join(", "))
+                format!(
+                    " ON CONFLICT ({keys}) DO UPDATE SET {} WHERE ({}) IS NOT ({});\n",
+                    sets.join(", "),
+                    now.join(", "),
+                    new.join(", ")
+                )
             }
         };
         TableSql {
@@ -244,9 +258,38 @@ mod tests {
             out,
             vec![
                 "INSERT INTO \"chunks\" (\"id\", \"content\", \"n\") VALUES ('a', 'x', 1),('b', NULL, 2) \
-                 ON CONFLICT (\"id\") DO UPDATE SET \"content\" = excluded.\"content\", \"n\" = excluded.\"n\";\n"
+                 ON CONFLICT (\"id\") DO UPDATE SET \"content\" = excluded.\"content\", \"n\" = excluded.\"n\" \
+                 WHERE (\"chunks\".\"content\", \"chunks\".\"n\") IS NOT (excluded.\"content\", excluded.\"n\");\n"
             ]
         );
+    }
+
+    #[test]
+    fn an_upsert_of_a_row_as_d1_holds_it_writes_nothing_and_a_change_is_written() {
+        let conn = rusqlite::Connection::open_in_memory().expect("sqlite");
+        conn.execute_batch("CREATE TABLE chunks (id TEXT PRIMARY KEY, content TEXT, n INTEGER)")
+            .expect("table");
+        let t = sql();
+        let run = |rows: &[[&str; 3]]| -> u64 {
+            let mut out = Vec::new();
+            let mut p = StatementPacker::new(&t, 100_000);
+            for r in rows {
+                let r: Vec<String> = r.iter().map(|v| v.to_string()).collect();
+                p.push::<String>(&r, &|| "id".into(), &mut |s| out.push(s)).expect("push");
+            }
+            p.flush(&mut |s| out.push(s));
+            let before = conn.total_changes();
+            conn.execute_batch(&out.concat()).expect("upsert");
+            conn.total_changes() - before
+        };
+        assert_eq!(run(&[["'a'", "'x'", "1"], ["'b'", "NULL", "2"]]), 2);
+        assert_eq!(run(&[["'a'", "'x'", "1"], ["'b'", "NULL", "2"]]), 0, "nothing changed: nothing written");
+        assert_eq!(run(&[["'a'", "'x'", "1"], ["'b'", "'y'", "2"]]), 1, "NULL to a value is a change");
+        assert_eq!(run(&[["'a'", "'x'", "1"], ["'b'", "NULL", "2"]]), 1, "a value to NULL is a change");
+        let n: String = conn
+            .query_row("SELECT coalesce(content, 'null') FROM chunks WHERE id = 'b'", [], |r| r.get(0))
+            .expect("row");
+        assert_eq!(n, "null");
     }
 
     #[test]
@@ -263,7 +306,8 @@ mod tests {
             out,
             vec![
                 "INSERT INTO \"pages\" (\"id\", \"parent\", \"path\") VALUES (1, NULL, '/a') \
-                 ON CONFLICT (\"id\") DO UPDATE SET \"path\" = excluded.\"path\";\n"
+                 ON CONFLICT (\"id\") DO UPDATE SET \"path\" = excluded.\"path\" \
+                 WHERE (\"pages\".\"path\") IS NOT (excluded.\"path\");\n"
             ]
         );
     }
