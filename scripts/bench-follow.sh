@@ -182,6 +182,11 @@ cpu_of() {
     sed 's/^.*) //' "/proc/$pid/stat" | awk -v hz="$CLK_TCK" '{ printf "%.2f", ($12 + $13) / hz }'
 }
 
+# API requests the emulator answered so far (its --request-log lines).
+requests_so_far() {
+    if [ -f "$SIZE_DIR/requests.log" ]; then wc -l <"$SIZE_DIR/requests.log"; else echo 0; fi
+}
+
 # Peak RSS (KiB) of a running process, from /proc.
 hwm_of() {
     awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
@@ -249,6 +254,15 @@ build_release() {
     log "cargo build --release --bin pgflare --bin pgflare-seed"
     (cd "$ROOT" && cargo build --release --bin pgflare --bin pgflare-seed) >&2 ||
         die "cargo build --release failed"
+    BUILT_COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+    git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null ||
+        BUILT_COMMIT+=" + uncommitted changes in src/ (built as the working tree was)"
+    # This run's own copies: a build in the same target dir during the run
+    # (the target dir is shared) must not swap the binaries under it.
+    mkdir -p "$WORK/bin"
+    cp "$PGFLARE" "$SEED" "$WORK/bin/"
+    PGFLARE="$WORK/bin/pgflare"
+    SEED="$WORK/bin/pgflare-seed"
 }
 
 # `pgflare emulate` on a free port in $SIZE_DIR/emulator; sets EMU_PID,
@@ -260,7 +274,7 @@ start_emulator() {
     rm -rf "$EMU_DIR"
     CLOUDFLARE_API_TOKEN="$EMU_TOKEN" "$PGFLARE" --json emulate --listen 127.0.0.1:0 --data-dir "$EMU_DIR" \
         --account-id "$EMU_ACCOUNT" --d1-database "$D1_ID" --rate-limit "$RATE_LIMIT" \
-        >"$SIZE_DIR/emulate.out" 2>"$SIZE_DIR/emulate.err" &
+        --request-log "$SIZE_DIR/requests.log" >"$SIZE_DIR/emulate.out" 2>"$SIZE_DIR/emulate.err" &
     EMU_PID=$!
     local i
     for ((i = 0; i < 300; i++)); do
@@ -451,7 +465,11 @@ for k in sys.argv[2].split("."):
 print("" if v is None else v)' "$1" "$2"
 }
 
-median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+# The median of the numbers on stdin (separated by spaces).
+median() {
+    tr ' ' '\n' | sed '/^$/d' | sort -g |
+        awk '{ a[NR] = $1 } END { if (NR == 0) exit; if (NR % 2) print a[(NR + 1) / 2]; else printf "%.6g\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
 
 # --- one size ----------------------------------------------------------------
 
@@ -497,17 +515,19 @@ bench_size() {
 
     # 2. Polling: the warm-up (run 0), then $RUNS timed runs.
     mapfile -t flags < <(sync_flags)
-    local once_s=() once_cpu=() once_emu=() once_rss=0
+    local once_s=() once_cpu=() once_emu=() once_req=() once_rss=0
     for ((i = 0; i <= RUNS; i++)); do
         bpsql -d "$DB" -c "$(update_sql "once$i")"
-        local e0 e1 rc=0
+        local e0 e1 q0 q1 rc=0
         e0="$(cpu_of "$EMU_PID")"
+        q0="$(requests_so_far)"
         t0="$(now)"
         "$GNU_TIME" -v -o "$SIZE_DIR/once$i.time" env DATABASE_URL="$DB_URL" CLOUDFLARE_API_BASE_URL="$EMU_URL" \
             CLOUDFLARE_ACCOUNT_ID="$EMU_ACCOUNT" CLOUDFLARE_API_TOKEN="$EMU_TOKEN" "$PGFLARE" --json sync \
             "${flags[@]}" --once --work-dir "$SIZE_DIR/once-work" >"$SIZE_DIR/once$i.json" 2>"$SIZE_DIR/once$i.err" || rc=$?
         t1="$(now)"
         e1="$(cpu_of "$EMU_PID")"
+        q1="$(requests_so_far)"
         [ "$rc" = 0 ] || die "pgflare sync --once (run $i) failed with status $rc: $(tail -n 10 "$SIZE_DIR/once$i.err")"
         local up secs cpu rss
         up="$(json_field "$SIZE_DIR/once$i.json" rows_upserted)"
@@ -516,11 +536,12 @@ bench_size() {
         secs="$(elapsed "$t0" "$t1")"
         cpu="$(awk -F': *' '/(User|System) time \(seconds\)/ { s += $2 } END { printf "%.2f", s }' "$SIZE_DIR/once$i.time")"
         rss="$(awk -F': *' '/Maximum resident set size/ { print $2 }' "$SIZE_DIR/once$i.time")"
-        log "[$n] sync --once run $i$([ "$i" = 0 ] && echo ' (warm-up)'): $secs s, client CPU $cpu s, emulator CPU $(elapsed "$e0" "$e1") s, peak RSS $((rss / 1024)) MiB, $up rows upserted"
+        log "[$n] sync --once run $i$([ "$i" = 0 ] && echo ' (warm-up)'): $secs s, client CPU $cpu s, emulator CPU $(elapsed "$e0" "$e1") s, $((q1 - q0)) API requests, peak RSS $((rss / 1024)) MiB, $up rows upserted"
         if [ "$i" -gt 0 ]; then
             once_s+=("$secs")
             once_cpu+=("$cpu")
             once_emu+=("$(elapsed "$e0" "$e1")")
+            once_req+=("$((q1 - q0))")
             if [ "$rss" -gt "$once_rss" ]; then once_rss="$rss"; fi
         fi
     done
@@ -536,24 +557,27 @@ bench_size() {
     handover_s="$(elapsed "$t0" "$t1")"
     log "[$n] the follower handed over in $handover_s s (the hand-over is one polling run)"
     sleep 2
-    local follow_s=() follow_cpu=() follow_emu=() seen by
+    local follow_s=() follow_cpu=() follow_emu=() follow_req=() seen by
     for ((i = 0; i <= RUNS; i++)); do
-        local f0 f1 e0 e1
+        local f0 f1 e0 e1 q0 q1
         f0="$(cpu_of "$FOLLOW_PID")"
         e0="$(cpu_of "$EMU_PID")"
+        q0="$(requests_so_far)"
         change_in_one_transaction "follow$i"
         seen="$(d1 wait "$COMMIT_LSN" "$TXN_EPOCH" "$FOLLOW_PID" "$TIMEOUT")" ||
             die "the follower did not apply run $i: $(tail -n 20 "$SIZE_DIR/follow.err")"
         f1="$(cpu_of "$FOLLOW_PID")"
         e1="$(cpu_of "$EMU_PID")"
+        q1="$(requests_so_far)"
         by="${seen#* }"
         secs="$(elapsed "$COMMIT_EPOCH" "${seen%% *}")"
         check_d1 "follow$i"
-        log "[$n] follow run $i$([ "$i" = 0 ] && echo ' (warm-up)'): applied $secs s after the commit (seen by $by), follower CPU $(elapsed "$f0" "$f1") s, emulator CPU $(elapsed "$e0" "$e1") s"
+        log "[$n] follow run $i$([ "$i" = 0 ] && echo ' (warm-up)'): applied $secs s after the commit (at $COMMIT_EPOCH; seen by $by), follower CPU $(elapsed "$f0" "$f1") s, emulator CPU $(elapsed "$e0" "$e1") s, $((q1 - q0)) API requests"
         if [ "$i" -gt 0 ]; then
             follow_s+=("$secs")
             follow_cpu+=("$(elapsed "$f0" "$f1")")
             follow_emu+=("$(elapsed "$e0" "$e1")")
+            follow_req+=("$((q1 - q0))")
         fi
         sleep 2
     done
@@ -569,7 +593,7 @@ bench_size() {
 
     # 4. Trickle: the same $CHANGED rows spread over $TRICKLE seconds, one
     # transaction a second, through a follower that resumes.
-    local tr_cpu="" tr_emu="" tr_last="" tr_p50="" tr_p95="" tr_max="" tr_tx=""
+    local tr_cpu="" tr_emu="" tr_req="" tr_last="" tr_p50="" tr_p95="" tr_max="" tr_tx=""
     if [ "$TRICKLE" -gt 0 ]; then
         local per=$(((CHANGED + TRICKLE - 1) / TRICKLE)) left=$CHANGED s tick
         log "[$n] trickle: $CHANGED rows over $TRICKLE s ($per a second) through a resumed follower"
@@ -582,16 +606,17 @@ bench_size() {
             ((SECONDS - start < TIMEOUT)) || die "the resumed follower printed no status in $TIMEOUT s"
             sleep 0.1
         done
-        local f0 e0
+        local f0 e0 q0
         f0="$(cpu_of "$FOLLOW_PID")"
         e0="$(cpu_of "$EMU_PID")"
+        q0="$(requests_so_far)"
         for ((s = 1; s <= TRICKLE && left > 0; s++)); do
             tick="$(now)"
             local k=$((per < left ? per : left))
             left=$((left - k))
             change_in_one_transaction "trickle$s" "UPDATE public.$TABLE SET content = content || ' ~trickle', updated_at = now() WHERE id IN (SELECT id FROM public.$TABLE WHERE content NOT LIKE '% ~trickle' ORDER BY md5(id::text || 'trickle$s') LIMIT $k)"
             if [ "$left" -gt 0 ]; then
-                sleep "$(awk -v a="$tick" -v b="$(now)" 'BEGIN { d = 1 - (b - a); printf "%.3f", d > 0 ? d : 0 }')"
+                sleep "$(awk -v a="$tick" -v b="$(now)" 'BEGIN { d = 1 - (b - a); if (d < 0) d = 0; printf "%.3f", d }')"
             fi
         done
         # The last second's transaction marks the end.
@@ -599,6 +624,7 @@ bench_size() {
             die "the follower did not apply the trickle: $(tail -n 20 "$SIZE_DIR/follow.err")"
         tr_cpu="$(elapsed "$f0" "$(cpu_of "$FOLLOW_PID")")"
         tr_emu="$(elapsed "$e0" "$(cpu_of "$EMU_PID")")"
+        tr_req="$(($(requests_so_far) - q0))"
         tr_last="$(elapsed "$COMMIT_EPOCH" "${seen%% *}")"
         got="$(d1 count " ~trickle")"
         [ "$got" = "$CHANGED" ] || die "after the trickle D1 holds $got rows with its suffix, expected $CHANGED"
@@ -607,12 +633,12 @@ bench_size() {
         tr_p95="$(json_field "$SIZE_DIR/trickle.out" lag.p95_seconds)"
         tr_max="$(json_field "$SIZE_DIR/trickle.out" lag.max_seconds)"
         tr_tx="$(json_field "$SIZE_DIR/trickle.out" lag.transactions)"
-        log "[$n] trickle: follower CPU $tr_cpu s, emulator CPU $tr_emu s; lag p50 $tr_p50 s, p95 $tr_p95 s, max $tr_max s over $tr_tx transactions"
+        log "[$n] trickle: follower CPU $tr_cpu s, emulator CPU $tr_emu s, $tr_req API requests; lag p50 $tr_p50 s, p95 $tr_p95 s, max $tr_max s over $tr_tx transactions"
     fi
 
     # Clean up: the slot and publication, the emulator, the database.
     pgf sync --config "$SIZE_DIR/pgflare.toml" --target api --d1-database-id "$D1_ID" \
-        --drop-slot --slot "$SLOT" >"$SIZE_DIR/drop-slot.log" 2>&1 ||
+        --work-dir "$SIZE_DIR/follow-work" --drop-slot --slot "$SLOT" >"$SIZE_DIR/drop-slot.log" 2>&1 ||
         die "pgflare sync --drop-slot failed: $(tail -n 5 "$SIZE_DIR/drop-slot.log")"
     log "[$n] $(tail -n 1 "$SIZE_DIR/drop-slot.log")"
     stop_pid "$EMU_PID"
@@ -625,10 +651,10 @@ bench_size() {
     local size_s=$((SECONDS - size_start))
     printf '%s\n' "$n" "$rows" "$CHANGED" "$load_s" \
         "$(median <<<"${once_s[*]}")" "$(median <<<"${once_cpu[*]}")" "$(median <<<"${once_emu[*]}")" "$once_rss" \
-        "$handover_s" \
+        "$(median <<<"${once_req[*]}")" "$handover_s" \
         "$(median <<<"${follow_s[*]}")" "$(median <<<"${follow_cpu[*]}")" "$(median <<<"${follow_emu[*]}")" "$follow_rss" \
-        "$lag_p50" "$lag_p95" "$lag_max" "$lag_tx" \
-        "$tr_cpu" "$tr_emu" "$tr_last" "$tr_p50" "$tr_p95" "$tr_max" "$tr_tx" \
+        "$(median <<<"${follow_req[*]}")" "$lag_p50" "$lag_p95" "$lag_max" "$lag_tx" \
+        "$tr_cpu" "$tr_emu" "$tr_req" "$tr_last" "$tr_p50" "$tr_p95" "$tr_max" "$tr_tx" \
         "${once_s[*]}" "${follow_s[*]}" "$size_s" | paste -sd '\t' >>"$RESULTS_TSV"
 }
 
@@ -639,17 +665,16 @@ write_report() {
     if [ -n "${BENCH_BIN_DIR:-}" ]; then
         commit="${BENCH_COMMIT:-?} (binaries from $BENCH_BIN_DIR)"
     else
-        commit="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
-        git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null ||
-            commit+=" + uncommitted changes in src/ (built as the working tree was)"
+        commit="$BUILT_COMMIT"
     fi
     mkdir -p "$(dirname "$REPORT")"
     "$VENV/bin/python" - "$RESULTS_TSV" "$REPORT" <<PY
 import sys
 
 results, report = sys.argv[1], sys.argv[2]
-cols = ("n rows changed load once once_cpu once_emu once_rss handover follow follow_cpu follow_emu follow_rss "
-        "lag_p50 lag_p95 lag_max lag_tx tr_cpu tr_emu tr_last tr_p50 tr_p95 tr_max tr_tx once_runs follow_runs size_s").split()
+cols = ("n rows changed load once once_cpu once_emu once_rss once_req handover follow follow_cpu follow_emu "
+        "follow_rss follow_req lag_p50 lag_p95 lag_max lag_tx tr_cpu tr_emu tr_req tr_last tr_p50 tr_p95 tr_max "
+        "tr_tx once_runs follow_runs size_s").split()
 rs = [dict(zip(cols, l.rstrip("\n").split("\t"))) for l in open(results) if l.strip()]
 
 def f(v, fmt="{:.3f}"):
@@ -677,7 +702,8 @@ out.append("Change: \`UPDATE chunks SET content = content || ' ~RUN', updated_at
            "sweep over every key). **follow**: a running \`pgflare sync --follow\` (slot, after its hand-over), "
            "from the change's commit until the D1 checkpoint records it (D1 and Vectorize confirmed). Both "
            "against the local emulator (pgflare emulate) on the same machine; CPU is user+system seconds of the "
-           "pgflare process (GNU time for --once, /proc for the follower) and, separately, of the emulator.")
+           "pgflare process (GNU time for --once, /proc for the follower) and, separately, of the emulator; API "
+           "requests are those the emulator answered in that time (its --request-log).")
 out.append("")
 out.append("| rows | changed rows | --once s | --once ms/changed row | follow s to apply | follow ms/changed row | ratio --once / follow |")
 out.append("|--:|--:|--:|--:|--:|--:|--:|")
@@ -688,23 +714,24 @@ for r in rs:
 out.append("")
 out.append("Work behind those times (medians of the measured runs):")
 out.append("")
-out.append("| rows | --once client CPU s | --once emulator CPU s | --once peak RSS MiB | follow CPU s per 1% | follow emulator CPU s | follower peak RSS MiB | hand-over s | load s |")
-out.append("|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+out.append("| rows | --once client CPU s | --once emulator CPU s | --once API requests | --once peak RSS MiB | follower CPU s | follow emulator CPU s | follow API requests | follower peak RSS MiB | hand-over s | load s |")
+out.append("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 for r in rs:
-    out.append(f"| {int(r['rows']):,} | {f(r['once_cpu'], '{:.2f}')} | {f(r['once_emu'], '{:.2f}')} | "
+    out.append(f"| {int(r['rows']):,} | {f(r['once_cpu'], '{:.2f}')} | {f(r['once_emu'], '{:.2f}')} | {r['once_req']} | "
                f"{int(r['once_rss']) / 1024:.0f} | {f(r['follow_cpu'], '{:.2f}')} | {f(r['follow_emu'], '{:.2f}')} | "
-               f"{int(r['follow_rss'] or 0) / 1024:.0f} | {f(r['handover'], '{:.1f}')} | {f(r['load'], '{:.1f}')} |")
+               f"{r['follow_req']} | {int(r['follow_rss'] or 0) / 1024:.0f} | {f(r['handover'], '{:.1f}')} | "
+               f"{f(r['load'], '{:.1f}')} |")
 out.append("")
 out.append("The follower's own lag summary (pgflare-follow-summary-v1: commit to applied, per transaction; "
            "the burst runs above incl. the warm-up) and the steady trickle (the same N/100 rows, one transaction "
            "a second over ${TRICKLE} s, through a follower resumed from the checkpoint):")
 out.append("")
-out.append("| rows | bursts: transactions | lag p50 s | p95 s | max s | trickle: transactions | lag p50 s | p95 s | max s | follower CPU s | emulator CPU s |")
-out.append("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+out.append("| rows | bursts: transactions | lag p50 s | p95 s | max s | trickle: transactions | lag p50 s | p95 s | max s | last commit to applied s | follower CPU s | emulator CPU s | API requests |")
+out.append("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 for r in rs:
     out.append(f"| {int(r['rows']):,} | {r['lag_tx']} | {f(r['lag_p50'], '{:.2f}')} | {f(r['lag_p95'], '{:.2f}')} | "
                f"{f(r['lag_max'], '{:.2f}')} | {r['tr_tx'] or '–'} | {f(r['tr_p50'], '{:.2f}')} | {f(r['tr_p95'], '{:.2f}')} | "
-               f"{f(r['tr_max'], '{:.2f}')} | {f(r['tr_cpu'], '{:.2f}')} | {f(r['tr_emu'], '{:.2f}')} |")
+               f"{f(r['tr_max'], '{:.2f}')} | {f(r['tr_last'], '{:.2f}')} | {f(r['tr_cpu'], '{:.2f}')} | {f(r['tr_emu'], '{:.2f}')} | {r['tr_req'] or '–'} |")
 out.append("")
 out.append("Every run (seconds):")
 out.append("")

@@ -19,6 +19,21 @@ fn slot(tag: &str) -> String {
     format!("pgflare_{tag}_{}", std::process::id())
 }
 
+/// `PGFLARE_TEST_FOLLOW_UNLIMITED=1`: the emulator and the follower
+/// without Cloudflare's request budget, to measure the follower's own lag
+/// (BENCHMARKS.md); by default both keep Cloudflare's limit.
+fn unlimited() -> bool {
+    std::env::var("PGFLARE_TEST_FOLLOW_UNLIMITED").is_ok_and(|v| v == "1")
+}
+
+fn emulator_flags() -> &'static [&'static str] {
+    if unlimited() {
+        &["--rate-limit", "1000000/1"]
+    } else {
+        &[]
+    }
+}
+
 fn follower(s: &Setup, work: &std::path::Path, slot: &str) -> Child {
     let mut c: Command = s.emu.command(&s.db);
     c.args(["--json", "sync", "--config", s.config.to_str().expect("p"), "--target", "api"])
@@ -27,6 +42,9 @@ fn follower(s: &Setup, work: &std::path::Path, slot: &str) -> Child {
         .current_dir(work)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if unlimited() {
+        c.args(["--rate-limit", "1000000/1"]);
+    }
     c.spawn().expect("start the follower")
 }
 
@@ -76,15 +94,28 @@ fn caught_up(s: &Setup, mut child: Child, end: u64) -> Child {
 fn stop(mut child: Child) -> (serde_json::Value, String) {
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
-    let mut out = String::new();
+    let mut lines = Vec::new();
     if let Some(o) = child.stdout.take() {
-        for line in BufReader::new(o).lines().map_while(Result::ok) {
-            out = line;
-        }
+        lines.extend(BufReader::new(o).lines().map_while(Result::ok));
     }
     let o = child.wait_with_output().expect("wait");
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "the follower failed: {err}");
+    // Every line (statuses, then the summary) is in the documented form.
+    let dir = tempfile::tempdir().expect("dir");
+    let files: Vec<std::path::PathBuf> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let f = dir.path().join(format!("line{i}.json"));
+            std::fs::write(&f, l).expect("write");
+            f
+        })
+        .collect();
+    if !files.is_empty() {
+        assert_schema("follow-summary", &files.iter().map(|f| f.as_path()).collect::<Vec<_>>());
+    }
+    let out = lines.last().cloned().unwrap_or_default();
     (serde_json::from_str(&out).unwrap_or(serde_json::Value::Null), err)
 }
 
@@ -120,7 +151,7 @@ fn write_second(url: &str, round: u32, rate: u32) {
 
 #[test]
 fn a_follower_keeps_up_with_a_steady_writer_through_sigkills_and_verify_is_clean() {
-    let s = setup_with("follow", 3000, 16, &[], "", "");
+    let s = setup_with("follow", 3000, 16, emulator_flags(), "", "");
     // Values Postgres keeps out of line (TOAST): an update that leaves
     // them alone does not send them, and they must not become NULL.
     s.db.exec(
@@ -148,7 +179,9 @@ fn a_follower_keeps_up_with_a_steady_writer_through_sigkills_and_verify_is_clean
             })
         })
     };
-    let seconds = 40u32;
+    // A minute of writes: five kills in the first 35 s, then 25 s of
+    // steady following, whose lag the last follower's summary reports.
+    let seconds = 60u32;
     let kills = [4u32, 11, 19, 27, 33];
     for round in 0..seconds {
         let t = Instant::now();
@@ -172,6 +205,12 @@ fn a_follower_keeps_up_with_a_steady_writer_through_sigkills_and_verify_is_clean
     let (summary, err) = stop(child);
     eprintln!("follower summary after the last restart: {summary:#}\n{err}");
     assert_eq!(summary["format"], "pgflare-follow-summary-v1", "{summary:#}");
+    // The checkpoint with its follow position is in the documented form.
+    let cp: String = s
+        .d1()
+        .query_row("SELECT value FROM pgflare_sync_state WHERE name = 'checkpoint'", [], |r| r.get(0))
+        .expect("checkpoint");
+    assert_doc_schema("sync-checkpoint", &cp, s.dir.path());
     let p95 = summary["lag"]["p95_seconds"].as_f64().expect("p95");
     eprintln!("LAG p95 {p95:.2} s over {} transactions", summary["lag"]["transactions"]);
     assert_consistent(&s);

@@ -96,7 +96,8 @@ impl Delays {
         for (i, c) in self.counts.iter().enumerate() {
             seen += c;
             if seen >= want {
-                return ((i + 1) as f64 * STEP).min(self.max);
+                // Whole steps, without the float noise of (i + 1) * 0.01.
+                return (((i + 1) as f64) / 100.0).min(self.max);
             }
         }
         self.max
