@@ -144,6 +144,7 @@ stop_pid() {
 cleanup() {
     local rc=$?
     set +e
+    [ "$rc" = 0 ] || log "stopping (status $rc): cleaning up the follower, the slot and the emulator"
     stop_pid "$FOLLOW_PID"
     FOLLOW_PID=""
     # A slot left behind keeps WAL and blocks DROP DATABASE.
@@ -555,7 +556,7 @@ bench_size() {
     t1="$(now)"
     local handover_s
     handover_s="$(elapsed "$t0" "$t1")"
-    log "[$n] the follower handed over in $handover_s s (the hand-over is one polling run)"
+    log "[$n] the follower handed over $handover_s s after its start (slot creation, which waits for the transactions running in the cluster, then one polling run)"
     sleep 2
     local follow_s=() follow_cpu=() follow_emu=() follow_req=() seen by
     for ((i = 0; i <= RUNS; i++)); do
@@ -589,6 +590,8 @@ bench_size() {
     lag_max="$(json_field "$SIZE_DIR/follow.out" lag.max_seconds)"
     lag_tx="$(json_field "$SIZE_DIR/follow.out" lag.transactions)"
     flushes="$(json_field "$SIZE_DIR/follow.out" flushes)"
+    local handover_run_s
+    handover_run_s="$(json_field "$SIZE_DIR/follow.out" handover.seconds)"
     log "[$n] follower summary: $lag_tx transactions in $flushes flushes, lag p50 $lag_p50 s, p95 $lag_p95 s, max $lag_max s, $(json_field "$SIZE_DIR/follow.out" rows_upserted) rows upserted"
 
     # 4. Trickle: the same $CHANGED rows spread over $TRICKLE seconds, one
@@ -651,7 +654,7 @@ bench_size() {
     local size_s=$((SECONDS - size_start))
     printf '%s\n' "$n" "$rows" "$CHANGED" "$load_s" \
         "$(median <<<"${once_s[*]}")" "$(median <<<"${once_cpu[*]}")" "$(median <<<"${once_emu[*]}")" "$once_rss" \
-        "$(median <<<"${once_req[*]}")" "$handover_s" \
+        "$(median <<<"${once_req[*]}")" "$handover_s" "$handover_run_s" \
         "$(median <<<"${follow_s[*]}")" "$(median <<<"${follow_cpu[*]}")" "$(median <<<"${follow_emu[*]}")" "$follow_rss" \
         "$(median <<<"${follow_req[*]}")" "$lag_p50" "$lag_p95" "$lag_max" "$lag_tx" \
         "$tr_cpu" "$tr_emu" "$tr_req" "$tr_last" "$tr_p50" "$tr_p95" "$tr_max" "$tr_tx" \
@@ -672,7 +675,7 @@ write_report() {
 import sys
 
 results, report = sys.argv[1], sys.argv[2]
-cols = ("n rows changed load once once_cpu once_emu once_rss once_req handover follow follow_cpu follow_emu "
+cols = ("n rows changed load once once_cpu once_emu once_rss once_req handover handover_run follow follow_cpu follow_emu "
         "follow_rss follow_req lag_p50 lag_p95 lag_max lag_tx tr_cpu tr_emu tr_req tr_last tr_p50 tr_p95 tr_max "
         "tr_tx once_runs follow_runs size_s").split()
 rs = [dict(zip(cols, l.rstrip("\n").split("\t"))) for l in open(results) if l.strip()]
@@ -714,12 +717,13 @@ for r in rs:
 out.append("")
 out.append("Work behind those times (medians of the measured runs):")
 out.append("")
-out.append("| rows | --once client CPU s | --once emulator CPU s | --once API requests | --once peak RSS MiB | follower CPU s | follow emulator CPU s | follow API requests | follower peak RSS MiB | hand-over s | load s |")
+out.append("| rows | --once client CPU s | --once emulator CPU s | --once API requests | --once peak RSS MiB | follower CPU s | follow emulator CPU s | follow API requests | follower peak RSS MiB | start to hand-over s (its polling run s) | load s |")
 out.append("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 for r in rs:
     out.append(f"| {int(r['rows']):,} | {f(r['once_cpu'], '{:.2f}')} | {f(r['once_emu'], '{:.2f}')} | {r['once_req']} | "
                f"{int(r['once_rss']) / 1024:.0f} | {f(r['follow_cpu'], '{:.2f}')} | {f(r['follow_emu'], '{:.2f}')} | "
-               f"{r['follow_req']} | {int(r['follow_rss'] or 0) / 1024:.0f} | {f(r['handover'], '{:.1f}')} | "
+               f"{r['follow_req']} | {int(r['follow_rss'] or 0) / 1024:.0f} | {f(r['handover'], '{:.1f}')} "
+               f"({f(r['handover_run'], '{:.1f}')}) | "
                f"{f(r['load'], '{:.1f}')} |")
 out.append("")
 out.append("The follower's own lag summary (pgflare-follow-summary-v1: commit to applied, per transaction; "
