@@ -39,8 +39,7 @@ pub struct Observed {
 }
 
 /// Supabase's transaction-pooler port (Supavisor or PgBouncer).
-pub const SUPABASE_TRANSACTION_PORT: u16 = 6543;
-const SUPABASE_POOLER_HOST: &str = ".pooler.supabase.com";
+use crate::source::connect::{SUPABASE_POOLER_HOST, SUPABASE_TRANSACTION_PORT};
 
 const DIRECT_FIX: &str = "use the direct connection (on Supabase: Connect > Direct connection, \
     db.<project-ref>.supabase.co port 5432, user postgres; over IPv4 only, the session pooler on port 5432)";

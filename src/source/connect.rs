@@ -15,6 +15,12 @@ use crate::error::{Error, Result};
 use crate::redact::redact_url;
 use crate::timeouts::{human, Timeouts};
 
+/// Supabase's transaction-mode pooler port (Supavisor), and the host
+/// suffix of its pooler (session and transaction mode): neither passes the
+/// replication protocol through (`doctor`, `sync --follow`).
+pub const SUPABASE_TRANSACTION_PORT: u16 = 6543;
+pub const SUPABASE_POOLER_HOST: &str = ".pooler.supabase.com";
+
 /// How to reach the source; the URL stays private.
 #[derive(Clone)]
 pub struct Source {

@@ -40,7 +40,10 @@ impl TableSql {
             // A row D1 already holds as it is is not written again (`WHERE
             // ... IS NOT ...`): D1 counts and bills rows written, and a sync
             // that re-sends a row whose D1 columns did not change (only a
-            // column D1 does not receive did) then costs nothing.
+            // column D1 does not receive did) then costs nothing. SQLite:
+            // an upsert's DO UPDATE may have a WHERE (sqlite.org/lang_upsert.html,
+            // 3.24+), and row values compare with IS NOT, NULLs as equal
+            // (sqlite.org/rowvalue.html, 3.15+); D1 runs a later SQLite.
             let updated: Vec<usize> =
                 (0..cols.len()).filter(|i| !key.contains(i) && !linked.contains(i)).collect();
             let now: Vec<String> =

@@ -76,15 +76,6 @@ pub async fn slot_state(conn: &mut SourceConn, slot: &str) -> Result<Option<Slot
     }))
 }
 
-/// The server's current WAL position (for the lag in bytes).
-pub async fn current_lsn(conn: &mut SourceConn) -> Result<Lsn> {
-    let s: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(Error::db("reading the current WAL position"))?;
-    Lsn::parse(&s).map_err(|e| Error::Internal(format!("pg_current_wal_lsn() = {s:?}: {e}")))
-}
-
 /// Refuses what would make following fail or harm the source: a pooler,
 /// `wal_level` below logical, a role without REPLICATION, and tables whose
 /// updates and deletes would not carry their key.
@@ -183,24 +174,30 @@ pub fn refuse_pooler(src: &Source) -> Result<()> {
 /// Why the URL looks like a pooler, if it does: Supabase's pooler host or
 /// its transaction-mode port.
 fn pooler(src: &Source) -> Option<&'static str> {
+    use super::super::connect::{SUPABASE_POOLER_HOST, SUPABASE_TRANSACTION_PORT};
     let e = src.endpoint();
-    if e.host.ends_with(".pooler.supabase.com") {
+    if e.host.to_ascii_lowercase().ends_with(SUPABASE_POOLER_HOST) {
         Some("is Supabase's pooler (Supavisor)")
-    } else if e.port == 6543 {
+    } else if !e.socket && e.port == SUPABASE_TRANSACTION_PORT {
         Some("is on port 6543, Supabase's transaction pooler")
     } else {
         None
     }
 }
 
-/// Creates the publication, or sets its tables to `tables` (pgflare owns it).
-pub async fn ensure_publication(conn: &mut SourceConn, name: &str, tables: &[&TableSpec]) -> Result<()> {
-    let list = tables.iter().map(|t| t.sql_name()).collect::<Vec<_>>().join(", ");
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
+/// Whether publication `name` exists.
+pub async fn publication_exists(conn: &mut SourceConn, name: &str) -> Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
         .bind(name)
         .fetch_one(&mut *conn)
         .await
-        .map_err(Error::db(format!("looking for publication {name}")))?;
+        .map_err(Error::db(format!("looking for publication {name}")))
+}
+
+/// Creates the publication, or sets its tables to `tables` (pgflare owns it).
+pub async fn ensure_publication(conn: &mut SourceConn, name: &str, tables: &[&TableSpec]) -> Result<()> {
+    let list = tables.iter().map(|t| t.sql_name()).collect::<Vec<_>>().join(", ");
+    let exists = publication_exists(conn, name).await?;
     let sql = match exists {
         true => format!("ALTER PUBLICATION {} SET TABLE {list}", quote_ident(name)),
         false => format!(
@@ -288,7 +285,10 @@ pub async fn create_slot(
     )
     .await?
     .map_err(failed)?;
-    // The form Postgres 10 to 18 all accept (15 added a parenthesised one).
+    // The form Postgres 10 to 18 all accept: 15 added a parenthesised
+    // option list and keeps this one "for compatibility" (docs,
+    // protocol-replication.html, CREATE_REPLICATION_SLOT). Its answer's
+    // columns: slot_name, consistent_point, snapshot_name, output_plugin.
     let sql = format!(
         "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {}",
         quote_ident(&slot),
@@ -329,12 +329,7 @@ pub async fn drop_slot(conn: &mut SourceConn, slot: &str) -> Result<Vec<String>>
             .map_err(Error::db(format!("dropping replication slot {slot}")))?;
         dropped.push(format!("replication slot {slot}"));
     }
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
-        .bind(slot)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(Error::db(format!("looking for publication {slot}")))?;
-    if exists {
+    if publication_exists(conn, slot).await? {
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP PUBLICATION {}", quote_ident(slot))))
             .execute(&mut *conn)
             .await

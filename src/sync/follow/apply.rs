@@ -69,8 +69,8 @@ fn key_texts(k: &Key) -> Result<Vec<&str>> {
         .collect()
 }
 
-fn utf8(b: &[u8], spec: &TableSpec, column: &str) -> Result<String> {
-    String::from_utf8(b.to_vec()).map_err(|_| Error::Source {
+fn utf8<'b>(b: &'b [u8], spec: &TableSpec, column: &str) -> Result<&'b str> {
+    std::str::from_utf8(b).map_err(|_| Error::Source {
         message: format!("table {}, column {column}: a value in the stream is not UTF-8", spec.qualified()),
         hint: "the database encoding must be UTF8 (SHOW server_encoding)".into(),
     })
@@ -147,33 +147,24 @@ impl Applier<'_> {
         let mut written = 0;
         let mut start = 0;
         while start < rows.len() {
-            let (mut cells, mut texts, mut size) = (Vec::new(), Vec::new(), 0usize);
+            // Cells borrow the stream's bytes: no copy before the SQL text.
+            let (mut cells, mut size) = (Vec::new(), 0usize);
             let mut end = start;
             while end < rows.len() && (end == start || size < MAX_SQL) {
-                let row: Vec<Option<String>> = rows[end]
+                let row: Vec<Cell<'_>> = rows[end]
                     .1
                     .iter()
                     .zip(&spec.columns)
                     .map(|(v, c)| match v {
-                        Value::Text(b) => utf8(b, &spec, &c.name).map(Some),
-                        _ => Ok(None),
+                        Value::Text(b) => utf8(b, &spec, &c.name).map(Cell::Text),
+                        Value::Unchanged => Ok(Cell::FromTable),
+                        _ => Ok(Cell::Null),
                     })
                     .collect::<Result<_>>()?;
-                size += row.iter().flatten().map(String::len).sum::<usize>() + 64;
-                texts.push(row);
+                size +=
+                    row.iter().map(|c| if let Cell::Text(t) = c { t.len() } else { 0 }).sum::<usize>() + 64;
+                cells.push(row);
                 end += 1;
-            }
-            for (r, row) in texts.iter().enumerate() {
-                cells.push(
-                    row.iter()
-                        .zip(rows[start + r].1)
-                        .map(|(text, v)| match (text, v) {
-                            (Some(s), _) => Cell::Text(s),
-                            (None, Value::Unchanged) => Cell::FromTable,
-                            (None, _) => Cell::Null,
-                        })
-                        .collect::<Vec<_>>(),
-                );
             }
             let sql = rows_select(&spec, &cells)?;
             let bar = self.run.progress.rows(&format!("follow {}", spec.name), None);

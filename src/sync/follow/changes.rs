@@ -5,7 +5,12 @@
 //! until its Commit. Also the relations: which stream relation is which
 //! followed table, where its key and columns sit in a change's tuple, and
 //! the checks that stop the stream when a table changed shape (DDL is not
-//! in the logical stream; a changed Relation message is how it shows).
+//! in the logical stream; a changed Relation message is how it shows:
+//! pgoutput sends a relation's Relation message again after any
+//! invalidation of it, `rel_sync_cache_relation_cb` in
+//! src/backend/replication/pgoutput/pgoutput.c, and the docs' "Logical
+//! Streaming Replication Protocol" says a Relation message precedes the
+//! first change of a relation after its definition changed).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;

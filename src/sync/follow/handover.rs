@@ -65,12 +65,7 @@ pub(super) async fn start(
             });
         }
     }
-    let published: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
-            .bind(&fo.slot)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(Error::db("looking for the publication"))?;
+    let published = slot::publication_exists(&mut conn, &fo.slot).await?;
     let resume = match (&checkpoint.follow, &state) {
         (Some(f), Some(s)) if f.slot == fo.slot && published => {
             let at = slot::parse_lsn(&f.lsn)?;

@@ -64,10 +64,8 @@ pub(super) async fn run(
     // The polling checks (fingerprint, vectors) ran in the hand-over, or
     // run here for a follower that resumes.
     if start.handover.is_none() {
-        let mut snap = Snapshot::export(src).await?;
-        let again = crate::plan::prepare(&mut snap, &opts.project, &[], vectors_on).await?;
-        snap.release().await?;
-        super::super::run::accept_run(opts, &held.store, &again, &mut checkpoint, held.api.clone()).await?;
+        super::super::run::accept_run(opts, &held.store, &prepared, &mut checkpoint, held.api.clone())
+            .await?;
     }
     let run = Run {
         src,
@@ -313,15 +311,14 @@ impl Follower<'_> {
                 let open = self.open.get_or_insert_with(Pending::default);
                 open.take(&self.relations, &change)?;
                 if open.changes >= BIG_TRANSACTION {
-                    // Apply the part received; the position stays before it.
+                    // The whole transactions before it are applied and
+                    // recorded as usual; then the part of this one received
+                    // so far, without moving the position (it moves at the
+                    // commit: a restart applies the part again).
                     let part = std::mem::take(open);
-                    let xids = part.xids.clone();
-                    self.committed.merge(part);
-                    let pending = std::mem::take(&mut self.committed);
-                    let last = pending.last_commit;
-                    self.applied.add(applier.apply(&pending).await?);
-                    self.committed.last_commit = last;
-                    self.open = Some(Pending { xids, ..Pending::default() });
+                    self.flush(held, checkpoint, applier, client).await?;
+                    self.applied.add(applier.apply(&part).await?);
+                    self.open = Some(Pending { xids: part.xids, ..Pending::default() });
                 }
             }
             ReplicationEvent::Commit { end_lsn, commit_time_micros, .. } => {
@@ -342,6 +339,10 @@ impl Follower<'_> {
                     self.flush(held, checkpoint, applier, client).await?;
                 }
             }
+            // A keepalive's WAL end is past every change sent before it, so
+            // an idle follower may confirm up to it (`quiet`), as
+            // pg_recvlogical does (src/bin/pg_basebackup/pg_recvlogical.c,
+            // keepalive handling: output_written_lsn = Max(walEnd, ...)).
             ReplicationEvent::KeepAlive { wal_end, .. } => self.server_lsn = self.server_lsn.max(wal_end),
             ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => {}
         }
