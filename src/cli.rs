@@ -391,9 +391,19 @@ pub struct CheckArgs {
 
     /// Similarity-query parity: this many source vectors (chosen
     /// deterministically) are queried against Vectorize and compared with
-    /// the exact top-k computed from the source; 0 = none.
+    /// the exact top-k computed from the source; 0 = none. With
+    /// `[[queries]]` in pgflare.toml, each of those shapes (the service's
+    /// real query: filter, k, context from D1) is also run with N sampled
+    /// vectors, unless --query-file gives the service's own.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub queries: usize,
+
+    /// The service's query embeddings for the `[[queries]]` shapes, one
+    /// JSON object per line: {"query": "NAME", "id": "q1", "vector":
+    /// [...], "filter": {"tags": ["billing"]}} ("query" may be left out
+    /// when there is one shape).
+    #[arg(long, value_name = "FILE")]
+    pub query_file: Option<std::path::PathBuf>,
 
     /// Top-k of each parity query (Vectorize allows up to 100).
     #[arg(long, default_value_t = 10, value_name = "K", value_parser = parse_top_k)]

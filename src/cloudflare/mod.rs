@@ -14,6 +14,7 @@ pub mod ratelimit;
 pub mod retry;
 mod transfer;
 pub mod vectorize;
+pub mod vectorize_filter;
 mod wait;
 
 pub use client::{Api, ApiSettings};

@@ -154,11 +154,25 @@ impl Vectorize {
 
     /// The `top_k` nearest ids to `vector`, best first.
     pub async fn query(&self, vector: &[f32], top_k: usize, namespace: Option<&str>) -> Result<Vec<Match>> {
+        self.query_filtered(vector, top_k, namespace, None).await
+    }
+
+    /// [`Self::query`] with a metadata `filter` (Vectorize's filter object).
+    pub async fn query_filtered(
+        &self,
+        vector: &[f32],
+        top_k: usize,
+        namespace: Option<&str>,
+        filter: Option<&Value>,
+    ) -> Result<Vec<Match>> {
         let what = format!("Vectorize index {}: query", self.index);
         let mut body =
             json!({"vector": vector, "topK": top_k, "returnValues": false, "returnMetadata": "none"});
         if let Some(ns) = namespace {
             body["namespace"] = json!(ns);
+        }
+        if let Some(f) = filter {
+            body["filter"] = f.clone();
         }
         let v = self.api.call(&what, Method::POST, &self.url("query"), &body).await?;
         parse(&what, v.get("matches").cloned().unwrap_or(Value::Array(Vec::new())))

@@ -80,6 +80,7 @@ pub async fn run(
         k: args.k.clamp(1, 100),
         min_recall: args.min_recall,
         accept_skipped: args.accept_skipped,
+        query_file: args.query_file.clone(),
     };
     let report = run::run(&source, &opts, progress).await?;
     let written = write_reports(&report, &args.report_dir)?;
@@ -149,6 +150,23 @@ fn print_human(r: &VerifyReport, written: &[std::path::PathBuf]) {
             q.threshold,
             if q.passed { "passed" } else { "FAILED" }
         );
+    }
+    if let Some(s) = &r.query_shapes {
+        outln!("  query shapes ({}; {} Cloudflare requests):", s.queries_from, s.requests);
+        for x in &s.shapes {
+            let reasons: Vec<String> = x.reasons.iter().map(|(k, n)| format!("{} {n}", k.as_str())).collect();
+            outln!(
+                "    {}: recall@{} mean {:.3} (min {:.3}), context equal in {}/{} queries: {}{}",
+                x.name,
+                x.k,
+                x.mean_recall,
+                x.min_recall,
+                x.context_equal,
+                x.queries,
+                if x.passed { "matches Supabase" } else { "DOES NOT MATCH" },
+                if reasons.is_empty() { String::new() } else { format!(" (misses: {})", reasons.join(", ")) }
+            );
+        }
     }
     for p in written {
         outln!("report: {}", p.display());

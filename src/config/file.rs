@@ -38,6 +38,8 @@ struct RawFile {
     vectorize: Option<RawVectorize>,
     #[serde(default)]
     tables: Vec<RawTable>,
+    #[serde(default)]
+    queries: Vec<super::queries::RawQuery>,
 }
 
 #[derive(Deserialize)]
@@ -104,6 +106,8 @@ struct RawTable {
     #[serde(default)]
     vector_metadata_omit: Vec<String>,
     vector_metadata_separator: Option<String>,
+    #[serde(default)]
+    vector_metadata_flags: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     casts: BTreeMap<String, String>,
 }
@@ -220,6 +224,7 @@ pub fn parse_project(text: &str, path: &Path) -> Result<Project> {
         }
         p.tables.push(m);
     }
+    p.queries = super::queries::parse(&file, raw.queries, &p.tables)?;
     Ok(p)
 }
 
@@ -329,15 +334,32 @@ fn table(at: &str, default_schema: &str, t: RawTable) -> Result<TableMapping> {
             separator: t.vector_metadata_separator,
         },
     )?;
+    let vector_flags = super::vector_metadata::parse_flags(
+        at,
+        t.vector.is_some(),
+        &t.vector_metadata,
+        &vector_json,
+        t.vector_metadata_flags,
+    )?;
     list("vector_metadata_indexes", &t.vector_metadata_indexes)?;
     for (j, m) in t.vector_metadata_indexes.iter().enumerate() {
-        super::vector_metadata::index_type(m, &t.vector_metadata, &vector_json)
+        super::vector_metadata::index_type(m, &t.vector_metadata, &vector_json, &vector_flags)
             .map_err(|e| bad(&format!("vector_metadata_indexes[{j}]"), e))?;
     }
-    if t.vector_metadata_indexes.len() > crate::cloudflare::limits::VECTORIZE_MAX_METADATA_INDEXES {
+    // Flags are indexed without being listed (they exist to be filtered on).
+    let mut indexed: BTreeSet<String> = t.vector_metadata_indexes.iter().cloned().collect();
+    indexed.extend(vector_flags.iter().flat_map(|f| f.properties()));
+    if indexed.len() > crate::cloudflare::limits::VECTORIZE_MAX_METADATA_INDEXES {
+        let flagged: usize = vector_flags.iter().map(|f| f.values.len()).sum();
         return Err(bad(
-            "vector_metadata_indexes",
-            "Vectorize allows at most 10 metadata indexes per index".into(),
+            if flagged > 0 { "vector_metadata_flags" } else { "vector_metadata_indexes" },
+            format!(
+                "{} metadata indexes ({} listed in vector_metadata_indexes, {flagged} flags, each flag is \
+                 indexed): Vectorize allows at most 10 per index; flag fewer values (the most asked ones) \
+                 and post-filter the rest",
+                indexed.len(),
+                t.vector_metadata_indexes.len()
+            ),
         ));
     }
     for (k, v) in [("vector_id", &t.vector_id), ("vector_namespace", &t.vector_namespace)] {
@@ -438,6 +460,7 @@ fn table(at: &str, default_schema: &str, t: RawTable) -> Result<TableMapping> {
         vector_namespace: t.vector_namespace,
         vector_metadata_indexes: t.vector_metadata_indexes,
         vector_json,
+        vector_flags,
         casts: t.casts.into_iter().collect(),
     })
 }

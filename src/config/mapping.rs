@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::project::{ColumnMapping, OnInvalid, TableMapping};
-use super::vector_metadata::JsonMetadata;
+use super::vector_metadata::{FlagColumn, JsonMetadata};
 use crate::batch::TableSpec;
 use crate::cloudflare::limits::D1_MAX_COLUMNS;
 use crate::error::{Error, Result};
@@ -267,6 +267,7 @@ pub fn vector_mapping(
         }
     }
     super::vector_metadata::check_columns(&mapping.setting, &mapping.vector_json, info)?;
+    super::vector_metadata::check_flag_columns(&mapping.setting, &mapping.vector_flags, info)?;
     for (j, m) in mapping.vector_metadata_indexes.iter().enumerate() {
         if !mapping.vector_metadata.contains(m) {
             // A JSON path property: its declared type was checked with the file.
@@ -288,6 +289,7 @@ pub fn vector_mapping(
         namespace: mapping.vector_namespace.clone(),
         metadata: mapping.vector_metadata.clone(),
         json: mapping.vector_json.clone(),
+        flags: mapping.vector_flags.clone(),
         dims,
         on_invalid: settings.on_invalid,
     }))
@@ -299,13 +301,27 @@ pub fn metadata_index_types(mapping: &TableMapping, info: &TableInfo) -> Vec<(St
         .vector_metadata_indexes
         .iter()
         .filter_map(|m| {
-            let t =
-                match super::vector_metadata::index_type(m, &mapping.vector_metadata, &mapping.vector_json) {
-                    Ok(Some(declared)) => declared,
-                    _ => info.spec.column(m)?.ty.metadata_form()?.index_type()?.to_string(),
-                };
+            let declared = super::vector_metadata::index_type(
+                m,
+                &mapping.vector_metadata,
+                &mapping.vector_json,
+                &mapping.vector_flags,
+            );
+            let t = match declared {
+                Ok(Some(declared)) => declared,
+                _ => info.spec.column(m)?.ty.metadata_form()?.index_type()?.to_string(),
+            };
             Some((m.clone(), t))
         })
+        .chain(
+            // Every flag is indexed (listed or not): it exists to be filtered on.
+            mapping
+                .vector_flags
+                .iter()
+                .flat_map(|f| f.properties())
+                .filter(|p| !mapping.vector_metadata_indexes.contains(p))
+                .map(|p| (p, "boolean".to_string())),
+        )
         .collect()
 }
 
@@ -326,6 +342,8 @@ pub struct VectorMapping {
     pub metadata: Vec<String>,
     /// JSON paths and spread json columns (top-level properties).
     pub json: JsonMetadata,
+    /// Boolean properties for listed values of text array columns.
+    pub flags: Vec<FlagColumn>,
     /// The dimension every vector must have (the index's or the column's).
     pub dims: Option<u32>,
     pub on_invalid: OnInvalid,
@@ -348,6 +366,7 @@ impl VectorMapping {
             [&self.vector, &self.id].into_iter().chain(self.namespace.iter()).collect();
         out.extend(&self.metadata);
         out.extend(self.json.columns());
+        out.extend(self.flags.iter().map(|f| &f.column));
         out
     }
 }

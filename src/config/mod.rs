@@ -9,6 +9,7 @@ mod file_errors;
 pub mod json_path;
 pub mod mapping;
 pub mod project;
+pub mod queries;
 pub mod toml_text;
 pub mod vector_metadata;
 pub mod wrangler;

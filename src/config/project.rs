@@ -26,6 +26,8 @@ pub struct Project {
     pub cloudflare: CloudflareSettings,
     /// `[vectorize]`: how vectors are loaded.
     pub vectorize: VectorizeSettings,
+    /// `[[queries]]`: the service's retrieval, as `verify` replays it.
+    pub queries: Vec<crate::config::queries::QueryShape>,
 }
 
 /// `[vectorize]`: how the Vectorize side of a load behaves.
@@ -110,6 +112,8 @@ pub struct TableMapping {
     /// JSON paths as top-level properties, spread json columns, paths left
     /// out, and the separator of spread keys.
     pub vector_json: crate::config::vector_metadata::JsonMetadata,
+    /// `vector_metadata_flags`: boolean properties for values of array columns.
+    pub vector_flags: Vec<crate::config::vector_metadata::FlagColumn>,
     /// Columns read through a cast: (column, SQL type).
     pub casts: Vec<(String, String)>,
 }
@@ -130,6 +134,7 @@ impl TableMapping {
                     || named(&self.soft_delete)
                     || self.vector_metadata.iter().any(|m| m == column)
                     || self.vector_json.columns().iter().any(|c| *c == column)
+                    || self.vector_flags.iter().any(|f| f.column == column)
                     || self.primary_key.iter().flatten().any(|k| k == column)
             }
         }

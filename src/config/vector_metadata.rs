@@ -72,6 +72,84 @@ pub struct PathProperty {
     pub ty: Option<MetadataForm>,
 }
 
+/// `vector_metadata_flags`: one boolean property per listed value of a
+/// text array column (`tags_billing: true` when the row's `tags` holds
+/// `"billing"`). Vectorize cannot filter arrays (no containment operator,
+/// cloudflare-docs `vectorize/reference/metadata-filtering.mdx`), but it
+/// filters booleans; and since its filters are ANDed with no `$or`, a
+/// tags-overlap query becomes one query per asked value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FlagColumn {
+    pub column: String,
+    pub values: Vec<String>,
+    /// Joins the column and the value (`vector_metadata_separator`).
+    pub separator: String,
+}
+
+impl FlagColumn {
+    /// The metadata property that flags `value`.
+    pub fn property(&self, value: &str) -> String {
+        format!("{}{}{}", self.column, self.separator, value)
+    }
+
+    /// Every flag property, in the order of the values.
+    pub fn properties(&self) -> impl Iterator<Item = String> + '_ {
+        self.values.iter().map(|v| self.property(v))
+    }
+}
+
+/// Checks `vector_metadata_flags` of the `[[tables]]` entry at `at`:
+/// valid, distinct property names that no other metadata key takes.
+pub fn parse_flags(
+    at: &str,
+    has_vector: bool,
+    whole: &[String],
+    json: &JsonMetadata,
+    raw: BTreeMap<String, Vec<String>>,
+) -> Result<Vec<FlagColumn>> {
+    let bad = |k: String, m: String| Error::Config { setting: format!("{at}.{k}"), message: m };
+    if !has_vector && !raw.is_empty() {
+        return Err(bad(
+            "vector_metadata_flags".into(),
+            "needs `vector`: metadata is attached to each vector".into(),
+        ));
+    }
+    let mut out: Vec<FlagColumn> = Vec::new();
+    let mut taken: BTreeMap<String, String> = BTreeMap::new();
+    for (column, values) in raw {
+        let k = format!("vector_metadata_flags.{}", crate::config::toml_text::toml_key(&column));
+        if values.is_empty() {
+            return Err(bad(k, "list the values that get a flag, e.g. [\"billing\", \"security\"]".into()));
+        }
+        let flags =
+            FlagColumn { column: column.clone(), values: Vec::new(), separator: json.separator.clone() };
+        let mut seen = Vec::new();
+        for (j, v) in values.iter().enumerate() {
+            let kj = format!("{k}[{j}]");
+            if seen.contains(v) {
+                return Err(bad(kj, format!("`{v}` is listed twice")));
+            }
+            let name = flags.property(v);
+            if let Err(e) = crate::cloudflare::limits::check_metadata_key(&name) {
+                return Err(bad(kj, format!("`{v}` would make the property `{name}`, and {e}")));
+            }
+            let clash = whole.contains(&name) || json.paths.iter().any(|p| p.name == name);
+            if clash {
+                return Err(bad(
+                    kj,
+                    format!("the flag property `{name}` is also a metadata key of this table"),
+                ));
+            }
+            if let Some(other) = taken.insert(name.clone(), kj.clone()) {
+                return Err(bad(kj, format!("the flag property `{name}` is also made by {other}")));
+            }
+            seen.push(v.clone());
+        }
+        out.push(FlagColumn { values: seen, ..flags });
+    }
+    Ok(out)
+}
+
 /// The raw keys, as the TOML file has them.
 #[derive(Default)]
 pub struct RawJsonKeys {
@@ -192,9 +270,13 @@ pub fn index_type(
     property: &str,
     whole: &[String],
     json: &JsonMetadata,
+    flags: &[FlagColumn],
 ) -> std::result::Result<Option<String>, String> {
     if whole.iter().any(|c| c == property) {
         return Ok(None);
+    }
+    if flags.iter().any(|f| f.properties().any(|p| p == property)) {
+        return Ok(Some("boolean".into()));
     }
     match json.paths.iter().find(|p| p.name == property) {
         Some(PathProperty { ty: Some(t), .. }) => Ok(t.index_type().map(str::to_string)),
@@ -244,6 +326,34 @@ pub fn check_columns(setting: &str, json: &JsonMetadata, info: &TableInfo) -> Re
     }
     for (j, p) in json.omit.iter().enumerate() {
         check(format!("{setting}.vector_metadata_omit[{j}]"), &p.column)?;
+    }
+    Ok(())
+}
+
+/// Checks that each flagged column is a text array of the table.
+pub fn check_flag_columns(setting: &str, flags: &[FlagColumn], info: &TableInfo) -> Result<()> {
+    let spec = &info.spec;
+    for f in flags {
+        let setting =
+            format!("{setting}.vector_metadata_flags.{}", crate::config::toml_text::toml_key(&f.column));
+        let col = spec.column(&f.column).ok_or_else(|| Error::Config {
+            setting: setting.clone(),
+            message: format!(
+                "{} has no column `{}`; columns are: {}",
+                spec.qualified(),
+                f.column,
+                spec.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        })?;
+        if col.ty.metadata_form() != Some(MetadataForm::StringArray) {
+            return Err(Error::Config {
+                setting,
+                message: format!(
+                    "`{}` is {}: flags are made from a text array column (text[], varchar[], an enum array)",
+                    f.column, col.pg_type
+                ),
+            });
+        }
     }
     Ok(())
 }

@@ -64,6 +64,7 @@ pub fn suggest(info: &TableInfo, setting: String, surveys: &[JsonSurvey]) -> Tab
         vector_id: None,
         vector_namespace: None,
         vector_json: JsonMetadata { paths, ..JsonMetadata::default() },
+        vector_flags: Vec::new(),
         casts: spec.columns.iter().filter_map(|c| c.cast.clone().map(|t| (c.name.clone(), t))).collect(),
     }
 }

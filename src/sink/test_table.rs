@@ -47,6 +47,7 @@ pub fn mapping(dims: Option<u32>) -> VectorMapping {
         namespace: Some("ns".into()),
         metadata: vec!["meta".into()],
         json: Default::default(),
+        flags: Vec::new(),
         dims,
         on_invalid: OnInvalid::Skip,
     }

@@ -64,6 +64,13 @@ pub struct PartitionResult {
 /// The SELECT a partition is read with: the table's columns (cast where
 /// asked), the partition's key range, in primary-key order.
 pub fn select_sql(table: &TableSpec, partition: &Partition) -> String {
+    select_sql_with(table, partition, &[])
+}
+
+/// [`select_sql`] with `extra` expressions after the table's columns (a
+/// computed column the reader's spec lists last, e.g. verify's filter
+/// results per query).
+pub fn select_sql_with(table: &TableSpec, partition: &Partition, extra: &[String]) -> String {
     let cols = table
         .columns
         .iter()
@@ -71,6 +78,7 @@ pub fn select_sql(table: &TableSpec, partition: &Partition) -> String {
             Some(t) => format!("{}::{t} AS {}", quote_ident(&c.name), quote_ident(&c.name)),
             None => quote_ident(&c.name),
         })
+        .chain(extra.iter().cloned())
         .collect::<Vec<_>>()
         .join(", ");
     let mut sql = format!("SELECT {cols} FROM {}", table.sql_name());

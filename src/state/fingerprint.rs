@@ -121,7 +121,12 @@ impl Stable {
         let json = serde_json::to_string(&v.json).unwrap_or_default();
         let dims = v.dims.map(|d| d.to_string());
         self.str(&v.vector).str(&v.id).opt(v.namespace.as_deref()).strs(&metadata).str(&json);
-        self.opt(dims.as_deref())
+        self.opt(dims.as_deref());
+        // Only when set, so fingerprints made before flags existed stay valid.
+        if !v.flags.is_empty() {
+            self.str("flags").str(&serde_json::to_string(&v.flags).unwrap_or_default());
+        }
+        self
     }
 }
 
@@ -175,6 +180,10 @@ pub fn fingerprint(prepared: &Prepared, project: &Project) -> Fingerprint {
             }
             None => s.str("no json metadata"),
         };
+        // Flags change every vector's metadata, as a JSON mapping does.
+        if let Some(t) = table.filter(|t| !t.vector_flags.is_empty()) {
+            s.str("flags").str(&serde_json::to_string(&t.vector_flags).unwrap_or_default());
+        }
     }
     Fingerprint { current: s.finish(), legacy: legacy_checkpoint(prepared, project) }
 }

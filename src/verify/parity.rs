@@ -60,7 +60,7 @@ impl Metric {
     }
 
     /// A key that sorts best first (smaller is better).
-    fn rank_key(self, score: f64) -> f64 {
+    pub fn rank_key(self, score: f64) -> f64 {
         match self {
             Metric::Euclidean => score,
             _ => -score,
@@ -168,8 +168,13 @@ impl TopK {
     }
 
     pub fn offer(&mut self, v: &Vector) {
-        for (q, heap) in self.queries.iter().zip(self.best.iter_mut()) {
-            if q.1.len() != v.values.len() {
+        self.offer_where(v, &|_| true)
+    }
+
+    /// Offers `v` to the queries `admits` (by position) lets it into.
+    pub fn offer_where(&mut self, v: &Vector, admits: &dyn Fn(usize) -> bool) {
+        for (i, (q, heap)) in self.queries.iter().zip(self.best.iter_mut()).enumerate() {
+            if q.1.len() != v.values.len() || !admits(i) {
                 continue;
             }
             let key = OrdF64(self.metric.rank_key(self.metric.score(&q.1, &v.values)));

@@ -213,6 +213,9 @@ pub fn markdown(r: &VerifyReport) -> String {
     if let Some(q) = &r.queries {
         markdown_queries(&mut s, q);
     }
+    if let Some(q) = &r.query_shapes {
+        shapes::markdown(&mut s, q);
+    }
     s
 }
 
@@ -292,6 +295,7 @@ fn markdown_queries(s: &mut String, q: &QueryParity) {
 }
 
 mod page;
+mod shapes;
 pub use page::html;
 
 #[cfg(test)]

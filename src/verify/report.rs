@@ -33,6 +33,9 @@ pub struct VerifyReport {
     /// Similarity-query parity, when `--queries N` asked for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queries: Option<QueryParity>,
+    /// "Results match Supabase": the `[[queries]]` shapes on both stacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_shapes: Option<super::queries::report::ShapesReport>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -206,7 +209,9 @@ impl VerifyReport {
         };
         let diffs: u64 = targets().map(|g| count(g, false)).sum();
         let skipped: u64 = targets().map(|g| count(g, true)).sum();
-        let parity_failed = self.queries.as_ref().is_some_and(|q| !q.passed);
+        let shapes_failed: Vec<&super::queries::report::ShapeReport> =
+            self.query_shapes.iter().flat_map(|s| &s.shapes).filter(|s| !s.passed).collect();
+        let parity_failed = self.queries.as_ref().is_some_and(|q| !q.passed) || !shapes_failed.is_empty();
         let rows: u64 = targets().map(|t| t.source_rows).sum();
         let mut parts = Vec::new();
         for t in &self.tables {
@@ -223,6 +228,14 @@ impl VerifyReport {
         }
         if let Some(q) = self.queries.as_ref().filter(|q| !q.passed) {
             parts.push(format!("query recall@{} {:.3} below {:.2}", q.k, q.mean_recall, q.threshold));
+        }
+        for s in shapes_failed {
+            let ctx = s.queries - s.context_equal;
+            let mut why = vec![format!("recall@{} {:.3}", s.k, s.mean_recall)];
+            if ctx > 0 {
+                why.push(format!("{ctx} with other context"));
+            }
+            parts.push(format!("query `{}` does not match Supabase ({})", s.name, why.join(", ")));
         }
         self.verdict = if diffs == 0 && skipped == 0 && !parity_failed {
             Verdict {
@@ -282,6 +295,7 @@ mod tests {
             verdict: Verdict { status: Status::Consistent, summary: String::new() },
             tables: vec![TableReport { table: "public.items".into(), targets: vec![target] }],
             queries: None,
+            query_shapes: None,
         }
     }
 

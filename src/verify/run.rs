@@ -53,6 +53,9 @@ pub struct VerifyOptions {
     pub min_recall: f64,
     /// Vectors the load's rules leave out do not fail the verdict.
     pub accept_skipped: bool,
+    /// The service's query embeddings for the `[[queries]]` shapes
+    /// (NDJSON); without it, `queries` vectors per shape are sampled.
+    pub query_file: Option<PathBuf>,
 }
 
 pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Result<VerifyReport> {
@@ -73,6 +76,7 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
     };
     let vector_reports = v.vector_reports(&sums.expected, &pending).await?;
     let parity = v.parity(&d1.path).await?;
+    let query_shapes = v.query_shapes(&d1.path).await?;
     let snap = snapshot.info.clone();
     snapshot.release().await?;
     let tables = v.table_reports(&d1, &sums, &wanted, src_rows, &pending, vector_reports)?;
@@ -86,6 +90,7 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
         verdict: Verdict { status: Status::Consistent, summary: String::new() },
         tables,
         queries: parity,
+        query_shapes,
     };
     report.decide(opts.accept_skipped);
     Ok(report)
@@ -100,7 +105,7 @@ pub(super) struct Verification<'a> {
     pub(super) prepared: Prepared,
     pub(super) shapes: Arc<HashMap<String, D1Shape>>,
     /// Key ranges per table (live rows only), in `prepared.infos` order.
-    parts: Vec<Vec<Partition>>,
+    pub(super) parts: Vec<Vec<Partition>>,
     /// Key buckets per table, and those compared.
     pub(super) n: usize,
     pub(super) sample: BTreeSet<usize>,

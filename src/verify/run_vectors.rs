@@ -131,7 +131,7 @@ impl Verification<'_> {
     }
 
     /// One read of `table` through the parity collectors `make` opens.
-    async fn parity_pass(
+    pub(super) async fn parity_pass(
         &self,
         table: &str,
         label: &str,

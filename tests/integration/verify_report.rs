@@ -125,6 +125,7 @@ fn report() -> VerifyReport {
             passed: false,
             queries,
         }),
+        query_shapes: None,
     };
     r.decide(false);
     assert_eq!(r.verdict.status, Status::Differences);

@@ -238,6 +238,7 @@ mod tests {
             namespace: None,
             metadata: Vec::new(),
             json: Default::default(),
+            flags: Vec::new(),
             dims: Some(3),
             on_invalid: crate::config::project::OnInvalid::Fail,
         };

@@ -1,10 +1,13 @@
 //! A row's Vectorize metadata: what the mapping says goes into it, and
-//! the rules it must meet. Three ways in, in this order:
+//! the rules it must meet. Three ways in (and flags), in this order:
 //!
 //! 1. whole columns (`vector_metadata`), keyed by column name, in the
 //!    form of the type table; a json/jsonb column goes as it is (an object
 //!    becomes one nested object) or, when it does not fit, not at all: the
 //!    vector is refused, naming the column and the JSON path at fault;
+//!    then flags (`vector_metadata_flags`): `tags_billing: true` for each
+//!    listed value the row's text array holds (nothing for the others, so
+//!    a flag costs metadata bytes only where it is set);
 //! 2. JSON paths (`vector_metadata_paths`), each a top-level property
 //!    (an object found there is spread under the property's name);
 //! 3. spread columns (`vector_metadata_flatten`): a JSON object's members
@@ -15,6 +18,8 @@
 //! left out, largest first, before a vector is refused; then the refusal
 //! names the largest explicit value's column and path.
 
+use std::borrow::Cow;
+
 use arrow::array::{Array, AsArray};
 use arrow::record_batch::RecordBatch;
 use serde_json::Value;
@@ -23,7 +28,7 @@ use super::flatten::{fit_budget, json_type, largest_member, strict_problem, Entr
 use crate::batch::TableSpec;
 use crate::cloudflare::limits::VECTORIZE_MAX_METADATA_BYTES;
 use crate::config::json_path::JsonPath;
-use crate::config::vector_metadata::{JsonMetadata, PathProperty};
+use crate::config::vector_metadata::{FlagColumn, JsonMetadata, PathProperty};
 use crate::sink::d1::value::{d1_value, D1Value};
 use crate::typemap::MetadataForm;
 
@@ -52,6 +57,8 @@ pub struct MetadataWriter {
     paths: Vec<(PathProperty, usize)>,
     /// Spread columns, as indexes into `json`.
     flatten: Vec<usize>,
+    /// Flagged array columns: (batch column, flag properties by value).
+    flags: Vec<(usize, Vec<(String, String)>)>,
     omit: Vec<JsonPath>,
     /// The paths of path properties (spreading does not repeat them).
     mapped: Vec<JsonPath>,
@@ -64,6 +71,7 @@ impl MetadataWriter {
         spec: &TableSpec,
         columns: &[String],
         json: &JsonMetadata,
+        flags: &[FlagColumn],
         find: &dyn Fn(&str) -> crate::error::Result<usize>,
     ) -> crate::error::Result<MetadataWriter> {
         let mut whole = Vec::new();
@@ -92,7 +100,12 @@ impl MetadataWriter {
             .map(|p| Ok((p.clone(), slot(&p.path.column)?)))
             .collect::<crate::error::Result<Vec<_>>>()?;
         let flatten = json.flatten.iter().map(|c| slot(c)).collect::<crate::error::Result<Vec<_>>>()?;
+        let flags = flags
+            .iter()
+            .map(|f| Ok((find(&f.column)?, f.values.iter().map(|v| (v.clone(), f.property(v))).collect())))
+            .collect::<crate::error::Result<Vec<_>>>()?;
         Ok(MetadataWriter {
+            flags,
             columns: whole,
             json: json_cols,
             mapped: json.paths.iter().map(|p| p.path.clone()).collect(),
@@ -105,7 +118,7 @@ impl MetadataWriter {
 
     /// Whether the vectors of this table carry metadata at all.
     pub fn is_empty(&self) -> bool {
-        self.columns.is_empty() && self.paths.is_empty() && self.flatten.is_empty()
+        self.columns.is_empty() && self.paths.is_empty() && self.flatten.is_empty() && self.flags.is_empty()
     }
 
     /// Appends the metadata object of `row` to `out`; what is left out
@@ -126,6 +139,24 @@ impl MetadataWriter {
             }
             if let Some(text) = self.column_value(name, col.as_ref(), row, *form, omitted)? {
                 explicit.push(Entry::new(name, text, JsonPath::column(name)));
+            }
+        }
+        for (i, by_value) in &self.flags {
+            let col = batch.column(*i);
+            if col.is_null(row) {
+                continue;
+            }
+            let list = col.as_list::<i32>().value(row);
+            let held: Vec<Cow<str>> = (0..list.len())
+                .filter_map(|k| match d1_value(list.as_ref(), k) {
+                    D1Value::Text(s) => Some(s),
+                    _ => None,
+                })
+                .collect();
+            for (value, property) in by_value {
+                if held.iter().any(|h| h == value) {
+                    explicit.push(Entry::new(property, "true".into(), JsonPath::column(property)));
+                }
             }
         }
         let roots = self

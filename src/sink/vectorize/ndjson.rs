@@ -61,7 +61,7 @@ impl LineWriter {
                 message: format!("column `{c}` is not among the columns read"),
             })
         };
-        let metadata = MetadataWriter::new(spec, &m.metadata, &m.json, &find)?;
+        let metadata = MetadataWriter::new(spec, &m.metadata, &m.json, &m.flags, &find)?;
         Ok(LineWriter {
             id: find(&m.id)?,
             vector: find(&m.vector)?,

@@ -94,6 +94,9 @@ pub fn html(r: &VerifyReport) -> String {
     if let Some(q) = &r.queries {
         queries_section(&mut s, q);
     }
+    if let Some(q) = &r.query_shapes {
+        super::shapes::html(&mut s, q);
+    }
     w!(s, "</main>\n<footer class=\"wrap\">Written by {}. ", e(&r.created_by));
     w!(s, "The JSON form (schema pgflare-verify-v1) holds the same data.</footer>\n</body>\n</html>\n");
     s

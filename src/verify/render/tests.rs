@@ -119,6 +119,7 @@ fn hostile() -> VerifyReport {
             }],
         }],
         queries: None,
+        query_shapes: None,
     }
 }
 

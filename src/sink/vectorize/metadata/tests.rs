@@ -47,7 +47,7 @@ fn write(whole: &[&str], json: &JsonMetadata, doc: &Value) -> (Result<Value, Ref
     .expect("batch");
     let find = |c: &str| Ok(spec.columns.iter().position(|x| x.name == c).expect("column"));
     let whole: Vec<String> = whole.iter().map(|s| s.to_string()).collect();
-    let w = MetadataWriter::new(&spec, &whole, json, &find).expect("writer");
+    let w = MetadataWriter::new(&spec, &whole, json, &[], &find).expect("writer");
     let (mut out, mut omitted) = (String::new(), Vec::new());
     let r = w.write(&batch, 0, &mut out, &mut omitted);
     (r.map(|()| serde_json::from_str(&out).expect("the metadata is JSON")), omitted)
