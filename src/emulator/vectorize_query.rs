@@ -149,8 +149,6 @@ pub fn top_k(mut hits: Vec<Hit>, metric: Metric, k: usize) -> Vec<Hit> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-    use std::collections::BTreeMap;
 
     fn hits(metric: Metric, query: &[f32], data: &[(&str, [f32; 2])]) -> Vec<(String, f64)> {
         let s = Scorer::new(metric, query);
@@ -198,69 +196,5 @@ mod tests {
         assert!(values.iter().zip(&direct).all(|(v, d)| v.to_bits() == d.to_bits()));
         assert_eq!(serde_json::to_string(&values_json(&[0.1, 2.0])).expect("json"), "[0.1,2.0]");
         assert_eq!(from_blob(&to_blob(&values)), values);
-    }
-
-    fn indexes() -> BTreeMap<String, Indexed> {
-        let mut m = BTreeMap::new();
-        m.insert("year".into(), Indexed { index_type: IndexType::Number, created_seq: 1 });
-        m.insert("kind".into(), Indexed { index_type: IndexType::String, created_seq: 1 });
-        m.insert("o.flag".into(), Indexed { index_type: IndexType::Boolean, created_seq: 5 });
-        m
-    }
-
-    fn passes(filter: Value, metadata: Value, seq: i64) -> bool {
-        let f = Filter::parse(&filter, &indexes()).expect("valid filter");
-        f.matches(metadata.as_object(), seq)
-    }
-
-    #[test]
-    fn filters_evaluate_like_vectorize() {
-        let m = json!({ "year": 2020, "kind": "doc", "o": { "flag": true }, "free": "x" });
-        assert!(passes(json!({ "year": 2020, "kind": "doc" }), m.clone(), 9));
-        assert!(!passes(json!({ "year": 2021 }), m.clone(), 9));
-        assert!(passes(json!({ "year": { "$gte": 2020, "$lt": 2021 } }), m.clone(), 9));
-        assert!(!passes(json!({ "year": { "$gt": 2020 } }), m.clone(), 9));
-        assert!(passes(json!({ "kind": { "$in": ["a", "doc"] } }), m.clone(), 9));
-        assert!(!passes(json!({ "kind": { "$nin": ["a", "doc"] } }), m.clone(), 9));
-        assert!(passes(json!({ "kind": { "$ne": "a" } }), m.clone(), 9));
-        assert!(passes(json!({ "o.flag": true }), m.clone(), 9));
-        assert!(!passes(json!({ "o.flag": true }), m.clone(), 5), "written before the index existed");
-        assert!(!passes(json!({ "kind": { "$ne": "a" } }), json!({}), 9), "absent matches no $ne");
-        assert!(passes(json!({ "kind": { "$eq": null } }), json!({ "kind": 3 }), 9), "wrong type is absent");
-        assert!(passes(json!({ "kind": { "$ne": null } }), m.clone(), 9));
-        let long = "é".repeat(40);
-        let cut: String = long.chars().take(32).collect::<String>() + "zzz";
-        assert!(passes(json!({ "kind": cut }), json!({ "kind": long }), 9), "strings compare on 64 bytes");
-    }
-
-    #[test]
-    fn filters_are_refused_with_the_reason() {
-        let cases = [
-            (json!({ "free": "x" }), "\"free\": the property has no metadata index"),
-            (json!({ "year": "2020" }), "$eq needs a number"),
-            (json!({ "year": { "$in": [1, "2"] } }), "$in needs a number"),
-            (json!({ "year": { "$regex": 1 } }), "unknown operator \"$regex\""),
-            (json!({ "o.flag": { "$lt": true } }), "does not apply to booleans"),
-            (json!({ "kind": { "$in": "a" } }), "$in needs an array"),
-            (json!([1]), "must be a JSON object"),
-            (json!({}), "must be a non-empty JSON object"),
-        ];
-        for (f, expected) in cases {
-            let err = Filter::parse(&f, &indexes()).expect_err("refused");
-            assert!(err.contains(expected), "{f}: {err}");
-        }
-    }
-
-    #[test]
-    fn indexed_metadata_keeps_indexed_properties_only() {
-        let long = "x".repeat(70);
-        let m = json!({ "year": 2020, "kind": long, "o": { "flag": false, "other": 1 }, "free": 1 });
-        let got = indexed_metadata(m.as_object(), 9, &indexes());
-        assert_eq!(
-            Value::Object(got),
-            json!({ "year": 2020, "kind": "x".repeat(64), "o": { "flag": false } })
-        );
-        let early = indexed_metadata(m.as_object(), 3, &indexes());
-        assert_eq!(Value::Object(early), json!({ "year": 2020, "kind": "x".repeat(64) }));
     }
 }

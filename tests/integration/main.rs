@@ -28,6 +28,7 @@ mod messages;
 mod migration_actions;
 mod partitioned;
 mod pg_copy_in;
+mod query_shapes;
 mod realistic_api;
 mod reconcile;
 mod restore;

@@ -326,7 +326,7 @@ impl ShapesRun<'_, '_> {
                 Ok(m) => answers.push(m.into_iter().map(|m| (m.id, m.score)).collect()),
                 // A refused filter is this query's result (the naive layout's), not the run's failure.
                 Err(Error::Api { status: Some(s), message, .. }) if (400..500).contains(&s) && s != 429 => {
-                    error = Some(message);
+                    error = Some(refusal(r, &message));
                     break;
                 }
                 Err(e) => return Err(e),
@@ -517,6 +517,26 @@ impl ShapesRun<'_, '_> {
             }
         }
         Ok(out)
+    }
+}
+
+/// Vectorize's refusal, with the layout's cause when a `property` filter
+/// is on an array column (the naive layout: Vectorize filters no arrays).
+fn refusal(r: &Resolved<'_>, message: &str) -> String {
+    let arrays: Vec<&str> = r
+        .shape
+        .filters
+        .iter()
+        .filter(|f| f.vectorize == crate::config::queries::FilterForm::Property)
+        .filter(|f| r.info.spec.column(&f.column).is_some_and(|c| c.ty.array))
+        .map(|f| f.column.as_str())
+        .collect();
+    match arrays.first() {
+        None => message.to_string(),
+        Some(c) => format!(
+            "{message}; `{c}` is an array in the metadata and Vectorize filters no arrays (no metadata \
+             index, no containment): use vector_metadata_flags for its frequent values, or a post-filter"
+        ),
     }
 }
 

@@ -63,7 +63,8 @@ pub fn markdown(s: &mut String, r: &ShapesReport) {
                     m(err)
                 );
             }
-            for x in &q.misses {
+            // A refused query's misses all share its one reason, listed above.
+            for x in q.misses.iter().filter(|_| q.error.is_none()) {
                 w!(
                     s,
                     "| {} | {} | {} | {ctx} | {} | {:?} | {} | {} |\n",
@@ -118,7 +119,7 @@ pub fn html(s: &mut String, r: &ShapesReport) {
             if let Some(err) = &q.error {
                 w!(s, "<tr><td><code>{}</code></td><td><code>{}</code></td><td class=\"n bad\">{}</td><td></td><td></td><td>Vectorize refused</td><td>{}</td></tr>\n", e(&q.id), e(&q.filter.to_string()), fixed(q.recall, 3), e(err));
             }
-            for x in &q.misses {
+            for x in q.misses.iter().filter(|_| q.error.is_none()) {
                 w!(
                     s,
                     "<tr><td><code>{}</code></td><td><code>{}</code></td><td class=\"n\">{}</td><td><code>{}</code></td><td>{:?}</td><td>{}</td><td>{}</td></tr>\n",

@@ -1,0 +1,210 @@
+//! "Results match Supabase": `[[queries]]` shapes replayed by `verify` on
+//! the seeded tables loaded through the emulator's API. A tags-overlap
+//! query with tags as flags matches (recall, equal context texts), the
+//! same query on the tags array (the naive layout) does not, with its
+//! reason; planted divergences (a chunk's text changed in D1, a flag
+//! missing from a vector's metadata) show with their causes; a query file
+//! of 100 vectors reports the requests it used.
+
+use std::path::Path;
+
+use crate::common::*;
+
+/// The flagged tags: Vectorize allows 10 metadata indexes (document_id takes one).
+const FLAGGED: [&str; 9] =
+    ["api", "auth", "billing", "guide", "faq", "reference", "tutorial", "security", "beta"];
+
+fn config(dir: &Path) -> String {
+    let flags: Vec<String> = FLAGGED.iter().map(|t| format!("\"{t}\"")).collect();
+    let text = format!(
+        "[[tables]]\nname = \"documents\"\n\n[[tables]]\nname = \"chunks\"\nvector = \"embedding\"\n\
+         vector_metadata = [\"document_id\", \"tags\"]\nvector_metadata_indexes = [\"document_id\"]\n\
+         vector_metadata_flags = {{ tags = [{}] }}\n\n\
+         [[queries]]\nname = \"tagged\"\ntable = \"chunks\"\nk = 5\ncontext = [\"content\"]\n\
+         filters = [{{ column = \"tags\", op = \"overlap\", vectorize = \"flags\" }}]\n\n\
+         [[queries]]\nname = \"tagged-naive\"\ntable = \"chunks\"\nk = 5\ncontext = [\"content\"]\n\
+         filters = [{{ column = \"tags\", op = \"overlap\", vectorize = \"property\" }}]\n",
+        flags.join(", ")
+    );
+    let path = dir.join("pgflare.toml");
+    std::fs::write(&path, text).expect("config");
+    path.to_str().expect("p").to_string()
+}
+
+/// Query lines from source rows: (id, embedding as JSON text, first tag).
+fn source_queries(db: &TestDb, n: usize) -> Vec<(String, String, String)> {
+    let flagged: Vec<String> = FLAGGED.iter().map(|t| format!("'{t}'")).collect();
+    let rows = db.query_one(&format!(
+        "SELECT string_agg(id::text || '|' || embedding::text || '|' || tags[1], E'\\n' ORDER BY id) FROM \
+         (SELECT * FROM chunks WHERE tags[1] IN ({}) AND embedding IS NOT NULL ORDER BY id LIMIT {n}) c",
+        flagged.join(", ")
+    ));
+    rows.lines()
+        .map(|l| {
+            let mut p = l.splitn(3, '|');
+            let id = p.next().expect("id").to_string();
+            let v = p.next().expect("vector").to_string();
+            (id, v, p.next().expect("tag").to_string())
+        })
+        .collect()
+}
+
+fn verify(
+    emu: &Emulator,
+    db: &TestDb,
+    config: &str,
+    dir: &Path,
+    queries: &Path,
+) -> (Option<i32>, serde_json::Value, String) {
+    let report = dir.join("report");
+    let o = emu
+        .command(db)
+        .args([
+            "--json",
+            "verify",
+            "--config",
+            config,
+            "--d1-database-id",
+            "db1",
+            "--vectorize-index",
+            "chunks-index",
+            "--report-dir",
+            report.to_str().expect("p"),
+            "--queries",
+            "0",
+            "--query-file",
+            queries.to_str().expect("p"),
+        ])
+        .output()
+        .expect("verify");
+    outcome(o)
+}
+
+fn shape<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    r["query_shapes"]["shapes"].as_array().expect("shapes").iter().find(|s| s["name"] == name).expect(name)
+}
+
+#[test]
+fn tagged_queries_match_with_flags_and_not_with_the_tags_array() {
+    let db = TestDb::new("qshapes");
+    db.seed(600, 16);
+    let emu = Emulator::start(&[]);
+    let dir = temp_dir("qshapes");
+    let config = config(dir.path());
+    let state = dir.path().join("state");
+    let o = emu
+        .command(&db)
+        .args([
+            "--json",
+            "load",
+            "--config",
+            &config,
+            "--target",
+            "api",
+            "--d1-database-id",
+            "db1",
+            "--vectorize-index",
+            "chunks-index",
+            "--create-index",
+            "--state-dir",
+            state.to_str().expect("p"),
+        ])
+        .output()
+        .expect("load");
+    ok_json(o);
+
+    // 100 queries of the flagged shape (a third with two tags: one request
+    // per tag, merged) and 10 of the naive one, from real rows' vectors.
+    let rows = source_queries(&db, 100);
+    assert_eq!(rows.len(), 100, "the seed has rows with flagged tags");
+    let mut lines = Vec::new();
+    for (i, (id, v, tag)) in rows.iter().enumerate() {
+        let tags = if i % 3 == 0 {
+            format!("[\"{tag}\", \"{}\"]", FLAGGED[i % FLAGGED.len()])
+        } else {
+            format!("[\"{tag}\"]")
+        };
+        lines.push(format!(
+            "{{\"query\": \"tagged\", \"id\": \"{id}\", \"vector\": {v}, \"filter\": {{\"tags\": {tags}}}}}"
+        ));
+        if i < 10 {
+            lines.push(format!("{{\"query\": \"tagged-naive\", \"id\": \"{id}\", \"vector\": {v}, \"filter\": {{\"tags\": [\"{tag}\"]}}}}"));
+        }
+    }
+    let qfile = dir.path().join("queries.ndjson");
+    std::fs::write(&qfile, lines.join("\n")).expect("queries");
+
+    let (code, r, out) = verify(&emu, &db, &config, dir.path(), &qfile);
+    let tagged = shape(&r, "tagged");
+    assert_eq!(tagged["passed"], true, "{tagged:#}\n{out}");
+    assert_eq!(tagged["queries"], 100);
+    assert!(tagged["mean_recall"].as_f64().expect("recall") >= 0.95, "{tagged:#}");
+    assert_eq!(tagged["context_equal"], 100, "{tagged:#}");
+    let per_query = tagged["requests_per_query"].as_f64().expect("rpq");
+    assert!(per_query > 1.2 && per_query < 1.5, "one request per tag asked: {per_query}");
+    let naive = shape(&r, "tagged-naive");
+    assert_eq!(naive["passed"], false, "{naive:#}");
+    assert!(naive["mean_recall"].as_f64().expect("recall") < 0.1, "{naive:#}");
+    assert!(naive["reasons"]["filter_refused"].as_u64().unwrap_or(0) > 0, "{naive:#}");
+    // The run tells how many requests it used, within Cloudflare's 1200 per 5 minutes.
+    let requests = r["query_shapes"]["requests"].as_u64().expect("requests");
+    assert!((110..=400).contains(&requests), "{requests}");
+    assert_eq!(code, Some(1), "the naive shape does not match: {out}");
+    assert!(
+        r["verdict"]["summary"].as_str().expect("s").contains("query `tagged-naive` does not match Supabase"),
+        "{r:#}"
+    );
+    let schema = root().join("schemas/verify-report.schema.json");
+    let v = validate_json(&schema, &[&dir.path().join("report/report.json")]);
+    assert!(v.status.success(), "the report follows its schema: {}", text(&v));
+    let md = std::fs::read_to_string(dir.path().join("report/report.md")).expect("md");
+    assert!(md.contains("Vectorize filters no arrays"), "the naive layout's cause is named: {md}");
+    assert!(
+        md.contains("### tagged: matches Supabase")
+            && md.contains("### tagged-naive: does not match Supabase"),
+        "{md}"
+    );
+
+    // Plant: one chunk's text changed in D1; a vector upserted again without its flag.
+    let (changed, _, _) = &rows[1];
+    let (unflagged, v2, tag2) = &rows[2];
+    let d1 = rusqlite::Connection::open(emu.d1_file("db1")).expect("d1");
+    d1.execute("UPDATE chunks SET content = content || ' (edited in D1)' WHERE id = ?1", [changed])
+        .expect("edit");
+    drop(d1);
+    let line =
+        format!("{{\"id\": \"{unflagged}\", \"values\": {v2}, \"metadata\": {{\"document_id\": \"x\"}}}}\n");
+    let url = format!("{}/accounts/{}/vectorize/v2/indexes/chunks-index/upsert", emu.base_url, emu.account);
+    block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let r = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(&emu.token)
+            .header("content-type", "application/x-ndjson")
+            .body(line)
+            .send()
+            .await
+            .expect("upsert");
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let few: Vec<&str> =
+        lines.iter().filter(|l| l.contains("\"tagged\"")).take(3).map(String::as_str).collect();
+    std::fs::write(&qfile, few.join("\n")).expect("queries");
+    let (code, r, out) = verify(&emu, &db, &config, dir.path(), &qfile);
+    assert_eq!(code, Some(1), "{out}");
+    let tagged = shape(&r, "tagged");
+    assert_eq!(tagged["passed"], false, "{tagged:#}");
+    let misses: Vec<&serde_json::Value> = tagged["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .flat_map(|q| q["misses"].as_array().into_iter().flatten())
+        .collect();
+    let find =
+        |id: &str, reason: &str| misses.iter().find(|m| m["id"] == id && m["reason"] == reason).copied();
+    let ctx = find(changed, "context_differs").unwrap_or_else(|| panic!("{tagged:#}"));
+    assert!(ctx["detail"].as_str().expect("d").contains("(edited in D1)"), "{ctx:#}");
+    let flag = find(unflagged, "property_missing").unwrap_or_else(|| panic!("{tagged:#}"));
+    assert!(flag["detail"].as_str().expect("d").contains(&format!("tags_{tag2}")), "{flag:#}");
+}
