@@ -222,6 +222,18 @@ impl Flow<'_> {
         assert_eq!(v["verdict"]["status"], "consistent", "{v:#}");
         if target.contains(&"--vectorize-index") {
             assert_eq!(v["queries"]["passed"], true, "{:#}", v["queries"]);
+            // The schema's own query shapes (pgflare.edits.toml), with sampled queries.
+            let shapes = self.toml.get("queries").and_then(|q| q.as_array()).map_or(0, Vec::len);
+            assert_eq!(
+                v["query_shapes"]["shapes"].as_array().map_or(0, Vec::len),
+                shapes,
+                "{:#}",
+                v["query_shapes"]
+            );
+            for s in v["query_shapes"]["shapes"].as_array().into_iter().flatten() {
+                assert_eq!(s["passed"], true, "verify {when}: query shape {}: {s:#}", s["name"]);
+                assert_eq!(s["queries"], 5, "{s:#}");
+            }
         }
         for t in self.tables() {
             let report =
