@@ -21,6 +21,7 @@ use super::project::TableMapping;
 use crate::batch::TableSpec;
 use crate::cloudflare::limits::VECTORIZE_MAX_TOP_K;
 use crate::error::{Error, Result};
+use crate::typemap::Kind;
 
 /// One `[[queries]]` entry, as the file has it.
 #[derive(Deserialize)]
@@ -250,8 +251,23 @@ pub fn check(shape: &QueryShape, spec: &TableSpec, mapping: &TableMapping) -> Re
         )
     };
     for (j, c) in shape.context.iter().enumerate() {
-        if spec.column(c).is_none() {
+        let Some(col) = spec.column(c) else {
             return Err(no_column(format!("context[{j}]"), c));
+        };
+        // Compared as text: these types have the same text in Postgres and D1.
+        let textual = !col.ty.array
+            && matches!(
+                col.ty.kind,
+                Kind::Text | Kind::Enum | Kind::Uuid | Kind::Int2 | Kind::Int4 | Kind::Int8
+            );
+        if !textual {
+            return Err(bad(
+                format!("context[{j}]"),
+                format!(
+                    "`{c}` is {}: context columns are compared as text (text, varchar, enum, uuid, integers)",
+                    col.pg_type
+                ),
+            ));
         }
         if !mapping.reads(c) {
             return Err(bad(

@@ -63,6 +63,7 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut snapshot = Snapshot::export(src).await?;
     let v = Verification::prepare(src, opts, progress, &mut snapshot).await?;
+    v.check_query_shapes()?;
     let d1 = v.local_d1().await?;
     let sums = v.bucket_sums(&d1.path).await?;
     let wanted = v.differing_buckets(&sums);

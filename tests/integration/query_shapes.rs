@@ -208,3 +208,67 @@ fn tagged_queries_match_with_flags_and_not_with_the_tags_array() {
     let flag = find(unflagged, "property_missing").unwrap_or_else(|| panic!("{tagged:#}"));
     assert!(flag["detail"].as_str().expect("d").contains(&format!("tags_{tag2}")), "{flag:#}");
 }
+
+/// Mistakes in `[[queries]]` or the query file stop verify before any
+/// table is read, naming the key (or line) and what to do.
+#[test]
+fn bad_query_shapes_are_refused_before_reading() {
+    let db = TestDb::new("qshapebad");
+    db.seed(50, 4);
+    let emu = Emulator::start(&[]);
+    let dir = temp_dir("qshapebad");
+    let good = config(dir.path());
+    let sqlite = dir.path().join("d1.sqlite");
+    let state = dir.path().join("state");
+    let o = emu
+        .command(&db)
+        .args(["load", "--config", &good, "--target", "sqlite", "--sqlite", sqlite.to_str().expect("p")])
+        .args([
+            "--vectorize-index",
+            "chunks-index",
+            "--create-index",
+            "--state-dir",
+            state.to_str().expect("p"),
+        ])
+        .output()
+        .expect("load");
+    ok(o);
+    let run = |config: &str, extra: &[&str]| {
+        let mut args = vec!["verify", "--config", config, "--sqlite", sqlite.to_str().expect("p")];
+        args.extend(["--vectorize-index", "chunks-index", "--report-dir", dir.path().to_str().expect("p")]);
+        args.extend(extra);
+        let o = emu.command(&db).args(&args).output().expect("verify");
+        (o.status.code(), text(&o))
+    };
+    let text_of = std::fs::read_to_string(&good).expect("config");
+    let cases = [
+        (
+            "context = [\"content\"]",
+            "context = [\"metadata\"]",
+            "queries[0].context[0]: `metadata` is jsonb: context columns are compared as text",
+        ),
+        (
+            "filters = [{ column = \"tags\", op = \"overlap\", vectorize = \"flags\" }]",
+            "filters = [{ column = \"document_id\", op = \"overlap\", vectorize = \"post\" }]",
+            "queries[0].filters[0].op: \"overlap\" needs an array column; `document_id` is uuid",
+        ),
+        ("vector_metadata_flags = { tags", "vector_metadata_flags = { title", "has no column `title`"),
+    ];
+    for (from, to, want) in cases {
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, text_of.replacen(from, to, 1)).expect("write");
+        let (code, out) = run(bad.to_str().expect("p"), &[]);
+        assert_eq!(code, Some(2), "{out}");
+        assert!(out.contains(want), "want {want}\n{out}");
+        assert!(!out.contains("source chunks"), "refused before reading: {out}");
+    }
+    let q = dir.path().join("q.ndjson");
+    std::fs::write(&q, "{\"query\": \"tagged\", \"vector\": [1, 2], \"filter\": {\"tags\": [\"api\"]}}\n")
+        .expect("q");
+    let (code, out) = run(&good, &["--query-file", q.to_str().expect("p")]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("q.ndjson: query 1: the vector has 2 values; the index holds vectors of 4"),
+        "{out}"
+    );
+}

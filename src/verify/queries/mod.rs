@@ -54,10 +54,7 @@ impl Verification<'_> {
         let Some(index) = &self.opts.vectorize else { return Ok(None) };
         if shapes.is_empty() {
             return match &self.opts.query_file {
-                Some(_) => Err(Error::Config {
-                    setting: "--query-file".into(),
-                    message: "pgflare.toml has no [[queries]]: describe the service's query first (README, \"Results match Supabase\")".into(),
-                }),
+                Some(_) => Err(no_shapes()),
                 None => Ok(None),
             };
         }
@@ -85,6 +82,35 @@ impl Verification<'_> {
         }
         let requests = self.opts.api.as_ref().map_or(0, |a| a.requests_sent()) - before;
         Ok(Some(ShapesReport { queries_from: from, requests, shapes: reports }))
+    }
+
+    /// Checks every shape against the catalog before any table is read, so
+    /// a mistake in `[[queries]]` costs nothing.
+    pub(in crate::verify) fn check_query_shapes(&self) -> Result<()> {
+        let shapes = &self.opts.project.queries;
+        if self.opts.vectorize.is_none() || (shapes.is_empty() && self.opts.query_file.is_none()) {
+            return Ok(());
+        }
+        if shapes.is_empty() {
+            return Err(no_shapes());
+        }
+        let resolved = shapes.iter().map(|s| self.resolve(s)).collect::<Result<Vec<_>>>()?;
+        if let Some(p) = &self.opts.query_file {
+            for (n, q) in input::read_query_file(p, shapes)?.iter().enumerate() {
+                let dims = resolved[q.shape].vm.dims.map(|d| d as usize);
+                if dims.is_some_and(|d| d != q.vector.len()) {
+                    return Err(Error::Config {
+                        setting: format!("{}: query {}", p.display(), n + 1),
+                        message: format!(
+                            "the vector has {} values; the index holds vectors of {}",
+                            q.vector.len(),
+                            dims.unwrap_or_default()
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn resolve<'s>(&'s self, shape: &'s QueryShape) -> Result<Resolved<'s>> {
@@ -174,6 +200,13 @@ impl Verification<'_> {
             }
         }
         Ok(out)
+    }
+}
+
+fn no_shapes() -> Error {
+    Error::Config {
+        setting: "--query-file".into(),
+        message: "pgflare.toml has no [[queries]]: describe the service's query first (README, \"Results match Supabase\")".into(),
     }
 }
 
