@@ -165,6 +165,34 @@ fn tagged_queries_match_with_flags_and_not_with_the_tags_array() {
         "{md}"
     );
 
+    // sync writes flags too: a chunk's tags replaced by ['beta'] in Postgres;
+    // after `sync --once`, the flag query for beta finds it and the one for
+    // its old tag no longer does, on both sides.
+    let (moved, v5, old_tag) = &rows[5];
+    assert_ne!(old_tag, "beta");
+    db.exec(&format!("UPDATE chunks SET tags = ARRAY['beta'], updated_at = now() WHERE id = '{moved}'"));
+    let work = dir.path().join("sync-work");
+    let o = emu
+        .command(&db)
+        .args(["--json", "sync", "--config", &config, "--target", "api", "--d1-database-id", "db1"])
+        .args(["--vectorize-index", "chunks-index", "--once", "--work-dir", work.to_str().expect("p")])
+        .output()
+        .expect("sync");
+    ok_json(o);
+    let moved_lines = [
+        format!("{{\"query\": \"tagged\", \"id\": \"new-tag\", \"vector\": {v5}, \"filter\": {{\"tags\": [\"beta\"]}}}}"),
+        format!("{{\"query\": \"tagged\", \"id\": \"old-tag\", \"vector\": {v5}, \"filter\": {{\"tags\": [\"{old_tag}\"]}}}}"),
+    ];
+    std::fs::write(&qfile, moved_lines.join("\n")).expect("queries");
+    let (code, r, out) = verify(&emu, &db, &config, dir.path(), &qfile);
+    assert_eq!(code, Some(0), "consistent after sync, flags included: {out}");
+    let tagged = shape(&r, "tagged");
+    assert_eq!(
+        (tagged["passed"].as_bool(), tagged["mean_recall"].as_f64()),
+        (Some(true), Some(1.0)),
+        "{tagged:#}"
+    );
+
     // Plant: one chunk's text changed in D1; a vector upserted again without its flag.
     let (changed, _, _) = &rows[1];
     let (unflagged, v2, tag2) = &rows[2];

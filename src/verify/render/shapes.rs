@@ -8,7 +8,9 @@ use super::{escape_html as e, escape_markdown as m, fixed};
 use crate::verify::queries::report::{ShapeReport, ShapesReport};
 
 fn verdict(x: &ShapeReport) -> &'static str {
-    if x.passed {
+    if x.queries == 0 {
+        "not run (no query for it)"
+    } else if x.passed {
         "matches Supabase"
     } else {
         "does not match Supabase"

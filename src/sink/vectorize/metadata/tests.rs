@@ -276,3 +276,44 @@ proptest! {
         prop_assert_eq!(omitted, omitted_again);
     }
 }
+
+/// `vector_metadata_flags`: a `true` property for each flagged value the
+/// row's array holds, nothing for the others (nor for a NULL array).
+#[test]
+fn flags_mark_the_listed_values_a_row_holds() {
+    use crate::config::vector_metadata::FlagColumn;
+    use arrow::array::{ListBuilder, StringBuilder};
+    let mut spec = spec();
+    spec.columns[1] = ColumnSpec {
+        name: "tags".into(),
+        pg_type: "text[]".into(),
+        ty: ColumnType { array: true, ..ColumnType::scalar(Kind::Text) },
+        nullable: true,
+        cast: None,
+    };
+    let mut tags = ListBuilder::new(StringBuilder::new());
+    tags.values().append_value("billing");
+    tags.values().append_value("not-flagged");
+    tags.append(true);
+    tags.append(false);
+    let batch = RecordBatch::try_new(
+        spec.arrow_schema(),
+        vec![Arc::new(StringArray::from(vec!["r1", "r2"])) as ArrayRef, Arc::new(tags.finish())],
+    )
+    .expect("batch");
+    let flags = [FlagColumn {
+        column: "tags".into(),
+        values: vec!["api".into(), "billing".into()],
+        separator: "_".into(),
+    }];
+    let find = |c: &str| Ok(spec.columns.iter().position(|x| x.name == c).expect("column"));
+    let w = MetadataWriter::new(&spec, &[], &JsonMetadata::default(), &flags, &find).expect("writer");
+    let mut rows = Vec::new();
+    for row in 0..2 {
+        let (mut out, mut omitted) = (String::new(), Vec::new());
+        w.write(&batch, row, &mut out, &mut omitted).expect("written");
+        rows.push(serde_json::from_str::<Value>(&out).expect("json"));
+    }
+    assert_eq!(rows, [json!({"tags_billing": true}), json!({})]);
+    assert!(!w.is_empty(), "flags alone are metadata");
+}
