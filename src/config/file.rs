@@ -39,7 +39,7 @@ struct RawFile {
     #[serde(default)]
     tables: Vec<RawTable>,
     #[serde(default)]
-    queries: Vec<super::queries::RawQuery>,
+    queries: Vec<super::queries_check::RawQuery>,
 }
 
 #[derive(Deserialize)]
@@ -224,7 +224,7 @@ pub fn parse_project(text: &str, path: &Path) -> Result<Project> {
         }
         p.tables.push(m);
     }
-    p.queries = super::queries::parse(&file, raw.queries, &p.tables)?;
+    p.queries = super::queries_check::parse(&file, raw.queries, &p.tables)?;
     Ok(p)
 }
 

@@ -10,6 +10,7 @@ pub mod json_path;
 pub mod mapping;
 pub mod project;
 pub mod queries;
+pub mod queries_check;
 pub mod toml_text;
 pub mod vector_metadata;
 pub mod wrangler;

@@ -128,7 +128,7 @@ impl Verification<'_> {
             .iter()
             .find(|t| t.schema == shape.schema && t.table == shape.table)
             .ok_or_else(not_read)?;
-        crate::config::queries::check(shape, &info.spec, mapping)?;
+        crate::config::queries_check::check(shape, &info.spec, mapping)?;
         let d1 = &self.shapes.get(&q).ok_or_else(not_read)?.table;
         let name = |c: &str| {
             d1.d1_name(c).map(str::to_string).ok_or_else(|| Error::Config {
