@@ -17,7 +17,7 @@ pub async fn run(
         .await?;
     if json {
         print_json(&serde_json::json!({
-            "config": w.config, "migration": w.migration, "tables": w.tables,
+            "config": w.config, "migration": w.migration, "tables": w.tables, "queries": w.queries,
         }))?;
     } else {
         outln!("wrote {} ({} tables) and {}", w.config.display(), w.tables.len(), w.migration.display());
@@ -26,6 +26,12 @@ pub async fn run(
                 Some(v) => format!(", vector {v} + metadata [{}]", t.vector_metadata.join(", ")),
                 None => String::new(),
             };
+            let flags: Vec<String> = t
+                .vector_metadata_flags
+                .iter()
+                .map(|f| format!(", {} flags for {}", f.values.len(), f.column))
+                .collect();
+            let vector = format!("{vector}{}", flags.concat());
             let cursor = t.cursor.as_deref().unwrap_or("none found");
             outln!(
                 "  {} -> D1 {}: {} columns, cursor {cursor}{vector}",
@@ -34,8 +40,26 @@ pub async fn run(
                 t.d1_columns.len()
             );
         }
+        for q in &w.queries {
+            let filters: Vec<String> = q
+                .filters
+                .iter()
+                .map(|f| format!("{} {} via {}", f.column, f.op.as_str(), f.vectorize.as_str()))
+                .collect();
+            let filters = if filters.is_empty() { "no filter".to_string() } else { filters.join(", ") };
+            outln!(
+                "  query `{}`: top {} of {}, context [{}], {filters}",
+                q.name,
+                q.k,
+                q.table,
+                q.context.join(", ")
+            );
+        }
         outln!("next:");
-        outln!("  1. review {} (columns, cursor, vector metadata)", w.config.display());
+        outln!(
+            "  1. review {} (columns, cursor, vector metadata, the [[queries]] verify replays)",
+            w.config.display()
+        );
         outln!("  2. npx wrangler d1 migrations apply <DATABASE> --local   (then --remote)");
         outln!(
             "  3. pgflare load --target sqlite --no-create-tables --wrangler wrangler.jsonc --d1-binding DB"

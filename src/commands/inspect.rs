@@ -1,11 +1,13 @@
 //! `pgflare inspect`: what a user runs first. Per table: rows, size, the
-//! type mapping of every column, and the Cloudflare-fit findings.
+//! type mapping of every column, the Cloudflare-fit findings, and how
+//! its vectors can be filtered in Vectorize ([`super::inspect_filtering`]).
 
 use crate::output::outln;
 use std::process::ExitCode;
 
 use serde::Serialize;
 
+use super::inspect_filtering::{filtering, Filtering};
 use super::{human_bytes, print_json};
 use crate::cli::InspectArgs;
 use crate::config::project::OnInvalid;
@@ -29,6 +31,10 @@ struct TableReport {
     /// The key paths of each json/jsonb column, from a sample; None with --no-scan.
     #[serde(skip_serializing_if = "Option::is_none")]
     json_keys: Option<Vec<JsonSurvey>>,
+    /// How its vectors can be filtered in Vectorize; None with --no-scan
+    /// or without a vector column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    filtering: Option<Filtering>,
 }
 
 #[derive(Serialize)]
@@ -76,7 +82,11 @@ pub async fn run(
             })
             .collect();
         let json_keys = if args.no_scan { None } else { Some(survey_table(&mut conn, &info).await?) };
-        reports.push(TableReport { info, columns_mapped, findings, vectors, json_keys });
+        let filtering = match &json_keys {
+            Some(keys) => scan_filtering(&mut conn, &info, &project, keys).await?,
+            None => None,
+        };
+        reports.push(TableReport { info, columns_mapped, findings, vectors, json_keys, filtering });
     }
     if json {
         print_json(&serde_json::json!({ "source": source.display(), "tables": reports }))?;
@@ -101,6 +111,30 @@ async fn scan_vectors(
         skip_invalid: project.vectorize.on_invalid == OnInvalid::Skip,
     };
     Ok(vector_fit::survey(conn, &info.spec, &cfg).await?)
+}
+
+/// The filtering section under pgflare.toml's `[[tables]]` entry, else
+/// under the mapping `init` would propose.
+async fn scan_filtering(
+    conn: &mut crate::source::SourceConn,
+    info: &TableInfo,
+    project: &crate::config::project::Project,
+    keys: &[JsonSurvey],
+) -> anyhow::Result<Option<Filtering>> {
+    let spec = &info.spec;
+    let configured = project.tables.iter().find(|m| m.schema == spec.schema && m.table == spec.name);
+    let proposed;
+    let mapping = match configured {
+        Some(m) => m,
+        None => {
+            let arrays = crate::init::filters::survey_arrays(conn, info).await?;
+            proposed = crate::init::suggest(info, String::new(), keys, &arrays);
+            &proposed
+        }
+    };
+    let queries: Vec<&crate::config::queries::QueryShape> =
+        project.queries.iter().filter(|q| q.schema == spec.schema && q.table == spec.name).collect();
+    Ok(filtering(conn, spec, mapping, configured.is_some(), &queries).await?)
 }
 
 fn print_human(reports: &[TableReport]) {
@@ -156,6 +190,9 @@ fn print_human(reports: &[TableReport]) {
             }
         }
         print_json_keys(r.json_keys.as_deref().unwrap_or_default());
+        if let Some(f) = &r.filtering {
+            super::inspect_filtering::print(f);
+        }
         outln!();
     }
 }

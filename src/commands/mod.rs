@@ -10,6 +10,7 @@ mod doctor;
 mod emulate;
 mod init;
 mod inspect;
+mod inspect_filtering;
 mod load;
 mod reconcile;
 mod restore;

@@ -5,6 +5,7 @@
 //! key. The text is built by hand rather than serialized so it can carry
 //! those comments; `pgflare init` parses it back before writing it.
 
+pub mod filters;
 pub mod json;
 pub mod run;
 pub mod survey;
@@ -20,14 +21,16 @@ use crate::typemap::Kind;
 use survey::JsonSurvey;
 
 /// The mapping `init` suggests for one table (`surveys`: its json/jsonb
-/// columns' keys, for the JSON metadata proposal).
-pub fn suggest(info: &TableInfo, setting: String, surveys: &[JsonSurvey]) -> TableMapping {
+/// columns' keys, for the JSON metadata proposal; `arrays`: its text-array
+/// columns' frequent values, from [`filters::survey_arrays`], for flags).
+pub fn suggest(
+    info: &TableInfo,
+    setting: String,
+    surveys: &[JsonSurvey],
+    arrays: &[crate::source::filter_fit::ColumnSurvey],
+) -> TableMapping {
     let spec = &info.spec;
-    let vector = spec
-        .columns
-        .iter()
-        .find(|c| matches!(c.ty.kind, Kind::Vector | Kind::Halfvec) && !c.ty.array)
-        .map(|c| c.name.clone());
+    let vector = vector_column(spec);
     let vector_metadata = match &vector {
         Some(_) => spec
             .columns
@@ -48,6 +51,14 @@ pub fn suggest(info: &TableInfo, setting: String, surveys: &[JsonSurvey]) -> Tab
         None => Vec::new(),
     };
     let paths = json::properties(&choices);
+    let separator = JsonMetadata::default().separator;
+    // Flags need free metadata indexes: with a tags array to flag, the
+    // scalar columns keep three.
+    let mut indexes = metadata_indexes(spec, &vector_metadata, &json::common(&choices));
+    if !filters::flags(&vector_metadata, arrays, 0, &separator).is_empty() {
+        indexes.truncate(filters::SCALAR_INDEXES_WITH_FLAGS);
+    }
+    let vector_flags = filters::flags(&vector_metadata, arrays, indexes.len(), &separator);
     TableMapping {
         setting,
         schema: spec.schema.clone(),
@@ -58,15 +69,23 @@ pub fn suggest(info: &TableInfo, setting: String, surveys: &[JsonSurvey]) -> Tab
         d1_table: spec.name.clone(),
         d1_columns: Some(d1_columns),
         renames: Vec::new(),
-        vector_metadata_indexes: metadata_indexes(spec, &vector_metadata, &json::common(&choices)),
+        vector_metadata_indexes: indexes,
         vector,
         vector_metadata,
         vector_id: None,
         vector_namespace: None,
-        vector_json: JsonMetadata { paths, ..JsonMetadata::default() },
-        vector_flags: Vec::new(),
+        vector_json: JsonMetadata { paths, separator, ..JsonMetadata::default() },
+        vector_flags,
         casts: spec.columns.iter().filter_map(|c| c.cast.clone().map(|t| (c.name.clone(), t))).collect(),
     }
+}
+
+/// The vector/halfvec column that feeds Vectorize: the first one.
+pub(crate) fn vector_column(spec: &crate::batch::TableSpec) -> Option<String> {
+    spec.columns
+        .iter()
+        .find(|c| matches!(c.ty.kind, Kind::Vector | Kind::Halfvec) && !c.ty.array)
+        .map(|c| c.name.clone())
 }
 
 /// Metadata properties worth a Vectorize metadata index (filterable):
@@ -116,7 +135,7 @@ fn guess_cursor(columns: &[ColumnSpec]) -> Option<String> {
 /// Columns small enough for Vectorize metadata (10 KiB per vector): numbers,
 /// booleans, ids, timestamps, short strings and text arrays (tags); not
 /// free text, JSON or binary, whose size nothing bounds.
-fn small_metadata(c: &ColumnSpec) -> bool {
+pub(crate) fn small_metadata(c: &ColumnSpec) -> bool {
     if c.ty.array {
         return c.ty.kind == Kind::Text;
     }
@@ -185,8 +204,10 @@ pub fn config_toml(schema: &str, tables: &[(&TableInfo, &TableMapping, &[JsonSur
     let mut out = String::from(HEAD);
     let _ = writeln!(out, "schema = {}", quote(schema));
     out.push_str(CLOUDFLARE);
+    let mut named = Vec::new();
     for (info, m, surveys) in tables {
         let name = if m.schema == schema { m.table.clone() } else { format!("{}.{}", m.schema, m.table) };
+        named.push((name.clone(), *info, *m));
         let _ = write!(out, "\n[[tables]]\n# {}", info.spec.qualified());
         if let Some(n) = info.row_estimate {
             let _ = write!(out, ", ~{n} rows");
@@ -234,6 +255,7 @@ pub fn config_toml(schema: &str, tables: &[(&TableInfo, &TableMapping, &[JsonSur
                     "# Metadata a query can filter on (at most 10; strings indexed to 64 bytes):"
                 );
                 let _ = writeln!(out, "vector_metadata_indexes = {}", array(&m.vector_metadata_indexes));
+                out.push_str(&filters::flags_toml(&m.vector_flags));
                 out.push_str(
                     "# vector_id = \"chunk_key\"   # a column to use as vector id instead of the key\n",
                 );
@@ -261,5 +283,6 @@ pub fn config_toml(schema: &str, tables: &[(&TableInfo, &TableMapping, &[JsonSur
             out.push_str(&json::paths_table(&choices));
         }
     }
+    out.push_str(&filters::queries_toml(&named));
     out
 }

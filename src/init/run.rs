@@ -31,6 +31,8 @@ pub struct TableReport {
     /// JSON paths proposed as top-level metadata properties.
     pub vector_metadata_paths: Vec<crate::config::vector_metadata::PathProperty>,
     pub vector_metadata_indexes: Vec<String>,
+    /// Array columns' frequent values as boolean properties (filterable).
+    pub vector_metadata_flags: Vec<crate::config::vector_metadata::FlagColumn>,
     /// What the json/jsonb columns hold (a sample), which the proposal is made from.
     pub json_keys: Vec<crate::init::survey::JsonSurvey>,
 }
@@ -40,6 +42,8 @@ pub struct Written {
     pub config: PathBuf,
     pub migration: PathBuf,
     pub tables: Vec<TableReport>,
+    /// The `[[queries]]` shapes proposed.
+    pub queries: Vec<crate::config::queries::QueryShape>,
 }
 
 /// Writes `config_path` and a new migration in `migrations_dir` for the
@@ -58,12 +62,15 @@ pub async fn run(
     let infos = introspect(&mut conn, selection).await?;
     let order = migration::fk_order(&infos.iter().collect::<Vec<_>>());
     let mut surveys = Vec::new();
+    let mut arrays = Vec::new();
     for info in &infos {
         surveys.push(super::survey::survey_table(&mut conn, info).await?);
+        arrays.push(super::filters::survey_arrays(&mut conn, info).await?);
     }
     let mut suggested = Vec::new();
     for (n, &i) in order.iter().enumerate() {
-        let m = super::suggest(&infos[i], format!("{}: tables[{n}]", config_path.display()), &surveys[i]);
+        let at = format!("{}: tables[{n}]", config_path.display());
+        let m = super::suggest(&infos[i], at, &surveys[i], &arrays[i]);
         if m.primary_key.is_none() {
             return Err(Error::Config {
                 setting: format!("table {}", infos[i].spec.qualified()),
@@ -95,6 +102,7 @@ pub async fn run(
             vector_metadata: m.vector_metadata.clone(),
             vector_metadata_paths: m.vector_json.paths.clone(),
             vector_metadata_indexes: m.vector_metadata_indexes.clone(),
+            vector_metadata_flags: m.vector_flags.clone(),
             json_keys: json_keys.to_vec(),
         });
         pairs.push(((*info).clone(), d1));
@@ -105,7 +113,12 @@ pub async fn run(
         std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
     }
     std::fs::write(&migration_path, &sql).map_err(Error::io(&migration_path))?;
-    Ok(Written { config: config_path.to_path_buf(), migration: migration_path, tables })
+    Ok(Written {
+        config: config_path.to_path_buf(),
+        migration: migration_path,
+        tables,
+        queries: project.queries,
+    })
 }
 
 fn refuse_overwrite(path: &Path, force: bool) -> Result<()> {

@@ -9,6 +9,7 @@ pub mod constraint_text;
 pub mod constraints;
 pub mod copy;
 pub mod decode;
+pub mod filter_fit;
 pub mod fit;
 pub mod in_progress;
 pub mod introspect;

@@ -91,6 +91,32 @@ fn tagged_queries_match_with_flags_and_not_with_the_tags_array() {
     let emu = Emulator::start(&[]);
     let dir = temp_dir("qshapes");
     let config = config(dir.path());
+
+    // Before anything is loaded, inspect flags the naive layout: tags is an
+    // array, which no metadata index filters, and the query that filters it
+    // as a property cannot be answered; flags can.
+    let ins = ok_json(pgflare(&db, &["inspect", "--json", "--config", &config, "--table", "chunks"]));
+    let filtering = &ins["tables"][0]["filtering"];
+    let tags = filtering["columns"].as_array().expect("columns").iter().find(|c| c["column"] == "tags");
+    let tags = tags.expect("tags is judged");
+    assert_eq!(
+        (tags["filterable"].as_bool(), tags["carried"].as_str()),
+        (Some(false), Some("flags")),
+        "{tags:#}"
+    );
+    assert!(tags["problem"].as_str().expect("problem").contains("not arrays"), "{tags:#}");
+    let fit = |name: &str| {
+        let q = filtering["queries"].as_array().expect("queries").iter().find(|q| q["query"] == name);
+        q.expect(name)["answerable"].as_bool()
+    };
+    assert_eq!((fit("tagged"), fit("tagged-naive")), (Some(true), Some(false)), "{filtering:#}");
+    let human = ok(pgflare(&db, &["inspect", "--config", &config, "--table", "chunks"]));
+    assert!(
+        human.contains("flags; NOT filterable as it is")
+            && human.contains("query `tagged-naive`: tags as property: NOT answerable"),
+        "{human}"
+    );
+
     let state = dir.path().join("state");
     let o = emu
         .command(&db)
@@ -299,4 +325,53 @@ fn bad_query_shapes_are_refused_before_reading() {
         out.contains("q.ndjson: query 1: the vector has 2 values; the index holds vectors of 4"),
         "{out}"
     );
+}
+
+#[test]
+fn init_proposes_tag_flags_and_a_query_that_verify_replays_and_passes() {
+    let db = TestDb::new("qinit");
+    db.seed(400, 16);
+    let dir = temp_dir("qinit");
+    let config = dir.path().join("pgflare.toml");
+    let migrations = dir.path().join("migrations");
+    let init = ["--json", "init", "--out-config", config.to_str().expect("p"), "--migrations-dir"];
+    let i = ok_json(pgflare(&db, &[&init[..], &[migrations.to_str().expect("p")]].concat()));
+    let chunks = i["tables"].as_array().expect("tables").iter().find(|t| t["table"] == "public.chunks");
+    let chunks = chunks.expect("chunks");
+    // Three scalar indexes, the seven others for the most frequent tags.
+    assert_eq!(chunks["vector_metadata_indexes"].as_array().map(Vec::len), Some(3), "{chunks:#}");
+    let flags = &chunks["vector_metadata_flags"][0];
+    assert_eq!((flags["column"].as_str(), flags["values"].as_array().map(Vec::len)), (Some("tags"), Some(7)));
+    let q = &i["queries"][0];
+    assert_eq!((q["name"].as_str(), q["context"][0].as_str()), (Some("chunks"), Some("content")), "{q:#}");
+    assert_eq!(
+        q["filters"][0],
+        serde_json::json!({"column": "tags", "op": "overlap", "vectorize": "flags", "property": "tags"})
+    );
+
+    // What init wrote loads through the API, and verify replays its query
+    // with sampled vectors, each asking for a flagged tag the row holds.
+    let emu = Emulator::start(&[]);
+    let c = config.to_str().expect("p");
+    let api = ["--d1-database-id", "db1", "--vectorize-index", "chunks-index"];
+    let state = dir.path().join("state");
+    let load = ["--json", "load", "--config", c, "--target", "api", "--create-index", "--state-dir"];
+    ok_json(emu.command(&db).args(load).arg(&state).args(api).output().expect("load"));
+    let report = dir.path().join("report");
+    let o = emu
+        .command(&db)
+        .args(["--json", "verify", "--config", c, "--queries", "20", "--report-dir"])
+        .arg(&report)
+        .args(api)
+        .output()
+        .expect("verify");
+    let (code, r, out) = outcome(o);
+    let s = shape(&r, "chunks");
+    assert_eq!(
+        (code, s["passed"].as_bool(), s["queries"].as_u64()),
+        (Some(0), Some(true), Some(20)),
+        "{s:#}\n{out}"
+    );
+    assert!(s["mean_recall"].as_f64().expect("recall") >= 0.95, "{s:#}");
+    assert_eq!(s["context_equal"], 20, "{s:#}");
 }

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::config::queries::{FilterOp, QueryShape};
+use crate::config::queries::{FilterForm, FilterOp, QueryShape};
+use crate::config::vector_metadata::FlagColumn;
 use crate::error::{Error, Result};
 
 /// One query to run: which shape, its vector and its filter values.
@@ -118,16 +119,29 @@ pub fn check_filter(s: &QueryShape, filter: &Map<String, Value>) -> std::result:
 
 /// Filter values taken from a sampled row (its columns as JSON, by
 /// `to_jsonb`): the row's own value for scalar operators, its first
-/// element for overlap / contains / in. `None` when the row has no usable
-/// value (NULL or an empty array), so it cannot stand for a query.
-pub fn sampled_filter(s: &QueryShape, row: &Map<String, Value>) -> Option<Map<String, Value>> {
+/// element for overlap / contains / in (for a `flags` filter, its first
+/// flagged element: a service asks only for values that have a flag).
+/// `None` when the row has no usable value (NULL, an empty array, no
+/// flagged element), so it cannot stand for a query.
+pub fn sampled_filter(
+    s: &QueryShape,
+    row: &Map<String, Value>,
+    flags: &[FlagColumn],
+) -> Option<Map<String, Value>> {
     let mut out = Map::new();
     for f in &s.filters {
         let v = row.get(&f.column)?;
+        let flagged = |x: &Value| match f.vectorize {
+            FilterForm::Flags => flags
+                .iter()
+                .find(|g| g.column == f.column)
+                .is_some_and(|g| x.as_str().is_some_and(|x| g.values.iter().any(|v| v == x))),
+            _ => !x.is_null(),
+        };
         let value = match (f.op, v) {
             (_, Value::Null) => return None,
             (FilterOp::Overlap | FilterOp::Contains, Value::Array(items)) => {
-                Value::Array(vec![items.iter().find(|x| !x.is_null())?.clone()])
+                Value::Array(vec![items.iter().find(|x| flagged(x))?.clone()])
             }
             (FilterOp::In, v) => Value::Array(vec![v.clone()]),
             (_, v) => v.clone(),
@@ -140,7 +154,7 @@ pub fn sampled_filter(s: &QueryShape, row: &Map<String, Value>) -> Option<Map<St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::queries::{FilterForm, QueryFilter};
+    use crate::config::queries::QueryFilter;
     use serde_json::json;
 
     fn shape() -> QueryShape {
@@ -195,9 +209,20 @@ mod tests {
     fn a_sampled_row_gives_its_own_values() {
         let s = shape();
         let row = |v: Value| v.as_object().cloned().unwrap_or_default();
-        let f = sampled_filter(&s, &row(json!({"tags": ["billing", "api"], "lang": "en"}))).expect("usable");
+        let flags = [FlagColumn {
+            column: "tags".into(),
+            values: vec!["api".into(), "billing".into()],
+            separator: "_".into(),
+        }];
+        let f = sampled_filter(&s, &row(json!({"tags": ["billing", "api"], "lang": "en"})), &flags)
+            .expect("usable");
         assert_eq!(Value::Object(f), json!({"tags": ["billing"], "lang": "en"}));
-        assert!(sampled_filter(&s, &row(json!({"tags": [], "lang": "en"}))).is_none());
-        assert!(sampled_filter(&s, &row(json!({"tags": ["a"], "lang": null}))).is_none());
+        assert!(sampled_filter(&s, &row(json!({"tags": [], "lang": "en"})), &flags).is_none());
+        assert!(sampled_filter(&s, &row(json!({"tags": ["api"], "lang": null})), &flags).is_none());
+        // A flags filter asks for a flagged value: the first one the row holds.
+        let f =
+            sampled_filter(&s, &row(json!({"tags": ["faq", "api"], "lang": "en"})), &flags).expect("usable");
+        assert_eq!(Value::Object(f), json!({"tags": ["api"], "lang": "en"}));
+        assert!(sampled_filter(&s, &row(json!({"tags": ["faq"], "lang": "en"})), &flags).is_none());
     }
 }

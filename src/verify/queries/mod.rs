@@ -194,7 +194,7 @@ impl Verification<'_> {
                         )
                     })
                     .collect();
-                if let Some(filter) = input::sampled_filter(r.shape, &row) {
+                if let Some(filter) = input::sampled_filter(r.shape, &row, &r.vm.flags) {
                     out.push(QueryVec { shape: shape_at, id, vector, filter });
                 }
             }
