@@ -331,6 +331,9 @@ fn api_load_fills_d1_and_vectorize_and_queries_agree_with_exact_cosine() {
         .map(|m| m["propertyName"].as_str().expect("name").to_string())
         .collect();
     assert!(indexed.contains(&"document_id".to_string()), "{indexed:?}");
+    // init flags the most frequent tags: each flag has its boolean index.
+    let flags = indexed.iter().filter(|p| p.starts_with("tags_")).count();
+    assert_eq!((indexed.len(), flags), (10, 7), "{indexed:?}");
 }
 
 #[test]

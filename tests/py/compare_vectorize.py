@@ -11,7 +11,9 @@ Usage:
 expects each as a top-level property, by README's rules implemented here
 anew: a missing path or JSON null is an absent property; a declared type
 must match the JSON type; an array must hold only strings; an object is
-spread under the property's name, keys joined by `_`.
+spread under the property's name, keys joined by `_`. It also reads
+`vector_metadata_flags`: a row whose array holds a listed value must have
+the property column + separator + value set to true, and no other flag.
 
 The API token is read from $CLOUDFLARE_API_TOKEN. Every row with a
 non-NULL vector (and not in --skip) must be in the target exactly once,
@@ -94,6 +96,21 @@ def json_paths(config, table):
                 path, ty = (spec, None) if isinstance(spec, str) else (spec["path"], spec.get("type"))
                 out.append((name, parse_path(path), ty))
             return out
+    return []
+
+
+def flag_columns(config, table):
+    """`vector_metadata_flags` of the table: [(column, separator, values)].
+    A row's array holding a listed value gets the property column + sep +
+    value = true (pgflare's README, "Filtering in Vectorize")."""
+    import tomllib
+    with open(config, "rb") as f:
+        doc = tomllib.load(f)
+    short = table.split(".", 1)[-1]
+    for t in doc.get("tables", []):
+        if t["name"] in (table, short):
+            sep = t.get("vector_metadata_separator", "_")
+            return [(c, sep, list(v)) for c, v in sorted(t.get("vector_metadata_flags", {}).items())]
     return []
 
 
@@ -201,10 +218,12 @@ def main():
 
     paths = json_paths(a.config, a.table) if a.config else []
     json_cols = sorted({p[0] for _, p, _ in paths})
+    flags = flag_columns(a.config, a.table) if a.config else []
 
     pg = psycopg.connect(a.pg_url)
     pg.execute("SET TimeZone = 'UTC'")
-    cols = ", ".join(f'"{c}"' for c in meta_cols + json_cols)
+    flag_cols = [c for c, _, _ in flags]
+    cols = ", ".join(f'"{c}"' for c in meta_cols + json_cols + flag_cols)
     ns = f'"{a.namespace}"::text' if a.namespace else "NULL::text"
     sql = f'SELECT "{a.id}"::text, "{a.vector}"::text, {ns}' + (f", {cols}" if cols else "") + f" FROM {a.table}"
     source, namespaces, nulls = {}, {}, 0
@@ -216,12 +235,17 @@ def main():
             continue
         values = [float(x) for x in row[1].strip("[]").split(",")]
         meta = {c: meta_form(v) for c, v in zip(meta_cols, row[3:]) if v is not None}
-        roots = dict(zip(json_cols, row[3 + len(meta_cols):]))
+        roots = dict(zip(json_cols, row[3 + len(meta_cols):3 + len(meta_cols) + len(json_cols)]))
+        held = row[3 + len(meta_cols) + len(json_cols):]
         for name, path, ty in paths:
             v = roots.get(path[0])
             for k in path[1:]:
                 v = v.get(k) if isinstance(v, dict) else None
             add_path(meta, name, v, ty)
+        for (col, sep, listed), arr in zip(flags, held):
+            for v in listed:
+                if arr and v in arr:
+                    meta[f"{col}{sep}{v}"] = True
         source[row[0]] = (values, meta)
         namespaces[row[0]] = row[2]
 
@@ -244,7 +268,7 @@ def main():
             if a.namespace and target[k].get("namespace") != namespaces[k]:
                 diffs.append({"id": k, "kind": "namespace", "source": namespaces[k],
                               "vectorize": target[k].get("namespace")})
-            if meta_cols or paths:
+            if meta_cols or paths or flags:
                 hm = target[k].get("metadata") or {}
                 if set(hm) != set(meta) or any(not same_meta(meta[c], hm[c]) for c in meta):
                     diffs.append({"id": k, "kind": "metadata", "source": repr(meta)[:200], "vectorize": repr(hm)[:200]})
