@@ -15,9 +15,10 @@ use crate::batch::{quote_ident, TableSpec};
 use crate::cloudflare::limits::{VECTORIZE_MAX_METADATA_BYTES, VECTORIZE_MAX_METADATA_INDEXES};
 use crate::config::project::TableMapping;
 use crate::config::queries::{FilterForm, QueryShape};
+use crate::config::toml_text::{quote, toml_key};
 use crate::error::{Error, Result};
 use crate::output::outln;
-use crate::source::filter_fit::{self, Carried, ColumnFit, ColumnSurvey, Context};
+use crate::source::filter_fit::{self, Carried, ColumnFit, ColumnSurvey, Context, Layout, Shape};
 use crate::source::SourceConn;
 
 /// The section for one table with a vector column.
@@ -38,6 +39,24 @@ pub struct Filtering {
     pub queries: Vec<QueryFit>,
     /// What the whole layout does not fit.
     pub problems: Vec<String>,
+}
+
+/// The pgflare.toml text that chooses `layout` for `c`.
+pub fn config_text(c: &ColumnFit, layout: &Layout) -> String {
+    let col = quote(&c.column);
+    match layout.form {
+        "flags" => {
+            let values: Vec<String> = layout.values.iter().map(|v| quote(v)).collect();
+            format!("vector_metadata_flags = {{ {} = [{}] }}", toml_key(&c.column), values.join(", "))
+        }
+        "namespace" => format!("vector_namespace = {col}"),
+        "post" => format!(
+            "[[queries]] top_k = {}, filters = [{{ column = {col}, op = \"{}\", vectorize = \"post\" }}]",
+            layout.top_k,
+            if c.shape == Shape::Array { "overlap" } else { "eq" }
+        ),
+        _ => format!("vector_metadata = [{col}]\nvector_metadata_indexes = [{col}]"),
+    }
 }
 
 /// One `[[queries]]` filter as configured.
@@ -177,8 +196,10 @@ fn query_fits(
         .map(|f| {
             let fit = columns.iter().find(|c| c.column == f.column);
             let better = fit
-                .and_then(|c| c.layouts.iter().find(|l| l.fits || l.form == "flags"))
-                .map(|l| format!("; lay it out as {} instead: {}", l.form, l.config))
+                .and_then(|c| {
+                    let l = c.layouts.iter().find(|l| l.fits || l.form == "flags")?;
+                    Some(format!("; lay it out as {} instead: {}", l.form, config_text(c, l)))
+                })
                 .unwrap_or_default();
             let (answerable, why) = match (f.vectorize, fit) {
                 (FilterForm::Property, Some(c)) if !c.filterable => {
@@ -278,7 +299,7 @@ pub fn print(f: &Filtering) {
                 l.top_k,
                 l.note
             );
-            for line in l.config.lines() {
+            for line in config_text(c, l).lines() {
                 outln!("    {:w$}              {line}", "");
             }
         }
@@ -289,5 +310,49 @@ pub fn print(f: &Filtering) {
     }
     for p in &f.problems {
         outln!("    ! {p}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(form: &'static str, values: &[&str]) -> Layout {
+        Layout {
+            form,
+            fits: true,
+            indexes: 0,
+            metadata_bytes: 0,
+            top_k: 100,
+            note: String::new(),
+            values: values.iter().map(|v| v.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn each_layout_names_the_pgflare_toml_text_that_chooses_it() {
+        let c = ColumnFit {
+            column: "tags".into(),
+            pg_type: "text[]".into(),
+            shape: Shape::Array,
+            carried: Carried::Stored,
+            filterable: false,
+            problem: None,
+            layouts: Vec::new(),
+        };
+        assert_eq!(
+            config_text(&c, &layout("flags", &["api", "a \"b\""])),
+            r#"vector_metadata_flags = { tags = ["api", 'a "b"'] }"#
+        );
+        assert_eq!(
+            config_text(&c, &layout("post", &[])),
+            r#"[[queries]] top_k = 100, filters = [{ column = "tags", op = "overlap", vectorize = "post" }]"#
+        );
+        let org = ColumnFit { column: "org id".into(), shape: Shape::String, ..c };
+        assert_eq!(config_text(&org, &layout("namespace", &[])), r#"vector_namespace = "org id""#);
+        assert_eq!(
+            config_text(&org, &layout("property", &[])),
+            "vector_metadata = [\"org id\"]\nvector_metadata_indexes = [\"org id\"]"
+        );
     }
 }

@@ -186,8 +186,9 @@ pub struct Layout {
     pub top_k: usize,
     /// What it covers and where it falls short.
     pub note: String,
-    /// The pgflare.toml text that chooses it.
-    pub config: String,
+    /// The values it flags (`flags` only), most frequent first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
 }
 
 /// One column's verdict.
@@ -269,10 +270,7 @@ pub fn judge(s: &ColumnSurvey, cx: &Context) -> ColumnFit {
             } else {
                 "the index cannot tell these values apart".into()
             },
-            config: format!(
-                "vector_metadata = [{c}]\nvector_metadata_indexes = [{c}]",
-                c = crate::config::toml_text::quote(&s.column)
-            ),
+            values: Vec::new(),
         });
         if let Some(l) = namespace_layout(s, cx.k) {
             layouts.push(l);
@@ -304,7 +302,6 @@ fn flags_layout(s: &ColumnSurvey, cx: &Context) -> Layout {
     let share = pct(covered, s.elements);
     let bytes: u64 =
         chosen.iter().map(|v| (s.column.len() + cx.separator.len() + v.value.len()) as u64 + 8).sum();
-    let values: Vec<String> = chosen.iter().map(|v| crate::config::toml_text::quote(&v.value)).collect();
     let rest = s.distinct.saturating_sub(chosen.len() as u64);
     Layout {
         form: "flags",
@@ -325,11 +322,7 @@ fn flags_layout(s: &ColumnSurvey, cx: &Context) -> Layout {
                 s.distinct
             )
         },
-        config: format!(
-            "vector_metadata_flags = {{ {} = [{}] }}",
-            crate::config::toml_text::toml_key(&s.column),
-            values.join(", ")
-        ),
+        values: chosen.iter().map(|v| v.value.clone()).collect(),
     }
 }
 
@@ -364,7 +357,7 @@ fn namespace_layout(s: &ColumnSurvey, k: usize) -> Option<Layout> {
         metadata_bytes: 0,
         top_k: k,
         note,
-        config: format!("vector_namespace = {}", crate::config::toml_text::quote(&s.column)),
+        values: Vec::new(),
     })
 }
 
@@ -391,11 +384,7 @@ fn post_layout(s: &ColumnSurvey, k: usize) -> Layout {
             s.top.len(),
             first.map(|n| format!("; the most frequent needs topK {n}")).unwrap_or_default()
         ),
-        config: format!(
-            "[[queries]] top_k = {max}, filters = [{{ column = {}, op = \"{}\", vectorize = \"post\" }}]",
-            crate::config::toml_text::quote(&s.column),
-            if scalar { "eq" } else { "overlap" }
-        ),
+        values: Vec::new(),
     }
 }
 
@@ -450,7 +439,7 @@ mod tests {
         assert!(f.problem.as_deref().unwrap_or("").contains("not arrays"), "{f:?}");
         let flags = layout(&f, "flags");
         // `a.b` cannot be a property name (no dots): skipped.
-        assert_eq!(flags.config, "vector_metadata_flags = { tags = [\"api\", \"billing\"] }");
+        assert_eq!(flags.values, ["api", "billing"]);
         assert_eq!((flags.indexes, flags.fits), (2, false));
         assert_eq!(flags.metadata_bytes, ("tags_api".len() + 8 + "tags_billing".len() + 8) as u64);
         assert!(flags.note.contains("2 of 5 values flagged, 73% of the values held"), "{}", flags.note);
@@ -460,10 +449,7 @@ mod tests {
             .contains("metadata indexes are taken"));
         // An empty value makes no property (`tags_`): skipped too.
         let s = tags(&[("", 500), ("api", 400)], 2);
-        assert_eq!(
-            layout(&judge(&s, &cx(Carried::Flags, 9)), "flags").config,
-            "vector_metadata_flags = { tags = [\"api\"] }"
-        );
+        assert_eq!(layout(&judge(&s, &cx(Carried::Flags, 9)), "flags").values, ["api"]);
     }
 
     #[test]
@@ -530,7 +516,6 @@ mod tests {
             .layouts
             .iter()
             .all(|l| l.form != "namespace"));
-        assert_eq!(ns.config, "vector_namespace = \"source\"");
         assert!(!layout(&judge(&string(65, 0, 3), &cx(Carried::Stored, 1)), "namespace").fits);
 
         let n = VECTORIZE_MAX_NAMESPACES_PER_INDEX + 1;
