@@ -110,3 +110,47 @@ fn d1_files_apply_unchanged_and_hold_the_source_rows() {
     }
     assert_eq!(long_rows, 1, "the 160 KB hard row went through the UPDATE-append path");
 }
+
+/// The `sqlite` target binds each row to a prepared upsert instead of
+/// running the files' SQL text: the database it builds must be, row for
+/// row and byte for byte, the one the files build when applied by another
+/// SQLite (Python's sqlite3). Hard rows (a 160 KB text the files write in
+/// pieces, quotes, NULs in JSON escapes, infinities) and a self-referencing
+/// table (forward references: placeholders, then the link step) included.
+#[test]
+fn the_sqlite_target_holds_byte_for_byte_what_the_files_hold_when_applied() {
+    let db = TestDb::new("boundeq");
+    db.seed(400, 8);
+    db.exec(
+        "CREATE TABLE nodes (id int PRIMARY KEY, parent int REFERENCES nodes(id), name text, score float8);
+         INSERT INTO nodes SELECT i, CASE WHEN i % 3 = 0 THEN NULL ELSE (i * 7) % 50 + 1 END, 'n''' || i,
+           CASE WHEN i = 5 THEN 'Infinity'::float8 ELSE i / 3.0 END FROM generate_series(1, 50) i;",
+    );
+    let dir = temp_dir("boundeq");
+    let p = |n: &str| dir.path().join(n).to_str().expect("p").to_string();
+    let (out, files_db, bound_db) = (p("files"), p("files.sqlite"), p("bound.sqlite"));
+    ok_json(pgflare(&db, &["--json", "load", "--target", "files", "--out", &out, "--state-dir", &p("s1")]));
+    let o = pgflare(
+        &db,
+        &["--json", "load", "--target", "sqlite", "--sqlite", &bound_db, "--state-dir", &p("s2")],
+    );
+    ok_json(o);
+    let applied = python("apply_d1_sql.py", &[&files_db, "-", &out], None);
+    assert!(applied.status.success(), "{}", text(&applied));
+    let dump = |path: &str| -> serde_json::Value {
+        let o = python("sqlite_dump.py", &[path], None);
+        assert!(o.status.success(), "{}", text(&o));
+        serde_json::from_slice(&o.stdout).expect("json")
+    };
+    let (from_files, bound) = (dump(&files_db), dump(&bound_db));
+    assert_eq!(from_files["tables"], bound["tables"]);
+    assert_eq!(bound["tables"]["nodes"], 50, "{}", bound["tables"]);
+    let (a, b) = (from_files["rows"].as_array().expect("rows"), bound["rows"].as_array().expect("rows"));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x, y, "the first row that differs");
+    }
+    let long = b.iter().filter(|r| r.as_str().is_some_and(|r| r.len() > 100_000)).count();
+    assert_eq!(long, 1, "the 160 KB row is compared whole");
+    assert!(b.iter().any(|r| r.as_str().is_some_and(|r| r.contains("Inf"))), "the infinity is compared");
+}

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use arrow::record_batch::RecordBatch;
 
 use super::links::{Link, Placeholder};
-use super::sql::{StatementPacker, TableSql};
-use super::value::write_literal;
+use super::sql::{PackedBytes, StatementPacker, TableSql};
+use super::value::{d1_value, write_literal, D1Value};
 use crate::batch::{BatchShape, TableSpec};
 use crate::digest::key_display;
 use crate::error::{Error, Result};
@@ -134,6 +134,53 @@ impl Renderer {
         Ok(())
     }
 }
+
+impl Renderer {
+    /// The one-row upsert [`Renderer::bind`] binds values to.
+    pub fn bound_statement(&self) -> String {
+        self.sql.bound_statement()
+    }
+
+    /// Hands every row of `batch` to `run` as the values the statements of
+    /// [`Renderer::render`] hold (placeholders included), in D1 column
+    /// order, with a way to name the row. No SQL text is written or parsed:
+    /// the `sqlite` target binds them to [`Renderer::bound_statement`]. A
+    /// row too long for one statement, which the files write in pieces,
+    /// goes through the packer first so that it is refused exactly where
+    /// the files refuse it. Returns the bytes the files' statements for the
+    /// batch would take (what the sink reports).
+    pub fn bind(&self, batch: &RecordBatch, run: &mut RunRow<'_>) -> Result<u64> {
+        self.shape.check(batch)?;
+        let mut bytes = PackedBytes::new(&self.sql, self.max_statement_bytes);
+        let mut values: Vec<D1Value<'_>> = Vec::with_capacity(self.source_index.len());
+        for row in 0..batch.num_rows() {
+            values.clear();
+            values.extend(self.source_index.iter().map(|&i| d1_value(batch.column(i).as_ref(), row)));
+            for &(i, own) in &self.placeholders {
+                values[i] = match own {
+                    Some(j) => values[j].clone(),
+                    None => D1Value::Null,
+                };
+            }
+            let key = || key_display(batch, &self.key_index, row);
+            let tuple_len = 2 + values.iter().map(|v| v.literal_len() + 2).sum::<usize>();
+            if !bytes.push(tuple_len, values.len()) {
+                let literals: Vec<String> = values.iter().map(D1Value::literal).collect();
+                let mut packer = StatementPacker::new(&self.sql, self.max_statement_bytes);
+                let mut pieces = 0;
+                packer.push(&literals, &key, &mut |s| pieces += s.len())?;
+                packer.flush(&mut |s| pieces += s.len());
+                bytes.pieces(pieces);
+            }
+            run(&values, &key)?;
+        }
+        Ok(bytes.finish())
+    }
+}
+
+/// What [`Renderer::bind`] hands each row to: its values and a way to
+/// name it (for errors).
+pub type RunRow<'r> = dyn FnMut(&[D1Value<'_>], &dyn Fn() -> String) -> Result<()> + 'r;
 
 /// The D1 columns of `mapping`'s links and what each is first written as.
 fn placeholders(mapping: &D1Mapping, names: &[String]) -> Result<Vec<(usize, Option<usize>)>> {

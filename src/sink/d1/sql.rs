@@ -70,6 +70,22 @@ impl TableSql {
     }
 }
 
+impl TableSql {
+    /// The upsert of one row with its values as parameters `?1..?n`, in
+    /// column order: the statement [`StatementPacker`] writes, with
+    /// parameters where it writes literals (the `sqlite` target binds).
+    pub fn bound_statement(&self) -> String {
+        let params: Vec<String> = (1..=self.columns.len()).map(|i| format!("?{i}")).collect();
+        let suffix = self.suffix.trim_end().trim_end_matches(';');
+        format!("{}({}){suffix}", self.prefix, params.join(", "))
+    }
+
+    /// The bytes of a statement around its row tuples.
+    pub fn fixed_len(&self) -> usize {
+        self.prefix.len() + self.suffix.len()
+    }
+}
+
 /// Packs rows (as SQL literals) into statements of at most `max_bytes`.
 pub struct StatementPacker<'t> {
     sql: &'t TableSql,
@@ -97,11 +113,7 @@ impl<'t> StatementPacker<'t> {
             self.flush(emit);
             return self.oversized(literals, key_text, emit);
         }
-        let values = (self.rows + 1) * literals.len();
-        if self.rows > 0
-            && (self.current.len() + 1 + tuple_len + self.sql.suffix.len() > self.max_bytes
-                || values > D1_MAX_VALUES_PER_STATEMENT)
-        {
+        if starts_anew(self.sql, self.max_bytes, self.current.len(), self.rows, tuple_len, literals.len()) {
             self.flush(emit);
         }
         if self.rows == 0 {
@@ -185,6 +197,76 @@ impl<'t> StatementPacker<'t> {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether a row tuple of `tuple_len` bytes (`n` values) goes into a new
+/// statement rather than the one in progress (`current` bytes, `rows`
+/// rows): it would take it past the byte limit or D1's values limit.
+fn starts_anew(
+    sql: &TableSql,
+    max_bytes: usize,
+    current: usize,
+    rows: usize,
+    tuple_len: usize,
+    n: usize,
+) -> bool {
+    rows > 0
+        && (current + 1 + tuple_len + sql.suffix.len() > max_bytes
+            || (rows + 1) * n > D1_MAX_VALUES_PER_STATEMENT)
+}
+
+/// The bytes [`StatementPacker`] would write for rows given by their tuple
+/// lengths only: the `sqlite` target binds rows instead of writing them
+/// and reports the SQL bytes the files would hold (the sink contract).
+pub struct PackedBytes<'t> {
+    sql: &'t TableSql,
+    max_bytes: usize,
+    current: usize,
+    rows: usize,
+    total: u64,
+}
+
+impl<'t> PackedBytes<'t> {
+    pub fn new(sql: &'t TableSql, max_bytes: usize) -> Self {
+        PackedBytes { sql, max_bytes, current: 0, rows: 0, total: 0 }
+    }
+
+    /// Whether a row of `tuple_len` bytes fits a statement; if so, counts it
+    /// (a row that does not is written in pieces: [`PackedBytes::pieces`]).
+    pub fn push(&mut self, tuple_len: usize, n: usize) -> bool {
+        if self.sql.fixed_len() + tuple_len > self.max_bytes {
+            self.flush();
+            return false;
+        }
+        if starts_anew(self.sql, self.max_bytes, self.current, self.rows, tuple_len, n) {
+            self.flush();
+        }
+        self.current += if self.rows == 0 { self.sql.prefix.len() } else { 1 };
+        // `tuple_len` (the packing measure, shared with the packer) counts a
+        // separator after the last value too; the tuple written has n - 1.
+        self.current += tuple_len - 2 * usize::from(n > 0);
+        self.rows += 1;
+        true
+    }
+
+    /// Counts the statements an oversized row was written as.
+    pub fn pieces(&mut self, bytes: usize) {
+        self.total += bytes as u64;
+    }
+
+    /// The bytes of every statement, the one in progress included.
+    pub fn finish(mut self) -> u64 {
+        self.flush();
+        self.total
+    }
+
+    fn flush(&mut self) {
+        if self.rows > 0 {
+            self.total += (self.current + self.sql.suffix.len()) as u64;
+            self.current = 0;
+            self.rows = 0;
+        }
     }
 }
 
@@ -391,6 +473,41 @@ mod tests {
             }
             let n: i64 = conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).expect("count");
             prop_assert_eq!(n as usize, rows);
+        }
+
+        // The sqlite target reports the bytes the files would hold without
+        // writing them: for any rows and limit, the count is the packer's.
+        #[test]
+        fn packed_bytes_are_the_bytes_the_packer_writes(
+            contents in proptest::collection::vec("(\\PC|'){0,300}", 1..60),
+            limit in 300usize..3000,
+        ) {
+            let t = sql();
+            let mut written = 0usize;
+            let mut p = StatementPacker::new(&t, limit);
+            let mut counted = PackedBytes::new(&t, limit);
+            for (i, c) in contents.iter().enumerate() {
+                let lits = vec![format!("'k{i}'"), quote_literal(c), i.to_string()];
+                let tuple_len = 2 + lits.iter().map(|l| l.len() + 2).sum::<usize>();
+                let mut piece_bytes = 0;
+                let fits = counted.push(tuple_len, lits.len());
+                p.push(&lits, &|| "k".into(), &mut |s| {
+                    written += s.len();
+                    piece_bytes += s.len();
+                }).unwrap();
+                if !fits {
+                    // The packer flushed the statement in progress before the
+                    // pieces; only the pieces' own bytes are added here.
+                    let mut pieces = 0;
+                    let mut alone = StatementPacker::new(&t, limit);
+                    alone.push(&lits, &|| "k".into(), &mut |s| pieces += s.len()).unwrap();
+                    alone.flush(&mut |s| pieces += s.len());
+                    prop_assert!(piece_bytes >= pieces);
+                    counted.pieces(pieces);
+                }
+            }
+            p.flush(&mut |s| written += s.len());
+            prop_assert_eq!(counted.finish(), written as u64);
         }
 
         #[test]

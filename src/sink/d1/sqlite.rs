@@ -1,18 +1,24 @@
-//! The D1 `sqlite` target: the same statements the files hold, applied to
+//! The D1 `sqlite` target: the rows the files' statements hold, applied to
 //! a local SQLite file (for example the one `wrangler d1 execute --local`
 //! keeps under `.wrangler/state/v3/d1/`). Foreign keys are enforced as D1
 //! enforces them; each batch is one transaction, deferred foreign keys
 //! included, so a kill leaves whole batches only. The connection has D1's
-//! SQL limits ([`apply_d1_sql_limits`]) and runs one statement at a time,
-//! as D1 does, so SQL that D1 would refuse (pgflare's own included) fails
-//! here too.
+//! SQL limits ([`apply_d1_sql_limits`]). Rows are bound to one prepared
+//! upsert (the files' statement with parameters for literals), not written
+//! as SQL text and parsed back: the same values in the same storage
+//! classes, the same upsert, the same per-row refusals (a test dumps a
+//! database built from the files and one built here and compares them).
+//! Statements given as text (the schema, sync's deletes) run one at a
+//! time, as D1 runs them, so SQL that D1 would refuse fails here too.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::Connection;
 
 use super::render::{D1Mappings, Renderer};
+use super::value::D1Value;
 use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::batch::{TableBatch, TableSpec};
 use crate::cloudflare::limits::{apply_d1_sql_limits, shape_limit_hint, D1_MAX_STATEMENT_BYTES};
@@ -93,6 +99,7 @@ impl SinkFactory for D1SqliteConfig {
     fn open(&self, table: &Arc<TableSpec>, partition: usize) -> Result<Box<dyn BatchSink>> {
         let renderer = Renderer::new(table, &self.mappings.get(table), self.max_statement_bytes)?;
         Ok(Box::new(SqliteSink {
+            sql: renderer.bound_statement(),
             renderer,
             config: self.clone(),
             what: format!("{} partition {partition}", table.qualified()),
@@ -102,6 +109,8 @@ impl SinkFactory for D1SqliteConfig {
 }
 
 struct SqliteSink {
+    /// The renderer's one-row upsert, prepared once per connection.
+    sql: String,
     renderer: Renderer,
     config: D1SqliteConfig,
     what: String,
@@ -114,16 +123,23 @@ impl BatchSink for SqliteSink {
         if b.num_rows() == 0 {
             return Ok(());
         }
-        let mut statements = Vec::new();
-        self.renderer.render(b, &mut |s| statements.push(s))?;
         let mut conn =
             self.config.conn.lock().map_err(|_| Error::Internal("sqlite connection poisoned".into()))?;
         let ctx = format!("{}: loading {}", self.config.path.display(), self.what);
         let tx = conn.transaction().map_err(Error::sqlite(&ctx))?;
         tx.execute_batch("PRAGMA defer_foreign_keys = on;").map_err(Error::sqlite(&ctx))?;
-        for s in &statements {
-            tx.execute_batch(s).map_err(|e| statement_error(&ctx, s, e))?;
-            self.report.bytes += s.len() as u64;
+        {
+            // One prepared upsert, each row's values bound to it: the
+            // values the files' statements hold, without writing their SQL
+            // text and having SQLite parse it back (BENCHMARKS.md).
+            let mut stmt = tx.prepare_cached(&self.sql).map_err(|e| statement_error(&ctx, &self.sql, e))?;
+            self.report.bytes += self.renderer.bind(b, &mut |values, key| {
+                for (i, v) in values.iter().enumerate() {
+                    stmt.raw_bind_parameter(i + 1, Bound(v)).map_err(Error::sqlite(&ctx))?;
+                }
+                stmt.raw_execute().map_err(|e| row_error(&ctx, &self.sql, &key(), e))?;
+                Ok(())
+            })?;
         }
         tx.commit().map_err(Error::sqlite(&ctx))?;
         self.report.rows += b.num_rows() as u64;
@@ -133,6 +149,28 @@ impl BatchSink for SqliteSink {
     fn finish(self: Box<Self>) -> Result<SinkReport> {
         Ok(self.report)
     }
+}
+
+/// A D1 value bound as SQLite stores it (the same storage class and value
+/// as its literal: reals are the f64 the literal's shortest form reads
+/// back to, infinities included).
+struct Bound<'a, 'v>(&'a D1Value<'v>);
+
+impl rusqlite::ToSql for Bound<'_, '_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self.0 {
+            D1Value::Null => ValueRef::Null,
+            D1Value::Integer(i) => ValueRef::Integer(*i),
+            D1Value::Real(f) => ValueRef::Real(*f),
+            D1Value::Text(s) => ValueRef::Text(s.as_bytes()),
+            D1Value::Blob(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
+/// A bound row's failure, named by its key.
+fn row_error(ctx: &str, sql: &str, key: &str, source: rusqlite::Error) -> Error {
+    statement_error(&format!("{ctx}, row {key}"), sql, source)
 }
 
 /// A statement's failure, named by its start; when D1's limits refused it

@@ -47,6 +47,23 @@ impl D1Value<'_> {
     }
 }
 
+impl D1Value<'_> {
+    /// The length of [`D1Value::literal`], without writing it (reals
+    /// excepted: their shortest form is written to be measured).
+    pub fn literal_len(&self) -> usize {
+        match self {
+            D1Value::Null => 4,
+            D1Value::Integer(i) => {
+                let digits = i.unsigned_abs().checked_ilog10().map_or(1, |d| d as usize + 1);
+                digits + usize::from(*i < 0)
+            }
+            D1Value::Real(_) => self.literal().len(),
+            D1Value::Text(s) => s.len() + 2 + s.bytes().filter(|b| *b == b'\'').count(),
+            D1Value::Blob(b) => 2 * b.len() + 3,
+        }
+    }
+}
+
 /// The value of `col` at `row` in its D1 form.
 pub fn d1_value(col: &dyn Array, row: usize) -> D1Value<'_> {
     if col.is_null(row) {
@@ -303,6 +320,31 @@ mod tests {
             let back: Vec<f64> = serde_json::from_str(&json).expect("valid JSON");
             for (a, b) in vals.iter().zip(back) {
                 prop_assert_eq!(a.to_bits(), (b as f32).to_bits());
+            }
+        }
+
+        // The sqlite target measures literals without writing them; the
+        // packer's decisions depend on that length being exact.
+        #[test]
+        fn literal_len_is_the_literal_length(
+            text in ".*",
+            int in any::<i64>(),
+            real in any::<f64>(),
+            blob in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let values = [
+                D1Value::Null,
+                D1Value::Integer(int),
+                D1Value::Integer(0),
+                D1Value::Integer(i64::MIN),
+                D1Value::Real(real),
+                D1Value::Real(f64::NEG_INFINITY),
+                D1Value::Text(text.as_str().into()),
+                D1Value::Text("''x'".into()),
+                D1Value::Blob(&blob),
+            ];
+            for v in values {
+                prop_assert_eq!(v.literal_len(), v.literal().len(), "{:?}", v);
             }
         }
 
