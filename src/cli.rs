@@ -384,6 +384,16 @@ pub struct CheckArgs {
     #[arg(long, default_value = "pgflare-verify", value_name = "DIR")]
     pub report_dir: PathBuf,
 
+    /// Which vectors' values are fetched from Vectorize (20 per request,
+    /// against a budget of 1,200 requests per 5 minutes). Every id is
+    /// always listed and compared (1,000 per request). N (default 300):
+    /// the values of every vector sync wrote since the last load, and a
+    /// uniform sample of N of the others, with the confidence it gives in
+    /// the report (300 clean: fewer than 1% differ, at 95%); `all`: every
+    /// vector's values (a million vectors: 50,000 requests).
+    #[arg(long, default_value = "300", value_name = "N|all")]
+    pub vector_values: crate::verify::value_check::ValueMode,
+
     /// Vector elements that differ by at most this much count as equal
     /// (for targets that do not keep float32 bits); 0 = bit for bit.
     #[arg(long, default_value_t = 0.0, value_name = "X")]

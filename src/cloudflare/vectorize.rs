@@ -179,6 +179,11 @@ impl Vectorize {
     }
 
     /// Every vector id, in the order `list` pages them.
+    /// Requests the client sent so far (shared with D1: the same budget).
+    pub fn requests_sent(&self) -> u64 {
+        self.api.requests_sent()
+    }
+
     pub async fn list_ids(&self) -> Result<Vec<String>> {
         let mut ids = Vec::new();
         self.list_pages(&mut |page| {

@@ -76,6 +76,7 @@ pub async fn run(
         sample: args.sample,
         vectorize,
         float_tolerance: args.float_tolerance.max(0.0),
+        vector_values: args.vector_values,
         queries: args.queries,
         k: args.k.clamp(1, 100),
         min_recall: args.min_recall,

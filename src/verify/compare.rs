@@ -86,6 +86,7 @@ pub fn classify(
         pending_sync: 0,
         sampled,
         notes: Vec::new(),
+        values: None,
     }
 }
 

@@ -13,4 +13,5 @@ pub mod render;
 pub mod report;
 pub mod run;
 pub mod run_vectors;
+pub mod value_check;
 pub mod vectors;

@@ -113,6 +113,10 @@ pub struct TargetReport {
     /// still applying writes while it was read).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Vectorize: which vectors' values were compared and what that
+    /// proves ([`crate::verify::value_check`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<crate::verify::value_check::ValueCheck>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -284,6 +288,7 @@ mod tests {
             pending_sync: 0,
             sampled: 1.0,
             notes: Vec::new(),
+            values: None,
         };
         VerifyReport {
             format: FORMAT.into(),

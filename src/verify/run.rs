@@ -46,6 +46,9 @@ pub struct VerifyOptions {
     pub vectorize: Option<Arc<Vectorize>>,
     /// Vector elements this close count as equal (0 = float32 bits).
     pub float_tolerance: f64,
+    /// Which vectors' values are fetched: all, or those sync wrote since
+    /// the last load and a sample of the rest ([`super::value_check`]).
+    pub vector_values: super::value_check::ValueMode,
     /// Similarity-query parity: this many queries (0 = none) of top `k`,
     /// passing at a mean recall of at least `min_recall`.
     pub queries: usize,
@@ -75,7 +78,7 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
         }
         None => HashMap::new(),
     };
-    let vector_reports = v.vector_reports(&sums.expected, &pending).await?;
+    let vector_reports = v.vector_reports(&sums.expected, &pending, &d1.path).await?;
     let parity = v.parity(&d1.path).await?;
     let query_shapes = v.query_shapes(&d1.path).await?;
     let snap = snapshot.info.clone();

@@ -11,6 +11,7 @@ use super::parity::{compare_query, parity_sinks, summarize, Chooser, Collecting,
 use super::pending::Pending;
 use super::report::{Difference, QueryParity, TargetReport};
 use super::run::{open_d1, Verification};
+use super::value_check::{choose, differing_below, recorded_ids, ValueCheck, ValueMode};
 use super::vectors::{self, difference, expect_sinks, in_sample, Expected};
 use crate::batch::collect::take;
 use crate::batch::sink::SinkFactory;
@@ -24,6 +25,7 @@ impl Verification<'_> {
         &self,
         expected: &Arc<Mutex<HashMap<String, Expected>>>,
         pending: &HashMap<String, Pending>,
+        d1_path: &Path,
     ) -> Result<HashMap<String, TargetReport>> {
         let vmaps = &self.prepared.vectors.mappings;
         let mut reports = HashMap::new();
@@ -32,8 +34,12 @@ impl Verification<'_> {
         };
         let (n, sample) = (self.n, &self.sample);
         let mut expected = take(expected)?;
+        let recorded = recorded_ids(d1_path)?;
+        let values = Values { recorded: &recorded, mode: self.opts.vector_values, seed: &self.snapshot_id };
         for (table, exp) in expected.iter_mut().filter(|(t, _)| vmaps.0.contains_key(*t)) {
-            let (mut diffs, drill, listed, notes) = compare_vectors(index, exp, n, sample).await?;
+            let (mut diffs, drill, listed, mut notes, check) =
+                compare_vectors(index, exp, n, sample, &values).await?;
+            notes.insert(0, check.sentence());
             if !drill.is_empty() {
                 diffs.extend(self.drill_vectors(table, &drill).await?);
             }
@@ -52,7 +58,7 @@ impl Verification<'_> {
                 &exp.skipped,
                 sample.len() as f64 / n as f64,
             );
-            reports.insert(table.clone(), TargetReport { notes, pending_sync, ..r });
+            reports.insert(table.clone(), TargetReport { notes, pending_sync, values: Some(check), ..r });
         }
         Ok(reports)
     }
@@ -145,18 +151,29 @@ impl Verification<'_> {
     }
 }
 
-type Compared = (Vec<Difference>, HashMap<String, Vector>, u64, Vec<String>);
+type Compared = (Vec<Difference>, HashMap<String, Vector>, u64, Vec<String>, ValueCheck);
 
-/// Lists the index, fetches the sampled ids, and compares digests: returns
-/// the missing and extra ids as differences, the ids whose digests differ
-/// (with the stored vector) for a closer look, and how many ids the index has.
+/// Which values [`compare_vectors`] fetches: see [`super::value_check`].
+struct Values<'a> {
+    recorded: &'a HashSet<String>,
+    mode: ValueMode,
+    seed: &'a str,
+}
+
+/// Lists the index and compares every id with the source's (missing and
+/// extra ones as differences); fetches the values of the ids sync recorded
+/// and of a sample of the rest (or all, `--vector-values all`) and compares
+/// digests: returns the ids whose digests differ (with the stored vector)
+/// for a closer look, how many ids the index has, and what was compared.
 async fn compare_vectors(
     index: &crate::cloudflare::Vectorize,
     exp: &Expected,
     n: usize,
     sample: &BTreeSet<usize>,
+    values: &Values<'_>,
 ) -> Result<Compared> {
     use super::report::DiffKind;
+    let requests = index.requests_sent();
     let before = index.info().await?;
     let listed = index.list_ids().await?;
     let listed_set: std::collections::HashSet<&String> = listed.iter().collect();
@@ -166,26 +183,42 @@ async fn compare_vectors(
             diffs.push(Difference::bare(DiffKind::Missing, format!("id={id}")));
         }
     }
-    let mut drill = HashMap::new();
     // A skipped row is reported as skipped, whatever the index holds for it.
     let stale = listed.iter().filter(|id| exp.skipped.ids.contains(*id)).count();
-    let present: Vec<String> = listed
-        .iter()
-        .filter(|id| in_sample(id, n, sample) && !exp.skipped.ids.contains(*id))
-        .cloned()
-        .collect();
-    for chunk in present.chunks(1000) {
+    let mut present = Vec::new();
+    let mut ids_compared = 0u64;
+    for id in listed.iter().filter(|id| in_sample(id, n, sample) && !exp.skipped.ids.contains(*id)) {
+        ids_compared += 1;
+        match exp.digests.contains_key(id) {
+            true => present.push(id.clone()),
+            false => diffs.push(Difference::bare(DiffKind::Extra, format!("id={id}"))),
+        }
+    }
+    let chosen = choose(present, values.recorded, values.mode, values.seed);
+    let sampled: HashSet<&String> = chosen.sampled.iter().collect();
+    let mut drill = HashMap::new();
+    let mut sampled_differing = 0u64;
+    let fetch: Vec<String> = chosen.recorded.iter().chain(&chosen.sampled).cloned().collect();
+    for chunk in fetch.chunks(1000) {
         for stored in index.get_by_ids(chunk).await? {
             let v = Vector::from_stored(&stored);
-            match exp.digests.get(&v.id) {
-                None => diffs.push(Difference::bare(DiffKind::Extra, format!("id={}", v.id))),
-                Some(d) if *d != vector_digest(&v) => {
-                    drill.insert(v.id.clone(), v);
-                }
-                Some(_) => {}
+            if exp.digests.get(&v.id).is_some_and(|d| *d != vector_digest(&v)) {
+                sampled_differing += u64::from(sampled.contains(&v.id));
+                drill.insert(v.id.clone(), v);
             }
         }
     }
+    let check = ValueCheck {
+        ids_compared,
+        values_compared: fetch.len() as u64,
+        written_since_load: chosen.recorded.len() as u64,
+        sampled: chosen.sampled.len() as u64,
+        not_compared: chosen.not_compared,
+        sampled_differing,
+        differing_below: (chosen.not_compared > 0 && sampled_differing == 0)
+            .then(|| differing_below(chosen.sampled.len() as u64)),
+        requests: 0,
+    };
     // Vectorize applies writes asynchronously: if it applied any while it
     // was read, some differences may be writes in flight, not losses.
     let after = index.info().await?;
@@ -210,5 +243,6 @@ async fn compare_vectors(
             listed.len()
         ));
     }
-    Ok((diffs, drill, listed.len() as u64, notes))
+    let check = ValueCheck { requests: index.requests_sent() - requests, ..check };
+    Ok((diffs, drill, listed.len() as u64, notes, check))
 }

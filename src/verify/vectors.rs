@@ -239,6 +239,7 @@ pub fn report(
         pending_sync: 0,
         sampled,
         notes: Vec::new(),
+        values: None,
     }
 }
 

@@ -45,6 +45,7 @@ mod transport;
 mod upgrade;
 mod vector_metadata;
 mod vectorize_client;
+mod verify_budget;
 mod verify_cmd;
 mod verify_d1;
 mod verify_report;

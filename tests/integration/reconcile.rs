@@ -230,7 +230,7 @@ fn a_reconcile_killed_while_writing_leaves_postgres_as_it_was_and_a_rerun_finish
         .spawn()
         .expect("start reconcile");
     let waiting = "SELECT (count(*) > 0)::text FROM pg_stat_activity \
-                   WHERE application_name = 'pgflare' AND wait_event_type = 'Lock'";
+                   WHERE datname = current_database() AND application_name = 'pgflare' AND wait_event_type = 'Lock'";
     let deadline = Instant::now() + Duration::from_secs(120);
     while db.query_one(waiting) == "false" {
         assert!(child.try_wait().expect("wait").is_none(), "the reconcile ended before it could be stopped");
@@ -242,9 +242,10 @@ fn a_reconcile_killed_while_writing_leaves_postgres_as_it_was_and_a_rerun_finish
     drop(holder);
     // The orphaned backend ends once it finds its client gone.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while db.query_one("SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'pgflare'")
-        != "0"
-    {
+    // This database's sessions only: other tests' pgflare runs share the server.
+    let sessions = "SELECT count(*)::text FROM pg_stat_activity \
+                    WHERE datname = current_database() AND application_name = 'pgflare'";
+    while db.query_one(sessions) != "0" {
         assert!(Instant::now() < deadline, "the killed run's session never ended");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -192,7 +192,7 @@ fn a_restore_killed_while_copying_is_finished_by_the_next_run_with_nothing_twice
     let deadline = Instant::now() + Duration::from_secs(60);
     // Stopped once a file is in and the restore waits for the lock.
     let waiting = "SELECT (count(*) > 0 AND (SELECT count(*) FROM pgflare_restore.files) > 0)::text \
-                   FROM pg_stat_activity WHERE application_name = 'pgflare' AND wait_event_type = 'Lock'";
+                   FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgflare' AND wait_event_type = 'Lock'";
     while target.query_one(waiting) == "false" {
         assert!(child.try_wait().expect("wait").is_none(), "the restore ended before it could be stopped");
         assert!(Instant::now() < deadline, "the restore never waited for the lock");

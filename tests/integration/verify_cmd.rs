@@ -192,6 +192,9 @@ fn verify_finds_exactly_the_planted_vectorize_divergences() {
                 sqlite.to_str().expect("p"),
                 "--vectorize-index",
                 "vi",
+                // Every vector's values: the planted ones are among 400.
+                "--vector-values",
+                "all",
             ])
             .args(["--report-dir", report.to_str().expect("p")])
             .output()
@@ -201,6 +204,7 @@ fn verify_finds_exactly_the_planted_vectorize_divergences() {
     let (code, r, out) = run();
     assert_eq!(code, Some(0), "{out}");
     let vt = &target_of(&r, "public.chunks", "vectorize");
+    assert_eq!(vt["values"]["not_compared"].as_u64(), Some(0), "{vt:#}");
     let expected: u64 =
         db.query_one("SELECT count(*)::text FROM chunks WHERE embedding IS NOT NULL").parse().expect("n");
     assert_eq!(
@@ -208,6 +212,7 @@ fn verify_finds_exactly_the_planted_vectorize_divergences() {
         (Some(expected), Some(expected)),
         "{vt:#}"
     );
+    assert_eq!(vt["values"]["values_compared"].as_u64(), Some(expected), "{vt:#}");
     // Query parity: 10 source vectors, exact cosine top-10 vs the index.
     let q = &r["queries"];
     assert_eq!((q["k"].as_u64(), q["queries"].as_array().map(|a| a.len())), (Some(10), Some(10)), "{q:#}");

@@ -52,6 +52,7 @@ fn target(
         pending_sync: 2,
         sampled: 1.0,
         notes: vec![],
+        values: None,
     }
 }
 

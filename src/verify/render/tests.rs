@@ -116,6 +116,7 @@ fn hostile() -> VerifyReport {
                 pending_sync: 0,
                 sampled: 1.0,
                 notes: vec!["the index applied writes <b>while</b> it was read".into()],
+                values: None,
             }],
         }],
         queries: None,

@@ -1,0 +1,282 @@
+//! Which vectors `verify` fetches to compare their values, and what that
+//! proves. Ids are cheap and exact: `list` gives 1,000 per request, so
+//! every missing and extra id is found. Values are dear: `get_by_ids`
+//! answers 20 per request, and Cloudflare allows 1,200 requests per five
+//! minutes, so fetching every vector of a million-vector index costs
+//! 50,000 requests (hours of budget). The values are therefore fetched
+//! where they can differ, and elsewhere in a uniform sample whose size is a
+//! stated confidence:
+//!
+//! - **written since the last load**: every id `pgflare_vector_digests`
+//!   (in D1) records, i.e. every vector sync sent, deleted or looked up
+//!   since `load` last wrote the index (load forgets the records). These
+//!   are the vectors that changed after the load confirmed its writes, so
+//!   all of them are compared, whatever their number;
+//! - **a uniform sample** of the others (written by the load, which waited
+//!   until Vectorize applied them): `n` ids chosen by a hash of the id and
+//!   the source snapshot, so each run samples other ids. With no difference
+//!   among `n` sampled, fewer than `1 - 0.05^(1/n)` of the others differ at
+//!   95% confidence (the binomial bound; drawn without replacement from a
+//!   finite population the true bound is a little lower, so the statement
+//!   errs on the safe side). 300 gives "fewer than 1%", in 15 requests.
+//!
+//! `--vector-values all` fetches every vector, as before this budget.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::state::store::DIGEST_TABLE;
+
+/// Sampled vectors by default: 95% confidence that fewer than 1% differ.
+pub const DEFAULT_SAMPLE: usize = 300;
+
+/// The confidence of the sampled part's statement.
+pub const CONFIDENCE: f64 = 0.95;
+
+/// `--vector-values`: every vector, or the recorded ones and a sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueMode {
+    All,
+    Sample(usize),
+}
+
+impl std::str::FromStr for ValueMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim() {
+            "all" => Ok(ValueMode::All),
+            n => match n.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(ValueMode::Sample(n)),
+                _ => Err(format!(
+                    "'{s}' is neither `all` nor a sample size (a whole number of vectors, at least 1; \
+                     {DEFAULT_SAMPLE} states 'fewer than 1% differ' at 95% confidence)"
+                )),
+            },
+        }
+    }
+}
+
+/// What the value comparison covered, for the report.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ValueCheck {
+    /// Ids listed and compared with the source's (every one).
+    pub ids_compared: u64,
+    /// Vectors whose values were fetched and compared.
+    pub values_compared: u64,
+    /// Of those, the ones sync wrote since the last load (all compared).
+    pub written_since_load: u64,
+    /// Of those, the uniform sample of the others.
+    pub sampled: u64,
+    /// How many others the sample was drawn from (0 = every vector compared).
+    pub not_compared: u64,
+    /// Sampled vectors that differed.
+    pub sampled_differing: u64,
+    /// At 95% confidence, fewer than this fraction of the vectors not
+    /// compared differ (when the sample found none); `None` when every
+    /// vector was compared or the sample found differences.
+    pub differing_below: Option<f64>,
+    /// Vectorize requests the comparison sent (list, get_by_ids, info).
+    pub requests: u64,
+}
+
+impl ValueCheck {
+    /// The report's sentence about it.
+    pub fn sentence(&self) -> String {
+        let head = format!(
+            "ids: all {} compared; values: {} compared ({} written since the last load, {} sampled), \
+             {} requests",
+            self.ids_compared, self.values_compared, self.written_since_load, self.sampled, self.requests
+        );
+        if self.not_compared == 0 {
+            return format!("{head}: every vector's values compared");
+        }
+        match self.differing_below {
+            Some(p) => format!(
+                "{head}: no difference in the {} sampled of {} vectors written by the load, so fewer than \
+                 {} of them differ ({:.0}% confidence); `--vector-values all` compares every one",
+                self.sampled,
+                self.sampled + self.not_compared,
+                percent(p),
+                CONFIDENCE * 100.0
+            ),
+            None => format!(
+                "{head}: {} of the {} sampled differ, so about {} of the {} vectors written by the load may \
+                 differ: run with `--vector-values all` to find every one",
+                self.sampled_differing,
+                self.sampled,
+                percent(self.sampled_differing as f64 / self.sampled.max(1) as f64),
+                self.sampled + self.not_compared
+            ),
+        }
+    }
+}
+
+fn percent(p: f64) -> String {
+    match p * 100.0 {
+        x if x >= 1.0 => format!("{x:.1}%"),
+        x if x >= 0.01 => format!("{x:.2}%"),
+        x => format!("{x:.4}%"),
+    }
+}
+
+/// The largest fraction of differing vectors that a sample of `n` without
+/// a difference leaves plausible at [`CONFIDENCE`]: `1 - (1 - c)^(1/n)`.
+pub fn differing_below(n: u64) -> f64 {
+    if n == 0 {
+        return 1.0;
+    }
+    1.0 - (1.0 - CONFIDENCE).powf(1.0 / n as f64)
+}
+
+/// The ids whose values are fetched: those recorded as written since the
+/// last load, and `mode`'s sample of the rest.
+#[derive(Debug, Default)]
+pub struct Chosen {
+    pub recorded: Vec<String>,
+    pub sampled: Vec<String>,
+    /// The ids neither recorded nor sampled.
+    pub not_compared: u64,
+}
+
+/// Chooses among `present` (ids both sides have) the ones to fetch. The
+/// sample is the `n` ids with the smallest hash of `seed` and the id: a
+/// uniform draw without replacement, another one for every seed.
+pub fn choose(present: Vec<String>, recorded: &HashSet<String>, mode: ValueMode, seed: &str) -> Chosen {
+    let (rec, rest): (Vec<String>, Vec<String>) = present.into_iter().partition(|id| recorded.contains(id));
+    let n = match mode {
+        ValueMode::All => rest.len(),
+        ValueMode::Sample(n) => n.min(rest.len()),
+    };
+    if n == rest.len() {
+        return Chosen { recorded: rec, sampled: rest, not_compared: 0 };
+    }
+    let not_compared = (rest.len() - n) as u64;
+    let rank = |id: &String| {
+        let mut h = blake3::Hasher::new();
+        h.update(seed.as_bytes()).update(&[0]).update(id.as_bytes());
+        *h.finalize().as_bytes()
+    };
+    let mut ranked: Vec<([u8; 32], String)> = rest.into_iter().map(|id| (rank(&id), id)).collect();
+    ranked.select_nth_unstable(n);
+    ranked.truncate(n);
+    Chosen { recorded: rec, sampled: ranked.into_iter().map(|(_, id)| id).collect(), not_compared }
+}
+
+/// The ids `pgflare_vector_digests` records in the D1 file at `path` (none
+/// when the table is not there: no sync ran since the database was made).
+pub fn recorded_ids(path: &Path) -> Result<HashSet<String>> {
+    let ctx = format!("{}: reading the ids sync recorded in {DIGEST_TABLE}", path.display());
+    let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(Error::sqlite(&ctx))?;
+    let exists: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [DIGEST_TABLE],
+            |r| r.get(0),
+        )
+        .map_err(Error::sqlite(&ctx))?;
+    if !exists {
+        return Ok(HashSet::new());
+    }
+    let mut stmt = conn.prepare(&format!("SELECT id FROM {DIGEST_TABLE}")).map_err(Error::sqlite(&ctx))?;
+    let ids = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(Error::sqlite(&ctx))?;
+    ids.collect::<std::result::Result<HashSet<_>, _>>().map_err(Error::sqlite(&ctx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn three_hundred_clean_samples_say_fewer_than_one_percent() {
+        let p = differing_below(300);
+        assert!(p > 0.0099 && p < 0.0100, "{p}");
+        // The rule of three: about 3/n.
+        assert!((differing_below(3000) * 3000.0 - 3.0).abs() < 0.01);
+        assert_eq!(differing_below(0), 1.0);
+        assert_eq!("all".parse::<ValueMode>(), Ok(ValueMode::All));
+        assert_eq!("300".parse::<ValueMode>(), Ok(ValueMode::Sample(300)));
+        for bad in ["0", "-3", "some", "1.5"] {
+            let e = bad.parse::<ValueMode>().expect_err(bad);
+            assert!(e.contains("neither `all` nor a sample size"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_sentence_states_the_bound_or_the_estimate() {
+        let clean = ValueCheck {
+            ids_compared: 20_000,
+            values_compared: 350,
+            written_since_load: 50,
+            sampled: 300,
+            not_compared: 19_650,
+            sampled_differing: 0,
+            differing_below: Some(differing_below(300)),
+            requests: 40,
+        };
+        let s = clean.sentence();
+        assert!(s.contains("no difference in the 300 sampled of 19950"), "{s}");
+        assert!(s.contains("fewer than 0.99%") && s.contains("95% confidence"), "{s}");
+        let dirty = ValueCheck { sampled_differing: 3, differing_below: None, ..clean };
+        let s = dirty.sentence();
+        assert!(s.contains("3 of the 300 sampled differ") && s.contains("about 1.0%"), "{s}");
+    }
+
+    #[test]
+    fn every_id_is_sampled_about_equally_often() {
+        let ids: Vec<String> = (0..200).map(|i| format!("doc-{i}")).collect();
+        let mut hits = vec![0u32; ids.len()];
+        let runs = 2000;
+        for seed in 0..runs {
+            let c = choose(ids.clone(), &HashSet::new(), ValueMode::Sample(20), &format!("snap-{seed}"));
+            for id in c.sampled {
+                hits[id[4..].parse::<usize>().expect("index")] += 1;
+            }
+        }
+        // Each id is drawn with probability 20/200 per run: 200 of 2000
+        // expected, standard deviation about 13.4; 6 of them is far out.
+        for (i, h) in hits.iter().enumerate() {
+            assert!((120..=280).contains(h), "doc-{i} sampled {h} times of {runs}");
+        }
+    }
+
+    proptest! {
+        // The bound is what its formula says: a share p of differing
+        // vectors leaves a clean sample of n with probability 5%.
+        #[test]
+        fn the_bound_leaves_a_clean_sample_five_percent_of_the_time(n in 1u64..100_000) {
+            let p = differing_below(n);
+            let clean = (1.0 - p).powf(n as f64);
+            prop_assert!((clean - 0.05).abs() < 1e-9, "n {n}: p {p}, clean {clean}");
+            prop_assert!(differing_below(n + 1) < p);
+        }
+
+        // Recorded ids are all compared, the sample is drawn from the
+        // others only, and every present id is counted once.
+        #[test]
+        fn recorded_ids_are_always_compared_and_the_rest_is_counted(
+            n_ids in 0usize..400,
+            recorded_every in 1usize..20,
+            sample in 1usize..500,
+            seed in "[a-z0-9]{0,8}",
+        ) {
+            let ids: Vec<String> = (0..n_ids).map(|i| format!("v{i}")).collect();
+            let recorded: HashSet<String> = ids.iter().step_by(recorded_every).cloned().collect();
+            let c = choose(ids.clone(), &recorded, ValueMode::Sample(sample), &seed);
+            let rec: HashSet<&String> = c.recorded.iter().collect();
+            prop_assert_eq!(rec.len(), recorded.len());
+            let others = n_ids - recorded.len();
+            prop_assert_eq!(c.sampled.len(), sample.min(others));
+            prop_assert!(c.sampled.iter().all(|id| !recorded.contains(id)));
+            let distinct: HashSet<&String> = c.sampled.iter().collect();
+            prop_assert_eq!(distinct.len(), c.sampled.len());
+            prop_assert_eq!(c.recorded.len() + c.sampled.len() + c.not_compared as usize, n_ids);
+            let all = choose(ids, &recorded, ValueMode::All, &seed);
+            prop_assert_eq!((all.sampled.len(), all.not_compared), (others, 0));
+        }
+    }
+}

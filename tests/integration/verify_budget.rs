@@ -1,0 +1,154 @@
+//! `verify` within Cloudflare's request budget (issue 18): on a 20,000-
+//! vector index, every id is compared (from `list`), the values of every
+//! vector sync wrote since the load are compared, and the rest only in a
+//! uniform sample whose confidence the report states. A difference planted
+//! in a vector sync wrote is found in about 40 requests; one planted in a
+//! vector the load wrote is found by `--vector-values all` (1,000+
+//! requests), and the sampled run states a bound that holds for it.
+
+use crate::common::*;
+
+const CHUNKS: usize = 20_000;
+
+fn verify(emu: &Emulator, db: &TestDb, config: &str, report: &std::path::Path, extra: &[&str]) -> Run {
+    let o = emu
+        .command(db)
+        .args(["--json", "verify", "--config", config, "--sqlite"])
+        .arg(emu.d1_file("db1"))
+        .args(["--vectorize-index", "vi", "--queries", "0", "--rate-limit", "1000000/1", "--report-dir"])
+        .arg(report)
+        .args(extra)
+        .output()
+        .expect("verify");
+    outcome(o)
+}
+
+type Run = (Option<i32>, serde_json::Value, String);
+
+fn vectorize_target(r: &serde_json::Value) -> serde_json::Value {
+    let t = r["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .find(|t| t["table"] == "public.chunks")
+        .expect("chunks");
+    t["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .find(|g| g["kind"] == "vectorize")
+        .expect("vectorize")
+        .clone()
+}
+
+/// Flips the lowest bit of one float of `id`'s vector in the index, as a
+/// write pgflare did not make would.
+fn plant(emu: &Emulator, id: &str) {
+    block_on(async {
+        let v = emu.vectorize("vi");
+        let got = v.get_by_ids(&[id.to_string()]).await.expect("get");
+        let mut line =
+            serde_json::json!({"id": got[0].id, "values": got[0].values, "metadata": got[0].metadata});
+        let x = got[0].values[2];
+        line["values"][2] = serde_json::json!(f32::from_bits(x.to_bits() ^ 1) as f64);
+        let t = v.upsert("plant", format!("{line}\n").into()).await.expect("upsert");
+        let quiet = |_: &str| {};
+        v.wait_applied(t, std::time::Duration::from_secs(60), &quiet).await.expect("applied");
+    });
+}
+
+#[test]
+fn verify_compares_every_id_the_written_values_and_a_stated_sample() {
+    let db = TestDb::new("verifybudget");
+    db.seed(CHUNKS, 8);
+    let emu = Emulator::start(&["--rate-limit", "1000000/1"]);
+    let dir = temp_dir("verifybudget");
+    let config = init_config(&db, dir.path());
+    let state = dir.path().join("state");
+    ok(emu
+        .command(&db)
+        .args(["load", "--config", &config, "--target", "api", "--d1-database-id", "db1"])
+        .args(["--vectorize-index", "vi", "--create-index", "--rate-limit", "1000000/1", "--state-dir"])
+        .arg(&state)
+        .output()
+        .expect("load"));
+    let vectors = db.count("SELECT count(*) FROM chunks WHERE embedding IS NOT NULL");
+
+    // 50 vectors change in the source; sync sends them and records them.
+    db.exec(
+        "UPDATE chunks SET embedding = ('[0.5,0.25,-1,2,0.125,3,4,' || (chunk_index + 1)::text || ']')::vector, \
+         updated_at = now() WHERE id IN (SELECT id FROM chunks WHERE embedding IS NOT NULL ORDER BY id LIMIT 50)",
+    );
+    let work = dir.path().join("sync-work");
+    ok(emu
+        .command(&db)
+        .args(["sync", "--config", &config, "--target", "api", "--d1-database-id", "db1"])
+        .args(["--vectorize-index", "vi", "--once", "--rate-limit", "1000000/1", "--work-dir"])
+        .arg(&work)
+        .output()
+        .expect("sync"));
+    let synced =
+        db.query_one("SELECT id::text FROM chunks WHERE embedding IS NOT NULL ORDER BY id LIMIT 1 OFFSET 7");
+    let loaded = db.query_one(
+        "SELECT id::text FROM chunks WHERE embedding IS NOT NULL ORDER BY id DESC LIMIT 1 OFFSET 9",
+    );
+
+    // Clean: every id and value that can differ compared, in few requests.
+    let report = dir.path().join("report");
+    let (code, r, out) = verify(&emu, &db, &config, &report, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    let v = &vectorize_target(&r)["values"];
+    assert_eq!(v["ids_compared"].as_u64(), Some(vectors), "{v:#}");
+    assert!(v["written_since_load"].as_u64().expect("written") >= 50, "{v:#}");
+    assert_eq!(v["sampled"].as_u64(), Some(300), "{v:#}");
+    let bound = v["differing_below"].as_f64().expect("a stated bound");
+    assert!((0.0099..0.0100).contains(&bound), "{v:#}");
+    let clean_requests = v["requests"].as_u64().expect("requests");
+    // list: 20 pages of 1,000; get_by_ids: (50 + 300) / 20 = 18; info: 2.
+    assert!(clean_requests <= 45, "{clean_requests} requests: {v:#}");
+    let notes = vectorize_target(&r)["notes"].to_string();
+    assert!(notes.contains("fewer than 0.99% of them differ (95% confidence)"), "{notes}");
+
+    // Planted in a vector sync wrote: always found.
+    plant(&emu, &synced);
+    plant(&emu, &loaded);
+    let (code, r, out) = verify(&emu, &db, &config, &report, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    let t = vectorize_target(&r);
+    let found: Vec<&str> =
+        t["differences"].as_array().expect("list").iter().filter_map(|d| d["key"].as_str()).collect();
+    assert!(found.contains(&format!("id={synced}").as_str()), "{t:#}");
+    // The one the load wrote is found only if the sample drew it (300 of
+    // ~20,000); either way the report says what it can claim.
+    let v = &t["values"];
+    match found.contains(&format!("id={loaded}").as_str()) {
+        true => {
+            assert_eq!(v["sampled_differing"].as_u64(), Some(1), "{v:#}");
+            assert!(v["differing_below"].is_null(), "{v:#}");
+        }
+        false => {
+            assert_eq!(v["sampled_differing"].as_u64(), Some(0), "{v:#}");
+            // 1 in ~20,000 differs: below the stated 1%, so the claim holds.
+            assert!(v["differing_below"].as_f64().expect("bound") > 1.0 / vectors as f64, "{v:#}");
+        }
+    }
+
+    // Every value: both found, at the old cost.
+    let (code, r, out) = verify(&emu, &db, &config, &report, &["--vector-values", "all"]);
+    assert_eq!(code, Some(1), "{out}");
+    let t = vectorize_target(&r);
+    assert_eq!(t["counts"], serde_json::json!({"vector_values": 2}), "{t:#}");
+    let v = &t["values"];
+    assert_eq!(
+        (v["values_compared"].as_u64(), v["not_compared"].as_u64()),
+        (Some(vectors), Some(0)),
+        "{v:#}"
+    );
+    let all_requests = v["requests"].as_u64().expect("requests");
+    assert!(all_requests >= vectors / 20, "{all_requests}: {v:#}");
+    eprintln!(
+        "verify requests per 10,000 vectors: sampled {:.1}, all {:.1} ({vectors} vectors)",
+        clean_requests as f64 * 10_000.0 / vectors as f64,
+        all_requests as f64 * 10_000.0 / vectors as f64
+    );
+}
