@@ -592,7 +592,7 @@ main() {
         die "pgflare load --target files failed"
 
     measure "pgflare load --target sqlite" --out "$OUT_DIR/load.sqlite" \
-        --note "into a new SQLite file each run (one transaction per 2 MiB batch, foreign keys on)" \
+        --note "into a new SQLite file each run (batches share a transaction committed every 64 MiB and per key range, 64 MiB page cache, foreign keys on)" \
         -- sh -c 'rm -f "$1" && exec env DATABASE_URL="$2" "$3" load --quiet --restart --table "$4" --state-dir "$5" --target sqlite --sqlite "$1"' \
         sh "$OUT_DIR/load.sqlite" "$BENCH_URL" "$PGFLARE" "$TABLE" "$OUT_DIR/load-state" ||
         die "pgflare load --target sqlite failed"

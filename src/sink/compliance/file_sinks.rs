@@ -238,3 +238,45 @@ fn the_parquet_archive_keeps_the_sink_contract() {
 fn a_tee_of_files_keeps_the_sink_contract() {
     check(&mut TeeOfFiles::default());
 }
+
+/// Partitions share the sqlite target's transaction: when one partition's
+/// batch fails, the rows another partition wrote into that transaction are
+/// rolled back with it, so that partition must not finish as if they were
+/// written; a partition opened afterwards (the next sync run) writes.
+#[test]
+fn a_partition_whose_rows_were_rolled_back_with_another_failed_batch_cannot_finish() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("d1.sqlite");
+    let c = D1SqliteConfig::open(&path, D1Mappings::default()).expect("open");
+    // A value the table refuses: ns must not be 'bad'.
+    c.execute(
+        "table",
+        "CREATE TABLE t (id TEXT PRIMARY KEY, embedding TEXT, meta TEXT, ns TEXT CHECK (ns IS NOT 'bad'));",
+    )
+    .expect("table");
+    let all = super::rows();
+    let table = super::table();
+    let tb =
+        |p: usize, b: RecordBatch| crate::batch::TableBatch { table: table.clone(), partition: p, batch: b };
+    let mut a = c.open(&table, 0).expect("a");
+    let mut b = c.open(&table, 1).expect("b");
+    a.write(&tb(0, super::batch_of(&all[..10]))).expect("a's rows, not committed yet");
+    let mut bad = all[10..20].to_vec();
+    bad[3].ns = Some("bad".into());
+    let e = b.write(&tb(1, super::batch_of(&bad))).expect_err("the refused row");
+    assert!(e.to_string().contains("CHECK constraint failed"), "{e}");
+    let e = a.finish().expect_err("a's rows were rolled back");
+    assert!(e.to_string().contains("rolled back with a failed batch"), "{e}");
+    let count = |c: &D1SqliteConfig| {
+        c.with_conn(|conn| {
+            conn.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+                .map_err(crate::error::Error::sqlite("count"))
+        })
+        .expect("count")
+    };
+    assert_eq!(count(&c), 0, "nothing of either partition is in the file");
+    let mut again = c.open(&table, 0).expect("again");
+    again.write(&tb(0, super::batch_of(&all[..10]))).expect("a later partition writes");
+    again.finish().expect("and finishes");
+    assert_eq!(count(&c), 10);
+}

@@ -2,7 +2,18 @@
 //! a local SQLite file (for example the one `wrangler d1 execute --local`
 //! keeps under `.wrangler/state/v3/d1/`). Foreign keys are enforced as D1
 //! enforces them; each batch is one transaction, deferred foreign keys
-//! included, so a kill leaves whole batches only. The connection has D1's
+//! included. Batches share one open transaction, committed every
+//! [`COMMIT_BYTES`] and whenever a partition finishes (before the load
+//! records it as done): a commit per 2 MiB batch journals, again and
+//! again, the index pages that random keys spread over the whole file,
+//! which made the target slow down faster than it grew (BENCHMARKS.md). A
+//! kill leaves whole commits only, and partitions not recorded as done are
+//! loaded again (the upserts are idempotent). A failed batch rolls back
+//! the shared transaction; every partition that had written into it is
+//! refused at its next write or finish, so none can finish on rows that
+//! were rolled back (later transactions, e.g. the next sync run, go on). The
+//! page cache is [`CACHE_KIB`] (SQLite's default 2 MiB sends every page
+//! of a large file through the kernel). The connection has D1's
 //! SQL limits ([`apply_d1_sql_limits`]). Rows are bound to one prepared
 //! upsert (the files' statement with parameters for literals), not written
 //! as SQL text and parsed back: the same values in the same storage
@@ -25,13 +36,73 @@ use crate::cloudflare::limits::{apply_d1_sql_limits, shape_limit_hint, D1_MAX_ST
 use crate::d1::split::split;
 use crate::error::{Error, Result};
 
+/// Bytes of rows (as the files' statements) written before a commit.
+pub const COMMIT_BYTES: u64 = 64 << 20;
+
+/// SQLite's page cache for the target, in KiB (bounded, whatever the file's size).
+pub const CACHE_KIB: u32 = 64 << 10;
+
+/// The connection and the transaction the batches share.
+struct Held {
+    conn: Connection,
+    /// Bytes written in the open transaction; `None` when none is open.
+    open: Option<u64>,
+    /// The number of the open (or last) transaction.
+    generation: u64,
+    /// Transactions rolled back after a failed batch, with the failure.
+    rolled_back: std::collections::HashMap<u64, String>,
+}
+
+impl Held {
+    /// Opens the shared transaction if none is; returns its number.
+    fn begin(&mut self, ctx: &str) -> Result<u64> {
+        if self.open.is_none() {
+            self.conn.execute_batch("BEGIN; PRAGMA defer_foreign_keys = on;").map_err(Error::sqlite(ctx))?;
+            self.generation += 1;
+            self.open = Some(0);
+        }
+        Ok(self.generation)
+    }
+
+    /// Refuses a partition whose rows went into a transaction that was
+    /// rolled back after another batch failed.
+    fn check(&self, ctx: &str, wrote_in: &[u64]) -> Result<()> {
+        match wrote_in.iter().find_map(|g| self.rolled_back.get(g)) {
+            Some(why) => Err(Error::Internal(format!(
+                "{ctx}: rows of this partition were rolled back with a failed batch of the same \
+                 transaction ({why}); run the load again once that is fixed"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Commits the shared transaction, if one is open.
+    fn commit(&mut self, ctx: &str) -> Result<()> {
+        if self.open.is_some() {
+            if let Err(e) = self.conn.execute_batch("COMMIT;") {
+                self.abandon(&e.to_string());
+                return Err(Error::sqlite(ctx)(e));
+            }
+            self.open = None;
+        }
+        Ok(())
+    }
+
+    fn abandon(&mut self, why: &str) {
+        let _ = self.conn.execute_batch("ROLLBACK;");
+        if self.open.take().is_some() {
+            self.rolled_back.insert(self.generation, why.to_string());
+        }
+    }
+}
+
 /// Settings and the open database of the `sqlite` target.
 #[derive(Clone)]
 pub struct D1SqliteConfig {
     pub path: PathBuf,
     pub mappings: D1Mappings,
     pub max_statement_bytes: usize,
-    conn: Arc<Mutex<Connection>>,
+    conn: Arc<Mutex<Held>>,
 }
 
 impl D1SqliteConfig {
@@ -45,11 +116,17 @@ impl D1SqliteConfig {
         conn.execute_batch("PRAGMA foreign_keys = ON;").map_err(Error::sqlite(&ctx))?;
         conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(Error::sqlite(&ctx))?;
         apply_d1_sql_limits(&conn).map_err(Error::sqlite(&ctx))?;
+        conn.execute_batch(&format!("PRAGMA cache_size = -{CACHE_KIB};")).map_err(Error::sqlite(&ctx))?;
         Ok(D1SqliteConfig {
             path: path.to_path_buf(),
             mappings,
             max_statement_bytes: D1_MAX_STATEMENT_BYTES,
-            conn: Arc::new(Mutex::new(conn)),
+            conn: Arc::new(Mutex::new(Held {
+                conn,
+                open: None,
+                generation: 0,
+                rolled_back: Default::default(),
+            })),
         })
     }
 
@@ -57,9 +134,9 @@ impl D1SqliteConfig {
     /// SQLite measures the statement length limit over all the text it is
     /// given, D1 per statement.
     pub fn execute(&self, what: &str, sql: &str) -> Result<()> {
-        let mut conn = self.conn.lock().map_err(|_| Error::Internal("sqlite connection poisoned".into()))?;
         let ctx = format!("{}: {what}", self.path.display());
-        let tx = conn.transaction().map_err(Error::sqlite(&ctx))?;
+        let mut held = self.held(&ctx)?;
+        let tx = held.conn.transaction().map_err(Error::sqlite(&ctx))?;
         tx.execute_batch("PRAGMA defer_foreign_keys = on;").map_err(Error::sqlite(&ctx))?;
         for s in split(sql) {
             tx.execute_batch(&s).map_err(|e| statement_error(&ctx, &s, e))?;
@@ -90,8 +167,16 @@ impl D1SqliteConfig {
 
     /// Runs `f` on the open connection (queries of the sync job).
     pub fn with_conn<R>(&self, f: impl FnOnce(&mut Connection) -> Result<R>) -> Result<R> {
-        let mut conn = self.conn.lock().map_err(|_| Error::Internal("sqlite connection poisoned".into()))?;
-        f(&mut conn)
+        let mut held = self.held(&format!("{}: reading", self.path.display()))?;
+        f(&mut held.conn)
+    }
+
+    /// The connection, the batches' open transaction committed first (what
+    /// runs next reads or writes after them, in its own transaction).
+    fn held(&self, ctx: &str) -> Result<std::sync::MutexGuard<'_, Held>> {
+        let mut held = self.conn.lock().map_err(|_| Error::Internal("sqlite connection poisoned".into()))?;
+        held.commit(ctx)?;
+        Ok(held)
     }
 }
 
@@ -104,6 +189,7 @@ impl SinkFactory for D1SqliteConfig {
             config: self.clone(),
             what: format!("{} partition {partition}", table.qualified()),
             report: SinkReport::default(),
+            wrote_in: Vec::new(),
         }))
     }
 }
@@ -115,6 +201,8 @@ struct SqliteSink {
     config: D1SqliteConfig,
     what: String,
     report: SinkReport,
+    /// The shared transactions this partition wrote into.
+    wrote_in: Vec<u64>,
 }
 
 impl BatchSink for SqliteSink {
@@ -123,30 +211,54 @@ impl BatchSink for SqliteSink {
         if b.num_rows() == 0 {
             return Ok(());
         }
-        let mut conn =
+        let mut held =
             self.config.conn.lock().map_err(|_| Error::Internal("sqlite connection poisoned".into()))?;
         let ctx = format!("{}: loading {}", self.config.path.display(), self.what);
-        let tx = conn.transaction().map_err(Error::sqlite(&ctx))?;
-        tx.execute_batch("PRAGMA defer_foreign_keys = on;").map_err(Error::sqlite(&ctx))?;
-        {
-            // One prepared upsert, each row's values bound to it: the
-            // values the files' statements hold, without writing their SQL
-            // text and having SQLite parse it back (BENCHMARKS.md).
-            let mut stmt = tx.prepare_cached(&self.sql).map_err(|e| statement_error(&ctx, &self.sql, e))?;
-            self.report.bytes += self.renderer.bind(b, &mut |values, key| {
-                for (i, v) in values.iter().enumerate() {
-                    stmt.raw_bind_parameter(i + 1, Bound(v)).map_err(Error::sqlite(&ctx))?;
-                }
-                stmt.raw_execute().map_err(|e| row_error(&ctx, &self.sql, &key(), e))?;
-                Ok(())
-            })?;
+        held.check(&ctx, &self.wrote_in)?;
+        let generation = held.begin(&ctx)?;
+        if self.wrote_in.last() != Some(&generation) {
+            self.wrote_in.push(generation);
         }
-        tx.commit().map_err(Error::sqlite(&ctx))?;
+        // One prepared upsert, each row's values bound to it: the values
+        // the files' statements hold, without writing their SQL text and
+        // having SQLite parse it back (BENCHMARKS.md).
+        let bytes = {
+            let Held { conn, .. } = &mut *held;
+            let sql = &self.sql;
+            conn.prepare_cached(sql).map_err(|e| statement_error(&ctx, sql, e)).and_then(|mut stmt| {
+                self.renderer.bind(b, &mut |values, key| {
+                    for (i, v) in values.iter().enumerate() {
+                        stmt.raw_bind_parameter(i + 1, Bound(v)).map_err(Error::sqlite(&ctx))?;
+                    }
+                    stmt.raw_execute().map_err(|e| row_error(&ctx, sql, &key(), e))?;
+                    Ok(())
+                })
+            })
+        };
+        let bytes = match bytes {
+            Ok(n) => n,
+            Err(e) => {
+                held.abandon(&e.to_string());
+                return Err(e);
+            }
+        };
+        self.report.bytes += bytes;
         self.report.rows += b.num_rows() as u64;
+        let pending = held.open.map(|n| n + bytes).unwrap_or(bytes);
+        held.open = Some(pending);
+        if pending >= COMMIT_BYTES {
+            held.commit(&ctx)?;
+        }
         Ok(())
     }
 
     fn finish(self: Box<Self>) -> Result<SinkReport> {
+        // The partition's rows are durable before its report is recorded.
+        let ctx = format!("{}: finishing {}", self.config.path.display(), self.what);
+        let mut held =
+            self.config.conn.lock().map_err(|_| Error::Internal("sqlite connection poisoned".into()))?;
+        held.check(&ctx, &self.wrote_in)?;
+        held.commit(&ctx)?;
         Ok(self.report)
     }
 }
