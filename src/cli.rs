@@ -392,7 +392,7 @@ pub struct CheckArgs {
     /// the report (300 clean: fewer than 1% differ, at 95%); `all`: every
     /// vector's values (a million vectors: 50,000 requests).
     #[arg(long, default_value = "300", value_name = "N|all")]
-    pub vector_values: crate::verify::value_check::ValueMode,
+    pub vector_values: String,
 
     /// Vector elements that differ by at most this much count as equal
     /// (for targets that do not keep float32 bits); 0 = bit for bit.

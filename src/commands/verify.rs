@@ -20,6 +20,8 @@ pub async fn run(
     progress: &Progress,
     timeouts: crate::timeouts::Timeouts,
 ) -> anyhow::Result<ExitCode> {
+    let vector_values: crate::verify::value_check::ValueMode =
+        args.vector_values.parse().map_err(|e| anyhow::anyhow!("--vector-values: {e}"))?;
     if !(args.sample > 0.0 && args.sample <= 1.0) {
         anyhow::bail!("--sample: {} is not a fraction in (0, 1]", args.sample);
     }
@@ -76,7 +78,7 @@ pub async fn run(
         sample: args.sample,
         vectorize,
         float_tolerance: args.float_tolerance.max(0.0),
-        vector_values: args.vector_values,
+        vector_values,
         queries: args.queries,
         k: args.k.clamp(1, 100),
         min_recall: args.min_recall,
