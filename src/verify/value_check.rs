@@ -21,6 +21,12 @@
 //!   errs on the safe side). 300 gives "fewer than 1%", in 15 requests.
 //!
 //! `--vector-values all` fetches every vector, as before this budget.
+//!
+//! Sources for the limits: Cloudflare's API limits page (1,200 requests
+//! per five minutes per user, developers.cloudflare.com/fundamentals/api/
+//! reference/limits/); Vectorize's REST reference for `list` (`count` up
+//! to 1,000); 20 ids per `get_by_ids` is observed, not documented (see
+//! ../shared/reference/cloudflare.md and `cloudflare::limits`).
 
 use std::collections::HashSet;
 use std::path::Path;
