@@ -11,39 +11,24 @@ pub mod exact;
 pub mod explain;
 pub mod input;
 pub mod report;
+mod resolved;
 mod shapes_run;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use sqlx::AssertSqlSafe;
 
 use self::input::QueryVec;
 use self::report::ShapesReport;
+use self::resolved::{rows_by_id, Resolved};
 use self::shapes_run::ShapesRun;
 use super::parity::{Chooser, Collecting, Metric};
 use super::run::{open_d1, Verification};
-use crate::batch::quote_ident;
 use crate::cloudflare::vectorize_filter::{IndexType, Indexed};
-use crate::config::mapping::VectorMapping;
 use crate::config::queries::QueryShape;
 use crate::error::{Error, Result};
-use crate::source::TableInfo;
-
-/// One shape resolved against the catalog and the mapping.
-struct Resolved<'a> {
-    shape: &'a QueryShape,
-    info: &'a TableInfo,
-    vm: &'a VectorMapping,
-    /// The D1 table and its names of the vector id and context columns.
-    d1_table: String,
-    d1_id: String,
-    d1_context: Vec<String>,
-    /// D1 names of the post-filtered columns.
-    d1_post: HashMap<String, String>,
-}
 
 impl Verification<'_> {
     /// The query-shapes section, when pgflare.toml has `[[queries]]` (and
@@ -207,36 +192,4 @@ fn no_shapes() -> Error {
         setting: "--query-file".into(),
         message: "pgflare.toml has no [[queries]]: describe the service's query first (README, \"Results match Supabase\")".into(),
     }
-}
-
-/// Rows of `spec` by vector id: each asked column through `form` (a
-/// format with `{}` for the quoted column), as text.
-async fn rows_by_id(
-    conn: &mut crate::source::conn::SourceConn,
-    spec: &crate::batch::TableSpec,
-    id_col: &str,
-    ids: &[String],
-    cols: &[String],
-    form: &str,
-) -> Result<HashMap<String, Vec<Option<String>>>> {
-    let mut out = HashMap::new();
-    if ids.is_empty() {
-        return Ok(out);
-    }
-    let exprs: Vec<String> = cols.iter().map(|c| form.replace("{}", &quote_ident(c))).collect();
-    let id = format!("CAST({} AS text)", quote_ident(id_col));
-    let select = if exprs.is_empty() { String::new() } else { format!(", {}", exprs.join(", ")) };
-    let sql = format!("SELECT {id}{select} FROM {} WHERE {id} = ANY($1)", spec.sql_name());
-    let rows = sqlx::query(AssertSqlSafe(sql))
-        .bind(ids.to_vec())
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(Error::db(format!("reading query rows of {}", spec.qualified())))?;
-    for row in rows {
-        use sqlx::Row as _;
-        let id: String = row.try_get(0).map_err(Error::db("reading a query row's id".to_string()))?;
-        let vals = (1..=cols.len()).map(|i| row.try_get::<Option<String>, _>(i).ok().flatten()).collect();
-        out.insert(id, vals);
-    }
-    Ok(out)
 }

@@ -7,7 +7,8 @@
 use super::cloud::{Cell, Plan};
 use super::input::QueryVec;
 use super::report::{Miss, MissReason, MissSide, ShapeQuery, ShapeReport};
-use super::{cloud, exact, explain, report, rows_by_id, Resolved};
+use super::resolved::{rows_by_id, Resolved};
+use super::{cloud, exact, explain, report};
 use crate::batch::collect::{take, Collectors};
 use crate::batch::quote_ident;
 use crate::batch::sink::SinkFactory;
