@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{TableBatch, TableSpec};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// One file a sink wrote.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +127,10 @@ pub struct VectorReport {
     /// (see `cloudflare::vectorize`); never stored.
     #[serde(skip)]
     pub pending_write: Option<u64>,
+    /// Writes still to be sent that hold this partition's last vectors
+    /// (the load's shared upserts); never stored.
+    #[serde(skip)]
+    pub pending_tails: Vec<DeferredWrite>,
 }
 
 impl VectorReport {
@@ -150,6 +154,7 @@ impl VectorReport {
             self.count_omission(o);
         }
         self.pending_write = self.pending_write.max(other.pending_write);
+        self.pending_tails.extend(other.pending_tails);
     }
 
     /// Adds `o` to its (path, reason) entry, or a new one while there is room.
@@ -165,3 +170,46 @@ impl VectorReport {
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
+
+/// What the request holding a range's last vectors came to: its write
+/// ticket, or why it was not sent (`None` while it waits).
+pub type Outcome = Option<std::result::Result<u64, String>>;
+
+/// A write not sent yet: resolves to the write ticket of the request
+/// that will hold a range's last vectors (`sink::vectorize::tails`).
+/// Never stored; two are equal when they watch the same request.
+#[derive(Clone)]
+pub struct DeferredWrite(pub tokio::sync::watch::Receiver<Outcome>);
+
+impl DeferredWrite {
+    /// Waits until the pool sent the request (or failed, or was dropped).
+    pub async fn sent(mut self) -> Result<u64> {
+        loop {
+            if let Some(outcome) = self.0.borrow_and_update().clone() {
+                return outcome.map_err(|e| {
+                    Error::Internal(format!("the upsert holding this range's last vectors failed: {e}"))
+                });
+            }
+            if self.0.changed().await.is_err() {
+                // The pool went away unsent: the load stopped before its flush.
+                return Err(Error::Internal(
+                    "the load stopped before this range's last vectors were sent; run it again".into(),
+                ));
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for DeferredWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeferredWrite")
+    }
+}
+
+impl PartialEq for DeferredWrite {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same_channel(&other.0)
+    }
+}
+
+impl Eq for DeferredWrite {}

@@ -3,7 +3,9 @@
 //! bar shows bytes written next to rows. A range whose vectors went to the
 //! Vectorize API is recorded only once Vectorize has *applied* its last
 //! write: that wait runs in the background (the worker moves on to the
-//! next range) and the load awaits all of them before it reports done.
+//! next range) and the load awaits all of them before it reports done. A
+//! range whose last vectors wait in the load's shared upserts is recorded
+//! once those were sent and applied.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,6 +18,7 @@ use crate::cloudflare::vectorize::WriteTicket;
 use crate::cloudflare::Vectorize;
 use crate::error::{Error, Result};
 use crate::sink::recorded::{Recorded, Recorder};
+use crate::sink::vectorize::tails::TailPool;
 
 /// Records a finished range in the load state (after Vectorize applied
 /// its writes, when there is a `confirm`), and shows the bytes written.
@@ -38,11 +41,18 @@ pub struct Confirm {
     pub runtime: tokio::runtime::Handle,
     pub waiting: Arc<Mutex<Vec<tokio::task::JoinHandle<Result<()>>>>>,
     pub status: ProgressBar,
+    /// The shared upserts that ranges leave their last vectors to.
+    pub tails: Option<Arc<TailPool>>,
 }
 
 impl Confirm {
-    /// Awaits every range still waiting; the first error wins.
+    /// Sends the ranges' pooled last vectors, then awaits every range
+    /// still waiting; the pool's error, else the first range's, wins.
     pub async fn drain(&self) -> Result<()> {
+        let flushed = match &self.tails {
+            Some(pool) => pool.flush(&self.index).await,
+            None => Ok(()),
+        };
         let handles: Vec<_> = match self.waiting.lock() {
             Ok(mut w) => w.drain(..).collect(),
             Err(_) => return Err(Error::Internal("confirmation list poisoned".into())),
@@ -55,7 +65,7 @@ impl Confirm {
                 first = r;
             }
         }
-        first
+        flushed.and(first)
     }
 }
 
@@ -65,13 +75,23 @@ impl Recorder for LoadRecorder {
         if let Some((_, bar)) = self.bars.iter().find(|(n, _)| n == table) {
             bar.set_message(format!("{} of SQL written", indicatif::HumanBytes(total)));
         }
-        match (&self.confirm, report.vectors.pending_write) {
-            (Some(c), Some(t)) => {
+        let v = &report.vectors;
+        match &self.confirm {
+            Some(c) if v.pending_write.is_some() || !v.pending_tails.is_empty() => {
                 let (state, table, r) = (self.state.clone(), table.to_string(), report.clone());
                 let (index, timeout, status) = (c.index.clone(), c.timeout, c.status.clone());
                 let task = c.runtime.spawn(async move {
+                    // The range's last vectors may wait in the shared
+                    // upserts (`sink::vectorize::tails`): the latest of
+                    // its writes, once sent, covers the earlier ones.
+                    let mut last = r.vectors.pending_write;
+                    for tail in r.vectors.pending_tails.iter().cloned() {
+                        last = last.max(Some(tail.sent().await?));
+                    }
                     let show = move |m: &str| status.set_message(m.to_string());
-                    index.wait_applied(WriteTicket(t), timeout, &show).await?;
+                    if let Some(t) = last {
+                        index.wait_applied(WriteTicket(t), timeout, &show).await?;
+                    }
                     state.partition_done(&table, partition, &r)
                 });
                 c.waiting

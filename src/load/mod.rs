@@ -276,7 +276,7 @@ async fn open_targets(
     let d1 = opts.target.open(d1_mappings, api.clone())?;
     let mut vector_plan = prepared.vectors.clone();
     let vectors =
-        vectors::open(vector_target, &mut vector_plan, &opts.project.vectorize, api, progress).await?;
+        vectors::open(vector_target, &mut vector_plan, &opts.project.vectorize, api, progress, true).await?;
     if !resumed {
         d1.clear_previous_output()?;
         if let Some(dir) = vectors.as_ref().and_then(|v| v.files_dir.as_ref()) {
@@ -321,8 +321,10 @@ fn checkpointing_sinks(
         1 => targets.d1.sinks(),
         _ => Arc::new(crate::sink::tee::Tee(sinks_of)),
     };
+    let tails = targets.vectors.as_ref().and_then(|v| v.tails.clone());
     let confirm = targets.vectors.as_ref().and_then(|v| v.index.clone()).map(|index| checkpoint::Confirm {
         index,
+        tails,
         timeout: opts.project.vectorize.wait_timeout,
         runtime: tokio::runtime::Handle::current(),
         waiting: Arc::default(),

@@ -134,6 +134,7 @@ impl StateFile {
         p.files = report.files.clone();
         p.vectors = report.vectors.clone();
         p.vectors.pending_write = None;
+        p.vectors.pending_tails.clear();
         write_atomic(&self.path, &state)
     }
 

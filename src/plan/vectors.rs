@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::sink::vectorize::api::VectorizeApiConfig;
 use crate::sink::vectorize::files::VectorizeFilesConfig;
+use crate::sink::vectorize::tails::TailPool;
 use crate::source::fit::Finding;
 use crate::source::vector_fit;
 
@@ -66,15 +67,21 @@ pub struct OpenVectors {
     /// The index, for waiting on writes (`api` only).
     pub index: Option<Arc<Vectorize>>,
     pub files_dir: Option<PathBuf>,
+    /// The ranges' shared last upserts (`api`, when asked for): flushed by
+    /// the caller once the ranges finished.
+    pub tails: Option<Arc<TailPool>>,
 }
 
 /// Opens the Vectorize side: for the API, makes the index ready first.
+/// With `pool_tails`, the ranges' last, partial upserts are packed into
+/// shared ones (the load's choice; sync and restore send their own).
 pub async fn open(
     target: &VectorTarget,
     plan: &mut VectorPlan,
     settings: &VectorizeSettings,
     api: Option<Arc<Api>>,
     progress: &Progress,
+    pool_tails: bool,
 ) -> Result<Option<OpenVectors>> {
     if plan.mappings.0.is_empty() {
         return Ok(None);
@@ -85,7 +92,12 @@ pub async fn open(
             std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
             let mut c = VectorizeFilesConfig::new(dir.clone(), plan.mappings.clone());
             c.vectors_per_file = settings.vectors_per_request;
-            Ok(Some(OpenVectors { sinks: Arc::new(c), index: None, files_dir: Some(dir.clone()) }))
+            Ok(Some(OpenVectors {
+                sinks: Arc::new(c),
+                index: None,
+                files_dir: Some(dir.clone()),
+                tails: None,
+            }))
         }
         VectorTarget::Api { settings: api_settings, index } => {
             let api = match api {
@@ -95,7 +107,14 @@ pub async fn open(
             let v = Arc::new(Vectorize::new(api, index));
             prepare_index(&v, plan, settings, progress).await?;
             let c = VectorizeApiConfig::new(v.clone(), plan.mappings.clone(), settings.vectors_per_request);
-            Ok(Some(OpenVectors { sinks: Arc::new(c), index: Some(v), files_dir: None }))
+            let (c, tails) = match pool_tails {
+                true => {
+                    let (c, pool) = c.with_tail_pool();
+                    (c, Some(pool))
+                }
+                false => (c, None),
+            };
+            Ok(Some(OpenVectors { sinks: Arc::new(c), index: Some(v), files_dir: None, tails }))
         }
     }
 }

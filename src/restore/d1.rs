@@ -136,7 +136,8 @@ async fn open_targets(
     let d1 = to.target.open(d1_mappings_of(infos, &mapped.mappings), api.clone())?;
     let mut plan = mapped.vectors.clone();
     let vectors =
-        crate::plan::vectors::open(&vector_target, &mut plan, &opts.project.vectorize, api, progress).await?;
+        crate::plan::vectors::open(&vector_target, &mut plan, &opts.project.vectorize, api, progress, false)
+            .await?;
     d1.clear_previous_output()?;
     if to.create_tables {
         d1.apply_schema(&crate::sink::d1::migration::migration_sql(&mapped.d1)?).await?;

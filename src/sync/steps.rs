@@ -152,6 +152,7 @@ impl Run<'_> {
             &opts.project.vectorize,
             api,
             self.progress,
+            false,
         )
         .await?;
         for (table, m) in &vector_plan.mappings.0 {

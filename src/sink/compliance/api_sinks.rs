@@ -132,6 +132,7 @@ impl Subject for VectorizeApi {
             vectors_per_request: if roll { 4 } else { 5000 },
             max_request_bytes: VECTORIZE_MAX_UPLOAD_BYTES,
             runtime: self.0.rt.handle().clone(),
+            tails: None,
         })
     }
     fn rows(&self) -> Option<Vec<Out>> {

@@ -1,14 +1,17 @@
 //! The Vectorize `api` target: NDJSON lines gathered into upsert requests
 //! of at most `vectors_per_request` vectors (5000) and under 100 MB, sent
 //! through the Vectorize client (one retry policy and request budget with
-//! D1). A partition's sink finishes when its last upsert was accepted; the
-//! load waits for Vectorize to *apply* it (see `cloudflare::vectorize`)
-//! before it records the partition as done.
+//! D1). A partition's sink finishes when its last upsert was accepted, or
+//! (with a [`TailPool`], as the load runs it) when its last, partial
+//! upsert was handed to the pool shared by every range; the load waits for
+//! Vectorize to *apply* it (see `cloudflare::vectorize`) before it records
+//! the partition as done.
 
 use std::sync::Arc;
 
 use super::files::Nothing;
 use super::ndjson::LineWriter;
+use super::tails::TailPool;
 use crate::batch::sink::VectorReport;
 use crate::batch::sink::{BatchSink, SinkFactory, SinkReport};
 use crate::batch::{TableBatch, TableSpec};
@@ -25,6 +28,10 @@ pub struct VectorizeApiConfig {
     pub vectors_per_request: usize,
     pub max_request_bytes: usize,
     pub runtime: tokio::runtime::Handle,
+    /// Where finished ranges leave their last, partial upsert (the load
+    /// packs them together; see [`super::tails`]); `None`: each range
+    /// sends its own.
+    pub tails: Option<Arc<TailPool>>,
 }
 
 impl VectorizeApiConfig {
@@ -35,7 +42,16 @@ impl VectorizeApiConfig {
             vectors_per_request,
             max_request_bytes: VECTORIZE_MAX_UPLOAD_BYTES,
             runtime: tokio::runtime::Handle::current(),
+            tails: None,
         }
+    }
+
+    /// The same, with the ranges' last upserts packed into shared ones;
+    /// the caller flushes the pool once the ranges finished.
+    pub fn with_tail_pool(mut self) -> (Self, Arc<TailPool>) {
+        let pool = Arc::new(TailPool::new(self.vectors_per_request, self.max_request_bytes));
+        self.tails = Some(pool.clone());
+        (self, pool)
     }
 }
 
@@ -113,7 +129,15 @@ impl BatchSink for ApiSink {
     }
 
     fn finish(mut self: Box<Self>) -> Result<SinkReport> {
-        self.out.send()?;
+        match self.out.config.tails.clone() {
+            Some(pool) => {
+                let out = &mut self.out;
+                let tail =
+                    pool.add(&out.config.index, &out.config.runtime, &out.what, &out.body, out.lines)?;
+                self.report.pending_tails.extend(tail);
+            }
+            None => self.out.send()?,
+        }
         self.report.pending_write = self.out.last_write;
         Ok(SinkReport { vectors: std::mem::take(&mut self.report), ..SinkReport::default() })
     }

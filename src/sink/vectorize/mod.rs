@@ -10,6 +10,7 @@ pub mod files;
 pub mod flatten;
 pub mod metadata;
 pub mod ndjson;
+pub mod tails;
 
 #[cfg(test)]
 mod tests;
