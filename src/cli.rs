@@ -11,6 +11,7 @@ mod emulate;
 mod groups;
 mod reconcile;
 mod restore;
+mod shell;
 mod sync;
 mod verify;
 pub use archive::{ArchiveArgs, ArchiveCommand, ArchiveFrom, ArchiveSub};
@@ -22,9 +23,22 @@ pub use groups::{
 };
 pub use reconcile::{ReconcileArgs, ReconcileInto};
 pub use restore::{PostgresTargetArgs, RestoreArgs, RestoreTarget};
+pub use shell::{CompletionsArgs, ManArgs};
 pub use sync::SyncArgs;
 use verify::parse_top_k;
 pub use verify::VerifyArgs;
+
+/// `pgflare -V`: the version and the commit it was built from (build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("PGFLARE_COMMIT"), ")");
+
+/// `pgflare --version`: also the profile, target and compiler.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("PGFLARE_COMMIT"),
+    "\nbuild: ",
+    env!("PGFLARE_BUILD"),
+);
 
 /// Move a RAG service's data from Postgres + pgvector (e.g. Supabase) to
 /// Cloudflare D1 and Vectorize, verify it, and archive the source to Parquet.
@@ -34,7 +48,7 @@ pub use verify::VerifyArgs;
 /// read at one consistent snapshot by parallel workers; nothing is written
 /// to it.
 #[derive(Debug, Parser)]
-#[command(name = "pgflare", version, propagate_version = true, max_term_width = 100)]
+#[command(name = "pgflare", version = VERSION, long_version = LONG_VERSION, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     /// Print machine-readable JSON on stdout instead of tables (progress
     /// bars are turned off).
@@ -289,6 +303,23 @@ pub enum Command {
     ///   export CLOUDFLARE_API_BASE_URL=http://127.0.0.1:8787/client/v4 CLOUDFLARE_ACCOUNT_ID=local-account
     #[command(verbatim_doc_comment)]
     Emulate(EmulateArgs),
+
+    /// Print a completion script for bash, zsh, fish, elvish or powershell.
+    ///
+    /// Examples:
+    ///   pgflare completions bash > ~/.local/share/bash-completion/completions/pgflare
+    ///   pgflare completions zsh > ~/.zfunc/_pgflare     (with fpath+=~/.zfunc)
+    ///   pgflare completions fish > ~/.config/fish/completions/pgflare.fish
+    #[command(verbatim_doc_comment)]
+    Completions(CompletionsArgs),
+
+    /// Print the manual page (roff), or write one page per command.
+    ///
+    /// Examples:
+    ///   pgflare man | man -l -
+    ///   pgflare man --out ~/.local/share/man/man1 && man pgflare-load
+    #[command(verbatim_doc_comment)]
+    Man(ManArgs),
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,16 @@ pub fn line(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Writes a whole text (a generated script or page) to stdout, as [`line`].
+pub fn text(bytes: &[u8]) {
+    if CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Err(e) = std::io::stdout().lock().write_all(bytes) {
+        settle(e);
+    }
+}
+
 fn settle(e: std::io::Error) {
     CLOSED.store(true, Ordering::Relaxed);
     if e.kind() != std::io::ErrorKind::BrokenPipe {

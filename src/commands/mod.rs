@@ -14,6 +14,7 @@ mod inspect_filtering;
 mod load;
 mod reconcile;
 mod restore;
+mod shell;
 mod sync;
 mod verify;
 
@@ -51,6 +52,8 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::run(args, cli.json, t).await,
         Command::Init(args) => init::run(args, cli.json, t).await,
         Command::Emulate(args) => emulate::run(args, cli.json).await,
+        Command::Completions(args) => shell::completions(&args),
+        Command::Man(args) => shell::man(&args),
         Command::Archive(cmd) => match cmd.verify {
             Some(ArchiveSub::Verify(args)) => archive::verify(args, cli.json, &progress, t).await,
             None => archive::export(cmd.export, cli.json, &progress, t).await,

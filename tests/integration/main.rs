@@ -34,6 +34,7 @@ mod reconcile;
 mod restore;
 mod restore_postgres;
 mod secrets;
+mod shipping;
 mod soft_delete;
 mod sync;
 mod sync_changes;
