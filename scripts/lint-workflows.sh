@@ -4,7 +4,8 @@
 # WebAssembly: syntax, expressions, contexts, runner labels) and
 # check-jsonschema (PyPI) against GitHub's workflow schema as vendored in it
 # (SchemaStore's). It first feeds both a copy with one misspelt key, to show
-# that they refuse what is wrong, then the real files. scripts/test.sh runs it.
+# that they refuse what is wrong, then the real files; then the systemd unit
+# example with systemd-analyze verify, where it exists. scripts/test.sh runs it.
 #
 # Usage: scripts/lint-workflows.sh [FILE...]   (default: examples/github-actions/*.yml)
 
@@ -58,3 +59,17 @@ actionlint "${FILES[@]}"
 log "check-jsonschema (github-workflows) ${FILES[*]}"
 schema "${FILES[@]}" >&2
 log "ok: ${#FILES[@]} workflow files"
+
+# The systemd unit example, where systemd-analyze exists: with ExecStart
+# pointed at a real file (the unit names /usr/local/bin/pgflare).
+UNIT="examples/systemd/pgflare-sync.service"
+if [ $# -eq 0 ] && command -v systemd-analyze >/dev/null 2>&1; then
+    tmp="$(mktemp -d)"
+    trap 'rm -f "$bad"; rm -rf "$tmp"' EXIT
+    sed "s#/usr/local/bin/pgflare#/bin/true#" "$UNIT" >"$tmp/pgflare-sync.service"
+    out="$(systemd-analyze verify --man=no "$tmp/pgflare-sync.service" 2>&1 | grep -v -e 'Failed to put bus name' -e 'Failed to connect to bus' || true)"
+    [ -z "$out" ] || die "systemd-analyze verify $UNIT: $out"
+    log "ok: $UNIT (systemd-analyze verify)"
+elif [ $# -eq 0 ]; then
+    log "systemd-analyze not found: $UNIT not checked"
+fi
