@@ -35,7 +35,7 @@ cargo build --release --bins -q
 PGFLARE="$ROOT/target/release/pgflare"
 
 ADMIN_URL="$(bash scripts/pg.sh start)"
-bash scripts/pg.sh psql postgres -q -c "DROP DATABASE IF EXISTS pgflare_demo WITH (FORCE)" -c "CREATE DATABASE pgflare_demo"
+bash scripts/pg.sh psql postgres -q -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS pgflare_demo WITH (FORCE)" -c "CREATE DATABASE pgflare_demo"
 export DATABASE_URL="${ADMIN_URL%/*}/pgflare_demo"
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
@@ -125,3 +125,6 @@ CLOUDFLARE_API_BASE_URL="$BASE_URL" CLOUDFLARE_ACCOUNT_ID=demo-account CLOUDFLAR
     "$PGFLARE" verify --config "$WORK/pgflare.toml" --sqlite "$WORK/emulator/d1/rehearsal.sqlite" \
     --vectorize-index chunks --report-dir "$WORK/verify"
 echo "open the report: $WORK/verify/report.html (also report.md, report.json)"
+log "Postgres is left running on ${ADMIN_URL##*@} (database pgflare_demo) so that you can look around:"
+log "  bash scripts/pg.sh psql pgflare_demo      # a psql session"
+log "  bash scripts/pg.sh stop                   # stop it (scripts/test.sh would otherwise reuse it, and leave it running)"

@@ -103,7 +103,8 @@ ensure_rust_components
 
 step "start Postgres"
 if bash scripts/pg.sh status >/dev/null 2>&1; then
-    log "using the already running Postgres (left running afterwards)"
+    log "NOTE: reusing the Postgres already running ($(bash scripts/pg.sh status)), started earlier (by scripts/demo.sh?);"
+    log "      it stays running afterwards: 'bash scripts/pg.sh stop' stops it, 'bash scripts/pg.sh reset' empties it"
 else
     STARTED_PG=1
     if [ "${CI:-}" = "true" ]; then

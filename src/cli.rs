@@ -277,8 +277,9 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Doctor(DoctorArgs),
 
-    /// Run a local server that answers like Cloudflare's D1 REST API, to
-    /// rehearse a migration without an account and to test against.
+    /// Run a local server that answers like Cloudflare's D1 and Vectorize
+    /// REST APIs, to rehearse a migration without an account and to test
+    /// against.
     ///
     /// It serves /client/v4 with the bearer token and account id given here:
     ///
@@ -288,6 +289,12 @@ pub enum Command {
     ///   POST      /accounts/{A}/d1/database/{ID}/raw        same, rows as arrays
     ///   POST      /accounts/{A}/d1/database/{ID}/import     init, PUT upload_url, ingest, poll
     ///   POST      /accounts/{A}/d1/database/{ID}/export     SQL dump behind a download URL
+    ///   GET|POST  /accounts/{A}/vectorize/v2/indexes          list | create
+    ///   GET|DELETE /accounts/{A}/vectorize/v2/indexes/{I}     show | delete
+    ///   POST      .../indexes/{I}/insert|upsert               NDJSON (as wrangler sends it)
+    ///   POST      .../indexes/{I}/get_by_ids|delete_by_ids|query
+    ///   GET       .../indexes/{I}/info|list                   mutations applied, ids by page
+    ///   POST|GET  .../indexes/{I}/metadata_index/create|list|delete
     ///
     /// Each database is a SQLite file at DATA_DIR/d1/ID.sqlite. D1's rules are
     /// enforced: one transaction per request; no BEGIN/SAVEPOINT; PRAGMAs on

@@ -21,6 +21,7 @@
 pub mod buckets;
 pub mod keep;
 pub mod pass;
+pub mod shown;
 pub mod vector;
 
 #[cfg(test)]

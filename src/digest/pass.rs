@@ -15,6 +15,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
 use super::buckets::{bucket_of, identity, Buckets};
+use super::shown::{shorten, Kept, SIDE_BUDGET};
 use super::{field_digest, key_display, row_digests, RowDigest};
 use crate::batch::collect::{Collector, Collectors};
 use crate::batch::{TableBatch, TableSpec};
@@ -63,6 +64,9 @@ pub struct SeenRow {
     pub digest: RowDigest,
     /// Per column: the field digest and the value as text, shortened.
     pub fields: Vec<(RowDigest, String)>,
+    /// Per column: the first characters of a long text, to show where it
+    /// differs from the other side's (see [`super::shown`]).
+    pub kept: Vec<Option<Kept>>,
     /// Where the row lives on its side (`file.parquet#17`), when a side
     /// says so; empty otherwise.
     pub location: String,
@@ -80,10 +84,17 @@ pub enum Pass {
 }
 
 /// The per-table result of a pass over one side.
-#[derive(Default)]
 pub struct Side {
     pub buckets: Option<Buckets>,
     pub rows: Rows,
+    /// Bytes left for long texts' kept prefixes ([`super::shown::SIDE_BUDGET`]).
+    pub kept_budget: usize,
+}
+
+impl Default for Side {
+    fn default() -> Self {
+        Side { buckets: None, rows: Rows::default(), kept_budget: SIDE_BUDGET }
+    }
 }
 
 /// Runs one pass over a batch into `side`. `odd` are the D1 values of the
@@ -143,11 +154,22 @@ pub fn absorb_at(
                     continue;
                 }
                 let mut fields = Vec::with_capacity(batch.num_columns());
+                let mut kept = Vec::with_capacity(batch.num_columns());
                 for (c, col) in batch.columns().iter().enumerate() {
-                    fields.push(match odd.iter().find(|u| u.row == row && u.column == c) {
-                        Some(u) => (unreadable_digest(None, u), shorten(&format!("unreadable: {}", u.found))),
-                        None => (field_digest(col, row)?, shown(col, row)),
-                    });
+                    match odd.iter().find(|u| u.row == row && u.column == c) {
+                        Some(u) => {
+                            fields.push((
+                                unreadable_digest(None, u),
+                                shorten(&format!("unreadable: {}", u.found)),
+                            ));
+                            kept.push(None);
+                        }
+                        None => {
+                            let text = shown(col, row);
+                            kept.push(Kept::of(&text, &mut side.kept_budget));
+                            fields.push((field_digest(col, row)?, shorten(&text)));
+                        }
+                    }
                 }
                 let mut shown_key = match key.is_empty() {
                     true => format!("row digest {}", hex::encode(&d[..8])),
@@ -160,7 +182,10 @@ pub fn absorb_at(
                         u.found
                     ));
                 }
-                side.rows.insert(id, SeenRow { key: shown_key, digest: *d, fields, location: location(row) });
+                side.rows.insert(
+                    id,
+                    SeenRow { key: shown_key, digest: *d, fields, kept, location: location(row) },
+                );
             }
             Ok(())
         }
@@ -194,15 +219,7 @@ fn shown(col: &arrow::array::ArrayRef, row: usize) -> String {
         }
         _ => arrow::util::display::array_value_to_string(col, row).unwrap_or_else(|_| "?".into()),
     };
-    shorten(&text)
-}
-
-/// At most ~120 characters, with the length said when cut.
-pub fn shorten(s: &str) -> String {
-    match s.char_indices().nth(120) {
-        Some((i, _)) => format!("{}… ({} chars)", &s[..i], s.chars().count()),
-        None => s.to_string(),
-    }
+    text
 }
 
 /// Runs a pass over one partition of the source: in its D1 shape (what D1

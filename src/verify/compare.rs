@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::report::{DiffKind, Difference, FieldDiff, TargetKind, TargetReport, MAX_LISTED};
 use crate::digest::buckets::Buckets;
 use crate::digest::pass::{D1Shape, Rows};
+use crate::digest::shown::{window, Seen};
 
 /// The buckets a `--sample` fraction compares: the first `fraction` of them.
 pub fn sampled(buckets: usize, fraction: f64) -> BTreeSet<usize> {
@@ -39,12 +40,16 @@ pub fn classify(
             Some(t) if t.digest != s.digest => {
                 let fields = columns
                     .iter()
+                    .enumerate()
                     .zip(s.fields.iter().zip(&t.fields))
                     .filter(|(_, (a, b))| a.0 != b.0)
-                    .map(|(c, (a, b))| FieldDiff {
-                        field: c.to_string(),
-                        source: a.1.clone(),
-                        target: b.1.clone(),
+                    .map(|((i, c), (a, b))| {
+                        // A long text: where the two part, not their (same) start.
+                        let (source, target) = window(
+                            Seen { shown: &a.1, kept: s.kept.get(i).and_then(Option::as_ref) },
+                            Seen { shown: &b.1, kept: t.kept.get(i).and_then(Option::as_ref) },
+                        );
+                        FieldDiff { field: c.to_string(), source, target }
                     })
                     .collect();
                 found.push(Difference {

@@ -7,6 +7,8 @@
 
 use std::fmt::Write as _;
 
+use crate::digest::shown::thousands;
+
 use super::report::{
     kind_name, DiffKind, Difference, QueryParity, Status, TableReport, TargetKind, TargetReport, VerifyReport,
 };
@@ -102,19 +104,6 @@ pub fn escape_markdown(s: &str) -> String {
             c => out.push(c),
         }
         prev = Some(c);
-    }
-    out
-}
-
-/// 20022 as `20,022`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
     }
     out
 }

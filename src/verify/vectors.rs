@@ -18,7 +18,7 @@ use crate::batch::collect::{Collector, Collectors};
 use crate::batch::TableBatch;
 use crate::config::mapping::VectorMappings;
 use crate::digest::buckets::bucket_of;
-use crate::digest::pass::shorten;
+use crate::digest::shown::shorten;
 use crate::digest::vector::{canonical, vector_digest, Vector};
 use crate::digest::RowDigest;
 use crate::error::Result;

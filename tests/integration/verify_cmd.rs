@@ -68,8 +68,13 @@ fn verify_finds_exactly_the_planted_d1_divergences() {
     let c = rusqlite::Connection::open(&sqlite).expect("open");
     let victim: String =
         c.query_row("SELECT id FROM chunks ORDER BY id LIMIT 1 OFFSET 100", [], |r| r.get(0)).expect("id");
-    let changed: String =
-        c.query_row("SELECT id FROM chunks ORDER BY id LIMIT 1 OFFSET 200", [], |r| r.get(0)).expect("id");
+    let changed: String = c
+        .query_row(
+            "SELECT id FROM chunks WHERE length(content) > 300 ORDER BY id LIMIT 1 OFFSET 20",
+            [],
+            |r| r.get(0),
+        )
+        .expect("a long content");
     c.execute("PRAGMA foreign_keys = OFF", []).expect("fk");
     c.execute("DELETE FROM chunks WHERE id = ?1", [&victim]).expect("delete");
     c.execute(
@@ -78,8 +83,12 @@ fn verify_finds_exactly_the_planted_d1_divergences() {
         [&changed],
     )
     .expect("extra");
-    c.execute("UPDATE chunks SET content = 'Z' || substr(content, 2) WHERE id = ?1", [&changed])
-        .expect("content");
+    // One character in the middle of a long text: its first 120 are the same on both sides.
+    c.execute(
+        "UPDATE chunks SET content = substr(content, 1, 200) || 'Z' || substr(content, 202) WHERE id = ?1",
+        [&changed],
+    )
+    .expect("content");
     c.execute("UPDATE type_zoo SET f8 = 2.2500000000000004 WHERE id = 1", []).expect("float");
     drop(c);
 
@@ -97,7 +106,12 @@ fn verify_finds_exactly_the_planted_d1_divergences() {
     assert_eq!(ch["key"], format!("id={changed}"));
     assert_eq!(ch["fields"].as_array().expect("fields").len(), 1, "only content differs: {ch:#}");
     assert_eq!(ch["fields"][0]["field"], "content");
-    assert!(ch["fields"][0]["target"].as_str().expect("t").starts_with('Z'), "{ch:#}");
+    // The report shows both sides from just before the first difference (issue 19).
+    let (src, tgt) =
+        (ch["fields"][0]["source"].as_str().expect("s"), ch["fields"][0]["target"].as_str().expect("t"));
+    assert!(tgt.starts_with('…') && tgt.contains("differs from char 201 of"), "{ch:#}");
+    assert_eq!(tgt.chars().nth(31), Some('Z'), "30 characters before the difference: {tgt}");
+    assert!(src.contains("differs from char 201 of") && src.chars().nth(31) != Some('Z'), "{ch:#}");
     let zoo = target(&r, "public.type_zoo");
     assert_eq!(zoo["counts"], serde_json::json!({"changed": 1}));
     assert_eq!(zoo["differences"][0]["fields"][0]["field"], "f8");
