@@ -9,6 +9,8 @@ mod archive;
 mod doctor;
 mod emulate;
 mod groups;
+#[cfg(test)]
+mod help_tests;
 mod reconcile;
 mod restore;
 mod shell;
@@ -106,7 +108,8 @@ pub enum Command {
     ///
     /// Next: review pgflare.toml (a re-run of init does not keep edits), then
     ///   npx wrangler d1 migrations apply <DATABASE> --local   (or --remote)
-    ///   pgflare load --target sqlite --no-create-tables --wrangler wrangler.jsonc --d1-binding DB
+    ///   pgflare load --target sqlite --no-create-tables \
+    ///     --wrangler wrangler.jsonc --d1-binding DB
     ///
     /// Example: pgflare init --table documents --table chunks
     #[command(verbatim_doc_comment)]
@@ -125,9 +128,12 @@ pub enum Command {
     /// (the full rollback, after Cloudflare took writes).
     ///
     /// Examples:
-    ///   pgflare archive --out ./archive && pgflare archive verify ./archive --against-source
-    ///   pgflare archive --from cloudflare --out ./cf-archive --d1-database-id ID --vectorize-index chunks
-    ///   pgflare archive --from cloudflare --out ./cf-archive --like ./archive --sqlite d1.sqlite
+    ///   pgflare archive --out ./archive
+    ///   pgflare archive verify ./archive --against-source
+    ///   pgflare archive --from cloudflare --out ./cf-archive \
+    ///     --d1-database-id ID --vectorize-index chunks
+    ///   pgflare archive --from cloudflare --out ./cf-archive --like ./archive \
+    ///     --sqlite d1.sqlite
     #[command(verbatim_doc_comment, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Archive(ArchiveCommand),
 
@@ -199,9 +205,12 @@ pub enum Command {
     /// Examples:
     ///   pgflare load --target files --out ./d1-sql
     ///   pgflare load --target sqlite --sqlite ./rehearsal.sqlite
-    ///   pgflare load --target sqlite --wrangler wrangler.jsonc --d1-binding DB   (wrangler's local D1)
-    ///   CLOUDFLARE_API_TOKEN=... pgflare load --target api --wrangler wrangler.jsonc --env staging --d1-binding DB
-    ///   CLOUDFLARE_API_TOKEN=... pgflare load --target api --d1-database-id ID --vectorize-index chunks --create-index
+    ///   pgflare load --target sqlite --wrangler wrangler.jsonc --d1-binding DB
+    ///     (into wrangler's local D1)
+    ///   CLOUDFLARE_API_TOKEN=... pgflare load --target api \
+    ///     --wrangler wrangler.jsonc --env staging --d1-binding DB
+    ///   CLOUDFLARE_API_TOKEN=... pgflare load --target api \
+    ///     --d1-database-id ID --vectorize-index chunks --create-index
     #[command(verbatim_doc_comment)]
     Load(LoadArgs),
 
@@ -216,8 +225,10 @@ pub enum Command {
     ///
     /// Examples:
     ///   pgflare verify --sqlite ./d1.sqlite
-    ///   pgflare verify --config pgflare.toml --sqlite .wrangler/state/v3/d1/.../ID.sqlite --sample 0.1
-    ///   CLOUDFLARE_API_TOKEN=... pgflare verify --wrangler wrangler.jsonc --d1-binding DB --vectorize-binding VECTORIZE
+    ///   pgflare verify --config pgflare.toml \
+    ///     --sqlite .wrangler/state/v3/d1/.../ID.sqlite --sample 0.1
+    ///   CLOUDFLARE_API_TOKEN=... pgflare verify --wrangler wrangler.jsonc \
+    ///     --d1-binding DB --vectorize-binding VECTORIZE
     #[command(verbatim_doc_comment)]
     Verify(CheckArgs),
 
@@ -246,8 +257,10 @@ pub enum Command {
     ///
     /// Examples:
     ///   pgflare sync --target sqlite --sqlite d1.sqlite --once
-    ///   CLOUDFLARE_API_TOKEN=... pgflare sync --target api --wrangler wrangler.jsonc --d1-binding DB --vectorize-binding VECTORIZE --every 5m
-    ///   pgflare sync --target sqlite --sqlite d1.sqlite --once --json --summary last-sync.json
+    ///   CLOUDFLARE_API_TOKEN=... pgflare sync --target api --every 5m \
+    ///     --wrangler wrangler.jsonc --d1-binding DB --vectorize-binding VECTORIZE
+    ///   pgflare sync --target sqlite --sqlite d1.sqlite --once --json \
+    ///     --summary last-sync.json
     #[command(verbatim_doc_comment)]
     Sync(SyncArgs),
 
@@ -272,7 +285,8 @@ pub enum Command {
     /// not run.
     ///
     /// Examples:
-    ///   CLOUDFLARE_API_TOKEN=... pgflare doctor --wrangler wrangler.jsonc --d1-binding DB --vectorize-binding VECTORIZE
+    ///   CLOUDFLARE_API_TOKEN=... pgflare doctor --wrangler wrangler.jsonc \
+    ///     --d1-binding DB --vectorize-binding VECTORIZE
     ///   pgflare doctor --no-cloudflare          (the Postgres side only)
     #[command(verbatim_doc_comment)]
     Doctor(DoctorArgs),
@@ -307,14 +321,16 @@ pub enum Command {
     ///
     /// Example:
     ///   pgflare emulate --d1-database rehearsal &
-    ///   export CLOUDFLARE_API_BASE_URL=http://127.0.0.1:8787/client/v4 CLOUDFLARE_ACCOUNT_ID=local-account
+    ///   export CLOUDFLARE_API_BASE_URL=http://127.0.0.1:8787/client/v4
+    ///   export CLOUDFLARE_ACCOUNT_ID=local-account
     #[command(verbatim_doc_comment)]
     Emulate(EmulateArgs),
 
     /// Print a completion script for bash, zsh, fish, elvish or powershell.
     ///
     /// Examples:
-    ///   pgflare completions bash > ~/.local/share/bash-completion/completions/pgflare
+    ///   pgflare completions bash \
+    ///     > ~/.local/share/bash-completion/completions/pgflare
     ///   pgflare completions zsh > ~/.zfunc/_pgflare     (with fpath+=~/.zfunc)
     ///   pgflare completions fish > ~/.config/fish/completions/pgflare.fish
     #[command(verbatim_doc_comment)]

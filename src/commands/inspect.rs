@@ -150,12 +150,8 @@ fn print_human(reports: &[TableReport]) {
             format!("primary key ({})", t.spec.primary_key.join(", "))
         };
         outln!("{}  {rows}  {}  {pk}", t.spec.qualified(), human_bytes(t.total_bytes.max(0) as u64));
-        let w = r.columns_mapped.iter().map(|c| c.column.len()).max().unwrap_or(6).max(6);
-        let pw = r.columns_mapped.iter().map(|c| c.postgres.len()).max().unwrap_or(8).max(8);
-        outln!("  {:w$}  {:pw$}  {:36}  D1", "column", "postgres", "arrow / parquet");
-        for c in &r.columns_mapped {
-            let null = if c.nullable { "" } else { " NOT NULL" };
-            outln!("  {:w$}  {:pw$}  {:36}  {}{null}", c.column, c.postgres, c.arrow, c.d1);
+        for line in column_table(&r.columns_mapped) {
+            outln!("{line}");
         }
         if !t.unsupported.is_empty() {
             outln!("  cannot be read as they are (every command that reads them refuses):");
@@ -197,6 +193,25 @@ fn print_human(reports: &[TableReport]) {
     }
 }
 
+/// The column mapping as aligned lines: each column as wide as its widest
+/// cell in characters (`{:w$}` pads by characters, so widths are counted
+/// the same way; a long arrow type or a non-ASCII name keeps the D1 column
+/// straight).
+fn column_table(cols: &[ColumnMapping]) -> Vec<String> {
+    let width = |f: fn(&ColumnMapping) -> &str, head: &str| {
+        cols.iter().map(|c| f(c).chars().count()).chain([head.chars().count()]).max().unwrap_or(0)
+    };
+    let w = width(|c| &c.column, "column");
+    let pw = width(|c| &c.postgres, "postgres");
+    let aw = width(|c| &c.arrow, "arrow / parquet");
+    let mut out = vec![format!("  {:w$}  {:pw$}  {:aw$}  D1", "column", "postgres", "arrow / parquet")];
+    for c in cols {
+        let null = if c.nullable { "" } else { " NOT NULL" };
+        out.push(format!("  {:w$}  {:pw$}  {:aw$}  {}{null}", c.column, c.postgres, c.arrow, c.d1));
+    }
+    out
+}
+
 /// The key paths of each json/jsonb column and what would not fit
 /// Vectorize metadata.
 fn print_json_keys(surveys: &[JsonSurvey]) {
@@ -220,5 +235,41 @@ fn print_json_keys(surveys: &[JsonSurvey]) {
         if j.paths_not_listed > 0 {
             outln!("    ... and {} more paths", j.paths_not_listed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{column_table, ColumnMapping};
+
+    fn col(column: &str, postgres: &str, arrow: &str) -> ColumnMapping {
+        ColumnMapping {
+            column: column.into(),
+            postgres: postgres.into(),
+            arrow: arrow.into(),
+            d1: "TEXT",
+            nullable: true,
+        }
+    }
+
+    /// The D1 column starts at the same character on every line, however
+    /// long a type or name (issue 19: a long arrow type pushed it right).
+    #[test]
+    fn the_d1_column_stays_aligned_with_long_types_and_non_ascii_names() {
+        let cols = [
+            col("id", "uuid", "FixedSizeBinary(16)"),
+            col("embedding", "vector(1536)", "FixedSizeList(1536 x Float32, extension pgvector.vector)"),
+            col("größe", "timestamp with time zone", "Timestamp(Microsecond, Some(\"UTC\"))"),
+        ];
+        let lines = column_table(&cols);
+        let at: Vec<usize> = lines
+            .iter()
+            .map(|l| {
+                let chars: Vec<char> = l.chars().collect();
+                chars.windows(2).rposition(|w| w == [' ', ' ']).expect("a gap") + 2
+            })
+            .collect();
+        assert!(at.iter().all(|a| *a == at[0]), "{lines:#?}");
+        assert!(lines[0].ends_with("D1") && lines[1].ends_with("TEXT"), "{lines:#?}");
     }
 }

@@ -146,11 +146,23 @@ fn measures(t: &TargetReport) -> Vec<(String, String)> {
     let mut m = vec![
         ("Source rows".to_string(), thousands(t.source_rows)),
         ("Target rows".to_string(), thousands(t.target_rows)),
-        ("Buckets compared".to_string(), thousands(t.buckets)),
-        ("Buckets differing".to_string(), thousands(t.buckets_differing)),
-        ("Pending sync".to_string(), thousands(t.pending_sync)),
-        ("Sampled".to_string(), sampled(t.sampled)),
     ];
+    match (t.kind, &t.values) {
+        // Vectors are not compared by key buckets: by every id from
+        // `list` and the values of what can differ plus a sample.
+        (TargetKind::Vectorize, Some(v)) => {
+            m.push(("Ids compared".to_string(), thousands(v.ids_compared)));
+            m.push(("Values compared".to_string(), thousands(v.values_compared)));
+            m.push(("Pending sync".to_string(), thousands(t.pending_sync)));
+        }
+        (TargetKind::Vectorize, None) => m.push(("Pending sync".to_string(), thousands(t.pending_sync))),
+        (TargetKind::D1, _) => m.extend([
+            ("Buckets compared".to_string(), thousands(t.buckets)),
+            ("Buckets differing".to_string(), thousands(t.buckets_differing)),
+            ("Pending sync".to_string(), thousands(t.pending_sync)),
+            ("Sampled".to_string(), sampled(t.sampled)),
+        ]),
+    }
     for k in kinds_for(t) {
         m.push((kind_slug(k).replace('_', " "), thousands(t.counts.get(&k).copied().unwrap_or(0))));
     }

@@ -145,3 +145,29 @@ fn shorten_counts_characters() {
     assert_eq!(page::shorten("ééééé", 3), "ééé…");
     assert_eq!(page::shorten("abc", 3), "abc");
 }
+
+/// A Vectorize target is compared by ids and values, not key buckets: its
+/// table says what was compared instead of "Buckets compared 0" next to
+/// "all buckets" (issue 19).
+#[test]
+fn a_vectorize_target_shows_ids_and_values_compared_not_buckets() {
+    let mut r = hostile();
+    let t = &mut r.tables[0].targets[0];
+    t.kind = TargetKind::Vectorize;
+    t.buckets = 0;
+    t.values = Some(crate::verify::value_check::ValueCheck {
+        ids_compared: 19_626,
+        values_compared: 350,
+        ..Default::default()
+    });
+    let shown = measures(t);
+    let labels: Vec<&str> = shown.iter().map(|(l, _)| l.as_str()).collect();
+    assert!(!labels.iter().any(|l| l.starts_with("Buckets") || *l == "Sampled"), "{labels:?}");
+    assert!(shown.contains(&("Ids compared".to_string(), "19,626".to_string())), "{shown:?}");
+    assert!(shown.contains(&("Values compared".to_string(), "350".to_string())), "{shown:?}");
+    let md = markdown(&r);
+    assert!(!md.contains("Buckets compared") && md.contains("Ids compared"), "{md}");
+    // D1 keeps its bucket figures.
+    let d1 = measures(&hostile().tables[0].targets[0]);
+    assert!(d1.contains(&("Buckets compared".to_string(), "4".to_string())), "{d1:?}");
+}
