@@ -19,6 +19,8 @@ ARG PGFLARE_COMMIT=""
 ENV PGFLARE_COMMIT=${PGFLARE_COMMIT}
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
+# The seed generator's schema is compiled into the library (include_str!).
+COPY fixtures/schema.sql ./fixtures/schema.sql
 RUN cargo build --locked --release --bin pgflare \
     && cp target/release/pgflare /usr/local/bin/pgflare
 

@@ -7,6 +7,11 @@
 # about 15 minutes on 2 cores, past CI's budget with the tests).
 #
 # Usage: scripts/docker.sh [IMAGE_TAG]   (default pgflare:dev)
+#        scripts/docker.sh --context-only
+#   --context-only  without Docker: copies exactly what the Dockerfile's build
+#                   stage COPYs (its COPY lines, .dockerignore's list) into an
+#                   empty folder without .git and runs the stage's cargo build
+#                   there, to prove the build context is complete
 
 set -euo pipefail
 
@@ -14,6 +19,26 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 LOG_TAG="docker"
 cd "$ROOT"
+
+if [ "${1:-}" = "--context-only" ]; then
+    ensure_cargo_on_path
+    ctx="$(mktemp -d)"
+    trap 'rm -rf "$ctx"' EXIT
+    # The build stage's COPY sources (everything between the first FROM and the second).
+    mapfile -t sources < <(awk '/^FROM /{n++} n==1 && /^COPY /{for (i = 2; i < NF; i++) print $i}' Dockerfile)
+    [ "${#sources[@]}" -gt 0 ] || die "no COPY line found in the Dockerfile's build stage"
+    for src in "${sources[@]}"; do
+        mkdir -p "$ctx/$(dirname "$src")"
+        cp -r "$src" "$ctx/$src"
+    done
+    log "build context: ${sources[*]} (no .git); cargo build --locked --release --bin pgflare"
+    (cd "$ctx" && PGFLARE_COMMIT="$(git -C "$ROOT" rev-parse --short=12 HEAD)" \
+        cargo build --locked --release --bin pgflare) >&2
+    out="${CARGO_TARGET_DIR:-$ctx/target}/release/pgflare"
+    "$out" --version | grep -q "commit: $(git rev-parse --short=12 HEAD)" || die "the binary does not name the commit"
+    log "ok: the Dockerfile's build context is complete ($("$out" -V))"
+    exit 0
+fi
 
 tag="${1:-pgflare:dev}"
 command -v docker >/dev/null 2>&1 || die "docker not found on PATH"
