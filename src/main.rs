@@ -42,7 +42,9 @@ fn main() -> ExitCode {
 }
 
 /// glibc raises its mmap threshold each time a large block is freed (up to
-/// 32 MiB); past that, blocks of tens of MiB (a batch of 4,096 vectors of
+/// 32 MiB on 64-bit; mallopt(3), M_MMAP_THRESHOLD: "dynamic adjustment ...
+/// is disabled if any of M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD, or
+/// M_MMAP_MAX is set"); past that, blocks of tens of MiB (a batch of 4,096 vectors of
 /// 1536 floats is 25 MiB) come from the heap, whose free space then
 /// fragments as the blocks come and go. Measured: `restore --target
 /// postgres` peaked at 885 MiB on 200,000 rows against 296 MiB on 20,000

@@ -179,22 +179,31 @@ pub type Outcome = Option<std::result::Result<u64, String>>;
 /// that will hold a range's last vectors (`sink::vectorize::tails`).
 /// Never stored; two are equal when they watch the same request.
 #[derive(Clone)]
-pub struct DeferredWrite(pub tokio::sync::watch::Receiver<Outcome>);
+pub struct DeferredWrite {
+    pub outcome: tokio::sync::watch::Receiver<Outcome>,
+    /// The range whose last vectors wait (`Vectorize idx, public.t partition 3`).
+    pub what: String,
+}
 
 impl DeferredWrite {
     /// Waits until the pool sent the request (or failed, or was dropped).
     pub async fn sent(mut self) -> Result<u64> {
+        let failed = |message: String| Error::Api {
+            what: format!("{}, its last vectors (sent with other ranges')", self.what),
+            status: None,
+            message,
+            hint:
+                "run the load again: it sends the ranges not confirmed again (upserts by id are harmless to \
+                   repeat)"
+                    .into(),
+        };
         loop {
-            if let Some(outcome) = self.0.borrow_and_update().clone() {
-                return outcome.map_err(|e| {
-                    Error::Internal(format!("the upsert holding this range's last vectors failed: {e}"))
-                });
+            if let Some(outcome) = self.outcome.borrow_and_update().clone() {
+                return outcome.map_err(|e| failed(format!("the upsert holding them failed: {e}")));
             }
-            if self.0.changed().await.is_err() {
+            if self.outcome.changed().await.is_err() {
                 // The pool went away unsent: the load stopped before its flush.
-                return Err(Error::Internal(
-                    "the load stopped before this range's last vectors were sent; run it again".into(),
-                ));
+                return Err(failed("the load stopped before they were sent".into()));
             }
         }
     }
@@ -208,7 +217,7 @@ impl std::fmt::Debug for DeferredWrite {
 
 impl PartialEq for DeferredWrite {
     fn eq(&self, other: &Self) -> bool {
-        self.0.same_channel(&other.0)
+        self.outcome.same_channel(&other.outcome)
     }
 }
 

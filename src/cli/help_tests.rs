@@ -13,7 +13,7 @@ fn examples(about: &str) -> Vec<String> {
         .lines()
         .filter(|l| l.starts_with("  "))
         .map(str::trim)
-        .filter(|l| l.starts_with("pgflare ") || l.starts_with("--") || l.contains("pgflare "))
+        .filter(|l| l.starts_with("--") || l.contains("pgflare "))
         .map(str::to_string)
         .collect()
 }

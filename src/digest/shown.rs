@@ -113,8 +113,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn seen<'a>(text: &'a str, shown: &'a str, kept: &'a Option<Kept>) -> Seen<'a> {
-        let _ = text;
+    fn seen<'a>(shown: &'a str, kept: &'a Option<Kept>) -> Seen<'a> {
         Seen { shown, kept: kept.as_ref() }
     }
 
@@ -122,7 +121,7 @@ mod tests {
         let mut budget = SIDE_BUDGET;
         let (ka, kb) = (Kept::of(a, &mut budget), Kept::of(b, &mut budget));
         let (sa, sb) = (shorten(a), shorten(b));
-        window(seen(a, &sa, &ka), seen(b, &sb, &kb))
+        window(seen(&sa, &ka), seen(&sb, &kb))
     }
 
     #[test]

@@ -70,9 +70,15 @@ impl Emulator {
     /// `pgflare` with the Cloudflare environment pointing here.
     pub fn command(&self, db: &TestDb) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_pgflare"));
-        c.env("DATABASE_URL", &db.url).env_remove("SUPABASE_DB_URL");
-        self.cloudflare_env(&mut c);
+        self.env_for(db, &mut c);
         c
+    }
+
+    /// Gives `c` (any program) the environment of [`Emulator::command`]:
+    /// `db`'s URL and the Cloudflare settings pointing here.
+    pub fn env_for(&self, db: &TestDb, c: &mut Command) {
+        c.env("DATABASE_URL", &db.url).env_remove("SUPABASE_DB_URL");
+        self.cloudflare_env(c);
     }
 
     /// `pgflare --json load --target api` of D1 database [`DB`] only, in

@@ -25,15 +25,13 @@ fn run_step(emu: &Emulator, db: &TestDb, dir: &Path, script: &str, summary: &Pat
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_pgflare"));
     let path =
         format!("{}:{}", bin.parent().expect("bin dir").display(), std::env::var("PATH").unwrap_or_default());
-    let mut c = emu.command(db);
-    // `bash -e` as GitHub runs a `run:` step (shell: bash --noprofile --norc -eo pipefail).
-    c.env("PATH", path).env("GITHUB_STEP_SUMMARY", summary).current_dir(dir);
-    Command::new("bash")
-        .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", script])
-        .envs(c.get_envs().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))))
-        .current_dir(dir)
-        .output()
-        .expect("bash")
+    // As GitHub runs a `run:` step under `shell: bash` (the examples' default):
+    // `bash --noprofile --norc -eo pipefail {0}` (workflow syntax docs,
+    // jobs.<job_id>.steps[*].shell).
+    let mut c = Command::new("bash");
+    c.args(["--noprofile", "--norc", "-eo", "pipefail", "-c", script]);
+    emu.env_for(db, &mut c);
+    c.env("PATH", path).env("GITHUB_STEP_SUMMARY", summary).current_dir(dir).output().expect("bash")
 }
 
 #[test]

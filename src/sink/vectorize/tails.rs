@@ -74,7 +74,7 @@ impl TailPool {
         }
         let (tx, rx) = watch::channel(None);
         pool.waiting.push(tx);
-        Ok(Some(DeferredWrite(rx)))
+        Ok(Some(DeferredWrite { outcome: rx, what: what.to_string() }))
     }
 
     /// Sends what the pool holds (after a wave's ranges finished, before
@@ -175,11 +175,11 @@ mod tests {
 
         let before = index.requests_sent();
         let a = pool.add(&index, &handle, "range a", &lines(0..3), 3).expect("a").expect("a ticket");
-        assert!(a.0.borrow().is_none(), "range a's last line waits in the pool");
+        assert!(a.outcome.borrow().is_none(), "range a's last line waits in the pool");
         let b = pool.add(&index, &handle, "range b", &lines(3..9), 6).expect("b").expect("b ticket");
         assert_eq!(index.requests_sent() - before, 2, "two full requests of 4 went out");
-        let a_sent = a.0.borrow().clone().expect("a's request went out").expect("accepted");
-        assert!(b.0.borrow().is_none(), "range b's last line waits for the flush");
+        let a_sent = a.outcome.borrow().clone().expect("a's request went out").expect("accepted");
+        assert!(b.outcome.borrow().is_none(), "range b's last line waits for the flush");
         assert!(pool.add(&index, &handle, "empty", b"", 0).expect("empty").is_none());
 
         rt.block_on(pool.flush(&index)).expect("flush");
@@ -200,6 +200,6 @@ mod tests {
         let c = pool.add(&index, &handle, "range c", &lines(9..10), 1).expect("c").expect("c ticket");
         drop(pool);
         let err = rt.block_on(c.sent()).expect_err("never sent").to_string();
-        assert!(err.contains("run it again"), "{err}");
+        assert!(err.contains("range c, its last vectors") && err.contains("run the load again"), "{err}");
     }
 }
