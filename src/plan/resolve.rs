@@ -3,9 +3,9 @@
 //! setting and say what is expected (the Cloudflare side is
 //! [`super::cloudflare`]).
 
+use crate::batch::BATCH_BYTES;
 use crate::cli::{SourceArgs, TuningArgs};
 use crate::error::{Error, Result};
-use crate::source::reader::BATCH_BYTES;
 use crate::source::{ReadOptions, Selection, Source, SplitOptions};
 use crate::timeouts::Timeouts;
 

@@ -13,7 +13,8 @@ use std::time::Instant;
 use super::compare::{classify, first_rows, mark_absent, sampled};
 use super::pending::Pending;
 use super::report::{Status, TableReport, TargetReport, Verdict, VerifyReport, FORMAT, MAX_LISTED};
-use super::vectors::{expect_sinks, Expected};
+use super::value_check::{recorded_ids, ValuePlan};
+use super::vectors::{expect_sinks, Expected, Gather};
 use crate::batch::collect::take;
 use crate::batch::sink::SinkFactory;
 use crate::cloudflare::{Api, Vectorize};
@@ -78,7 +79,7 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
         }
         None => HashMap::new(),
     };
-    let vector_reports = v.vector_reports(&sums.expected, &pending, &d1.path).await?;
+    let vector_reports = v.vector_reports(&sums.expected, &pending).await?;
     let parity = v.parity(&d1.path).await?;
     let query_shapes = v.query_shapes(&d1.path).await?;
     let snap = snapshot.info.clone();
@@ -235,8 +236,14 @@ impl<'a> Verification<'a> {
             Arc::new(source_sinks(self.shapes.clone(), n, Pass::Sum, sums.clone()));
         let vmaps = &self.prepared.vectors.mappings;
         if !vmaps.0.is_empty() {
+            let plan = ValuePlan {
+                recorded: recorded_ids(d1_path)?,
+                mode: self.opts.vector_values,
+                seed: self.snapshot_id.clone(),
+            };
+            let gather = Gather::Expect(Arc::new(plan));
             let expect =
-                Arc::new(expect_sinks(vmaps.clone(), None, self.vector_sample.clone(), expected.clone()));
+                Arc::new(expect_sinks(vmaps.clone(), gather, self.vector_sample.clone(), expected.clone()));
             sinks = Arc::new(crate::sink::tee::Tee(vec![sinks, expect]));
         }
         let threads = d1_threads();

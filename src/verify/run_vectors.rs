@@ -1,7 +1,11 @@
-//! verify's Vectorize steps: every vector the source expects compared
-//! with the index (listed, the sampled ids fetched and digested, differing
-//! ones drilled down to the field), and similarity-query parity (the
-//! index's top k against the exact top k computed from the source).
+//! verify's Vectorize steps: the index's ids compared with the source's by
+//! key bucket (`list` read a page at a time into per-bucket sums, so no
+//! side's ids are held; the ids of differing buckets alone are listed and
+//! read again to name the missing and extra ones), the values of the
+//! vectors sync recorded and of a sample drawn from the source fetched and
+//! digested (differing ones drilled down to the field), and
+//! similarity-query parity (the index's top k against the exact top k
+//! computed from the source).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
@@ -9,13 +13,18 @@ use std::sync::{Arc, Mutex};
 
 use super::parity::{compare_query, parity_sinks, summarize, Chooser, Collecting, Metric, TopK};
 use super::pending::Pending;
+use super::report::DiffKind;
 use super::report::{Difference, QueryParity, TargetReport};
 use super::run::{open_d1, Verification};
-use super::value_check::{choose, differing_below, recorded_ids, ValueCheck, ValueMode};
-use super::vectors::{self, difference, expect_sinks, in_sample, Expected};
+use super::value_check::{differing_below, Sampler, ValueCheck};
+use super::vectors::{self, difference, expect_sinks, id_digest, in_sample, Expected, Gather};
 use crate::batch::collect::take;
 use crate::batch::sink::SinkFactory;
+use crate::cloudflare::vectorize::IndexInfo;
+use crate::cloudflare::Vectorize;
+use crate::digest::buckets::{bucket_of, Buckets};
 use crate::digest::vector::{vector_digest, Vector};
+use crate::digest::RowDigest;
 use crate::error::Result;
 
 impl Verification<'_> {
@@ -25,61 +34,83 @@ impl Verification<'_> {
         &self,
         expected: &Arc<Mutex<HashMap<String, Expected>>>,
         pending: &HashMap<String, Pending>,
-        d1_path: &Path,
     ) -> Result<HashMap<String, TargetReport>> {
         let vmaps = &self.prepared.vectors.mappings;
         let mut reports = HashMap::new();
         let Some(index) = self.opts.vectorize.as_ref().filter(|_| !vmaps.0.is_empty()) else {
             return Ok(reports);
         };
-        let (n, sample) = (self.n, &self.sample);
         let mut expected = take(expected)?;
-        let recorded = recorded_ids(d1_path)?;
-        let values = Values { recorded: &recorded, mode: self.opts.vector_values, seed: &self.snapshot_id };
-        for (table, exp) in expected.iter_mut().filter(|(t, _)| vmaps.0.contains_key(*t)) {
-            let (mut diffs, drill, listed, mut notes, check) =
-                compare_vectors(index, exp, n, sample, &values).await?;
-            notes.insert(0, check.sentence());
-            if !drill.is_empty() {
-                diffs.extend(self.drill_vectors(table, &drill).await?);
+        for (table, exp) in expected.drain().filter(|(t, _)| vmaps.0.contains_key(t)) {
+            let requests = index.requests_sent();
+            let before = index.info().await?;
+            let listing = list_sums(index, &exp, self.n, &self.sample).await?;
+            let differing: BTreeSet<usize> =
+                exp.ids.differing(&listing.sums).intersection(&self.sample).copied().collect();
+            let (fetched, check) = fetch_values(index, exp.recorded, exp.sample).await?;
+            let listed_ids = list_in(index, &differing, &exp.skipped.ids, self.n).await?;
+            let after = index.info().await?;
+            let source =
+                self.closer_look(&table, fetched.differing.keys().cloned().collect(), &differing).await?;
+            let mut diffs = ids_differences(&source.bucket_ids, &listed_ids);
+            diffs.extend(fetched.differing.iter().filter_map(|(id, stored)| {
+                source.vectors.get(id).and_then(|s| difference(s, stored, self.opts.float_tolerance))
+            }));
+            let check = ValueCheck {
+                ids_compared: listing.compared,
+                requests: index.requests_sent() - requests,
+                ..check
+            };
+            let mut notes = vec![check.sentence()];
+            if !differing.is_empty() {
+                notes.push(format!(
+                    "{} of {} key buckets hold other ids in the index than in the source: their ids were listed \
+                     again and read again from the source to name the missing and extra ones",
+                    differing.len(),
+                    self.n
+                ));
             }
+            notes.extend(listing.notes(&before, &after));
             // Vectorize differences name the row by key (`id=…`) or by vector id.
-            let p = pending.get(table);
-            let before = diffs.len();
+            let p = pending.get(&table);
+            let n_before = diffs.len();
             diffs.retain(|d| !p.is_some_and(|p| p.d1_keys.contains(&d.key) || p.vector_ids.contains(&d.key)));
-            let pending_sync = (before - diffs.len()) as u64;
+            let pending_sync = (n_before - diffs.len()) as u64;
             let location = format!("vectorize index {}", index.index());
             let r = vectors::report(
                 index.index(),
                 &location,
-                exp.digests.len() as u64 + exp.skipped.count,
-                listed,
+                exp.count + exp.skipped.count,
+                listing.listed,
                 diffs,
                 &exp.skipped,
-                sample.len() as f64 / n as f64,
+                self.sample.len() as f64 / self.n as f64,
             );
-            reports.insert(table.clone(), TargetReport { notes, pending_sync, values: Some(check), ..r });
+            reports.insert(table, TargetReport { notes, pending_sync, values: Some(check), ..r });
         }
         Ok(reports)
     }
 
-    /// The source's vectors of the ids whose digests differ, compared
-    /// field by field with what the index holds.
-    async fn drill_vectors(&self, table: &str, drill: &HashMap<String, Vector>) -> Result<Vec<Difference>> {
-        let wanted = Arc::new(drill.keys().cloned().collect::<HashSet<_>>());
+    /// One more read of `table`: the source's vectors of the ids whose
+    /// digests differed (to compare field by field) and its ids in the
+    /// key buckets whose id sums differed (to name the missing and extra
+    /// ones). Skipped when neither is wanted.
+    async fn closer_look(
+        &self,
+        table: &str,
+        ids: HashSet<String>,
+        buckets: &BTreeSet<usize>,
+    ) -> Result<Expected> {
+        if ids.is_empty() && buckets.is_empty() {
+            return Ok(Expected::empty(self.n));
+        }
         let got = Arc::new(Mutex::new(HashMap::new()));
+        let gather = Gather::Drill { ids: Arc::new(ids), buckets: Arc::new(buckets.clone()) };
         let mappings = self.prepared.vectors.mappings.clone();
         let sinks: Arc<dyn SinkFactory> =
-            Arc::new(expect_sinks(mappings, Some(wanted), self.vector_sample.clone(), got.clone()));
+            Arc::new(expect_sinks(mappings, gather, self.vector_sample.clone(), got.clone()));
         self.read(Some(table), "vectors", sinks).await?;
-        let got = take(&got)?;
-        let source = got.get(table).map(|e| &e.vectors);
-        Ok(drill
-            .iter()
-            .filter_map(|(id, stored)| {
-                source.and_then(|s| s.get(id)).and_then(|s| difference(s, stored, self.opts.float_tolerance))
-            })
-            .collect())
+        Ok(take(&got)?.remove(table).unwrap_or_else(|| Expected::empty(self.n)))
     }
 
     /// Similarity-query parity on the first vector table: `queries` source
@@ -151,98 +182,150 @@ impl Verification<'_> {
     }
 }
 
-type Compared = (Vec<Difference>, HashMap<String, Vector>, u64, Vec<String>, ValueCheck);
-
-/// Which values [`compare_vectors`] fetches: see [`super::value_check`].
-struct Values<'a> {
-    recorded: &'a HashSet<String>,
-    mode: ValueMode,
-    seed: &'a str,
+/// What listing the index found: per key bucket the sum of its ids (as
+/// the source's, [`id_digest`]), how many it listed, how many of those
+/// were compared (in the compared buckets, not skipped), and how many
+/// belong to rows the rules skip.
+struct Listing {
+    sums: Buckets,
+    listed: u64,
+    compared: u64,
+    stale: u64,
 }
 
-/// Lists the index and compares every id with the source's (missing and
-/// extra ones as differences); fetches the values of the ids sync recorded
-/// and of a sample of the rest (or all, `--vector-values all`) and compares
-/// digests: returns the ids whose digests differ (with the stored vector)
-/// for a closer look, how many ids the index has, and what was compared.
-async fn compare_vectors(
-    index: &crate::cloudflare::Vectorize,
-    exp: &Expected,
+/// Lists the index a page at a time into per-bucket id sums: the ids are
+/// compared with the source's without holding either side's.
+async fn list_sums(index: &Vectorize, exp: &Expected, n: usize, sample: &BTreeSet<usize>) -> Result<Listing> {
+    let mut l = Listing { sums: Buckets::new(n), listed: 0, compared: 0, stale: 0 };
+    let skipped = &exp.skipped.ids;
+    let counted = index
+        .list_pages(&mut |page| {
+            for id in page {
+                // A skipped row is reported as skipped, whatever the index holds for it.
+                if skipped.contains(&id) {
+                    l.stale += 1;
+                } else if in_sample(&id, n, sample) {
+                    l.compared += 1;
+                    l.sums.add_row(id.as_bytes(), &id_digest(&id));
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    l.listed = counted;
+    Ok(l)
+}
+
+/// The ids the index holds in `buckets` (none listed when there are none):
+/// a second listing, kept to those buckets, so memory follows the
+/// differing buckets, not the index.
+async fn list_in(
+    index: &Vectorize,
+    buckets: &BTreeSet<usize>,
+    skipped: &HashSet<String>,
     n: usize,
-    sample: &BTreeSet<usize>,
-    values: &Values<'_>,
-) -> Result<Compared> {
-    use super::report::DiffKind;
-    let requests = index.requests_sent();
-    let before = index.info().await?;
-    let listed = index.list_ids().await?;
-    let listed_set: std::collections::HashSet<&String> = listed.iter().collect();
-    let mut diffs = Vec::new();
-    for id in exp.digests.keys().filter(|id| in_sample(id, n, sample)) {
-        if !listed_set.contains(id) {
-            diffs.push(Difference::bare(DiffKind::Missing, format!("id={id}")));
-        }
+) -> Result<HashSet<String>> {
+    let mut ids = HashSet::new();
+    if buckets.is_empty() {
+        return Ok(ids);
     }
-    // A skipped row is reported as skipped, whatever the index holds for it.
-    let stale = listed.iter().filter(|id| exp.skipped.ids.contains(*id)).count();
-    let mut present = Vec::new();
-    let mut ids_compared = 0u64;
-    for id in listed.iter().filter(|id| in_sample(id, n, sample) && !exp.skipped.ids.contains(*id)) {
-        ids_compared += 1;
-        match exp.digests.contains_key(id) {
-            true => present.push(id.clone()),
-            false => diffs.push(Difference::bare(DiffKind::Extra, format!("id={id}"))),
-        }
-    }
-    let chosen = choose(present, values.recorded, values.mode, values.seed);
-    let sampled: HashSet<&String> = chosen.sampled.iter().collect();
-    let mut drill = HashMap::new();
+    index
+        .list_pages(&mut |page| {
+            ids.extend(
+                page.into_iter()
+                    .filter(|id| !skipped.contains(id) && buckets.contains(&bucket_of(id.as_bytes(), n))),
+            );
+            Ok(())
+        })
+        .await?;
+    Ok(ids)
+}
+
+/// Missing and extra ids of the differing buckets, both sides' ids known.
+fn ids_differences(source: &HashSet<String>, listed: &HashSet<String>) -> Vec<Difference> {
+    let missing = source.difference(listed).map(|id| Difference::bare(DiffKind::Missing, format!("id={id}")));
+    let extra = listed.difference(source).map(|id| Difference::bare(DiffKind::Extra, format!("id={id}")));
+    missing.chain(extra).collect()
+}
+
+/// The values fetched: the stored vectors whose digests differ from the
+/// source's, by id.
+struct Fetched {
+    differing: HashMap<String, Vector>,
+}
+
+/// Fetches the vectors sync recorded and the sample (20 per `get_by_ids`,
+/// 1,000 ids per call to the client) and compares their digests with the
+/// source's. A sampled id the index does not return differs (the id
+/// comparison names it missing).
+async fn fetch_values(
+    index: &Vectorize,
+    recorded: HashMap<String, RowDigest>,
+    sample: Sampler,
+) -> Result<(Fetched, ValueCheck)> {
+    let (drawn, not_compared) = sample.drawn();
+    let written_since_load = recorded.len() as u64;
+    let sampled: HashMap<String, RowDigest> = drawn.into_iter().collect();
+    let fetch: Vec<&String> = recorded.keys().chain(sampled.keys()).collect();
+    let mut differing = HashMap::new();
+    let mut sampled_returned = 0u64;
     let mut sampled_differing = 0u64;
-    let fetch: Vec<String> = chosen.recorded.iter().chain(&chosen.sampled).cloned().collect();
     for chunk in fetch.chunks(1000) {
-        for stored in index.get_by_ids(chunk).await? {
+        let ids: Vec<String> = chunk.iter().map(|s| s.to_string()).collect();
+        for stored in index.get_by_ids(&ids).await? {
             let v = Vector::from_stored(&stored);
-            if exp.digests.get(&v.id).is_some_and(|d| *d != vector_digest(&v)) {
-                sampled_differing += u64::from(sampled.contains(&v.id));
-                drill.insert(v.id.clone(), v);
+            let in_sample = sampled.get(&v.id);
+            sampled_returned += u64::from(in_sample.is_some());
+            let Some(want) = recorded.get(&v.id).or(in_sample) else { continue };
+            if *want != vector_digest(&v) {
+                sampled_differing += u64::from(in_sample.is_some());
+                differing.insert(v.id.clone(), v);
             }
         }
     }
+    sampled_differing += sampled.len() as u64 - sampled_returned;
     let check = ValueCheck {
-        ids_compared,
+        ids_compared: 0,
         values_compared: fetch.len() as u64,
-        written_since_load: chosen.recorded.len() as u64,
-        sampled: chosen.sampled.len() as u64,
-        not_compared: chosen.not_compared,
+        written_since_load,
+        sampled: sampled.len() as u64,
+        not_compared,
         sampled_differing,
-        differing_below: (chosen.not_compared > 0 && sampled_differing == 0)
-            .then(|| differing_below(chosen.sampled.len() as u64)),
+        differing_below: (not_compared > 0 && sampled_differing == 0)
+            .then(|| differing_below(sampled.len() as u64)),
         requests: 0,
     };
-    // Vectorize applies writes asynchronously: if it applied any while it
-    // was read, some differences may be writes in flight, not losses.
-    let after = index.info().await?;
-    let mut notes = Vec::new();
-    if stale > 0 {
-        notes.push(format!(
-            "the index still holds a vector for {stale} of the skipped rows (written before the row broke \
-             a rule; the next `pgflare sync` deletes it, a load leaves it): queries may return it"
-        ));
+    Ok((Fetched { differing }, check))
+}
+
+impl Listing {
+    /// What the reader should know about the listing: stale vectors of
+    /// skipped rows, writes applied while it ran.
+    fn notes(&self, before: &IndexInfo, after: &IndexInfo) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.stale > 0 {
+            notes.push(format!(
+                "the index still holds a vector for {} of the skipped rows (written before the row broke \
+                 a rule; the next `pgflare sync` deletes it, a load leaves it): queries may return it",
+                self.stale
+            ));
+        }
+        // Vectorize applies writes asynchronously: if it applied any while it
+        // was read, some differences may be writes in flight, not losses.
+        if before.processed_up_to_mutation != after.processed_up_to_mutation {
+            notes.push(format!(
+                "the index applied writes while it was read (processedUpToMutation {} -> {}): differences may be \
+                 writes in flight; run verify again once the load or sync has finished",
+                before.processed_up_to_mutation.as_deref().unwrap_or("none"),
+                after.processed_up_to_mutation.as_deref().unwrap_or("none")
+            ));
+        } else if after.vector_count.is_some_and(|c| c != self.listed) {
+            notes.push(format!(
+                "the index reports {} vectors but listed {}: it may still be applying writes",
+                after.vector_count.unwrap_or(0),
+                self.listed
+            ));
+        }
+        notes
     }
-    if before.processed_up_to_mutation != after.processed_up_to_mutation {
-        notes.push(format!(
-            "the index applied writes while it was read (processedUpToMutation {} -> {}): differences may be \
-             writes in flight; run verify again once the load or sync has finished",
-            before.processed_up_to_mutation.as_deref().unwrap_or("none"),
-            after.processed_up_to_mutation.as_deref().unwrap_or("none")
-        ));
-    } else if after.vector_count.is_some_and(|c| c != listed.len() as u64) {
-        notes.push(format!(
-            "the index reports {} vectors but listed {}: it may still be applying writes",
-            after.vector_count.unwrap_or(0),
-            listed.len()
-        ));
-    }
-    let check = ValueCheck { requests: index.requests_sent() - requests, ..check };
-    Ok((diffs, drill, listed.len() as u64, notes, check))
 }

@@ -28,11 +28,12 @@
 //! to 1,000); 20 ids per `get_by_ids` is observed, not documented (see
 //! ../shared/reference/cloudflare.md and `cloudflare::limits`).
 
-use std::collections::HashSet;
+use std::collections::{BinaryHeap, HashSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::digest::RowDigest;
 use crate::error::{Error, Result};
 use crate::state::store::DIGEST_TABLE;
 
@@ -137,38 +138,74 @@ pub fn differing_below(n: u64) -> f64 {
     1.0 - (1.0 - CONFIDENCE).powf(1.0 / n as f64)
 }
 
-/// The ids whose values are fetched: those recorded as written since the
-/// last load, and `mode`'s sample of the rest.
-#[derive(Debug, Default)]
-pub struct Chosen {
-    pub recorded: Vec<String>,
-    pub sampled: Vec<String>,
-    /// The ids neither recorded nor sampled.
-    pub not_compared: u64,
+/// What the source pass needs to pick the vectors whose values are
+/// fetched: the ids recorded as written since the last load, `--vector-values`
+/// and the seed of the sample (the source snapshot).
+#[derive(Debug)]
+pub struct ValuePlan {
+    pub recorded: HashSet<String>,
+    pub mode: ValueMode,
+    pub seed: String,
 }
 
-/// Chooses among `present` (ids both sides have) the ones to fetch. The
-/// sample is the `n` ids with the smallest hash of `seed` and the id: a
-/// uniform draw without replacement, another one for every seed.
-pub fn choose(present: Vec<String>, recorded: &HashSet<String>, mode: ValueMode, seed: &str) -> Chosen {
-    let (rec, rest): (Vec<String>, Vec<String>) = present.into_iter().partition(|id| recorded.contains(id));
-    let n = match mode {
-        ValueMode::All => rest.len(),
-        ValueMode::Sample(n) => n.min(rest.len()),
-    };
-    if n == rest.len() {
-        return Chosen { recorded: rec, sampled: rest, not_compared: 0 };
+/// The uniform sample, drawn while the source streams past: the `k` ids
+/// with the smallest hash of the seed and the id (a uniform draw without
+/// replacement, another one for every seed), each with its digest, and
+/// how many ids it was drawn from. Memory holds `k` ids whatever the
+/// table's size (all of them with `--vector-values all`).
+#[derive(Debug)]
+pub struct Sampler {
+    k: usize,
+    seed: String,
+    kept: BinaryHeap<Ranked>,
+    /// Ids offered, drawn or not.
+    pub population: u64,
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Ranked {
+    rank: [u8; 32],
+    id: String,
+    digest: RowDigest,
+}
+
+impl Sampler {
+    pub fn new(mode: ValueMode, seed: &str) -> Self {
+        let k = match mode {
+            ValueMode::All => usize::MAX,
+            ValueMode::Sample(n) => n,
+        };
+        Sampler { k, seed: seed.to_string(), kept: BinaryHeap::new(), population: 0 }
     }
-    let not_compared = (rest.len() - n) as u64;
-    let rank = |id: &String| {
+
+    /// Offers one id (and the digest of its vector) to the sample.
+    pub fn add(&mut self, id: &str, digest: RowDigest) {
+        self.population += 1;
         let mut h = blake3::Hasher::new();
-        h.update(seed.as_bytes()).update(&[0]).update(id.as_bytes());
-        *h.finalize().as_bytes()
-    };
-    let mut ranked: Vec<([u8; 32], String)> = rest.into_iter().map(|id| (rank(&id), id)).collect();
-    ranked.select_nth_unstable(n);
-    ranked.truncate(n);
-    Chosen { recorded: rec, sampled: ranked.into_iter().map(|(_, id)| id).collect(), not_compared }
+        h.update(self.seed.as_bytes()).update(&[0]).update(id.as_bytes());
+        self.offer(Ranked { rank: *h.finalize().as_bytes(), id: id.to_string(), digest });
+    }
+
+    fn offer(&mut self, r: Ranked) {
+        if self.kept.len() < self.k {
+            self.kept.push(r);
+        } else if self.kept.peek().is_some_and(|top| r.rank < top.rank) {
+            self.kept.pop();
+            self.kept.push(r);
+        }
+    }
+
+    /// Another partition's sample, drawn with the same seed and `k`.
+    pub fn merge(&mut self, other: Sampler) {
+        self.population += other.population;
+        other.kept.into_iter().for_each(|r| self.offer(r));
+    }
+
+    /// The sampled ids with their digests, and how many ids were not drawn.
+    pub fn drawn(self) -> (Vec<(String, RowDigest)>, u64) {
+        let not = self.population - self.kept.len() as u64;
+        (self.kept.into_iter().map(|r| (r.id, r.digest)).collect(), not)
+    }
 }
 
 /// The ids `pgflare_vector_digests` records in the D1 file at `path` (none
@@ -232,14 +269,27 @@ mod tests {
         assert!(s.contains("3 of the 300 sampled differ") && s.contains("about 1.0%"), "{s}");
     }
 
+    fn draw(ids: &[String], mode: ValueMode, seed: &str, parts: usize) -> (Vec<String>, u64) {
+        let mut samplers: Vec<Sampler> = (0..parts.max(1)).map(|_| Sampler::new(mode, seed)).collect();
+        for (i, id) in ids.iter().enumerate() {
+            samplers[i % parts.max(1)].add(id, [0; 32]);
+        }
+        let mut all = Sampler::new(mode, seed);
+        samplers.into_iter().for_each(|s| all.merge(s));
+        let (drawn, not) = all.drawn();
+        let mut ids: Vec<String> = drawn.into_iter().map(|(id, _)| id).collect();
+        ids.sort();
+        (ids, not)
+    }
+
     #[test]
     fn every_id_is_sampled_about_equally_often() {
         let ids: Vec<String> = (0..200).map(|i| format!("doc-{i}")).collect();
         let mut hits = vec![0u32; ids.len()];
         let runs = 2000;
         for seed in 0..runs {
-            let c = choose(ids.clone(), &HashSet::new(), ValueMode::Sample(20), &format!("snap-{seed}"));
-            for id in c.sampled {
+            let (sampled, _) = draw(&ids, ValueMode::Sample(20), &format!("snap-{seed}"), 3);
+            for id in sampled {
                 hits[id[4..].parse::<usize>().expect("index")] += 1;
             }
         }
@@ -261,28 +311,26 @@ mod tests {
             prop_assert!(differing_below(n + 1) < p);
         }
 
-        // Recorded ids are all compared, the sample is drawn from the
-        // others only, and every present id is counted once.
+        // The sample is the same however the source is split into
+        // partitions, holds min(k, n) distinct ids, and counts the rest.
         #[test]
-        fn recorded_ids_are_always_compared_and_the_rest_is_counted(
+        fn the_sample_does_not_depend_on_the_partitions(
             n_ids in 0usize..400,
-            recorded_every in 1usize..20,
-            sample in 1usize..500,
+            parts in 1usize..9,
+            k in 1usize..500,
             seed in "[a-z0-9]{0,8}",
         ) {
             let ids: Vec<String> = (0..n_ids).map(|i| format!("v{i}")).collect();
-            let recorded: HashSet<String> = ids.iter().step_by(recorded_every).cloned().collect();
-            let c = choose(ids.clone(), &recorded, ValueMode::Sample(sample), &seed);
-            let rec: HashSet<&String> = c.recorded.iter().collect();
-            prop_assert_eq!(rec.len(), recorded.len());
-            let others = n_ids - recorded.len();
-            prop_assert_eq!(c.sampled.len(), sample.min(others));
-            prop_assert!(c.sampled.iter().all(|id| !recorded.contains(id)));
-            let distinct: HashSet<&String> = c.sampled.iter().collect();
-            prop_assert_eq!(distinct.len(), c.sampled.len());
-            prop_assert_eq!(c.recorded.len() + c.sampled.len() + c.not_compared as usize, n_ids);
-            let all = choose(ids, &recorded, ValueMode::All, &seed);
-            prop_assert_eq!((all.sampled.len(), all.not_compared), (others, 0));
+            let (one, not_one) = draw(&ids, ValueMode::Sample(k), &seed, 1);
+            let (split, not_split) = draw(&ids, ValueMode::Sample(k), &seed, parts);
+            prop_assert_eq!(&one, &split);
+            prop_assert_eq!(not_one, not_split);
+            prop_assert_eq!(one.len(), k.min(n_ids));
+            let distinct: HashSet<&String> = one.iter().collect();
+            prop_assert_eq!(distinct.len(), one.len());
+            prop_assert_eq!(one.len() as u64 + not_one, n_ids as u64);
+            let (all, none) = draw(&ids, ValueMode::All, &seed, parts);
+            prop_assert_eq!((all.len(), none), (n_ids, 0));
         }
     }
 }

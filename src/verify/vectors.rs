@@ -8,16 +8,18 @@
 //! largest element difference, within `--float-tolerance` counted equal),
 //! or other metadata / namespace (with the keys that differ).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
 use super::report::{DiffKind, Difference, FieldDiff, TargetKind, TargetReport, MAX_LISTED};
+use super::value_check::{Sampler, ValueMode, ValuePlan};
 use crate::batch::collect::{Collector, Collectors};
 use crate::batch::TableBatch;
 use crate::config::mapping::VectorMappings;
-use crate::digest::buckets::bucket_of;
+use crate::digest::buckets::{bucket_of, Buckets};
 use crate::digest::shown::shorten;
 use crate::digest::vector::{canonical, vector_digest, Vector};
 use crate::digest::RowDigest;
@@ -25,14 +27,68 @@ use crate::error::Result;
 use crate::sink::vectorize::ndjson::vector_at;
 use crate::sink::vectorize::ndjson::{Line, LineWriter};
 
-/// What the source expects in Vectorize, per table: id -> digest, or
-/// (when `wanted` is set) the whole vectors of those ids; and the rows
-/// whose vector the load's rules leave out (never silently dropped).
-#[derive(Default)]
+/// What the source expects in Vectorize, per table. Pass 1 ([`Gather::Expect`])
+/// sums the ids into key buckets (compared with `list`'s without holding
+/// either side's ids), keeps the digests of the vectors sync recorded and
+/// draws the sample; the closer look ([`Gather::Drill`]) keeps whole
+/// vectors of some ids and the ids of the buckets whose sums differ.
 pub struct Expected {
-    pub digests: HashMap<String, RowDigest>,
+    /// Vectors the source expects, in every bucket (compared or not).
+    pub count: u64,
+    pub ids: Buckets,
+    pub recorded: HashMap<String, RowDigest>,
+    pub sample: Sampler,
     pub vectors: HashMap<String, Vector>,
+    pub bucket_ids: HashSet<String>,
     pub skipped: Skipped,
+}
+
+impl Expected {
+    /// Nothing gathered, over `n` key buckets.
+    pub fn empty(n: usize) -> Self {
+        Expected::new(n, None)
+    }
+
+    /// Empty, with `n` key buckets and (in pass 1) `plan`'s sample.
+    fn new(n: usize, plan: Option<&ValuePlan>) -> Self {
+        Expected {
+            count: 0,
+            ids: Buckets::new(n),
+            recorded: HashMap::new(),
+            sample: plan.map_or(Sampler::new(ValueMode::Sample(0), ""), |p| Sampler::new(p.mode, &p.seed)),
+            vectors: HashMap::new(),
+            bucket_ids: HashSet::new(),
+            skipped: Skipped::default(),
+        }
+    }
+
+    fn merge(&mut self, other: Expected) {
+        self.count += other.count;
+        self.ids.merge(&other.ids);
+        self.recorded.extend(other.recorded);
+        self.sample.merge(other.sample);
+        self.vectors.extend(other.vectors);
+        self.bucket_ids.extend(other.bucket_ids);
+        self.skipped.merge(other.skipped);
+    }
+}
+
+/// The digest an id adds to its bucket's sum on either side: the sums say
+/// whether both sides hold the same ids, whatever their order.
+pub fn id_digest(id: &str) -> RowDigest {
+    let mut h = blake3::Hasher::new();
+    h.update(b"pgflare-vector-id-v1\0").update(id.as_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// What one source pass gathers for the Vectorize comparison.
+#[derive(Clone)]
+pub enum Gather {
+    /// Pass 1: id sums, the recorded vectors' digests, the sample.
+    Expect(Arc<ValuePlan>),
+    /// The closer look: the vectors of `ids` (to compare field by field)
+    /// and every id in `buckets` (to name the missing and extra ones).
+    Drill { ids: Arc<HashSet<String>>, buckets: Arc<BTreeSet<usize>> },
 }
 
 /// Source rows with a vector that Vectorize would refuse: all counted,
@@ -80,20 +136,18 @@ impl Skipped {
 pub struct ExpectSink {
     writer: Option<LineWriter>,
     table: String,
-    wanted: Option<Arc<HashSet<String>>>,
-    sample: Arc<(usize, std::collections::BTreeSet<usize>)>,
+    gather: Gather,
+    sample: Arc<(usize, BTreeSet<usize>)>,
     local: Expected,
 }
 
-/// Sinks that gather, per vector table, the digest of every vector the
-/// source expects in Vectorize and the rows the rules leave out; with
-/// `wanted`, the vectors of those ids only (the drill-down). `sample`: the
-/// sampled buckets (of `sample.0`), outside which skipped rows are not
-/// counted.
+/// Sinks that gather, per vector table, what `gather` asks for, and the
+/// rows the rules leave out. `sample`: the key buckets (of `sample.0`)
+/// compared, outside which ids are not counted.
 pub fn expect_sinks(
     mappings: VectorMappings,
-    wanted: Option<Arc<HashSet<String>>>,
-    sample: Arc<(usize, std::collections::BTreeSet<usize>)>,
+    gather: Gather,
+    sample: Arc<(usize, BTreeSet<usize>)>,
     result: Arc<Mutex<HashMap<String, Expected>>>,
 ) -> Collectors<ExpectSink> {
     Collectors::new(result, move |table, _| {
@@ -104,38 +158,83 @@ pub fn expect_sinks(
         Ok(ExpectSink {
             writer,
             table: table.qualified(),
-            wanted: wanted.clone(),
+            gather: gather.clone(),
             sample: sample.clone(),
-            local: Expected::default(),
+            local: Expected::new(
+                sample.0,
+                match &gather {
+                    Gather::Expect(plan) => Some(plan),
+                    Gather::Drill { .. } => None,
+                },
+            ),
         })
     })
+}
+
+impl ExpectSink {
+    fn expect(&mut self, plan: &ValuePlan, v: Vector) {
+        let (n, sampled) = &*self.sample;
+        let local = &mut self.local;
+        local.count += 1;
+        if !in_sample(&v.id, *n, sampled) {
+            return;
+        }
+        local.ids.add_row(v.id.as_bytes(), &id_digest(&v.id));
+        let digest = vector_digest(&v);
+        match plan.recorded.contains(&v.id) {
+            true => {
+                local.recorded.insert(v.id, digest);
+            }
+            false => local.sample.add(&v.id, digest),
+        }
+    }
+
+    fn drill(&mut self, ids: &HashSet<String>, buckets: &BTreeSet<usize>, v: Vector) {
+        if buckets.contains(&bucket_of(v.id.as_bytes(), self.sample.0)) {
+            self.local.bucket_ids.insert(v.id.clone());
+        }
+        if ids.contains(&v.id) {
+            self.local.vectors.insert(v.id.clone(), v);
+        }
+    }
 }
 
 impl Collector for ExpectSink {
     type Out = HashMap<String, Expected>;
 
     fn write(&mut self, batch: &TableBatch) -> Result<()> {
-        let Some(w) = &self.writer else { return Ok(()) };
-        let (wanted, local) = (&self.wanted, &mut self.local);
+        let Some(w) = self.writer.take() else { return Ok(()) };
+        let result = self.write_with(&w, batch);
+        self.writer = Some(w);
+        result
+    }
+
+    fn merge_into(self, out: &mut Self::Out) -> u64 {
+        match out.entry(self.table) {
+            Entry::Vacant(v) => {
+                v.insert(self.local);
+            }
+            Entry::Occupied(mut o) => o.get_mut().merge(self.local),
+        }
+        0
+    }
+}
+
+impl ExpectSink {
+    fn write_with(&mut self, w: &LineWriter, batch: &TableBatch) -> Result<()> {
+        let gather = self.gather.clone();
         let mut line = String::new();
         for row in 0..batch.batch.num_rows() {
-            match vector_at(w, &batch.batch, row, &mut line)? {
-                (Line::Written, Some(v)) => match wanted {
-                    Some(ids) if ids.contains(&v.id) => {
-                        local.vectors.insert(v.id.clone(), v);
-                    }
-                    Some(_) => {}
-                    None => {
-                        local.digests.insert(v.id.clone(), vector_digest(&v));
-                    }
-                },
+            match (vector_at(w, &batch.batch, row, &mut line)?, &gather) {
+                ((Line::Written, Some(v)), Gather::Expect(plan)) => self.expect(plan, v),
+                ((Line::Written, Some(v)), Gather::Drill { ids, buckets }) => self.drill(ids, buckets, v),
                 // Expected in Vectorize, but the rules leave it out: say so.
-                (Line::Invalid(r), _) if wanted.is_none() => {
+                ((Line::Invalid(r), _), Gather::Expect(_)) => {
                     let id = w.id_of(&batch.batch, row);
                     let (n, sampled) = &*self.sample;
                     if id.as_deref().is_none_or(|id| in_sample(id, *n, sampled)) {
                         let key = id.as_ref().map(|id| format!("id={id}")).unwrap_or(r.key.clone());
-                        local.skipped.add(key, id, r.describe());
+                        self.local.skipped.add(key, id, r.describe());
                     }
                 }
                 _ => {}
@@ -143,18 +242,10 @@ impl Collector for ExpectSink {
         }
         Ok(())
     }
-
-    fn merge_into(self, out: &mut Self::Out) -> u64 {
-        let e = out.entry(self.table).or_default();
-        e.digests.extend(self.local.digests);
-        e.vectors.extend(self.local.vectors);
-        e.skipped.merge(self.local.skipped);
-        0
-    }
 }
 
 /// Whether an id falls into the sampled buckets.
-pub fn in_sample(id: &str, buckets: usize, sampled: &std::collections::BTreeSet<usize>) -> bool {
+pub fn in_sample(id: &str, buckets: usize, sampled: &BTreeSet<usize>) -> bool {
     sampled.len() >= buckets || sampled.contains(&bucket_of(id.as_bytes(), buckets))
 }
 

@@ -213,3 +213,31 @@ fn a_null_in_a_column_the_source_says_not_null_is_read_not_fatal() {
     .expect("read");
     assert_eq!(rows, 2);
 }
+
+#[test]
+fn wide_rows_cut_batches_by_bytes_not_only_by_rows() {
+    let c = rusqlite::Connection::open_in_memory().expect("db");
+    c.execute_batch("CREATE TABLE t (id TEXT NOT NULL PRIMARY KEY, body TEXT NOT NULL)").expect("table");
+    let wide = "x".repeat(200_000);
+    for i in 0..40 {
+        c.execute("INSERT INTO t VALUES (?1, ?2)", rusqlite::params![format!("{i:036}"), wide]).expect("row");
+    }
+    let mut s = spec();
+    s.columns[0].ty.kind = Kind::Text;
+    s.columns[1] = ColumnSpec {
+        name: "body".into(),
+        pg_type: "text".into(),
+        ty: ColumnType { kind: Kind::Text, array: false, dims: None, decimal: None },
+        nullable: false,
+        cast: None,
+    };
+    let mut sizes = Vec::new();
+    read_rows(&c, "t", &s, 2048, None, &mut |b, _| {
+        sizes.push(b.num_rows());
+        Ok(())
+    })
+    .expect("read");
+    // 8 MB of rows: cut at 2 MiB (11 rows of 200 kB each), not one batch of 40.
+    assert_eq!(sizes.iter().sum::<usize>(), 40);
+    assert!(sizes.len() >= 4 && sizes.iter().all(|&n| n * 200_000 <= BATCH_BYTES + 200_000), "{sizes:?}");
+}
