@@ -84,6 +84,7 @@ pub async fn run(
         min_recall: args.min_recall,
         accept_skipped: args.accept_skipped,
         query_file: args.query_file.clone(),
+        last_report: Some(args.report_dir.join("report.json")),
     };
     let report = run::run(&source, &opts, progress).await?;
     let written = write_reports(&report, &args.report_dir)?;

@@ -13,5 +13,6 @@ pub mod render;
 pub mod report;
 pub mod run;
 pub mod run_vectors;
+pub mod since;
 pub mod value_check;
 pub mod vectors;

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use arrow::record_batch::RecordBatch;
 
 use crate::batch::collect::{take, Collector, Collectors};
+use crate::batch::TableSpec;
 use crate::digest::key_display;
 use crate::error::{Error, Result};
 use crate::plan::Prepared;
@@ -60,17 +61,32 @@ pub async fn pending(
     read: ReadOptions,
 ) -> Result<HashMap<String, Pending>> {
     let xmax = snapshot_xmax(txid_snapshot)?;
+    // A parent restored from a soft delete makes its children pending
+    // too. Too old to order (2^31 transactions without a sync): every row.
+    let changed = |spec: &TableSpec| {
+        let changed = prepared.live.touched(spec, changed_after(&checkpoint.position, xmax).as_deref());
+        Some(changed.unwrap_or_else(|| "true".into()))
+    };
+    keys_where(src, snapshot_id, prepared, read, &changed).await
+}
 
+/// Per source table, the keys of its live rows that match `condition`
+/// (tables for which it gives `None` are not read), at the snapshot.
+pub async fn keys_where(
+    src: &Source,
+    snapshot_id: &str,
+    prepared: &Prepared,
+    read: ReadOptions,
+    condition: &dyn Fn(&TableSpec) -> Option<String>,
+) -> Result<HashMap<String, Pending>> {
     let out = Arc::new(Mutex::new(HashMap::new()));
     let mut jobs = Vec::new();
     let mut schemas = HashMap::new();
     for (info, (_, d1)) in prepared.infos.iter().zip(&prepared.d1) {
         let Ok((key_src, key_d1)) = crate::digest::pass::key_views(&info.spec, d1) else { continue };
+        let Some(changed) = condition(&info.spec) else { continue };
         schemas.insert(info.spec.qualified(), key_d1.spec.arrow_schema());
-        // A parent restored from a soft delete makes its children pending
-        // too. Too old to order (2^31 transactions without a sync): every row.
-        let changed = prepared.live.touched(&info.spec, changed_after(&checkpoint.position, xmax).as_deref());
-        let filter = all_of(&[changed.or(Some("true".into())), prepared.live.live(&info.spec)]);
+        let filter = all_of(&[Some(changed), prepared.live.live(&info.spec)]);
         jobs.push(TableJob {
             table: Arc::new(key_src),
             partitions: vec![Partition { filter, ..Partition::whole() }],

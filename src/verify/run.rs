@@ -5,7 +5,7 @@
 //! those buckets' rows, so memory follows the differences, not the table.
 //! [`run`] reads as those steps; [`Verification`] holds what they share.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -60,6 +60,9 @@ pub struct VerifyOptions {
     /// The service's query embeddings for the `[[queries]]` shapes
     /// (NDJSON); without it, `queries` vectors per shape are sampled.
     pub query_file: Option<PathBuf>,
+    /// The last verify's report.json: the rows changed since its snapshot
+    /// have their vectors' values compared ([`super::since`]).
+    pub last_report: Option<PathBuf>,
 }
 
 pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Result<VerifyReport> {
@@ -69,7 +72,8 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
     let v = Verification::prepare(src, opts, progress, &mut snapshot).await?;
     v.check_query_shapes()?;
     let d1 = v.local_d1().await?;
-    let sums = v.bucket_sums(&d1.path).await?;
+    let since = v.changed_since_last_verify(&snapshot.info.txid_snapshot).await?;
+    let sums = v.bucket_sums(&d1.path, since.ids).await?;
     let wanted = v.differing_buckets(&sums);
     let src_rows = v.drill_down(&wanted).await?;
     let pending = match super::pending::checkpoint_in(&d1.path)? {
@@ -79,7 +83,7 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
         }
         None => HashMap::new(),
     };
-    let vector_reports = v.vector_reports(&sums.expected, &pending).await?;
+    let vector_reports = v.vector_reports(&sums.expected, &pending, &since.notes).await?;
     let parity = v.parity(&d1.path).await?;
     let query_shapes = v.query_shapes(&d1.path).await?;
     let snap = snapshot.info.clone();
@@ -227,7 +231,7 @@ impl<'a> Verification<'a> {
     /// Pass 1: bucket sums on both sides (and the vectors the source
     /// expects); the D1 side is read on its own threads while the source
     /// streams in.
-    async fn bucket_sums(&self, d1_path: &Path) -> Result<Sums> {
+    async fn bucket_sums(&self, d1_path: &Path, changed: HashSet<String>) -> Result<Sums> {
         open_d1(d1_path)?;
         let n = self.n;
         let sums = Arc::new(Mutex::new(HashMap::new()));
@@ -238,6 +242,7 @@ impl<'a> Verification<'a> {
         if !vmaps.0.is_empty() {
             let plan = ValuePlan {
                 recorded: recorded_ids(d1_path)?,
+                changed,
                 mode: self.opts.vector_values,
                 seed: self.snapshot_id.clone(),
             };

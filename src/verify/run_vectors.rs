@@ -34,6 +34,7 @@ impl Verification<'_> {
         &self,
         expected: &Arc<Mutex<HashMap<String, Expected>>>,
         pending: &HashMap<String, Pending>,
+        since_notes: &[String],
     ) -> Result<HashMap<String, TargetReport>> {
         let vmaps = &self.prepared.vectors.mappings;
         let mut reports = HashMap::new();
@@ -47,7 +48,7 @@ impl Verification<'_> {
             let listing = list_sums(index, &exp, self.n, &self.sample).await?;
             let differing: BTreeSet<usize> =
                 exp.ids.differing(&listing.sums).intersection(&self.sample).copied().collect();
-            let (fetched, check) = fetch_values(index, exp.recorded, exp.sample).await?;
+            let (fetched, check) = fetch_values(index, exp.recorded, exp.changed_only, exp.sample).await?;
             let listed_ids = list_in(index, &differing, &exp.skipped.ids, self.n).await?;
             let after = index.info().await?;
             let source =
@@ -71,6 +72,7 @@ impl Verification<'_> {
                 ));
             }
             notes.extend(listing.notes(&before, &after));
+            notes.extend(since_notes.iter().cloned());
             // Vectorize differences name the row by key (`id=…`) or by vector id.
             let p = pending.get(&table);
             let n_before = diffs.len();
@@ -261,10 +263,11 @@ struct Fetched {
 async fn fetch_values(
     index: &Vectorize,
     recorded: HashMap<String, RowDigest>,
+    changed_since_verify: u64,
     sample: Sampler,
 ) -> Result<(Fetched, ValueCheck)> {
     let (drawn, not_compared) = sample.drawn();
-    let written_since_load = recorded.len() as u64;
+    let written_since_load = recorded.len() as u64 - changed_since_verify;
     let sampled: HashMap<String, RowDigest> = drawn.into_iter().collect();
     let fetch: Vec<&String> = recorded.keys().chain(sampled.keys()).collect();
     let mut differing = HashMap::new();
@@ -288,6 +291,7 @@ async fn fetch_values(
         ids_compared: 0,
         values_compared: fetch.len() as u64,
         written_since_load,
+        changed_since_verify,
         sampled: sampled.len() as u64,
         not_compared,
         sampled_differing,

@@ -75,6 +75,10 @@ pub struct ValueCheck {
     pub values_compared: u64,
     /// Of those, the ones sync wrote since the last load (all compared).
     pub written_since_load: u64,
+    /// Of those, the others whose rows changed since the last verify (all
+    /// compared).
+    #[serde(default)]
+    pub changed_since_verify: u64,
     /// Of those, the uniform sample of the others.
     pub sampled: u64,
     /// How many others the sample was drawn from (0 = every vector compared).
@@ -93,9 +97,14 @@ impl ValueCheck {
     /// The report's sentence about it.
     pub fn sentence(&self) -> String {
         let head = format!(
-            "ids: all {} compared; values: {} compared ({} written since the last load, {} sampled), \
-             {} requests",
-            self.ids_compared, self.values_compared, self.written_since_load, self.sampled, self.requests
+            "ids: all {} compared; values: {} compared ({} written since the last load, {} changed since \
+             the last verify, {} sampled), {} requests",
+            self.ids_compared,
+            self.values_compared,
+            self.written_since_load,
+            self.changed_since_verify,
+            self.sampled,
+            self.requests
         );
         if self.not_compared == 0 {
             return format!("{head}: every vector's values compared");
@@ -144,6 +153,8 @@ pub fn differing_below(n: u64) -> f64 {
 #[derive(Debug)]
 pub struct ValuePlan {
     pub recorded: HashSet<String>,
+    /// Rows changed since the last verify ([`super::since`]): all compared too.
+    pub changed: HashSet<String>,
     pub mode: ValueMode,
     pub seed: String,
 }
@@ -255,6 +266,7 @@ mod tests {
             ids_compared: 20_000,
             values_compared: 350,
             written_since_load: 50,
+            changed_since_verify: 0,
             sampled: 300,
             not_compared: 19_650,
             sampled_differing: 0,

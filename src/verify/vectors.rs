@@ -36,7 +36,10 @@ pub struct Expected {
     /// Vectors the source expects, in every bucket (compared or not).
     pub count: u64,
     pub ids: Buckets,
+    /// Digests of the vectors compared in full: sync recorded them, or
+    /// their rows changed since the last verify (`changed_only` of them).
     pub recorded: HashMap<String, RowDigest>,
+    pub changed_only: u64,
     pub sample: Sampler,
     pub vectors: HashMap<String, Vector>,
     pub bucket_ids: HashSet<String>,
@@ -55,6 +58,7 @@ impl Expected {
             count: 0,
             ids: Buckets::new(n),
             recorded: HashMap::new(),
+            changed_only: 0,
             sample: plan.map_or(Sampler::new(ValueMode::Sample(0), ""), |p| Sampler::new(p.mode, &p.seed)),
             vectors: HashMap::new(),
             bucket_ids: HashSet::new(),
@@ -66,6 +70,7 @@ impl Expected {
         self.count += other.count;
         self.ids.merge(&other.ids);
         self.recorded.extend(other.recorded);
+        self.changed_only += other.changed_only;
         self.sample.merge(other.sample);
         self.vectors.extend(other.vectors);
         self.bucket_ids.extend(other.bucket_ids);
@@ -181,11 +186,12 @@ impl ExpectSink {
         }
         local.ids.add_row(v.id.as_bytes(), &id_digest(&v.id));
         let digest = vector_digest(&v);
-        match plan.recorded.contains(&v.id) {
-            true => {
+        match (plan.recorded.contains(&v.id), plan.changed.contains(&v.id)) {
+            (false, false) => local.sample.add(&v.id, digest),
+            (recorded, _) => {
+                local.changed_only += u64::from(!recorded);
                 local.recorded.insert(v.id, digest);
             }
-            false => local.sample.add(&v.id, digest),
         }
     }
 

@@ -198,3 +198,69 @@ fn verify_compares_every_id_the_written_values_and_a_stated_sample() {
     let notes = t["notes"].to_string();
     assert!(notes.contains("2 of 4096 key buckets"), "{notes}");
 }
+
+/// A change sync made but did not record (its record in D1 lost) and that
+/// the index holds wrongly: with the last verify's report in the report
+/// folder, the row is among those changed since, so its value is compared
+/// for certain; without it, only a sample of 1 could find it.
+#[test]
+fn rows_changed_since_the_last_verify_have_their_values_compared() {
+    let db = TestDb::new("verifysince");
+    db.seed(3_000, 8);
+    let dir = temp_dir("verifysince");
+    let emu = Emulator::start(&["--rate-limit", "1000000/1"]);
+    let config = init_config(&db, dir.path());
+    ok(emu
+        .command(&db)
+        .args(["load", "--config", &config, "--target", "api", "--d1-database-id", "db1"])
+        .args(["--vectorize-index", "vi", "--create-index", "--rate-limit", "1000000/1", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .output()
+        .expect("load"));
+    let report = dir.path().join("report");
+    let one = ["--vector-values", "1"];
+    let (code, r, out) = verify(&emu, &db, &config, &report, &one);
+    assert_eq!(code, Some(0), "{out}");
+    let notes = vectorize_target(&r)["notes"].to_string();
+    assert!(notes.contains("no earlier verify of this source"), "{notes}");
+
+    // One row changes; sync sends it; its record is lost; the index then
+    // holds a value pgflare did not write.
+    let id = db
+        .query_one("SELECT id::text FROM chunks WHERE embedding IS NOT NULL ORDER BY id LIMIT 1 OFFSET 1500");
+    db.exec(&format!(
+        "UPDATE chunks SET embedding = '[1,2,3,4,5,6,7,8]', updated_at = now() WHERE id = '{id}'"
+    ));
+    ok(emu
+        .command(&db)
+        .args(["sync", "--config", &config, "--target", "api", "--d1-database-id", "db1"])
+        .args(["--vectorize-index", "vi", "--once", "--rate-limit", "1000000/1", "--work-dir"])
+        .arg(dir.path().join("sync-work"))
+        .output()
+        .expect("sync"));
+    let d1 = rusqlite::Connection::open(emu.d1_file("db1")).expect("d1");
+    d1.execute("DELETE FROM pgflare_vector_digests WHERE id = ?1", [&id]).expect("lose the record");
+    drop(d1);
+    plant(&emu, &id);
+
+    // Without the last report: nothing singles the row out.
+    let elsewhere = dir.path().join("report-elsewhere");
+    let (_, r, _) = verify(&emu, &db, &config, &elsewhere, &one);
+    let v = &vectorize_target(&r)["values"];
+    assert_eq!(v["changed_since_verify"].as_u64(), Some(0), "{v:#}");
+
+    // With it: the row changed since the last verify, so it is compared.
+    let (code, r, out) = verify(&emu, &db, &config, &report, &one);
+    assert_eq!(code, Some(1), "{out}");
+    let t = vectorize_target(&r);
+    let found: Vec<&str> =
+        t["differences"].as_array().expect("list").iter().filter_map(|d| d["key"].as_str()).collect();
+    assert!(found.contains(&format!("id={id}").as_str()), "{t:#}");
+    assert!(t["values"]["changed_since_verify"].as_u64().expect("count") >= 1, "{t:#}");
+    let notes = t["notes"].to_string();
+    assert!(
+        notes.contains("changed since the last verify")
+            && notes.contains("the values of all of them compared"),
+        "{notes}"
+    );
+}
