@@ -441,8 +441,10 @@ pub struct CheckArgs {
     /// Which vectors' values are fetched from Vectorize (20 per request,
     /// against a budget of 1,200 requests per 5 minutes). Every id is
     /// always listed and compared (1,000 per request). N (default 300):
-    /// the values of every vector sync wrote since the last load, and a
-    /// uniform sample of N of the others, with the confidence it gives in
+    /// the values of every vector sync wrote since the last load, of every
+    /// row changed since the last verify (its report.json in
+    /// --report-dir), and a uniform sample of N of the others, with the
+    /// confidence it gives in
     /// the report (300 clean: fewer than 1% differ, at 95%); `all`: every
     /// vector's values (a million vectors: 50,000 requests).
     #[arg(long, default_value = "300", value_name = "N|all")]
