@@ -267,7 +267,8 @@ async fn fetch_values(
     sample: Sampler,
 ) -> Result<(Fetched, ValueCheck)> {
     let (drawn, not_compared) = sample.drawn();
-    let written_since_load = recorded.len() as u64 - changed_since_verify;
+    // Saturating: a vector id the source holds twice is counted twice.
+    let written_since_load = (recorded.len() as u64).saturating_sub(changed_since_verify);
     let sampled: HashMap<String, RowDigest> = drawn.into_iter().collect();
     let fetch: Vec<&String> = recorded.keys().chain(sampled.keys()).collect();
     let mut differing = HashMap::new();
@@ -286,7 +287,7 @@ async fn fetch_values(
             }
         }
     }
-    sampled_differing += sampled.len() as u64 - sampled_returned;
+    sampled_differing += (sampled.len() as u64).saturating_sub(sampled_returned);
     let check = ValueCheck {
         ids_compared: 0,
         values_compared: fetch.len() as u64,
