@@ -40,6 +40,15 @@ pub struct Pending {
     pub vector_ids: HashSet<String>,
 }
 
+impl Pending {
+    /// Whether the row behind a Vectorize difference keyed `id=<vector id>`
+    /// is pending: by its vector id (any one-column key, whatever its
+    /// name), or by its D1 key when that column is named `id`.
+    pub fn holds_vector(&self, key: &str) -> bool {
+        key.strip_prefix("id=").is_some_and(|id| self.vector_ids.contains(id)) || self.d1_keys.contains(key)
+    }
+}
+
 /// The sync checkpoint kept in a D1 file, if the file has one.
 pub fn checkpoint_in(d1_file: &Path) -> Result<Option<Checkpoint>> {
     let conn = rusqlite::Connection::open_with_flags(d1_file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -130,5 +139,21 @@ impl Collector for KeySink {
         p.d1_keys.extend(self.local.d1_keys);
         p.vector_ids.extend(self.local.vector_ids);
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vector_difference_is_pending_whatever_the_key_column_is_named() {
+        let p = Pending { d1_keys: ["chunk_id=7".to_string()].into(), vector_ids: ["7".to_string()].into() };
+        // Vectorize differences are keyed `id=<vector id>`: matched by the
+        // vector id, not only when the key column happens to be `id`.
+        assert!(p.holds_vector("id=7"));
+        assert!(!p.holds_vector("id=8"));
+        let named_id = Pending { d1_keys: ["id=9".to_string()].into(), vector_ids: HashSet::new() };
+        assert!(named_id.holds_vector("id=9"));
     }
 }

@@ -72,8 +72,8 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
     let v = Verification::prepare(src, opts, progress, &mut snapshot).await?;
     v.check_query_shapes()?;
     let d1 = v.local_d1().await?;
-    let since = v.changed_since_last_verify(&snapshot.info.txid_snapshot).await?;
-    let sums = v.bucket_sums(&d1.path, since.ids).await?;
+    let mut since = v.changed_since_last_verify(&snapshot.info.txid_snapshot).await?;
+    let sums = v.bucket_sums(&d1.path, std::mem::take(&mut since.ids)).await?;
     let wanted = v.differing_buckets(&sums);
     let src_rows = v.drill_down(&wanted).await?;
     let pending = match super::pending::checkpoint_in(&d1.path)? {
@@ -83,7 +83,7 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
         }
         None => HashMap::new(),
     };
-    let vector_reports = v.vector_reports(&sums.expected, &pending, &since.notes).await?;
+    let vector_reports = v.vector_reports(&sums.expected, &pending, &since).await?;
     let parity = v.parity(&d1.path).await?;
     let query_shapes = v.query_shapes(&d1.path).await?;
     let snap = snapshot.info.clone();

@@ -16,6 +16,7 @@ use super::pending::Pending;
 use super::report::DiffKind;
 use super::report::{Difference, QueryParity, TargetReport};
 use super::run::{open_d1, Verification};
+use super::since::Since;
 use super::value_check::{differing_below, Sampler, ValueCheck};
 use super::vectors::{self, difference, expect_sinks, id_digest, in_sample, Expected, Gather};
 use crate::batch::collect::take;
@@ -34,7 +35,7 @@ impl Verification<'_> {
         &self,
         expected: &Arc<Mutex<HashMap<String, Expected>>>,
         pending: &HashMap<String, Pending>,
-        since_notes: &[String],
+        since: &Since,
     ) -> Result<HashMap<String, TargetReport>> {
         let vmaps = &self.prepared.vectors.mappings;
         let mut reports = HashMap::new();
@@ -48,13 +49,18 @@ impl Verification<'_> {
             let listing = list_sums(index, &exp, self.n, &self.sample).await?;
             let differing: BTreeSet<usize> =
                 exp.ids.differing(&listing.sums).intersection(&self.sample).copied().collect();
-            let (fetched, check) = fetch_values(index, exp.recorded, exp.changed_only, exp.sample).await?;
             let listed_ids = list_in(index, &differing, &exp.skipped.ids, self.n).await?;
+            // Equal bucket sums mean the same ids: only a differing bucket's
+            // ids can be absent from the index.
+            let present =
+                |id: &str| !differing.contains(&bucket_of(id.as_bytes(), self.n)) || listed_ids.contains(id);
+            let p = pending.get(&table);
+            let (fetched, check) =
+                fetch_values(index, exp.recorded, exp.changed_only, exp.sample, p, &present).await?;
             let after = index.info().await?;
-            let source =
-                self.closer_look(&table, fetched.differing.keys().cloned().collect(), &differing).await?;
+            let source = self.closer_look(&table, fetched.keys().cloned().collect(), &differing).await?;
             let mut diffs = ids_differences(&source.bucket_ids, &listed_ids);
-            diffs.extend(fetched.differing.iter().filter_map(|(id, stored)| {
+            diffs.extend(fetched.iter().filter_map(|(id, stored)| {
                 source.vectors.get(id).and_then(|s| difference(s, stored, self.opts.float_tolerance))
             }));
             let check = ValueCheck {
@@ -72,11 +78,9 @@ impl Verification<'_> {
                 ));
             }
             notes.extend(listing.notes(&before, &after));
-            notes.extend(since_notes.iter().cloned());
-            // Vectorize differences name the row by key (`id=…`) or by vector id.
-            let p = pending.get(&table);
+            notes.extend(since.note_for(&table));
             let n_before = diffs.len();
-            diffs.retain(|d| !p.is_some_and(|p| p.d1_keys.contains(&d.key) || p.vector_ids.contains(&d.key)));
+            diffs.retain(|d| !p.is_some_and(|p| p.holds_vector(&d.key)));
             let pending_sync = (n_before - diffs.len()) as u64;
             let location = format!("vectorize index {}", index.index());
             let r = vectors::report(
@@ -250,27 +254,30 @@ fn ids_differences(source: &HashSet<String>, listed: &HashSet<String>) -> Vec<Di
     missing.chain(extra).collect()
 }
 
-/// The values fetched: the stored vectors whose digests differ from the
-/// source's, by id.
-struct Fetched {
-    differing: HashMap<String, Vector>,
-}
-
 /// Fetches the vectors sync recorded and the sample (20 per `get_by_ids`,
 /// 1,000 ids per call to the client) and compares their digests with the
-/// source's. A sampled id the index does not return differs (the id
-/// comparison names it missing).
+/// source's; returns the stored vectors whose digests differ, by id. Only
+/// ids the listing showed `present` are asked for (what `get_by_ids` does
+/// with an unknown id is not documented): a sampled id the index lacks
+/// differs, and the id comparison names it missing. Sampled rows the next
+/// sync sends (`pending`) are left out of the sample: it speaks of the
+/// vectors the load wrote.
 async fn fetch_values(
     index: &Vectorize,
     recorded: HashMap<String, RowDigest>,
     changed_since_verify: u64,
     sample: Sampler,
-) -> Result<(Fetched, ValueCheck)> {
+    pending: Option<&Pending>,
+    present: &dyn Fn(&str) -> bool,
+) -> Result<(HashMap<String, Vector>, ValueCheck)> {
     let (drawn, not_compared) = sample.drawn();
     // Saturating: a vector id the source holds twice is counted twice.
     let written_since_load = (recorded.len() as u64).saturating_sub(changed_since_verify);
-    let sampled: HashMap<String, RowDigest> = drawn.into_iter().collect();
-    let fetch: Vec<&String> = recorded.keys().chain(sampled.keys()).collect();
+    let sampled: HashMap<String, RowDigest> = drawn
+        .into_iter()
+        .filter(|(id, _)| !pending.is_some_and(|p| p.holds_vector(&format!("id={id}"))))
+        .collect();
+    let fetch: Vec<&String> = recorded.keys().chain(sampled.keys()).filter(|id| present(id)).collect();
     let mut differing = HashMap::new();
     let mut sampled_returned = 0u64;
     let mut sampled_differing = 0u64;
@@ -300,7 +307,7 @@ async fn fetch_values(
             .then(|| differing_below(sampled.len() as u64)),
         requests: 0,
     };
-    Ok((Fetched { differing }, check))
+    Ok((differing, check))
 }
 
 impl Listing {

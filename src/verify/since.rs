@@ -10,7 +10,7 @@
 //! never fewer, so a report edited by hand or from another source costs
 //! requests at worst (another source's report is not used).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::run::Verification;
@@ -24,11 +24,20 @@ use crate::state::checkpoint::{snapshot_xmax, TxidSnapshot};
 pub const MAX_CHANGED: usize = 10_000;
 
 /// The vector ids of the rows changed since the last verify, and what the
-/// report should say about them.
+/// report should say about them: per vector table, or (when there is no
+/// last verify to go by) the same for every table.
 #[derive(Debug, Default)]
 pub struct Since {
     pub ids: HashSet<String>,
-    pub notes: Vec<String>,
+    pub by_table: HashMap<String, String>,
+    pub general: Option<String>,
+}
+
+impl Since {
+    /// The report's note on `table`'s Vectorize target, if any.
+    pub fn note_for(&self, table: &str) -> Option<String> {
+        self.by_table.get(table).or(self.general.as_ref()).cloned()
+    }
 }
 
 /// The last verify of `source` written to `report` (report.json): its
@@ -54,7 +63,7 @@ impl Verification<'_> {
         }
         let Some(report) = &self.opts.last_report else { return Ok(since) };
         let Some((last, at)) = last_verify(report, self.src.display()) else {
-            since.notes.push(format!(
+            since.general = Some(format!(
                 "no earlier verify of this source in {}: the rows changed since the last verify are not \
                  singled out this time (the next run with the same --report-dir compares all of them)",
                 report.display()
@@ -62,7 +71,7 @@ impl Verification<'_> {
             return Ok(since);
         };
         let Some(changed) = changed_since(last.xmin, snapshot_xmax(txid_snapshot)?) else {
-            since.notes.push(format!(
+            since.general = Some(format!(
                 "the last verify ({at}) is too many transactions ago to tell which rows changed since"
             ));
             return Ok(since);
@@ -85,24 +94,23 @@ impl Verification<'_> {
             let ids = keys.get(&table).map_or(&none, |p| &p.vector_ids);
             let note = match () {
                 _ if !keyed(&info.spec) => format!(
-                    "{table}: the vector id column is not the table's key, so the rows changed since the \
-                     last verify ({at}) are not singled out"
+                    "the vector id column is not the table's key, so the rows changed since the last verify \
+                     ({at}) are not singled out"
                 ),
                 _ if ids.len() > MAX_CHANGED => format!(
-                    "{table}: {} rows changed since the last verify ({at}), more than {MAX_CHANGED}: their \
-                     values are compared only in the sample",
+                    "{} rows changed since the last verify ({at}), more than {MAX_CHANGED}: their values are \
+                     compared only in the sample",
                     ids.len()
                 ),
                 _ => {
                     since.ids.extend(ids.iter().cloned());
                     format!(
-                        "{table}: {} rows changed since the last verify ({at}): the values of all of them \
-                         compared",
+                        "{} rows changed since the last verify ({at}): the values of all of them compared",
                         ids.len()
                     )
                 }
             };
-            since.notes.push(note);
+            since.by_table.insert(table, note);
         }
         Ok(since)
     }

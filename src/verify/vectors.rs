@@ -66,6 +66,36 @@ impl Expected {
         }
     }
 
+    /// Pass 1 for one source vector: its id summed into its bucket, its
+    /// digest kept when its values are compared in full, or offered to the
+    /// sample. Ids outside the compared buckets are only counted.
+    fn expect(&mut self, plan: &ValuePlan, (n, compared): &(usize, BTreeSet<usize>), v: Vector) {
+        self.count += 1;
+        if !in_sample(&v.id, *n, compared) {
+            return;
+        }
+        self.ids.add_row(v.id.as_bytes(), &id_digest(&v.id));
+        let digest = vector_digest(&v);
+        match (plan.recorded.contains(&v.id), plan.changed.contains(&v.id)) {
+            (false, false) => self.sample.add(&v.id, digest),
+            (recorded, _) => {
+                self.changed_only += u64::from(!recorded);
+                self.recorded.insert(v.id, digest);
+            }
+        }
+    }
+
+    /// The closer look for one source vector: its id when it falls into a
+    /// differing bucket (of `n`), the whole vector when it is wanted.
+    fn drill(&mut self, ids: &HashSet<String>, buckets: &BTreeSet<usize>, n: usize, v: Vector) {
+        if buckets.contains(&bucket_of(v.id.as_bytes(), n)) {
+            self.bucket_ids.insert(v.id.clone());
+        }
+        if ids.contains(&v.id) {
+            self.vectors.insert(v.id.clone(), v);
+        }
+    }
+
     fn merge(&mut self, other: Expected) {
         self.count += other.count;
         self.ids.merge(&other.ids);
@@ -176,43 +206,31 @@ pub fn expect_sinks(
     })
 }
 
-impl ExpectSink {
-    fn expect(&mut self, plan: &ValuePlan, v: Vector) {
-        let (n, sampled) = &*self.sample;
-        let local = &mut self.local;
-        local.count += 1;
-        if !in_sample(&v.id, *n, sampled) {
-            return;
-        }
-        local.ids.add_row(v.id.as_bytes(), &id_digest(&v.id));
-        let digest = vector_digest(&v);
-        match (plan.recorded.contains(&v.id), plan.changed.contains(&v.id)) {
-            (false, false) => local.sample.add(&v.id, digest),
-            (recorded, _) => {
-                local.changed_only += u64::from(!recorded);
-                local.recorded.insert(v.id, digest);
-            }
-        }
-    }
-
-    fn drill(&mut self, ids: &HashSet<String>, buckets: &BTreeSet<usize>, v: Vector) {
-        if buckets.contains(&bucket_of(v.id.as_bytes(), self.sample.0)) {
-            self.local.bucket_ids.insert(v.id.clone());
-        }
-        if ids.contains(&v.id) {
-            self.local.vectors.insert(v.id.clone(), v);
-        }
-    }
-}
-
 impl Collector for ExpectSink {
     type Out = HashMap<String, Expected>;
 
     fn write(&mut self, batch: &TableBatch) -> Result<()> {
-        let Some(w) = self.writer.take() else { return Ok(()) };
-        let result = self.write_with(&w, batch);
-        self.writer = Some(w);
-        result
+        let Some(w) = &self.writer else { return Ok(()) };
+        let (local, sample) = (&mut self.local, &*self.sample);
+        let mut line = String::new();
+        for row in 0..batch.batch.num_rows() {
+            match (vector_at(w, &batch.batch, row, &mut line)?, &self.gather) {
+                ((Line::Written, Some(v)), Gather::Expect(plan)) => local.expect(plan, sample, v),
+                ((Line::Written, Some(v)), Gather::Drill { ids, buckets }) => {
+                    local.drill(ids, buckets, sample.0, v)
+                }
+                // Expected in Vectorize, but the rules leave it out: say so.
+                ((Line::Invalid(r), _), Gather::Expect(_)) => {
+                    let id = w.id_of(&batch.batch, row);
+                    if id.as_deref().is_none_or(|id| in_sample(id, sample.0, &sample.1)) {
+                        let key = id.as_ref().map(|id| format!("id={id}")).unwrap_or(r.key.clone());
+                        local.skipped.add(key, id, r.describe());
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     fn merge_into(self, out: &mut Self::Out) -> u64 {
@@ -223,30 +241,6 @@ impl Collector for ExpectSink {
             Entry::Occupied(mut o) => o.get_mut().merge(self.local),
         }
         0
-    }
-}
-
-impl ExpectSink {
-    fn write_with(&mut self, w: &LineWriter, batch: &TableBatch) -> Result<()> {
-        let gather = self.gather.clone();
-        let mut line = String::new();
-        for row in 0..batch.batch.num_rows() {
-            match (vector_at(w, &batch.batch, row, &mut line)?, &gather) {
-                ((Line::Written, Some(v)), Gather::Expect(plan)) => self.expect(plan, v),
-                ((Line::Written, Some(v)), Gather::Drill { ids, buckets }) => self.drill(ids, buckets, v),
-                // Expected in Vectorize, but the rules leave it out: say so.
-                ((Line::Invalid(r), _), Gather::Expect(_)) => {
-                    let id = w.id_of(&batch.batch, row);
-                    let (n, sampled) = &*self.sample;
-                    if id.as_deref().is_none_or(|id| in_sample(id, *n, sampled)) {
-                        let key = id.as_ref().map(|id| format!("id={id}")).unwrap_or(r.key.clone());
-                        self.local.skipped.add(key, id, r.describe());
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(())
     }
 }
 

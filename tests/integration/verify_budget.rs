@@ -26,6 +26,29 @@ fn verify(emu: &Emulator, db: &TestDb, config: &str, report: &std::path::Path, e
 
 type Run = (Option<i32>, serde_json::Value, String);
 
+/// `load --target api` into D1 `db1` and Vectorize `vi` (created).
+fn load(emu: &Emulator, db: &TestDb, config: &str, state: &std::path::Path, extra: &[&str]) {
+    ok(emu
+        .command(db)
+        .args(["load", "--config", config, "--target", "api", "--d1-database-id", "db1"])
+        .args(["--vectorize-index", "vi", "--create-index", "--rate-limit", "1000000/1", "--state-dir"])
+        .arg(state)
+        .args(extra)
+        .output()
+        .expect("load"));
+}
+
+/// One `sync --once` into the same targets.
+fn sync(emu: &Emulator, db: &TestDb, config: &str, work: &std::path::Path) {
+    ok(emu
+        .command(db)
+        .args(["sync", "--config", config, "--target", "api", "--d1-database-id", "db1"])
+        .args(["--vectorize-index", "vi", "--once", "--rate-limit", "1000000/1", "--work-dir"])
+        .arg(work)
+        .output()
+        .expect("sync"));
+}
+
 fn vectorize_target(r: &serde_json::Value) -> serde_json::Value {
     let t = r["tables"]
         .as_array()
@@ -67,15 +90,8 @@ fn verify_compares_every_id_the_written_values_and_a_stated_sample() {
     let emu = Emulator::start(&["--rate-limit", "1000000/1", "--request-log", log.to_str().expect("p")]);
     let config = init_config(&db, dir.path());
     let state = dir.path().join("state");
-    ok(emu
-        .command(&db)
-        .args(["load", "--config", &config, "--target", "api", "--d1-database-id", "db1"])
-        .args(["--vectorize-index", "vi", "--create-index", "--rate-limit", "1000000/1", "--state-dir"])
-        .arg(&state)
-        // Key ranges of 1 MiB: about ten, each ending with a partial upsert.
-        .args(["--partition-mib", "1"])
-        .output()
-        .expect("load"));
+    // Key ranges of 1 MiB: about ten, each ending with a partial upsert.
+    load(&emu, &db, &config, &state, &["--partition-mib", "1"]);
     let vectors = db.count("SELECT count(*) FROM chunks WHERE embedding IS NOT NULL");
     // The load packs its upserts to the limit: the ranges' last, partial
     // upserts are sent together, so ceil(vectors / 5,000) requests, not one
@@ -94,13 +110,7 @@ fn verify_compares_every_id_the_written_values_and_a_stated_sample() {
          updated_at = now() WHERE id IN (SELECT id FROM chunks WHERE embedding IS NOT NULL ORDER BY id LIMIT 50)",
     );
     let work = dir.path().join("sync-work");
-    ok(emu
-        .command(&db)
-        .args(["sync", "--config", &config, "--target", "api", "--d1-database-id", "db1"])
-        .args(["--vectorize-index", "vi", "--once", "--rate-limit", "1000000/1", "--work-dir"])
-        .arg(&work)
-        .output()
-        .expect("sync"));
+    sync(&emu, &db, &config, &work);
     let synced =
         db.query_one("SELECT id::text FROM chunks WHERE embedding IS NOT NULL ORDER BY id LIMIT 1 OFFSET 7");
     let loaded = db.query_one(
@@ -210,13 +220,7 @@ fn rows_changed_since_the_last_verify_have_their_values_compared() {
     let dir = temp_dir("verifysince");
     let emu = Emulator::start(&["--rate-limit", "1000000/1"]);
     let config = init_config(&db, dir.path());
-    ok(emu
-        .command(&db)
-        .args(["load", "--config", &config, "--target", "api", "--d1-database-id", "db1"])
-        .args(["--vectorize-index", "vi", "--create-index", "--rate-limit", "1000000/1", "--state-dir"])
-        .arg(dir.path().join("state"))
-        .output()
-        .expect("load"));
+    load(&emu, &db, &config, &dir.path().join("state"), &[]);
     let report = dir.path().join("report");
     let one = ["--vector-values", "1"];
     let (code, r, out) = verify(&emu, &db, &config, &report, &one);
@@ -231,13 +235,7 @@ fn rows_changed_since_the_last_verify_have_their_values_compared() {
     db.exec(&format!(
         "UPDATE chunks SET embedding = '[1,2,3,4,5,6,7,8]', updated_at = now() WHERE id = '{id}'"
     ));
-    ok(emu
-        .command(&db)
-        .args(["sync", "--config", &config, "--target", "api", "--d1-database-id", "db1"])
-        .args(["--vectorize-index", "vi", "--once", "--rate-limit", "1000000/1", "--work-dir"])
-        .arg(dir.path().join("sync-work"))
-        .output()
-        .expect("sync"));
+    sync(&emu, &db, &config, &dir.path().join("sync-work"));
     let d1 = rusqlite::Connection::open(emu.d1_file("db1")).expect("d1");
     d1.execute("DELETE FROM pgflare_vector_digests WHERE id = ?1", [&id]).expect("lose the record");
     drop(d1);
@@ -263,4 +261,16 @@ fn rows_changed_since_the_last_verify_have_their_values_compared() {
             && notes.contains("the values of all of them compared"),
         "{notes}"
     );
+    // A row written after the sync is pending, not a sampled difference:
+    // with every vector sampled, only the planted one counts.
+    db.exec(
+        "INSERT INTO chunks SELECT (jsonb_populate_record(null::chunks, to_jsonb(c) || \
+         jsonb_build_object('id', gen_random_uuid(), 'chunk_index', c.chunk_index + 100000))).* \
+         FROM chunks c WHERE embedding IS NOT NULL LIMIT 1",
+    );
+    let (_, r, out) =
+        verify(&emu, &db, &config, &dir.path().join("report-all"), &["--vector-values", "100000"]);
+    let t = vectorize_target(&r);
+    assert_eq!(t["values"]["sampled_differing"].as_u64(), Some(1), "{out}\n{t:#}");
+    assert!(t["pending_sync"].as_u64().expect("pending") >= 1, "{t:#}");
 }
