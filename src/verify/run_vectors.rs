@@ -260,8 +260,9 @@ fn ids_differences(source: &HashSet<String>, listed: &HashSet<String>) -> Vec<Di
 /// ids the listing showed `present` are asked for (what `get_by_ids` does
 /// with an unknown id is not documented): a sampled id the index lacks
 /// differs, and the id comparison names it missing. Sampled rows the next
-/// sync sends (`pending`) are left out of the sample: it speaks of the
-/// vectors the load wrote.
+/// sync sends (`pending`) are compared (their differences count as
+/// pending) but are not part of the sample: it speaks of the vectors the
+/// load wrote.
 async fn fetch_values(
     index: &Vectorize,
     recorded: HashMap<String, RowDigest>,
@@ -273,11 +274,10 @@ async fn fetch_values(
     let (drawn, not_compared) = sample.drawn();
     // Saturating: a vector id the source holds twice is counted twice.
     let written_since_load = (recorded.len() as u64).saturating_sub(changed_since_verify);
-    let sampled: HashMap<String, RowDigest> = drawn
-        .into_iter()
-        .filter(|(id, _)| !pending.is_some_and(|p| p.holds_vector(&format!("id={id}"))))
-        .collect();
-    let fetch: Vec<&String> = recorded.keys().chain(sampled.keys()).filter(|id| present(id)).collect();
+    let (drawn_pending, sampled): (HashMap<String, RowDigest>, HashMap<String, RowDigest>) =
+        drawn.into_iter().partition(|(id, _)| pending.is_some_and(|p| p.holds_vector(&format!("id={id}"))));
+    let fetch: Vec<&String> =
+        recorded.keys().chain(drawn_pending.keys()).chain(sampled.keys()).filter(|id| present(id)).collect();
     let mut differing = HashMap::new();
     let mut sampled_returned = 0u64;
     let mut sampled_differing = 0u64;
@@ -287,7 +287,7 @@ async fn fetch_values(
             let v = Vector::from_stored(&stored);
             let in_sample = sampled.get(&v.id);
             sampled_returned += u64::from(in_sample.is_some());
-            let Some(want) = recorded.get(&v.id).or(in_sample) else { continue };
+            let Some(want) = recorded.get(&v.id).or(drawn_pending.get(&v.id)).or(in_sample) else { continue };
             if *want != vector_digest(&v) {
                 sampled_differing += u64::from(in_sample.is_some());
                 differing.insert(v.id.clone(), v);
