@@ -745,15 +745,28 @@ PY
     # against the full load into the same targets. Each measured run
     # changes another 1% first; that UPDATE is measured alone and
     # subtracted in the report.
-    local upd="UPDATE public.$TABLE SET content = content || ' ~', updated_at = now() WHERE id IN (SELECT id FROM public.$TABLE ORDER BY random() LIMIT $((CHUNKS / 100)))"
     local psql_cmd=(env LD_LIBRARY_PATH="$PSQL_LD" "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "$DB")
-    {
-        echo '# Changes 1% of the rows, then runs the command given (one measured sync run).'
-        echo 'set -euo pipefail'
-        printf '%q ' "${psql_cmd[@]}" -c "$upd"
-        echo
-        echo 'exec "$@"'
-    } >"$OUT_DIR/after-1pct-update.sh"
+    # The UPDATE of $1 random rows.
+    update_sql() {
+        echo "UPDATE public.$TABLE SET content = content || ' ~', updated_at = now() WHERE id IN (SELECT id FROM public.$TABLE ORDER BY random() LIMIT $1)"
+    }
+    # Writes $2: a script that changes $1 random rows, then runs the command
+    # given. Each script is written whole from its count: an edit of the
+    # %q-quoted text (a sed over "LIMIT 2000") would silently not match.
+    update_script() {
+        {
+            echo "# Changes $1 random rows, then runs the command given (one measured sync run)."
+            echo 'set -euo pipefail'
+            printf '%q ' "${psql_cmd[@]}" -c "$(update_sql "$1")"
+            echo
+            echo 'exec "$@"'
+        } >"$2"
+        grep -qF "LIMIT\\ $1\\)" "$2" || die "$2 does not change $1 rows"
+    }
+    local upd
+    upd="$(update_sql $((CHUNKS / 100)))"
+    update_script $((CHUNKS / 100)) "$OUT_DIR/after-1pct-update.sh"
+    update_script 200 "$OUT_DIR/after-200-update.sh"
     measure "1% update alone (psql)" --note "UPDATE of $((CHUNKS / 100)) random rows, subtracted from the sync runs below" \
         -- "${psql_cmd[@]}" -c "$upd" || die "the 1% update failed"
     measure "pgflare load --target api (emulator D1 + Vectorize)" \
@@ -776,7 +789,6 @@ PY
     # The same sync with a change set of fixed size (200 rows, 1% of the
     # default table), so that a larger table's run shows what the table's
     # size costs, apart from the change set's.
-    sed "s/LIMIT $((CHUNKS / 100))/LIMIT 200/" "$OUT_DIR/after-1pct-update.sh" >"$OUT_DIR/after-200-update.sh"
     sync_api "pgflare sync --once, 200 rows changed (emulator D1 + Vectorize)" \
         "as the 1% sync above, with 200 rows changed whatever the table's size" "$OUT_DIR/after-200-update.sh"
     kill "$EMU_PID" 2>/dev/null || true

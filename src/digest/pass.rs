@@ -2,8 +2,10 @@
 //! shape: the source batch projected to the D1 columns (in D1 order, the
 //! source types, [`crate::d1::read::target_form`]) or the D1 rows read back
 //! into those types ([`crate::d1::read::read_table`]). A `Sum` pass adds
-//! row digests into key buckets; a `Collect` pass keeps the rows (with
-//! their values) of the buckets that differ. verify compares two sides
+//! row digests into key buckets; a `Refine` pass sums them into the finer
+//! parts of some differing buckets ([`super::buckets::Refinement`]); a
+//! `Collect` pass keeps the rows (with their values) of the buckets (or
+//! parts) that differ. verify compares two sides
 //! with it; sync's delete sweep finds the keys D1 holds and the source no
 //! longer has.
 
@@ -14,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
-use super::buckets::{bucket_of, identity, Buckets};
+use super::buckets::{bucket_of, identity, Buckets, Parts, Refinement};
 use super::shown::{shorten, Kept, SIDE_BUDGET};
 use super::{field_digest, key_display, row_digests, RowDigest};
 use crate::batch::collect::{Collector, Collectors};
@@ -79,6 +81,9 @@ pub type Rows = HashMap<Vec<u8>, SeenRow>;
 pub enum Pass {
     /// Sum row digests per bucket.
     Sum,
+    /// Sum row digests per part of the split buckets (rows of other
+    /// buckets are passed over).
+    Refine(Arc<Refinement>),
     /// Keep the rows (with values) of these buckets.
     Collect(Arc<BTreeSet<usize>>),
 }
@@ -86,6 +91,8 @@ pub enum Pass {
 /// The per-table result of a pass over one side.
 pub struct Side {
     pub buckets: Option<Buckets>,
+    /// A `Refine` pass's sums, by part.
+    pub parts: Parts,
     pub rows: Rows,
     /// Bytes left for long texts' kept prefixes ([`super::shown::SIDE_BUDGET`]).
     pub kept_budget: usize,
@@ -93,7 +100,20 @@ pub struct Side {
 
 impl Default for Side {
     fn default() -> Self {
-        Side { buckets: None, rows: Rows::default(), kept_budget: SIDE_BUDGET }
+        Side { buckets: None, parts: Parts::new(), rows: Rows::default(), kept_budget: SIDE_BUDGET }
+    }
+}
+
+impl Side {
+    /// Adds what another reader of the same side found (other key ranges).
+    pub fn merge(&mut self, other: Side) {
+        if let Some(b) = &other.buckets {
+            self.buckets.get_or_insert_with(|| Buckets::new(b.len())).merge(b);
+        }
+        for (part, sum) in other.parts {
+            self.parts.entry(part).or_default().merge(&sum);
+        }
+        self.rows.extend(other.rows);
     }
 }
 
@@ -144,6 +164,14 @@ pub fn absorb_at(
             let b = side.buckets.get_or_insert_with(|| Buckets::new(n));
             for (row, d) in digests.iter().enumerate() {
                 b.add_row(&id_of(row, d)?, d);
+            }
+            Ok(())
+        }
+        Pass::Refine(r) => {
+            for (row, d) in digests.iter().enumerate() {
+                if let Some(part) = r.part_of(&id_of(row, d)?) {
+                    side.parts.entry(part).or_default().add(d);
+                }
             }
             Ok(())
         }
@@ -301,11 +329,7 @@ impl Collector for SourceSink {
     }
 
     fn merge_into(self, out: &mut Self::Out) -> u64 {
-        let side = out.entry(self.name).or_default();
-        if let Some(b) = &self.local.buckets {
-            side.buckets.get_or_insert_with(|| Buckets::new(b.len())).merge(b);
-        }
-        side.rows.extend(self.local.rows);
+        out.entry(self.name).or_default().merge(self.local);
         self.seen
     }
 }
@@ -381,11 +405,7 @@ pub fn d1_pass_file(
     });
     let mut all = Side::default();
     for side in results {
-        let side = side?;
-        if let Some(b) = &side.buckets {
-            all.buckets.get_or_insert_with(|| Buckets::new(b.len())).merge(b);
-        }
-        all.rows.extend(side.rows);
+        all.merge(side?);
     }
     Ok(Some(all))
 }

@@ -19,7 +19,7 @@ use crate::batch::collect::take;
 use crate::batch::sink::SinkFactory;
 use crate::cloudflare::{Api, Vectorize};
 use crate::config::project::Project;
-use crate::digest::buckets::Buckets;
+use crate::digest::buckets::{differing_parts, refinement, Buckets, Refinement};
 use crate::digest::pass::{d1_pass_file, source_sinks, D1Shape, Pass, Rows, Side};
 use crate::error::{Error, Result};
 use crate::plan::{Prepared, Target};
@@ -75,6 +75,7 @@ pub async fn run(src: &Source, opts: &VerifyOptions, progress: &Progress) -> Res
     let mut since = v.changed_since_last_verify(&snapshot.info.txid_snapshot).await?;
     let sums = v.bucket_sums(&d1.path, std::mem::take(&mut since.ids)).await?;
     let wanted = v.differing_buckets(&sums);
+    let wanted = v.refine(&d1.path, &sums, wanted).await?;
     let src_rows = v.drill_down(&wanted).await?;
     let pending = match super::pending::checkpoint_in(&d1.path)? {
         Some(cp) => {
@@ -126,6 +127,17 @@ pub(super) struct Verification<'a> {
 pub(super) struct LocalD1 {
     pub(super) path: PathBuf,
     notes: Vec<String>,
+}
+
+/// The buckets of one table whose rows are kept and compared: buckets of
+/// `n`, pass 1's own or the finer parts of a [`Refinement`].
+pub(super) struct Drill {
+    n: usize,
+    buckets: BTreeSet<usize>,
+    /// Pass 1's differing buckets (the report's count).
+    differing: usize,
+    /// What the refinement did, for the report.
+    note: Option<String>,
 }
 
 /// Pass 1's outcome: bucket sums per table on both sides, the tables D1
@@ -294,15 +306,78 @@ impl<'a> Verification<'a> {
         wanted
     }
 
-    /// Pass 2: the source rows of differing buckets, with their values.
-    async fn drill_down(&self, wanted: &HashMap<String, BTreeSet<usize>>) -> Result<HashMap<String, Side>> {
-        let rows = Arc::new(Mutex::new(HashMap::new()));
+    /// Pass 1½, for tables whose differing buckets hold many rows: both
+    /// sides summed again into finer parts of those buckets, so that pass 2
+    /// keeps only the rows of differing parts (memory follows the rows that
+    /// differ, not the buckets they fell into).
+    async fn refine(
+        &self,
+        d1_path: &Path,
+        sums: &Sums,
+        wanted: HashMap<String, BTreeSet<usize>>,
+    ) -> Result<HashMap<String, Drill>> {
+        let mut out = HashMap::new();
         for (name, set) in wanted {
+            let (src, d1) = (sums.source.get(&name), sums.d1.get(&name));
+            let rows_in = |b: usize| [src, d1].iter().flatten().map(|s| buckets_of(s, self.n).rows(b)).max();
+            let rows: u64 = set.iter().map(|&b| rows_in(b).unwrap_or(0)).sum();
+            let differing = set.len();
+            // A table D1 lacks reads only enough rows to list already.
+            let split = refinement(rows, &set, self.n).filter(|_| !sums.absent.contains(&name));
+            let drill = match split {
+                None => Drill { n: self.n, buckets: set, differing, note: None },
+                Some(r) => {
+                    let buckets = self.differing_parts(d1_path, &name, Arc::new(r.clone())).await?;
+                    let note = format!(
+                        "{rows} rows in the {differing} differing key buckets: each was split into {} parts, \
+                         {} of which differ; only their rows were compared",
+                        r.n / r.of,
+                        buckets.len()
+                    );
+                    Drill { n: r.n, buckets, differing, note: Some(note) }
+                }
+            };
+            out.insert(name, drill);
+        }
+        Ok(out)
+    }
+
+    /// The parts of `r` whose sums differ between the source and D1.
+    async fn differing_parts(
+        &self,
+        d1_path: &Path,
+        name: &str,
+        r: Arc<Refinement>,
+    ) -> Result<BTreeSet<usize>> {
+        let shape = self
+            .shapes
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::Internal(format!("no D1 shape for {name}")))?;
+        let pass = Pass::Refine(r.clone());
+        let (path, d1_pass, n) = (d1_path.to_path_buf(), pass.clone(), r.n);
+        let d1_shape = shape.clone();
+        let d1_side =
+            tokio::task::spawn_blocking(move || d1_pass_file(&path, &d1_shape, n, &d1_pass, d1_threads()));
+        let parts = Arc::new(Mutex::new(HashMap::new()));
+        let shapes = Arc::new(HashMap::from([(name.to_string(), shape)]));
+        let read =
+            self.read(Some(name), "refine", Arc::new(source_sinks(shapes, n, pass, parts.clone()))).await;
+        let d1 = d1_side.await.map_err(|e| Error::Internal(format!("the D1 reader died: {e}")))??;
+        read?;
+        let src = take(&parts)?.remove(name).unwrap_or_default();
+        Ok(differing_parts(&src.parts, &d1.unwrap_or_default().parts))
+    }
+
+    /// Pass 2: the source rows of differing buckets, with their values.
+    async fn drill_down(&self, wanted: &HashMap<String, Drill>) -> Result<HashMap<String, Side>> {
+        let rows = Arc::new(Mutex::new(HashMap::new()));
+        for (name, drill) in wanted {
             let shapes: HashMap<String, D1Shape> =
                 self.shapes.iter().filter(|(k, _)| *k == name).map(|(k, v)| (k.clone(), v.clone())).collect();
-            let pass = Pass::Collect(Arc::new(set.clone()));
+            let pass = Pass::Collect(Arc::new(drill.buckets.clone()));
             let sinks: Arc<dyn SinkFactory> =
-                Arc::new(source_sinks(Arc::new(shapes), self.n, pass, rows.clone()));
+                Arc::new(source_sinks(Arc::new(shapes), drill.n, pass, rows.clone()));
             self.read(Some(name), "drill-down", sinks).await?;
         }
         take(&rows)
@@ -314,7 +389,7 @@ impl<'a> Verification<'a> {
         &self,
         d1: &LocalD1,
         sums: &Sums,
-        wanted: &HashMap<String, BTreeSet<usize>>,
+        wanted: &HashMap<String, Drill>,
         mut src_rows: HashMap<String, Side>,
         pending: &HashMap<String, Pending>,
         mut vector_reports: HashMap<String, TargetReport>,
@@ -326,24 +401,26 @@ impl<'a> Verification<'a> {
             let Some(shape) = self.shapes.get(&name) else { continue };
             let src_total = sums.source.get(&name).map(|s| buckets_of(s, n).total().rows).unwrap_or(0);
             let d1_total = sums.d1.get(&name).map(|s| buckets_of(s, n).total().rows).unwrap_or(0);
-            let set = wanted.get(&name).cloned().unwrap_or_default();
-            let (mut s_rows, mut t_rows) = if set.is_empty() {
-                (Default::default(), Default::default())
-            } else {
-                let pass = Pass::Collect(Arc::new(set.clone()));
-                let t = d1_pass_file(&d1.path, shape, n, &pass, d1_threads())?.unwrap_or_default();
-                (src_rows.remove(&name).map(|s| s.rows).unwrap_or_default(), t.rows)
+            let drill = wanted.get(&name);
+            let (mut s_rows, mut t_rows) = match drill {
+                Some(drill) if !drill.buckets.is_empty() => {
+                    let pass = Pass::Collect(Arc::new(drill.buckets.clone()));
+                    let t = d1_pass_file(&d1.path, shape, drill.n, &pass, d1_threads())?.unwrap_or_default();
+                    (src_rows.remove(&name).map(|s| s.rows).unwrap_or_default(), t.rows)
+                }
+                _ => Default::default(),
             };
             let pending_sync = set_aside(pending.get(&name), &mut s_rows, &mut t_rows);
             let mut report = classify(
                 shape,
                 &format!("{} table {}", self.opts.d1.describe(), shape.table.name),
-                (src_total, d1_total, sample.len(), set.len()),
+                (src_total, d1_total, sample.len(), drill.map_or(0, |d| d.differing)),
                 &s_rows,
                 &t_rows,
                 sample.len() as f64 / n as f64,
             );
             report.pending_sync = pending_sync;
+            report.notes.extend(drill.and_then(|d| d.note.clone()));
             report.notes.extend(d1.notes.iter().cloned());
             if sums.absent.contains(&name) {
                 let src_buckets =

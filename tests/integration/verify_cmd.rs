@@ -305,3 +305,79 @@ fn target_of<'a>(r: &'a serde_json::Value, table: &str, kind: &str) -> &'a serde
         .find(|g| g["kind"] == kind)
         .unwrap_or_else(|| panic!("{kind}: {t:#}"))
 }
+
+/// A D1 behind by a few hundred rows spread over every bucket: the rows of
+/// the differing buckets are the whole table, too many to keep with their
+/// values (some KiB each: 600 MiB at 200,000 rows, measured). verify
+/// splits those buckets into parts first and keeps only the differing
+/// parts' rows: every difference is still found and counted exactly.
+#[test]
+fn differences_in_every_bucket_are_found_keeping_only_their_rows() {
+    let db = TestDb::new("verifyrefine");
+    db.seed(12_000, 4);
+    let dir = temp_dir("verifyrefine");
+    let (sqlite, report) = (dir.path().join("d1.sqlite"), dir.path().join("report"));
+    let state = dir.path().join("state");
+    let (sq, st) = (sqlite.to_str().expect("p"), state.to_str().expect("p"));
+    ok(pgflare(&db, &["load", "--target", "sqlite", "--sqlite", sq, "--state-dir", st]));
+
+    let c = rusqlite::Connection::open(&sqlite).expect("open");
+    c.execute("PRAGMA foreign_keys = OFF", []).expect("fk");
+    let n = |sql: &str| c.execute(sql, []).expect(sql);
+    assert_eq!(n("UPDATE chunks SET content = content || '~' WHERE id IN (SELECT id FROM chunks ORDER BY id LIMIT 150 OFFSET 1000)"), 150);
+    assert_eq!(
+        n("DELETE FROM chunks WHERE id IN (SELECT id FROM chunks ORDER BY id LIMIT 40 OFFSET 6000)"),
+        40
+    );
+    assert_eq!(
+        n("INSERT INTO chunks SELECT 'ffffffff-0000-4000-8000-0000000000' || substr(id, 35), document_id, chunk_index + 1000, \
+           content, token_count, tags, metadata, embedding, created_at, updated_at FROM chunks ORDER BY id LIMIT 10 OFFSET 9000"),
+        10
+    );
+    drop(c);
+
+    // 64 buckets of ~190 rows: 200 differences leave few of them equal.
+    let (code, r, out) = verify(&db, &sqlite, &report, &["--buckets", "64"]);
+    assert_eq!(code, Some(1), "{out}");
+    let chunks = target(&r, "public.chunks");
+    assert_eq!(
+        chunks["counts"],
+        serde_json::json!({"missing": 40, "extra": 10, "changed": 150}),
+        "{chunks:#}"
+    );
+    assert!(chunks["buckets_differing"].as_u64().expect("n") >= 60, "{chunks:#}");
+    let listed = chunks["differences"].as_array().expect("list");
+    assert_eq!(listed.len(), 200);
+    assert_eq!(
+        listed.iter().filter(|d| d["key"].as_str().is_some_and(|k| k.starts_with("id=ffffffff"))).count(),
+        10
+    );
+    // The note says how finely: 1,024 parts a bucket (4 per row), and how
+    // many parts differ: one per difference, or fewer when two share one.
+    let notes: Vec<&str> =
+        chunks["notes"].as_array().expect("notes").iter().filter_map(|n| n.as_str()).collect();
+    let note =
+        notes.iter().find(|n| n.contains("split into")).unwrap_or_else(|| panic!("no split: {chunks:#}"));
+    assert!(note.contains("each was split into 1024 parts"), "{note}");
+    let parts: u64 = note
+        .split(" parts, ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{note}"));
+    assert!((190..=200).contains(&parts), "{parts} parts differ for 200 differences: {note}");
+
+    // Few differing rows: no split, the same counts.
+    let c = rusqlite::Connection::open(&sqlite).expect("open");
+    c.execute("PRAGMA foreign_keys = OFF", []).expect("fk");
+    c.execute("DELETE FROM chunks WHERE id LIKE 'ffffffff%'", []).expect("undo extra");
+    drop(c);
+    let (code, r, out) = verify(&db, &sqlite, &report, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    let chunks = target(&r, "public.chunks");
+    assert_eq!(chunks["counts"], serde_json::json!({"missing": 40, "changed": 150}), "{chunks:#}");
+    assert!(
+        !chunks.to_string().contains("split into"),
+        "4096 buckets: ~560 rows to keep, no split: {chunks:#}"
+    );
+}
