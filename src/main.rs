@@ -54,6 +54,11 @@ fn main() -> ExitCode {
 /// (1 MiB also bounded it, but cost the archive ~20% in page faults).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn bound_heap_fragmentation() {
+    // The user's own setting wins (glibc reads it at start): a host short
+    // of memory can trade time for it (README, "Memory").
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() {
+        return;
+    }
     // SAFETY: mallopt only sets a malloc tunable; it runs before any other
     // thread exists, and a refusal (return 0) leaves glibc's default.
     unsafe {

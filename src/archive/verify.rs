@@ -4,7 +4,9 @@
 //! file's size, blake3, schema, row count and row digest are checked (files
 //! in parallel). Against the source, the table is read at a fresh snapshot
 //! and compared by primary-key buckets; only differing buckets are read
-//! again, and each difference is named by file, row and key.
+//! again (split into finer parts first when they hold many rows, see
+//! [`crate::digest::buckets::Refinement`]), and each difference is named
+//! by file, row and key.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
@@ -16,7 +18,7 @@ use serde::Serialize;
 
 use crate::batch::collect::take;
 use crate::batch::TableSpec;
-use crate::digest::buckets::{Buckets, DEFAULT_BUCKETS};
+use crate::digest::buckets::{differing_parts, refinement, Buckets, DEFAULT_BUCKETS};
 use crate::digest::pass::{absorb_at, table_sinks, Pass, Rows, Side};
 use crate::digest::{row_digests, DigestSum};
 use crate::error::{Error, Result};
@@ -52,6 +54,9 @@ pub struct VerifyReport {
     pub problems: Vec<Problem>,
     /// Problems found beyond those listed.
     pub unlisted_problems: u64,
+    /// How the comparison with the source went where it was not plain
+    /// (differing buckets split into finer parts, say).
+    pub notes: Vec<String>,
 }
 
 impl VerifyReport {
@@ -236,6 +241,42 @@ async fn not_archived(conn: &mut crate::source::SourceConn, spec: &TableSpec) ->
         .collect())
 }
 
+/// A manifest table resolved against the source: its spec, the
+/// partitions to read it by, and its manifest entry.
+type Planned<'m> = (Arc<TableSpec>, Vec<source::Partition>, &'m ManifestTable);
+
+/// Reads of the source at the verify's snapshot.
+struct SourceReads<'a> {
+    src: &'a Source,
+    snapshot: String,
+    opts: ReadOptions,
+    progress: &'a Progress,
+}
+
+impl SourceReads<'_> {
+    /// The tables' rows folded by `pass` over `n` buckets, per table.
+    async fn read(
+        &self,
+        specs: &[Planned<'_>],
+        label: &str,
+        n: usize,
+        pass: Pass,
+    ) -> Result<HashMap<String, Side>> {
+        let jobs = specs
+            .iter()
+            .map(|(s, p, t)| TableJob {
+                table: s.clone(),
+                partitions: p.clone(),
+                progress: self.progress.rows(&format!("{} ({label})", s.qualified()), Some(t.rows)),
+            })
+            .collect();
+        let out = Arc::new(Mutex::new(HashMap::new()));
+        let sinks = Arc::new(table_sinks(n, pass, out.clone()));
+        source::read_all(self.src, &self.snapshot, jobs, sinks, self.opts).await?;
+        take(&out)
+    }
+}
+
 async fn against_source(
     dir: &Path,
     manifest: &Manifest,
@@ -246,6 +287,40 @@ async fn against_source(
     report: &mut VerifyReport,
 ) -> Result<()> {
     let mut snapshot = Snapshot::export(src).await?;
+    let specs = plan_tables(&mut snapshot, manifest, report).await?;
+    let reads = SourceReads { src, snapshot: snapshot.info.id.clone(), opts, progress };
+    let sums = reads.read(&specs, "source", DEFAULT_BUCKETS, Pass::Sum).await?;
+
+    // Differing buckets per table, with the rows they hold on either side.
+    let mut wanted: HashMap<String, (BTreeSet<usize>, u64)> = HashMap::new();
+    for (spec, _, _) in &specs {
+        let name = spec.qualified();
+        let empty = Buckets::new(DEFAULT_BUCKETS);
+        let src_b = sums.get(&name).and_then(|s| s.buckets.as_ref()).unwrap_or(&empty);
+        let arc_b = archive.get(&name).unwrap_or(&empty);
+        let diff = src_b.differing(arc_b);
+        let rows = diff.iter().map(|&b| src_b.rows(b).max(arc_b.rows(b))).sum();
+        if !diff.is_empty() {
+            wanted.insert(name, (diff, rows));
+        }
+    }
+    // Drill down a table at a time.
+    for planned in specs {
+        if let Some((diff, rows)) = wanted.get(&planned.0.qualified()) {
+            drill(&reads, dir, planned, diff, *rows, report).await?;
+        }
+    }
+    snapshot.release().await?;
+    Ok(())
+}
+
+/// Resolves each manifest table against the source (a table gone or
+/// whose columns changed type is a problem, and is not compared).
+async fn plan_tables<'m>(
+    snapshot: &mut Snapshot,
+    manifest: &'m Manifest,
+    report: &mut VerifyReport,
+) -> Result<Vec<Planned<'m>>> {
     let mut specs = Vec::new();
     for t in &manifest.tables {
         let sel = Selection {
@@ -294,60 +369,55 @@ async fn against_source(
         .await?;
         specs.push((Arc::new(t.spec.clone()), parts, t));
     }
+    Ok(specs)
+}
 
-    let jobs = |specs: &[(Arc<TableSpec>, Vec<source::Partition>, &ManifestTable)], pass: &str| {
-        specs
-            .iter()
-            .map(|(s, p, t)| TableJob {
-                table: s.clone(),
-                partitions: p.clone(),
-                progress: progress.rows(&format!("{} ({pass})", s.qualified()), Some(t.rows)),
-            })
-            .collect::<Vec<_>>()
+/// Compares the rows of a table's differing buckets on both sides, each
+/// difference named by file, row and key. Buckets that hold many rows are
+/// split into finer parts first, and only the differing parts' rows kept.
+async fn drill(
+    reads: &SourceReads<'_>,
+    dir: &Path,
+    planned: Planned<'_>,
+    diff: &BTreeSet<usize>,
+    rows: u64,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let (spec, table) = (planned.0.clone(), planned.2);
+    let name = spec.qualified();
+    let one = [planned];
+    let (one, name_ref) = (&one, &name);
+    let read_source = |n: usize, pass: Pass| async move {
+        Ok::<Side, Error>(reads.read(one, "drill-down", n, pass).await?.remove(name_ref).unwrap_or_default())
     };
-    let sums = Arc::new(Mutex::new(HashMap::new()));
-    let sinks = Arc::new(table_sinks(DEFAULT_BUCKETS, Pass::Sum, sums.clone()));
-    source::read_all(src, &snapshot.info.id, jobs(&specs, "source"), sinks, opts).await?;
-    let sums: HashMap<String, Side> = take(&sums)?;
-
-    let mut wanted: HashMap<String, BTreeSet<usize>> = HashMap::new();
-    for (spec, _, _) in &specs {
-        let name = spec.qualified();
-        let empty = Buckets::new(DEFAULT_BUCKETS);
-        let src_b = sums.get(&name).and_then(|s| s.buckets.as_ref()).unwrap_or(&empty);
-        let arc_b = archive.get(&name).unwrap_or(&empty);
-        let diff = src_b.differing(arc_b);
-        if !diff.is_empty() {
-            wanted.insert(name, diff);
-        }
-    }
-    if wanted.is_empty() {
-        snapshot.release().await?;
-        return Ok(());
-    }
-
-    // Drill down: the rows of differing buckets, on both sides, a table
-    // at a time.
-    let drill: Vec<_> = specs.into_iter().filter(|(s, _, _)| wanted.contains_key(&s.qualified())).collect();
-    for (spec, parts, table) in drill {
-        let name = spec.qualified();
-        let want = Pass::Collect(Arc::new(wanted[&name].clone()));
-        let rows = Arc::new(Mutex::new(HashMap::new()));
-        let sinks = Arc::new(table_sinks(DEFAULT_BUCKETS, want.clone(), rows.clone()));
-        let job = jobs(&[(spec.clone(), parts, table)], "drill-down");
-        source::read_all(src, &snapshot.info.id, job, sinks, opts).await?;
-        let from_source = take(&rows)?.remove(&name).unwrap_or_default().rows;
-        let key = spec.key_indices();
-        let mut archived = Side::default();
+    let read_archive = |n: usize, pass: &Pass| -> Result<Side> {
+        let (key, mut side) = (spec.key_indices(), Side::default());
         for f in &table.files {
             read_parquet(&dir.join(&f.path), |batch, first| {
                 let at = |r: usize| format!("{}#{}", f.path, first + r as u64);
-                absorb_at(&mut archived, batch, &key, DEFAULT_BUCKETS, &want, &[], &at)
+                absorb_at(&mut side, batch, &key, n, pass, &[], &at)
             })?;
         }
-        diff_rows(&name, &from_source, &archived.rows, report);
-    }
-    snapshot.release().await?;
+        Ok(side)
+    };
+    let (n, buckets) = match refinement(rows, diff, DEFAULT_BUCKETS) {
+        None => (DEFAULT_BUCKETS, diff.clone()),
+        Some(r) => {
+            let (n, parts, pass) = (r.n, r.n / r.of, Pass::Refine(Arc::new(r)));
+            let from_source = read_source(n, pass.clone()).await?;
+            let differ = differing_parts(&from_source.parts, &read_archive(n, &pass)?.parts);
+            report.notes.push(format!(
+                "{name}: {rows} rows in the {} differing key buckets: each was split into {parts} parts, \
+                 {} of which differ; only their rows were compared",
+                diff.len(),
+                differ.len()
+            ));
+            (n, differ)
+        }
+    };
+    let want = Pass::Collect(Arc::new(buckets));
+    let from_source = read_source(n, want.clone()).await?.rows;
+    diff_rows(&name, &from_source, &read_archive(n, &want)?.rows, report);
     Ok(())
 }
 

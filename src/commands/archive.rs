@@ -96,6 +96,9 @@ pub async fn verify(
         if report.unlisted_problems > 0 {
             outln!("... and {} more differences not listed", report.unlisted_problems);
         }
+        for n in &report.notes {
+            outln!("note: {n}");
+        }
         let against = if report.source_checked { " and the source" } else { "" };
         if report.ok() {
             outln!(

@@ -318,9 +318,12 @@ impl<'a> Verification<'a> {
     ) -> Result<HashMap<String, Drill>> {
         let mut out = HashMap::new();
         for (name, set) in wanted {
-            let (src, d1) = (sums.source.get(&name), sums.d1.get(&name));
-            let rows_in = |b: usize| [src, d1].iter().flatten().map(|s| buckets_of(s, self.n).rows(b)).max();
-            let rows: u64 = set.iter().map(|&b| rows_in(b).unwrap_or(0)).sum();
+            let sides: Vec<Buckets> = [sums.source.get(&name), sums.d1.get(&name)]
+                .into_iter()
+                .flatten()
+                .map(|s| buckets_of(s, self.n))
+                .collect();
+            let rows: u64 = set.iter().map(|&b| sides.iter().map(|s| s.rows(b)).max().unwrap_or(0)).sum();
             let differing = set.len();
             // A table D1 lacks reads only enough rows to list already.
             let split = refinement(rows, &set, self.n).filter(|_| !sums.absent.contains(&name));

@@ -233,3 +233,41 @@ fn an_output_folder_in_use_is_refused_unless_overwrite() {
     assert!(text(&o).contains("is not empty") && text(&o).contains("--overwrite"), "{}", text(&o));
     assert_eq!(std::fs::read_to_string(out.path().join("keep.txt")).expect("kept"), "mine");
 }
+
+/// A source that moved on from its archive by 2,100 rows, spread over
+/// 40% of the key buckets (some 16,000 rows): the
+/// buckets are split into finer parts first and only the differing parts'
+/// rows are kept (the note says so); every difference is still named.
+#[test]
+fn a_source_changed_in_many_buckets_is_compared_keeping_only_the_differing_rows() {
+    let db = TestDb::new("archiverefine");
+    db.seed(40_000, 4);
+    let out = temp_dir("archiverefine");
+    archive(&db, out.path(), &["--table", "chunks"]);
+    db.exec(
+        "UPDATE chunks SET content = content || '~' WHERE id IN (SELECT id FROM chunks ORDER BY id LIMIT 2000); \
+         DELETE FROM chunks WHERE id IN (SELECT id FROM chunks ORDER BY id DESC LIMIT 100)",
+    );
+    let dir = out.path().to_str().expect("p");
+    let online = pgflare(&db, &["archive", "verify", dir, "--against-source", "--json"]);
+    assert_eq!(online.status.code(), Some(1), "{}", text(&online));
+    let json: serde_json::Value = serde_json::from_slice(&online.stdout).expect("json");
+    let listed = json["problems"].as_array().expect("problems");
+    let count = |kind: &str| listed.iter().filter(|p| p["kind"] == kind).count() as u64;
+    // All counted, the first 100 listed: changed in the source, or deleted
+    // from it (so only in the archive).
+    assert_eq!(listed.len() as u64 + json["unlisted_problems"].as_u64().expect("n"), 2_100, "{json:#}");
+    assert_eq!(count("changed_row") + count("extra_row"), listed.len() as u64, "{json:#}");
+    let notes = json["notes"].as_array().expect("notes");
+    let note =
+        notes.iter().filter_map(|n| n.as_str()).find(|n| n.contains("split into")).unwrap_or_else(|| {
+            panic!("no split: {json:#}");
+        });
+    let differ: u64 = note
+        .split(" parts, ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{note}"));
+    assert!((2_000..=2_100).contains(&differ), "{differ} parts differ for 2,100 differences: {note}");
+}
