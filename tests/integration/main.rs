@@ -34,6 +34,7 @@ mod realistic_api;
 mod reconcile;
 mod restore;
 mod restore_postgres;
+mod same_bytes;
 mod secrets;
 mod shipping;
 mod soft_delete;
