@@ -185,6 +185,8 @@ fn verify_names_the_file_and_row_of_an_altered_archive_and_a_changed_source() {
     assert!(report.contains("content_mismatch"), "{report}");
     let online = pgflare(&db, &["archive", "verify", dir, "--against-source", "--json"]);
     assert_eq!(online.status.code(), Some(1), "{}", text(&online));
+    let scratch = temp_dir("tamperjson");
+    assert_doc_schema("archive-verify-report", &String::from_utf8_lossy(&online.stdout), scratch.path());
     let json: serde_json::Value = serde_json::from_slice(&online.stdout).expect("json");
     let changed: Vec<&serde_json::Value> = json["problems"]
         .as_array()
@@ -251,6 +253,8 @@ fn a_source_changed_in_many_buckets_is_compared_keeping_only_the_differing_rows(
     let dir = out.path().to_str().expect("p");
     let online = pgflare(&db, &["archive", "verify", dir, "--against-source", "--json"]);
     assert_eq!(online.status.code(), Some(1), "{}", text(&online));
+    let scratch = temp_dir("archiverefinejson");
+    assert_doc_schema("archive-verify-report", &String::from_utf8_lossy(&online.stdout), scratch.path());
     let json: serde_json::Value = serde_json::from_slice(&online.stdout).expect("json");
     let listed = json["problems"].as_array().expect("problems");
     let count = |kind: &str| listed.iter().filter(|p| p["kind"] == kind).count() as u64;
