@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::batch::collect::take;
 use crate::batch::TableSpec;
-use crate::digest::buckets::{differing_parts, refinement, Buckets, DEFAULT_BUCKETS};
+use crate::digest::buckets::{differing_parts, refinement, rows_in, Buckets, DEFAULT_BUCKETS};
 use crate::digest::pass::{absorb_at, table_sinks, Pass, Rows, Side};
 use crate::digest::{row_digests, DigestSum};
 use crate::error::{Error, Result};
@@ -299,7 +299,7 @@ async fn against_source(
         let src_b = sums.get(&name).and_then(|s| s.buckets.as_ref()).unwrap_or(&empty);
         let arc_b = archive.get(&name).unwrap_or(&empty);
         let diff = src_b.differing(arc_b);
-        let rows = diff.iter().map(|&b| src_b.rows(b).max(arc_b.rows(b))).sum();
+        let rows = rows_in(&diff, &[src_b, arc_b]);
         if !diff.is_empty() {
             wanted.insert(name, (diff, rows));
         }
@@ -403,15 +403,10 @@ async fn drill(
     let (n, buckets) = match refinement(rows, diff, DEFAULT_BUCKETS) {
         None => (DEFAULT_BUCKETS, diff.clone()),
         Some(r) => {
-            let (n, parts, pass) = (r.n, r.n / r.of, Pass::Refine(Arc::new(r)));
+            let (n, pass) = (r.n, Pass::Refine(Arc::new(r.clone())));
             let from_source = read_source(n, pass.clone()).await?;
             let differ = differing_parts(&from_source.parts, &read_archive(n, &pass)?.parts);
-            report.notes.push(format!(
-                "{name}: {rows} rows in the {} differing key buckets: each was split into {parts} parts, \
-                 {} of which differ; only their rows were compared",
-                diff.len(),
-                differ.len()
-            ));
+            report.notes.push(format!("{name}: {}", r.describe(rows, differ.len())));
             (n, differ)
         }
     };

@@ -122,6 +122,23 @@ impl Refinement {
         let part = bucket_of(identity, self.n);
         self.within.contains(&(part % self.of)).then_some(part)
     }
+
+    /// What the split did, for a report's notes: `rows` in the split
+    /// buckets, `differ` of the parts differing.
+    pub fn describe(&self, rows: u64, differ: usize) -> String {
+        format!(
+            "{rows} rows in the {} differing key buckets: each was split into {} parts, \
+             {differ} of which differ; only their rows were compared",
+            self.within.len(),
+            self.n / self.of
+        )
+    }
+}
+
+/// Rows in `buckets`, the larger count of the sides for each (what the
+/// rows of those buckets would cost to keep).
+pub fn rows_in(buckets: &BTreeSet<usize>, sides: &[&Buckets]) -> u64 {
+    buckets.iter().map(|&b| sides.iter().map(|s| s.rows(b)).max().unwrap_or(0)).sum()
 }
 
 /// The refinement for `differing` buckets of `of` holding `rows` rows:

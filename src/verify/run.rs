@@ -19,7 +19,7 @@ use crate::batch::collect::take;
 use crate::batch::sink::SinkFactory;
 use crate::cloudflare::{Api, Vectorize};
 use crate::config::project::Project;
-use crate::digest::buckets::{differing_parts, refinement, Buckets, Refinement};
+use crate::digest::buckets::{differing_parts, refinement, rows_in, Buckets, Refinement};
 use crate::digest::pass::{d1_pass_file, source_sinks, D1Shape, Pass, Rows, Side};
 use crate::error::{Error, Result};
 use crate::plan::{Prepared, Target};
@@ -323,7 +323,7 @@ impl<'a> Verification<'a> {
                 .flatten()
                 .map(|s| buckets_of(s, self.n))
                 .collect();
-            let rows: u64 = set.iter().map(|&b| sides.iter().map(|s| s.rows(b)).max().unwrap_or(0)).sum();
+            let rows = rows_in(&set, &sides.iter().collect::<Vec<_>>());
             let differing = set.len();
             // A table D1 lacks reads only enough rows to list already.
             let split = refinement(rows, &set, self.n).filter(|_| !sums.absent.contains(&name));
@@ -331,12 +331,7 @@ impl<'a> Verification<'a> {
                 None => Drill { n: self.n, buckets: set, differing, note: None },
                 Some(r) => {
                     let buckets = self.differing_parts(d1_path, &name, Arc::new(r.clone())).await?;
-                    let note = format!(
-                        "{rows} rows in the {differing} differing key buckets: each was split into {} parts, \
-                         {} of which differ; only their rows were compared",
-                        r.n / r.of,
-                        buckets.len()
-                    );
+                    let note = r.describe(rows, buckets.len());
                     Drill { n: r.n, buckets, differing, note: Some(note) }
                 }
             };

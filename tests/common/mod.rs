@@ -301,3 +301,23 @@ pub fn wrangler_command(project: &Path) -> Command {
     c.current_dir(project).env("WRANGLER_SEND_METRICS", "false").env("CI", "true");
     c
 }
+
+/// The note a bucket split leaves in a report's `notes` (JSON strings),
+/// and how many of its parts differ, read from the note's own words
+/// ("... split into P parts, K of which differ ...").
+pub fn split_note(notes: &serde_json::Value) -> (String, u64) {
+    let note = notes
+        .as_array()
+        .expect("notes")
+        .iter()
+        .filter_map(|n| n.as_str())
+        .find(|n| n.contains("split into"))
+        .unwrap_or_else(|| panic!("no split in the notes: {notes:#}"));
+    let differ = note
+        .split(" parts, ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no count of differing parts in: {note}"));
+    (note.to_string(), differ)
+}

@@ -262,16 +262,6 @@ fn a_source_changed_in_many_buckets_is_compared_keeping_only_the_differing_rows(
     // from it (so only in the archive).
     assert_eq!(listed.len() as u64 + json["unlisted_problems"].as_u64().expect("n"), 2_100, "{json:#}");
     assert_eq!(count("changed_row") + count("extra_row"), listed.len() as u64, "{json:#}");
-    let notes = json["notes"].as_array().expect("notes");
-    let note =
-        notes.iter().filter_map(|n| n.as_str()).find(|n| n.contains("split into")).unwrap_or_else(|| {
-            panic!("no split: {json:#}");
-        });
-    let differ: u64 = note
-        .split(" parts, ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{note}"));
+    let (note, differ) = split_note(&json["notes"]);
     assert!((2_000..=2_100).contains(&differ), "{differ} parts differ for 2,100 differences: {note}");
 }

@@ -354,17 +354,8 @@ fn differences_in_every_bucket_are_found_keeping_only_their_rows() {
     );
     // The note says how finely: 1,024 parts a bucket (4 per row), and how
     // many parts differ: one per difference, or fewer when two share one.
-    let notes: Vec<&str> =
-        chunks["notes"].as_array().expect("notes").iter().filter_map(|n| n.as_str()).collect();
-    let note =
-        notes.iter().find(|n| n.contains("split into")).unwrap_or_else(|| panic!("no split: {chunks:#}"));
+    let (note, parts) = split_note(&chunks["notes"]);
     assert!(note.contains("each was split into 1024 parts"), "{note}");
-    let parts: u64 = note
-        .split(" parts, ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{note}"));
     assert!((190..=200).contains(&parts), "{parts} parts differ for 200 differences: {note}");
 
     // Few differing rows: no split, the same counts.
